@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests need when missing (Debian: mosquitto, influxdb, chromium,
+# chromium-driver; Python: .venv with zhizao[dev]), then runs ruff, mypy --strict and pytest.
+# Fails on any failure, including "no tests collected". Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v mosquitto >/dev/null || missing+=(mosquitto)
+command -v influxd >/dev/null || missing+=(influxdb)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test: installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+bash scripts/setup-env.sh dev
+
+echo "test: ruff"
+.venv/bin/ruff check .
+echo "test: mypy --strict"
+.venv/bin/mypy .
+echo "test: pytest"
+# pytest exits 5 when it collects nothing; set -e turns that into a failure too.
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

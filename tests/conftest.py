@@ -1,0 +1,38 @@
+"""Fixtures shared by every test suite: real servers, started and stopped by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import InfluxDB, Mosquitto
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A fresh Mosquitto broker (anonymous, persistent) for one test."""
+    server = Mosquitto(tmp_path / "mosquitto")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def influxdb(tmp_path: Path) -> Iterator[InfluxDB]:
+    """A fresh InfluxDB 1.x server with database ``zhizao`` for one test."""
+    server = InfluxDB(tmp_path / "influxdb")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def shared_root() -> Path:
+    """``../shared`` beside the checkout (datasets, design docs)."""
+    return Path(__file__).resolve().parents[2] / "shared"

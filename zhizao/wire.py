@@ -1,0 +1,224 @@
+"""zhizao's wire format for batches: versioned JSON, optionally gzip-compressed.
+
+Schema: ``zhizao/schema/batch-v1.schema.json`` (JSON Schema 2020-12). A document is::
+
+    {"format": "zhizao.batch", "version": 1, "producer": "agent-7", "batch_id": "b-000042",
+     "seq": 42, "samples": [{"asset": "plant/a1/line1/cnc-1", "signal": "spindle_speed",
+     "ts": "2026-11-23T08:00:00.250000Z", "value": 12000.0, "unit": "rpm", "quality": "good"}]}
+
+``unit`` (default ``null``) and ``quality`` (default ``"good"``) may be omitted. Unknown keys
+are errors, so a typo never passes silently. Decoding never raises anything but
+:class:`~zhizao.errors.WireFormatError`, whose ``path`` names the field and position.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from zhizao.errors import WireFormatError
+from zhizao.model import AssetPath, Batch, Quality, Sample, Value, check_value, valid_id, valid_signal
+
+FORMAT: Final = "zhizao.batch"
+VERSION: Final = 1
+CONTENT_TYPE: Final = "application/vnd.zhizao.batch+json"
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_ENVELOPE_KEYS: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "samples"})
+_SAMPLE_KEYS: Final = frozenset({"asset", "signal", "ts", "value", "unit", "quality"})
+_QUALITIES: Final = {q.value: q for q in Quality}
+
+
+def format_ts(ts: datetime) -> str:
+    """RFC 3339 UTC with microseconds and a ``Z``: ``2026-11-23T08:00:00.250000Z``."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp with an explicit offset (``Z`` or ``+hh:mm``) into UTC.
+
+    Raises ``ValueError`` for naive timestamps: a reading without a zone is ambiguous.
+    """
+    ts = datetime.fromisoformat(text)
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no UTC offset; append 'Z' for UTC")
+    return ts.astimezone(UTC)
+
+
+def sample_to_dict(s: Sample) -> dict[str, Any]:
+    """The JSON object of one sample (keys as in the schema)."""
+    out: dict[str, Any] = {"asset": str(s.asset), "signal": s.signal, "ts": format_ts(s.ts), "value": s.value}
+    if s.unit is not None:
+        out["unit"] = s.unit
+    if s.quality is not Quality.GOOD:
+        out["quality"] = s.quality.value
+    return out
+
+
+def batch_to_dict(batch: Batch) -> dict[str, Any]:
+    """The JSON object of a batch (the envelope with its samples)."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "producer": batch.producer,
+        "batch_id": batch.batch_id,
+        "seq": batch.seq,
+        "samples": [sample_to_dict(s) for s in batch.samples],
+    }
+
+
+def encode_batch(batch: Batch, *, compress: bool = False) -> bytes:
+    """Serialise ``batch``; with ``compress`` the bytes are gzip (level 6)."""
+    raw = orjson.dumps(batch_to_dict(batch))
+    return gzip.compress(raw, compresslevel=6, mtime=0) if compress else raw
+
+
+def decompress(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """Return ``data`` un-gzipped when it starts with the gzip magic, else unchanged.
+
+    Refuses to inflate past ``max_bytes`` (a gzip bomb is an error, not an out-of-memory).
+    """
+    if not data.startswith(_GZIP_MAGIC):
+        return data
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise WireFormatError("", f"body is not valid gzip: {exc}") from exc
+    if len(out) > max_bytes:
+        raise WireFormatError("", f"body inflates to more than {max_bytes} bytes")
+    if not inflater.eof:
+        raise WireFormatError("", "gzip body is truncated")
+    return out
+
+
+def decode_batch(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Batch:
+    """Decode a whole batch strictly: the first problem raises ``WireFormatError``."""
+    batch, rejected = _decode(data, max_bytes=max_bytes, lenient=False)
+    assert not rejected
+    return batch
+
+
+def decode_batch_lenient(
+    data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[Batch, dict[int, str]]:
+    """Decode a batch, keeping the valid samples and reporting invalid ones.
+
+    The envelope must be valid (else ``WireFormatError``). Returns the batch with only the
+    valid samples, and ``{index: reason}`` for each rejected sample (index into the
+    document's ``samples`` array, reason starting with the field name).
+    """
+    return _decode(data, max_bytes=max_bytes, lenient=True)
+
+
+def _decode(data: bytes | str, *, max_bytes: int, lenient: bool) -> tuple[Batch, dict[int, str]]:
+    if isinstance(data, str):
+        data = data.encode()
+    if len(data) > max_bytes:
+        raise WireFormatError("", f"document is larger than {max_bytes} bytes")
+    data = decompress(data, max_bytes=max_bytes)
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise WireFormatError("", f"not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise WireFormatError("", f"document must be a JSON object, got {_kind(doc)}")
+    extra = set(doc) - _ENVELOPE_KEYS
+    if extra:
+        raise WireFormatError(sorted(extra)[0], "unknown field")
+    for key in sorted(_ENVELOPE_KEYS - set(doc)):
+        raise WireFormatError(key, "required field is missing")
+    if doc["format"] != FORMAT:
+        raise WireFormatError("format", f"must be {FORMAT!r}, got {doc['format']!r}")
+    version = doc["version"]
+    if version != VERSION or isinstance(version, bool):
+        raise WireFormatError("version", f"unsupported version {version!r}; this reader speaks {VERSION}")
+    producer, batch_id, seq = doc["producer"], doc["batch_id"], doc["seq"]
+    if not isinstance(producer, str) or not valid_id(producer):
+        raise WireFormatError("producer", "must be 1-128 letters, digits or '_.:-' starting alphanumeric")
+    if not isinstance(batch_id, str) or not valid_id(batch_id):
+        raise WireFormatError("batch_id", "must be 1-128 letters, digits or '_.:-' starting alphanumeric")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise WireFormatError("seq", f"must be an integer >= 0, got {seq!r}")
+    raw_samples = doc["samples"]
+    if not isinstance(raw_samples, list):
+        raise WireFormatError("samples", f"must be an array, got {_kind(raw_samples)}")
+    samples: list[Sample] = []
+    rejected: dict[int, str] = {}
+    assets: dict[str, AssetPath] = {}
+    for i, raw in enumerate(raw_samples):
+        try:
+            samples.append(_decode_sample(raw, assets))
+        except _FieldError as exc:
+            if not lenient:
+                raise WireFormatError(
+                    f"samples[{i}].{exc.field}" if exc.field else f"samples[{i}]", exc.message
+                ) from None
+            rejected[i] = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    return Batch(producer, batch_id, seq, tuple(samples)), rejected
+
+
+class _FieldError(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+
+
+def _decode_sample(raw: object, assets: dict[str, AssetPath]) -> Sample:
+    if not isinstance(raw, dict):
+        raise _FieldError("", f"sample must be a JSON object, got {_kind(raw)}")
+    if not raw.keys() <= _SAMPLE_KEYS:
+        raise _FieldError(sorted(set(raw) - _SAMPLE_KEYS)[0], "unknown field")
+    try:
+        asset_text, signal, ts_text, value = raw["asset"], raw["signal"], raw["ts"], raw["value"]
+    except KeyError as exc:
+        raise _FieldError(str(exc.args[0]), "required field is missing") from None
+    asset = assets.get(asset_text) if isinstance(asset_text, str) else None
+    if asset is None:
+        try:
+            asset = AssetPath.parse(asset_text)
+        except ValueError as exc:
+            raise _FieldError("asset", str(exc)) from None
+        assets[asset_text] = asset
+    if not isinstance(signal, str) or not valid_signal(signal):
+        raise _FieldError("signal", f"invalid signal name {signal!r}")
+    if not isinstance(ts_text, str):
+        raise _FieldError("ts", f"must be an RFC 3339 string, got {_kind(ts_text)}")
+    try:
+        ts = parse_ts(ts_text)
+    except ValueError as exc:
+        raise _FieldError("ts", str(exc)) from None
+    try:
+        check_value(value)
+    except ValueError as exc:
+        raise _FieldError("value", str(exc)) from None
+    unit = raw.get("unit")
+    if unit is not None and (not isinstance(unit, str) or len(unit) > 32):
+        raise _FieldError("unit", "must be a string of at most 32 characters or null")
+    quality_text = raw.get("quality", "good")
+    quality = _QUALITIES.get(quality_text) if isinstance(quality_text, str) else None
+    if quality is None:
+        raise _FieldError("quality", f"must be one of good, uncertain, bad; got {quality_text!r}")
+    return Sample(asset, signal, ts, _as_value(value), unit, quality)
+
+
+def _as_value(value: object) -> Value:
+    assert isinstance(value, float | int | bool | str)
+    return value
+
+
+def _kind(obj: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(obj), "number"
+    )
+
+
+def iter_samples(batches: Iterable[Batch]) -> Iterable[Sample]:
+    """All samples of ``batches`` in order."""
+    for b in batches:
+        yield from b.samples
