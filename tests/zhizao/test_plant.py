@@ -17,7 +17,7 @@ def cal(**kw: object) -> ShiftCalendar:
         Shift(name="early", start=time(6), end=time(14), breaks=[Break(start=time(10), end=time(10, 30))]),
         Shift(name="night", start=time(22), end=time(6), breaks=[Break(start=time(2), end=time(2, 30))]),
     ]
-    return ShiftCalendar(shifts=shifts, **kw)  # type: ignore[arg-type]
+    return ShiftCalendar(shifts=shifts, **kw)
 
 
 def test_day_shift_minus_break() -> None:
