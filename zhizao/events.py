@@ -1,0 +1,70 @@
+"""Events: KPI alerts and anomaly episodes share one model and one lifecycle.
+
+An event is opened when a condition starts (a KPI crosses its threshold, an anomaly score
+stays above the model's threshold), updated while it lasts (``peak``), and resolved when it
+clears. The same ``id`` is used for all three, so stores upsert on it and consumers see one
+episode, not three messages. Published as JSON on ``zhizao/v1/alerts/<asset>`` and to webhooks,
+stored by ingest and served at ``GET /api/v1/events``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class EventSource(StrEnum):
+    KPI = "kpi"
+    ANOMALY = "anomaly"
+    SYSTEM = "system"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class EventState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Contributor(BaseModel):
+    """A signal that drove an anomaly score, with its share of the score (0..1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    signal: str
+    weight: float
+
+
+class Event(BaseModel):
+    """One alert or anomaly episode. ``asset`` is a machine path or a wider scope
+    (``site/area/line``); ``rule`` names the KPI rule or the model that raised it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,255}$")
+    source: EventSource
+    rule: str
+    asset: str
+    severity: Severity = Severity.WARNING
+    state: EventState = EventState.OPEN
+    start: AwareDatetime
+    end: AwareDatetime | None = None
+    value: float | None = None
+    """The KPI value or anomaly score when the event was last updated."""
+    peak: float | None = None
+    """The worst value/score seen during the episode."""
+    threshold: float | None = None
+    message: str = ""
+    contributors: list[Contributor] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def resolved(self, end: datetime, value: float | None = None) -> Event:
+        """A copy of this event closed at ``end``."""
+        return self.model_copy(update={"state": EventState.RESOLVED, "end": end,
+                                       "value": self.value if value is None else value})
