@@ -14,6 +14,8 @@ extras=""
 stamp=".venv/.installed${extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing zhizao${extras} into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+  # (grep drops this machine's notes about unreachable local package mirrors; pip's status is kept)
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   touch "$stamp"
 fi
