@@ -1,0 +1,38 @@
+"""Configuration of the durable buffer (the ``[buffer]`` table of the agent and gateway configs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from edge_agent.buffer.store import SqliteBuffer
+from zhizao.config import StrictModel
+
+
+class BufferConfig(StrictModel):
+    """Where and how much to buffer; see ``edge_agent/sample-agent.toml`` for every option."""
+
+    path: Path = Path("/var/lib/zhizao/agent-buffer.sqlite")
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_age_s: float = Field(7 * 86400.0, gt=0)
+    overflow: Literal["drop_oldest", "reject_new"] = "drop_oldest"
+    commit_interval_s: float = Field(0.1, gt=0, le=10)
+    commit_max_samples: int = Field(20_000, ge=1)
+    synchronous: Literal["normal", "full"] = "full"
+    on_corrupt: Literal["quarantine", "fail"] = "quarantine"
+
+    def build(self, producer: str) -> SqliteBuffer:
+        """A (not yet opened) buffer with these settings, batches labelled ``producer``."""
+        return SqliteBuffer(
+            self.path,
+            producer,
+            max_bytes=self.max_bytes,
+            max_age_s=self.max_age_s,
+            overflow=self.overflow,
+            commit_interval=self.commit_interval_s,
+            commit_max_samples=self.commit_max_samples,
+            synchronous=self.synchronous,
+            on_corrupt=self.on_corrupt,
+        )

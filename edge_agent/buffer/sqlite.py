@@ -1,0 +1,227 @@
+"""The SQLite schema and statements behind :class:`~edge_agent.buffer.store.SqliteBuffer`.
+
+Schema: ``samples(id, created, data)`` holds encoded rows in arrival order; ``batches(seq,
+batch_id, lo, hi, created)`` records each formed batch as the id range ``lo..hi`` of its rows;
+``meta`` holds the database nonce (part of every batch id, so a fresh database never reuses
+an id), the next seq and ``batched_upto`` (rows above it are not in a batch yet).
+
+Every method runs on the buffer's single worker thread. Counters (rows, bytes) are kept in
+memory, initialised once at open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from zhizao.errors import ZhizaoError
+
+SCHEMA_VERSION = "1"
+
+
+class BufferCorrupt(ZhizaoError):
+    """The buffer database failed its integrity check or is not a database."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY, batch_id TEXT NOT NULL UNIQUE, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+    created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def open_db(path: Path, synchronous: str, nonce: str) -> Db:
+    """Open or create the buffer at ``path``; ``BufferCorrupt`` if it is damaged."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise BufferCorrupt(f"cannot switch {path} to WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        check = conn.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in check] != [("ok",)]:
+            conn.close()
+            raise BufferCorrupt(f"integrity check of {path} failed: {check[:3]}")
+        conn.executescript(_SCHEMA)
+        db = Db(conn, nonce)
+    except sqlite3.DatabaseError as exc:
+        raise BufferCorrupt(f"{path}: {exc}") from exc
+    return db
+
+
+class Db:
+    """Statements of the buffer (see the module docstring)."""
+
+    def __init__(self, conn: sqlite3.Connection, nonce: str) -> None:
+        self.conn = conn
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if "nonce" not in meta:
+            meta = {"nonce": nonce, "next_seq": "1", "batched_upto": "0", "schema": SCHEMA_VERSION}
+            with self.transaction():
+                conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        self.nonce = meta["nonce"]
+        self.next_seq = int(meta["next_seq"])
+        self.batched_upto = int(meta["batched_upto"])
+        self.count_total, self.bytes_total = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(data)), 0) FROM samples"
+        ).fetchone()
+        self.batched_count = conn.execute(
+            "SELECT COUNT(*) FROM samples WHERE id <= ?", (self.batched_upto,)
+        ).fetchone()[0]
+        self.oldest_created_cached: float | None = None
+        self._refresh_oldest()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _refresh_oldest(self) -> None:
+        row = self.conn.execute("SELECT created FROM samples ORDER BY id LIMIT 1").fetchone()
+        self.oldest_created_cached = None if row is None else float(row[0])
+
+    def insert(self, rows: list[bytes], now: float) -> None:
+        self.conn.executemany("INSERT INTO samples (created, data) VALUES (?, ?)", [(now, r) for r in rows])
+        self.count_total += len(rows)
+        self.bytes_total += sum(len(r) for r in rows)
+        if self.oldest_created_cached is None:
+            self.oldest_created_cached = now
+
+    def unbatched_count(self) -> int:
+        return int(self.count_total - self.batched_count)
+
+    def oldest_unbatched_created(self) -> float | None:
+        row = self.conn.execute(
+            "SELECT created FROM samples WHERE id > ? ORDER BY id LIMIT 1", (self.batched_upto,)
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def oldest_batch(self, skip: set[int]) -> tuple[int, str, list[bytes]] | None:
+        for seq, batch_id, lo, hi in self.conn.execute(
+            "SELECT seq, batch_id, lo, hi FROM batches ORDER BY seq"
+        ):
+            if seq in skip:
+                continue
+            rows = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT data FROM samples WHERE id BETWEEN ? AND ? ORDER BY id", (lo, hi)
+                )
+            ]
+            return int(seq), str(batch_id), rows
+        return None
+
+    def form_batch(self, max_items: int) -> tuple[int, str, list[bytes]]:
+        """Persist a new batch of the oldest ``max_items`` un-batched rows (at least one exists)."""
+        with self.transaction():
+            got = self.conn.execute(
+                "SELECT id, data FROM samples WHERE id > ? ORDER BY id LIMIT ?",
+                (self.batched_upto, max_items),
+            ).fetchall()
+            lo, hi = got[0][0], got[-1][0]
+            seq = self.next_seq
+            batch_id = f"{self.nonce}-{seq:010d}"
+            self.conn.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, strftime('%s','now'))", (seq, batch_id, lo, hi)
+            )
+            self.conn.executemany(
+                "UPDATE meta SET value = ? WHERE key = ?",
+                [(str(seq + 1), "next_seq"), (str(hi), "batched_upto")],
+            )
+        self.next_seq, self.batched_upto = seq + 1, hi
+        self.batched_count += len(got)
+        return seq, batch_id, [r[1] for r in got]
+
+    def _delete_range(self, lo: int, hi: int) -> int:
+        n, size = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(data)), 0) FROM samples WHERE id BETWEEN ? AND ?", (lo, hi)
+        ).fetchone()
+        self.conn.execute("DELETE FROM samples WHERE id BETWEEN ? AND ?", (lo, hi))
+        self.count_total -= n
+        self.bytes_total -= size
+        if hi <= self.batched_upto:
+            self.batched_count -= n
+        return int(n)
+
+    def delete_batch(self, seq: int, *, in_transaction: bool = False) -> int:
+        """Delete a batch and its rows; returns how many rows went."""
+        if not in_transaction:
+            with self.transaction():
+                n = self.delete_batch(seq, in_transaction=True)
+            self._refresh_oldest()
+            if self.count_total == 0:
+                self._reclaim()
+            return n
+        row = self.conn.execute("SELECT lo, hi FROM batches WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            return 0
+        n = self._delete_range(row[0], row[1])
+        self.conn.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+        return n
+
+    def _reclaim(self) -> None:
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if free > 256:
+            self.conn.execute("PRAGMA incremental_vacuum")
+
+    def drop_oldest_bytes(self, excess: int, skip: set[int]) -> int:
+        """Inside a transaction: delete the oldest data not taken until ``excess`` bytes are freed."""
+        dropped = 0
+        target = self.bytes_total - excess
+        for (seq,) in self.conn.execute("SELECT seq FROM batches ORDER BY seq").fetchall():
+            if self.bytes_total <= target:
+                break
+            if seq not in skip:
+                dropped += self.delete_batch(seq, in_transaction=True)
+        while self.bytes_total > target:
+            rows = self.conn.execute(
+                "SELECT id, length(data) FROM samples WHERE id > ? ORDER BY id LIMIT 5000",
+                (self.batched_upto,),
+            ).fetchall()
+            if not rows:
+                break
+            need = self.bytes_total - target
+            cut = rows[-1][0]
+            acc = 0
+            for rid, size in rows:
+                acc += size
+                if acc >= need:
+                    cut = rid
+                    break
+            dropped += self._delete_range(self.batched_upto + 1, cut)
+        self._refresh_oldest()
+        return dropped
+
+    def drop_older_than(self, cutoff: float, skip: set[int]) -> int:
+        """Inside a transaction: delete data committed before ``cutoff`` (epoch s), except ``skip``."""
+        dropped = 0
+        for seq, lo in self.conn.execute("SELECT seq, lo FROM batches ORDER BY seq").fetchall():
+            row = self.conn.execute(
+                "SELECT created FROM samples WHERE id >= ? ORDER BY id LIMIT 1", (lo,)
+            ).fetchone()
+            if row is None or row[0] >= cutoff:
+                break
+            if seq not in skip:
+                dropped += self.delete_batch(seq, in_transaction=True)
+        row = self.conn.execute(
+            "SELECT MAX(id) FROM samples WHERE id > ? AND created < ?", (self.batched_upto, cutoff)
+        ).fetchone()
+        if row[0] is not None:
+            dropped += self._delete_range(self.batched_upto + 1, row[0])
+        if dropped:
+            self._refresh_oldest()
+        return dropped

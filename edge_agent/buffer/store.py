@@ -1,0 +1,338 @@
+"""The durable store-and-forward buffer: SQLite in WAL mode, group commit, stable batch ids.
+
+Contract (one producer of samples, any number of ``put`` callers, one or more uplinks):
+
+- ``await put(samples)`` returns once the samples are committed to disk (or dropped by the
+  overflow policy — the returned :class:`PutResult` says how many). Concurrent puts within one
+  ``commit_interval`` share one transaction and one fsync (group commit). ``submit`` is the
+  non-blocking form: it returns a future resolved at commit, so a connector can acknowledge a
+  message upstream (MQTT PUBACK) only after its samples are durable.
+- ``await take(max_items, linger)`` returns the oldest batch not currently taken by this
+  process, or ``None`` after ``linger`` seconds with nothing to send. A new batch is formed only
+  when ``max_items`` samples are waiting or the oldest waiting one is ``linger`` seconds old.
+  The batch (its id, seq and sample range) is persisted when formed: after a crash the same
+  samples come back under the same ``batch_id``.
+- ``await ack(batch)`` deletes the batch and its samples; ``release(batch)`` hands it back
+  un-acked (it will be taken again, same id).
+
+Overflow: the buffer holds at most ``max_bytes`` of row data and samples at most ``max_age_s``
+old. ``drop_oldest`` deletes the oldest un-taken data to make room; ``reject_new`` refuses
+the new samples. Every drop is counted in :class:`BufferStats` (``dropped`` by reason) and
+logged. A damaged database is detected at open (``PRAGMA quick_check``); with
+``on_corrupt="quarantine"`` it is moved aside, reported and a fresh one started.
+
+All SQLite work runs on one dedicated thread; the asyncio API may be used from one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+from edge_agent.buffer.codec import SampleDecoder, encode_sample
+from edge_agent.buffer.sqlite import BufferCorrupt, Db, open_db
+from zhizao.model import Batch, Sample
+
+log = logging.getLogger(__name__)
+
+Overflow = Literal["drop_oldest", "reject_new"]
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What happened to the samples of one ``put``: ``committed`` + ``rejected`` = len(samples)."""
+
+    committed: int
+    rejected: int = 0
+
+
+@dataclass(slots=True)
+class BufferStats:
+    """Counters since the buffer was opened, and the current backlog (exported as metrics)."""
+
+    committed: int = 0
+    acked: int = 0
+    batches_acked: int = 0
+    commits: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: {"overflow": 0, "expired": 0, "rejected": 0})
+    corrupt_rows: int = 0
+    corruptions: int = 0
+    backlog_samples: int = 0
+    backlog_bytes: int = 0
+    oldest_created: float | None = None
+
+    def backlog_age(self, now: float | None = None) -> float:
+        """Seconds since the oldest sample still in the buffer was committed (0 when empty)."""
+        if self.oldest_created is None:
+            return 0.0
+        return max(0.0, (now or time.time()) - self.oldest_created)
+
+
+@dataclass
+class _Pending:
+    rows: list[bytes]
+    future: asyncio.Future[PutResult]
+
+
+class SqliteBuffer:
+    """See the module docstring. Use as ``async with SqliteBuffer(path, producer) as buf``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        producer: str,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        max_age_s: float = 7 * 86400.0,
+        overflow: Overflow = "drop_oldest",
+        commit_interval: float = 0.1,
+        commit_max_samples: int = 20_000,
+        synchronous: Literal["normal", "full"] = "full",
+        on_corrupt: Literal["quarantine", "fail"] = "quarantine",
+    ) -> None:
+        self.path = Path(path)
+        self.producer = producer
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.overflow: Overflow = overflow
+        self.commit_interval = commit_interval
+        self.commit_max_samples = commit_max_samples
+        self.synchronous = synchronous
+        self.on_corrupt = on_corrupt
+        self.stats = BufferStats()
+        self._db: Db | None = None
+        self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zhizao-buffer")
+        self._decoder = SampleDecoder()
+        self._pending: list[_Pending] = []
+        self._pending_count = 0
+        self._wake = asyncio.Event()
+        self._data = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._inflight: set[int] = set()
+        self._closed = False
+        self._last_expiry = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open (creating if needed) and check the database; start the group-commit task."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._db = await loop.run_in_executor(self._exec, self._open_sync, False)
+        except BufferCorrupt as exc:
+            self.stats.corruptions += 1
+            if self.on_corrupt == "fail":
+                raise
+            log.error("buffer %s is corrupt (%s); moved aside, starting an empty buffer", self.path, exc)
+            self._db = await loop.run_in_executor(self._exec, self._open_sync, True)
+        self._refresh_stats()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="buffer-group-commit")
+        if self.stats.backlog_samples:
+            log.info("buffer %s opened with a backlog of %d samples", self.path, self.stats.backlog_samples)
+            self._data.set()
+
+    def _open_sync(self, quarantine: bool) -> Db:
+        if quarantine:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    src.rename(Path(f"{self.path}.corrupt-{stamp}{suffix}"))
+        return open_db(self.path, self.synchronous, secrets.token_hex(4))
+
+    async def close(self) -> None:
+        """Commit what is pending, then close. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flusher is not None:
+            self._wake.set()
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self._commit_pending()
+        if self._db is not None:
+            db = self._db
+            await asyncio.get_running_loop().run_in_executor(self._exec, db.close)
+        self._exec.shutdown(wait=True)
+
+    # -- put -------------------------------------------------------------------------------
+    def submit(self, samples: Sequence[Sample]) -> asyncio.Future[PutResult]:
+        """Queue ``samples`` for the next group commit; the future resolves once committed."""
+        if self._closed:
+            raise RuntimeError("buffer is closed")
+        fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+        rows = [encode_sample(s) for s in samples]
+        self._pending.append(_Pending(rows, fut))
+        self._pending_count += len(rows)
+        if self._pending_count >= self.commit_max_samples or len(self._pending) == 1:
+            self._wake.set()
+        return fut
+
+    async def put(self, samples: Sequence[Sample]) -> PutResult:
+        """Commit ``samples`` durably (group commit); see the module docstring."""
+        return await self.submit(samples)
+
+    async def flush(self) -> None:
+        """Commit everything submitted so far now."""
+        await self._commit_pending()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._pending_count < self.commit_max_samples:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full_or_timeout(), self.commit_interval)
+            await self._commit_pending()
+
+    async def _full_or_timeout(self) -> None:
+        while self._pending_count < self.commit_max_samples:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _commit_pending(self) -> None:
+        if not self._pending or self._db is None:
+            return
+        pending, self._pending, self._pending_count = self._pending, [], 0
+        db = self._db
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._exec, self._commit_sync, db, [p.rows for p in pending]
+            )
+        except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
+            for p in pending:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            log.error("buffer commit failed: %s", exc)
+            return
+        for p, res in zip(pending, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(res)
+        self._refresh_stats()
+        self._data.set()
+
+    def _commit_sync(self, db: Db, groups: list[list[bytes]]) -> list[PutResult]:
+        now = time.time()
+        incoming = sum(len(r) for g in groups for r in g)
+        results: list[PutResult] = []
+        with db.transaction():
+            if now - self._last_expiry > 1.0:
+                self._last_expiry = now
+                expired = db.drop_older_than(now - self.max_age_s, self._inflight)
+                if expired:
+                    self.stats.dropped["expired"] += expired
+                    log.warning("buffer: dropped %d samples older than max_age_s=%s", expired, self.max_age_s)
+            excess = db.bytes_total + incoming - self.max_bytes
+            if excess > 0 and self.overflow == "drop_oldest":
+                dropped = db.drop_oldest_bytes(excess, self._inflight)
+                if dropped:
+                    self.stats.dropped["overflow"] += dropped
+                    log.warning(
+                        "buffer full (max_bytes=%d): drop_oldest dropped %d samples", self.max_bytes, dropped
+                    )
+            rejected_total = 0
+            for rows in groups:
+                size = sum(len(r) for r in rows)
+                if self.overflow == "reject_new" and db.bytes_total + size > self.max_bytes:
+                    results.append(PutResult(0, len(rows)))
+                    rejected_total += len(rows)
+                    continue
+                db.insert(rows, now)
+                results.append(PutResult(len(rows), 0))
+            if rejected_total:
+                self.stats.dropped["rejected"] += rejected_total
+                log.warning(
+                    "buffer full (max_bytes=%d): reject_new refused %d samples",
+                    self.max_bytes,
+                    rejected_total,
+                )
+        self.stats.committed += sum(r.committed for r in results)
+        self.stats.commits += 1
+        return results
+
+    # -- take / ack ------------------------------------------------------------------------
+    async def take(self, max_items: int, linger: float = 0.0) -> Batch | None:
+        """The next batch to send (see the module docstring), or ``None`` after ``linger`` s."""
+        if self._db is None:
+            raise RuntimeError("buffer is not open")
+        deadline = time.monotonic() + linger
+        while True:
+            self._data.clear()
+            db = self._db
+            force = self._pending_count == 0 and time.monotonic() >= deadline
+            batch = await asyncio.get_running_loop().run_in_executor(
+                self._exec, self._take_sync, db, max_items, linger, force
+            )
+            if batch is not None:
+                return batch
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and force:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._data.wait(), max(0.01, min(remaining, linger) or 0.05))
+
+    def _take_sync(self, db: Db, max_items: int, linger: float, force: bool) -> Batch | None:
+        while True:
+            formed = db.oldest_batch(self._inflight)
+            if formed is None:
+                waiting = db.unbatched_count()
+                if waiting == 0:
+                    return None
+                oldest = db.oldest_unbatched_created()
+                old_enough = oldest is not None and time.time() - oldest >= linger
+                if waiting < max_items and not (force or old_enough):
+                    return None
+                formed = db.form_batch(max_items)
+            seq, batch_id, rows = formed
+            samples: list[Sample] = []
+            for data in rows:
+                try:
+                    samples.append(self._decoder.decode(data))
+                except ValueError as exc:
+                    self.stats.corrupt_rows += 1
+                    log.error("buffer: damaged row in batch %s skipped: %s", batch_id, exc)
+            if not samples:
+                db.delete_batch(seq)
+                continue
+            self._inflight.add(seq)
+            return Batch(self.producer, batch_id, seq, tuple(samples))
+
+    async def ack(self, batch: Batch) -> None:
+        """The receiver has the batch: delete it and its samples for good."""
+        if self._db is None:
+            raise RuntimeError("buffer is not open")
+        db = self._db
+        await asyncio.get_running_loop().run_in_executor(self._exec, db.delete_batch, batch.seq)
+        self._inflight.discard(batch.seq)
+        self.stats.acked += len(batch)
+        self.stats.batches_acked += 1
+        self._refresh_stats()
+
+    def release(self, batch: Batch) -> None:
+        """Give a taken batch back without acking it; it is taken again later under the same id."""
+        self._inflight.discard(batch.seq)
+        self._data.set()
+
+    def _refresh_stats(self) -> None:
+        if self._db is not None:
+            self.stats.backlog_samples = self._db.count_total
+            self.stats.backlog_bytes = self._db.bytes_total
+            self.stats.oldest_created = self._db.oldest_created_cached

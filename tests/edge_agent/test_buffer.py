@@ -1,0 +1,204 @@
+"""The durable buffer: group commit, stable batch ids across restarts, overflow, corruption."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from edge_agent.buffer import BufferConfig, BufferCorrupt, SqliteBuffer
+from zhizao.model import AssetPath, Quality, Sample
+
+ASSET = AssetPath("plant1", "a1", "line1", "cnc-1")
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def samples(n: int, start: int = 0) -> list[Sample]:
+    return [
+        Sample(ASSET, "spindle_speed", T0 + timedelta(milliseconds=i), float(i), "rpm", Quality.GOOD)
+        for i in range(start, start + n)
+    ]
+
+
+async def drain(buf: SqliteBuffer, max_items: int = 1000) -> list[Sample]:
+    out: list[Sample] = []
+    while (b := await buf.take(max_items)) is not None:
+        out.extend(b.samples)
+        await buf.ack(b)
+    return out
+
+
+async def test_put_take_ack_roundtrip(tmp_path: Path) -> None:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1") as buf:
+        data = samples(250) + [Sample(ASSET, "state", T0, "running", None, Quality.UNCERTAIN)]
+        res = await buf.put(data)
+        assert (res.committed, res.rejected) == (251, 0)
+        b1 = await buf.take(100)
+        assert b1 is not None and len(b1) == 100 and b1.producer == "agent-1" and b1.seq == 1
+        b2 = await buf.take(100)
+        assert b2 is not None and b2.batch_id != b1.batch_id and b2.seq == 2
+        await buf.ack(b1)
+        await buf.ack(b2)
+        rest = await drain(buf)
+        assert [*b1.samples, *b2.samples, *rest] == data
+        assert buf.stats.backlog_samples == 0 and buf.stats.acked == 251
+
+
+async def test_group_commit_shares_transactions(tmp_path: Path) -> None:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.05) as buf:
+        results = await asyncio.gather(*(buf.put(samples(10, i * 10)) for i in range(200)))
+        assert sum(r.committed for r in results) == 2000
+        assert buf.stats.commits < 20, buf.stats.commits
+
+
+async def test_unacked_batch_comes_back_with_same_id_after_restart(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    async with SqliteBuffer(path, "agent-1") as buf:
+        await buf.put(samples(30))
+        first = await buf.take(10)
+        second = await buf.take(10)
+        assert first and second
+        await buf.ack(first)
+    async with SqliteBuffer(path, "agent-1") as buf:
+        again = await buf.take(10)
+        assert again is not None
+        assert (again.batch_id, again.seq, again.samples) == (second.batch_id, second.seq, second.samples)
+        await buf.ack(again)
+        last = await buf.take(100)
+        assert last is not None and last.seq == 3 and len(last) == 10
+        await buf.ack(last)
+    async with SqliteBuffer(path, "agent-1") as buf:
+        await buf.put(samples(1))
+        nxt = await buf.take(10)
+        assert nxt is not None and nxt.seq == 4, "seq never restarts, so batch ids are never reused"
+
+
+async def test_release_gives_the_same_batch_back(tmp_path: Path) -> None:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1") as buf:
+        await buf.put(samples(5))
+        b = await buf.take(10)
+        assert b is not None
+        assert await buf.take(10) is None
+        buf.release(b)
+        again = await buf.take(10)
+        assert again is not None and again.batch_id == b.batch_id
+
+
+async def test_linger_waits_for_a_full_batch_or_the_time(tmp_path: Path) -> None:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.01) as buf:
+        await buf.put(samples(5))
+        t = time.monotonic()
+        b = await buf.take(100, linger=0.3)
+        assert b is not None and len(b) == 5 and time.monotonic() - t >= 0.2
+        assert await buf.take(100, linger=0.1) is None
+
+
+async def test_drop_oldest_counts_every_drop(tmp_path: Path) -> None:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "a", max_bytes=20_000, overflow="drop_oldest") as buf:
+        for i in range(20):
+            await buf.put(samples(50, i * 50))
+        kept = await drain(buf)
+        assert buf.stats.dropped["overflow"] > 0
+        assert len(kept) + buf.stats.dropped["overflow"] == 1000
+        assert kept == samples(1000)[-len(kept) :], "the newest are kept, in order"
+
+
+async def test_reject_new_refuses_and_counts(tmp_path: Path) -> None:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "a", max_bytes=20_000, overflow="reject_new") as buf:
+        results = [await buf.put(samples(50, i * 50)) for i in range(20)]
+        rejected = sum(r.rejected for r in results)
+        assert rejected > 0 and buf.stats.dropped["rejected"] == rejected
+        kept = await drain(buf)
+        assert len(kept) == 1000 - rejected and kept == samples(len(kept)), "the oldest are kept"
+
+
+async def test_max_age_expires_old_samples(tmp_path: Path) -> None:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "a", max_age_s=0.2) as buf:
+        await buf.put(samples(10))
+        await asyncio.sleep(1.2)
+        await buf.put(samples(3, 100))
+        kept = await drain(buf)
+        assert kept == samples(3, 100) and buf.stats.dropped["expired"] == 10
+
+
+async def test_corrupt_file_is_detected_and_quarantined(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    path.write_bytes(b"this is not a database" * 1000)
+    with pytest.raises(BufferCorrupt, match="b.sqlite"):
+        async with SqliteBuffer(path, "a", on_corrupt="fail"):
+            pass
+    async with SqliteBuffer(path, "a") as buf:
+        assert buf.stats.corruptions == 1
+        await buf.put(samples(3))
+        assert len(await drain(buf)) == 3
+    assert list(tmp_path.glob("b.sqlite.corrupt-*"))
+
+
+def test_config_builds_a_buffer(tmp_path: Path) -> None:
+    cfg = BufferConfig(path=tmp_path / "x.sqlite", overflow="reject_new", max_bytes=4096)
+    buf = cfg.build("gw-1")
+    assert (buf.producer, buf.overflow, buf.max_bytes) == ("gw-1", "reject_new", 4096)
+
+
+_WRITER = """
+import asyncio, sys
+from tests.edge_agent.test_buffer import samples
+from edge_agent.buffer import SqliteBuffer
+
+async def main() -> None:
+    async with SqliteBuffer(sys.argv[1], "a", commit_interval=0.02) as buf:
+        await buf.put(samples(100))
+        taken = await buf.take(40)
+        print("TAKEN", taken.batch_id, flush=True)
+        i = 100
+        while True:
+            await buf.put(samples(10, i))
+            i += 10
+            print("COMMITTED", i, flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_kill_9_loses_nothing_committed_and_keeps_batch_ids(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.stdout is not None
+    taken_id = ""
+    committed = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("TAKEN"):
+            taken_id = line.split()[1]
+        elif line.startswith("COMMITTED"):
+            committed = int(line.split()[1])
+            if committed >= 2000:
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+
+    async def check() -> None:
+        async with SqliteBuffer(path, "a") as buf:
+            first = await buf.take(40)
+            assert first is not None and first.batch_id == taken_id
+            await buf.ack(first)
+            rest = await drain(buf)
+            got = [*first.samples, *rest]
+            assert len(got) >= committed, "every sample whose put() returned survived kill -9"
+            assert got == samples(len(got)), "in order, no duplicates"
+
+    asyncio.run(check())
