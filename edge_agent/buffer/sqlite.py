@@ -6,7 +6,8 @@ batch_id, lo, hi, created)`` records each formed batch as the id range ``lo..hi`
 an id), the next seq and ``batched_upto`` (rows above it are not in a batch yet).
 
 Every method runs on the buffer's single worker thread. Counters (rows, bytes) are kept in
-memory, initialised once at open.
+memory, initialised once at open. Row ids use AUTOINCREMENT, so they are never reused even
+when the table empties: ``batched_upto`` stays meaningful across restarts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class BufferCorrupt(ZhizaoError):
 
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
     seq INTEGER PRIMARY KEY, batch_id TEXT NOT NULL UNIQUE, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
     created REAL NOT NULL);

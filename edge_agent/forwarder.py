@@ -1,0 +1,142 @@
+"""The forwarder: moves batches from the durable buffer to an uplink, never losing one.
+
+Loop: ``take`` a batch → ``send`` → ``ack``. On :class:`~zhizao.errors.Unavailable` the same
+batch (same id) is retried after ``Retry-After`` or a capped, jittered backoff; on
+:class:`~zhizao.errors.PartialWrite` the rejected samples go to the dead-letter file and the
+batch is acked; on :class:`~zhizao.errors.Rejected` the whole batch goes to the dead-letter file
+and is acked (retrying cannot help). Nothing leaves the buffer any other way.
+
+Used by the edge agent and the site gateway alike: ``await Forwarder(...).run()`` until cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from edge_agent.buffer import SqliteBuffer
+from edge_agent.deadletter import DeadLetter
+from edge_agent.uplinks.base import Uplink
+from zhizao import wire
+from zhizao.backoff import Backoff
+from zhizao.errors import PartialWrite, Rejected, Unavailable
+from zhizao.model import Batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ForwarderStats:
+    """Counters of one forwarder (exported as metrics)."""
+
+    sent_samples: int = 0
+    sent_batches: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    last_latency_s: float = 0.0
+    last_success: float | None = None
+    latencies: list[float] = field(default_factory=list)
+    up: bool = True
+
+
+class Forwarder:
+    """See the module docstring. ``stats`` is updated as batches flow."""
+
+    def __init__(
+        self,
+        buffer: SqliteBuffer,
+        uplink: Uplink,
+        deadletter: DeadLetter,
+        *,
+        max_items: int = 5000,
+        linger: float = 1.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.buffer = buffer
+        self.uplink = uplink
+        self.deadletter = deadletter
+        self.max_items = max_items
+        self.linger = linger
+        self.backoff = backoff or Backoff(initial=0.5, cap=30.0)
+        self.stats = ForwarderStats()
+
+    async def run(self) -> None:
+        """Forward until cancelled."""
+        while True:
+            batch = await self.buffer.take(self.max_items, self.linger)
+            if batch is None:
+                continue
+            await self.deliver(batch)
+
+    async def deliver(self, batch: Batch) -> None:
+        """Send one batch until the receiver has it (or refused it for good), then ack it."""
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    await self.uplink.send(batch)
+                except Unavailable as exc:
+                    delay = exc.retry_after if exc.retry_after is not None else self.backoff.next()
+                    self.stats.retries += 1
+                    if self.stats.up:
+                        log.warning(
+                            "uplink %s unavailable (%s); batch %s kept, retrying",
+                            self.uplink.name,
+                            exc,
+                            batch.batch_id,
+                        )
+                    self.stats.up = False
+                    await asyncio.sleep(delay)
+                    continue
+                except PartialWrite as exc:
+                    self._dead_letter(batch, exc.rejected)
+                    self._sent(batch, len(batch) - len(exc.rejected), started)
+                    break
+                except Rejected as exc:
+                    log.error(
+                        "uplink %s rejected batch %s for good: %s", self.uplink.name, batch.batch_id, exc
+                    )
+                    self._dead_letter(batch, dict.fromkeys(range(len(batch)), str(exc)))
+                    self._sent(batch, 0, started)
+                    break
+                self._sent(batch, len(batch), started)
+                break
+        except BaseException:
+            self.buffer.release(batch)
+            raise
+        await self.buffer.ack(batch)
+
+    def _sent(self, batch: Batch, accepted: int, started: float) -> None:
+        if not self.stats.up:
+            log.info("uplink %s is back; resuming at batch %s", self.uplink.name, batch.batch_id)
+        self.stats.up = True
+        self.backoff.reset()
+        self.stats.sent_samples += accepted
+        self.stats.sent_batches += 1
+        self.stats.last_latency_s = time.perf_counter() - started
+        self.stats.latencies.append(self.stats.last_latency_s)
+        if len(self.stats.latencies) > 1000:
+            del self.stats.latencies[:500]
+        self.stats.last_success = time.time()
+
+    def _dead_letter(self, batch: Batch, rejected: dict[int, str]) -> None:
+        for index, reason in sorted(rejected.items()):
+            sample = batch.samples[index] if 0 <= index < len(batch) else None
+            self.deadletter.write(
+                "rejected_sample",
+                reason,
+                producer=batch.producer,
+                batch_id=batch.batch_id,
+                index=index,
+                sample=wire.sample_to_dict(sample) if sample is not None else None,
+            )
+        self.stats.dead_lettered += len(rejected)
+        log.warning(
+            "uplink %s: %d samples of batch %s rejected, kept in %s",
+            self.uplink.name,
+            len(rejected),
+            batch.batch_id,
+            self.deadletter.path,
+        )

@@ -1,0 +1,1 @@
+"""Northbound uplinks: ``http`` (to ingest) and ``mqtt`` (to the site broker)."""
