@@ -1,0 +1,104 @@
+"""Episode lifecycle with debounce: open -> (updates) -> resolved, one ``Event`` id per episode.
+
+Feed :meth:`EpisodeTracker.observe` one observation per key (an asset) whenever the condition
+is evaluated. An episode opens only after the condition has held for ``open_after_s``
+(debounce: one bad reading is not an alarm) and resolves only after it has been clear for
+``clear_after_s``. The event's ``start`` is when the condition first held and ``end`` when it
+first cleared, so the debounce never distorts the episode's times. While open, an update is
+returned each time the peak worsens (stores upsert on ``id``). ``None`` as ``active`` means
+"inside the hysteresis band": no change either way.
+
+Used by the KPI alerter (``source=kpi``) and by the anomaly scorer (``source=anomaly``).
+Not thread-safe; one tracker per rule/model, driven from one task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from zhizao.events import Contributor, Event, EventSource, EventState, Severity
+
+
+def episode_id(source: EventSource, rule: str, asset: str, start: datetime) -> str:
+    """Stable id of the episode of ``rule`` on ``asset`` that started at ``start``."""
+    return f"{source.value}:{rule}:{asset}:{start.strftime('%Y%m%dT%H%M%S.%fZ')}"
+
+
+@dataclass(slots=True)
+class _State:
+    pending_since: datetime | None = None
+    clear_since: datetime | None = None
+    event: Event | None = None
+
+
+@dataclass
+class EpisodeTracker:
+    source: EventSource
+    rule: str
+    threshold: float | None = None
+    severity: Severity = Severity.WARNING
+    open_after_s: float = 0.0
+    clear_after_s: float = 0.0
+    higher_is_worse: bool = True
+    """Direction of ``peak``: the highest value (scores, idle share) or the lowest (OEE)."""
+    _keys: dict[str, _State] = field(default_factory=dict)
+
+    def open_events(self) -> list[Event]:
+        """Episodes open right now."""
+        return [s.event for s in self._keys.values() if s.event is not None]
+
+    def observe(self, asset: str, ts: datetime, active: bool | None, value: float | None = None, *,
+                message: str = "", contributors: list[Contributor] | None = None,
+                details: dict[str, Any] | None = None) -> list[Event]:
+        """Record one evaluation at ``ts``; returns the events to emit (possibly none)."""
+        st = self._keys.setdefault(asset, _State())
+        if active is None:
+            return []
+        if active:
+            st.clear_since = None
+            if st.event is None:
+                if st.pending_since is None:
+                    st.pending_since = ts
+                if (ts - st.pending_since).total_seconds() < self.open_after_s:
+                    return []
+                st.event = Event(
+                    id=episode_id(self.source, self.rule, asset, st.pending_since), source=self.source,
+                    rule=self.rule, asset=asset, severity=self.severity, start=st.pending_since,
+                    value=value, peak=value, threshold=self.threshold, message=message,
+                    contributors=contributors or [], details=details or {})
+                return [st.event]
+            if value is not None and self._worse(value, st.event.peak):
+                st.event = st.event.model_copy(update={
+                    "value": value, "peak": value, "message": message or st.event.message,
+                    "contributors": contributors if contributors is not None else st.event.contributors,
+                    "details": details if details is not None else st.event.details})
+                return [st.event]
+            if value is not None:
+                st.event = st.event.model_copy(update={"value": value})
+            return []
+        st.pending_since = None
+        if st.event is None:
+            return []
+        if st.clear_since is None:
+            st.clear_since = ts
+        if (ts - st.clear_since).total_seconds() < self.clear_after_s:
+            return []
+        done = st.event.resolved(st.clear_since, value)
+        st.event, st.clear_since = None, None
+        return [done]
+
+    def _worse(self, value: float, peak: float | None) -> bool:
+        if peak is None:
+            return True
+        return value > peak if self.higher_is_worse else value < peak
+
+    def close_all(self, ts: datetime) -> list[Event]:
+        """Resolve every open episode at ``ts`` (shutdown)."""
+        out = []
+        for st in self._keys.values():
+            if st.event is not None and st.event.state is EventState.OPEN:
+                out.append(st.event.resolved(ts))
+                st.event = None
+        return out
