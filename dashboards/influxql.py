@@ -1,0 +1,132 @@
+"""InfluxQL for the panels, following ingest's InfluxDB schema (``ingest/storage/README.md``).
+
+Schema (one measurement per store, ``telemetry`` by default): tags ``site``, ``area``, ``line``,
+``machine`` (the asset path levels) and ``signal``; numbers and booleans in the float field
+``value``, strings in the field ``value_str``. Every query is written here, in one place, so a
+schema change is one edit.
+
+Grafana macros used: ``$timeFilter``, ``$__interval``; template variables ``$site``, ``$line``,
+``$machine`` (regex-matched so *All* and multi-select work) and ``$agent`` on the fleet board.
+:func:`resolve` substitutes them for tests and ``zhizao dashboards check --influx-url``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+MEASUREMENT: Final = "telemetry"
+FIELD_NUM: Final = "value"
+FIELD_STR: Final = "value_str"
+LINE_MACHINE: Final = "line"
+"""Machine segment of the pseudo-asset ``<site>/<area>/<line>/line`` carrying line-level KPIs."""
+FLEET_AREA: Final = "fleet"
+"""Area of the edge fleet's own health samples: ``<site>/fleet/<agents|gateways>/<id>``."""
+
+SITE: Final = '"site" =~ /^$site$/'
+LINE: Final = '"line" =~ /^$line$/'
+MACHINE: Final = '"machine" =~ /^$machine$/'
+MACHINES: Final = f"{SITE} AND {LINE} AND {MACHINE} AND \"machine\" != '{LINE_MACHINE}'"
+LINES: Final = f"{SITE} AND {LINE} AND \"machine\" = '{LINE_MACHINE}'"
+FLEET: Final = f"{SITE} AND \"area\" = '{FLEET_AREA}' AND \"machine\" =~ /^$agent$/"
+
+
+def sig(name: str) -> str:
+    """``"signal" = 'name'``."""
+    return f"\"signal\" = '{name}'"
+
+
+def sig_re(pattern: str) -> str:
+    """``"signal" =~ /pattern/`` (``pattern`` is an anchored regex)."""
+    return f'"signal" =~ /{pattern}/'
+
+
+def series(
+    agg: str, where: str, by: Sequence[str] = ("machine",), *, field_name: str = FIELD_NUM,
+    fill: str = "none", interval: str = "$__interval",
+) -> str:
+    """A bucketed time series: ``SELECT agg(field) ... GROUP BY time(interval), tags fill(...)``."""
+    group = ", ".join([f"time({interval})", *(f'"{t}"' for t in by)])
+    return (f'SELECT {agg}("{field_name}") AS "value" FROM "{MEASUREMENT}" WHERE {where} '
+            f"AND $timeFilter GROUP BY {group} fill({fill})")
+
+
+def latest(where: str, by: Sequence[str] = ("machine",), *, field_name: str = FIELD_NUM) -> str:
+    """The last value in the time range per tag group (stat, gauge, bar gauge and table panels)."""
+    group = f" GROUP BY {', '.join(f'{chr(34)}{t}{chr(34)}' for t in by)}" if by else ""
+    return (f'SELECT last("{field_name}") AS "value" FROM "{MEASUREMENT}" WHERE {where} '
+            f"AND $timeFilter{group}")
+
+
+def spread(where: str, by: Sequence[str] = ("machine",)) -> str:
+    """Growth of a monotonic counter over the range per group (kWh, parts). Counter resets inflate
+    it; the KPI feed's ``kpi.*`` signals are reset-proof and preferred where they exist."""
+    group = ", ".join(f'"{t}"' for t in by)
+    return (f'SELECT spread("{FIELD_NUM}") AS "value" FROM "{MEASUREMENT}" WHERE {where} '
+            f"AND $timeFilter GROUP BY {group}")
+
+
+def tag_values(key: str, where: str = "") -> str:
+    """A template variable query: ``SHOW TAG VALUES FROM telemetry WITH KEY = key [WHERE ...]``."""
+    cond = f" WHERE {where}" if where else ""
+    return f'SHOW TAG VALUES FROM "{MEASUREMENT}" WITH KEY = "{key}"{cond}'
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Values to substitute for Grafana's macros and variables (see :func:`resolve`)."""
+
+    start: datetime
+    end: datetime
+    variables: Mapping[str, str]
+    interval: str = "1m"
+
+
+_VAR_RE: Final = re.compile(r"\$(\w+)")
+
+
+def resolve(query: str, r: Resolution) -> str:
+    """``query`` as Grafana would send it: ``$timeFilter`` becomes the absolute range, ``$__interval``
+    the interval, ``$name`` the variable's value (regex-escaped, as Grafana does inside ``/.../``).
+
+    Raises ``KeyError`` naming an unknown variable, so a typo in a board fails the check.
+    """
+    time_filter = f"time >= '{_rfc3339(r.start)}' AND time < '{_rfc3339(r.end)}'"
+    text = query.replace("$timeFilter", time_filter).replace("$__interval", r.interval)
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in r.variables:
+            raise KeyError(f"query uses ${name}, which has no value: {query}")
+        return re.escape(r.variables[name])
+
+    return _VAR_RE.sub(sub, text)
+
+
+def _rfc3339(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+EVENTS_MEASUREMENT: Final = "events"
+
+
+def open_events() -> str:
+    """Open events (alerts, anomaly episodes) under the selected site/line, newest first."""
+    return (f'SELECT last("severity") AS "severity", last("rule") AS "rule", last("message") AS "message", '
+            f'last("value") AS "value" FROM "{EVENTS_MEASUREMENT}" WHERE {SITE} AND {LINE} '
+            f"AND \"state\" = 'open' AND $timeFilter GROUP BY \"asset\"")
+
+
+def contributors() -> str:
+    """Contributing signals of anomaly events of the selected machines (weights 0..1)."""
+    return (f'SELECT last("weight") AS "weight" FROM "{EVENTS_MEASUREMENT}_contributors" '
+            f"WHERE {SITE} AND {LINE} AND {MACHINE} AND $timeFilter GROUP BY \"signal\"")
+
+
+def event_annotations() -> str:
+    """Events of the selected machines as annotations (``text`` and ``tags`` columns)."""
+    return (f'SELECT "message" AS "text", "rule" AS "tags" FROM "{EVENTS_MEASUREMENT}" '
+            f"WHERE {SITE} AND {LINE} AND {MACHINE} AND $timeFilter")
