@@ -1,0 +1,44 @@
+"""Configuration of the KPI feed (``analytics/kpi_feed/sample.toml`` documents every key)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from ingest.settings import StorageSettings
+from ingest.storage.base import check_asset_prefix
+from zhizao.config import StrictModel, load_config
+
+
+class FeedConfig(StrictModel):
+    kpi_config: str
+    """Path to the KPI engine's config (``analytics/kpi/sample.toml``), which names the plant file.
+    Relative paths are relative to this file."""
+    scopes: list[str] = Field(min_length=1)
+    """Sites (``plant``), areas or lines (``plant/a1/line1``) to compute KPIs for."""
+    interval_s: float = Field(60.0, ge=1)
+    """Seconds between two computations (each reads the current shift so far)."""
+    backfill_hours: float = Field(0.0, ge=0)
+    """At start, also compute the KPIs of the last N hours every ``interval_s`` (history for charts)."""
+    baselines_kwh_per_good_part: dict[str, float] = Field(default_factory=dict)
+    """Machine path or line path -> baseline kWh per good part (the energy board's baseline/target)."""
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    """The store to read from and write to: the same ``[storage]`` table as ingest's config."""
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        for s in v:
+            check_asset_prefix(s)
+        return v
+
+
+def load_feed_config(path: str | Path) -> FeedConfig:
+    """Load and validate; ``ConfigError`` names each bad key. ``kpi_config`` is made absolute."""
+    p = Path(path)
+    cfg = load_config(FeedConfig, p)
+    kpi = Path(cfg.kpi_config)
+    if not kpi.is_absolute():
+        cfg.kpi_config = str(p.parent / kpi)
+    return cfg
