@@ -1,0 +1,55 @@
+"""The connector contract and the counters every connector keeps.
+
+A connector reads one southbound source and hands samples to a :class:`Sink` (the buffer).
+``await connector.run(sink)`` connects, reads until cancelled, and raises
+:class:`~zhizao.errors.ConnectionLost` when the source goes away; the supervisor then calls
+``run`` again after a capped, jittered backoff (the connector re-creates every subscription on
+each ``run``). Connection problems that will not heal by retrying (bad credentials, untrusted
+certificate) raise :class:`~zhizao.errors.SecurityError` or :class:`~zhizao.errors.ConfigError`;
+the supervisor logs them and retries slowly, never with weaker settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge_agent.buffer import PutResult
+from zhizao.model import Sample
+
+
+class Sink(Protocol):
+    """Where connectors put samples: ``submit`` returns a future resolved once they are durable."""
+
+    def submit(self, samples: Sequence[Sample]) -> asyncio.Future[PutResult]: ...
+
+
+@dataclass(slots=True)
+class ConnectorStats:
+    """Counters of one connector (exported as metrics, labelled with the connector name)."""
+
+    samples_read: int = 0
+    messages: int = 0
+    bad_payloads: int = 0
+    reconnects: int = 0
+    resubscribes: int = 0
+    vanished_nodes: int = 0
+    connected: bool = False
+    last_data: float | None = None
+
+    def got(self, n: int) -> None:
+        self.samples_read += n
+        if n:
+            self.last_data = time.monotonic()
+
+
+class Connector(Protocol):
+    """A southbound source (see the module docstring)."""
+
+    name: str
+    stats: ConnectorStats
+
+    async def run(self, sink: Sink) -> None: ...

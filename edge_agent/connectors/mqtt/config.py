@@ -1,0 +1,53 @@
+"""Configuration of the MQTT connector (``[connectors.mqtt]``); see ``sample.toml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from edge_agent.mapping import JsonMapping
+from zhizao.config import StrictModel
+
+
+class TlsConfig(StrictModel):
+    """TLS to the broker: CA bundle, optional client certificate."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+    """Skip the broker host name check (never in production)."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConnectorConfig(StrictModel):
+    """One broker, one persistent session, the payload mappings of its vendor topics."""
+
+    type: Literal["mqtt"] = "mqtt"
+    name: str = Field("mqtt", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    host: str
+    port: int = Field(1883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "5"
+    client_id: str | None = Field(None, min_length=1, max_length=64)
+    """Fixed client id (the persistent session is bound to it); default ``<agent id>-<name>``."""
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsConfig | None = None
+    qos: Literal[0, 1, 2] = 1
+    clean_start: bool = False
+    session_expiry_s: int = Field(7 * 86400, ge=0)
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    mappings: list[JsonMapping] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _auth(self) -> MqttConnectorConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        return self

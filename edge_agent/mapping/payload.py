@@ -1,0 +1,303 @@
+"""JSON payload mappings: vendor MQTT messages → :class:`~zhizao.model.Sample` s, by configuration.
+
+A :class:`JsonMapping` says, for the topics matching ``topic``:
+
+- ``asset``: a template ``"plant1/a1/{line}/{machine}"`` filled from the topic's named wildcards
+  (and fixed levels), with ``assets`` overriding the whole path per machine name;
+- ``timestamp``: the field path (``ts``, ``header.time``, ``values[0].t``) and its format
+  (``epoch_ms``, ``epoch_s``, ``epoch_us``, ``iso8601`` or a ``strftime`` pattern, with ``tz`` for
+  zoneless values);
+- ``values``: where the signals are — ``layout = "object"`` (``{"<signal>": {"value": v, "unit": u}}``
+  or ``{"<signal>": v}``), ``"list"`` (``[{"name": s, "v": v, "uom": u, "q": 192}]``) or ``"flat"``
+  (the named fields of an object are the signals);
+- quality: a per-entry field (``values.quality_field``) or a per-signal object
+  (``quality.path`` → ``{"<signal>": "ok"}``), translated with ``quality.map``.
+
+:meth:`PayloadMapper.map` returns the samples it could build and a problem per part it could not;
+a payload that does not parse or whose topic/asset/timestamp does not map raises
+:class:`MappingError`. Nothing here imports an MQTT library: the gateway reuses it for raw
+vendor topics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+from pydantic import Field, field_validator
+
+from edge_agent.mapping.topics import TopicPattern
+from zhizao.config import StrictModel
+from zhizao.errors import ZhizaoError
+from zhizao.model import AssetPath, Quality, Sample, check_value, valid_signal
+
+_PATH_RE: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_SCALE: Final = {"epoch_s": 1.0, "epoch_ms": 1e-3, "epoch_us": 1e-6}
+
+
+class MappingError(ZhizaoError):
+    """A message could not be mapped at all; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def get_path(doc: Any, path: str) -> Any:
+    """The value at dotted ``path`` (``a.b[2].c``; ``""`` is ``doc``); ``KeyError`` names what is missing."""
+    if not path:
+        return doc
+    cur = doc
+    for key, index in _PATH_RE.findall(path):
+        if key:
+            if not isinstance(cur, dict) or key not in cur:
+                raise KeyError(f"field {path!r}: no {key!r}")
+            cur = cur[key]
+        else:
+            i = int(index)
+            if not isinstance(cur, list) or i >= len(cur):
+                raise KeyError(f"field {path!r}: no element [{i}]")
+            cur = cur[i]
+    return cur
+
+
+class TimestampSpec(StrictModel):
+    """Where the source timestamp is and how it is written."""
+
+    field: str | None = "ts"
+    """Field path; ``None`` = no timestamp in the payload: the receive time is used."""
+    format: str = "epoch_ms"
+    """``epoch_s`` | ``epoch_ms`` | ``epoch_us`` | ``iso8601`` | a ``strftime`` pattern."""
+    tz: str = "UTC"
+    """Zone for timestamps written without an offset."""
+
+    @field_validator("tz")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    def parse(self, raw: Any) -> datetime:
+        if self.format in _EPOCH_SCALE:
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise ValueError(f"timestamp {raw!r} is not a number ({self.format})")
+            if self.format == "epoch_ms" and isinstance(raw, int):
+                return _EPOCH + timedelta(milliseconds=raw)
+            return _EPOCH + timedelta(seconds=raw * _EPOCH_SCALE[self.format])
+        if not isinstance(raw, str):
+            raise ValueError(f"timestamp {raw!r} is not a string ({self.format})")
+        if self.format == "iso8601":
+            ts = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+        else:
+            ts = datetime.strptime(raw, self.format)
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=ZoneInfo(self.tz))
+        return ts.astimezone(UTC)
+
+
+class ValuesSpec(StrictModel):
+    """Where the signals of a payload are (see the module docstring for the layouts)."""
+
+    layout: Literal["object", "list", "flat"] = "object"
+    path: str = ""
+    name_field: str = "name"
+    value_field: str | None = "value"
+    """Field of an entry holding the value; ``None`` when the entry is the value itself."""
+    unit_field: str | None = "unit"
+    quality_field: str | None = None
+    include: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list)
+
+
+class QualitySpec(StrictModel):
+    """How payload quality words/codes become :class:`~zhizao.model.Quality`."""
+
+    path: str | None = None
+    """Path of a per-signal quality object (``status`` → ``{"<signal>": "ok"}``), if any."""
+    map: dict[str, Quality] = Field(default_factory=dict)
+    """Payload value (as text: ``"ok"``, ``"192"``) → ``good`` | ``uncertain`` | ``bad``."""
+    default: Quality = Quality.GOOD
+    """Quality when the payload says nothing about a signal."""
+
+    @field_validator("map")
+    @classmethod
+    def _lower(cls, v: dict[str, Quality]) -> dict[str, Quality]:
+        return {k.lower(): q for k, q in v.items()}
+
+
+class JsonMapping(StrictModel):
+    """One vendor shape (see the module docstring and ``connectors/mqtt/*.toml``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    topic: str
+    asset: str
+    assets: dict[str, str] = Field(default_factory=dict)
+    timestamp: TimestampSpec = Field(default_factory=TimestampSpec)
+    values: ValuesSpec = Field(default_factory=ValuesSpec)
+    quality: QualitySpec = Field(default_factory=QualitySpec)
+    units: dict[str, str] = Field(default_factory=dict)
+    rename: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        TopicPattern(v)
+        return v
+
+    @field_validator("assets")
+    @classmethod
+    def _assets(cls, v: dict[str, str]) -> dict[str, str]:
+        for path in v.values():
+            AssetPath.parse(path)
+        return v
+
+
+@dataclass
+class MapResult:
+    """Samples built from one message, and one problem text per part that could not be mapped."""
+
+    mapping: str
+    samples: list[Sample] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class PayloadMapper:
+    """Applies the first mapping whose topic pattern matches a message."""
+
+    def __init__(self, mappings: list[JsonMapping]) -> None:
+        self.mappings = [(m, TopicPattern(m.topic)) for m in mappings]
+        self._assets: dict[str, AssetPath] = {}
+
+    @property
+    def filters(self) -> list[str]:
+        """The MQTT subscription filters of all mappings."""
+        return sorted({p.filter for _, p in self.mappings})
+
+    def map(self, topic: str, payload: bytes, received: datetime | None = None) -> MapResult:
+        """Map one message; ``MappingError`` when nothing of it can be used."""
+        for mapping, pattern in self.mappings:
+            captures = pattern.match(topic)
+            if captures is not None:
+                return self._apply(mapping, captures, payload, received)
+        raise MappingError(f"no mapping matches topic {topic!r}")
+
+    def _asset(self, mapping: JsonMapping, captures: dict[str, str]) -> AssetPath:
+        override = mapping.assets.get(captures.get("machine", ""))
+        try:
+            text = override or mapping.asset.format(**captures)
+        except KeyError as exc:
+            raise MappingError(
+                f"asset template {mapping.asset!r} uses {exc} which the topic does not capture"
+            ) from None
+        asset = self._assets.get(text)
+        if asset is None:
+            try:
+                asset = AssetPath.parse(text)
+            except ValueError as exc:
+                raise MappingError(f"asset from topic: {exc}") from None
+            self._assets[text] = asset
+        return asset
+
+    def _apply(
+        self, mapping: JsonMapping, captures: dict[str, str], payload: bytes, received: datetime | None
+    ) -> MapResult:
+        asset = self._asset(mapping, captures)
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise MappingError(f"payload is not valid JSON: {exc}") from None
+        spec = mapping.timestamp
+        if spec.field is None:
+            ts = received or datetime.now(UTC)
+        else:
+            try:
+                ts = spec.parse(get_path(doc, spec.field))
+            except KeyError as exc:
+                raise MappingError(f"timestamp: {exc.args[0]}") from None
+            except (ValueError, OverflowError) as exc:
+                raise MappingError(f"timestamp field {spec.field!r}: {exc}") from None
+        try:
+            entries = list(self._entries(mapping.values, doc))
+        except KeyError as exc:
+            raise MappingError(f"values: {exc.args[0]}") from None
+        qualities: Any = {}
+        if mapping.quality.path:
+            try:
+                qualities = get_path(doc, mapping.quality.path)
+            except KeyError:
+                qualities = {}
+        result = MapResult(mapping.name)
+        vs = mapping.values
+        for name, entry in entries:
+            if (vs.include is not None and name not in vs.include) or name in vs.exclude:
+                continue
+            try:
+                result.samples.append(
+                    self._sample(mapping, asset, ts, name=name, entry=entry, qualities=qualities)
+                )
+            except (ValueError, KeyError) as exc:
+                reason = exc.args[0] if exc.args else str(exc)
+                result.problems.append(f"signal {name!r}: {reason}")
+        if not result.samples and not result.problems:
+            raise MappingError(f"no signals found at values.path {vs.path!r} ({vs.layout} layout)")
+        return result
+
+    @staticmethod
+    def _entries(vs: ValuesSpec, doc: Any) -> list[tuple[str, Any]]:
+        where = get_path(doc, vs.path)
+        if vs.layout == "list":
+            if not isinstance(where, list):
+                raise KeyError(f"{vs.path!r} is not a list")
+            out = []
+            for i, item in enumerate(where):
+                if not isinstance(item, dict) or not isinstance(item.get(vs.name_field), str):
+                    out.append((f"[{i}]", item))
+                else:
+                    out.append((item[vs.name_field], item))
+            return out
+        if not isinstance(where, dict):
+            raise KeyError(f"{vs.path!r} is not an object")
+        return list(where.items())
+
+    @staticmethod
+    def _sample(
+        mapping: JsonMapping, asset: AssetPath, ts: datetime, *, name: str, entry: Any, qualities: Any
+    ) -> Sample:
+        vs = mapping.values
+        signal = mapping.rename.get(name, name)
+        if not valid_signal(signal):
+            raise ValueError("not a valid signal name")
+        unit: Any = mapping.units.get(signal)
+        quality_raw: Any = None
+        if isinstance(entry, dict) and vs.layout != "flat":
+            if vs.value_field is None or vs.value_field not in entry:
+                raise KeyError(f"no value field {vs.value_field!r}")
+            value = entry[vs.value_field]
+            if vs.unit_field and entry.get(vs.unit_field) is not None:
+                unit = entry[vs.unit_field]
+            if vs.quality_field:
+                quality_raw = entry.get(vs.quality_field)
+        else:
+            value = entry
+        if isinstance(qualities, dict) and name in qualities:
+            quality_raw = qualities[name]
+        quality = mapping.quality.default
+        if quality_raw is not None:
+            key = str(quality_raw).lower() if not isinstance(quality_raw, bool) else str(quality_raw)
+            if key not in mapping.quality.map:
+                raise ValueError(f"quality {quality_raw!r} is not in quality.map")
+            quality = mapping.quality.map[key]
+        if value is None:
+            raise ValueError("value is null")
+        check_value(value)
+        if unit is not None and (not isinstance(unit, str) or len(unit) > 32):
+            raise ValueError(f"unit {unit!r} is not a short string")
+        return Sample(asset, signal, ts, value, unit, quality)

@@ -1,0 +1,66 @@
+"""MQTT topic patterns with named wildcards: ``acme/+line/+machine/telemetry``.
+
+A level ``+name`` matches one topic level and captures it as ``name``; a bare ``+`` matches one
+level without capturing; a final ``#`` (or ``#name``, capturing the rest joined by ``/``) matches
+any number of levels. :attr:`TopicPattern.filter` is the MQTT subscription filter
+(``acme/+/+/telemetry``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class TopicPattern:
+    """A compiled pattern; ``ValueError`` names what is wrong with an invalid one."""
+
+    def __init__(self, pattern: str) -> None:
+        if not pattern or (pattern.startswith("/") and pattern == "/"):
+            raise ValueError("topic pattern must not be empty")
+        self.pattern = pattern
+        self._levels: list[tuple[str, str | None]] = []
+        levels = pattern.split("/")
+        filter_levels: list[str] = []
+        for i, level in enumerate(levels):
+            if level.startswith("#"):
+                if i != len(levels) - 1:
+                    raise ValueError(f"topic pattern {pattern!r}: '#' must be the last level")
+                name = level[1:] or None
+                kind = "#"
+            elif level.startswith("+"):
+                name = level[1:] or None
+                kind = "+"
+            else:
+                if "+" in level or "#" in level:
+                    raise ValueError(f"topic pattern {pattern!r}: wildcard inside level {level!r}")
+                name, kind = level, "="
+            if kind != "=" and name is not None and not _NAME_RE.match(name):
+                raise ValueError(f"topic pattern {pattern!r}: wildcard name {name!r} is not an identifier")
+            self._levels.append((kind, name))
+            filter_levels.append(kind if kind != "=" else level)
+        self.filter = "/".join(filter_levels)
+        self.names = [n for k, n in self._levels if k != "=" and n]
+
+    def match(self, topic: str) -> dict[str, str] | None:
+        """The captures of ``topic`` if it matches, else ``None``."""
+        parts = topic.split("/")
+        out: dict[str, str] = {}
+        for i, (kind, name) in enumerate(self._levels):
+            if kind == "#":
+                if name:
+                    out[name] = "/".join(parts[i:])
+                return out
+            if i >= len(parts):
+                return None
+            if kind == "=":
+                if parts[i] != name:
+                    return None
+            elif name:
+                out[name] = parts[i]
+        return out if len(parts) == len(self._levels) else None
+
+    def __repr__(self) -> str:
+        return f"TopicPattern({self.pattern!r})"

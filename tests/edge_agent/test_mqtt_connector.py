@@ -1,0 +1,142 @@
+"""MQTT connector on a real Mosquitto: both vendor shapes, bad payloads, broker restart, ack after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.buffer import SqliteBuffer
+from edge_agent.connectors.mqtt import MqttConnector, MqttConnectorConfig
+from edge_agent.deadletter import DeadLetter
+from edge_agent.supervisor import supervise
+from tests.edge_agent.test_mapping import sample_mapping
+from tests.support.servers import Mosquitto
+from zhizao.backoff import Backoff
+from zhizao.model import Sample
+
+
+def acme(i: int) -> bytes:
+    return orjson.dumps(
+        {
+            "ts": 1795392000000 + i * 1000,
+            "machine": "imm-3",
+            "metrics": {"melt_temp": {"value": 200.0 + i, "unit": "degC"}},
+            "status": {},
+        }
+    )
+
+
+def brightline(i: int) -> bytes:
+    return orjson.dumps(
+        {
+            "timestamp": f"2026-11-23T08:00:{i % 60:02d}.000+08:00",
+            "device": "asm-1",
+            "values": [{"name": "power_kw", "v": float(i), "uom": "kW", "q": 192}],
+        }
+    )
+
+
+class Publisher:
+    def __init__(self, broker: Mosquitto) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sim-pub")
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def make_config(broker: Mosquitto, protocol: str = "5") -> MqttConnectorConfig:
+    return MqttConnectorConfig(
+        host=broker.host,
+        port=broker.port,
+        protocol=protocol,
+        mappings=[sample_mapping("acme"), sample_mapping("brightline")],
+    )
+
+
+async def wait_for(cond: object, seconds: float = 15.0) -> None:
+    assert callable(cond)
+    for _ in range(int(seconds * 20)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def drain(buf: SqliteBuffer) -> list[Sample]:
+    out: list[Sample] = []
+    while (b := await buf.take(10_000)) is not None:
+        out.extend(b.samples)
+        await buf.ack(b)
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_vendor_payloads_bad_ones_and_broker_restart(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str
+) -> None:
+    dl = DeadLetter(tmp_path / "dead.jsonl")
+    conn = MqttConnector(make_config(mosquitto, protocol), "agent-1", dl)
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
+        await wait_for(lambda: conn.stats.connected)
+        pub = Publisher(mosquitto)
+        for i in range(20):
+            pub.publish("acme/line2/imm-3/telemetry", acme(i))
+            pub.publish("brightline/plant1/asm-1/data", brightline(i))
+        pub.publish("acme/line2/imm-3/telemetry", b"{garbage")
+        pub.publish("brightline/plant1/asm-1/data", b'{"timestamp": "not a time", "values": []}')
+        await wait_for(lambda: conn.stats.samples_read == 40 and conn.stats.bad_payloads == 2)
+        pub.close()
+        # broker restart with persistence: messages published while the agent is away arrive
+        mosquitto.restart()
+        pub = Publisher(mosquitto)
+        for i in range(20, 30):
+            pub.publish("acme/line2/imm-3/telemetry", acme(i))
+        await wait_for(lambda: conn.stats.samples_read == 50)
+        assert conn.stats.reconnects >= 1
+        pub.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        got = await drain(buf)
+    melt = sorted(s.value for s in got if s.signal == "melt_temp")
+    assert melt == [200.0 + i for i in range(30)], "none lost, none duplicated"
+    assert len([s for s in got if s.signal == "power_kw"]) == 20
+    reasons = [r["reason"] for r in dl.read()]
+    assert any("not valid JSON" in r for r in reasons) and any("timestamp" in r for r in reasons)
+
+
+async def test_messages_received_while_agent_down_are_delivered(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Persistent session: what the broker queued for the agent while it was away arrives."""
+    dl = DeadLetter(tmp_path / "dead.jsonl")
+    cfg = make_config(mosquitto)
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        conn = MqttConnector(cfg, "agent-1", dl)
+        task = asyncio.create_task(conn.run(buf))
+        await wait_for(lambda: conn.stats.connected)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        pub = Publisher(mosquitto)
+        for i in range(10):
+            pub.publish("acme/line2/imm-3/telemetry", acme(i))
+        pub.close()
+        conn = MqttConnector(cfg, "agent-1", dl)
+        task = asyncio.create_task(conn.run(buf))
+        await wait_for(lambda: conn.stats.samples_read == 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert len(await drain(buf)) == 10
