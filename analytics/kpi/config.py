@@ -16,12 +16,8 @@ class DataQualityConfig(StrictModel):
     once a minute)."""
     lookback_s: float = Field(300.0, ge=0)
     """How far before a window to read, to know the state and counters at its start."""
-    max_clock_skew_s: float = Field(900.0, ge=0)
-    """Largest clock offset looked for at shift/break edges."""
-    clock_skew_tolerance_s: float = Field(1.5, ge=0)
-    """Offsets up to this are normal jitter, not skew."""
-    correct_clock_skew: bool = True
-    """Shift a skewed machine's timestamps back by the estimated offset (still flagged)."""
+    clock_skew_tolerance_s: float = Field(2.0, ge=0)
+    """Clock jumps up to this (seconds) are normal jitter, not skew."""
     counter_rollover: dict[str, float] = Field(default_factory=dict)
     """Signal -> value at which that counter wraps (e.g. ``parts_total = 65536``); a drop from
     near it is a rollover, any other drop a reset to 0."""

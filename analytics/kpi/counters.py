@@ -1,9 +1,12 @@
-"""Monotonic counters (parts, energy) turned into increments, surviving resets and rollovers.
+"""Monotonic counters (parts, energy) turned into increments, surviving resets, rollovers and
+out-of-order samples.
 
-A counter that goes down has been reset (to 0, so the increment over that step is the new
-value) or, when ``rollover_at`` is known and the previous value was near it, has rolled over
-(increment = ``rollover_at - previous + new``). Either way the increment is never negative, and
-each event is counted so the KPI is flagged ``counter_reset`` / ``counter_rollover``.
+Increments are measured against the highest value seen so far (the running maximum), so samples
+that arrive out of time order (a machine whose clock jumped back) add nothing twice. A value
+below ``reset_fraction`` of that maximum is a reset to 0 (the increment is the new value) or,
+when ``rollover_at`` is known and the maximum was near it, a rollover (increment =
+``rollover_at - max + new``); any other drop is an out-of-order sample (no increment). Resets,
+rollovers and out-of-order samples are reported so the KPI is flagged.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from analytics.kpi.series import FloatArray, Series
 @dataclass(frozen=True, slots=True)
 class Increments:
     """``inc[i]`` happened at ``ts[i]`` (the sample that showed it); ``cum`` is the running total
-    starting at 0 at the first sample, so ``cum`` is a monotonic reconstruction of the counter."""
+    from 0 at the first sample: a monotonic reconstruction of the counter."""
 
     ts: FloatArray
     inc: FloatArray
@@ -26,27 +29,53 @@ class Increments:
     resets: FloatArray
     """Timestamps of detected resets."""
     rollovers: FloatArray
+    out_of_order: FloatArray
+    """Timestamps of samples below the running maximum that are not resets."""
 
 
-def unwrap(series: Series, *, rollover_at: float | None = None, tolerance: float = 0.0) -> Increments:
-    """Increments of a monotonic counter. A drop by more than ``tolerance`` is a reset or rollover;
-    a smaller drop (float jitter) counts as no change."""
+def unwrap(series: Series, *, rollover_at: float | None = None, tolerance: float = 0.0,
+           reset_fraction: float = 0.5) -> Increments:
+    """Increments of a monotonic counter (see the module doc). A drop of at most ``tolerance``
+    is float jitter and counts as no change."""
     ts = series.ts
-    if len(series) == 0:
+    n = len(series)
+    if n == 0:
         e = np.empty(0, np.float64)
-        return Increments(e, e, e, e, e)
+        return Increments(e, e, e, e, e, e)
     v = series.values.astype(np.float64)
-    prev, new = v[:-1], v[1:]
-    d = new - prev
-    drop = d < -tolerance
-    roll = np.zeros_like(drop)
-    if rollover_at is not None:
-        roll = drop & (prev > 0.5 * rollover_at) & (new < 0.5 * rollover_at)
-    inc = np.where(drop, new, np.maximum(d, 0.0))
-    inc = np.where(roll, rollover_at - prev + new if rollover_at is not None else inc, inc)
-    inc_full = np.concatenate(([0.0], inc))
-    cum = np.cumsum(inc_full)
-    return Increments(ts, inc_full, cum, ts[1:][drop & ~roll], ts[1:][roll])
+    starts = [0]
+    while True:  # one vectorised pass per reset: find where a fresh run starts
+        seg = v[starts[-1]:]
+        m = np.maximum.accumulate(seg)
+        cand = np.nonzero((seg[1:] < reset_fraction * m[:-1]) & (seg[1:] < m[:-1] - tolerance))[0]
+        if cand.size == 0:
+            break
+        starts.append(starts[-1] + int(cand[0]) + 1)
+    starts.append(n)
+    incs: list[FloatArray] = []
+    resets: list[float] = []
+    rolls: list[float] = []
+    ooo: list[FloatArray] = []
+    last_max = 0.0
+    for k in range(len(starts) - 1):
+        a, b = starts[k], starts[k + 1]
+        seg = v[a:b]
+        m = np.maximum.accumulate(seg)
+        inc = np.diff(m, prepend=m[0])
+        inc[inc <= tolerance] = 0.0
+        if k > 0:
+            if rollover_at is not None and last_max > 0.5 * rollover_at:
+                inc[0] = rollover_at - last_max + seg[0]
+                rolls.append(float(ts[a]))
+            else:
+                inc[0] = seg[0]
+                resets.append(float(ts[a]))
+        incs.append(inc)
+        ooo.append(ts[a + 1:b][seg[1:] < m[:-1] - tolerance])
+        last_max = float(m[-1])
+    inc_all = np.concatenate(incs)
+    return Increments(ts, inc_all, np.cumsum(inc_all), np.array(resets, np.float64),
+                      np.array(rolls, np.float64), np.concatenate(ooo))
 
 
 def in_window(inc: Increments, start: float, end: float) -> tuple[int, int]:

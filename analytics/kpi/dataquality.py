@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from analytics.kpi.series import Series
-from analytics.kpi.timeline import OFF, state_codes
 
 Flag = dict[str, Any]
 
@@ -40,29 +39,33 @@ def gap_seconds(series: Series, start: float, end: float, threshold_s: float) ->
     return float(np.sum(d[big] - 0.0)), int(np.count_nonzero(big))
 
 
-def skew_offset(state: Series, planned_edges: list[tuple[float, float]], max_skew_s: float) -> float | None:
-    """Estimate a machine's clock offset (reported - true, seconds) from its ``off`` transitions:
-    a machine leaves ``off`` when planned time starts and returns to it when planned time ends,
-    so its reported transitions sit ``offset`` away from the calendar's edges. ``None`` when no
-    transition lies within ``max_skew_s`` of an edge."""
-    codes = state_codes(state)
-    if len(codes) < 2:
-        return None
-    prev, cur = codes[:-1], codes[1:]
-    t = state.ts[1:]
-    wake = t[(prev == OFF) & (cur != OFF)]
-    sleep = t[(prev != OFF) & (cur == OFF)]
-    offsets: list[float] = []
-    for a, b in planned_edges:
-        for edge, cand in ((a, wake), (b, sleep)):
-            if cand.size == 0:
-                continue
-            k = int(np.argmin(np.abs(cand - edge)))
-            if abs(cand[k] - edge) <= max_skew_s:
-                offsets.append(float(cand[k] - edge))
-    if not offsets:
-        return None
-    return float(np.median(offsets))
+def clock_jumps(counter: Series, start: float, end: float) -> list[tuple[float, float]]:
+    """Jumps of a machine's clock seen in a per-tick, always-rising counter (``energy_kwh``):
+    ``(reported time, offset_s)``; positive = the clock jumped ahead, negative = back.
+
+    Ahead: a long silence across which the counter rose as little as in one normal interval
+    (no time passed for the machine). Back: one interval in which the counter rose as much as
+    in many (the points between were overwritten or interleaved by the older, skewed ones).
+    The rate is compared with both neighbouring intervals, so state changes do not trigger it."""
+    i, j = np.searchsorted(counter.ts, [start, end], "left")
+    ts, v = counter.ts[max(i - 1, 0):j], counter.values[max(i - 1, 0):j].astype(np.float64)
+    if ts.size < 4:
+        return []
+    dt, dv = np.diff(ts), np.diff(v)
+    ok = dt > 0
+    if not np.all(ok):
+        ts, v = ts[np.concatenate(([True], ok))], v[np.concatenate(([True], ok))]
+        dt, dv = np.diff(ts), np.diff(v)
+    med_dt = float(np.median(dt))
+    rate = np.where(dv > 0, dv, 0.0) / dt
+    prev, nxt = np.roll(rate, 1), np.roll(rate, -1)
+    inner = np.zeros(rate.shape, bool)
+    inner[1:-1] = True
+    ahead = inner & (dt > 5 * med_dt) & (rate < 0.2 * np.minimum(prev, nxt)) & (prev > 0) & (nxt > 0)
+    back = inner & (rate > 5 * np.maximum(prev, nxt)) & (prev > 0) & (nxt > 0)
+    out = [(float(ts[k + 1]), float(dt[k] - med_dt)) for k in np.nonzero(ahead)[0]]
+    out += [(float(ts[k + 1]), -float(dv[k] / ((prev[k] + nxt[k]) / 2) - dt[k])) for k in np.nonzero(back)[0]]
+    return sorted(out)
 
 
 def summarise(flags: list[Flag]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from analytics.kpi.config import DataQualityConfig
 from analytics.kpi.counters import Increments, in_window, unwrap, value_at
-from analytics.kpi.dataquality import Flag, gap_seconds, skew_offset
+from analytics.kpi.dataquality import Flag, clock_jumps, gap_seconds
 from analytics.kpi.record import Totals
 from analytics.kpi.series import MachineData, Series
 from analytics.kpi.tariff import period_edges, period_name
@@ -34,6 +34,7 @@ from analytics.kpi.timeline import (
 )
 from zhizao import signals as sig
 from zhizao.plant import MachineSpec, PlantConfig
+from zhizao.wire import format_ts
 
 KPI_SIGNALS = (sig.STATE, sig.STATE_REASON, sig.PRODUCT, sig.PARTS_TOTAL, sig.PARTS_GOOD,
                sig.PARTS_SCRAP, sig.ENERGY_KWH, sig.POWER_KW)
@@ -53,21 +54,13 @@ class Window:
 
 
 class PreparedMachine:
-    """One machine's telemetry made ready for any number of windows: clock skew estimated (and
-    corrected if configured), counters unwrapped, failure entries found."""
+    """One machine's telemetry made ready for any number of windows: counters unwrapped, failure
+    entries found."""
 
-    def __init__(self, data: MachineData, plant: PlantConfig, dq: DataQualityConfig,
-                 planned_all: list[tuple[float, float]]) -> None:
+    def __init__(self, data: MachineData, plant: PlantConfig, dq: DataQualityConfig) -> None:
         self.asset = data.asset
         self.spec: MachineSpec | None = plant.machine(data.asset)
         self.dq = dq
-        self.machine_flags: list[Flag] = []
-        offset = skew_offset(data.get(sig.STATE, text=True), planned_all, dq.max_clock_skew_s)
-        if offset is not None and abs(offset) > dq.clock_skew_tolerance_s:
-            self.machine_flags.append({"kind": "clock_skew", "offset_s": round(offset, 3),
-                                       "corrected": dq.correct_clock_skew})
-            if dq.correct_clock_skew:
-                data = data.shifted(-offset)
         self.data = data
         self.state = data.get(sig.STATE, text=True)
         self.reason = data.get(sig.STATE_REASON, text=True)
@@ -82,7 +75,7 @@ class PreparedMachine:
 
     def window(self, w: Window, plant: PlantConfig) -> Totals:
         t = Totals(planned_time_s=sum(b - a for a, b in w.planned))
-        flags: list[Flag] = [dict(f) for f in self.machine_flags]
+        flags: list[Flag] = []
         self._states(w, t, flags)
         self._counts(w, t, flags)
         self._energy(w, t, plant)
@@ -123,7 +116,9 @@ class PreparedMachine:
             nz = vals > 0
             if not np.any(nz):
                 continue
-            k = hold(self.product.ts, inc.ts[i:j][nz])
+            # The product reported strictly before the counter moved: a product change reported at
+            # the same instant as a completed part applies to the next part.
+            k = np.searchsorted(self.product.ts, inc.ts[i:j][nz], "left") - 1
             prods = np.where(k >= 0, self.product.values[np.maximum(k, 0)] if len(self.product) else "", "")
             uniq, inv = np.unique(prods.astype(str), return_inverse=True)
             per = np.bincount(inv.reshape(-1), vals[nz])
@@ -174,6 +169,14 @@ class PreparedMachine:
                 n = int(np.count_nonzero((times >= w.start) & (times < w.end)))
                 if n:
                     flags.append({"kind": kind, "signal": s, "count": n})
+        jumps = [(t, o) for t, o in clock_jumps(self.data.get(sig.ENERGY_KWH), w.start, w.end)
+                 if abs(o) > self.dq.clock_skew_tolerance_s]
+        ooo = {s: int(np.count_nonzero((inc.out_of_order >= w.start) & (inc.out_of_order < w.end)))
+               for s, inc in ((sig.PARTS_TOTAL, self.parts["total"]), (sig.ENERGY_KWH, self.energy))}
+        if jumps or any(ooo.values()):
+            flags.append({"kind": "clock_skew", "jumps": [{"at": _ts(t), "offset_s": round(o, 3)}
+                                                          for t, o in jumps],
+                          "out_of_order_samples": {k: v for k, v in ooo.items() if v}})
         for s, series in self.data.signals.items():
             n = int(np.count_nonzero((series.bad_ts >= w.start) & (series.bad_ts < w.end)))
             if n:
@@ -183,17 +186,33 @@ class PreparedMachine:
 def compute(machines: dict[str, MachineData], windows: list[Window], plant: PlantConfig,
             dq: DataQualityConfig) -> dict[str, list[Totals]]:
     """Totals of every machine for every window (in the order of ``windows``)."""
-    if not windows:
-        return {}
-    # A day either side so that no clipped (artificial) planned edge lies near the data.
-    planned_all = _planned(plant, windows[0].start - 86400.0, max(w.end for w in windows) + 86400.0)
-    out: dict[str, list[Totals]] = {}
-    for asset in sorted(machines):
-        pm = PreparedMachine(machines[asset], plant, dq, planned_all)
-        out[asset] = [pm.window(w, plant) for w in windows]
-    return out
+    return {a: [p.window(w, plant) for w in windows] for a, p in prepare(machines, plant, dq).items()}
 
 
-def _planned(plant: PlantConfig, lo: float, hi: float) -> list[tuple[float, float]]:
-    ivs = plant.calendar.planned_intervals(datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC))
-    return [(a.timestamp(), b.timestamp()) for a, b in ivs]
+def prepare(machines: dict[str, MachineData], plant: PlantConfig, dq: DataQualityConfig
+            ) -> dict[str, PreparedMachine]:
+    return {a: PreparedMachine(machines[a], plant, dq) for a in sorted(machines)}
+
+
+def summed_peak_kw(prepared: list[PreparedMachine], w: Window) -> float | None:
+    """Peak of the summed power of several machines (a line's demand) in ``w``: each machine's
+    ``power_kw`` held from sample to sample, summed at every instant any of them reported."""
+    parts = []
+    for p in prepared:
+        i, j = np.searchsorted(p.power.ts, [w.start, w.end], "left")
+        if j > i:
+            parts.append(p.power.ts[i:j])
+    if not parts:
+        return None
+    grid = np.unique(np.concatenate(parts))
+    total = np.zeros(grid.shape)
+    for p in prepared:
+        if len(p.power) == 0:
+            continue
+        k = hold(p.power.ts, grid)
+        total += np.where(k >= 0, p.power.values.astype(np.float64)[np.maximum(k, 0)], 0.0)
+    return float(total.max())
+
+
+def _ts(x: float) -> str:
+    return format_ts(datetime.fromtimestamp(x, UTC))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from analytics.kpi.config import DataQualityConfig
-from analytics.kpi.engine import Window, compute
+from analytics.kpi.engine import Window, prepare, summed_peak_kw
 from analytics.kpi.record import Totals, derive
 from analytics.kpi.series import MachineData
 from analytics.kpi.windows import GroupBy
@@ -38,7 +38,8 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
     (with a ``no_data`` flag), so a silent machine is visible instead of missing."""
     names = set(machines) | {m.asset for m in plant.machines if _under(m.asset, scope)}
     data = {a: machines.get(a, MachineData(a)) for a in names}
-    per_machine = compute(data, windows, plant, dq)
+    prepared = prepare(data, plant, dq)
+    per_machine = {a: [p.window(w, plant) for w in windows] for a, p in prepared.items()}
     currency = plant.tariff.currency
     out_windows: list[dict[str, Any]] = []
     for k, w in enumerate(windows):
@@ -54,7 +55,9 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
             "window": w.id, "start": _ts(w.start), "end": _ts(w.end),
             "planned_time_s": sum(b - a for a, b in w.planned),
             "machines": mrecs,
-            "lines": [{"line": ln, **derive(lt, currency)} for ln, lt in sorted(lines.items())],
+            "lines": [{"line": ln, **derive(lt, currency),
+                       "peak_kw": summed_peak_kw([p for a, p in prepared.items() if _line_of(a) == ln], w)}
+                      for ln, lt in sorted(lines.items())],
             "total": derive(total, currency),
         })
     return {"scope": scope, "group_by": group_by.value, "windows": out_windows}

@@ -21,7 +21,7 @@ async def kpi_report(store: Store, plant: PlantConfig, cfg: KpiConfig, scope: st
                      end: datetime, group_by: GroupBy = GroupBy.SHIFT) -> dict[str, Any]:
     """KPIs of every machine, line and the whole ``scope`` for each window of ``[start, end)``."""
     windows = make_windows(plant.calendar, start, end, group_by)
-    margin = timedelta(seconds=max(cfg.data_quality.lookback_s, cfg.data_quality.max_clock_skew_s))
+    margin = timedelta(seconds=cfg.data_quality.lookback_s)
     data = await fetch(store, scope, start, end, margin)
     return build_report(data, windows, plant, cfg.data_quality, scope=scope, group_by=group_by)
 
