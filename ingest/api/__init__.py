@@ -1,0 +1,1 @@
+"""HTTP routes of the ingest service (one module per concern)."""

@@ -1,0 +1,76 @@
+"""Dependencies shared by the routes: the service, the store, and scope checks.
+
+Scope checks run before the route reads its body, so an unauthenticated or out-of-scope
+request is refused (401/403) before any body validation and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ingest.auth import Scope, TokenFile, TokenRecord
+from ingest.problems import Problem
+from ingest.service import IngestService
+from ingest.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+
+def get_service(request: Request) -> IngestService:
+    service: IngestService = request.app.state.service
+    return service
+
+
+def get_store(request: Request) -> Store:
+    return get_service(request).store
+
+
+ServiceDep = Annotated[IngestService, Depends(get_service)]
+StoreDep = Annotated[Store, Depends(get_store)]
+
+
+def _token_of(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("bearer", "token") and value.strip():
+        return value.strip()
+    # InfluxDB 1.x clients put the password (our token) in the query string
+    return request.query_params.get("p") or None
+
+
+def require(scope: Scope) -> Callable[[Request], Awaitable[TokenRecord | None]]:
+    """A dependency refusing requests without a valid, unrevoked token holding ``scope``."""
+
+    async def check(request: Request) -> TokenRecord | None:
+        service = get_service(request)
+        if not service.settings.auth.enabled:
+            return None
+        tokens: TokenFile = request.app.state.tokens
+        token = _token_of(request)
+        challenge = {"WWW-Authenticate": 'Bearer realm="zhizao"'}
+        if token is None:
+            raise service.refuse(Problem(
+                401, "missing token: send 'Authorization: Bearer <token>' (create one with "
+                "'zhizao ingest token create')", reason="no_token", headers=challenge))
+        record = tokens.lookup(token)
+        if record is None:
+            raise service.refuse(Problem(401, "unknown token", reason="bad_token", headers=challenge))
+        if record.revoked is not None:
+            raise service.refuse(Problem(401, f"token {record.id} was revoked at {record.revoked}",
+                                         reason="revoked_token", headers=challenge))
+        if not record.allows(scope):
+            raise service.refuse(Problem(
+                403, f"token {record.id} ({record.name}) has scopes {', '.join(record.scopes)}; "
+                f"this needs {scope.value}", reason="missing_scope"))
+        return record
+
+    return check
+
+
+CanWrite = Annotated[TokenRecord | None, Depends(require(Scope.WRITE))]
+CanRead = Annotated[TokenRecord | None, Depends(require(Scope.READ))]
+CanAdmin = Annotated[TokenRecord | None, Depends(require(Scope.ADMIN))]

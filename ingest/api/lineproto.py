@@ -1,0 +1,77 @@
+"""InfluxDB-compatible writes: ``POST /api/v2/write`` (Telegraf ``outputs.influxdb_v2``) and ``/write``."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zlib
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from ingest import lineproto
+from ingest.api.body import read_body
+from ingest.api.deps import CanWrite, ServiceDep
+from ingest.problems import Problem
+from ingest.service import IngestService
+
+router = APIRouter(tags=["line protocol"])
+log = logging.getLogger(__name__)
+_TEXT = {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+async def _write(request: Request, service: IngestService, precision: str) -> Response:
+    body = await read_body(request, service)
+    limit = service.settings.limits.max_body_bytes
+    if body.startswith(b"\x1f\x8b"):
+        try:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            body = inflater.decompress(body, limit + 1)
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise service.refuse(Problem(400, f"body is not valid gzip: {exc}",
+                                         reason="bad_encoding")) from None
+        if len(body) > limit:
+            raise service.refuse(Problem(413, f"body inflates past the limit of {limit} bytes",
+                                         reason="body_too_large", limit=limit))
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise service.refuse(Problem(400, f"line protocol must be UTF-8: {exc}",
+                                     reason="bad_encoding")) from None
+    try:
+        parsed = lineproto.parse(text, precision)
+    except ValueError as exc:
+        raise service.refuse(Problem(400, str(exc), reason="bad_precision")) from None
+    if len(parsed.frame) > service.settings.limits.max_samples_per_batch:
+        raise service.refuse(Problem(
+            413, f"body has {len(parsed.frame)} field values; the limit is "
+            f"{service.settings.limits.max_samples_per_batch}", reason="too_many_samples"))
+    service.metrics.ignored_tags.inc(parsed.ignored_tags)
+    if len(parsed.frame):
+        await service.write_frame(parsed.frame, None, "line_protocol")
+    if parsed.errors:
+        service.metrics.samples_rejected.labels("line_protocol").inc(len(parsed.errors))
+        shown = "; ".join(f"line {n}: {why}" for n, why in parsed.errors[:5])
+        more = f" (and {len(parsed.errors) - 5} more)" if len(parsed.errors) > 5 else ""
+        raise service.refuse(Problem(
+            400, f"partial write: {len(parsed.frame)} values stored, {len(parsed.errors)} lines rejected: "
+            f"{shown}{more}", reason="line_protocol",
+            errors=[{"line": n, "message": why} for n, why in parsed.errors[:100]]))
+    return Response(status_code=204)
+
+
+@router.post("/api/v2/write", status_code=204, openapi_extra={"requestBody": _TEXT})
+async def write_v2(request: Request, service: ServiceDep, _auth: CanWrite,
+                   precision: Annotated[str, Query(pattern="^(ns|us|ms|s)$")] = "ns",
+                   org: str | None = None, bucket: str | None = None) -> Response:
+    """InfluxDB 2.x write API. ``org`` and ``bucket`` are accepted and ignored (one store)."""
+    return await _write(request, service, precision)
+
+
+@router.post("/write", status_code=204, openapi_extra={"requestBody": _TEXT})
+async def write_v1(request: Request, service: ServiceDep, _auth: CanWrite,
+                   precision: Annotated[str, Query(pattern="^(ns|n|us|u|ms|s|m|h)$")] = "ns",
+                   db: str | None = None, rp: str | None = None) -> Response:
+    """InfluxDB 1.x write API (token as Bearer/Token header or the ``p`` query parameter)."""
+    return await _write(request, service, precision)

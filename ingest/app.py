@@ -1,0 +1,131 @@
+"""The app factory: ``create_app(settings) -> FastAPI``.
+
+The store is opened in the app's lifespan (so the app must run under a server or
+``TestClient``/``LifespanManager``); pass ``store=`` to share an already-open store (tests).
+Background tasks: hourly retention (``storage.retention_days``) and dedup pruning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ingest.api import batches, events, health, lineproto, series
+from ingest.auth import TokenFile
+from ingest.metrics import Metrics
+from ingest.problems import install
+from ingest.service import IngestService
+from ingest.settings import Settings
+from ingest.storage.base import Store
+from ingest.storage.registry import open_store
+from zhizao import __version__
+from zhizao.errors import StoreUnavailable
+
+log = logging.getLogger("ingest")
+
+
+class LatencyMiddleware:
+    """Pure ASGI middleware observing request latency by route template and status class."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.latency.labels(path, f"{status[0] // 100}xx").observe(time.perf_counter() - start)
+
+
+async def _housekeeping(service: IngestService) -> None:
+    """Hourly: retention by age and dedup-record pruning. Failures are logged and retried next hour."""
+    settings = service.settings
+    while True:
+        try:
+            if settings.storage.retention_days is not None:
+                cutoff = datetime.now(UTC) - timedelta(days=settings.storage.retention_days)
+                await service.store.delete_before(cutoff)
+            await service.store.prune_dedup(timedelta(days=settings.dedup.max_age_days),
+                                            settings.dedup.max_entries)
+        except StoreUnavailable as exc:
+            service.metrics.store_errors.labels("housekeeping").inc()
+            log.warning("housekeeping failed, retrying in an hour: %s", exc)
+        await asyncio.sleep(3600)
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """Build the ingest app. ``store`` (already entered) overrides ``settings.storage``."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.auth.enabled:
+            log.warning("AUTHENTICATION IS DISABLED (auth.enabled = false): anyone who can reach this "
+                        "port can write and read data. Use this for the one-box demo only.")
+        async with contextlib.AsyncExitStack() as stack:
+            active = store
+            if active is None:
+                active = await stack.enter_async_context(open_store(settings.storage, settings.dedup))
+            service = IngestService(settings, active, metrics)
+            app.state.service = service
+            task = asyncio.create_task(_housekeeping(service))
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="zhizao ingest", version=__version__, lifespan=lifespan,
+                  description="Authenticated, idempotent telemetry ingest (zhizao wire format and "
+                              "InfluxDB line protocol) and the read API over the store.")
+    app.state.tokens = TokenFile(Path(settings.auth.tokens_file))
+    app.state.settings = settings
+    install(app, settings.storage.retry_after_s)
+    for module in (batches, lineproto, series, events, health):
+        app.include_router(module.router)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                              routes=app.routes)
+            schema = batches.batch_schema()
+            comps = doc.setdefault("components", {}).setdefault("schemas", {})
+            for name, sub in schema.pop("$defs").items():
+                comps[f"BatchV1_{name}"] = sub
+            schema.pop("$schema", None)
+            schema.pop("$id", None)
+            comps["BatchV1"] = schema
+            doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            doc["security"] = [{"bearer": []}]
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,125 @@
+"""Bearer tokens: per-producer, stored hashed, with scopes ``write``, ``read``, ``admin``.
+
+A token is ``zz_<id>_<secret>`` (random, shown once at creation); the tokens file keeps only
+its SHA-256, so a leaked file does not leak tokens. The file is JSON, written atomically, and
+re-read by the server whenever its modification time changes, so ``zhizao ingest token
+revoke`` takes effect on a running server within a second without a restart.
+``admin`` implies ``read`` and ``write``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from zhizao.errors import ConfigError
+
+
+class Scope(StrEnum):
+    WRITE = "write"
+    READ = "read"
+    ADMIN = "admin"
+
+
+@dataclass(slots=True)
+class TokenRecord:
+    id: str
+    name: str
+    """The producer (agent, gateway, service) the token was issued to."""
+    scopes: list[str]
+    sha256: str
+    created: str
+    revoked: str | None = None
+
+    def allows(self, scope: Scope) -> bool:
+        return self.revoked is None and (scope.value in self.scopes or Scope.ADMIN.value in self.scopes)
+
+
+@dataclass(slots=True)
+class TokenFile:
+    """The tokens file at ``path`` (missing file = no tokens)."""
+
+    path: Path
+    _records: list[TokenRecord] = field(default_factory=list)
+    _by_hash: dict[str, TokenRecord] = field(default_factory=dict)
+    _mtime: float | None = None
+    _checked: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def records(self) -> list[TokenRecord]:
+        self._reload(force=True)
+        return list(self._records)
+
+    def _reload(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < 0.5:
+            return
+        with self._lock:
+            self._checked = now
+            try:
+                mtime = self.path.stat().st_mtime_ns
+            except FileNotFoundError:
+                self._records, self._by_hash, self._mtime = [], {}, None
+                return
+            if mtime == self._mtime:
+                return
+            try:
+                doc = json.loads(self.path.read_text(encoding="utf-8"))
+                records = [TokenRecord(**r) for r in doc["tokens"]]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(str(self.path), [("tokens", f"unreadable tokens file: {exc}")]) from exc
+            self._records = records
+            self._by_hash = {r.sha256: r for r in records}
+            self._mtime = mtime
+
+    def lookup(self, token: str) -> TokenRecord | None:
+        """The record of ``token`` (revoked ones included), or ``None`` if unknown."""
+        self._reload()
+        return self._by_hash.get(_hash(token))
+
+    def create(self, name: str, scopes: list[Scope]) -> tuple[str, TokenRecord]:
+        """Add a token; returns ``(token, record)`` — the token itself is never stored."""
+        self._reload(force=True)
+        token_id = secrets.token_hex(4)
+        token = f"zz_{token_id}_{secrets.token_urlsafe(32)}"
+        record = TokenRecord(token_id, name, sorted({s.value for s in scopes}), _hash(token),
+                             datetime.now(UTC).isoformat(timespec="seconds"))
+        self._save([*self._records, record])
+        return token, record
+
+    def revoke(self, token_id: str) -> TokenRecord:
+        """Mark token ``token_id`` revoked; ``KeyError`` if there is no such token."""
+        self._reload(force=True)
+        for r in self._records:
+            if r.id == token_id:
+                if r.revoked is None:
+                    r.revoked = datetime.now(UTC).isoformat(timespec="seconds")
+                self._save(self._records)
+                return r
+        raise KeyError(token_id)
+
+    def _save(self, records: list[TokenRecord]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"tokens": [asdict(r) for r in records]}
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+        self._mtime = None
+        self._reload(force=True)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

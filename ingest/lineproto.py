@@ -1,0 +1,179 @@
+"""InfluxDB line protocol → samples, by zhizao's documented convention.
+
+Convention (also in ``ingest/README.md``):
+
+* tags ``site``, ``area``, ``line``, ``machine`` are required and form the asset path;
+* tag ``unit`` (optional) becomes the unit of every field of the line, tag ``quality`` (optional,
+  ``good``/``uncertain``/``bad``) its quality; any other tag (Telegraf's ``host`` ...) is ignored
+  and counted in ``zhizao_ingest_lineprotocol_ignored_tags_total``;
+* each field is one sample; its signal is the field key when the measurement is ``telemetry``
+  or ``zhizao``, else ``<measurement>.<field key>`` (``cpu,...  usage_idle=3`` → ``cpu.usage_idle``);
+* integer (``5i``), unsigned (``5u``), float, boolean and string field values keep their type;
+* a missing timestamp means "now" at the server; ``precision`` is ``ns`` (default), ``us``,
+  ``ms``, ``s`` (v2 names) or ``n``, ``u``, ``ms``, ``s``, ``m``, ``h`` (v1 names).
+
+A bad line is rejected with its line number and reason; the other lines are stored (like
+InfluxDB's partial write).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from ingest.storage.base import SampleFrame
+from zhizao.model import MAX_STR_VALUE, AssetPath, valid_signal
+
+PRECISION_NS: Final = {
+    "ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+    "m": 60_000_000_000, "h": 3_600_000_000_000,
+}
+PLAIN_MEASUREMENTS: Final = frozenset({"telemetry", "zhizao"})
+_QUALITIES: Final = frozenset({"good", "uncertain", "bad"})
+_ASSET_TAGS: Final = ("site", "area", "line", "machine")
+
+
+@dataclass
+class ParsedLines:
+    frame: SampleFrame = field(default_factory=SampleFrame)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    """``(1-based line number, reason)`` per rejected line."""
+    ignored_tags: int = 0
+
+
+def _split(text: str, sep: str, *, quotes: bool = False, maxsplit: int = -1) -> list[str]:
+    """Split on unescaped ``sep`` (backslash escapes; optionally outside double quotes)."""
+    parts: list[str] = []
+    cur: list[str] = []
+    i, n, in_q = 0, len(text), False
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n:
+            cur.append(c)
+            cur.append(text[i + 1])
+            i += 2
+            continue
+        if quotes and c == '"':
+            in_q = not in_q
+        elif c == sep and not in_q and (maxsplit < 0 or len(parts) < maxsplit):
+            parts.append("".join(cur))
+            cur = []
+            i += 1
+            continue
+        cur.append(c)
+        i += 1
+    if in_q:
+        raise ValueError("unterminated string field value")
+    parts.append("".join(cur))
+    return parts
+
+
+def _unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in ",= \\\"":
+            out.append(text[i + 1])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _field_value(raw: str) -> float | int | bool | str:
+    if raw.startswith('"'):
+        if len(raw) < 2 or not raw.endswith('"'):
+            raise ValueError(f"string field value {raw!r} is not closed by a double quote")
+        text = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        if len(text) > MAX_STR_VALUE:
+            raise ValueError(f"string value longer than {MAX_STR_VALUE} characters")
+        return text
+    if raw in ("t", "T", "true", "True", "TRUE"):
+        return True
+    if raw in ("f", "F", "false", "False", "FALSE"):
+        return False
+    if raw.endswith(("i", "u")):
+        value = int(raw[:-1])
+        if not -(2**63) <= value < 2**63:
+            raise ValueError("integer value outside the signed 64-bit range")
+        return value
+    number = float(raw)
+    if not math.isfinite(number):
+        raise ValueError("value must be finite")
+    return number
+
+
+def parse(body: str, precision: str = "ns", now_ns: int | None = None) -> ParsedLines:
+    """Parse a line-protocol body into a frame; ``ValueError`` only for an unknown precision."""
+    if precision not in PRECISION_NS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISION_NS)}")
+    scale = PRECISION_NS[precision]
+    default_ns = time.time_ns() if now_ns is None else now_ns
+    out = ParsedLines()
+    for number, raw_line in enumerate(body.splitlines(), start=1):
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            _parse_line(line, scale, default_ns, out)
+        except ValueError as exc:
+            out.errors.append((number, str(exc)))
+    return out
+
+
+def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> None:
+    sections = _split(line, " ", quotes=True)
+    sections = [s for s in sections if s]
+    if len(sections) not in (2, 3):
+        raise ValueError("expected 'measurement,tags fields [timestamp]'")
+    head = _split(sections[0], ",")
+    measurement = _unescape(head[0])
+    if not measurement:
+        raise ValueError("missing measurement name")
+    tags: dict[str, str] = {}
+    for pair in head[1:]:
+        kv = _split(pair, "=", maxsplit=1)
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            raise ValueError(f"tag {pair!r} is not key=value")
+        tags[_unescape(kv[0])] = _unescape(kv[1])
+    missing = [t for t in _ASSET_TAGS if t not in tags]
+    if missing:
+        raise ValueError(f"missing tag(s) {', '.join(missing)}: "
+                         "tags site, area, line, machine name the asset")
+    asset = AssetPath(*(tags[t] for t in _ASSET_TAGS))
+    unit = tags.get("unit")
+    if unit is not None and len(unit) > 32:
+        raise ValueError("tag unit must be at most 32 characters")
+    quality = tags.get("quality", "good")
+    if quality not in _QUALITIES:
+        raise ValueError(f"tag quality must be one of good, uncertain, bad; got {quality!r}")
+    ignored = len(set(tags) - {*_ASSET_TAGS, "unit", "quality"})
+    if len(sections) == 3:
+        try:
+            ts_ns = int(sections[2]) * scale
+        except ValueError:
+            raise ValueError(f"timestamp {sections[2]!r} is not an integer") from None
+    else:
+        ts_ns = default_ns
+    fields: list[tuple[str, float | int | bool | str]] = []
+    for pair in _split(sections[1], ",", quotes=True):
+        kv = _split(pair, "=", quotes=True, maxsplit=1)
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            raise ValueError(f"field {pair!r} is not key=value")
+        key = _unescape(kv[0])
+        signal = key if measurement in PLAIN_MEASUREMENTS else f"{measurement}.{key}"
+        if not valid_signal(signal):
+            raise ValueError(f"signal name {signal!r} (from field {key!r}) is invalid")
+        try:
+            fields.append((signal, _field_value(kv[1])))
+        except ValueError as exc:
+            raise ValueError(f"field {key!r}: {exc}") from None
+    a = str(asset)
+    for signal, value in fields:
+        out.frame.append_raw(a, signal, ts_ns // 1000, value, unit=unit, quality=quality)
+    out.ignored_tags += ignored

@@ -1,0 +1,89 @@
+"""RFC 9457 problem details: every error response of the API is ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from zhizao.config import validation_problems
+from zhizao.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+_TITLES = {
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+    413: "Content too large", 415: "Unsupported media type", 422: "Invalid parameters",
+    429: "Too many requests", 500: "Internal server error", 503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    """Raise anywhere in a request to answer with a problem document.
+
+    ``extra`` members are added to the document (e.g. ``errors``, ``limit``); ``headers`` to the
+    response (``Retry-After``, ``WWW-Authenticate``).
+    """
+
+    def __init__(self, status: int, detail: str, *, title: str | None = None, reason: str = "",
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or _TITLES.get(status, "Error")
+        self.reason = reason or self.title.lower().replace(" ", "_")
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(p: Problem, instance: str = "") -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": p.title, "status": p.status, "detail": p.detail}
+    if instance:
+        body["instance"] = instance
+    body.update(p.extra)
+    return Response(orjson.dumps(body), status_code=p.status, media_type=PROBLEM_JSON, headers=p.headers)
+
+
+def install(app: FastAPI, retry_after_s: int) -> None:
+    """Register the handlers turning every error into problem+json (and StoreUnavailable into 503)."""
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            errors.append({"field": loc, "message": str(err.get("msg", ""))})
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]) or "invalid request"
+        return problem_response(Problem(422, detail, errors=errors), request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem_response(Problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})),
+                                request.url.path)
+
+    async def on_store(request: Request, exc: Exception) -> Response:
+        log.warning("store unavailable on %s: %s", request.url.path, exc)
+        return problem_response(Problem(
+            503, f"storage is unavailable, nothing was stored; retry in {retry_after_s} s ({exc})",
+            headers={"Retry-After": str(retry_after_s)}), request.url.path)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(StoreUnavailable, on_store)
+
+
+def pydantic_problems(exc: Exception) -> list[tuple[str, str]]:
+    """Dotted-key problems of a pydantic ``ValidationError`` (re-exported for the routes)."""
+    from pydantic import ValidationError
+
+    return validation_problems(exc) if isinstance(exc, ValidationError) else [("", str(exc))]

@@ -1,0 +1,73 @@
+"""DDL of the DuckDB store (one file). Timestamps are ``TIMESTAMP`` (UTC, microseconds).
+
+``samples`` is append-only in arrival order, which is close to time order, so DuckDB's
+per-row-group min/max (zonemaps) prune time-range scans without an index. ``signals`` is the
+catalogue plus the latest value of every (asset, signal), upserted in the same transaction as
+the samples, so catalogue and latest-value reads never scan ``samples``. ``batches`` holds the
+dedup records, written in the same transaction as the samples they stand for.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DDL: Final = (
+    """
+    CREATE TABLE IF NOT EXISTS samples (
+        ts TIMESTAMP NOT NULL,
+        asset VARCHAR NOT NULL,
+        signal VARCHAR NOT NULL,
+        vtype VARCHAR NOT NULL,
+        value DOUBLE,
+        value_str VARCHAR,
+        unit VARCHAR,
+        quality VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS signals (
+        asset VARCHAR NOT NULL,
+        signal VARCHAR NOT NULL,
+        ts TIMESTAMP NOT NULL,
+        vtype VARCHAR NOT NULL,
+        value DOUBLE,
+        value_str VARCHAR,
+        unit VARCHAR,
+        quality VARCHAR NOT NULL,
+        PRIMARY KEY (asset, signal)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS batches (
+        producer VARCHAR NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        accepted BIGINT NOT NULL,
+        received TIMESTAMP NOT NULL,
+        PRIMARY KEY (producer, batch_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        id VARCHAR PRIMARY KEY,
+        source VARCHAR NOT NULL,
+        state VARCHAR NOT NULL,
+        asset VARCHAR NOT NULL,
+        start TIMESTAMP NOT NULL,
+        "end" TIMESTAMP,
+        doc VARCHAR NOT NULL
+    )
+    """,
+)
+
+COLUMNS: Final = ("ts", "asset", "signal", "vtype", "value", "value_str", "unit", "quality")
+
+UPSERT_SIGNALS: Final = """
+    INSERT INTO signals
+    SELECT asset, signal, max(ts), arg_max(vtype, ts), arg_max(value, ts), arg_max(value_str, ts),
+           arg_max(unit, ts), arg_max(quality, ts)
+    FROM _zz_frame GROUP BY asset, signal
+    ON CONFLICT (asset, signal) DO UPDATE SET
+        ts = excluded.ts, vtype = excluded.vtype, value = excluded.value,
+        value_str = excluded.value_str, unit = excluded.unit, quality = excluded.quality
+    WHERE excluded.ts >= signals.ts
+"""

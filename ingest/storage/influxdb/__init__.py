@@ -1,0 +1,1 @@
+"""InfluxDB storage backend (v1-compatible HTTP API: /write and /query)."""

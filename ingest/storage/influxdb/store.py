@@ -1,0 +1,337 @@
+"""InfluxDB store over the v1-compatible HTTP API: line protocol on ``/write``, InfluxQL on ``/query``.
+
+Works with InfluxDB 1.8+ (and the 1.6 used in tests), 2.x (token auth, DBRP mapping of
+``database``/``retention_policy`` to a bucket) and 3.x. Schema: see ``ingest/storage/README.md``.
+
+Dedup: a batch id is recorded (measurement ``zhizao_batches``) only after InfluxDB answered 204
+for its samples, and kept in memory for fast lookups (reloaded at start for the dedup window).
+A crash between the 204 and the record means at worst a resend whose points overwrite
+identical points (same series and timestamp) — InfluxDB writes are idempotent — so nothing is
+ever stored twice. Records are flushed in the background every 0.2 s and on close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
+
+import httpx
+import numpy as np
+import orjson
+
+from ingest.settings import InfluxSettings
+from ingest.storage.base import (
+    Agg,
+    BatchKey,
+    CatalogueEntry,
+    EventQuery,
+    LatestValue,
+    SampleFrame,
+    Series,
+    SeriesQuery,
+    WriteResult,
+    check_asset_prefix,
+    decode_value,
+    from_us,
+    to_us,
+)
+from ingest.storage.events_common import event_matches
+from ingest.storage.influxdb.lineproto import field_str, frame_lines, tag_value
+from zhizao.errors import StoreUnavailable
+from zhizao.events import Event
+from zhizao.model import LEVELS, Quality
+
+log = logging.getLogger(__name__)
+BATCHES = "zhizao_batches"
+EVENTS = "zhizao_events"
+_TAGS = (*LEVELS, "signal")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def prefix_condition(prefix: str) -> str:
+    """InfluxQL tag conditions selecting an asset prefix (1-4 levels)."""
+    parts = check_asset_prefix(prefix).split("/")
+    return " AND ".join(f'"{level}" = {_quote(p)}' for level, p in zip(LEVELS, parts, strict=False))
+
+
+class InfluxStore:
+    """The InfluxDB backend. One ``httpx.AsyncClient``; use within one event loop."""
+
+    name = "influxdb"
+
+    def __init__(self, settings: InfluxSettings, *, dedup_window: timedelta = timedelta(days=7),
+                 dedup_max: int = 1_000_000) -> None:
+        self.settings = settings
+        self.measurement = settings.measurement
+        self._client: httpx.AsyncClient | None = None
+        self._keys: dict[tuple[str, str], str] = {}
+        self._seen: OrderedDict[BatchKey, int] = OrderedDict()
+        self._marks: list[str] = []
+        self._last_mark_ns = 0
+        self._dedup_window = dedup_window
+        self._dedup_max = dedup_max
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        s = self.settings
+        headers = {"Authorization": f"Token {s.token}"} if s.token else {}
+        self._params: dict[str, str] = {"db": s.database}
+        if s.retention_policy:
+            self._params["rp"] = s.retention_policy
+        if s.username is not None:
+            self._params.update(u=s.username, p=s.password or "")
+        self._client = httpx.AsyncClient(
+            base_url=s.url, headers=headers, verify=s.verify_tls, timeout=s.timeout_s,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32))
+        try:
+            await self._load_dedup()
+        except StoreUnavailable as exc:
+            log.warning("InfluxDB unreachable at start, dedup records not loaded yet: %s", exc)
+            self._loaded = False
+        self._flusher = asyncio.create_task(self._flush_loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Flush pending dedup records (best effort), close the client. Idempotent."""
+        if self._client is None:
+            return
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        with contextlib.suppress(StoreUnavailable):
+            await self._flush_marks()
+        await self._client.aclose()
+        self._client = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise StoreUnavailable("InfluxDB store is not open")
+        return self._client
+
+    # ---- HTTP -------------------------------------------------------------------------------
+
+    async def _post_write(self, body: bytes) -> None:
+        try:
+            resp = await self.client.post("/write", params={**self._params, "precision": "u"}, content=body)
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"InfluxDB write failed: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code != 204:
+            raise StoreUnavailable(f"InfluxDB write answered {resp.status_code}: {resp.text[:300]}")
+
+    async def influxql(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
+        """Run InfluxQL; returns the ``series`` of the first statement (``[]`` when empty)."""
+        params = {**self._params, "q": q, "epoch": "u"}
+        params.pop("rp", None)
+        try:
+            resp = await self.client.post("/query", data=params) if write else \
+                await self.client.get("/query", params=params)
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"InfluxDB query failed: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code != 200:
+            raise StoreUnavailable(f"InfluxDB query answered {resp.status_code}: {resp.text[:300]}")
+        doc = orjson.loads(resp.content)
+        results = doc.get("results") or [{}]
+        if "error" in results[0]:
+            if "database not found" in results[0]["error"]:
+                return []
+            raise StoreUnavailable(f"InfluxDB query error: {results[0]['error']}")
+        series: list[dict[str, Any]] = results[0].get("series", [])
+        return series
+
+    async def ping(self) -> None:
+        try:
+            resp = await self.client.get("/ping")
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"InfluxDB unreachable: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code != 204:
+            raise StoreUnavailable(f"InfluxDB /ping answered {resp.status_code}")
+
+    # ---- writes and dedup -------------------------------------------------------------------
+
+    async def _load_dedup(self) -> None:
+        window = self._dedup_window // timedelta(microseconds=1)
+        rows = await self.influxql(
+            f'SELECT "batch_id", "accepted" FROM "{BATCHES}" WHERE time > now() - {window}u '
+            'GROUP BY "producer"')
+        for s in rows:
+            producer = s["tags"]["producer"]
+            for _t, batch_id, accepted in s["values"]:
+                self._remember(BatchKey(producer, batch_id), int(accepted))
+        self._loaded = True
+
+    def _remember(self, key: BatchKey, accepted: int) -> None:
+        self._seen[key] = accepted
+        while len(self._seen) > self._dedup_max:
+            self._seen.popitem(last=False)
+
+    async def seen(self, key: BatchKey) -> WriteResult | None:
+        if not getattr(self, "_loaded", False):
+            await self._load_dedup()
+        accepted = self._seen.get(key)
+        return None if accepted is None else WriteResult(accepted, duplicate=True)
+
+    async def write(self, frame: SampleFrame, key: BatchKey | None = None) -> WriteResult:
+        if key is not None:
+            prev = await self.seen(key)
+            if prev is not None:
+                return prev
+        if len(frame):
+            await self._post_write(frame_lines(frame, self.measurement, self._keys))
+        if key is not None:
+            self._remember(key, len(frame))
+            now = max(time.time_ns() // 1000, self._last_mark_ns + 1)
+            self._last_mark_ns = now
+            self._marks.append(f"{BATCHES},producer={key.producer} batch_id={field_str(key.batch_id)},"
+                               f"accepted={len(frame)}i {now}")
+        return WriteResult(len(frame))
+
+    async def _flush_marks(self) -> None:
+        if not self._marks:
+            return
+        marks, self._marks = self._marks, []
+        try:
+            await self._post_write("\n".join(marks).encode())
+        except StoreUnavailable:
+            self._marks = marks + self._marks
+            raise
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            try:
+                await self._flush_marks()
+            except StoreUnavailable as exc:
+                log.warning("dedup records not yet written (kept in memory, retrying): %s", exc)
+
+    async def delete_before(self, cutoff: datetime) -> None:
+        cutoff_ns = to_us(cutoff) * 1000
+        await self.influxql(f'DELETE FROM "{self.measurement}" WHERE time < {cutoff_ns}', write=True)
+
+    async def prune_dedup(self, max_age: timedelta, max_entries: int) -> None:
+        cutoff = to_us(datetime.now(UTC) - max_age) * 1000
+        await self.influxql(f'DELETE FROM "{BATCHES}" WHERE time < {cutoff}', write=True)
+        while len(self._seen) > max_entries:
+            self._seen.popitem(last=False)
+
+    # ---- reads ------------------------------------------------------------------------------
+
+    def _where(self, q: SeriesQuery) -> str:
+        cond = [f"time >= {q.start_us * 1000}", f"time < {q.end_us * 1000}", prefix_condition(q.asset)]
+        if q.signals:
+            cond.append("(" + " OR ".join(f'"signal" = {_quote(s)}' for s in q.signals) + ")")
+        return " AND ".join(cond)
+
+    async def query(self, q: SeriesQuery) -> list[Series]:
+        group = ", ".join(f'"{t}"' for t in _TAGS)
+        m = self.measurement
+        if q.agg is None:
+            sql = (f'SELECT "value", "value_str", "vtype", "unit", "quality" FROM "{m}" '
+                   f"WHERE {self._where(q)} GROUP BY {group} ORDER BY time ASC LIMIT {int(q.limit)}")
+        else:
+            agg = {Agg.MEAN: 'mean("value")', Agg.MIN: 'min("value")', Agg.MAX: 'max("value")',
+                   Agg.LAST: 'last("value")', Agg.COUNT: 'count("quality")'}[q.agg]
+            sql = (f'SELECT {agg} AS "value", last("value_str") AS "value_str", last("vtype") AS "vtype", '
+                   f'last("unit") AS "unit" FROM "{m}" WHERE {self._where(q)} '
+                   f"GROUP BY time({q.bucket_us()}u), {group} fill(none) LIMIT {int(q.limit)}")
+        rows = await self.influxql(sql)
+        out = [_series(s, q.agg) for s in rows]
+        out = [s for s in out if len(s)]
+        out.sort(key=lambda s: (s.asset, s.signal))
+        return out
+
+    async def _last_rows(self, where: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        rows = await self.influxql(
+            f'SELECT "value", "value_str", "vtype", "unit", "quality" FROM "{self.measurement}" {where} '
+            f'GROUP BY {", ".join(f"{chr(34)}{t}{chr(34)}" for t in _TAGS)} ORDER BY time DESC LIMIT 1')
+        out = []
+        for s in rows:
+            if s.get("values"):
+                out.append((s["tags"], dict(zip(s["columns"], s["values"][0], strict=True))))
+        return out
+
+    async def latest(self, asset: str) -> list[LatestValue]:
+        out = []
+        for tags, row in await self._last_rows(f"WHERE {prefix_condition(asset)}"):
+            value = decode_value(row.get("vtype") or "f", row.get("value"), row.get("value_str"))
+            if value is not None:
+                out.append(LatestValue(tags["signal"], from_us(row["time"]), value, row.get("unit"),
+                                       Quality(row.get("quality") or "good")))
+        return sorted(out, key=lambda v: v.signal)
+
+    async def catalogue(self, prefix: str | None = None) -> list[CatalogueEntry]:
+        where = f"WHERE {prefix_condition(prefix)}" if prefix else ""
+        out = [CatalogueEntry("/".join(tags[level] for level in LEVELS), tags["signal"], row.get("unit"),
+                              row.get("vtype") or "f", from_us(row["time"]))
+               for tags, row in await self._last_rows(where)]
+        return sorted(out, key=lambda e: (e.asset, e.signal))
+
+    # ---- events -----------------------------------------------------------------------------
+
+    async def upsert_events(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        lines = []
+        now = time.time_ns()
+        for e in events:
+            lines.append(
+                f"{EVENTS},source={e.source.value},asset={tag_value(e.asset)},rule={tag_value(e.rule)} "
+                f"id={field_str(e.id)},state={field_str(e.state.value)},doc={field_str(e.model_dump_json())},"
+                f"updated={now}i {to_us(e.start)}")
+        await self._post_write("\n".join(lines).encode())
+
+    async def query_events(self, q: EventQuery) -> list[Event]:
+        cond = []
+        if q.end is not None:
+            cond.append(f"time < {to_us(q.end) * 1000}")
+        if q.source is not None:
+            cond.append(f'"source" = {_quote(q.source.value)}')
+        where = f"WHERE {' AND '.join(cond)}" if cond else ""
+        rows = await self.influxql(f'SELECT "doc", "updated" FROM "{EVENTS}" {where}')
+        best: dict[str, tuple[int, Event]] = {}
+        for s in rows:
+            for _t, doc, updated in s["values"]:
+                e = Event.model_validate_json(doc)
+                if e.id not in best or best[e.id][0] <= updated:
+                    best[e.id] = (updated, e)
+        events = [e for _, e in best.values() if event_matches(e, q)]
+        events.sort(key=lambda e: (-to_us(e.start), e.id))
+        return events[: q.limit]
+
+
+def _series(s: dict[str, Any], agg: Agg | None) -> Series:
+    tags = s["tags"]
+    cols = {c: i for i, c in enumerate(s["columns"])}
+    values = [r for r in s["values"] if r[cols["value"]] is not None or r[cols["value_str"]] is not None]
+    n = len(values)
+    ts = np.fromiter((r[0] for r in values), np.int64, n)
+    vcol, scol, tcol = cols["value"], cols["value_str"], cols["vtype"]
+    value = np.array([np.nan if r[vcol] is None else r[vcol] for r in values], dtype=np.float64)
+    text = np.array([r[scol] for r in values], dtype=object)
+    if agg is Agg.COUNT:
+        vtype = np.full(n, "i")
+        text = np.full(n, None, dtype=object)
+    else:
+        vt = [r[tcol] or ("s" if r[scol] is not None and r[vcol] is None else "f") for r in values]
+        if agg is Agg.MEAN:
+            vt = ["s" if t == "s" else "f" for t in vt]
+        vtype = np.array(vt, dtype=str) if n else np.array([], dtype=str)
+    quality = None
+    if agg is None:
+        qcol = cols["quality"]
+        quality = np.array([r[qcol] or "good" for r in values], dtype=str) if n else np.array([], dtype=str)
+    units = [r[cols["unit"]] for r in values if r[cols["unit"]] is not None]
+    return Series("/".join(tags[level] for level in LEVELS), tags["signal"], units[-1] if units else None,
+                  ts, value, text, vtype, quality)

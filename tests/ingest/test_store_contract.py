@@ -1,0 +1,171 @@
+"""One contract suite for every Store backend (DuckDB temp file, real influxd)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.storage.base import Agg, BatchKey, EventQuery, SampleFrame, SeriesQuery, Store
+from tests.ingest.conftest import M1, M2, OTHER_LINE, T0, make_store, sample
+from zhizao.events import Event, EventSource, EventState
+from zhizao.model import Quality
+
+
+def q(asset: str, start: float, end: float, **kw: object) -> SeriesQuery:
+    return SeriesQuery(asset=asset, start=T0 + timedelta(seconds=start), end=T0 + timedelta(seconds=end),
+                       **kw)  # type: ignore[arg-type]
+
+
+async def test_round_trip_keeps_values_types_units_quality(store: Store) -> None:
+    samples = [
+        sample(M1, "spindle_speed", 0.25, 12000.5, "rpm"),
+        sample(M1, "spindle_speed", 1.5, 11999.0, "rpm", Quality.UNCERTAIN),
+        sample(M1, "parts_total", 1.0, 42),
+        sample(M1, "door_open", 2.0, True),
+        sample(M1, "door_open", 3.0, False, quality=Quality.BAD),
+        sample(M1, "state", 0.0, "running"),
+        sample(M1, "state", 4.0, 'down "jam" \\ x'),
+    ]
+    result = await store.write(SampleFrame.from_samples(samples))
+    assert result.accepted == 7 and not result.duplicate
+    series = await store.query(q("plant/a1/line1/cnc-1", 0, 10))
+    assert [s.signal for s in series] == ["door_open", "parts_total", "spindle_speed", "state"]
+    by = {s.signal: s for s in series}
+    assert by["spindle_speed"].values() == [12000.5, 11999.0]
+    assert by["spindle_speed"].unit == "rpm"
+    assert by["spindle_speed"].quality is not None
+    assert by["spindle_speed"].quality.tolist() == ["good", "uncertain"]
+    assert by["spindle_speed"].timestamps() == [T0 + timedelta(seconds=0.25), T0 + timedelta(seconds=1.5)]
+    assert by["parts_total"].values() == [42]
+    assert by["door_open"].values() == [True, False]
+    assert by["state"].values() == ["running", 'down "jam" \\ x']
+    assert by["state"].is_string
+    pd_series = by["spindle_speed"].to_pandas()
+    assert pd_series.index[0] == T0 + timedelta(seconds=0.25)
+    assert pd_series.dtype == np.float64
+
+
+async def test_dedup_same_batch_stored_once_and_survives_reopen(
+        store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    frame = SampleFrame.from_samples([sample(M1, "power_kw", i, float(i), "kW") for i in range(10)])
+    key = BatchKey("agent-7", "b-000001")
+    first = await store.write(frame, key)
+    again = await store.write(frame, key)
+    assert (first.accepted, first.duplicate) == (10, False)
+    assert (again.accepted, again.duplicate) == (10, True)
+    other = await store.write(frame, BatchKey("agent-8", "b-000001"))
+    assert not other.duplicate  # dedup is per producer
+    series = await store.query(q("plant", 0, 100, agg=Agg.COUNT, bucket=timedelta(hours=1)))
+    if store.name == "duckdb":  # InfluxDB overwrites identical points: the agent-8 copy merges
+        assert series[0].values() == [20]
+    else:
+        assert series[0].values() == [10]
+    kind = store.name
+    await store.__aexit__(None, None, None)
+    reopened = make_store(kind, tmp_path, request)
+    async with reopened:
+        assert await reopened.seen(key) is not None
+        assert (await reopened.write(frame, key)).duplicate
+        assert await reopened.seen(BatchKey("agent-7", "never-sent")) is None
+
+
+async def test_time_range_is_half_open_and_prefix_exact(store: Store) -> None:
+    await store.write(SampleFrame.from_samples([
+        sample(M1, "power_kw", 0, 1.0), sample(M1, "power_kw", 10, 2.0), sample(M1, "power_kw", 20, 3.0),
+        sample(M2, "power_kw", 10, 5.0), sample(OTHER_LINE, "power_kw", 10, 9.0),
+        sample(M1, "state", 10, "idle"),
+    ]))
+    got = await store.query(q("plant/a1/line1/cnc-1", 0, 20, signals=("power_kw",)))
+    assert len(got) == 1 and got[0].values() == [1.0, 2.0]  # start inclusive, end exclusive
+    got = await store.query(q("plant/a1/line1/cnc-1", 0.000001, 20.000001, signals=("power_kw",)))
+    assert got[0].values() == [2.0, 3.0]
+    line = await store.query(q("plant/a1/line1", 0, 30, signals=("power_kw",)))
+    assert [(s.asset, len(s)) for s in line] == [("plant/a1/line1/cnc-1", 3), ("plant/a1/line1/cnc-2", 1)]
+    area = await store.query(q("plant/a1", 0, 30, signals=("power_kw",)))
+    assert [s.asset for s in area] == [str(M1), str(M2), str(OTHER_LINE)]
+    limited = await store.query(q("plant/a1/line1/cnc-1", 0, 30, signals=("power_kw",), limit=2))
+    assert limited[0].values() == [1.0, 2.0]
+    both = await store.query(q("plant/a1/line1/cnc-1", 0, 30))
+    assert [s.signal for s in both] == ["power_kw", "state"]
+    assert await store.query(q("plant/a1/line1/cnc-1", 30, 40)) == []
+
+
+async def test_bucketing_mean_min_max_last_count(store: Store) -> None:
+    # 0..59 s, one point per second, value = second; buckets of 20 s aligned to the epoch
+    await store.write(SampleFrame.from_samples(
+        [sample(M1, "temp", i, float(i), "degC") for i in range(60)]
+        + [sample(M1, "state", i, "running" if i < 30 else "down") for i in range(0, 60, 5)]))
+    base = q("plant/a1/line1/cnc-1", 0, 60, signals=("temp",), bucket=timedelta(seconds=20))
+    expected = {
+        Agg.MEAN: [9.5, 29.5, 49.5], Agg.MIN: [0.0, 20.0, 40.0], Agg.MAX: [19.0, 39.0, 59.0],
+        Agg.LAST: [19.0, 39.0, 59.0], Agg.COUNT: [20, 20, 20],
+    }
+    for agg, values in expected.items():
+        res = await store.query(SeriesQuery(asset=base.asset, start=base.start, end=base.end,
+                                            signals=base.signals, agg=agg, bucket=base.bucket))
+        assert len(res) == 1, agg
+        assert res[0].values() == values, agg
+        assert res[0].timestamps() == [T0, T0 + timedelta(seconds=20), T0 + timedelta(seconds=40)], agg
+        assert res[0].unit == "degC"
+    # a point limit widens the bucket: 60 s in at most 2 points -> 30 s buckets
+    res = await store.query(q("plant/a1/line1/cnc-1", 0, 60, signals=("temp",), agg=Agg.MEAN, limit=2))
+    assert res[0].values() == [14.5, 44.5]
+    # string series are aggregated with last
+    res = await store.query(q("plant/a1/line1/cnc-1", 0, 60, signals=("state",), agg=Agg.MEAN,
+                              bucket=timedelta(seconds=30)))
+    assert res[0].values() == ["running", "down"]
+    res = await store.query(q("plant/a1/line1/cnc-1", 0, 60, signals=("state",), agg=Agg.COUNT,
+                              bucket=timedelta(seconds=30)))
+    assert res[0].values() == [6, 6]
+
+
+async def test_retention_deletes_only_older_samples(store: Store) -> None:
+    await store.write(SampleFrame.from_samples([sample(M1, "power_kw", i, float(i)) for i in range(10)]))
+    await store.delete_before(T0 + timedelta(seconds=5))
+    got = await store.query(q("plant", -100, 100))
+    assert got[0].values() == [5.0, 6.0, 7.0, 8.0, 9.0]
+
+
+async def test_latest_and_catalogue(store: Store) -> None:
+    await store.write(SampleFrame.from_samples([
+        sample(M1, "power_kw", 0, 1.0, "kW"), sample(M1, "power_kw", 5, 2.5, "kW"),
+        sample(M1, "state", 3, "running"), sample(M2, "parts_total", 1, 7),
+    ]))
+    await store.write(SampleFrame.from_samples([sample(M1, "power_kw", 2, 9.0, "kW")]))  # late, older
+    latest = await store.latest(str(M1))
+    assert [(v.signal, v.value, v.unit, v.ts) for v in latest] == [
+        ("power_kw", 2.5, "kW", T0 + timedelta(seconds=5)),
+        ("state", "running", None, T0 + timedelta(seconds=3))]
+    cat = await store.catalogue()
+    assert [(c.asset, c.signal, c.unit, c.vtype) for c in cat] == [
+        (str(M1), "power_kw", "kW", "f"), (str(M1), "state", None, "s"), (str(M2), "parts_total", None, "i")]
+    assert cat[0].last_seen == T0 + timedelta(seconds=5)
+    assert [c.signal for c in await store.catalogue("plant/a1/line1/cnc-2")] == ["parts_total"]
+
+
+async def test_events_upsert_by_id_and_query(store: Store) -> None:
+    e1 = Event(id="kpi:oee:line1:1", source=EventSource.KPI, rule="oee_low", asset="plant/a1/line1",
+               start=T0, value=0.4, message="OEE below 60 %")
+    e2 = Event(id="anomaly:cnc-1:1", source=EventSource.ANOMALY, rule="iforest-v3", asset=str(M1),
+               start=T0 + timedelta(minutes=5), value=0.9, peak=0.95)
+    e3 = Event(id="kpi:oee:other", source=EventSource.KPI, rule="oee_low", asset=str(OTHER_LINE), start=T0)
+    await store.upsert_events([e1, e2, e3])
+    await store.upsert_events([e1.resolved(T0 + timedelta(minutes=10), value=0.7)])
+    everything = await store.query_events(EventQuery())
+    assert [e.id for e in everything] == [e2.id, e1.id, e3.id]
+    line1 = await store.query_events(EventQuery(asset="plant/a1/line1"))
+    assert {e.id for e in line1} == {e1.id, e2.id}
+    open_ = await store.query_events(EventQuery(state=EventState.OPEN))
+    assert {e.id for e in open_} == {e2.id, e3.id}
+    resolved = next(e for e in line1 if e.id == e1.id)
+    assert resolved.state is EventState.RESOLVED and resolved.value == 0.7
+    assert [e.id for e in await store.query_events(EventQuery(source=EventSource.ANOMALY))] == [e2.id]
+    # time overlap: e1 ended at +10 min, so it is not in [+11 min, +1 h); open events are
+    later = await store.query_events(
+        EventQuery(start=T0 + timedelta(minutes=11), end=T0 + timedelta(hours=1)))
+    assert {e.id for e in later} == {e2.id, e3.id}
+    before = await store.query_events(EventQuery(end=T0 + timedelta(minutes=1)))
+    assert {e.id for e in before} == {e1.id, e3.id}
