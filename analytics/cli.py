@@ -1,0 +1,113 @@
+"""``zhizao analytics``: KPIs, anomaly models, CSV scoring, SKAB evaluation.
+
+Subcommands: ``kpi`` (the KPI engine, in :mod:`analytics.kpi.cli`), ``eval skab``, ``score``,
+``train``, ``models list|show|promote|rollback``. Exit codes: 0 ok, 1 failure (data or model
+problem, reported on stderr), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from analytics.errors import DataError, ModelMismatch, RegistryError
+from zhizao.errors import ConfigError, ZhizaoError
+
+DEFAULT_REGISTRY = "zhizao-models"
+
+
+def _kpi(argv: list[str]) -> int:
+    try:
+        module = importlib.import_module("analytics.kpi.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name and "analytics.kpi.cli".startswith(exc.name):
+            print("zhizao analytics kpi: not built yet in this version", file=sys.stderr)
+            return 2
+        raise
+    main_fn: Callable[[list[str]], int] = module.main
+    try:
+        return main_fn(argv)
+    except SystemExit as exc:  # argparse inside the KPI command (--help, usage errors)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zhizao analytics", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    sub.add_parser("kpi", help="KPI engine: OEE, energy per good part, scrap, MTBF/MTTR", add_help=False)
+
+    ev = sub.add_parser("eval", help="run a benchmark protocol")
+    ev.add_argument("benchmark", choices=["skab"])
+    ev.add_argument("--data", required=True, help="SKAB directory (valve1/, valve2/, other/)")
+    ev.add_argument("--config", help="TOML/YAML SkabConfig (default: the built-in configuration)")
+    ev.add_argument("--all", action="store_true", help="also run the alternative detectors tried")
+    ev.add_argument("--json", action="store_true", help="print one JSON object per configuration at the end")
+
+    sc = sub.add_parser("score", help="score a CSV online: timestamp,score,is_anomaly")
+    sc.add_argument("file", type=Path)
+    sc.add_argument("--out", required=True, type=Path, help="output CSV ('-' for stdout)")
+    sc.add_argument("--time-col",
+                    help="timestamp column (default: one named timestamp/time/datetime, else the first)")
+    sc.add_argument("--columns", help="comma-separated value columns (default: every numeric column)")
+    sc.add_argument("--sep", default=",", help="field separator (default ',')")
+    sc.add_argument("--warmup", type=int, default=400, help="rows used to fit the model (default 400)")
+    sc.add_argument("--max-gap", type=float, help="seconds; a larger step restarts the windows "
+                                                   "(default 10x the warm-up's median step)")
+    sc.add_argument("--config", help="TOML/YAML ModelSpec (detector, windows, threshold, vote)")
+
+    tr = sub.add_parser("train", help="train a machine's model from stored history into the registry")
+    tr.add_argument("--scope", required=True, help="machine asset path site/area/line/machine")
+    tr.add_argument("--from", dest="start", required=True, help="ISO-8601 start (UTC if no offset)")
+    tr.add_argument("--to", dest="end", required=True, help="ISO-8601 end")
+    tr.add_argument("--duckdb", help="DuckDB store file (default: the ingest config's store)")
+    tr.add_argument("--ingest-config", help="ingest TOML/YAML config whose [storage] to read")
+    tr.add_argument("--signals", help="comma-separated signals (default: every numeric process signal)")
+    tr.add_argument("--registry", default=DEFAULT_REGISTRY)
+    tr.add_argument("--config", help="TOML/YAML ModelSpec")
+
+    mo = sub.add_parser("models", help="list, show, promote or roll back stored models")
+    mo.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    mo.add_argument("scope", nargs="?")
+    mo.add_argument("version", nargs="?")
+    mo.add_argument("--registry", default=DEFAULT_REGISTRY)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "kpi":
+        return _kpi(args_list[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    from analytics import commands
+
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "eval": commands.eval_skab, "score": commands.score,
+        "train": commands.train, "models": commands.models,
+    }
+    try:
+        return handlers[args.cmd](args)
+    except ConfigError as exc:
+        print(f"zhizao analytics: {exc}", file=sys.stderr)
+        return 2
+    except (DataError, ModelMismatch, RegistryError) as exc:
+        print(f"zhizao analytics {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    except ZhizaoError as exc:
+        print(f"zhizao analytics {args.cmd}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def dumps(obj: object) -> str:
+    return json.dumps(obj, default=str)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""Handlers behind ``zhizao analytics`` subcommands (argument parsing lives in :mod:`analytics.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from analytics.errors import DataError
+from analytics.registry import ModelRegistry
+from analytics.scoring import ModelSpec
+from zhizao.config import load_config
+
+
+def _spec(path: str | None) -> ModelSpec:
+    return load_config(ModelSpec, path) if path else ModelSpec()
+
+
+def eval_skab(args: argparse.Namespace) -> int:
+    from analytics.skab import SkabConfig, alternatives, evaluate, load_skab, render
+
+    files = load_skab(args.data)
+    cfg = load_config(SkabConfig, args.config) if args.config else SkabConfig()
+    configs = [cfg, *(alternatives() if args.all else [])]
+    results = [evaluate(files, c) for c in configs]
+    rows = sum(len(f.ts) for f in files)
+    print(f"SKAB: {len(files)} files, {rows} rows; fit on the first 400 rows of each\n")
+    print(render(results))
+    if args.json:
+        for r in results:
+            o = r.outliers
+            print(json.dumps({"name": r.name, "f1": round(o.f1, 4), "far": round(o.far, 2),
+                              "mar": round(o.mar, 2),
+                              "nab": {k: round(v, 2) for k, v in r.nab.items()}}))
+    return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    from analytics.scoring.csv_scorer import score_csv
+
+    if not args.file.exists():
+        raise DataError(str(args.file), "no such file")
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    sep = "\t" if args.sep in ("\\t", "tab") else args.sep
+    spec = _spec(args.config)
+    ctx: Any = nullcontext(sys.stdout) if str(args.out) == "-" else _atomic_open(args.out)
+    with ctx as out:
+        summary = score_csv(args.file, out, sep=sep, time_col=args.time_col, columns=columns,
+                            warmup=args.warmup, max_gap=args.max_gap, spec=spec)
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    return 0
+
+
+class _atomic_open:
+    """Write to ``path.tmp`` and rename on success, so a failed run leaves no half-written output."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.fh: IO[str] | None = None
+
+    def __enter__(self) -> IO[str]:
+        self.fh = self.tmp.open("w", encoding="utf-8", newline="")
+        return self.fh
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        assert self.fh is not None
+        self.fh.close()
+        if exc_type is None:
+            self.tmp.replace(self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _when(text: str, flag: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise DataError(flag, f"not an ISO-8601 time: {text!r}") from exc
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def train(args: argparse.Namespace) -> int:
+    from analytics.training import train_from_store
+
+    start, end = _when(args.start, "--from"), _when(args.end, "--to")
+    signals = [s.strip() for s in args.signals.split(",")] if args.signals else None
+    meta = asyncio.run(train_from_store(args.scope, start, end, registry=ModelRegistry(args.registry),
+                                        spec=_spec(args.config), duckdb=args.duckdb,
+                                        ingest_config=args.ingest_config, signals=signals))
+    print(f"trained {meta.scope} {meta.version}: {meta.training.rows} rows, "
+          f"features {', '.join(meta.columns)}; "
+          f"validation {meta.validation}")
+    return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    reg = ModelRegistry(args.registry)
+    if args.action == "list":
+        scopes = [args.scope] if args.scope else reg.scopes()
+        if not scopes:
+            print(f"no models in {reg.root}")
+        for scope in scopes:
+            active = reg.active(scope)
+            for v in reg.versions(scope):
+                m = reg.metadata(scope, v)
+                mark = "*" if v == active else " "
+                print(f"{mark} {scope} {v} {m.detector} rows={m.training.rows} "
+                      f"created={m.created:%Y-%m-%dT%H:%M:%SZ}")
+        return 0
+    if not args.scope:
+        raise DataError("scope", f"`models {args.action}` needs a scope")
+    if args.action == "show":
+        print(reg.metadata(args.scope, args.version).model_dump_json(indent=2))
+    elif args.action == "promote":
+        if not args.version:
+            raise DataError("version", "`models promote` needs a version (see `models list`)")
+        reg.promote(args.scope, args.version)
+        print(f"{args.scope}: {args.version} is active")
+    else:
+        print(f"{args.scope}: rolled back, {reg.rollback(args.scope)} is active")
+    return 0

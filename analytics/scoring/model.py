@@ -1,0 +1,107 @@
+"""An online anomaly model: trailing features → detector → calibrated score → persistent flag.
+
+``AnomalyModel.fit(X)`` learns from normal-operation rows (features are computed on them from a
+fresh state); the threshold is ``quantile(training scores, threshold_quantile) × threshold_factor``.
+``AnomalyModel.stream()`` returns a :class:`StreamScorer` that scores rows in time order, in chunks
+of any size, with results identical to one pass over all rows: the output for a row depends only
+on that row, earlier rows and the fitted model (online).
+
+Outputs per row: ``raw`` (detector score, ≥ 0), ``score = raw / (raw + threshold)`` in [0, 1)
+(0.5 = at the threshold), and ``flag``: true when at least ``vote_fraction`` of the last
+``vote_window`` rows are above the threshold (a trailing majority vote that suppresses one-off
+spikes and bridges short dips; it delays onset by about ``vote_window·vote_fraction`` rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field
+
+from analytics.detectors import Detector, FloatArray, as_matrix, make_detector
+from analytics.features import MultiScaleMeans, TrailingMean
+from zhizao.config import StrictModel
+
+
+class ModelSpec(StrictModel):
+    """Hyper-parameters of an :class:`AnomalyModel` (fixed once, the same for every file/machine)."""
+
+    detector: str = "robust_z"
+    detector_params: dict[str, Any] = Field(default_factory=lambda: {"rel_floor": 0.003})
+    windows: list[int] = Field(default_factory=lambda: [5], min_length=1)
+    threshold_quantile: float = Field(0.99, gt=0, le=1)
+    threshold_factor: float = Field(1.25, gt=0)
+    vote_window: int = Field(15, ge=1)
+    vote_fraction: float = Field(0.5, gt=0, le=1)
+
+
+@dataclass
+class ScoredChunk:
+    """Per-row results of :meth:`StreamScorer.push` (arrays of equal length)."""
+
+    raw: FloatArray
+    score: FloatArray
+    flag: NDArray[np.bool_]
+    contributions: FloatArray | None = None
+
+
+@dataclass
+class AnomalyModel:
+    """A fitted (or not yet fitted) online model; see module docstring."""
+
+    spec: ModelSpec = field(default_factory=ModelSpec)
+    columns: list[str] = field(default_factory=list)
+    detector: Detector | None = None
+    threshold: float = 0.0
+    n_train: int = 0
+
+    def feature_names(self) -> list[str]:
+        return MultiScaleMeans(self.spec.windows).names(self.columns)
+
+    def fit(self, X: FloatArray, columns: list[str] | None = None) -> Self:
+        arr = as_matrix(X, where="training rows")
+        if len(arr) < 2:
+            raise ValueError("need at least 2 training rows")
+        self.columns = list(columns) if columns is not None else [f"x{i}" for i in range(arr.shape[1])]
+        feats = MultiScaleMeans(self.spec.windows).transform(arr)
+        self.detector = make_detector(self.spec.detector, **self.spec.detector_params).fit(feats)
+        s = self.detector.score(feats)
+        self.threshold = max(float(np.quantile(s, self.spec.threshold_quantile)) * self.spec.threshold_factor,
+                             1e-12)
+        self.n_train = len(arr)
+        return self
+
+    def stream(self) -> StreamScorer:
+        if self.detector is None:
+            raise RuntimeError("AnomalyModel: call fit() before stream()")
+        return StreamScorer(self)
+
+
+class StreamScorer:
+    """Stateful, chunkable online scorer for one series of rows (one machine, one file)."""
+
+    def __init__(self, model: AnomalyModel) -> None:
+        assert model.detector is not None
+        self.model = model
+        self._detector: Detector = model.detector
+        self._features = MultiScaleMeans(model.spec.windows)
+        self._vote = TrailingMean(model.spec.vote_window)
+
+    def reset(self) -> None:
+        """Forget the past (after a gap in time): windows and the vote restart."""
+        self._features.reset()
+        self._vote.reset()
+
+    def push(self, X: FloatArray, with_contributions: bool = False) -> ScoredChunk:
+        """Score the next rows (time order). Rows must be finite (impute NaNs before)."""
+        arr = as_matrix(X, len(self.model.columns), where="rows")
+        feats = self._features.transform(arr)
+        raw = self._detector.score(feats)
+        above = (raw > self.model.threshold).astype(np.float64)[:, None]
+        flag = self._vote.transform(above)[:, 0] >= self.model.spec.vote_fraction - 1e-12
+        score = raw / (raw + self.model.threshold)
+        contrib = self._detector.contributions(feats) if with_contributions else None
+        return ScoredChunk(raw=raw, score=score, flag=flag, contributions=contrib)

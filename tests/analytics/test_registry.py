@@ -1,0 +1,88 @@
+"""Model registry: versions, promote/rollback, refusing incompatible or tampered artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analytics.cli import main
+from analytics.errors import ModelMismatch, RegistryError
+from analytics.registry import ModelRegistry, check_compatible, library_versions
+from analytics.scoring import AnomalyModel
+from tests.analytics.conftest import normal_rows
+
+SCOPE = "plant1/press/line1/m1"
+
+
+def model(seed: int = 0) -> AnomalyModel:
+    return AnomalyModel().fit(normal_rows(300, 3, seed), columns=["vib", "temp", "current"])
+
+
+def test_save_load_promote_rollback(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path)
+    m1 = reg.save(SCOPE, model(0), validation={"far": 0.01})
+    assert m1.version == "v0001" and reg.active(SCOPE) == "v0001"
+    assert m1.features == ["vib@mean5", "temp@mean5", "current@mean5"]
+    assert m1.libraries["scikit-learn"] == library_versions()["scikit-learn"]
+    m2 = reg.save(SCOPE, model(1))
+    assert reg.active(SCOPE) == "v0001"  # a new version is not active until promoted
+    reg.promote(SCOPE, m2.version)
+    assert reg.active(SCOPE) == "v0002"
+    loaded = reg.load(SCOPE, features=m2.features)
+    assert loaded.threshold == pytest.approx(m2.threshold)
+    assert reg.rollback(SCOPE) == "v0001" and reg.active(SCOPE) == "v0001"
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        reg.rollback(SCOPE)
+    with pytest.raises(RegistryError, match="no version 'v0009'"):
+        reg.promote(SCOPE, "v0009")
+    assert reg.scopes() == [SCOPE] and reg.versions(SCOPE) == ["v0001", "v0002"]
+
+
+def test_refuses_other_library_versions_and_features(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path)
+    meta = reg.save(SCOPE, model())
+    other = dict(library_versions(), **{"scikit-learn": "0.24.2"})
+    with pytest.raises(ModelMismatch, match=r"scikit-learn 1\.\d+\.\d+ was used to train it, "
+                                            r"0\.24\.2 is installed"):
+        check_compatible(meta, installed=other)
+    with pytest.raises(ModelMismatch, match=r"missing \['current@mean5'\], unexpected \['power@mean5'\]"):
+        reg.load(SCOPE, features=["vib@mean5", "temp@mean5", "power@mean5"])
+    doc = (tmp_path / "plant1__press__line1__m1" / "v0001" / "metadata.json")
+    doc.write_text(doc.read_text().replace(library_versions()["numpy"], "1.0.0"))
+    with pytest.raises(ModelMismatch, match=r"numpy 1\.0\.0 was used to train it"):
+        reg.load(SCOPE)
+
+
+def test_refuses_a_tampered_artifact(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path)
+    reg.save(SCOPE, model())
+    art = tmp_path / "plant1__press__line1__m1" / "v0001" / "model.joblib"
+    art.write_bytes(art.read_bytes() + b"x")
+    with pytest.raises(ModelMismatch, match="SHA-256"):
+        reg.load(SCOPE)
+
+
+def test_models_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reg = ModelRegistry(tmp_path)
+    reg.save(SCOPE, model(0))
+    reg.save(SCOPE, model(1))
+    r = ["--registry", str(tmp_path)]
+    assert main(["models", "list", *r]) == 0
+    out = capsys.readouterr().out
+    assert f"* {SCOPE} v0001 robust_z" in out and f"  {SCOPE} v0002" in out
+    assert main(["models", "promote", SCOPE, "v0002", *r]) == 0
+    assert main(["models", "show", SCOPE, *r]) == 0
+    assert '"version": "v0002"' in capsys.readouterr().out
+    assert main(["models", "rollback", SCOPE, *r]) == 0
+    assert "v0001 is active" in capsys.readouterr().out
+    assert main(["models", "show", "nope/x", *r]) == 1
+    assert "no active model" in capsys.readouterr().err
+    assert main(["models", "promote", SCOPE, *r]) == 1
+
+
+def test_kpi_subcommand_dispatches_or_says_not_built(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["kpi", "--help"])
+    err = capsys.readouterr().err
+    assert rc == 0 or (rc == 2 and "not built yet" in err)
+    assert main([]) == 2
