@@ -48,7 +48,8 @@ def align(series: dict[str, pd.Series], state: pd.Series | None) -> History:
         running = (st == sig.MachineState.RUNNING.value).to_numpy()
     else:
         running = np.ones(len(df), dtype=bool)
-    ts = df.index.to_numpy().astype("datetime64[us]").astype(np.int64)
+    index = df.index.tz_convert(None) if getattr(df.index, "tz", None) is not None else df.index
+    ts = index.to_numpy().astype("datetime64[us]").astype(np.int64)
     return History(ts_us=ts, values=df.to_numpy(dtype=np.float64), columns=[str(c) for c in df.columns],
                    running=running)
 

@@ -1,0 +1,77 @@
+"""Streaming scoring of one machine: rows in → ``anomaly_score`` samples and anomaly events out.
+
+:class:`MachineScorer` wraps a fitted :class:`AnomalyModel` for one machine (asset path). Each
+``process`` call scores the next rows (time order, online), and returns
+
+* a :class:`~ingest.storage.base.SampleFrame` of ``anomaly_score`` samples (one per scored row,
+  in [0, 1), signal :data:`zhizao.signals.ANOMALY_SCORE`) to write back to the store, and
+* the anomaly :class:`~zhizao.events.Event` updates (open / peak update / resolved, one id per
+  episode) from the shared :class:`analytics.events.EpisodeTracker` (debounced: an episode opens
+  after the flag held ``open_after_s`` and resolves after it was clear ``clear_after_s``), with
+  the top contributing signals.
+
+Rows outside comparable operating states (``running`` false) are not scored: no sample is
+written for them and the episode state does not change. :func:`write_back` sends both outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from analytics.detectors import top_contributors
+from analytics.events import EpisodeTracker
+from analytics.scoring.model import AnomalyModel
+from ingest.storage.base import SampleFrame
+from zhizao import signals as sig
+from zhizao.events import Contributor, Event, EventSource
+
+
+class MachineScorer:
+    """See module docstring. Not thread-safe: one instance per machine, driven from one task."""
+
+    def __init__(self, asset: str, model: AnomalyModel, *, rule: str = "anomaly", open_after_s: float = 0.0,
+                 clear_after_s: float = 30.0, top_k: int = 3) -> None:
+        self.asset = asset
+        self.model = model
+        self._scorer = model.stream()
+        self.tracker = EpisodeTracker(source=EventSource.ANOMALY, rule=rule, threshold=0.5,
+                                      open_after_s=open_after_s, clear_after_s=clear_after_s)
+        self.top_k = top_k
+        n = len(model.columns)
+        # feature j (window w, column c) belongs to signal column j % n
+        self._owner = np.arange(len(model.feature_names())) % n
+
+    def process(self, ts_us: NDArray[np.int64], X: NDArray[np.float64],
+                running: NDArray[np.bool_] | None = None) -> tuple[SampleFrame, list[Event]]:
+        keep = np.ones(len(ts_us), dtype=bool) if running is None else np.asarray(running, dtype=bool)
+        frame = SampleFrame()
+        events: list[Event] = []
+        if not keep.any():
+            return frame, events
+        res = self._scorer.push(X[keep], with_contributions=True)
+        assert res.contributions is not None
+        per_signal = np.zeros((len(res.score), len(self.model.columns)))
+        np.add.at(per_signal.T, self._owner, res.contributions.T)
+        for t, score, flag, shares in zip(ts_us[keep].tolist(), res.score.tolist(), res.flag.tolist(),
+                                          per_signal, strict=True):
+            frame.append_raw(self.asset, sig.ANOMALY_SCORE, int(t), float(score), unit=None, quality="good")
+            contributors = [Contributor(signal=s, weight=round(w, 4))
+                            for s, w in top_contributors(self.model.columns, shares, self.top_k)]
+            ts = datetime.fromtimestamp(t / 1e6, tz=UTC)
+            events += self.tracker.observe(self.asset, ts, bool(flag), float(score),
+                                           contributors=contributors if flag else None)
+        return frame, events
+
+
+async def write_back(store: Any, emitter: Any, frame: SampleFrame, events: Sequence[Event]) -> None:
+    """Write the scores to ``store`` (an ingest ``Store``) and the events through ``emitter``
+    (an :class:`analytics.events.EventEmitter`); either may be ``None``."""
+    if store is not None and len(frame):
+        await store.write(frame)
+    if emitter is not None and events:
+        await emitter.emit(list(events))
