@@ -165,8 +165,8 @@ class Annotation:
     name: str
     query: str
     color: str = "red"
-    text_column: str = "text"
-    tags_column: str = "tags"
+    text_column: str = "id"
+    tags_column: str = "rule"
 
     def to_json(self) -> dict[str, Any]:
         return {

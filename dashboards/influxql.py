@@ -110,23 +110,27 @@ def _rfc3339(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-EVENTS_MEASUREMENT: Final = "events"
+EVENTS_MEASUREMENT: Final = "zhizao_events"
+"""ingest's events: tags ``source``, ``asset`` (the full path), ``rule``; fields ``id``, ``state``,
+``doc`` (the event as JSON), ``updated``; time = the event's start. An upsert overwrites the point."""
+CONTRIB_PREFIX: Final = "anomaly.contrib."
+"""Signals ``anomaly.contrib.<signal>`` (0..1 share of the score), mirrored from anomaly events."""
+_EVENT_LINE: Final = r'"asset" =~ /^$site\/[^\/]+\/$line(\/|$)/'
+_EVENT_MACHINE: Final = r'"asset" =~ /^$site\/[^\/]+\/$line\/$machine$/'
 
 
 def open_events() -> str:
-    """Open events (alerts, anomaly episodes) under the selected site/line, newest first."""
-    return (f'SELECT last("severity") AS "severity", last("rule") AS "rule", last("message") AS "message", '
-            f'last("value") AS "value" FROM "{EVENTS_MEASUREMENT}" WHERE {SITE} AND {LINE} '
-            f"AND \"state\" = 'open' AND $timeFilter GROUP BY \"asset\"")
+    """Open events (KPI alerts, anomaly episodes) of the selected site and lines, as a table."""
+    return (f'SELECT "id", "rule", "source", "asset" FROM "{EVENTS_MEASUREMENT}" '
+            f"WHERE {_EVENT_LINE} AND \"state\" = 'open' AND $timeFilter")
 
 
 def contributors() -> str:
-    """Contributing signals of anomaly events of the selected machines (weights 0..1)."""
-    return (f'SELECT last("weight") AS "weight" FROM "{EVENTS_MEASUREMENT}_contributors" '
-            f"WHERE {SITE} AND {LINE} AND {MACHINE} AND $timeFilter GROUP BY \"signal\"")
+    """Latest share of each contributing signal in the anomaly score of the selected machines."""
+    return (f'SELECT last("{FIELD_NUM}") AS "share" FROM "{MEASUREMENT}" WHERE {MACHINES} '
+            f'AND {sig_re("^" + re.escape(CONTRIB_PREFIX))} AND $timeFilter GROUP BY "machine", "signal"')
 
 
 def event_annotations() -> str:
-    """Events of the selected machines as annotations (``text`` and ``tags`` columns)."""
-    return (f'SELECT "message" AS "text", "rule" AS "tags" FROM "{EVENTS_MEASUREMENT}" '
-            f"WHERE {SITE} AND {LINE} AND {MACHINE} AND $timeFilter")
+    """Events of the selected machines as annotations (text = event id, tags = rule)."""
+    return f'SELECT "id", "rule" FROM "{EVENTS_MEASUREMENT}" WHERE {_EVENT_MACHINE} AND $timeFilter'

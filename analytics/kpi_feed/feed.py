@@ -17,7 +17,7 @@ from typing import Any
 from analytics.kpi.config import KpiConfig
 from analytics.kpi.service import kpi_report
 from analytics.kpi.windows import GroupBy
-from analytics.kpi_feed import names
+from analytics.kpi_feed import contributors, names
 from ingest.storage.base import SampleFrame, Store
 from zhizao.model import AssetPath, Sample
 from zhizao.plant import PlantConfig
@@ -111,6 +111,7 @@ class KpiFeed:
         samples: list[Sample] = []
         for scope in self.scopes:
             samples += await self.samples(scope, now)
+            samples += await contributors.mirror(self.store, scope, now)
         if samples:
             await self.store.write(SampleFrame.from_samples(samples))
         self.written += len(samples)

@@ -1,0 +1,75 @@
+// Inline SVG charts: no library. lineChart(series, opts) returns an <svg> element.
+// series: [{name, ts: [ms...], values: [number|null...], color}]; opts: {height, unit, min, max,
+// threshold, start, end}. Values outside [min, max] are clipped; nulls break the line.
+"use strict";
+const ZCharts = (() => {
+  const NS = "http://www.w3.org/2000/svg";
+  const PALETTE = ["#4e9af1", "#f1a94e", "#5cc98b", "#e0605e", "#a57be8", "#3fc4c4", "#d4c04a", "#e27bc0",
+                   "#8da0b3", "#9bd35b"];
+  function el(name, attrs, text) {
+    const e = document.createElementNS(NS, name);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function fmt(v) {
+    if (v === null || v === undefined || Number.isNaN(v)) return "–";
+    const a = Math.abs(v);
+    if (a >= 1000) return v.toFixed(0);
+    if (a >= 10) return v.toFixed(1);
+    return v.toFixed(2);
+  }
+  function lineChart(series, opts) {
+    const W = 600, H = opts.height || 160, L = 44, R = 8, T = 8, B = 18;
+    const svg = el("svg", {viewBox: `0 0 ${W} ${H}`, class: "chart", preserveAspectRatio: "none",
+                           role: "img"});
+    let lo = opts.min, hi = opts.max;
+    const all = series.flatMap(s => s.values.filter(v => v !== null && Number.isFinite(v)));
+    if (lo === undefined) lo = all.length ? Math.min(...all) : 0;
+    if (hi === undefined) hi = all.length ? Math.max(...all) : 1;
+    if (opts.threshold !== undefined) { lo = Math.min(lo, opts.threshold); hi = Math.max(hi, opts.threshold); }
+    if (hi - lo < 1e-9) { hi = lo + 1; }
+    const t0 = opts.start, t1 = opts.end;
+    const x = t => L + (W - L - R) * (t - t0) / Math.max(1, t1 - t0);
+    const y = v => T + (H - T - B) * (1 - (Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo));
+    svg.appendChild(el("rect", {x: L, y: T, width: W - L - R, height: H - T - B, class: "plot"}));
+    for (const v of [lo, (lo + hi) / 2, hi]) {
+      svg.appendChild(el("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid"}));
+      svg.appendChild(el("text", {x: L - 4, y: y(v) + 4, class: "axis", "text-anchor": "end"}, fmt(v)));
+    }
+    const tl = new Date(t0).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+    const tr = new Date(t1).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+    svg.appendChild(el("text", {x: L, y: H - 4, class: "axis"}, tl));
+    svg.appendChild(el("text", {x: W - R, y: H - 4, class: "axis", "text-anchor": "end"}, tr));
+    if (opts.threshold !== undefined) {
+      svg.appendChild(el("line", {x1: L, x2: W - R, y1: y(opts.threshold), y2: y(opts.threshold),
+                                  class: "threshold"}));
+    }
+    series.forEach((s, i) => {
+      let d = "", pen = false;
+      s.ts.forEach((t, k) => {
+        const v = s.values[k];
+        if (v === null || !Number.isFinite(v) || t < t0 || t > t1) { pen = false; return; }
+        d += `${pen ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
+        pen = true;
+      });
+      const color = s.color || PALETTE[i % PALETTE.length];
+      const path = el("path", {d, class: "series", stroke: color});
+      path.appendChild(el("title", {}, s.name));
+      svg.appendChild(path);
+    });
+    return svg;
+  }
+  function legend(series) {
+    const div = document.createElement("div");
+    div.className = "legend";
+    series.forEach((s, i) => {
+      const span = document.createElement("span");
+      span.innerHTML = `<i style="background:${s.color || PALETTE[i % PALETTE.length]}"></i>`;
+      span.appendChild(document.createTextNode(s.name));
+      div.appendChild(span);
+    });
+    return div;
+  }
+  return {lineChart, legend, fmt, PALETTE};
+})();

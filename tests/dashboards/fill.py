@@ -1,0 +1,170 @@
+"""Filling a real ingest (InfluxDB backend) the way the stack would: simulator samples posted as
+batches, anomaly scores and episodes, KPI alerts, edge-fleet health reports, then the KPI feed.
+
+The simulated line is ``examples/workshop.toml`` moved to end *now* (so the web dashboard's live
+charts have data), with a 24 h shift (always planned time) and an overheating fault on
+``line1/imm-1`` in the second half (the anomaly the machine page must show).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from analytics.events.config import ThresholdRule
+from analytics.kpi.alerts import KpiAlerter
+from analytics.kpi.config import KpiConfig
+from analytics.kpi_feed.feed import KpiFeed
+from analytics.scoring.model import AnomalyModel
+from dashboards.fleet import FleetReport
+from ingest.storage.base import Store
+from simulator.engine import generate
+from simulator.plant_export import plant_config
+from simulator.scenario import Scenario, scenario_from_dict
+from zhizao import signals
+from zhizao.config import read_document
+from zhizao.events import Contributor, Event, EventSource, Severity
+from zhizao.model import AssetPath, Batch, Sample
+from zhizao.plant import PlantConfig
+from zhizao.wire import encode_batch
+
+ROOT = Path(__file__).resolve().parents[2]
+MINUTES = 40
+FAULTY = "plant1/a1/line1/imm-1"
+NOT_FEATURES = {signals.STATE, signals.STATE_REASON, signals.PRODUCT, *signals.COUNTERS, signals.POWER_KW}
+
+
+@dataclass
+class Filled:
+    start: datetime
+    end: datetime
+    scenario: Scenario
+    plant: PlantConfig
+    samples: int
+    agents: list[str]
+
+
+def scenario(end: datetime) -> Scenario:
+    doc: dict[str, Any] = read_document(ROOT / "examples" / "workshop.toml")
+    doc["start"] = end - timedelta(minutes=MINUTES)
+    doc["calendar"] = {"timezone": "UTC", "shifts": [{"name": "day", "start": "00:00:00", "end": "00:00:00"}]}
+    doc["faults"] = [f for f in doc["faults"] if f["at"] < MINUTES * 60] + [
+        {"machine": "line1/imm-1", "kind": "overheating", "at": MINUTES * 30, "duration_s": MINUTES * 60,
+         "params": {"delta": 40}}]
+    return scenario_from_dict(doc)
+
+
+def post_samples(client: httpx.Client, samples: list[Sample], producer: str, size: int = 10_000) -> None:
+    for i in range(0, len(samples), size):
+        batch = Batch(producer, f"b-{i // size:06d}", i // size, tuple(samples[i:i + size]))
+        resp = client.post("/api/v1/batches", content=encode_batch(batch),
+                           headers={"Content-Type": "application/vnd.zhizao.batch+json"})
+        assert resp.status_code in (200, 201, 202), resp.text
+
+
+def anomaly_scores(samples: list[Sample], start: datetime) -> tuple[list[Sample], list[Event]]:
+    """Per machine: fit on the first third, score every second after it; an episode per machine
+    whose vote flag is up, with the mean contributions over the flagged rows."""
+    cols: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    t0 = int(start.timestamp())
+    for s in samples:
+        if s.signal in NOT_FEATURES or isinstance(s.value, str | bool):
+            continue
+        cols[str(s.asset)][s.signal][int(s.ts.timestamp()) - t0] = float(s.value)
+    out: list[Sample] = []
+    events: list[Event] = []
+    n = MINUTES * 60
+    train = n // 3
+    for asset, by_signal in sorted(cols.items()):
+        names = sorted(by_signal)
+        X = np.full((n, len(names)), np.nan)
+        for j, name in enumerate(names):
+            for k, v in by_signal[name].items():
+                if 0 <= k < n:
+                    X[k, j] = v
+        for j in range(X.shape[1]):  # forward fill, then back fill the head
+            col = X[:, j]
+            idx = np.where(~np.isnan(col), np.arange(n), 0)
+            np.maximum.accumulate(idx, out=idx)
+            col[:] = col[idx]
+            first = np.flatnonzero(~np.isnan(col))
+            col[np.isnan(col)] = col[first[0]] if len(first) else 0.0
+        model = AnomalyModel().fit(X[:train], names)
+        scored = model.stream().push(X[train:], with_contributions=True)
+        path = AssetPath.parse(asset)
+        for k in range(0, len(scored.score), 5):
+            ts = start + timedelta(seconds=train + k)
+            out.append(Sample(path, signals.ANOMALY_SCORE, ts, round(float(scored.score[k]), 4)))
+        flagged = np.flatnonzero(scored.flag)
+        if asset == FAULTY and len(flagged) and scored.contributions is not None:
+            share = scored.contributions[flagged].mean(axis=0)
+            feats = model.feature_names()
+            per_signal: dict[str, float] = defaultdict(float)
+            for f, w in zip(feats, share, strict=True):
+                per_signal[next(c for c in names if f.startswith(c))] += float(w)
+            top = sorted(per_signal.items(), key=lambda kv: -kv[1])[:3]
+            events.append(Event(
+                id=f"anomaly:{asset}:{int(start.timestamp()) + train + int(flagged[0])}",
+                source=EventSource.ANOMALY, rule="robust_z", asset=asset, severity=Severity.CRITICAL,
+                start=start + timedelta(seconds=train + int(flagged[0])),
+                value=float(scored.score[-1]), peak=float(scored.score[flagged].max()), threshold=0.5,
+                message="process signals far from normal operation",
+                contributors=[Contributor(signal=s, weight=round(w, 4)) for s, w in top]))
+    return out, events
+
+
+def fleet_samples(start: datetime, end: datetime) -> tuple[list[Sample], list[str]]:
+    """Two agents report every 30 s; agent-2 is offline for ten minutes in the middle and comes
+    back with a backlog, a reconnect and a few drops."""
+    out: list[Sample] = []
+    t = start
+    sent = {"agent-1": 0, "agent-2": 0}
+    while t < end:
+        minute = (t - start).total_seconds() / 60
+        for agent in sent:
+            offline = agent == "agent-2" and 15 <= minute < 25
+            if offline:
+                continue
+            back = agent == "agent-2" and minute >= 25
+            sent[agent] += 900
+            backlog = max(0, int(3000 - (minute - 25) * 600)) if back else 12
+            out += FleetReport("plant1", agent, backlog_samples=backlog, backlog_age_s=backlog / 100.0,
+                               dropped_total=40 if back else 0, dead_letters_total=3 if back else 0,
+                               reconnects_total=1 if back else 0, sent_total=sent[agent]).samples(t)
+        t += timedelta(seconds=30)
+    return out, sorted(sent)
+
+
+async def kpis_and_alerts(store: Store, plant: PlantConfig, start: datetime, end: datetime) -> list[Event]:
+    """Run the KPI feed over the range (every 5 min) and the KPI alerter at the end."""
+    cfg = KpiConfig()
+    feed = KpiFeed(store, plant, cfg, ["plant1"], baselines={"plant1/a1/line1": 0.5, "plant1/a1/line2": 0.2,
+                                                             **{m.asset: 0.4 for m in plant.machines}})
+    await feed.backfill(start, end, timedelta(minutes=5))
+    rule = ThresholdRule(name="oee-low", kpi="oee", op="<", threshold=0.9, window_s=1200, min_planned_s=60)
+    return await KpiAlerter([rule]).evaluate(store, plant, cfg, end)
+
+
+def fill(client: httpx.Client, sc: Scenario) -> Filled:
+    start = sc.start
+    end = start + timedelta(minutes=MINUTES)
+    samples = list(generate(sc, 7, MINUTES * 60))
+    post_samples(client, samples, "sim-offline")
+    scores, events = anomaly_scores(samples, start)
+    post_samples(client, scores, "analytics-test")
+    fleet, agents = fleet_samples(start, end)
+    post_samples(client, fleet, "fleet-test")
+    if events:
+        resp = client.post("/api/v1/events", json=[e.model_dump(mode="json") for e in events])
+        assert resp.status_code == 200, resp.text
+    return Filled(start, end, sc, plant_config(sc), len(samples), agents)
+
+
+def now_s() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
