@@ -14,6 +14,10 @@ class DataQualityConfig(StrictModel):
     gap_threshold_s: float = Field(90.0, gt=0)
     """Samples further apart than this are a telemetry gap (state and counters repeat at least
     once a minute)."""
+    coverage_bucket_s: float = Field(60.0, gt=0)
+    """Signals other than the KPI ones are checked for gaps per bucket of this width (``0`` buckets
+    = a gap); set ``check_all_signals = false`` to skip that query."""
+    check_all_signals: bool = True
     lookback_s: float = Field(300.0, ge=0)
     """How far before a window to read, to know the state and counters at its start."""
     clock_skew_tolerance_s: float = Field(2.0, ge=0)

@@ -164,6 +164,14 @@ class PreparedMachine:
             gap_s, n = gap_seconds(series, w.start, w.end, self.dq.gap_threshold_s)
             if n:
                 flags.append({"kind": "telemetry_gap", "signal": s, "gap_s": gap_s, "count": n})
+        bucket = self.dq.coverage_bucket_s
+        for s, starts in sorted(self.data.coverage.items()):
+            if s in self.data.signals:
+                continue
+            gap_s, n = gap_seconds(Series(starts, starts), w.start, w.end, self.dq.gap_threshold_s + bucket)
+            if n:
+                flags.append({"kind": "telemetry_gap", "signal": s, "gap_s": gap_s, "count": n,
+                              "kpi_input": False})
         for s, inc in ((sig.PARTS_TOTAL, self.parts["total"]), (sig.ENERGY_KWH, self.energy)):
             for kind, times in (("counter_reset", inc.resets), ("counter_rollover", inc.rollovers)):
                 n = int(np.count_nonzero((times >= w.start) & (times < w.end)))

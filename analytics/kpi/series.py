@@ -58,12 +58,16 @@ class MachineData:
 
     asset: str
     signals: dict[str, Series] = field(default_factory=dict)
+    coverage: dict[str, FloatArray] = field(default_factory=dict)
+    """Other signals of the machine: start times of the buckets (``coverage_bucket_s``) holding at
+    least one sample, so a dropout of any signal is flagged without reading every point."""
 
     def get(self, signal: str, *, text: bool = False) -> Series:
         return self.signals.get(signal) or Series.empty(text=text)
 
     def shifted(self, offset_s: float) -> MachineData:
-        return MachineData(self.asset, {k: s.shifted(offset_s) for k, s in self.signals.items()})
+        return MachineData(self.asset, {k: s.shifted(offset_s) for k, s in self.signals.items()},
+                           {k: t + offset_s for k, t in self.coverage.items()})
 
 
 def epoch(ts: datetime) -> float:

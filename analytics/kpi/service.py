@@ -22,7 +22,9 @@ async def kpi_report(store: Store, plant: PlantConfig, cfg: KpiConfig, scope: st
     """KPIs of every machine, line and the whole ``scope`` for each window of ``[start, end)``."""
     windows = make_windows(plant.calendar, start, end, group_by)
     margin = timedelta(seconds=cfg.data_quality.lookback_s)
-    data = await fetch(store, scope, start, end, margin)
+    dq = cfg.data_quality
+    bucket = timedelta(seconds=dq.coverage_bucket_s) if dq.check_all_signals else None
+    data = await fetch(store, scope, start, end, margin, coverage_bucket=bucket)
     return build_report(data, windows, plant, cfg.data_quality, scope=scope, group_by=group_by)
 
 

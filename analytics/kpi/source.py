@@ -12,32 +12,55 @@ import numpy as np
 
 from analytics.kpi.engine import KPI_SIGNALS
 from analytics.kpi.series import MachineData, Series
+from ingest.storage.base import Agg, SeriesQuery, Store
 from ingest.storage.base import Series as StoreSeries
-from ingest.storage.base import SeriesQuery, Store
 
 MAX_POINTS = 50_000_000
 """Per-series point limit passed to the store: KPIs need every raw point, never a truncated series."""
 
 
 def to_series(s: StoreSeries) -> Series:
-    """A store series as engine input: float epoch seconds; bad-quality points set aside."""
-    ts = s.ts_us.astype(np.float64) / 1e6
+    """A store series as engine input: float epoch seconds; bad-quality points set aside.
+
+    Points with the same timestamp (a clock that jumped back reports instants twice) are
+    reduced to one, so every backend gives the same series: InfluxDB keeps one point per
+    series and instant by design, DuckDB keeps both. The kept point is the largest value for
+    numbers (for a counter, the later reading) and the last in store order for strings."""
+    ts_us = s.ts_us
     values = s.value_str if s.is_string else s.value
-    if s.quality is None:
+    quality = s.quality
+    dup = ts_us[1:] == ts_us[:-1]
+    if np.any(dup):
+        order = np.lexsort((np.arange(len(ts_us)) if s.is_string else values, ts_us))
+        ts_us, values = ts_us[order], values[order]
+        quality = quality[order] if quality is not None else None
+        keep = np.concatenate((ts_us[1:] != ts_us[:-1], [True]))
+        ts_us, values = ts_us[keep], values[keep]
+        quality = quality[keep] if quality is not None else None
+    ts = ts_us.astype(np.float64) / 1e6
+    if quality is None:
         return Series(ts, values)
-    bad = s.quality == "bad"
+    bad = quality == "bad"
     if not np.any(bad):
         return Series(ts, values)
     return Series(ts[~bad], values[~bad], ts[bad])
 
 
-async def fetch(store: Store, scope: str, start: datetime, end: datetime, margin: timedelta) -> dict[
-        str, MachineData]:
+async def fetch(store: Store, scope: str, start: datetime, end: datetime, margin: timedelta, *,
+                coverage_bucket: timedelta | None = timedelta(minutes=1)) -> dict[str, MachineData]:
     """Raw KPI signals of every machine under ``scope`` over ``[start - margin, end + margin)``
-    (the margin shows the state and counters at the window's edges and lets clock skew be seen)."""
+    (the margin shows the state and counters at the window's edges and lets clock skew be seen),
+    and, unless ``coverage_bucket`` is None, which buckets of every other signal hold samples."""
     q = SeriesQuery(asset=scope, start=start - margin, end=end + margin, signals=KPI_SIGNALS,
                     limit=MAX_POINTS)
     out: dict[str, MachineData] = {}
     for s in await store.query(q):
         out.setdefault(s.asset, MachineData(s.asset)).signals[s.signal] = to_series(s)
+    if coverage_bucket is not None:
+        cq = SeriesQuery(asset=scope, start=start, end=end, agg=Agg.COUNT, bucket=coverage_bucket,
+                         limit=MAX_POINTS)
+        for s in await store.query(cq):
+            if s.signal not in KPI_SIGNALS:
+                md = out.setdefault(s.asset, MachineData(s.asset))
+                md.coverage[s.signal] = s.ts_us.astype(np.float64) / 1e6
     return out

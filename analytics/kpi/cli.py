@@ -1,0 +1,107 @@
+"""``zhizao analytics kpi``: KPIs of a scope over a range, as tables or JSON.
+
+    zhizao analytics kpi --plant plant.toml --duckdb data.duckdb --scope plant1/a1/line1 \\
+        --from 2026-11-23T00:00:00Z --to 2026-11-23T08:00:00Z [--group-by shift|day|machine] [--json]
+    zhizao analytics kpi ... --baseline-from F --baseline-to T     (improvement vs baseline)
+
+The store is ingest's: ``--ingest-config ingest.toml`` (its ``[storage]``: DuckDB or InfluxDB), or
+``--duckdb FILE`` for a DuckDB file directly. Exit codes: 0 ok, 1 store unavailable, 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+
+from analytics.kpi.config import KpiConfig, load_kpi_config
+from analytics.kpi.render import render, render_improvement
+from analytics.kpi.service import improvement_report, kpi_report
+from analytics.kpi.windows import GroupBy
+from zhizao.config import load_config
+from zhizao.errors import ConfigError, StoreUnavailable
+from zhizao.plant import PlantConfig
+from zhizao.wire import parse_ts
+
+
+def _ts(text: str) -> datetime:
+    try:
+        return parse_ts(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zhizao analytics kpi", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ingest-config", help="ingest settings file (TOML/YAML) naming the store")
+    src.add_argument("--duckdb", help="a DuckDB store file written by ingest")
+    cfg = p.add_mutually_exclusive_group(required=True)
+    cfg.add_argument("--config", help="KPI config (analytics/kpi/sample.toml), which names the plant file")
+    cfg.add_argument("--plant", help="plant file (zhizao.plant.PlantConfig; 'zhizao sim export-plant')")
+    p.add_argument("--scope", required=True, help="asset prefix: site, site/area, site/area/line or machine")
+    p.add_argument("--from", dest="start", required=True, type=_ts, help="RFC 3339 with offset")
+    p.add_argument("--to", dest="end", required=True, type=_ts, help="RFC 3339 with offset")
+    p.add_argument("--group-by", choices=[g.value for g in GroupBy], default="shift")
+    p.add_argument("--baseline-from", type=_ts, help="improvement mode: baseline start")
+    p.add_argument("--baseline-to", type=_ts, help="improvement mode: baseline end")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return p
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    from ingest.settings import StorageSettings, load_settings
+    from ingest.storage.registry import open_store
+
+    if args.duckdb:
+        storage = StorageSettings.model_validate({"backend": "duckdb", "duckdb": {"path": args.duckdb}})
+        return open_store(storage)
+    return open_store(load_settings(args.ingest_config).storage)
+
+
+async def _run(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -> dict[str, Any]:
+    async with _open_store(args) as store:
+        if args.baseline_from is not None:
+            return await improvement_report(store, plant, cfg, args.scope,
+                                            baseline=(args.baseline_from, args.baseline_to),
+                                            current=(args.start, args.end))
+        return await kpi_report(store, plant, cfg, args.scope, start=args.start, end=args.end,
+                                group_by=GroupBy(args.group_by))
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.baseline_from is None) != (args.baseline_to is None):
+        parser.error("--baseline-from and --baseline-to go together")
+    if args.end <= args.start:
+        parser.error("--to must be after --from")
+    try:
+        if args.config:
+            cfg, plant = load_kpi_config(args.config)
+        else:
+            cfg, plant = KpiConfig(), load_config(PlantConfig, args.plant)
+        report = asyncio.run(_run(args, plant, cfg))
+    except ConfigError as exc:
+        print(f"zhizao analytics kpi: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(f"zhizao analytics kpi: store unavailable: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"zhizao analytics kpi: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=1, sort_keys=True))
+    elif args.baseline_from is not None:
+        render_improvement(report, Console())
+    else:
+        render(report, Console(width=220))
+    return 0
