@@ -2,8 +2,8 @@
 
 A token is ``zz_<id>_<secret>`` (random, shown once at creation); the tokens file keeps only
 its SHA-256, so a leaked file does not leak tokens. The file is JSON, written atomically, and
-re-read by the server whenever its modification time changes, so ``zhizao ingest token
-revoke`` takes effect on a running server within a second without a restart.
+re-read by the server whenever its modification time changes (checked per request), so
+``zhizao ingest token revoke`` takes effect on a running server immediately, without a restart.
 ``admin`` implies ``read`` and ``write``.
 """
 
@@ -15,7 +15,6 @@ import os
 import secrets
 import tempfile
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -52,7 +51,6 @@ class TokenFile:
     _records: list[TokenRecord] = field(default_factory=list)
     _by_hash: dict[str, TokenRecord] = field(default_factory=dict)
     _mtime: float | None = None
-    _checked: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def records(self) -> list[TokenRecord]:
@@ -60,11 +58,8 @@ class TokenFile:
         return list(self._records)
 
     def _reload(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._checked < 0.5:
-            return
+        """Re-read the file when its mtime changed (one ``stat`` per call)."""
         with self._lock:
-            self._checked = now
             try:
                 mtime = self.path.stat().st_mtime_ns
             except FileNotFoundError:

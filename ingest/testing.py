@@ -41,7 +41,7 @@ def free_port() -> int:
         return port
 
 
-def test_settings(tmp_path: Path, *, auth: bool = False, backend: str = "duckdb") -> Settings:
+def server_settings(tmp_path: Path, *, auth: bool = False, backend: str = "duckdb") -> Settings:
     """Settings with every file under ``tmp_path`` (DuckDB file, tokens file)."""
     return Settings.model_validate({
         "storage": {"backend": backend, "duckdb": {"path": str(tmp_path / "ingest.duckdb")}},

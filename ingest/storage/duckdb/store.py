@@ -96,8 +96,9 @@ class DuckDBStore:
         if self._closed:
             return
         self._closed = True
-        if self._flush_task is not None:
-            await self._flush_task
+        task = self._flush_task
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            await task  # queued writes of this loop first; the writer thread is FIFO for the rest
         await asyncio.get_running_loop().run_in_executor(self._writer, self._close)
         self._writer.shutdown(wait=True)
 

@@ -1,0 +1,82 @@
+"""Tokens: hashed storage, scopes, revocation, and 401/403 before any body validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from ingest.auth import Scope
+from ingest.cli import main
+from ingest.testing import create_token, run_server, server_settings
+from tests.ingest.helpers import assert_problem, batch, post, stored_count
+
+
+def test_tokens_and_scopes(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path, auth=True)
+    writer = create_token(settings, "agent-1", Scope.WRITE)
+    reader = create_token(settings, "grafana", Scope.READ)
+    admin = create_token(settings, "ops", Scope.ADMIN)
+    revoked = create_token(settings, "old-agent", Scope.WRITE)
+    stored = (tmp_path / "tokens.json").read_text()
+    assert writer not in stored and reader not in stored  # only hashes are kept
+    revoked_id = revoked.split("_")[1]
+    with run_server(settings) as url, httpx.Client(base_url=url) as c:
+        auth = {"authorization": f"Bearer {admin}"}
+        # no token: 401 even for a malformed body (auth comes first), nothing stored
+        r = c.post("/api/v1/batches", content=b"{garbage")
+        assert_problem(r, 401, "missing token")
+        assert "bearer" in r.headers["www-authenticate"].lower()
+        assert_problem(post(c, batch("b-1")), 401)
+        assert_problem(post(c, batch("b-1"), authorization="Bearer zz_nope_nope"), 401, "unknown token")
+        # a read-only token cannot write
+        assert_problem(post(c, batch("b-1"), authorization=f"Bearer {reader}"), 403, "needs write")
+        r = c.post("/api/v1/batches", content=b"{garbage", headers={"authorization": f"Bearer {reader}"})
+        assert_problem(r, 403)
+        # a revoked token cannot write (revocation takes effect on the running server)
+        assert post(c, batch("b-0"), authorization=f"Bearer {revoked}").status_code == 200
+        assert main(["token", "revoke", revoked_id, "--config", str(_config(tmp_path))]) == 0
+        r = post(c, batch("b-1"), authorization=f"Bearer {revoked}")
+        assert_problem(r, 401, "revoked")
+        assert stored_count(c, **auth) == 10
+        # a write token writes but cannot read admin (nor data)
+        assert post(c, batch("b-1"), authorization=f"Token {writer}").status_code == 200
+        assert_problem(c.get("/api/v1/admin/tokens", headers={"authorization": f"Bearer {writer}"}), 403)
+        assert_problem(c.get("/api/v1/catalogue", headers={"authorization": f"Bearer {writer}"}), 403)
+        assert_problem(c.get("/api/v1/admin/tokens", headers={"authorization": f"Bearer {reader}"}), 403)
+        # reader reads, admin lists tokens without secrets
+        assert c.get("/api/v1/catalogue", headers={"authorization": f"Bearer {reader}"}).status_code == 200
+        listed = c.get("/api/v1/admin/tokens", headers=auth).json()
+        assert {t["name"] for t in listed} == {"agent-1", "grafana", "ops", "old-agent"}
+        assert all("sha256" not in t for t in listed)
+        assert stored_count(c, **auth) == 20
+        metrics = c.get("/metrics").text
+        assert 'zhizao_ingest_requests_rejected_total{reason="missing_scope",status="403"}' in metrics
+
+
+def _config(tmp_path: Path) -> Path:
+    path = tmp_path / "ingest.toml"
+    path.write_text(f'[auth]\ntokens_file = "{tmp_path / "tokens.json"}"\n')
+    return path
+
+
+def test_token_cli_create_list_revoke(tmp_path: Path, capsys: object) -> None:
+    config = _config(tmp_path)
+    assert main(["token", "create", "--name", "agent-9", "--scope", "write", "--scope", "read",
+                 "--config", str(config)]) == 0
+    out = capsys.readouterr()  # type: ignore[attr-defined]
+    token = out.out.strip()
+    assert token.startswith("zz_")
+    doc = json.loads((tmp_path / "tokens.json").read_text())
+    assert doc["tokens"][0]["scopes"] == ["read", "write"] and token not in json.dumps(doc)
+    assert main(["token", "list", "--config", str(config)]) == 0
+    listing = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "agent-9" in listing and "active" in listing
+    assert main(["token", "revoke", "nope", "--config", str(config)]) == 1
+    assert main(["token", "revoke", token.split("_")[1], "--config", str(config)]) == 0
+    assert main(["token", "list", "--config", str(config)]) == 0
+    assert "revoked" in capsys.readouterr().out  # type: ignore[attr-defined]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[auth]\nenabeld = true\n")
+    assert main(["token", "list", "--config", str(bad)]) == 2

@@ -1,0 +1,70 @@
+"""The fast decoder agrees with ``zhizao.wire.decode_batch_lenient`` on every document."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.decode import Decoder
+from ingest.storage.base import SampleFrame
+from zhizao.errors import WireFormatError
+from zhizao.wire import decode_batch_lenient
+
+GOOD = {"asset": "plant/a1/line1/cnc-1", "signal": "power_kw", "ts": "2026-11-23T08:00:00.250000Z",
+        "value": 1.5, "unit": "kW", "quality": "good"}
+odd_values = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**65), max_value=2**65), st.floats(allow_nan=True),
+    st.text(max_size=5), st.just("x" * 1025), st.lists(st.integers(), max_size=2))
+sample_fields = st.fixed_dictionaries({}, optional={
+    "asset": st.sampled_from(["plant/a1/line1/cnc-1", "p/a/l", "p/a/l/m/x", "p/a/l/-m", 7, None]),
+    "signal": st.sampled_from(["power_kw", "axis.x-load", "9bad", "", 1]),
+    "ts": st.sampled_from(["2026-11-23T08:00:00Z", "2026-11-23T09:00:00+01:00", "2026-11-23T08:00:00",
+                           "yesterday", 1700000000, "2026-11-23"]),
+    "value": odd_values,
+    "unit": st.sampled_from([None, "kW", "x" * 33, 5]),
+    "quality": st.sampled_from(["good", "bad", "uncertain", "BAD", None, 1]),
+    "extra": st.just(1),
+})
+envelope = st.fixed_dictionaries({
+    "format": st.sampled_from(["zhizao.batch", "zhizao.batch", "other"]),
+    "version": st.sampled_from([1, 1, 1, 2, True, 1.0]),
+    "producer": st.sampled_from(["agent-1", "agent-1", "bad id", ""]),
+    "batch_id": st.sampled_from(["b-1", "b-1", "-b"]),
+    "seq": st.sampled_from([0, 7, 7, -1, "7", True]),
+    "samples": st.lists(st.one_of(st.just(GOOD), sample_fields, st.integers()), max_size=6),
+})
+
+
+def _both(doc: Any) -> tuple[Any, Any]:
+    data = json.dumps(doc).encode()
+    try:
+        fast = Decoder().decode(data, max_bytes=10**6)
+        fast_out: Any = (fast.producer, fast.batch_id, fast.seq, fast.rejected, fast.frame, fast.total)
+    except WireFormatError as exc:
+        fast_out = ("error", exc.path, exc.message)
+    try:
+        batch, rejected = decode_batch_lenient(data, max_bytes=10**6)
+        ref_out: Any = (batch.producer, batch.batch_id, batch.seq, rejected,
+                        SampleFrame.from_samples(batch.samples), len(batch.samples) + len(rejected))
+    except WireFormatError as exc:
+        ref_out = ("error", exc.path, exc.message)
+    return fast_out, ref_out
+
+
+@settings(max_examples=300, deadline=None)
+@given(envelope)
+def test_fast_decoder_matches_reference(doc: dict[str, Any]) -> None:
+    fast, ref = _both(doc)
+    assert fast == ref
+
+
+@pytest.mark.parametrize("value", [True, 0, 2**63 - 1, -(2**63), 1e308, "", "ok", 0.1])
+def test_edge_values_take_the_fast_path_identically(value: object) -> None:
+    doc = {"format": "zhizao.batch", "version": 1, "producer": "a", "batch_id": "b", "seq": 0,
+           "samples": [{**GOOD, "value": value}]}
+    fast, ref = _both(doc)
+    assert fast == ref and fast[3] == {}
