@@ -70,6 +70,7 @@ class MachineSim:
         self.episode_reason = ""
         self.product_idx = 0
         self.in_batch = 0
+        self.switch_pending = False
         self.progress = 0.0
         self.cycle_ct = self._new_cycle() if cfg.products else 0.0
         self.micro = 0.0
@@ -116,6 +117,10 @@ class MachineSim:
 
     # -- the tick ----------------------------------------------------------------------
     def step(self, i: int, planned: bool, off_reason: str) -> tuple[list[Emission], TickFacts]:
+        if self.switch_pending:
+            self.switch_pending = False
+            self.product_idx = (self.product_idx + 1) % len(self.cfg.products)
+            self.cycle_ct = self._new_cycle()
         active = self._active(i)
         kinds = {f.kind: f for f in active}
         for f in self.faults:
@@ -205,9 +210,11 @@ class MachineSim:
         if self.in_batch >= self.cfg.products[self.product_idx].batch_size:
             self.in_batch = 0
             if len(self.cfg.products) > 1:
-                self.product_idx = (self.product_idx + 1) % len(self.cfg.products)
+                # the product signal changes from the next tick: the part just made is the old product
+                self.switch_pending = True
                 if self.cfg.setup_s > 0:
                     self._start_episode("setup", "changeover", self.cfg.setup_s * self.rng.uniform(0.8, 1.2))
+                return product, good
         self.cycle_ct = self._new_cycle()
         return product, good
 

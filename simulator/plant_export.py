@@ -51,8 +51,7 @@ def _table(doc: dict[str, Any], prefix: str, lines: list[str]) -> None:
         if v is None:
             continue
         if (
-            (isinstance(v, dict)
-            and any(isinstance(x, dict) for x in v.values()))
+            (isinstance(v, dict) and any(isinstance(x, dict) for x in v.values()))
             or (isinstance(v, dict) and prefix == "" and v)
         ) or (isinstance(v, list) and v and all(isinstance(x, dict) for x in v)):
             subtables.append((k, v))
