@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiomqtt
 import httpx
@@ -66,7 +66,7 @@ def test_kpi_rule_with_hysteresis_and_too_little_planned_time() -> None:
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -106,7 +106,7 @@ async def test_emitter_delivers_to_ingest_mqtt_and_webhook(tmp_path: Path, mosqu
             ready.set()
             async for msg in c.messages:
                 assert str(msg.topic) == "zhizao/v1/alerts/plant1/a1/line1/comp-1"
-                received.append(Event.model_validate_json(bytes(msg.payload)))  # type: ignore[arg-type]
+                received.append(Event.model_validate_json(bytes(msg.payload)))
                 if len(received) == 2:
                     return
 
