@@ -1,0 +1,150 @@
+"""Configuration of the OPC UA connector (``[connectors.opcua]``); see ``sample.toml``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from zhizao.config import StrictModel
+from zhizao.model import AssetPath, valid_signal
+
+Policy = Literal["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
+_FP_RE = re.compile(r"^(sha256:)?([0-9A-Fa-f]{2}:?){32}$")
+
+
+def normalise_fingerprint(text: str) -> str:
+    """``sha256:AB:CD:...`` or plain hex → lower-case hex without separators."""
+    return text.lower().removeprefix("sha256:").replace(":", "")
+
+
+class SecurityConfig(StrictModel):
+    """Secure channel. ``mode = "None"`` is plain; anything else needs a policy and a trust anchor."""
+
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    policy: Policy | None = None
+    client_cert: Path | None = None
+    """DER certificate of this agent; generated once (with ``client_key``) if missing. Default:
+    ``<state_dir>/pki/<connector>-cert.der``."""
+    client_key: Path | None = None
+    application_uri: str | None = None
+    """Must match the certificate; default ``urn:zhizao:agent:<agent id>``."""
+    server_cert_fingerprints: list[str] = Field(default_factory=list)
+    """Pinned server certificates: SHA-256 fingerprints (``sha256:AB:CD:...``)."""
+    trust_dir: Path | None = None
+    """Folder of trusted server certificates (DER or PEM)."""
+
+    @field_validator("server_cert_fingerprints")
+    @classmethod
+    def _fps(cls, v: list[str]) -> list[str]:
+        for fp in v:
+            if not _FP_RE.match(fp):
+                raise ValueError(f"{fp!r} is not a SHA-256 fingerprint (64 hex digits, ':' allowed)")
+        return [normalise_fingerprint(fp) for fp in v]
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SecurityConfig:
+        if self.mode == "None":
+            if self.policy is not None:
+                raise ValueError("policy given with mode = 'None'; set mode = 'Sign' or 'SignAndEncrypt'")
+            return self
+        if self.policy is None:
+            raise ValueError(f"mode = {self.mode!r} needs a policy ({', '.join(Policy.__args__)})")  # type: ignore[attr-defined]
+        if not self.server_cert_fingerprints and self.trust_dir is None:
+            raise ValueError("a secure mode needs server_cert_fingerprints or trust_dir to trust the server")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        return self
+
+
+class IdentityConfig(StrictModel):
+    """User identity for the session."""
+
+    type: Literal["anonymous", "username", "certificate"] = "anonymous"
+    username: str | None = None
+    password: SecretStr | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> IdentityConfig:
+        if self.type == "username" and (self.username is None or self.password is None):
+            raise ValueError("identity type 'username' needs username and password")
+        if self.type == "certificate" and (self.cert is None or self.key is None):
+            raise ValueError("identity type 'certificate' needs cert and key")
+        return self
+
+
+class NodeSpec(StrictModel):
+    """One node by NodeId. ``asset``/``signal`` default from a string id ``site/area/line/machine/signal``."""
+
+    node_id: str
+    asset: str | None = None
+    signal: str | None = None
+    unit: str | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> NodeSpec:
+        if self.asset is not None:
+            AssetPath.parse(self.asset)
+        if self.signal is not None and not valid_signal(self.signal):
+            raise ValueError(f"signal {self.signal!r} is not a valid signal name")
+        return self
+
+
+class BrowseSpec(StrictModel):
+    """Nodes by browse-path pattern below ``Objects``: levels separated by ``/``, ``*``/``?`` wildcards.
+
+    ``asset`` and ``signal`` are templates over the matched path's levels, ``{0}`` being the first
+    level below ``Objects``; by default the last five levels are site/area/line/machine/signal.
+    """
+
+    pattern: str = Field(pattern=r"^Objects/.+")
+    asset: str | None = None
+    signal: str | None = None
+
+
+class DeadbandConfig(StrictModel):
+    type: Literal["none", "absolute", "percent"] = "none"
+    value: float = Field(0.0, ge=0)
+
+
+class OpcUaConnectorConfig(StrictModel):
+    """One OPC UA server; see ``edge_agent/connectors/opcua/sample.toml`` for every option."""
+
+    type: Literal["opcua"] = "opcua"
+    name: str = Field("opcua", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    mode: Literal["subscribe", "poll"] = "subscribe"
+    publishing_interval_ms: float = Field(500.0, gt=0)
+    sampling_interval_ms: float = Field(250.0, ge=0)
+    queue_size: int = Field(10, ge=1)
+    deadband: DeadbandConfig = Field(default_factory=DeadbandConfig)
+    trigger: Literal["status", "status_value", "status_value_timestamp"] = "status_value_timestamp"
+    """What makes a new notification: with ``status_value_timestamp`` every new source timestamp
+    is reported even when the value repeats (nothing the machine reported is lost)."""
+    subscribe_batch_size: int = Field(500, ge=1, le=10_000)
+    poll_interval_ms: float = Field(1000.0, gt=0)
+    read_batch_size: int = Field(500, ge=1, le=10_000)
+    nodes: list[NodeSpec] = Field(default_factory=list)
+    browse: list[BrowseSpec] = Field(default_factory=list)
+    browse_cache_ttl_s: float = Field(3600.0, ge=0)
+    """Browse results are reused across reconnects and restarts for this long."""
+    stale_after_s: float | None = Field(None, gt=0)
+    """Re-subscribe when a subscription delivered nothing (not even a keep-alive) this long;
+    default 10 publishing intervals, at least 5 s."""
+    request_timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _something(self) -> OpcUaConnectorConfig:
+        if not self.nodes and not self.browse:
+            raise ValueError("give nodes and/or browse patterns to read")
+        return self
+
+    @property
+    def stale_after(self) -> float:
+        return self.stale_after_s or max(5.0, 10 * self.publishing_interval_ms / 1000)

@@ -1,0 +1,328 @@
+"""OPC UA connector (asyncua client): subscriptions or polling, into the buffer.
+
+One ``run`` = one session: apply security (never weaker than configured), connect, resolve the
+tags (cached browse), then either
+
+- **subscribe**: one subscription, monitored items created in batches of
+  ``subscribe_batch_size`` (sampling interval, queue size, deadband); a node the server refuses
+  (unknown, vanished during an outage) is reported once and skipped while the rest resume; a
+  deadband the server cannot apply is reported and the item subscribed without it; or
+- **poll**: Read requests of ``read_batch_size`` nodes every ``poll_interval_ms``, emitting a
+  sample only when the value, status or source timestamp changed.
+
+Samples are handed to the buffer every ``FLUSH_S`` (so a ``kill -9`` loses at most that plus one
+group-commit interval of OPC UA values; on a normal stop everything read is committed). A
+watchdog re-creates the subscription when it delivered nothing, not even a keep-alive, for
+``stale_after_s``; a lost session raises :class:`~zhizao.errors.ConnectionLost` and the
+supervisor reconnects and subscribes again from scratch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from asyncua.client.client import Client
+from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent, Subscription
+
+from edge_agent.connectors.base import ConnectorStats, Sink
+from edge_agent.connectors.opcua.browse import BrowseCache, Tag, TagError, resolve_tags
+from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
+from edge_agent.connectors.opcua.convert import Converter
+from edge_agent.connectors.opcua.security import apply_security, ensure_client_certificate
+from zhizao.errors import ConfigError, ConnectionLost, SecurityError
+from zhizao.model import AssetPath, Sample
+
+ua: Any = importlib.import_module("asyncua.ua")
+log = logging.getLogger(__name__)
+FLUSH_S = 0.05
+_VANISHED = {"BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid", "BadNotReadable"}
+_FILTER_REFUSED = {
+    "BadFilterNotAllowed",
+    "BadMonitoredItemFilterUnsupported",
+    "BadDeadbandFilterInvalid",
+    "BadMonitoredItemFilterInvalid",
+}
+_TRIGGERS = {
+    "status": ua.DataChangeTrigger.Status,
+    "status_value": ua.DataChangeTrigger.StatusValue,
+    "status_value_timestamp": ua.DataChangeTrigger.StatusValueTimestamp,
+}
+_SECURITY = ("BadSecurity", "BadCertificate", "BadIdentity", "BadUserAccessDenied", "BadUserSignatureInvalid")
+
+
+def _status_name(code: Any) -> str:
+    return str(getattr(code, "name", code))
+
+
+class OpcUaConnector:
+    """See the module docstring."""
+
+    def __init__(self, config: OpcUaConnectorConfig, agent_id: str, state_dir: Path) -> None:
+        self.config = config
+        self.name = config.name
+        self.agent_id = agent_id
+        self.state_dir = state_dir
+        self.stats = ConnectorStats()
+        self.cache = BrowseCache(state_dir / f"{config.name}-browse.json", config.browse_cache_ttl_s)
+        sec = config.security
+        self.client_cert = sec.client_cert or state_dir / "pki" / f"{config.name}-cert.der"
+        self.client_key = sec.client_key or state_dir / "pki" / f"{config.name}-key.pem"
+        self.application_uri = sec.application_uri or f"urn:zhizao:agent:{agent_id}"
+        self.tags: list[Tag] = []
+        self.skipped_nodes: set[str] = set()
+        self._runs = 0
+        self._pending: list[Sample] = []
+
+    async def _client(self) -> Client:
+        cfg = self.config
+        client = Client(cfg.endpoint, timeout=cfg.request_timeout_s)
+        client.application_uri = self.application_uri
+        client.name = client.description = f"zhizao edge agent {self.agent_id}"
+        ident = cfg.identity
+        if ident.type == "username":
+            assert ident.username is not None and ident.password is not None
+            client.set_user(ident.username)
+            client.set_password(ident.password.get_secret_value())
+        elif ident.type == "certificate":
+            assert ident.cert is not None and ident.key is not None
+            try:
+                await client.load_client_certificate(str(ident.cert))
+                await client.load_private_key(ident.key)
+            except (OSError, ValueError) as exc:
+                raise SecurityError(f"cannot load identity certificate {ident.cert}: {exc}") from exc
+        if cfg.security.mode != "None":
+            await ensure_client_certificate(self.client_cert, self.client_key, self.application_uri)
+            await apply_security(client, cfg.security, self.client_cert, self.client_key, cfg.endpoint)
+        return client
+
+    async def run(self, sink: Sink) -> None:
+        """Read until cancelled (see the module docstring)."""
+        cfg = self.config
+        client = await self._client()
+        lost = asyncio.Event()
+
+        async def on_lost(_exc: Exception) -> None:
+            lost.set()
+
+        client.connection_lost_callback = on_lost
+        try:
+            await client.connect()
+        except ua.UaStatusCodeError as exc:
+            name = _status_name(exc.code) if hasattr(exc, "code") else str(exc)
+            if name.startswith(_SECURITY) or any(s in str(exc) for s in _SECURITY):
+                raise SecurityError(f"OPC UA server {cfg.endpoint} refused the session: {exc}") from exc
+            raise ConnectionLost(f"OPC UA server {cfg.endpoint}: {exc}") from exc
+        except (OSError, TimeoutError, ua.UaError) as exc:
+            raise ConnectionLost(f"OPC UA server {cfg.endpoint} unreachable: {exc}") from exc
+        try:
+            self._runs += 1
+            if self._runs > 1:
+                self.stats.reconnects += 1
+            try:
+                self.tags = await resolve_tags(client, cfg, self.cache)
+            except TagError as exc:
+                raise ConfigError(f"connectors.{cfg.name}", [("nodes", str(exc))]) from exc
+            conv = Converter(
+                [AssetPath.parse(t.asset) for t in self.tags],
+                [t.signal for t in self.tags],
+                [t.unit for t in self.tags],
+            )
+            self.stats.connected = True
+            flusher = asyncio.create_task(self._flush_loop(sink))
+            try:
+                if cfg.mode == "subscribe":
+                    await self._subscribe(client, conv, lost)
+                else:
+                    await self._poll(client, conv, lost)
+            finally:
+                flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flusher
+                self._flush(sink)
+        except (OSError, TimeoutError, ua.UaError) as exc:
+            raise ConnectionLost(f"OPC UA server {cfg.endpoint}: {exc}") from exc
+        finally:
+            self.stats.connected = False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(), 2.0)
+
+    # -- handing samples to the buffer ---------------------------------------------------------
+    def _flush(self, sink: Sink) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            sink.submit(batch)
+
+    async def _flush_loop(self, sink: Sink) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            self._flush(sink)
+
+    def _emit(self, sample: Sample | None) -> None:
+        if sample is not None:
+            self._pending.append(sample)
+            self.stats.got(1)
+
+    # -- subscription mode -------------------------------------------------------------------
+    def _request(self, index: int, tag: Tag, with_filter: bool) -> Any:
+        cfg = self.config
+        rv = ua.ReadValueId()
+        rv.NodeId = ua.NodeId.from_string(tag.node_id)
+        rv.AttributeId = ua.AttributeIds.Value
+        params = ua.MonitoringParameters()
+        params.ClientHandle = index
+        params.SamplingInterval = cfg.sampling_interval_ms
+        params.QueueSize = cfg.queue_size
+        params.DiscardOldest = True
+        if with_filter:
+            flt = ua.DataChangeFilter()
+            flt.Trigger = _TRIGGERS[cfg.trigger]
+            if cfg.deadband.type != "none":
+                flt.DeadbandType = 1 if cfg.deadband.type == "absolute" else 2
+                flt.DeadbandValue = cfg.deadband.value
+            params.Filter = flt
+        mir = ua.MonitoredItemCreateRequest()
+        mir.ItemToMonitor = rv
+        mir.MonitoringMode = ua.MonitoringMode.Reporting
+        mir.RequestedParameters = params
+        return mir
+
+    async def _create_items(self, sub: Subscription) -> int:
+        cfg = self.config
+        ok = 0
+        retry: list[int] = []
+        indices = list(range(len(self.tags)))
+        for with_filter in (True, False):
+            for i in range(0, len(indices), cfg.subscribe_batch_size):
+                chunk = indices[i : i + cfg.subscribe_batch_size]
+                results = await sub.create_monitored_items(
+                    [self._request(j, self.tags[j], with_filter) for j in chunk]
+                )
+                for j, res in zip(chunk, results, strict=True):
+                    if not isinstance(res, ua.StatusCode):
+                        ok += 1
+                        self.skipped_nodes.discard(self.tags[j].node_id)
+                        continue
+                    name = _status_name(res)
+                    if with_filter and name in _FILTER_REFUSED:
+                        retry.append(j)
+                    else:
+                        self._skip(self.tags[j], name)
+            if not retry:
+                break
+            log.warning(
+                "OPC UA %s: server refused the data-change filter (trigger %s, deadband %s) on %d nodes;"
+                " subscribing them without it",
+                self.name,
+                cfg.trigger,
+                cfg.deadband.type,
+                len(retry),
+            )
+            indices, retry = retry, []
+        return ok
+
+    def _skip(self, tag: Tag, reason: str) -> None:
+        if tag.node_id not in self.skipped_nodes:
+            self.skipped_nodes.add(tag.node_id)
+            self.stats.vanished_nodes += 1
+            log.warning(
+                "OPC UA %s: node %s (%s/%s) skipped: %s",
+                self.name,
+                tag.node_id,
+                tag.asset,
+                tag.signal,
+                reason,
+            )
+
+    async def _subscribe(self, client: Client, conv: Converter, lost: asyncio.Event) -> None:
+        cfg = self.config
+        params = ua.CreateSubscriptionParameters()
+        params.RequestedPublishingInterval = cfg.publishing_interval_ms
+        # keep-alives at least 3 times per staleness window, so silence really means trouble
+        params.RequestedMaxKeepAliveCount = max(
+            1, int(cfg.stale_after * 1000 / cfg.publishing_interval_ms / 3)
+        )
+        params.RequestedLifetimeCount = max(10_000, 3 * params.RequestedMaxKeepAliveCount)
+        params.MaxNotificationsPerPublish = 10_000
+        params.PublishingEnabled = True
+        params.Priority = 0
+        sub = await client.create_subscription(
+            params, None, queue_maxsize=1_000_000, overflow=OverflowPolicy.DISCONNECT
+        )
+        started = time.monotonic()
+        ok = await self._create_items(sub)
+        log.info(
+            "OPC UA %s: subscribed %d of %d nodes in %.2f s (batches of %d)",
+            self.name,
+            ok,
+            len(self.tags),
+            time.monotonic() - started,
+            cfg.subscribe_batch_size,
+        )
+        consumer = asyncio.create_task(self._consume(sub, conv, lost))
+        try:
+            while not lost.is_set():
+                await asyncio.sleep(min(1.0, cfg.stale_after / 4))
+                if consumer.done():
+                    consumer.result()
+                    break
+                last = sub.last_publish_at
+                if last is not None and time.monotonic() - last > cfg.stale_after:
+                    self.stats.resubscribes += 1
+                    log.warning(
+                        "OPC UA %s: subscription silent for %.1f s; re-subscribing",
+                        self.name,
+                        time.monotonic() - last,
+                    )
+                    await sub.recreate()
+            raise ConnectionLost(f"OPC UA session to {cfg.endpoint} lost")
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await consumer
+
+    async def _consume(self, sub: Subscription, conv: Converter, lost: asyncio.Event) -> None:
+        async for ev in sub:
+            if isinstance(ev, DataChangeEvent):
+                item = ev.data.monitored_item
+                self._emit(conv.sample(item.ClientHandle, item.Value))
+            elif isinstance(ev, StatusChangeEvent) and not ev.notification.Status.is_good():
+                log.warning(
+                    "OPC UA %s: subscription status %s", self.name, _status_name(ev.notification.Status)
+                )
+                lost.set()
+                return
+        lost.set()
+
+    # -- polling mode ------------------------------------------------------------------------
+    async def _poll(self, client: Client, conv: Converter, lost: asyncio.Event) -> None:
+        cfg = self.config
+        active = list(range(len(self.tags)))
+        seen: dict[int, tuple[Any, Any, Any]] = {}
+        interval = cfg.poll_interval_ms / 1000
+        while not lost.is_set():
+            started = time.monotonic()
+            gone: set[int] = set()
+            for i in range(0, len(active), cfg.read_batch_size):
+                chunk = active[i : i + cfg.read_batch_size]
+                values = await client.uaclient.read_attributes(
+                    [ua.NodeId.from_string(self.tags[j].node_id) for j in chunk], ua.AttributeIds.Value
+                )
+                for j, dv in zip(chunk, values, strict=True):
+                    name = _status_name(dv.StatusCode) if dv.StatusCode is not None else "Good"
+                    if name in _VANISHED:
+                        self._skip(self.tags[j], name)
+                        gone.add(j)
+                        continue
+                    key = (dv.SourceTimestamp, dv.Value.Value if dv.Value is not None else None, name)
+                    if seen.get(j) != key:
+                        seen[j] = key
+                        self._emit(conv.sample(j, dv))
+            active = [j for j in active if j not in gone]
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+        raise ConnectionLost(f"OPC UA session to {cfg.endpoint} lost")
