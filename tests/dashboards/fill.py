@@ -21,7 +21,9 @@ from analytics.events.config import ThresholdRule
 from analytics.kpi.alerts import KpiAlerter
 from analytics.kpi.config import KpiConfig
 from analytics.kpi_feed.feed import KpiFeed
+from analytics.detectors.quality.model import ScrapModel
 from analytics.scoring.model import AnomalyModel
+from dashboards.boards.quality import SCRAP_PROBABILITY
 from dashboards.fleet import FleetReport
 from ingest.storage.base import Store
 from simulator.engine import generate
@@ -55,8 +57,8 @@ def scenario(end: datetime) -> Scenario:
     doc["start"] = end - timedelta(minutes=MINUTES)
     doc["calendar"] = {"timezone": "UTC", "shifts": [{"name": "day", "start": "00:00:00", "end": "00:00:00"}]}
     doc["faults"] = [f for f in doc["faults"] if f["at"] < MINUTES * 60] + [
-        {"machine": "line1/imm-1", "kind": "overheating", "at": MINUTES * 30, "duration_s": MINUTES * 60,
-         "params": {"delta": 40}}]
+        {"machine": "line1/imm-1", "kind": "overheating", "at": MINUTES * 60 * 3 // 8,
+         "duration_s": MINUTES * 60 * 5 // 8, "params": {"delta": 60}}]
     return scenario_from_dict(doc)
 
 
@@ -68,19 +70,16 @@ def post_samples(client: httpx.Client, samples: list[Sample], producer: str, siz
         assert resp.status_code in (200, 201, 202), resp.text
 
 
-def anomaly_scores(samples: list[Sample], start: datetime) -> tuple[list[Sample], list[Event]]:
-    """Per machine: fit on the first third, score every second after it; an episode per machine
-    whose vote flag is up, with the mean contributions over the flagged rows."""
+def _matrix(samples: list[Sample], start: datetime) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Per machine: its numeric process signals as a (second, signal) matrix, gaps filled."""
     cols: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     t0 = int(start.timestamp())
     for s in samples:
         if s.signal in NOT_FEATURES or isinstance(s.value, str | bool):
             continue
         cols[str(s.asset)][s.signal][int(s.ts.timestamp()) - t0] = float(s.value)
-    out: list[Sample] = []
-    events: list[Event] = []
     n = MINUTES * 60
-    train = n // 3
+    out: dict[str, tuple[list[str], np.ndarray]] = {}
     for asset, by_signal in sorted(cols.items()):
         names = sorted(by_signal)
         X = np.full((n, len(names)), np.nan)
@@ -95,6 +94,18 @@ def anomaly_scores(samples: list[Sample], start: datetime) -> tuple[list[Sample]
             col[:] = col[idx]
             first = np.flatnonzero(~np.isnan(col))
             col[np.isnan(col)] = col[first[0]] if len(first) else 0.0
+        out[asset] = (names, X)
+    return out
+
+
+def anomaly_scores(matrices: dict[str, tuple[list[str], np.ndarray]], start: datetime
+                   ) -> tuple[list[Sample], list[Event]]:
+    """Per machine: fit on the first third, score every second after it; an episode for the faulty
+    machine once its vote flag is up, with the mean contributions over the flagged rows."""
+    out: list[Sample] = []
+    events: list[Event] = []
+    train = MINUTES * 60 // 3
+    for asset, (names, X) in matrices.items():
         model = AnomalyModel().fit(X[:train], names)
         scored = model.stream().push(X[train:], with_contributions=True)
         path = AssetPath.parse(asset)
@@ -104,9 +115,8 @@ def anomaly_scores(samples: list[Sample], start: datetime) -> tuple[list[Sample]
         flagged = np.flatnonzero(scored.flag)
         if asset == FAULTY and len(flagged) and scored.contributions is not None:
             share = scored.contributions[flagged].mean(axis=0)
-            feats = model.feature_names()
             per_signal: dict[str, float] = defaultdict(float)
-            for f, w in zip(feats, share, strict=True):
+            for f, w in zip(model.feature_names(), share, strict=True):
                 per_signal[next(c for c in names if f.startswith(c))] += float(w)
             top = sorted(per_signal.items(), key=lambda kv: -kv[1])[:3]
             events.append(Event(
@@ -117,6 +127,32 @@ def anomaly_scores(samples: list[Sample], start: datetime) -> tuple[list[Sample]
                 message="process signals far from normal operation",
                 contributors=[Contributor(signal=s, weight=round(w, 4)) for s, w in top]))
     return out, events
+
+
+def scrap_probabilities(samples: list[Sample], matrices: dict[str, tuple[list[str], np.ndarray]],
+                        start: datetime) -> list[Sample]:
+    """Per machine that scrapped parts: the scrap model fitted on its cycles (process signals at
+    each completed part, label = the part was scrap), its probability written at each cycle."""
+    t0 = int(start.timestamp())
+    counters: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    for s in samples:
+        if s.signal in (signals.PARTS_TOTAL, signals.PARTS_SCRAP) and not isinstance(s.value, str):
+            counters[(str(s.asset), s.signal)].append((int(s.ts.timestamp()) - t0, float(s.value)))
+    out: list[Sample] = []
+    for asset, (_names, X) in matrices.items():
+        total = sorted(counters.get((asset, signals.PARTS_TOTAL), []))
+        scrap = sorted(counters.get((asset, signals.PARTS_SCRAP), []))
+        cycles = [k for (k, v), (_, prev) in zip(total[1:], total[:-1], strict=True) if v > prev and k < len(X)]
+        scrapped = {k for (k, v), (_, prev) in zip(scrap[1:], scrap[:-1], strict=True) if v > prev}
+        y = np.array([1 if any(k + d in scrapped for d in (-1, 0, 1)) else 0 for k in cycles])
+        if len(set(y.tolist())) < 2:
+            continue
+        model = ScrapModel(max_iter=50).fit(X[cycles], y)
+        p = model.scrap_probability(X[cycles])
+        path = AssetPath.parse(asset)
+        out += [Sample(path, SCRAP_PROBABILITY, start + timedelta(seconds=k), round(float(v), 4))
+                for k, v in zip(cycles, p, strict=True)]
+    return out
 
 
 def fleet_samples(start: datetime, end: datetime) -> tuple[list[Sample], list[str]]:
@@ -156,8 +192,9 @@ def fill(client: httpx.Client, sc: Scenario) -> Filled:
     end = start + timedelta(minutes=MINUTES)
     samples = list(generate(sc, 7, MINUTES * 60))
     post_samples(client, samples, "sim-offline")
-    scores, events = anomaly_scores(samples, start)
-    post_samples(client, scores, "analytics-test")
+    matrices = _matrix(samples, start)
+    scores, events = anomaly_scores(matrices, start)
+    post_samples(client, scores + scrap_probabilities(samples, matrices, start), "analytics-test")
     fleet, agents = fleet_samples(start, end)
     post_samples(client, fleet, "fleet-test")
     if events:
