@@ -82,7 +82,7 @@ class Simulation:
             end=_fmt(self.end),
             tick_s=self.dt,
             machines=[str(a) for a in self.assets],
-            lines=line_names,
+            lines=[f"{scenario.site}/{scenario.area}/{n}" for n in line_names],
             machine_line=self.machine_line,
             ideal_ct=[{p.name: p.ideal_cycle_time_s for p in cfg.products} for _, cfg in machines],
             windows=self.windows,

@@ -1,0 +1,217 @@
+"""Benchmark: value changes per second one simulator process serves over OPC UA to a subscribed client.
+
+Run: ``python -m bench.sim_opcua [--quick] [--scenario examples/workshop.toml]``.
+
+Two phases in the same run, each a separate server process and the same asyncua client in this
+process (subscribed to every variable, queue size 1000, publishing interval 100 ms, counting every
+data-change notification):
+
+1. raw ceiling — a bare asyncua server with as many Double variables as the simulator serves,
+   values written in a tight loop straight into its address space;
+2. the simulator — ``zhizao sim --speed max`` on the scenario.
+
+Prints both rates, the simulator's ratio to the ceiling, and as its last line one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 5000.0
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        self.n += 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _measure(
+    endpoint: str, node_ids: list[str] | None, ns_uri: str, warmup: float, seconds: float
+) -> float:
+    """Subscribe to ``node_ids`` (or every variable under Objects in ``ns_uri``) and count
+    notifications per second over ``seconds`` after ``warmup``."""
+    from asyncua.client.client import Client
+
+    async with Client(endpoint, timeout=30) as client:
+        if node_ids is None:
+            idx = await client.get_namespace_index(ns_uri)
+            node_ids = [f"ns={idx};s=v{i}" for i in range(int(os.environ["BENCH_RAW_VARS"]))]
+        nodes = [client.get_node(n) for n in node_ids]
+        counter = _Counter()
+        sub: Any = await client.create_subscription(100, counter)
+        for i in range(0, len(nodes), 500):
+            await sub.subscribe_data_change(nodes[i : i + 500], queuesize=1000, sampling_interval=0.0)
+        await asyncio.sleep(warmup)
+        start_n, t0 = counter.n, time.perf_counter()
+        await asyncio.sleep(seconds)
+        rate = (counter.n - start_n) / (time.perf_counter() - t0)
+        await sub.delete()
+        return rate
+
+
+def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            continue
+        if needle in line:
+            return line
+    raise TimeoutError(f"no {needle!r} from the server")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- the raw server (run in a child process) ------------------------------------------------------
+async def _raw_server(port: int, n_vars: int) -> None:
+    import importlib
+
+    from asyncua.server.server import Server
+
+    ua: Any = importlib.import_module("asyncua.ua")
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/raw")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    idx = await server.register_namespace("urn:zhizao:bench:raw")
+    folder = await server.nodes.objects.add_folder(ua.NodeId("raw", idx), ua.QualifiedName("raw", idx))
+    nids = []
+    for i in range(n_vars):
+        nid = ua.NodeId(f"v{i}", idx)
+        await folder.add_variable(nid, ua.QualifiedName(f"v{i}", idx), ua.Variant(0.0, ua.VariantType.Double))
+        nids.append(nid)
+    async with server:
+        print("ready", flush=True)
+        aspace = server.iserver.aspace
+        attr = ua.AttributeIds.Value
+        k = 0
+        while True:
+            from datetime import UTC, datetime
+
+            now = datetime.now(UTC)
+            for nid in nids:
+                k += 1
+                dv = ua.DataValue(Value=ua.Variant(float(k), ua.VariantType.Double), SourceTimestamp=now)
+                await aspace.write_attribute_value(nid, attr, dv)
+            await asyncio.sleep(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.sim_opcua", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="short measurement (< 1 minute)")
+    p.add_argument("--scenario", default=str(ROOT / "examples" / "workshop.toml"))
+    p.add_argument("--raw-server", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--variables", type=int, default=100, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.raw_server:
+        asyncio.run(_raw_server(args.raw_server, args.variables))
+        return 0
+    warmup, seconds = (2.0, 8.0) if args.quick else (5.0, 30.0)
+
+    from simulator import load_scenario
+    from simulator.engine import signal_units
+
+    scenario = load_scenario(args.scenario)
+    units = signal_units(scenario)
+    names = [f"{a}/{s}" for k, (a, m) in enumerate(scenario.machines()) if m.mqtt is None for s in units[k]]
+    n_vars = len(names)
+
+    # 1. raw ceiling
+    port = _free_port()
+    raw = subprocess.Popen(
+        [sys.executable, "-m", "bench.sim_opcua", "--raw-server", str(port), "--variables", str(n_vars)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_line(raw, "ready")
+        os.environ["BENCH_RAW_VARS"] = str(n_vars)
+        raw_rate = asyncio.run(
+            _measure(f"opc.tcp://127.0.0.1:{port}/raw", None, "urn:zhizao:bench:raw", warmup, seconds)
+        )
+    finally:
+        _stop(raw)
+    print(f"raw asyncua server, {n_vars} variables written in a tight loop: {raw_rate:,.0f} value changes/s")
+
+    # 2. the simulator
+    port = _free_port()
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zhizao.cli",
+            "sim",
+            "--scenario",
+            args.scenario,
+            "--speed",
+            "max",
+            "--duration",
+            str(30 * 86400),
+            "--opcua-port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_line(sim, "OPC UA endpoint")
+        endpoint = f"opc.tcp://127.0.0.1:{port}/zhizao/sim"
+        ids = [f"ns=2;s={n}" for n in names]
+        sim_rate = asyncio.run(_measure(endpoint, ids, "urn:zhizao:simulator", warmup, seconds))
+    finally:
+        _stop(sim)
+    ratio = sim_rate / raw_rate if raw_rate else 0.0
+    print(f"simulator ({scenario.name}, {n_vars} variables, --speed max): {sim_rate:,.0f} value changes/s")
+    print(f"ratio to the raw ceiling: {ratio:.2f}; target {TARGET:,.0f}/s")
+    print(
+        json.dumps(
+            {
+                "bench": "sim_opcua",
+                "quick": args.quick,
+                "variables": n_vars,
+                "value_changes_per_s": round(sim_rate, 1),
+                "raw_value_changes_per_s": round(raw_rate, 1),
+                "raw_ratio": round(ratio, 3),
+                "target_value_changes_per_s": TARGET,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
