@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.deadletter import DeadLetter
@@ -37,7 +38,6 @@ class ForwarderStats:
     retries: int = 0
     last_latency_s: float = 0.0
     last_success: float | None = None
-    latencies: list[float] = field(default_factory=list)
     up: bool = True
 
 
@@ -61,6 +61,7 @@ class Forwarder:
         self.linger = linger
         self.backoff = backoff or Backoff(initial=0.5, cap=30.0)
         self.stats = ForwarderStats()
+        self.observe_latency: Callable[[float], None] | None = None
 
     async def run(self) -> None:
         """Forward until cancelled."""
@@ -116,9 +117,8 @@ class Forwarder:
         self.stats.sent_samples += accepted
         self.stats.sent_batches += 1
         self.stats.last_latency_s = time.perf_counter() - started
-        self.stats.latencies.append(self.stats.last_latency_s)
-        if len(self.stats.latencies) > 1000:
-            del self.stats.latencies[:500]
+        if self.observe_latency is not None:
+            self.observe_latency(self.stats.last_latency_s)
         self.stats.last_success = time.time()
 
     def _dead_letter(self, batch: Batch, rejected: dict[int, str]) -> None:

@@ -14,7 +14,8 @@ from zhizao.config import StrictModel
 class BufferConfig(StrictModel):
     """Where and how much to buffer; see ``edge_agent/sample-agent.toml`` for every option."""
 
-    path: Path = Path("/var/lib/zhizao/agent-buffer.sqlite")
+    path: Path | None = None
+    """The SQLite file; the agent defaults it to ``<state_dir>/buffer.sqlite``."""
     max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     max_age_s: float = Field(7 * 86400.0, gt=0)
     overflow: Literal["drop_oldest", "reject_new"] = "drop_oldest"
@@ -25,6 +26,8 @@ class BufferConfig(StrictModel):
 
     def build(self, producer: str) -> SqliteBuffer:
         """A (not yet opened) buffer with these settings, batches labelled ``producer``."""
+        if self.path is None:
+            raise ValueError("buffer.path is not set")
         return SqliteBuffer(
             self.path,
             producer,

@@ -298,6 +298,8 @@ class PayloadMapper:
         if value is None:
             raise ValueError("value is null")
         check_value(value)
+        if unit == "":
+            unit = None  # vendors write "" for unitless signals
         if unit is not None and (not isinstance(unit, str) or len(unit) > 32):
             raise ValueError(f"unit {unit!r} is not a short string")
         return Sample(asset, signal, ts, value, unit, quality)

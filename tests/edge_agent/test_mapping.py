@@ -17,7 +17,7 @@ MQTT_DIR = Path(__file__).resolve().parents[2] / "edge_agent" / "connectors" / "
 
 def sample_mapping(name: str) -> JsonMapping:
     doc = tomllib.loads((MQTT_DIR / f"{name}.toml").read_text())
-    return JsonMapping.model_validate(doc["connectors"]["mqtt"]["mappings"][0])
+    return JsonMapping.model_validate(doc["connectors"]["mappings"][0])
 
 
 @pytest.fixture

@@ -1,0 +1,112 @@
+"""The running agent: connectors → durable buffer → forwarder → uplink, with health and metrics.
+
+``await Agent(config, config_hash).run(stop)`` runs until ``stop`` is set, then shuts down in
+the order that loses nothing: connectors stop and hand over what they read, the buffer commits
+it, the forwarder stops (a batch in flight stays in the buffer, resent under the same id on the
+next start), the uplink closes, the buffer closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from edge_agent.buffer import SqliteBuffer
+from edge_agent.config import AgentConfig
+from edge_agent.connectors.base import Connector
+from edge_agent.connectors.registry import build_connector
+from edge_agent.deadletter import DeadLetter
+from edge_agent.forwarder import Forwarder
+from edge_agent.health import Health, HealthServer
+from edge_agent.metrics import AgentCollector, AgentMetrics
+from edge_agent.supervisor import supervise
+from edge_agent.uplinks.registry import build_uplink
+from zhizao import __version__
+from zhizao.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """See the module docstring. Components are built in ``__init__`` (nothing connects)."""
+
+    def __init__(self, config: AgentConfig, config_hash: str) -> None:
+        self.config = config
+        self.config_hash = config_hash
+        a = config.agent
+        assert config.deadletter.path is not None
+        self.deadletter = DeadLetter(config.deadletter.path, config.deadletter.max_bytes)
+        self.buffer: SqliteBuffer = config.buffer.build(a.id)
+        self.connectors: list[Connector] = [
+            build_connector(c, a.id, a.state_dir, self.deadletter) for c in config.connectors
+        ]
+        up = config.uplink
+        self.uplink = build_uplink(up, a.id, self.status)
+        self.forwarder = Forwarder(
+            self.buffer,
+            self.uplink,
+            self.deadletter,
+            max_items=up.max_batch_samples,
+            linger=up.linger_s,
+            backoff=Backoff(initial=up.backoff_initial_s, cap=up.backoff_cap_s),
+        )
+        info = {"version": __version__, "config_hash": config_hash, "agent": a.id}
+        self.metrics = AgentMetrics(
+            AgentCollector(self.buffer, self.forwarder, self.connectors, self.deadletter, info)
+        )
+        h = config.health
+        self.health = Health(
+            self.connectors,
+            self.buffer,
+            self.forwarder,
+            interval_s=h.interval_s,
+            stale_intervals=h.stale_intervals,
+        )
+        self.health_port: int | None = None
+
+    def status(self) -> dict[str, Any]:
+        """Fields of the agent's status message (MQTT uplink birth/refresh)."""
+        return {
+            "version": __version__,
+            "config_hash": self.config_hash,
+            "backlog": self.buffer.stats.backlog_samples,
+            "backlog_age_s": round(self.buffer.stats.backlog_age(), 3),
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set (see the module docstring)."""
+        cfg = self.config
+        log.info(
+            "agent %s %s starting (config %s): %d connectors, uplink %s",
+            cfg.agent.id,
+            __version__,
+            self.config_hash,
+            len(self.connectors),
+            cfg.uplink.type,
+        )
+        async with self.buffer, contextlib.AsyncExitStack() as stack:
+            if cfg.health.enabled:
+                server = HealthServer(self.health, self.metrics.render, cfg.health.host, cfg.health.port)
+                await stack.enter_async_context(server)
+                self.health_port = server.port
+            await stack.enter_async_context(self.uplink)
+            forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
+            readers = [
+                asyncio.create_task(supervise(c, self.buffer), name=f"connector-{c.name}")
+                for c in self.connectors
+            ]
+            try:
+                await stop.wait()
+            finally:
+                log.info("agent %s stopping", cfg.agent.id)
+                for task in readers:
+                    task.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
+                await self.buffer.flush()
+                forwarder.cancel()
+                await asyncio.gather(forwarder, return_exceptions=True)
+        log.info(
+            "agent %s stopped; %d samples wait in the buffer", cfg.agent.id, self.buffer.stats.backlog_samples
+        )

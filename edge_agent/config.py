@@ -1,0 +1,78 @@
+"""The agent's one TOML config, validated before anything connects.
+
+Top-level tables: ``[agent]``, ``[buffer]``, ``[deadletter]``, ``[health]``, ``[[connectors]]``
+(each with ``type = "opcua"`` or ``"mqtt"``) and ``[uplink]`` (``type = "http"`` or ``"mqtt"``).
+``edge_agent/sample-agent.toml`` documents every key with its default. :func:`load_agent_config`
+raises :class:`~zhizao.errors.ConfigError` listing every problem with its dotted key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from edge_agent.buffer import BufferConfig
+from edge_agent.connectors.mqtt.config import MqttConnectorConfig
+from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
+from edge_agent.uplinks.http.config import HttpUplinkConfig
+from edge_agent.uplinks.mqtt.config import MqttUplinkConfig
+from zhizao.config import StrictModel, load_config
+
+ConnectorConfig = Annotated[OpcUaConnectorConfig | MqttConnectorConfig, Field(discriminator="type")]
+UplinkConfig = Annotated[HttpUplinkConfig | MqttUplinkConfig, Field(discriminator="type")]
+
+
+class AgentSection(StrictModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
+    """Producer id of this agent's batches (ingest deduplicates on it): unique per box, stable."""
+    state_dir: Path = Path("/var/lib/zhizao")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DeadLetterConfig(StrictModel):
+    path: Path | None = None
+    """Default ``<state_dir>/deadletter.jsonl``."""
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+
+
+class HealthConfig(StrictModel):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+    interval_s: float = Field(10.0, gt=0)
+    stale_intervals: int = Field(3, ge=1)
+    """``/healthz`` turns unhealthy when no data was read, or a backlog was not sent, for this
+    many intervals."""
+
+
+class AgentConfig(StrictModel):
+    """The whole agent config (see the module docstring)."""
+
+    agent: AgentSection
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    deadletter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    connectors: list[ConnectorConfig] = Field(min_length=1)
+    uplink: UplinkConfig
+
+    @model_validator(mode="after")
+    def _defaults_and_names(self) -> AgentConfig:
+        if self.buffer.path is None:
+            self.buffer.path = self.agent.state_dir / "buffer.sqlite"
+        if self.deadletter.path is None:
+            self.deadletter.path = self.agent.state_dir / "deadletter.jsonl"
+        names = [c.name for c in self.connectors]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"connector names must be unique (set name = ...); repeated: {', '.join(dupes)}")
+        return self
+
+
+def load_agent_config(path: str | Path) -> tuple[AgentConfig, str]:
+    """The validated config and its hash (``sha256:`` of the file, first 12 hex digits)."""
+    cfg = load_config(AgentConfig, path)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return cfg, f"sha256:{digest}"

@@ -1,0 +1,137 @@
+"""Prometheus metrics of a running agent, read from the components' counters at scrape time.
+
+Nothing is counted twice or per sample on the hot path: the buffer, forwarder, connectors and
+dead-letter file keep plain counters and :class:`AgentCollector` turns them into metric
+families when ``/metrics`` is scraped. Uplink latency is the one histogram, observed per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from edge_agent.buffer import SqliteBuffer
+from edge_agent.connectors.base import Connector
+from edge_agent.deadletter import DeadLetter
+from edge_agent.forwarder import Forwarder
+
+P = "zhizao_agent_"
+
+
+class AgentCollector(Collector):
+    """Reads the agent's counters on each scrape."""
+
+    def __init__(
+        self,
+        buffer: SqliteBuffer,
+        forwarder: Forwarder,
+        connectors: Sequence[Connector],
+        deadletter: DeadLetter,
+        info: dict[str, str],
+    ) -> None:
+        self.buffer = buffer
+        self.forwarder = forwarder
+        self.connectors = connectors
+        self.deadletter = deadletter
+        self.info = info
+
+    def collect(self) -> Iterator[Metric]:
+        yield InfoMetricFamily(P + "build", "Agent version and config hash", value=self.info)
+        per: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "read": CounterMetricFamily(
+                P + "samples_read", "Samples read from sources", labels=["connector"]
+            ),
+            "msgs": CounterMetricFamily(P + "mqtt_messages", "MQTT messages received", labels=["connector"]),
+            "bad": CounterMetricFamily(
+                P + "bad_payloads", "Messages that did not parse or map (dead-lettered)", labels=["connector"]
+            ),
+            "rec": CounterMetricFamily(P + "reconnects", "Reconnects to the source", labels=["connector"]),
+            "resub": CounterMetricFamily(
+                P + "resubscribes", "Subscriptions re-created by the staleness watchdog", labels=["connector"]
+            ),
+            "gone": GaugeMetricFamily(
+                P + "skipped_nodes", "OPC UA nodes reported missing and skipped", labels=["connector"]
+            ),
+            "up": GaugeMetricFamily(
+                P + "connector_up", "1 while connected to the source", labels=["connector"]
+            ),
+            "age": GaugeMetricFamily(
+                P + "connector_last_data_age_seconds",
+                "Seconds since the last sample read",
+                labels=["connector"],
+            ),
+        }
+        now = time.monotonic()
+        for c in self.connectors:
+            s = c.stats
+            per["read"].add_metric([c.name], s.samples_read)
+            per["msgs"].add_metric([c.name], s.messages)
+            per["bad"].add_metric([c.name], s.bad_payloads)
+            per["rec"].add_metric([c.name], s.reconnects)
+            per["resub"].add_metric([c.name], s.resubscribes)
+            per["gone"].add_metric([c.name], s.vanished_nodes)
+            per["up"].add_metric([c.name], 1.0 if s.connected else 0.0)
+            per["age"].add_metric([c.name], now - s.last_data if s.last_data is not None else float("nan"))
+        yield from per.values()
+        b = self.buffer.stats
+        f = self.forwarder.stats
+        yield CounterMetricFamily(
+            P + "samples_committed", "Samples committed to the buffer", value=b.committed
+        )
+        yield CounterMetricFamily(
+            P + "samples_sent", "Samples acknowledged by the receiver", value=f.sent_samples
+        )
+        yield CounterMetricFamily(
+            P + "batches_sent", "Batches acknowledged by the receiver", value=f.sent_batches
+        )
+        dropped = CounterMetricFamily(
+            P + "samples_dropped", "Samples dropped by the buffer policy", labels=["reason"]
+        )
+        for reason, n in sorted(b.dropped.items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+        dead = CounterMetricFamily(
+            P + "dead_lettered", "Items written to the dead-letter file", labels=["kind"]
+        )
+        for kind in ("mqtt_payload", "rejected_sample"):
+            dead.add_metric([kind], self.deadletter.counts.get(kind, 0))
+        yield dead
+        yield GaugeMetricFamily(
+            P + "backlog_samples", "Samples waiting in the buffer", value=b.backlog_samples
+        )
+        yield GaugeMetricFamily(
+            P + "backlog_bytes", "Bytes of samples waiting in the buffer", value=b.backlog_bytes
+        )
+        yield GaugeMetricFamily(
+            P + "backlog_age_seconds", "Age of the oldest sample in the buffer", value=b.backlog_age()
+        )
+        yield CounterMetricFamily(P + "buffer_corruptions", "Buffer files found corrupt", value=b.corruptions)
+        yield CounterMetricFamily(
+            P + "buffer_corrupt_rows", "Damaged buffer rows skipped", value=b.corrupt_rows
+        )
+        yield CounterMetricFamily(P + "uplink_retries", "Uplink sends retried", value=f.retries)
+        yield GaugeMetricFamily(
+            P + "uplink_up", "1 while the last uplink send succeeded", value=1.0 if f.up else 0.0
+        )
+
+
+class AgentMetrics:
+    """The registry of one agent: the collector plus the uplink latency histogram."""
+
+    def __init__(self, collector: AgentCollector) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(collector)
+        self.latency = Histogram(
+            P + "uplink_latency_seconds",
+            "Time from sending a batch to the receiver's acknowledgement",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        collector.forwarder.observe_latency = self.latency.observe
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,147 @@
+"""MQTT uplink to the site broker (the gateway path): QoS 1 batches in zhizao's wire format.
+
+``send(batch)`` splits the batch by machine (one message per asset, on
+``zhizao.topics.data_topic(asset)``), each part with the stable id ``<batch_id>.<k>`` (parts in
+asset order, so a resend carries the same ids), publishes them with QoS 1 and returns when the
+broker acknowledged every part (PUBACK) — else :class:`~zhizao.errors.Unavailable`; the
+forwarder then resends the whole batch, and the gateway deduplicates the parts it already has.
+
+Status: on connect a retained birth message ``{"status": "online", ...}`` on
+``zhizao.topics.status_topic(agent_id)``, a retained last will ``{"status": "offline"}`` if the
+agent vanishes, and a retained refresh every ``status_interval_s`` with the backlog; each
+carries the agent version and config hash for the gateway's fleet view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from itertools import groupby
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from edge_agent.uplinks.mqtt.config import MqttUplinkConfig
+from zhizao import topics, wire
+from zhizao.errors import Unavailable
+from zhizao.model import Batch
+
+log = logging.getLogger(__name__)
+
+
+def split_by_asset(batch: Batch) -> list[Batch]:
+    """One batch per machine, ids ``<batch_id>.<k>`` in asset order (stable across resends)."""
+    ordered = sorted(batch.samples, key=lambda s: str(s.asset))
+    return [
+        Batch(batch.producer, f"{batch.batch_id}.{k}", batch.seq, tuple(group))
+        for k, (_, group) in enumerate(groupby(ordered, key=lambda s: str(s.asset)))
+    ]
+
+
+class MqttUplink:
+    """See the module docstring. ``status`` returns the extra fields of status messages (backlog...)."""
+
+    name = "mqtt"
+
+    def __init__(self, config: MqttUplinkConfig, agent_id: str, status: Callable[[], dict[str, Any]]) -> None:
+        self.config = config
+        self.agent_id = agent_id
+        self.status = status
+        self.status_topic = topics.status_topic(agent_id)
+        self._client: mqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._status_task: asyncio.Task[None] | None = None
+
+    def _status_doc(self, state: str) -> bytes:
+        return orjson.dumps({"agent": self.agent_id, "status": state, "ts": time.time(), **self.status()})
+
+    async def __aenter__(self) -> Self:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id or f"{self.agent_id}-uplink",
+            protocol=MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311,
+            reconnect_on_failure=True,
+        )
+        client.max_inflight_messages_set(cfg.max_inflight)
+        client.reconnect_delay_set(1, 30)
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
+        if cfg.tls is not None:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(cfg.tls.insecure)
+        client.will_set(self.status_topic, self._status_doc("offline"), qos=1, retain=True)
+
+        def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            if reason.is_failure:
+                log.error("MQTT uplink: broker refused the connection: %s", reason)
+                return
+            c.publish(self.status_topic, self._status_doc("online"), qos=1, retain=True)
+            loop.call_soon_threadsafe(self._connected.set)
+
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            loop.call_soon_threadsafe(self._connected.clear)
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        client.loop_start()
+        self._client = client
+        self._status_task = asyncio.create_task(self._status_loop())
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._status_task is not None:
+            self._status_task.cancel()
+        if self._client is not None:
+            client, self._client = self._client, None
+            if self._connected.is_set():
+                info = client.publish(self.status_topic, self._status_doc("offline"), qos=1, retain=True)
+                await asyncio.to_thread(info.wait_for_publish, 2.0)
+            client.disconnect()
+            client.loop_stop()
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_interval_s)
+            if self._client is not None and self._connected.is_set():
+                self._client.publish(self.status_topic, self._status_doc("online"), qos=1, retain=True)
+
+    async def send(self, batch: Batch) -> None:
+        """Publish every part of ``batch`` and wait for all PUBACKs (see the module docstring)."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("MqttUplink used outside 'async with'")
+        if not self._connected.is_set():
+            try:
+                await asyncio.wait_for(self._connected.wait(), self.config.timeout_s)
+            except TimeoutError:
+                raise Unavailable(
+                    f"site broker {self.config.host}:{self.config.port} not connected"
+                ) from None
+        infos = []
+        for part in split_by_asset(batch):
+            payload = wire.encode_batch(part, compress=self.config.gzip)
+            info = client.publish(topics.data_topic(part.samples[0].asset), payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise Unavailable(f"publish to the site broker failed: {mqtt.error_string(info.rc)}")
+            infos.append(info)
+        deadline = time.monotonic() + self.config.timeout_s
+        while not all(i.is_published() for i in infos):
+            if time.monotonic() > deadline:
+                raise Unavailable(f"site broker did not acknowledge batch {batch.batch_id} in time")
+            await asyncio.sleep(0.005)
