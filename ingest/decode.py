@@ -96,16 +96,16 @@ class Decoder:
                 asset, signal, ts_text, value = s["asset"], s["signal"], s["ts"], s["value"]
             except KeyError:
                 raise _Slow from None
+            if type(asset) is not str or type(signal) is not str:
+                raise _Slow
             if asset not in assets:
-                if type(asset) is not str:
-                    raise _Slow
                 try:
                     AssetPath.parse(asset)
                 except ValueError:
                     raise _Slow from None
                 assets.add(asset)
             if signal not in signals:
-                if type(signal) is not str or not valid_signal(signal):
+                if not valid_signal(signal):
                     raise _Slow
                 signals.add(signal)
             if type(ts_text) is not str:

@@ -20,8 +20,8 @@ odd_values = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**65), max_value=2**65), st.floats(allow_nan=True),
     st.text(max_size=5), st.just("x" * 1025), st.lists(st.integers(), max_size=2))
 sample_fields = st.fixed_dictionaries({}, optional={
-    "asset": st.sampled_from(["plant/a1/line1/cnc-1", "p/a/l", "p/a/l/m/x", "p/a/l/-m", 7, None]),
-    "signal": st.sampled_from(["power_kw", "axis.x-load", "9bad", "", 1]),
+    "asset": st.sampled_from(["plant/a1/line1/cnc-1", "p/a/l", "p/a/l/m/x", "p/a/l/-m", 7, None, [1], {}]),
+    "signal": st.sampled_from(["power_kw", "axis.x-load", "9bad", "", 1, ["x"], {"a": 1}]),
     "ts": st.sampled_from(["2026-11-23T08:00:00Z", "2026-11-23T09:00:00+01:00", "2026-11-23T08:00:00",
                            "yesterday", 1700000000, "2026-11-23"]),
     "value": odd_values,
