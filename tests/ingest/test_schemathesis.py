@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +35,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_errors(case: schemathesis.Case, base_url: str) -> None:
+def test_no_server_errors(case: schemathesis.Case[Any], base_url: str) -> None:
     kw = case.as_transport_kwargs(base_url=base_url)
     content = json.dumps(kw["json"]).encode() if "json" in kw else kw.get("data")
     if isinstance(content, str):
