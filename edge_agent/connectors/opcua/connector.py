@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import logging
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusC
 from edge_agent.connectors.base import ConnectorStats, Sink
 from edge_agent.connectors.opcua.browse import BrowseCache, Tag, TagError, resolve_tags
 from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
-from edge_agent.connectors.opcua.convert import Converter
+from edge_agent.connectors.opcua.convert import Converter, load_last, save_last
 from edge_agent.connectors.opcua.security import apply_security, ensure_client_certificate
 from zhizao.errors import ConfigError, ConnectionLost, SecurityError
 from zhizao.model import AssetPath, Sample
@@ -41,6 +42,7 @@ from zhizao.model import AssetPath, Sample
 ua: Any = importlib.import_module("asyncua.ua")
 log = logging.getLogger(__name__)
 FLUSH_S = 0.05
+LAST_SAVE_S = 2.0
 _VANISHED = {"BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid", "BadNotReadable"}
 _FILTER_REFUSED = {
     "BadFilterNotAllowed",
@@ -78,6 +80,9 @@ class OpcUaConnector:
         self.skipped_nodes: set[str] = set()
         self._runs = 0
         self._pending: list[Sample] = []
+        self.last_path = state_dir / f"{config.name}-last.json"
+        self._last_ts: dict[str, datetime] = load_last(self.last_path)
+        self._conv: Converter | None = None
 
     async def _client(self) -> Client:
         cfg = self.config
@@ -128,10 +133,11 @@ class OpcUaConnector:
                 self.tags = await resolve_tags(client, cfg, self.cache)
             except TagError as exc:
                 raise ConfigError(f"connectors.{cfg.name}", [("nodes", str(exc))]) from exc
-            conv = Converter(
+            conv = self._conv = Converter(
                 [AssetPath.parse(t.asset) for t in self.tags],
                 [t.signal for t in self.tags],
                 [t.unit for t in self.tags],
+                [self._last_ts.get(t.node_id) for t in self.tags],
             )
             self.stats.connected = True
             flusher = asyncio.create_task(self._flush_loop(sink))
@@ -145,6 +151,7 @@ class OpcUaConnector:
                 with contextlib.suppress(asyncio.CancelledError):
                     await flusher
                 self._flush(sink)
+                self._save_last()
         except (OSError, TimeoutError, ua.UaError) as exc:
             raise ConnectionLost(f"OPC UA server {cfg.endpoint}: {exc}") from exc
         finally:
@@ -158,10 +165,24 @@ class OpcUaConnector:
             batch, self._pending = self._pending, []
             sink.submit(batch)
 
+    def _save_last(self) -> None:
+        """Persist each tag's last source timestamp (so a restart does not collect repeats)."""
+        conv = self._conv
+        if conv is None:
+            return
+        for tag, ts in zip(self.tags, conv.last_ts, strict=True):
+            if ts is not None:
+                self._last_ts[tag.node_id] = ts
+        save_last(self.last_path, self._last_ts)
+
     async def _flush_loop(self, sink: Sink) -> None:
+        n = 0
         while True:
             await asyncio.sleep(FLUSH_S)
             self._flush(sink)
+            n += 1
+            if n % int(LAST_SAVE_S / FLUSH_S) == 0:
+                self._save_last()
 
     def _emit(self, sample: Sample | None) -> None:
         if sample is not None:

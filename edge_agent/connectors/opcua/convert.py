@@ -8,8 +8,10 @@ The timestamp is the SourceTimestamp, else the ServerTimestamp, else the time of
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from zhizao.model import MAX_STR_VALUE, AssetPath, Quality, Sample, Value
@@ -46,14 +48,28 @@ def _utc(ts: datetime | None) -> datetime | None:
 
 
 class Converter:
-    """Converts DataValues of one connector's tags; remembers each tag's last value."""
+    """Converts DataValues of one connector's tags; remembers each tag's last value and timestamp.
 
-    def __init__(self, assets: list[AssetPath], signals: list[str], units: list[str | None]) -> None:
+    A value with the same source timestamp as the last one collected for its tag is a repeat
+    (the initial notification after a re-subscribe re-sends the current value) and is skipped, so
+    a reconnect never produces a duplicate; a clock going backwards is data, not a repeat.
+    ``last_ts`` may be seeded from disk.
+    """
+
+    def __init__(
+        self,
+        assets: list[AssetPath],
+        signals: list[str],
+        units: list[str | None],
+        last_ts: list[datetime | None] | None = None,
+    ) -> None:
         self.assets = assets
         self.signals = signals
         self.units = units
         self.last: list[Value | None] = [None] * len(assets)
+        self.last_ts: list[datetime | None] = last_ts or [None] * len(assets)
         self.skipped = 0
+        self.repeats = 0
 
     def sample(self, index: int, dv: Any) -> Sample | None:
         """The sample of tag ``index`` for DataValue ``dv``, or ``None`` (counted in ``skipped``)."""
@@ -69,4 +85,26 @@ class Converter:
         elif quality is not Quality.BAD:
             self.last[index] = value
         ts = _utc(dv.SourceTimestamp) or _utc(dv.ServerTimestamp) or datetime.now(UTC)
+        prev = self.last_ts[index]
+        if prev is not None and ts == prev:
+            self.repeats += 1
+            return None
+        self.last_ts[index] = ts
         return Sample(self.assets[index], self.signals[index], ts, value, self.units[index], quality)
+
+
+def load_last(path: Path) -> dict[str, datetime]:
+    """Last collected source timestamp per node id, as saved by :func:`save_last` (empty if none)."""
+    try:
+        doc = json.loads(path.read_text())
+        return {k: datetime.fromisoformat(v) for k, v in doc.items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def save_last(path: Path, last: dict[str, datetime]) -> None:
+    """Atomically write the last source timestamp per node id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: v.isoformat() for k, v in last.items()}))
+    tmp.replace(path)
