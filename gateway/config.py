@@ -1,0 +1,95 @@
+"""Configuration of the site gateway (``zhizao gateway --config gateway.toml``).
+
+Every option, its default and its meaning is in ``gateway/sample-gateway.toml``. The ``[buffer]``
+and ``[uplink.http]`` tables are the edge agent's own models (:class:`~edge_agent.buffer.BufferConfig`,
+:class:`~edge_agent.uplinks.http.HttpUplinkConfig`): the gateway reuses the agent's buffer and
+HTTP uplink, so their options are identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+
+from edge_agent.buffer import BufferConfig
+from edge_agent.connectors.mqtt import TlsConfig
+from edge_agent.mapping import JsonMapping
+from edge_agent.uplinks.http import HttpUplinkConfig
+from zhizao.config import StrictModel, load_config
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class BrokerConfig(StrictModel):
+    """The plant broker and the gateway's persistent MQTT v5 session on it."""
+
+    host: str
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = Field(None, min_length=1, max_length=64)
+    """Fixed client id (the persistent session is bound to it); default ``<gateway id>``."""
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsConfig | None = None
+    share_group: str = Field("zhizao-gateways", pattern=r"^[A-Za-z0-9_.\-]{0,64}$")
+    """``$share/<group>/`` for data and raw topics, so gateways of one group split the load;
+    ``""`` subscribes plainly (every gateway gets every message)."""
+    session_expiry_s: int = Field(7 * 86400, ge=60)
+    """How long the broker keeps the session (and queues QoS 1 messages) while the gateway is away."""
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    subscribe_data: bool = True
+    """Subscribe to the unified namespace ``zhizao/v1/+/+/+/+`` (agents' wire-format batches)."""
+    subscribe_status: bool = True
+    """Subscribe to ``zhizao/v1/agents/+/status`` (birth/last will; never shared: retained)."""
+    mappings: list[JsonMapping] = Field(default_factory=list)
+    """Raw vendor topics, mapped with the edge agent's payload mappings (optional)."""
+
+    @model_validator(mode="after")
+    def _auth(self) -> BrokerConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        return self
+
+
+class UplinkConfig(StrictModel):
+    """Northbound: the agent's HTTP uplink to ingest."""
+
+    http: HttpUplinkConfig
+    concurrency: int = Field(4, ge=1, le=64)
+    """Batches in flight to ingest at once (each agent batch is one POST)."""
+
+
+class HealthConfig(StrictModel):
+    """``GET /healthz`` (JSON, 503 when unhealthy), ``/metrics`` (Prometheus), ``/fleet`` (JSON)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+    """0 picks a free port (tests); the chosen port is logged."""
+    stall_after_s: float = Field(120.0, gt=0)
+    """Unhealthy when the oldest buffered sample is older than this while ingest is failing."""
+
+
+class GatewayConfig(StrictModel):
+    """The whole gateway configuration (see ``gateway/sample-gateway.toml``)."""
+
+    id: str = Field(pattern=_ID)
+    """This gateway's id: producer of its own batches, MQTT client id, fleet asset name."""
+    site: str = Field(pattern=_ID)
+    """Site of the gateway (its fleet asset ``<site>/fleet/gateways/<id>``), and of agents whose
+    status message names no site."""
+    broker: BrokerConfig
+    buffer: BufferConfig = Field(
+        default_factory=lambda: BufferConfig(path=Path("/var/lib/zhizao/gateway-buffer.sqlite"))
+    )
+    uplink: UplinkConfig
+    deadletter_path: Path = Path("/var/lib/zhizao/gateway-deadletter.jsonl")
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    fleet_report_s: float = Field(30.0, gt=0)
+    """Interval of the gateway's own fleet-health samples (``dashboards.fleet`` convention)."""
+    window_samples: int = Field(10_000, ge=10, le=1_000_000)
+    """Rows read from the buffer at a time when cutting it back into agent batches."""
+
+
+def load(path: str | Path) -> GatewayConfig:
+    """Read and validate a gateway config file; ``ConfigError`` lists every problem by key."""
+    return load_config(GatewayConfig, path)

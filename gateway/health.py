@@ -1,0 +1,95 @@
+"""A tiny HTTP server for operations: ``/healthz``, ``/metrics`` and ``/fleet``.
+
+- ``GET /healthz`` — JSON ``{"status": "ok"|"unhealthy", "problems": [...], ...figures}``; 200
+  when healthy, 503 otherwise. Unhealthy when the broker connection has been down for longer
+  than ``stall_after_s``, or when the oldest buffered row is older than ``stall_after_s`` and
+  nothing reached ingest for as long (forwarding stalled: ingest down, token refused ...).
+- ``GET /metrics`` — Prometheus text format (:mod:`gateway.metrics`).
+- ``GET /fleet`` — JSON list of the agents this gateway knows (:mod:`gateway.fleet`).
+
+Plain asyncio streams (HTTP/1.0 style, one request per connection): no web framework for three
+read-only endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.metrics import registry_for
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+
+def health(gw: Gateway, now: float | None = None) -> tuple[bool, dict[str, Any]]:
+    """``(healthy, document)`` of the gateway (see the module docstring)."""
+    now = now or time.time()
+    limit = gw.config.health.stall_after_s
+    problems: list[str] = []
+    s = gw.intake.stats
+    down_since = gw.broker_down_since
+    if not s.connected and down_since is not None and now - down_since > limit:
+        problems.append(f"broker disconnected for {now - down_since:.0f} s")
+    age = gw.buffer.stats.backlog_age(now)
+    last_ok = max((f.stats.last_success or gw.started) for f in gw.forwarders)
+    if age > limit and now - last_ok > limit:
+        problems.append(f"forwarding stalled: oldest buffered row {age:.0f} s old, "
+                        f"last delivery {now - last_ok:.0f} s ago")
+    doc = {
+        "status": "unhealthy" if problems else "ok", "problems": problems, "gateway": gw.config.id,
+        "broker_connected": s.connected, "uplink_up": all(f.stats.up for f in gw.forwarders),
+        "backlog_samples": gw.buffer.stats.backlog_samples, "backlog_age_s": round(age, 3),
+        "sent_samples": sum(f.stats.sent_samples for f in gw.forwarders),
+        "agents": gw.fleet.counts(),
+    }
+    return not problems, doc
+
+
+@contextlib.asynccontextmanager
+async def serve(gw: Gateway, host: str, port: int) -> AsyncIterator[int]:
+    """Serve the endpoints while the context is open; yields the bound port."""
+    registry = registry_for(gw)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            parts = line.decode("latin-1").split()
+            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            if path == "/healthz":
+                ok, doc = health(gw)
+                status, ctype, body = (200 if ok else 503), "application/json", orjson.dumps(doc)
+            elif path == "/metrics":
+                status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(registry)
+            elif path == "/fleet":
+                status, ctype, body = 200, "application/json", orjson.dumps(gw.fleet.to_list())
+            else:
+                status, ctype, body = 404, "application/json", b'{"detail": "not found"}'
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, IndexError) as exc:
+            log.debug("health request failed: %s", exc)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, host, port)
+    bound = int(server.sockets[0].getsockname()[1])
+    log.info("health on http://%s:%d/healthz, metrics on /metrics, fleet on /fleet", host, bound)
+    try:
+        yield bound
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,92 @@
+"""Prometheus metrics of the gateway, read from the live counters at scrape time.
+
+Every figure the dashboards' fleet convention charts is here too, under ``zhizao_gateway_*``:
+buffer backlog and drops (the agent's :class:`~edge_agent.buffer.BufferStats`), forwarding
+(the agent's :class:`~edge_agent.forwarder.ForwarderStats`, summed over the parallel forwarders),
+intake (messages by kind, refused payloads, reconnects), framing (short frames, skipped rows)
+and the fleet (agents online/offline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+P = "zhizao_gateway_"
+
+
+class GatewayCollector(Collector):
+    """Collects from one running :class:`~gateway.service.Gateway`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        gw = self.gw
+        b = gw.buffer.stats
+        yield _gauge("buffer_backlog_samples", "Rows waiting in the durable buffer", b.backlog_samples)
+        yield _gauge("buffer_backlog_bytes", "Bytes of row data in the durable buffer", b.backlog_bytes)
+        yield _gauge("buffer_backlog_age_seconds", "Age of the oldest buffered row", b.backlog_age())
+        yield _counter("buffer_committed_samples", "Rows committed to the buffer", b.committed)
+        yield _counter("buffer_commits", "Buffer transactions (group commits)", b.commits)
+        dropped = CounterMetricFamily(P + "buffer_dropped_samples", "Rows dropped by policy",
+                                      labels=["reason"])
+        for reason, n in sorted(b.dropped.items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+        yield _counter("buffer_corrupt_rows", "Damaged buffer rows skipped", b.corrupt_rows)
+        fw = gw.forwarders
+        yield _counter("sent_samples", "Samples acknowledged by ingest",
+                       sum(f.stats.sent_samples for f in fw))
+        yield _counter("sent_batches", "Batches acknowledged by ingest",
+                       sum(f.stats.sent_batches for f in fw))
+        yield _counter("dead_lettered_samples", "Samples ingest refused for good (dead-letter file)",
+                       sum(f.stats.dead_lettered for f in fw))
+        yield _counter("uplink_retries", "Sends retried because ingest was unavailable",
+                       sum(f.stats.retries for f in fw))
+        yield _gauge("uplink_up", "1 when the last send to ingest succeeded",
+                     int(all(f.stats.up for f in fw)))
+        s, c = gw.intake.stats, gw.intake.counts
+        yield _gauge("broker_connected", "1 while connected to the plant broker", int(s.connected))
+        yield _counter("broker_reconnects", "Reconnections to the plant broker", s.reconnects)
+        msgs = CounterMetricFamily(P + "messages", "Messages received, by kind", labels=["kind"])
+        for kind, n in (("agent_batch", c.agent_batches), ("status", c.status_messages),
+                        ("raw", c.raw_messages)):
+            msgs.add_metric([kind], n)
+        yield msgs
+        yield _counter("bad_payloads", "Messages or samples refused at intake (dead-letter file)",
+                       s.bad_payloads)
+        yield _counter("uncommitted_messages", "Messages left un-acknowledged after a failed commit",
+                       c.uncommitted)
+        yield _counter("samples_received", "Samples received from the broker", s.samples_read)
+        fr = gw.reader.stats
+        yield _counter("frames", "Agent batches cut back out of the buffer", fr.frames)
+        yield _counter("short_frames", "Frames forwarded with fewer samples than declared", fr.short_frames)
+        yield _counter("skipped_tail_rows", "Rows of frames delivered before a restart, skipped",
+                       fr.skipped_tail_rows)
+        agents = GaugeMetricFamily(P + "agents", "Agents known from status messages", labels=["state"])
+        for state, n in gw.fleet.counts().items():
+            agents.add_metric([state], n)
+        yield agents
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(P + name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(P + name, doc, value=value)
+
+
+def registry_for(gateway: Gateway) -> CollectorRegistry:
+    """A registry holding only this gateway's metrics."""
+    reg = CollectorRegistry()
+    reg.register(GatewayCollector(gateway))
+    return reg

@@ -1,0 +1,82 @@
+"""Fixtures of the gateway suite: a real ingest (DuckDB) in a thread, gateway subprocesses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.testing import GatewayProcess, ingest_written, write_config
+from ingest.testing import run_server, server_settings
+from tests.support.ports import free_port
+from tests.support.servers import Mosquitto
+
+
+class Ingest:
+    """A real ingest server (uvicorn thread, DuckDB file) that a test can stop and restart."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.settings = server_settings(tmp_path)
+        self.db_path = Path(self.settings.storage.duckdb.path)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._ctx: object | None = None
+
+    def start(self) -> None:
+        ctx = run_server(self.settings, port=self.port)
+        ctx.__enter__()
+        self._ctx = ctx
+
+    def stop(self) -> None:
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+    def written(self) -> int:
+        return ingest_written(self.url)
+
+
+@pytest.fixture
+def ingest(tmp_path: Path) -> Iterator[Ingest]:
+    server = Ingest(tmp_path / "ingest")
+    (tmp_path / "ingest").mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+GatewayFactory = Callable[..., GatewayProcess]
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path, mosquitto: Mosquitto, ingest: Ingest) -> Iterator[GatewayFactory]:
+    """``make(gateway_id="gw-1", extra="")`` writes a config and starts ``python -m gateway``."""
+    procs: list[GatewayProcess] = []
+
+    def make(gateway_id: str = "gw-1", extra: str = "", start: bool = True) -> GatewayProcess:
+        port = free_port()
+        cfg = write_config(tmp_path / f"{gateway_id}.toml", broker_port=mosquitto.port, ingest_url=ingest.url,
+                           gateway_id=gateway_id, health_port=port, extra=extra)
+        proc = GatewayProcess(cfg, port)
+        procs.append(proc)
+        if start:
+            proc.start()
+        return proc
+
+    try:
+        yield make
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

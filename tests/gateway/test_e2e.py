@@ -1,0 +1,30 @@
+"""Agents in MQTT-uplink mode → real Mosquitto → gateway subprocess → real ingest: exactly once."""
+
+from __future__ import annotations
+
+from gateway.mqtt.testing import FakeAgent
+from gateway.testing import duckdb_counts, simulated_batches
+from tests.gateway.conftest import GatewayFactory, Ingest, wait_for
+from tests.support.servers import Mosquitto
+
+
+def test_every_simulated_value_arrives_exactly_once(
+    mosquitto: Mosquitto, ingest: Ingest, gateway_factory: GatewayFactory
+) -> None:
+    gw = gateway_factory()
+    batches = simulated_batches(120)
+    expected = sum(len(b) for bs in batches.values() for b in bs)
+    agents = [FakeAgent(mosquitto.host, mosquitto.port, agent_id, "plant") for agent_id in batches]
+    for agent in agents:
+        agent.connect()
+    for agent in agents:
+        agent.publish(batches[agent.agent_id])
+    wait_for(lambda: ingest.written() >= expected, 60, f"{expected} samples in ingest")
+    wait_for(lambda: gw.health()["backlog_samples"] == 0, 30, "an empty gateway buffer")
+    health = gw.health()
+    assert health["status"] == "ok" and health["agents"] == {"online": 2, "offline": 0}
+    for agent in agents:
+        agent.disconnect()
+    assert gw.stop() == 0
+    ingest.stop()
+    assert duckdb_counts(ingest.db_path) == (expected, expected)
