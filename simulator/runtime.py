@@ -5,7 +5,8 @@ publisher, the ledger file and an optional JSONL of every value served.
 ledger=path, duration_s=600) as sim: ... await sim.wait()``. ``speed`` is simulated seconds per
 wall second (``None`` = as fast as possible). Machines with ``mqtt`` in the scenario are published
 on MQTT only (they are MQTT-native: not in the OPC UA address space); all others are served over
-OPC UA. The ledger is written when the run reaches its end (:meth:`wait` returns).
+OPC UA. The ledger is written when the run reaches its end (:meth:`wait` returns). With
+``autostart=False`` the servers come up on enter but the first tick waits for :meth:`start`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class SimulatorRuntime:
         ledger: str | Path | None = None,
         served_log: str | Path | None = None,
         keep_served: bool = False,
+        autostart: bool = True,
     ) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be > 0 (or None for as fast as possible)")
@@ -98,6 +100,9 @@ class SimulatorRuntime:
         self._mqtt: Any = None
         self._served_fh: IO[bytes] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._go = asyncio.Event()
+        if autostart:
+            self._go.set()
         self._opc_index = {k: j for j, k in enumerate(self.opcua_machines)}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -135,7 +140,13 @@ class SimulatorRuntime:
             for k in self.opcua_machines
         ]
         assert self.opcua_port is not None
-        server = OpcUaServer(machines, host=self.opcua_host, port=self.opcua_port, security=self.security)
+        server = OpcUaServer(
+            machines,
+            host=self.opcua_host,
+            port=self.opcua_port,
+            security=self.security,
+            wait_for_first_write=True,
+        )
         self._opcua = await server.__aenter__()
         self.endpoint = server.endpoint
         for k in self.opcua_machines:
@@ -172,7 +183,13 @@ class SimulatorRuntime:
         await asyncio.shield(self._task)
 
     # -- the loop ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the clock of a runtime created with ``autostart=False`` (servers are up on enter,
+        so clients can subscribe before the first tick is served)."""
+        self._go.set()
+
     async def _run(self) -> None:
+        await self._go.wait()
         dt = self.simulation.dt
         t0 = time.monotonic()
         for tick in self.simulation.ticks():

@@ -6,7 +6,10 @@ segments and signal names, in namespace :data:`NAMESPACE_URI`); NodeIds are stri
 String; analog variables carry an ``EngineeringUnits`` (EUInformation, UNECE codes) property.
 Values are written straight into the server's address space (no client round trip) with
 SourceTimestamp = the simulated time the machine reports and StatusCode Good, or
-BadSensorFailure while a sensor drops out (the value is then null, as OPC UA requires).
+BadSensorFailure while a sensor drops out (the value is then null, as OPC UA requires). Until
+the first write a variable holds its initial value, or with ``wait_for_first_write`` (what the
+runtime uses) StatusCode BadWaitingForInitialData and no value, so an early subscriber gets no
+fake sample.
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ def _variant_type(value: Value) -> Any:
 class OpcUaServer:
     """An asyncua server serving machines' signals. Use as ``async with``.
 
-    ``machines`` lists ``(asset, {signal: (initial value, unit or None)})``. After entering,
+    ``machines`` lists ``(asset, {signal: (initial value, unit or None)})`` (the initial value
+    fixes the data type). After entering,
     :attr:`endpoint` is the URL and :meth:`node_id` gives the NodeId string of a signal.
     :meth:`write` may be called from the event loop that entered the context only.
     """
@@ -83,8 +87,10 @@ class OpcUaServer:
         host: str = "127.0.0.1",
         port: int = 4840,
         security: OpcUaSecurity | None = None,
+        wait_for_first_write: bool = False,
     ) -> None:
         self.machines = list(machines)
+        self.wait_for_first_write = wait_for_first_write
         self.host = host
         self.port = port
         self.security = security
@@ -171,6 +177,10 @@ class OpcUaServer:
                         datatype=ua.NodeId(ua.ObjectIds.EUInformation),
                     )
                 nodes[signal] = (nid, vtype)
+                if self.wait_for_first_write:  # no fake initial sample for a client subscribing early
+                    await server.write_attribute_value(
+                        nid, ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
+                    )
             self._nodes.append(nodes)
 
     async def write(self, machine: int, ts: datetime, values: Sequence[tuple[str, Value, Quality]]) -> None:

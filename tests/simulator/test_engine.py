@@ -210,3 +210,50 @@ def test_air_leak_changes_compressor_power_and_nothing_else() -> None:
     p_leak = sum(float(s.value) for s in leak[POWER_KW])
     p_none = sum(float(s.value) for s in none[POWER_KW])
     assert p_leak == pytest.approx(1.3 * p_none, rel=0.01)
+
+
+def test_random_faults_come_from_the_seed_and_reach_the_ledger() -> None:
+    sc = load_scenario(COMPACT).model_copy(deep=True)
+    sc.faults = []
+    sc.random_faults.per_machine_per_day = 48.0
+    sc.random_faults.duration_s = 300.0
+
+    def faults(seed: int) -> list[dict[str, object]]:
+        return [r for r in generate(sc, seed, 3600).ledger if r["type"] == "fault"]
+
+    a, b, c = faults(1), faults(1), faults(2)
+    assert a == b and a != c
+    assert len(a) >= 4
+    assert {str(f["kind"]) for f in a} <= {"bearing_wear", "overheating", "sensor_dropout"}
+    assert all("signal" in f["params"] for f in a if f["kind"] == "sensor_dropout")  # type: ignore[operator]
+
+
+def test_counter_reset_and_clock_skew() -> None:
+    sc = load_scenario(COMPACT).model_copy(deep=True)
+    doc = sc.model_dump()
+    doc["faults"] = [
+        {"machine": "line1/cnc-1", "kind": "counter_reset", "at": 600, "duration_s": 60},
+        {
+            "machine": "line1/imm-1",
+            "kind": "clock_skew",
+            "at": 300,
+            "duration_s": 120,
+            "params": {"offset_s": 45},
+        },
+    ]
+    from simulator import scenario_from_dict
+
+    sc2 = scenario_from_dict(doc)
+    samples = list(generate(sc2, 1, 900))
+    cnc = [s for s in samples if s.asset.machine == "cnc-1" and s.signal == PARTS_TOTAL]
+    reset_at = sc2.start + timedelta(seconds=600)
+    before = [s for s in cnc if s.ts < reset_at][-1]
+    at = next(s for s in cnc if s.ts == reset_at)
+    assert int(before.value) > 0 and at.value == 0
+    energy = [s for s in samples if s.asset.machine == "cnc-1" and s.signal == ENERGY_KWH]
+    assert next(s for s in energy if s.ts == reset_at).value == 0.0
+    imm = [s for s in samples if s.asset.machine == "imm-1" and s.signal == POWER_KW]
+    shifted = [s.ts for s in imm if s.ts >= sc2.start + timedelta(seconds=345)][:3]
+    assert shifted[0] == sc2.start + timedelta(seconds=345)  # tick 300 reported 45 s late
+    # ticks 405 (skewed) and 450 (after the skew) both report 450 s
+    assert len([s for s in imm if s.ts == sc2.start + timedelta(seconds=450)]) == 2

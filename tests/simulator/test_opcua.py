@@ -125,3 +125,23 @@ async def test_security_sign_and_encrypt_with_trusted_client_certificate(tmp_pat
         sc, seed=7, speed=10, opcua_port=free_port(), duration_s=60, security=security
     ):
         assert security.cert_path.read_bytes() == server_cert
+
+
+async def test_no_fake_initial_values_and_the_clock_waits_for_start() -> None:
+    sc = load_scenario(EXAMPLES / "compact.yaml")
+    async with SimulatorRuntime(
+        sc, seed=7, speed=None, opcua_port=free_port(), duration_s=30, autostart=False, keep_served=True
+    ) as sim:
+        assert sim.endpoint is not None
+        async with Client(sim.endpoint, timeout=10) as client:
+            node = client.get_node(sim.node_ids["plant1/a1/line1/cnc-1/energy_kwh"])
+            before: Any = await node.read_data_value(raise_on_bad_status=False)
+            assert before.StatusCode.name == "BadWaitingForInitialData"
+            await asyncio.sleep(0.3)
+            assert sim.ticks_done == 0 and sim.served == []
+            sim.start()
+            await asyncio.wait_for(sim.wait(), 30)
+            after: Any = await node.read_data_value()
+            assert after.StatusCode.is_good() and isinstance(after.Value.Value, float)
+    assert sim.ticks_done == 30
+    assert sim.served[0].ts == sc.start
