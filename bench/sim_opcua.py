@@ -46,11 +46,25 @@ def _free_port() -> int:
         return port
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self.server_cpu = 0.0
+        self.client_cpu = 0.0
+
+
 async def _measure(
-    endpoint: str, node_ids: list[str] | None, ns_uri: str, warmup: float, seconds: float
-) -> float:
+    endpoint: str, node_ids: list[str] | None, ns_uri: str, warmup: float, seconds: float, server_pid: int
+) -> Stats:
     """Subscribe to ``node_ids`` (or every variable under Objects in ``ns_uri``) and count
-    notifications per second over ``seconds`` after ``warmup``."""
+    notifications per second over ``seconds`` after ``warmup``; also the CPU share (cores) the
+    server process and this client used meanwhile."""
     from asyncua.client.client import Client
 
     async with Client(endpoint, timeout=30) as client:
@@ -64,10 +78,15 @@ async def _measure(
             await sub.subscribe_data_change(nodes[i : i + 500], queuesize=1000, sampling_interval=0.0)
         await asyncio.sleep(warmup)
         start_n, t0 = counter.n, time.perf_counter()
+        s0, c0 = _cpu_s(server_pid), time.process_time()
         await asyncio.sleep(seconds)
-        rate = (counter.n - start_n) / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        stats = Stats()
+        stats.rate = (counter.n - start_n) / elapsed
+        stats.server_cpu = (_cpu_s(server_pid) - s0) / elapsed
+        stats.client_cpu = (time.process_time() - c0) / elapsed
         await sub.delete()
-        return rate
+        return stats
 
 
 def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60.0) -> str:
@@ -159,12 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_line(raw, "ready")
         os.environ["BENCH_RAW_VARS"] = str(n_vars)
-        raw_rate = asyncio.run(
-            _measure(f"opc.tcp://127.0.0.1:{port}/raw", None, "urn:zhizao:bench:raw", warmup, seconds)
+        raw_stats = asyncio.run(
+            _measure(
+                f"opc.tcp://127.0.0.1:{port}/raw", None, "urn:zhizao:bench:raw", warmup, seconds, raw.pid
+            )
         )
     finally:
         _stop(raw)
-    print(f"raw asyncua server, {n_vars} variables written in a tight loop: {raw_rate:,.0f} value changes/s")
+    raw_rate = raw_stats.rate
+    print(
+        f"raw asyncua server, {n_vars} variables written in a tight loop: {raw_rate:,.0f} value changes/s "
+        f"(server {raw_stats.server_cpu:.2f} cores, client {raw_stats.client_cpu:.2f} cores)"
+    )
 
     # 2. the simulator
     port = _free_port()
@@ -191,11 +216,21 @@ def main(argv: list[str] | None = None) -> int:
         _wait_line(sim, "OPC UA endpoint")
         endpoint = f"opc.tcp://127.0.0.1:{port}/zhizao/sim"
         ids = [f"ns=2;s={n}" for n in names]
-        sim_rate = asyncio.run(_measure(endpoint, ids, "urn:zhizao:simulator", warmup, seconds))
+        sim_stats = asyncio.run(_measure(endpoint, ids, "urn:zhizao:simulator", warmup, seconds, sim.pid))
     finally:
         _stop(sim)
+    sim_rate = sim_stats.rate
     ratio = sim_rate / raw_rate if raw_rate else 0.0
-    print(f"simulator ({scenario.name}, {n_vars} variables, --speed max): {sim_rate:,.0f} value changes/s")
+    print(
+        f"simulator ({scenario.name}, {n_vars} variables, --speed max): {sim_rate:,.0f} value changes/s "
+        f"(server {sim_stats.server_cpu:.2f} cores, client {sim_stats.client_cpu:.2f} cores)"
+    )
+    if sim_stats.server_cpu:
+        print(
+            f"per CPU-second of the simulator process: {sim_rate / sim_stats.server_cpu:,.0f} value changes"
+        )
+    load = os.getloadavg()[0]
+    print(f"load average during the run: {load:.2f} on {os.cpu_count()} cores (other work competes for CPU)")
     print(f"ratio to the raw ceiling: {ratio:.2f}; target {TARGET:,.0f}/s")
     print(
         json.dumps(
@@ -206,6 +241,15 @@ def main(argv: list[str] | None = None) -> int:
                 "value_changes_per_s": round(sim_rate, 1),
                 "raw_value_changes_per_s": round(raw_rate, 1),
                 "raw_ratio": round(ratio, 3),
+                "sim_server_cores": round(sim_stats.server_cpu, 2),
+                "value_changes_per_server_cpu_s": round(sim_rate / sim_stats.server_cpu)
+                if sim_stats.server_cpu
+                else None,
+                "raw_value_changes_per_server_cpu_s": round(raw_rate / raw_stats.server_cpu)
+                if raw_stats.server_cpu
+                else None,
+                "raw_server_cores": round(raw_stats.server_cpu, 2),
+                "load_average": round(load, 2),
                 "target_value_changes_per_s": TARGET,
             }
         )
