@@ -102,11 +102,16 @@ class FakeAgent:
 
     def _settle(self, item: tuple[Batch, mqtt.MQTTMessageInfo]) -> list[Batch]:
         b, info = item
+        deadline = time.monotonic() + self.ack_timeout
+        client = self._client
         try:
-            info.wait_for_publish(self.ack_timeout)
-        except (RuntimeError, ValueError):
+            while not info.is_published():
+                if client is None or not client.is_connected() or time.monotonic() > deadline:
+                    return [b]
+                info.wait_for_publish(0.05)
+        except (RuntimeError, ValueError):  # paho: "publish failed: not connected"
             return [b]
-        return [] if info.is_published() else [b]
+        return []
 
     def disconnect(self, *, clean_status: bool = True) -> None:
         """Clean shutdown: publish ``offline`` (retained), then DISCONNECT (no will)."""

@@ -1,0 +1,118 @@
+"""``GET /api/v1/agents``: the fleet view, for ingest — an ``APIRouter`` factory over ingest's ``Store``.
+
+The fleet lives in the store as ordinary samples (convention of :mod:`dashboards.fleet`): each
+agent (gateway) has the asset ``<site>/fleet/agents/<id>`` (``.../gateways/<id>``) with
+``fleet.up`` (1 online, 0 offline — the gateway writes 0 when an agent's last will or clean
+offline status arrives), ``fleet.backlog_samples``, ``fleet.backlog_age_s``, ``fleet.version``,
+``fleet.config_hash``. So the view needs nothing but :meth:`Store.catalogue` and
+:meth:`Store.latest`, works on every backend, and survives ingest restarts.
+
+Mount it in ingest (``ingest/app.py``, beside the other routers)::
+
+    from gateway.fleet_api import fleet_router
+    from ingest.api.deps import get_store, require
+    from ingest.auth import Scope
+    app.include_router(fleet_router(get_store, dependencies=[Depends(require(Scope.READ))]))
+
+``status`` is ``online`` when the latest ``fleet.up`` is 1 and — if ``stale_after_s`` is given
+(query parameter, default the factory's) — the node's last sample is at most that old;
+otherwise ``offline``. ``last_seen`` is the time of the node's latest fleet sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.params import Depends as DependsParam
+from pydantic import BaseModel
+
+from dashboards import fleet as convention
+from gateway.fleet import CONFIG_HASH, VERSION
+from ingest.storage.base import CatalogueEntry, LatestValue, Store
+from zhizao.errors import StoreUnavailable
+
+Kind = Literal["agents", "gateways"]
+
+
+class FleetNode(BaseModel):
+    """One agent or gateway as the store last heard of it."""
+
+    id: str
+    kind: Kind
+    site: str
+    asset: str
+    status: Literal["online", "offline"]
+    last_seen: datetime
+    backlog_samples: int | None = None
+    backlog_age_s: float | None = None
+    version: str | None = None
+    config_hash: str | None = None
+
+
+def fleet_nodes(entries: Sequence[CatalogueEntry]) -> dict[str, tuple[Kind, datetime]]:
+    """``{asset: (kind, last_seen)}`` of the fleet assets among catalogue entries."""
+    out: dict[str, tuple[Kind, datetime]] = {}
+    for e in entries:
+        parts = e.asset.split("/")
+        if len(parts) == 4 and parts[1] == convention.AREA and parts[2] in ("agents", "gateways"):
+            kind: Kind = "agents" if parts[2] == "agents" else "gateways"
+            prev = out.get(e.asset)
+            out[e.asset] = (kind, max(prev[1], e.last_seen) if prev else e.last_seen)
+    return out
+
+
+def node_view(asset: str, kind: Kind, last_seen: datetime, latest: Sequence[LatestValue], *,
+              stale_after_s: float | None, now: datetime) -> FleetNode:
+    """The :class:`FleetNode` of one fleet asset from its latest values."""
+    values: dict[str, Any] = {v.signal: v.value for v in latest}
+    up = values.get(convention.UP)
+    online = up is not None and float(up) >= 1
+    if online and stale_after_s is not None and (now - last_seen).total_seconds() > stale_after_s:
+        online = False
+    site, _, _, node = asset.split("/")
+
+    def num(signal: str) -> float | None:
+        v = values.get(signal)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    backlog = num(convention.BACKLOG_SAMPLES)
+    version, config_hash = values.get(VERSION), values.get(CONFIG_HASH)
+    return FleetNode(
+        id=node, kind=kind, site=site, asset=asset, status="online" if online else "offline",
+        last_seen=last_seen, backlog_samples=int(backlog) if backlog is not None else None,
+        backlog_age_s=num(convention.BACKLOG_AGE_S),
+        version=version if isinstance(version, str) else None,
+        config_hash=config_hash if isinstance(config_hash, str) else None)
+
+
+def fleet_router(get_store: Callable[[Request], Store], *, stale_after_s: float | None = None,
+                 dependencies: Sequence[DependsParam] = ()) -> APIRouter:
+    """The router serving ``GET /api/v1/agents`` (see the module docstring)."""
+    router = APIRouter(prefix="/api/v1", tags=["fleet"], dependencies=list(dependencies))
+    StoreDep = Annotated[Store, Depends(get_store)]
+
+    @router.get("/agents", response_model=list[FleetNode],
+                responses={503: {"description": "store unavailable"}})
+    async def list_agents(
+        store: StoreDep,
+        site: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")] = None,
+        kind: Annotated[Kind | None, Query(description="agents or gateways; both when absent")] = None,
+        stale_after_s: Annotated[float | None, Query(gt=0)] = stale_after_s,
+    ) -> list[FleetNode]:
+        """Every agent and gateway with its status (online/offline), last seen time and backlog."""
+        try:
+            nodes = fleet_nodes(await store.catalogue(site))
+            now = datetime.now(UTC)
+            out = []
+            for asset, (k, last_seen) in sorted(nodes.items()):
+                if kind is None or k == kind:
+                    out.append(node_view(asset, k, last_seen, await store.latest(asset),
+                                               stale_after_s=stale_after_s, now=now))
+        except StoreUnavailable as exc:
+            raise HTTPException(503, f"store unavailable: {exc}", headers={"Retry-After": "5"}) from exc
+        return out
+
+    return router
