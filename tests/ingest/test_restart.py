@@ -1,4 +1,5 @@
-"""A real ingest process killed with SIGKILL between two identical posts stores the batch once."""
+"""A real ingest process killed with SIGKILL between two identical posts stores the batch once,
+and its catalogue is rebuilt after the crash."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def test_kill_9_between_identical_posts_stores_batch_once(tmp_path: Path) -> Non
             assert again.status_code == 200, again.text
             assert again.json()["duplicate"] is True and again.json()["accepted"] == 100
             assert stored_count(c) == 100
+            # the catalogue (upserted lazily) is rebuilt after the crash
+            cat = c.get("/api/v1/catalogue").json()
+            assert [(x["asset"], x["signal"]) for x in cat["signals"]] == [("plant/a1/line1/cnc-1", "power_kw")]
             assert post(c, batch("b-43", n=100)).json()["duplicate"] is False
             assert stored_count(c) == 200
     finally:

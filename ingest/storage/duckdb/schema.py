@@ -3,8 +3,10 @@
 ``samples`` is append-only in arrival order, which is close to time order, so DuckDB's
 per-row-group min/max (zonemaps) prune time-range scans without an index. ``signals`` is the
 catalogue plus the latest value of every (asset, signal), upserted in the same transaction as
-the samples, so catalogue and latest-value reads never scan ``samples``. ``batches`` holds the
-dedup records, written in the same transaction as the samples they stand for.
+the samples at most once a second (and before any catalogue read), so catalogue and
+latest-value reads never scan ``samples``. ``batches`` holds the
+dedup records, written in the same transaction as the samples they stand for. ``meta`` holds
+``clean`` = ``true`` only while the file is closed cleanly (see ``writer.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ DDL: Final = (
     )
     """,
     """
+    CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)
+    """,
+    """
     CREATE TABLE IF NOT EXISTS events (
         id VARCHAR PRIMARY KEY,
         source VARCHAR NOT NULL,
@@ -65,7 +70,7 @@ UPSERT_SIGNALS: Final = """
     INSERT INTO signals
     SELECT asset, signal, max(ts), arg_max(vtype, ts), arg_max(value, ts), arg_max(value_str, ts),
            arg_max(unit, ts), arg_max(quality, ts)
-    FROM _zz_frame GROUP BY asset, signal
+    FROM {source} GROUP BY asset, signal
     ON CONFLICT (asset, signal) DO UPDATE SET
         ts = excluded.ts, vtype = excluded.vtype, value = excluded.value,
         value_str = excluded.value_str, unit = excluded.unit, quality = excluded.quality

@@ -1,10 +1,10 @@
 """DuckDB store: embedded, one file, bulk inserts through Arrow, group commit on one writer thread.
 
 Concurrency contract: DuckDB is single-writer, so every write goes through one connection on
-one dedicated thread. Concurrent ``write`` calls are queued and committed together (group
-commit): one transaction checks the dedup records, inserts all new samples as one Arrow table,
-upserts the catalogue and records the batch ids — all or nothing. Reads run on their own
-cursors in worker threads and see committed data only. The event loop never blocks.
+one dedicated thread (:mod:`ingest.storage.duckdb.writer`). Concurrent ``write`` calls are
+queued and committed together (group commit): one transaction inserts all new samples as one
+Arrow table and records their batch ids — all or nothing. Reads run on their own cursors in
+worker threads and see committed data only. The event loop never blocks.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import duckdb
 import numpy as np
@@ -37,36 +36,16 @@ from ingest.storage.base import (
     decode_value,
     from_us,
 )
-from ingest.storage.duckdb.schema import COLUMNS, DDL, UPSERT_SIGNALS
+from ingest.storage.duckdb.schema import DDL
+from ingest.storage.duckdb.writer import Writer, WriteRequest, frame_to_arrow
 from ingest.storage.events_common import event_matches
 from zhizao.errors import StoreUnavailable
 from zhizao.events import Event
 from zhizao.model import Quality
 
 log = logging.getLogger(__name__)
-
-_SCHEMA = pa.schema([
-    ("ts", pa.timestamp("us")), ("asset", pa.string()), ("signal", pa.string()), ("vtype", pa.string()),
-    ("value", pa.float64()), ("value_str", pa.string()), ("unit", pa.string()), ("quality", pa.string()),
-])
-
-
-def frame_to_arrow(frame: SampleFrame) -> pa.Table:
-    """The Arrow table of ``frame`` with the ``samples`` column order."""
-    return pa.Table.from_arrays([
-        pa.array(frame.ts_us, pa.timestamp("us")), pa.array(frame.asset, pa.string()),
-        pa.array(frame.signal, pa.string()), pa.array(frame.vtype, pa.string()),
-        pa.array(frame.value, pa.float64()), pa.array(frame.value_str, pa.string()),
-        pa.array(frame.unit, pa.string()), pa.array(frame.quality, pa.string()),
-    ], schema=_SCHEMA)
-
-
-@dataclass(slots=True)
-class _Pending:
-    frame: SampleFrame
-    key: BatchKey | None
-    future: asyncio.Future[WriteResult]
-
+T = TypeVar("T")
+__all__ = ["DuckDBStore", "frame_to_arrow"]
 
 def _naive(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(tzinfo=None)
@@ -83,7 +62,8 @@ class DuckDBStore:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
         self._closed = False
-        self._pending: list[_Pending] = []
+        self._writer_state: Writer | None = None
+        self._pending: list[tuple[WriteRequest, asyncio.Future[WriteResult]]] = []
         self._flushing = False
         self._flush_task: asyncio.Task[None] | None = None
 
@@ -112,13 +92,23 @@ class DuckDBStore:
             self._con = duckdb.connect(self.path, config=config)
             for ddl in DDL:
                 self._con.execute(ddl)
+            self._writer_state = Writer(self._con)
+            self._writer_state.open()
         except duckdb.Error as exc:
             raise StoreUnavailable(f"cannot open DuckDB file {self.path}: {exc}") from exc
 
     def _close(self) -> None:
         if self._con is not None:
+            if self._writer_state is not None:
+                self._writer_state.close()
             self._con.close()
             self._con = None
+
+    @property
+    def writer(self) -> Writer:
+        if self._writer_state is None:
+            raise StoreUnavailable("DuckDB store is not open")
+        return self._writer_state
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -134,7 +124,7 @@ class DuckDBStore:
     async def write(self, frame: SampleFrame, key: BatchKey | None = None) -> WriteResult:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[WriteResult] = loop.create_future()
-        self._pending.append(_Pending(frame, key, future))
+        self._pending.append((WriteRequest(frame, key), future))
         if not self._flushing:
             self._flushing = True
             self._flush_task = loop.create_task(self._flush())
@@ -146,100 +136,42 @@ class DuckDBStore:
             while self._pending:
                 group, self._pending = self._pending, []
                 try:
-                    results = await loop.run_in_executor(self._writer, self._commit, group)
+                    results = await loop.run_in_executor(self._writer, self._commit, [r for r, _ in group])
                 except StoreUnavailable as exc:
-                    for p in group:
-                        if not p.future.done():
-                            p.future.set_exception(exc)
+                    for _, fut in group:
+                        if not fut.done():
+                            fut.set_exception(exc)
                     continue
-                for p, r in zip(group, results, strict=True):
-                    if not p.future.done():
-                        p.future.set_result(r)
+                for (_, fut), res in zip(group, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(res)
         finally:
             self._flushing = False
 
-    def _commit(self, group: list[_Pending]) -> list[WriteResult]:
-        con = self.con
+    def _commit(self, group: list[WriteRequest]) -> list[WriteResult]:
         try:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                results = self._commit_in_tx(con, group)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            return self.writer.commit(group)
         except duckdb.Error as exc:
             raise StoreUnavailable(f"DuckDB write failed: {exc}") from exc
-        return results
 
-    def _commit_in_tx(self, con: duckdb.DuckDBPyConnection, group: list[_Pending]) -> list[WriteResult]:
-        results: list[WriteResult] = []
-        seen_now: dict[BatchKey, int] = {}
-        frames: list[SampleFrame] = []
-        new_keys: list[tuple[str, str, int]] = []
-        for p in group:
-            prev: int | None = None
-            if p.key is not None:
-                prev = seen_now.get(p.key)
-                if prev is None:
-                    row = con.execute("SELECT accepted FROM batches WHERE producer = ? AND batch_id = ?",
-                                      [p.key.producer, p.key.batch_id]).fetchone()
-                    prev = None if row is None else int(row[0])
-            if prev is not None:
-                results.append(WriteResult(prev, duplicate=True))
-                continue
-            if p.key is not None:
-                seen_now[p.key] = len(p.frame)
-                new_keys.append((p.key.producer, p.key.batch_id, len(p.frame)))
-            frames.append(p.frame)
-            results.append(WriteResult(len(p.frame)))
-        if len(frames) > 1:
-            combined = SampleFrame()
-            for f in frames:
-                combined.extend(f)
-            frames = [combined]
-        if frames and len(frames[0]):
-            con.register("_zz_frame", frame_to_arrow(frames[0]))
+    async def _on_writer(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the writer thread (after every write queued before it)."""
+        def run() -> T:
             try:
-                con.execute(f"INSERT INTO samples SELECT {', '.join(COLUMNS)} FROM _zz_frame")
-                con.execute(UPSERT_SIGNALS)
-            finally:
-                con.unregister("_zz_frame")
-        if new_keys:
-            now = datetime.now(UTC).replace(tzinfo=None)
-            keys = pa.table({"producer": [k[0] for k in new_keys], "batch_id": [k[1] for k in new_keys],
-                             "accepted": pa.array([k[2] for k in new_keys], pa.int64()),
-                             "received": pa.array([now] * len(new_keys), pa.timestamp("us"))})
-            con.register("_zz_keys", keys)
-            try:
-                con.execute("INSERT INTO batches SELECT producer, batch_id, accepted, received FROM _zz_keys")
-            finally:
-                con.unregister("_zz_keys")
-        return results
-
-    async def seen(self, key: BatchKey) -> WriteResult | None:
-        rows = await self._read(lambda cur: cur.execute(
-            "SELECT accepted FROM batches WHERE producer = ? AND batch_id = ?",
-            [key.producer, key.batch_id]).fetchall())
-        return WriteResult(int(rows[0][0]), duplicate=True) if rows else None
-
-    async def _on_writer(self, sql: str, params: list[Any]) -> None:
-        def run() -> None:
-            try:
-                self.con.execute(sql, params)
+                return fn()
             except duckdb.Error as exc:
                 raise StoreUnavailable(f"DuckDB write failed: {exc}") from exc
-        await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+
+    async def seen(self, key: BatchKey) -> WriteResult | None:
+        accepted = await self._on_writer(lambda: self.writer.seen(key))
+        return None if accepted is None else WriteResult(accepted, duplicate=True)
 
     async def delete_before(self, cutoff: datetime) -> None:
-        await self._on_writer("DELETE FROM samples WHERE ts < ?", [_naive(cutoff)])
+        await self._on_writer(lambda: self.con.execute("DELETE FROM samples WHERE ts < ?", [_naive(cutoff)]))
 
     async def prune_dedup(self, max_age: timedelta, max_entries: int) -> None:
-        cutoff = datetime.now(UTC).replace(tzinfo=None) - max_age
-        await self._on_writer("DELETE FROM batches WHERE received < ?", [cutoff])
-        await self._on_writer(
-            "DELETE FROM batches WHERE (producer, batch_id) IN (SELECT producer, batch_id FROM batches "
-            "ORDER BY received DESC OFFSET ?)", [max_entries])
+        await self._on_writer(lambda: self.writer.prune(max_age, max_entries))
 
     # ---- read path --------------------------------------------------------------------------
 
@@ -260,6 +192,7 @@ class DuckDBStore:
         return _split_series(table, bucketed=q.agg is not None)
 
     async def latest(self, asset: str) -> list[LatestValue]:
+        await self._on_writer(self.writer.flush_catalogue)
         rows = await self._read(lambda cur: cur.execute(
             "SELECT signal, epoch_us(ts), vtype, value, value_str, unit, quality FROM signals "
             "WHERE asset = ? ORDER BY signal", [asset]).fetchall())
@@ -275,6 +208,7 @@ class DuckDBStore:
         if prefix:
             check_asset_prefix(prefix)
             where, params = "WHERE asset = ? OR starts_with(asset, ?)", [prefix, prefix + "/"]
+        await self._on_writer(self.writer.flush_catalogue)
         rows = await self._read(lambda cur: cur.execute(
             f"SELECT asset, signal, unit, vtype, epoch_us(ts) FROM signals {where} ORDER BY asset, signal",
             params).fetchall())

@@ -1,0 +1,214 @@
+"""Ingest throughput and latency, against the raw ceilings of the same stores, in one run.
+
+    python -m bench.ingest [--quick] [--batches N] [--concurrency C] [--no-influx]
+
+1,000-sample batches (pre-encoded wire-format JSON) are posted by an asyncio httpx client with
+C connections to a real ``zhizao ingest`` subprocess (uvicorn) on this machine:
+
+* DuckDB: samples/s through ingest, and its ratio to bare Arrow inserts of the same batches
+  into DuckDB (one transaction per batch) in this process;
+* InfluxDB (a real ``influxd``): samples/s through ingest, and its ratio to posting the same
+  line protocol directly to ``influxd`` with the same concurrency;
+* p50/p99 latency per batch at half the measured peak rate (open loop, paced).
+
+The last line is one JSON object. Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import httpx
+import numpy as np
+
+from ingest.storage.base import SampleFrame
+from ingest.storage.duckdb.schema import DDL
+from ingest.storage.duckdb.store import frame_to_arrow
+from ingest.storage.influxdb.lineproto import frame_lines
+from ingest.testing import IngestProcess
+from zhizao.model import AssetPath, Batch, Sample
+from zhizao.wire import encode_batch
+
+BATCH = 1000
+SIGNALS = ("power_kw", "spindle_speed", "vibration_rms", "melt_temp", "parts_total", "state")
+
+
+def make_batches(n: int, producer: str = "bench") -> list[Batch]:
+    """``n`` batches of 1000 samples: 10 machines x 6 signals, 1 s apart, floats, ints and strings."""
+    t0 = datetime(2026, 11, 23, tzinfo=UTC)
+    assets = [AssetPath("plant", "a1", f"line{m // 5}", f"m{m}") for m in range(10)]
+    out = []
+    k = 0
+    for b in range(n):
+        samples = []
+        for _ in range(BATCH):
+            asset = assets[k % 10]
+            signal = SIGNALS[(k // 10) % 6]
+            ts = t0 + timedelta(milliseconds=k)
+            value: float | int | str = (k * 0.5 if signal not in ("parts_total", "state")
+                                        else k if signal == "parts_total" else "running")
+            samples.append(Sample(asset, signal, ts, value, "kW" if signal == "power_kw" else None))
+            k += 1
+        out.append(Batch(producer, f"b-{b:06d}", b, tuple(samples)))
+    return out
+
+
+async def closed_loop(url: str, bodies: list[bytes], concurrency: int, headers: dict[str, str],
+                      params: dict[str, str] | None = None, expect: int = 200) -> float:
+    """Post every body as fast as ``concurrency`` connections allow; returns the seconds taken."""
+    queue = list(reversed(bodies))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        async def worker() -> None:
+            while queue:
+                body = queue.pop()
+                r = await client.post(url, content=body, headers=headers, params=params)
+                if r.status_code != expect:
+                    raise RuntimeError(f"{url} answered {r.status_code}: {r.text[:300]}")
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - start
+
+
+async def paced(url: str, bodies: list[bytes], rate_per_s: float, headers: dict[str, str]) -> list[float]:
+    """Open loop: start one post every 1/rate s (whatever the answers); returns latencies in s."""
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        async def one(body: bytes) -> None:
+            t = time.perf_counter()
+            r = await client.post(url, content=body, headers=headers)
+            latencies.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                raise RuntimeError(f"answered {r.status_code}: {r.text[:300]}")
+        tasks = []
+        start = time.perf_counter()
+        for i, body in enumerate(bodies):
+            delay = start + i / rate_per_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(body)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def raw_duckdb(path: Path, frames: list[SampleFrame]) -> float:
+    """Bare Arrow inserts into the same schema, one transaction per batch; returns samples/s."""
+    con = duckdb.connect(str(path))
+    for ddl in DDL:
+        con.execute(ddl)
+    tables = [frame_to_arrow(f) for f in frames]
+    start = time.perf_counter()
+    for t in tables:
+        con.execute("BEGIN TRANSACTION")
+        con.register("_t", t)
+        con.execute("INSERT INTO samples SELECT * FROM _t")
+        con.unregister("_t")
+        con.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    con.close()
+    return len(frames) * BATCH / elapsed
+
+
+def write_config(tmp: Path, name: str, backend: str, influx_url: str = "") -> Path:
+    path = tmp / f"{name}.toml"
+    path.write_text(
+        f'log_level = "warning"\n[storage]\nbackend = "{backend}"\n'
+        f'[storage.duckdb]\npath = "{tmp / (name + ".duckdb")}"\n'
+        f'[storage.influxdb]\nurl = "{influx_url}"\n'
+        f'[auth]\nenabled = false\ntokens_file = "{tmp / "tokens.json"}"\n'
+        "[limits]\nmax_samples_per_batch = 100000\n")
+    return path
+
+
+def percentiles(lat: list[float]) -> tuple[float, float]:
+    arr = np.array(lat) * 1000
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+async def bench_through_ingest(tmp: Path, name: str, backend: str, bodies: list[bytes],
+                               latency_bodies: list[bytes], concurrency: int,
+                               influx_url: str = "") -> tuple[float, float, float]:
+    """(samples/s, p50 ms, p99 ms at half that rate) through a real ingest subprocess."""
+    proc = IngestProcess(write_config(tmp, name, backend, influx_url))
+    proc.start()
+    try:
+        url = f"{proc.url}/api/v1/batches"
+        headers = {"content-type": "application/json"}
+        await closed_loop(url, bodies[:5], 2, headers)  # warm up (connections, caches, first insert)
+        elapsed = await closed_loop(url, bodies[5:], concurrency, headers)
+        rate = (len(bodies) - 5) * BATCH / elapsed
+        lat = await paced(url, latency_bodies, rate / BATCH / 2, headers)
+        p50, p99 = percentiles(lat)
+        return rate, p50, p99
+    finally:
+        proc.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ingest", description="ingest throughput and latency")
+    p.add_argument("--quick", action="store_true", help="small run (< 1 minute)")
+    p.add_argument("--batches", type=int, help="batches per measurement (default 300, quick 60)")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--no-influx", action="store_true", help="skip the InfluxDB part")
+    args = p.parse_args(argv)
+    n = args.batches or (60 if args.quick else 300)
+    batches = make_batches(n + 5 + n // 2)
+    main_batches, lat_batches = batches[: n + 5], batches[n + 5:]
+    bodies = [encode_batch(b) for b in main_batches]
+    lat_bodies = [encode_batch(b) for b in lat_batches]
+    frames = [SampleFrame.from_samples(b.samples) for b in main_batches]
+    result: dict[str, object] = {"bench": "ingest", "batch_samples": BATCH, "batches": n,
+                                 "concurrency": args.concurrency, "quick": args.quick}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as d:
+        tmp = Path(d)
+        raw = raw_duckdb(tmp / "raw.duckdb", frames)
+        print(f"duckdb bare Arrow insert (1 tx per 1000-sample batch): {raw:,.0f} samples/s")
+        rate, p50, p99 = asyncio.run(bench_through_ingest(
+            tmp, "duck", "duckdb", bodies, lat_bodies, args.concurrency))
+        print(f"duckdb through ingest: {rate:,.0f} samples/s (ratio {rate / raw:.2f} of bare insert); "
+              f"latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms")
+        result.update(duckdb_samples_per_s=round(rate), duckdb_raw_samples_per_s=round(raw),
+                      duckdb_ratio=round(rate / raw, 3), duckdb_target_samples_per_s=150_000,
+                      duckdb_p50_ms=round(p50, 2), duckdb_p99_ms=round(p99, 2))
+        if not args.no_influx:
+            result.update(asyncio.run(_influx_part(tmp, main_batches, bodies, lat_bodies, frames,
+                                                   args.concurrency)))
+    print(json.dumps(result))
+    return 0
+
+
+async def _influx_part(tmp: Path, batches: list[Batch], bodies: list[bytes], lat_bodies: list[bytes],
+                       frames: list[SampleFrame], concurrency: int) -> dict[str, object]:
+    from tests.support.servers import InfluxDB
+
+    server = InfluxDB(tmp / "influxdb")
+    server.start()
+    try:
+        keys: dict[tuple[str, str], str] = {}
+        lp = [frame_lines(f, "direct", keys) for f in frames]
+        params = {"db": server.database, "precision": "u"}
+        await closed_loop(f"{server.url}/write", lp[:5], 2, {}, params, expect=204)
+        elapsed = await closed_loop(f"{server.url}/write", lp[5:], concurrency, {}, params, expect=204)
+        direct = (len(lp) - 5) * BATCH / elapsed
+        print(f"influxd direct line-protocol writes: {direct:,.0f} samples/s")
+        rate, p50, p99 = await bench_through_ingest(tmp, "influx", "influxdb", bodies, lat_bodies,
+                                                    concurrency, server.url)
+        print(f"influxdb through ingest: {rate:,.0f} samples/s (ratio {rate / direct:.2f} of direct); "
+              f"latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms")
+        return {"influx_samples_per_s": round(rate), "influx_direct_samples_per_s": round(direct),
+                "influx_ratio": round(rate / direct, 3), "target_influx_ratio": 0.8,
+                "influx_p50_ms": round(p50, 2), "influx_p99_ms": round(p99, 2)}
+    finally:
+        server.kill()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
