@@ -31,7 +31,8 @@ def test_kill_9_between_identical_posts_stores_batch_once(tmp_path: Path) -> Non
             assert stored_count(c) == 100
             # the catalogue (upserted lazily) is rebuilt after the crash
             cat = c.get("/api/v1/catalogue").json()
-            assert [(x["asset"], x["signal"]) for x in cat["signals"]] == [("plant/a1/line1/cnc-1", "power_kw")]
+            signals = [(x["asset"], x["signal"]) for x in cat["signals"]]
+            assert signals == [("plant/a1/line1/cnc-1", "power_kw")]
             assert post(c, batch("b-43", n=100)).json()["duplicate"] is False
             assert stored_count(c) == 200
     finally:
