@@ -88,6 +88,7 @@ def test_zhizao_agent_help_runs() -> None:
         [sys.executable, "-m", "zhizao.cli", "agent", "--help"],
         capture_output=True,
         text=True,
+        check=False,
         cwd=ROOT,
         timeout=30,
     )
