@@ -1,0 +1,68 @@
+"""Anomaly models for the one-box stack, trained on a clean reference run of the same line.
+
+A plant commissions its models on a period it knows was healthy; the simulated line's
+equivalent is an offline run of the scenario with every scheduled and random fault removed and
+another seed (:func:`reference_models`). Each machine gets one :class:`AnomalyModel` fitted on its
+running-state rows (``analytics.training`` rules: counters, state and product are not features).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import pandas as pd
+
+from analytics.errors import DataError
+from analytics.scoring import AnomalyModel, ModelSpec
+from analytics.training import NOT_FEATURES, align, fit_history
+from simulator.engine import generate
+from simulator.scenario import RandomFaults, Scenario
+from zhizao import signals as sig
+from zhizao.model import Sample
+
+log = logging.getLogger(__name__)
+REFERENCE_SEED_OFFSET = 100_003
+
+
+def clean_scenario(scenario: Scenario) -> Scenario:
+    """The same line with no scheduled and no random faults."""
+    return scenario.model_copy(update={"faults": [], "random_faults": RandomFaults()})
+
+
+def _series(samples: list[Sample]) -> tuple[dict[str, pd.Series], pd.Series | None]:
+    by_signal: dict[str, tuple[list[pd.Timestamp], list[object]]] = defaultdict(lambda: ([], []))
+    for s in samples:
+        ts, vals = by_signal[s.signal]
+        ts.append(pd.Timestamp(s.ts))
+        vals.append(s.value)
+    numeric: dict[str, pd.Series] = {}
+    state: pd.Series | None = None
+    for name, (ts, vals) in by_signal.items():
+        series = pd.Series(vals, index=pd.DatetimeIndex(ts), name=name)
+        series = series[~series.index.duplicated(keep="last")]
+        if name == sig.STATE:
+            state = series
+        elif name not in NOT_FEATURES and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                              for v in vals):
+            numeric[name] = series.astype(float)
+    return numeric, state
+
+
+def reference_models(scenario: Scenario, seed: int, duration_s: float = 3600.0,
+                     spec: ModelSpec | None = None) -> dict[str, AnomalyModel]:
+    """Asset path -> model fitted on ``duration_s`` of the fault-free line (seed ``seed`` + offset).
+    Machines with too little running data are left out (logged)."""
+    by_asset: dict[str, list[Sample]] = defaultdict(list)
+    for s in generate(clean_scenario(scenario), seed + REFERENCE_SEED_OFFSET, duration_s):
+        by_asset[str(s.asset)].append(s)
+    models: dict[str, AnomalyModel] = {}
+    for asset, samples in by_asset.items():
+        numeric, state = _series(samples)
+        try:
+            model, _ = fit_history(align(numeric, state), spec or ModelSpec())
+        except DataError as exc:
+            log.warning("no anomaly model for %s: %s", asset, exc)
+            continue
+        models[asset] = model
+    return models

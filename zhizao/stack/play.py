@@ -1,0 +1,112 @@
+"""Playing a scenario through the whole stack and judging it: the engine of ``zhizao check``.
+
+:func:`play` trains the reference anomaly models, runs :class:`~zhizao.stack.line.Line` for the
+run's duration (optionally stopping the agent mid-run), drains everything into ingest, then reads
+back from the store what a user would see — the KPI report, the anomaly events, per-series sample
+counts — and compares it with the simulator's ledger and served samples (:mod:`zhizao.stack.verdict`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from analytics.kpi.config import KpiConfig
+from analytics.kpi.service import kpi_report
+from analytics.kpi.windows import GroupBy
+from ingest.storage.base import Agg, EventQuery, SeriesQuery, Store
+from simulator.scenario import Scenario
+from zhizao.events import EventSource
+from zhizao.stack.expectations import Expectations
+from zhizao.stack.line import Line, LineOptions
+from zhizao.stack.models import reference_models
+from zhizao.stack.verdict import Result, completeness_results, detections, fault_results, kpi_results
+
+log = logging.getLogger(__name__)
+DERIVED_PREFIXES = ("kpi.", "anomaly")
+"""Series analytics writes back (not served by the simulator, not counted for completeness)."""
+
+
+def default_duration(scenario: Scenario) -> float:
+    """Seconds from the scenario start to the end of its first shift window (at least one hour
+    of data when the calendar has none in the first week)."""
+    windows = scenario.calendar.windows(scenario.start, scenario.start + timedelta(days=7))
+    first = next((w for w in windows if w.end > scenario.start), None)
+    return (first.end - scenario.start).total_seconds() if first is not None else 3600.0
+
+
+@dataclass
+class Outcome:
+    results: list[Result]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+async def stored_counts(store: Store, scope: str, start: datetime, end: datetime) -> Counter[tuple[str, str]]:
+    q = SeriesQuery(asset=scope, start=start, end=end, agg=Agg.COUNT, bucket=end - start, limit=1)
+    out: Counter[tuple[str, str]] = Counter()
+    for s in await store.query(q):
+        if not s.signal.startswith(DERIVED_PREFIXES):
+            out[(s.asset, s.signal)] += int(s.value.sum())
+    return out
+
+
+async def play(scenario: Scenario, exp: Expectations, *, seed: int, speed: float | None, data_dir: Path,
+               duration_s: float | None = None, progress: Callable[[str], None] | None = None) -> Outcome:
+    say = progress or (lambda _m: None)
+    duration = duration_s or exp.run.duration_s or default_duration(scenario)
+    say(f"training reference anomaly models on a clean {min(duration, 3600) / 60:.0f}-minute run")
+    models = await asyncio.to_thread(reference_models, scenario, seed, min(max(duration, 1800.0), 3600.0))
+    opts = LineOptions(scenario=scenario, data_dir=data_dir, seed=seed, speed=speed,
+                       duration_s=duration, keep_served=True, models=models, watch_flags=True)
+    start, end = scenario.start, scenario.start + timedelta(seconds=duration)
+    async with Line(opts) as line:
+        say(f"line running: ingest {line.ingest.url}, OPC UA {line.sim.endpoint}, "
+            f"MQTT {line.broker.url if line.broker else '—'}; {duration / 60:.0f} simulated minutes")
+        chaos: asyncio.Task[None] | None = None
+        if exp.run.stop_agent_at_s is not None:
+            at = start + timedelta(seconds=exp.run.stop_agent_at_s)
+            chaos = asyncio.create_task(_stop_agent(line, at, say))
+        await line.finish()
+        if chaos is not None:
+            chaos.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chaos
+        say("run finished; reading back KPIs, events and sample counts")
+        store = line.ingest.store
+        site = scenario.site
+        report = await kpi_report(store, line.plant, KpiConfig(), site, start=start, end=end,
+                                  group_by=GroupBy.SHIFT)
+        wide = (start - timedelta(days=1), end + timedelta(days=1))
+        events = await store.query_events(EventQuery(asset=site, start=wide[0], end=wide[1],
+                                                     source=EventSource.ANOMALY, limit=100_000))
+        stored = await stored_counts(store, site, *wide)
+        served: Counter[tuple[str, str]] = Counter((str(s.asset), s.signal) for s in line.sim.served)
+        found, false_alarms = detections(scenario, line.sim.ledger_records, events, line.analytics.flags_seen)
+        results = [
+            *kpi_results(scenario, exp, line.sim.ledger_records, report),
+            *fault_results(exp, found, false_alarms, scenario),
+            *completeness_results(exp, served, stored),
+        ]
+        meta = {"scenario": scenario.name, "seed": seed, "speed": speed, "duration_s": duration,
+                "agent_stopped": line.agent.killed, "undelivered": line.undelivered,
+                "agent_skipped_placeholders": line.agent.sink.skipped,
+                "analytics": {"rounds": line.analytics.stats.rounds,
+                              "scored_rows": line.analytics.stats.scored_rows,
+                              "events": len(events)},
+                "detections": [{"machine": d.machine, "kind": d.kind, "start": d.start, "ttd_s": d.ttd_s,
+                                "by": d.by} for d in found]}
+    return Outcome(results, meta)
+
+
+async def _stop_agent(line: Line, at: datetime, say: Callable[[str], None]) -> None:
+    while line.sim_now() < at:  # noqa: ASYNC110 - the simulated clock has no event to wait on
+        await asyncio.sleep(0.05)
+    say(f"chaos: stopping the edge agent at line time {at:%H:%M:%S} (it does not come back)")
+    await line.agent.kill()

@@ -1,0 +1,187 @@
+"""Comparing a played run with the simulator's ground truth: the results ``zhizao check`` reports.
+
+Inputs are plain data (the ledger records, the KPI report from the store, the anomaly events, the
+first-seen times of data-quality flags, served/stored sample counts), so the comparison is pure and
+testable without servers. Each :class:`Result` is one line of the report and one JUnit test case;
+``ok`` is ``None`` for figures reported without an expectation on them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from simulator.scenario import Scenario
+from zhizao.events import Event, EventSource
+from zhizao.stack.expectations import COUNTS, DEFAULT_KPIS, Expectations, KpiExpectation, default_tolerance
+from zhizao.wire import parse_ts
+
+FLAG_OF_FAULT = {"sensor_dropout": "telemetry_gap", "counter_reset": "counter_reset",
+                 "clock_skew": "clock_skew"}
+"""Faults the data-quality checks see (flag kind); the others are for the anomaly models."""
+GRACE = timedelta(minutes=5)
+"""An anomaly episode starting this long after a fault ended is still attributed to it."""
+
+
+@dataclass
+class Result:
+    group: str
+    name: str
+    expected: str
+    actual: str
+    ok: bool | None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Detection:
+    machine: str
+    kind: str
+    start: datetime
+    end: datetime
+    detected_at: datetime | None
+    by: str
+
+    @property
+    def ttd_s(self) -> float | None:
+        return None if self.detected_at is None else max(0.0, (self.detected_at - self.start).total_seconds())
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _within(actual: Any, expected: Any, tol: float, relative: bool, kpi: str) -> bool:
+    if actual is None or expected is None:
+        return actual is None and expected is None
+    if kpi in COUNTS and tol == 0:
+        return bool(actual == expected)
+    bound = tol * max(abs(float(expected)), 1e-9) if relative else tol
+    return abs(float(actual) - float(expected)) <= bound + 1e-12
+
+
+def kpi_results(scenario: Scenario, exp: Expectations, ledger: list[dict[str, Any]],
+                report: dict[str, Any]) -> list[Result]:
+    """Every KPI expectation, for every shift window of the report (one result each)."""
+    prefix = f"{scenario.site}/{scenario.area}"
+    wanted = exp.kpis
+    if wanted is None:
+        wanted = [KpiExpectation(scope=line.name, kpi=k) for line in scenario.lines
+                  for k in DEFAULT_KPIS]
+    truth: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in ledger:
+        if r["type"] == "shift":
+            truth[(r["machine"], r["shift"])] = r
+        elif r["type"] == "line_shift":
+            name = r["line"] if "/" in r["line"] else f"{prefix}/{r['line']}"
+            truth[(name, r["shift"])] = r
+    out: list[Result] = []
+    for e in wanted:
+        path = f"{prefix}/{e.scope}"
+        tol, rel = e.bound()
+        for w in report["windows"]:
+            recs = {m["machine"]: m for m in w["machines"]} | {ln["line"]: ln for ln in w["lines"]}
+            rec = recs.get(path)
+            name = f"{e.kpi} of {e.scope} [{w['window']}]"
+            bound = f"±{tol:.0%}" if rel else (f"±{tol:g}" if tol else "exact")
+            if rec is None:
+                out.append(Result("kpi", name, "a KPI record", "none", False, f"no record for {path}"))
+                continue
+            expected = e.equals if e.equals is not None else truth.get((path, w["window"]), {}).get(e.kpi)
+            if e.equals is None and (path, w["window"]) not in truth:
+                out.append(Result("kpi", name, "ledger record", "none", False,
+                                  f"the ledger has no record of {path} in {w['window']}"))
+                continue
+            actual = rec.get(e.kpi)
+            ok = _within(actual, expected, tol, rel, e.kpi)
+            src = "fixed" if e.equals is not None else "ledger"
+            out.append(Result("kpi", name, f"{_fmt(expected)} {bound} ({src})", _fmt(actual), ok))
+    return out
+
+
+def detections(scenario: Scenario, ledger: list[dict[str, Any]], events: list[Event],
+               flags_seen: dict[tuple[str, str, str], datetime]) -> tuple[list[Detection], list[Event]]:
+    """Each fault of the ledger with its first detection, and the anomaly episodes no fault explains."""
+    faults = [r for r in ledger if r["type"] == "fault"]
+    episodes = sorted((e for e in events if e.source is EventSource.ANOMALY), key=lambda e: e.start)
+    explained: set[str] = set()
+    out: list[Detection] = []
+    for f in faults:
+        start, end = parse_ts(f["start"]), parse_ts(f["end"])
+        machine = f["machine"]
+        if machine.count("/") != 3:
+            machine = f"{scenario.site}/{scenario.area}/{machine}"
+        hits: list[tuple[datetime, str]] = []
+        for e in episodes:
+            if e.asset == machine and start <= e.start <= end + GRACE:
+                hits.append((e.start, f"anomaly event {e.id}"))
+                explained.add(e.id)
+            elif e.asset == machine and e.start < start and (e.end is None or e.end >= start):
+                explained.add(e.id)  # an episode already open when the fault began is not a false alarm
+        flag = FLAG_OF_FAULT.get(f["kind"])
+        if flag is not None:
+            signal = str(f.get("params", {}).get("signal", "")) if flag == "telemetry_gap" else ""
+            for (m, kind, sig), seen in flags_seen.items():
+                if m == machine and kind == flag and (not signal or sig == signal) and seen >= start:
+                    hits.append((seen, f"data-quality flag {kind}{':' + sig if sig else ''}"))
+        first = min(hits, default=None)
+        out.append(Detection(machine, f["kind"], start, end, first[0] if first else None,
+                             first[1] if first else ""))
+    false_alarms = [e for e in episodes if e.id not in explained]
+    return out, false_alarms
+
+
+def fault_results(exp: Expectations, found: list[Detection], false_alarms: list[Event],
+                  scenario: Scenario) -> list[Result]:
+    prefix = f"{scenario.site}/{scenario.area}/"
+    wanted = {(f"{prefix}{f.machine}", f.kind): f for f in exp.faults}
+    out: list[Result] = []
+    for d in found:
+        short = d.machine.removeprefix(prefix)
+        e = wanted.get((d.machine, d.kind))
+        ttd = d.ttd_s
+        actual = "missed" if ttd is None else f"detected after {ttd / 60:.1f} min"
+        if e is None:
+            out.append(Result("fault", f"{d.kind} on {short}", "(reported only)", actual, None, d.by))
+        else:
+            ok = ttd is not None and ttd <= e.detect_within_s
+            want = f"detected within {e.detect_within_s / 60:g} min"
+            out.append(Result("fault", f"{d.kind} on {short}", want, actual, ok, d.by))
+    n = len(false_alarms)
+    detail = ", ".join(f"{e.asset.removeprefix(prefix)} at {e.start:%H:%M:%S}" for e in false_alarms[:5])
+    limit = exp.max_false_alarms
+    out.append(Result("alarms", "false alarms (anomaly episodes no fault explains)",
+                      "(reported only)" if limit is None else f"≤ {limit}", str(n),
+                      None if limit is None else n <= limit, detail))
+    return out
+
+
+def completeness_results(exp: Expectations, served: Counter[tuple[str, str]],
+                         stored: Counter[tuple[str, str]]) -> list[Result]:
+    """Samples served vs stored per series: lost (served, not stored) and extra (stored twice)."""
+    lost = sum(max(0, n - stored.get(k, 0)) for k, n in served.items())
+    extra = sum(max(0, n - served.get(k, 0)) for k, n in stored.items())
+    worst = sorted(((n - stored.get(k, 0), k) for k, n in served.items() if n > stored.get(k, 0)),
+                   reverse=True)
+    detail = "; ".join(f"{a}/{s}: {m} lost" for m, (a, s) in worst[:3])
+    total_served, total_stored = sum(served.values()), sum(stored.values())
+    return [
+        Result("data", "samples served → stored", f"{total_served}", f"{total_stored}",
+               None, ""),
+        Result("data", "samples lost", f"≤ {exp.max_lost_samples}", str(lost), lost <= exp.max_lost_samples,
+               detail),
+        Result("data", "samples stored twice or unexpected", "0", str(extra), extra == 0, ""),
+    ]
+
+
+__all__ = ["Detection", "Result", "completeness_results", "default_tolerance", "detections",
+           "fault_results", "kpi_results"]
