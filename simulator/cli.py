@@ -111,6 +111,8 @@ def main(argv: list[str]) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # asyncua logs expected conditions loudly; our own errors are printed below
+        logging.getLogger("asyncua").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(_run(args))
     except ConfigError as exc:
@@ -193,9 +195,11 @@ async def _run(args: argparse.Namespace) -> int:
         served_log=args.served_log,
     )
     n_machines = len(runtime.assets)
+    n_lines = len(scenario.lines)
+    plural = "" if n_lines == 1 else "s"
     speed = "max" if args.speed is None else f"{args.speed:g}x"
     print(
-        f"zhizao sim: scenario {scenario.name!r} ({n_machines} machines on {len(scenario.lines)} lines), "
+        f"zhizao sim: scenario {scenario.name!r} ({n_machines} machines on {n_lines} line{plural}), "
         f"seed {args.seed}, speed {speed}, {args.duration:g} s simulated from {scenario.start.isoformat()}",
         flush=True,
     )

@@ -17,7 +17,7 @@ import logging
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,6 +28,9 @@ from simulator.mqtt.payloads import encode_payload, topic_for
 from simulator.scenario import Scenario
 from zhizao.model import AssetPath, Sample, Value
 from zhizao.wire import format_ts
+
+if TYPE_CHECKING:
+    from simulator.opcua.security import OpcUaSecurity
 
 log = logging.getLogger(__name__)
 _INT_SIGNALS = ("parts_total", "parts_good", "parts_scrap")
@@ -58,7 +61,7 @@ class SimulatorRuntime:
         duration_s: float | None = None,
         opcua_host: str = "127.0.0.1",
         opcua_port: int | None = 4840,
-        security: Any = None,
+        security: OpcUaSecurity | None = None,
         mqtt: tuple[str, int] | None = None,
         ledger: str | Path | None = None,
         served_log: str | Path | None = None,

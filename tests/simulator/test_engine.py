@@ -257,3 +257,10 @@ def test_counter_reset_and_clock_skew() -> None:
     assert shifted[0] == sc2.start + timedelta(seconds=345)  # tick 300 reported 45 s late
     # ticks 405 (skewed) and 450 (after the skew) both report 450 s
     assert len([s for s in imm if s.ts == sc2.start + timedelta(seconds=450)]) == 2
+
+
+def test_generated_samples_pass_sample_validation(compact_run) -> None:  # type: ignore[no-untyped-def]
+    samples, _ = compact_run
+    for s in samples[::7]:
+        assert Sample(s.asset, s.signal, s.ts, s.value, s.unit, s.quality) == s
+    assert all(isinstance(s.value, float | int | str) and s.value == s.value for s in samples)
