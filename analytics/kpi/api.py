@@ -48,12 +48,12 @@ def create_router(plant: PlantConfig, cfg: KpiConfig, *, store_dep: Callable[...
     ingest's read-scope check) guards every route."""
     deps = [Depends(read_dep)] if read_dep is not None else []
     router = APIRouter(prefix="/api/v1", tags=["kpis"], dependencies=deps)
-    StoreParam = Annotated[Store, Depends(store_dep)]
+    store_param = Depends(store_dep)  # a default, not an annotation: annotations are strings here
 
     @router.get("/kpis")
     async def get_kpis(
         *,
-        store: StoreParam,
+        store: Store = store_param,
         scope: Annotated[str, Query(description="asset prefix: site, site/area, line or machine")],
         start: Annotated[datetime, Query(alias="from", description="RFC 3339 with offset")],
         end: Annotated[datetime, Query(alias="to", description="RFC 3339 with offset")],
@@ -67,7 +67,7 @@ def create_router(plant: PlantConfig, cfg: KpiConfig, *, store_dep: Callable[...
     @router.get("/kpis/improvement")
     async def get_improvement(
         *,
-        store: StoreParam,
+        store: Store = store_param,
         scope: Annotated[str, Query()],
         baseline_from: Annotated[datetime, Query()],
         baseline_to: Annotated[datetime, Query()],

@@ -101,7 +101,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
     elif args.baseline_from is not None:
-        render_improvement(report, Console())
+        render_improvement(report, Console(width=160))
     else:
         render(report, Console(width=220))
     return 0

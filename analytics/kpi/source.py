@@ -46,16 +46,31 @@ def to_series(s: StoreSeries) -> Series:
     return Series(ts[~bad], values[~bad], ts[bad])
 
 
+def concat(parts: list[Series]) -> Series:
+    """Series of consecutive, disjoint time chunks joined in order."""
+    if len(parts) == 1:
+        return parts[0]
+    return Series(np.concatenate([p.ts for p in parts]), np.concatenate([p.values for p in parts]),
+                  np.concatenate([p.bad_ts for p in parts]))
+
+
 async def fetch(store: Store, scope: str, start: datetime, end: datetime, margin: timedelta, *,
-                coverage_bucket: timedelta | None = timedelta(minutes=1)) -> dict[str, MachineData]:
+                coverage_bucket: timedelta | None = timedelta(minutes=1),
+                chunk: timedelta = timedelta(hours=6)) -> dict[str, MachineData]:
     """Raw KPI signals of every machine under ``scope`` over ``[start - margin, end + margin)``
     (the margin shows the state and counters at the window's edges and lets clock skew be seen),
     and, unless ``coverage_bucket`` is None, which buckets of every other signal hold samples."""
-    q = SeriesQuery(asset=scope, start=start - margin, end=end + margin, signals=KPI_SIGNALS,
-                    limit=MAX_POINTS)
+    parts: dict[tuple[str, str], list[Series]] = {}
+    lo, hi = start - margin, end + margin
+    while lo < hi:  # in chunks, so that no single answer is huge (InfluxDB answers in one JSON body)
+        nxt = min(lo + chunk, hi)
+        q = SeriesQuery(asset=scope, start=lo, end=nxt, signals=KPI_SIGNALS, limit=MAX_POINTS)
+        for s in await store.query(q):
+            parts.setdefault((s.asset, s.signal), []).append(to_series(s))
+        lo = nxt
     out: dict[str, MachineData] = {}
-    for s in await store.query(q):
-        out.setdefault(s.asset, MachineData(s.asset)).signals[s.signal] = to_series(s)
+    for (asset, signal), series in parts.items():
+        out.setdefault(asset, MachineData(asset)).signals[signal] = concat(series)
     if coverage_bucket is not None:
         cq = SeriesQuery(asset=scope, start=start, end=end, agg=Agg.COUNT, bucket=coverage_bucket,
                          limit=MAX_POINTS)

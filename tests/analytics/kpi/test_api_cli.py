@@ -1,0 +1,124 @@
+"""The KPI API mounted in a real ingest server (uvicorn) and the CLI, over a real DuckDB store."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+
+from analytics.kpi.api import create_router
+from analytics.kpi.cli import main
+from analytics.kpi.config import KpiConfig
+from ingest.api.deps import get_store, require
+from ingest.app import create_app
+from ingest.auth import Scope
+from ingest.settings import Settings
+from ingest.storage.base import SampleFrame
+from ingest.storage.duckdb.store import DuckDBStore
+from tests.analytics.kpi.test_engine import PLANT, T0, _shift
+from tests.support.ports import free_port
+from zhizao.wire import format_ts
+
+FROM, TO = format_ts(T0), format_ts(T0 + timedelta(hours=1))
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Path:
+    path = tmp_path / "kpi.duckdb"
+    async with DuckDBStore(str(path)) as store:
+        await store.write(SampleFrame.from_samples(_shift()))
+    return path
+
+
+@pytest.fixture
+def server(db: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    settings = Settings.model_validate({"storage": {"duckdb": {"path": str(db)}},
+                                        "auth": {"tokens_file": str(tmp_path / "tokens.json")}})
+    from ingest.testing import create_token
+
+    token = create_token(settings, "kpi-reader", Scope.READ)
+    app = create_app(settings)
+    app.include_router(create_router(PLANT, KpiConfig(), store_dep=get_store, read_dep=require(Scope.READ)))
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline and t.is_alive(), "ingest did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        srv.should_exit = True
+        t.join(10)
+
+
+def test_kpis_over_http(server: tuple[str, str]) -> None:
+    url, token = server
+    h = {"Authorization": f"Bearer {token}"}
+    r = httpx.get(f"{url}/api/v1/kpis", params={"scope": "p/a/l", "from": FROM, "to": TO}, headers=h)
+    assert r.status_code == 200, r.text
+    w = r.json()["windows"][0]
+    assert w["window"] == "2026-11-23/early"
+    m = w["machines"][0]
+    assert (m["machine"], m["availability"], m["total_count"], m["failures"]) == ("p/a/l/m1", 0.8, 40, 1)
+    assert w["lines"][0]["line"] == "p/a/l" and w["total"]["good_count"] == 35
+    by_day = httpx.get(f"{url}/api/v1/kpis", headers=h,
+                       params={"scope": "p", "from": FROM, "to": TO, "group_by": "day"}).json()
+    assert by_day["windows"][0]["window"] == "2026-11-23"
+    imp = httpx.get(f"{url}/api/v1/kpis/improvement", headers=h, params={
+        "scope": "p", "baseline_from": FROM, "baseline_to": TO, "from": FROM, "to": TO}).json()
+    assert {m["metric"]: m["change_pct"] for m in imp["metrics"]} == {
+        "energy_efficiency": 0.0, "operating_cost": 0.0, "productivity": 0.0}
+
+
+def test_bad_queries_are_4xx_naming_the_problem(server: tuple[str, str]) -> None:
+    url, token = server
+    h = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{url}/api/v1/kpis", params={"scope": "p", "from": FROM, "to": TO}).status_code == 401
+    r = httpx.get(f"{url}/api/v1/kpis", params={"scope": "p/../x", "from": FROM, "to": TO}, headers=h)
+    assert r.status_code == 422 and "scope" in r.text
+    r = httpx.get(f"{url}/api/v1/kpis", params={"scope": "p", "from": TO, "to": FROM}, headers=h)
+    assert r.status_code == 422 and "after" in r.text
+    r = httpx.get(f"{url}/api/v1/kpis", params={"scope": "p", "from": "2026-11-23T06:00:00", "to": TO},
+                  headers=h)
+    assert r.status_code == 422 and "offset" in r.text
+
+
+def _plant_file(tmp_path: Path) -> Path:
+    p = tmp_path / "plant.yaml"
+    p.write_text(yaml.safe_dump(PLANT.model_dump(mode="json")))
+    return p
+
+
+def test_cli_json_and_table(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--duckdb", str(db), "--plant", str(_plant_file(tmp_path)), "--scope", "p",
+            "--from", FROM, "--to", TO]
+    assert main([*args, "--json"]) == 0
+    rep: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert rep["windows"][0]["machines"][0]["oee"] == pytest.approx(0.8 * (400 / 2400) * (35 / 40))
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "p/a/l/m1" in out and "0.800" in out and "TOTAL" in out
+    assert main([*args, "--baseline-from", FROM, "--baseline-to", TO]) == 0
+    assert "energy_efficiency" in capsys.readouterr().out
+
+
+def test_cli_errors(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "plant.yaml"
+    bad.write_text("calendar: {shifts: []}\n")
+    assert main(["--duckdb", str(db), "--plant", str(bad), "--scope", "p", "--from", FROM, "--to", TO]) == 2
+    assert "calendar.shifts" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--duckdb", str(db), "--plant", str(bad), "--scope", "p", "--from", "yesterday", "--to", TO])
+    assert exc.value.code == 2
