@@ -19,6 +19,9 @@ from datetime import datetime
 from typing import Final
 
 MEASUREMENT: Final = "telemetry"
+KPI_MEASUREMENT: Final = "zhizao_kpi"
+"""Derived series the KPI feed writes (``kpi.*``, ``anomaly.contrib.*``): same tags and fields as
+``telemetry`` but kept apart, so the KPI engine never reads its own output as machine telemetry."""
 FIELD_NUM: Final = "value"
 FIELD_STR: Final = "value_str"
 LINE_MACHINE: Final = "line"
@@ -44,20 +47,27 @@ def sig_re(pattern: str) -> str:
     return f'"signal" =~ /{pattern}/'
 
 
+def measurement_for(where: str) -> str:
+    """:data:`KPI_MEASUREMENT` when the condition selects derived signals (``kpi.*``,
+    ``anomaly.contrib.*``), else :data:`MEASUREMENT`."""
+    derived = ("'kpi.", "^kpi\\.", "'anomaly.contrib.", "^anomaly\\.contrib\\.")
+    return KPI_MEASUREMENT if any(d in where for d in derived) else MEASUREMENT
+
+
 def series(
     agg: str, where: str, by: Sequence[str] = ("machine",), *, field_name: str = FIELD_NUM,
     fill: str = "none", interval: str = "$__interval",
 ) -> str:
     """A bucketed time series: ``SELECT agg(field) ... GROUP BY time(interval), tags fill(...)``."""
     group = ", ".join([f"time({interval})", *(f'"{t}"' for t in by)])
-    return (f'SELECT {agg}("{field_name}") AS "value" FROM "{MEASUREMENT}" WHERE {where} '
+    return (f'SELECT {agg}("{field_name}") AS "value" FROM "{measurement_for(where)}" WHERE {where} '
             f"AND $timeFilter GROUP BY {group} fill({fill})")
 
 
 def latest(where: str, by: Sequence[str] = ("machine",), *, field_name: str = FIELD_NUM) -> str:
     """The last value in the time range per tag group (stat, gauge, bar gauge and table panels)."""
     group = f" GROUP BY {', '.join(f'{chr(34)}{t}{chr(34)}' for t in by)}" if by else ""
-    return (f'SELECT last("{field_name}") AS "value" FROM "{MEASUREMENT}" WHERE {where} '
+    return (f'SELECT last("{field_name}") AS "value" FROM "{measurement_for(where)}" WHERE {where} '
             f"AND $timeFilter{group}")
 
 
@@ -127,7 +137,7 @@ def open_events() -> str:
 
 def contributors() -> str:
     """Latest share of each contributing signal in the anomaly score of the selected machines."""
-    return (f'SELECT last("{FIELD_NUM}") AS "share" FROM "{MEASUREMENT}" WHERE {MACHINES} '
+    return (f'SELECT last("{FIELD_NUM}") AS "share" FROM "{KPI_MEASUREMENT}" WHERE {MACHINES} '
             f'AND {sig_re("^" + re.escape(CONTRIB_PREFIX))} AND $timeFilter GROUP BY "machine", "signal"')
 
 

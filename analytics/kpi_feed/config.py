@@ -24,7 +24,24 @@ class FeedConfig(StrictModel):
     baselines_kwh_per_good_part: dict[str, float] = Field(default_factory=dict)
     """Machine path or line path -> baseline kWh per good part (the energy board's baseline/target)."""
     storage: StorageSettings = Field(default_factory=StorageSettings)
-    """The store to read from and write to: the same ``[storage]`` table as ingest's config."""
+    """The store to read telemetry from: the same ``[storage]`` table as ingest's config. Must be
+    ``influxdb`` (the feed exists for Grafana, which reads InfluxDB)."""
+    output_measurement: str = Field("zhizao_kpi", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    """Measurement the KPI series are written to (the dashboards query ``zhizao_kpi``)."""
+
+    @field_validator("storage")
+    @classmethod
+    def _influx(cls, v: StorageSettings) -> StorageSettings:
+        if v.backend != "influxdb":
+            raise ValueError("the KPI feed writes series for Grafana, which reads InfluxDB: "
+                             "set backend = \"influxdb\"")
+        return v
+
+    def sink_settings(self) -> StorageSettings:
+        """The storage settings of the KPI measurement (same server and database)."""
+        out = self.storage.model_copy(deep=True)
+        out.influxdb.measurement = self.output_measurement
+        return out
 
     @field_validator("scopes")
     @classmethod

@@ -68,15 +68,19 @@ def record_samples(asset: AssetPath, window: str, record: Mapping[str, Any], ts:
 
 
 class KpiFeed:
-    """Computes KPIs of ``scopes`` (sites or lines) from ``store`` and writes them back to it.
+    """Computes KPIs of ``scopes`` (sites or lines) from ``store`` and writes them to ``sink``.
 
+    ``sink`` is a store on the KPI measurement (``zhizao_kpi``), not the telemetry one: the KPI
+    engine must never read its own output back as machine telemetry (it would count the line
+    pseudo-machine as a machine and flag the 1-minute ``kpi.*`` series as telemetry gaps).
     ``baselines`` maps a machine path or a line path (``site/area/line``) to its baseline kWh per
-    good part. Methods raise what the store raises (``StoreUnavailable``); one call at a time.
+    good part. Methods raise what the stores raise (``StoreUnavailable``); one call at a time.
     """
 
-    def __init__(self, store: Store, plant: PlantConfig, cfg: KpiConfig, scopes: Iterable[str], *,
-                 baselines: Mapping[str, float] | None = None) -> None:
+    def __init__(self, store: Store, sink: Store, plant: PlantConfig, cfg: KpiConfig,
+                 scopes: Iterable[str], *, baselines: Mapping[str, float] | None = None) -> None:
         self.store = store
+        self.sink = sink
         self.plant = plant
         self.cfg = cfg
         self.scopes = list(scopes)
@@ -113,7 +117,7 @@ class KpiFeed:
             samples += await self.samples(scope, now)
             samples += await contributors.mirror(self.store, scope, now)
         if samples:
-            await self.store.write(SampleFrame.from_samples(samples))
+            await self.sink.write(SampleFrame.from_samples(samples))
         self.written += len(samples)
         return len(samples)
 

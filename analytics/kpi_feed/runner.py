@@ -60,6 +60,6 @@ class Runner:
 async def serve(cfg: FeedConfig) -> None:
     """Open the configured store and run the feed until cancelled."""
     kpi_cfg, plant = load_kpi_config(cfg.kpi_config)
-    async with open_store(cfg.storage) as store:
-        feed = KpiFeed(store, plant, kpi_cfg, cfg.scopes, baselines=cfg.baselines_kwh_per_good_part)
+    async with open_store(cfg.storage) as store, open_store(cfg.sink_settings()) as sink:
+        feed = KpiFeed(store, sink, plant, kpi_cfg, cfg.scopes, baselines=cfg.baselines_kwh_per_good_part)
         await Runner(feed, cfg.interval_s).run(cfg.backfill_hours)

@@ -19,17 +19,17 @@ from fastapi import FastAPI
 
 from analytics.kpi.api import create_router
 from analytics.kpi.config import KpiConfig
-from dashboards.web import web_router
+from dashboards.web import WebSettings, web_router
 from ingest.api.deps import get_store, require
 from ingest.app import create_app
 from ingest.auth import Scope
 from ingest.settings import Settings
 from ingest.storage.registry import open_store
-from zhizao.plant import PlantConfig
 from simulator.plant_export import plant_config
 from tests.dashboards.fill import Filled, fill, kpis_and_alerts, now_s, scenario
 from tests.support.ports import free_port
 from tests.support.servers import InfluxDB
+from zhizao.plant import PlantConfig
 
 
 @dataclass
@@ -44,7 +44,7 @@ def build_app(settings: Settings, plant: PlantConfig) -> FastAPI:
     """ingest's app with what ``zhizao ingest`` should mount: the KPI router and the web dashboard."""
     app = create_app(settings)
     app.include_router(create_router(plant, KpiConfig(), store_dep=get_store, read_dep=require(Scope.READ)))
-    app.include_router(web_router())
+    app.include_router(web_router(WebSettings(refresh_s=2, kpi_refresh_s=2)))
     return app
 
 
@@ -84,8 +84,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             filled = fill(client, sc)
 
             async def feed() -> None:
-                async with open_store(settings.storage) as store:
-                    events = await kpis_and_alerts(store, filled.plant, filled.start, filled.end)
+                kpi = settings.storage.model_copy(deep=True)
+                kpi.influxdb.measurement = "zhizao_kpi"
+                async with open_store(settings.storage) as store, open_store(kpi) as sink:
+                    events = await kpis_and_alerts(store, sink, filled.plant, filled.start, filled.end)
                     await store.upsert_events(events)
 
             asyncio.run(feed())

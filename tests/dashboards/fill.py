@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import numpy as np
 
+from analytics.detectors.quality.model import ScrapModel
 from analytics.events.config import ThresholdRule
 from analytics.kpi.alerts import KpiAlerter
 from analytics.kpi.config import KpiConfig
 from analytics.kpi_feed.feed import KpiFeed
-from analytics.detectors.quality.model import ScrapModel
 from analytics.scoring.model import AnomalyModel
 from dashboards.boards.quality import SCRAP_PROBABILITY
 from dashboards.fleet import FleetReport
@@ -50,6 +50,7 @@ class Filled:
     plant: PlantConfig
     samples: int
     agents: list[str]
+    machines: list[str]
 
 
 def scenario(end: datetime) -> Scenario:
@@ -142,7 +143,8 @@ def scrap_probabilities(samples: list[Sample], matrices: dict[str, tuple[list[st
     for asset, (_names, X) in matrices.items():
         total = sorted(counters.get((asset, signals.PARTS_TOTAL), []))
         scrap = sorted(counters.get((asset, signals.PARTS_SCRAP), []))
-        cycles = [k for (k, v), (_, prev) in zip(total[1:], total[:-1], strict=True) if v > prev and k < len(X)]
+        cycles = [k for (k, v), (_, prev) in zip(total[1:], total[:-1], strict=True)
+                  if v > prev and k < len(X)]
         scrapped = {k for (k, v), (_, prev) in zip(scrap[1:], scrap[:-1], strict=True) if v > prev}
         y = np.array([1 if any(k + d in scrapped for d in (-1, 0, 1)) else 0 for k in cycles])
         if len(set(y.tolist())) < 2:
@@ -163,7 +165,7 @@ def fleet_samples(start: datetime, end: datetime) -> tuple[list[Sample], list[st
     sent = {"agent-1": 0, "agent-2": 0}
     while t < end:
         minute = (t - start).total_seconds() / 60
-        for agent in sent:
+        for agent in list(sent):
             offline = agent == "agent-2" and 15 <= minute < 25
             if offline:
                 continue
@@ -177,11 +179,12 @@ def fleet_samples(start: datetime, end: datetime) -> tuple[list[Sample], list[st
     return out, sorted(sent)
 
 
-async def kpis_and_alerts(store: Store, plant: PlantConfig, start: datetime, end: datetime) -> list[Event]:
+async def kpis_and_alerts(store: Store, sink: Store, plant: PlantConfig, start: datetime, end: datetime
+                          ) -> list[Event]:
     """Run the KPI feed over the range (every 5 min) and the KPI alerter at the end."""
     cfg = KpiConfig()
-    feed = KpiFeed(store, plant, cfg, ["plant1"], baselines={"plant1/a1/line1": 0.5, "plant1/a1/line2": 0.2,
-                                                             **{m.asset: 0.4 for m in plant.machines}})
+    baselines = {"plant1/a1/line1": 0.5, "plant1/a1/line2": 0.2, **{m.asset: 0.4 for m in plant.machines}}
+    feed = KpiFeed(store, sink, plant, cfg, ["plant1"], baselines=baselines)
     await feed.backfill(start, end, timedelta(minutes=5))
     rule = ThresholdRule(name="oee-low", kpi="oee", op="<", threshold=0.9, window_s=1200, min_planned_s=60)
     return await KpiAlerter([rule]).evaluate(store, plant, cfg, end)
@@ -200,7 +203,7 @@ def fill(client: httpx.Client, sc: Scenario) -> Filled:
     if events:
         resp = client.post("/api/v1/events", json=[e.model_dump(mode="json") for e in events])
         assert resp.status_code == 200, resp.text
-    return Filled(start, end, sc, plant_config(sc), len(samples), agents)
+    return Filled(start, end, sc, plant_config(sc), len(samples), agents, [str(a) for a, _ in sc.machines()])
 
 
 def now_s() -> datetime:

@@ -14,6 +14,7 @@ const ZCharts = (() => {
   }
   function fmt(v) {
     if (v === null || v === undefined || Number.isNaN(v)) return "–";
+    if (Number.isInteger(v)) return String(v);
     const a = Math.abs(v);
     if (a >= 1000) return v.toFixed(0);
     if (a >= 10) return v.toFixed(1);
