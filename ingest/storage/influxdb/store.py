@@ -16,18 +16,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import httpx
-import numpy as np
 import orjson
 
 from ingest.settings import InfluxSettings
 from ingest.storage.base import (
-    Agg,
     BatchKey,
     CatalogueEntry,
     EventQuery,
@@ -36,13 +34,13 @@ from ingest.storage.base import (
     Series,
     SeriesQuery,
     WriteResult,
-    check_asset_prefix,
     decode_value,
     from_us,
     to_us,
 )
 from ingest.storage.events_common import event_matches
 from ingest.storage.influxdb.lineproto import field_str, frame_lines, tag_value
+from ingest.storage.influxdb.query import TAGS, parse_series, prefix_condition, quote, series_sql
 from zhizao.errors import StoreUnavailable
 from zhizao.events import Event
 from zhizao.model import LEVELS, Quality
@@ -50,17 +48,10 @@ from zhizao.model import LEVELS, Quality
 log = logging.getLogger(__name__)
 BATCHES = "zhizao_batches"
 EVENTS = "zhizao_events"
-_TAGS = (*LEVELS, "signal")
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def prefix_condition(prefix: str) -> str:
-    """InfluxQL tag conditions selecting an asset prefix (1-4 levels)."""
-    parts = check_asset_prefix(prefix).split("/")
-    return " AND ".join(f'"{level}" = {_quote(p)}' for level, p in zip(LEVELS, parts, strict=False))
+_Item = tuple[bytes, int, BatchKey | None, "asyncio.Future[WriteResult]"]
+"""(line protocol, points, batch key, future answered after the 204) of one queued write."""
+_MAX_IN_FLIGHT = 2
+_GROUP_POINTS = 20_000
 
 
 class InfluxStore:
@@ -80,6 +71,10 @@ class InfluxStore:
         self._dedup_window = dedup_window
         self._dedup_max = dedup_max
         self._flusher: asyncio.Task[None] | None = None
+        self._queue: deque[_Item] = deque()
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: dict[BatchKey, asyncio.Future[WriteResult]] = {}
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -103,9 +98,11 @@ class InfluxStore:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        """Flush pending dedup records (best effort), close the client. Idempotent."""
+        """Finish queued writes, flush dedup records (best effort), close the client. Idempotent."""
         if self._client is None:
             return
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,19 +181,73 @@ class InfluxStore:
         return None if accepted is None else WriteResult(accepted, duplicate=True)
 
     async def write(self, frame: SampleFrame, key: BatchKey | None = None) -> WriteResult:
+        """Queue ``frame`` for the next group write; returns after InfluxDB answered 204 for it.
+
+        Group write: bodies queued while up to ``_MAX_IN_FLIGHT`` writes are pending go out
+        together in one ``/write`` of at most ``_GROUP_POINTS`` points (InfluxDB ingests larger
+        writes more cheaply). A failed group fails every batch in it (nothing acknowledged).
+        """
         if key is not None:
             prev = await self.seen(key)
             if prev is not None:
                 return prev
-        if len(frame):
-            await self._post_write(frame_lines(frame, self.measurement, self._keys))
+            running = self._inflight.get(key)
+            if running is not None:  # the same batch is being written right now
+                result = await asyncio.shield(running)
+                return WriteResult(result.accepted, duplicate=True)
+        if not len(frame):
+            if key is not None:
+                self._record(key, 0)
+            return WriteResult(0)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WriteResult] = loop.create_future()
         if key is not None:
-            self._remember(key, len(frame))
-            now = max(time.time_ns() // 1000, self._last_mark_ns + 1)
-            self._last_mark_ns = now
-            self._marks.append(f"{BATCHES},producer={key.producer} batch_id={field_str(key.batch_id)},"
-                               f"accepted={len(frame)}i {now}")
-        return WriteResult(len(frame))
+            self._inflight[key] = future
+        self._queue.append((frame_lines(frame, self.measurement, self._keys), len(frame), key, future))
+        self._kick()
+        try:
+            return await future
+        finally:
+            if key is not None:
+                self._inflight.pop(key, None)
+
+    def _kick(self) -> None:
+        while self._queue and self._in_flight < _MAX_IN_FLIGHT:
+            group: list[_Item] = []
+            points = 0
+            while self._queue and (not group or points + self._queue[0][1] <= _GROUP_POINTS):
+                item = self._queue.popleft()
+                group.append(item)
+                points += item[1]
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._send(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, group: list[_Item]) -> None:
+        try:
+            await self._post_write(b"\n".join(body for body, _, _, _ in group))
+        except StoreUnavailable as exc:
+            for _, _, _, fut in group:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            for _, n, key, fut in group:
+                if key is not None:
+                    self._record(key, n)
+                if not fut.done():
+                    fut.set_result(WriteResult(n))
+        finally:
+            self._in_flight -= 1
+            self._kick()
+
+    def _record(self, key: BatchKey, accepted: int) -> None:
+        """Remember ``key`` (after its 204) and queue its persistent dedup record."""
+        self._remember(key, accepted)
+        now = max(time.time_ns() // 1000, self._last_mark_ns + 1)
+        self._last_mark_ns = now
+        self._marks.append(f"{BATCHES},producer={key.producer} batch_id={field_str(key.batch_id)},"
+                           f"accepted={accepted}i {now}")
 
     async def _flush_marks(self) -> None:
         if not self._marks:
@@ -228,26 +279,8 @@ class InfluxStore:
 
     # ---- reads ------------------------------------------------------------------------------
 
-    def _where(self, q: SeriesQuery) -> str:
-        cond = [f"time >= {q.start_us * 1000}", f"time < {q.end_us * 1000}", prefix_condition(q.asset)]
-        if q.signals:
-            cond.append("(" + " OR ".join(f'"signal" = {_quote(s)}' for s in q.signals) + ")")
-        return " AND ".join(cond)
-
     async def query(self, q: SeriesQuery) -> list[Series]:
-        group = ", ".join(f'"{t}"' for t in _TAGS)
-        m = self.measurement
-        if q.agg is None:
-            sql = (f'SELECT "value", "value_str", "vtype", "unit", "quality" FROM "{m}" '
-                   f"WHERE {self._where(q)} GROUP BY {group} ORDER BY time ASC LIMIT {int(q.limit)}")
-        else:
-            agg = {Agg.MEAN: 'mean("value")', Agg.MIN: 'min("value")', Agg.MAX: 'max("value")',
-                   Agg.LAST: 'last("value")', Agg.COUNT: 'count("quality")'}[q.agg]
-            sql = (f'SELECT {agg} AS "value", last("value_str") AS "value_str", last("vtype") AS "vtype", '
-                   f'last("unit") AS "unit" FROM "{m}" WHERE {self._where(q)} '
-                   f"GROUP BY time({q.bucket_us()}u), {group} fill(none) LIMIT {int(q.limit)}")
-        rows = await self.influxql(sql)
-        out = [_series(s, q.agg) for s in rows]
+        out = [parse_series(s, q.agg) for s in await self.influxql(series_sql(q, self.measurement))]
         out = [s for s in out if len(s)]
         out.sort(key=lambda s: (s.asset, s.signal))
         return out
@@ -255,7 +288,7 @@ class InfluxStore:
     async def _last_rows(self, where: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
         rows = await self.influxql(
             f'SELECT "value", "value_str", "vtype", "unit", "quality" FROM "{self.measurement}" {where} '
-            f'GROUP BY {", ".join(f"{chr(34)}{t}{chr(34)}" for t in _TAGS)} ORDER BY time DESC LIMIT 1')
+            f'GROUP BY {", ".join(f"{chr(34)}{t}{chr(34)}" for t in TAGS)} ORDER BY time DESC LIMIT 1')
         out = []
         for s in rows:
             if s.get("values"):
@@ -297,7 +330,7 @@ class InfluxStore:
         if q.end is not None:
             cond.append(f"time < {to_us(q.end) * 1000}")
         if q.source is not None:
-            cond.append(f'"source" = {_quote(q.source.value)}')
+            cond.append(f'"source" = {quote(q.source.value)}')
         where = f"WHERE {' AND '.join(cond)}" if cond else ""
         rows = await self.influxql(f'SELECT "doc", "updated" FROM "{EVENTS}" {where}')
         best: dict[str, tuple[int, Event]] = {}
@@ -309,29 +342,3 @@ class InfluxStore:
         events = [e for _, e in best.values() if event_matches(e, q)]
         events.sort(key=lambda e: (-to_us(e.start), e.id))
         return events[: q.limit]
-
-
-def _series(s: dict[str, Any], agg: Agg | None) -> Series:
-    tags = s["tags"]
-    cols = {c: i for i, c in enumerate(s["columns"])}
-    values = [r for r in s["values"] if r[cols["value"]] is not None or r[cols["value_str"]] is not None]
-    n = len(values)
-    ts = np.fromiter((r[0] for r in values), np.int64, n)
-    vcol, scol, tcol = cols["value"], cols["value_str"], cols["vtype"]
-    value = np.array([np.nan if r[vcol] is None else r[vcol] for r in values], dtype=np.float64)
-    text = np.array([r[scol] for r in values], dtype=object)
-    if agg is Agg.COUNT:
-        vtype = np.full(n, "i")
-        text = np.full(n, None, dtype=object)
-    else:
-        vt = [r[tcol] or ("s" if r[scol] is not None and r[vcol] is None else "f") for r in values]
-        if agg is Agg.MEAN:
-            vt = ["s" if t == "s" else "f" for t in vt]
-        vtype = np.array(vt, dtype=str) if n else np.array([], dtype=str)
-    quality = None
-    if agg is None:
-        qcol = cols["quality"]
-        quality = np.array([r[qcol] or "good" for r in values], dtype=str) if n else np.array([], dtype=str)
-    units = [r[cols["unit"]] for r in values if r[cols["unit"]] is not None]
-    return Series("/".join(tags[level] for level in LEVELS), tags["signal"], units[-1] if units else None,
-                  ts, value, text, vtype, quality)
