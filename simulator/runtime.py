@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -209,6 +210,8 @@ class SimulatorRuntime:
                 self.lag_s = -ahead
                 if tick.index % 10 == 0:
                     await asyncio.sleep(0)
+        if self._mqtt is not None:
+            await self._mqtt.flush()
         self.ledger_records = self.simulation.ledger()
         if self.ledger_path is not None:
             write_ledger(self.ledger_records, self.ledger_path)
@@ -224,16 +227,25 @@ class SimulatorRuntime:
                 if self._opcua is None:
                     continue
                 await self._opcua.write(self._opc_index[k], ts, out)
-            else:
-                if self._mqtt is None:
-                    continue
+                self._record(k, ts, out)
+            elif self._mqtt is not None:
                 payload = encode_payload(vendor[0], self.assets[k], ts, out, self.units[k])
-                if not await self._mqtt.publish(self.topics[str(self.assets[k])], payload, vendor[1]):
-                    continue
+                on_published = self._recorder(k, ts, out) if self._recording else None
+                self._mqtt.publish(self.topics[str(self.assets[k])], payload, vendor[1], on_published)
+
+    @property
+    def _recording(self) -> bool:
+        return self.keep_served or self._served_fh is not None
+
+    def _recorder(self, k: int, ts: Any, out: list[Emission]) -> Callable[[], None]:
+        def record() -> None:
             self._record(k, ts, out)
 
+        return record
+
     def _record(self, k: int, ts: Any, out: list[Emission]) -> None:
-        if not (self.keep_served or self._served_fh is not None):
+        """Remember values served (OPC UA: written; MQTT: acknowledged by the broker)."""
+        if not self._recording:
             return
         asset = self.assets[k]
         units = self.units[k]
