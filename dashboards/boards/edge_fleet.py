@@ -17,10 +17,10 @@ BAD_COUNT_STEPS = [Threshold(None, "green"), Threshold(1, "red")]
 
 
 def _increase(signal: str) -> str:
-    """Per-interval increase of a fleet counter (restarts of the agent reset it: negative steps dropped)."""
-    return (f'SELECT non_negative_difference(last("{q.FIELD_NUM}")) AS "value" FROM "{q.MEASUREMENT}" '
-            f"WHERE {q.FLEET} AND {q.sig(signal)} AND $timeFilter "
-            f'GROUP BY time($__interval), "machine" fill(none)')
+    """Increase of a fleet counter between consecutive reports (an agent restart resets the counter:
+    the negative step is dropped). Raw points, not time buckets, so two reports are enough."""
+    return (f'SELECT non_negative_difference("{q.FIELD_NUM}") AS "value" FROM "{q.MEASUREMENT}" '
+            f'WHERE {q.FLEET} AND {q.sig(signal)} AND $timeFilter GROUP BY "machine"')
 
 
 def edge_fleet() -> Dashboard:

@@ -81,7 +81,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         sc = scenario(now_s())
         with serve(build_app(settings, plant_config(sc))) as url, \
                 httpx.Client(base_url=url, timeout=60) as client:
-            filled = fill(client, sc)
+            filled = fill(client, sc, root)
 
             async def feed() -> None:
                 kpi = settings.storage.model_copy(deep=True)

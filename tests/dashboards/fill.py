@@ -8,6 +8,7 @@ charts have data), with a 24 h shift (always planned time) and an overheating fa
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,11 @@ from analytics.kpi_feed.feed import KpiFeed
 from analytics.scoring.model import AnomalyModel
 from dashboards.boards.quality import SCRAP_PROBABILITY
 from dashboards.fleet import FleetReport
+from edge_agent.buffer import SqliteBuffer
+from edge_agent.deadletter import DeadLetter
+from edge_agent.forwarder import Forwarder
+from edge_agent.uplinks.http.config import HttpUplinkConfig
+from edge_agent.uplinks.http.uplink import HttpUplink
 from ingest.storage.base import Store
 from simulator.engine import generate
 from simulator.plant_export import plant_config
@@ -39,6 +45,7 @@ from zhizao.wire import encode_batch
 ROOT = Path(__file__).resolve().parents[2]
 MINUTES = 40
 FAULTY = "plant1/a1/line1/imm-1"
+AGENT = "agent-line2"
 NOT_FEATURES = {signals.STATE, signals.STATE_REASON, signals.PRODUCT, *signals.COUNTERS, signals.POWER_KW}
 
 
@@ -190,11 +197,37 @@ async def kpis_and_alerts(store: Store, sink: Store, plant: PlantConfig, start: 
     return await KpiAlerter([rule]).evaluate(store, plant, cfg, end)
 
 
-def fill(client: httpx.Client, sc: Scenario) -> Filled:
+async def through_agent(url: str, samples: list[Sample], workdir: Path, agent: str = AGENT) -> None:
+    """The edge-agent path: samples into a real durable buffer, forwarded by the real forwarder and
+    HTTP uplink to ingest; after each batch the agent reports its health (``dashboards.fleet``) from
+    its real buffer and forwarder counters, through the same buffer and uplink."""
+    async with SqliteBuffer(workdir / "buffer.db", agent, synchronous="normal") as buf, \
+            HttpUplink(HttpUplinkConfig(url=url)) as uplink:
+        fwd = Forwarder(buf, uplink, DeadLetter(workdir / "dead-letters.jsonl"), max_items=5000, linger=0)
+        for i in range(0, len(samples), 20_000):
+            await buf.put(samples[i:i + 20_000])
+        await buf.flush()
+        while (batch := await buf.take(5000)) is not None:
+            await fwd.deliver(batch)
+            if all(s.asset.area == "fleet" for s in batch.samples):
+                continue  # only health reports went out: nothing new to report
+            stats = buf.stats
+            report = FleetReport("plant1", agent, backlog_samples=stats.backlog_samples,
+                                 backlog_age_s=stats.backlog_age(), dropped_total=sum(stats.dropped.values()),
+                                 dead_letters_total=fwd.stats.dead_lettered,
+                                 reconnects_total=fwd.stats.retries, sent_total=fwd.stats.sent_samples)
+            await buf.put(report.samples(datetime.now(UTC)))
+            await buf.flush()
+        assert fwd.stats.sent_samples >= len(samples) and fwd.stats.dead_lettered == 0
+
+
+def fill(client: httpx.Client, sc: Scenario, workdir: Path) -> Filled:
     start = sc.start
     end = start + timedelta(minutes=MINUTES)
     samples = list(generate(sc, 7, MINUTES * 60))
-    post_samples(client, samples, "sim-offline")
+    line2 = [s for s in samples if s.asset.line == "line2"]
+    post_samples(client, [s for s in samples if s.asset.line != "line2"], "sim-offline")
+    asyncio.run(through_agent(str(client.base_url), line2, workdir))
     matrices = _matrix(samples, start)
     scores, events = anomaly_scores(matrices, start)
     post_samples(client, scores + scrap_probabilities(samples, matrices, start), "analytics-test")
@@ -203,7 +236,8 @@ def fill(client: httpx.Client, sc: Scenario) -> Filled:
     if events:
         resp = client.post("/api/v1/events", json=[e.model_dump(mode="json") for e in events])
         assert resp.status_code == 200, resp.text
-    return Filled(start, end, sc, plant_config(sc), len(samples), agents, [str(a) for a, _ in sc.machines()])
+    return Filled(start, end, sc, plant_config(sc), len(samples), [*agents, AGENT],
+                  [str(a) for a, _ in sc.machines()])
 
 
 def now_s() -> datetime:

@@ -4,13 +4,14 @@ the real influxd the simulated line filled through ingest: each must return rows
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
 from dashboards.generate import GENERATED_DIR
 from dashboards.verify import InfluxQL, run_board
 from tests.dashboards.conftest import Stack
-from tests.dashboards.fill import FAULTY
+from tests.dashboards.fill import AGENT, FAULTY
 
 BOARDS = sorted(p.stem for p in GENERATED_DIR.glob("*.json"))
 
@@ -30,6 +31,20 @@ def test_every_query_of_the_board_returns_rows(stack: Stack, uid: str) -> None:
     assert not failed, "\n".join(failed)
     panels = [r for r in runs if r.where.startswith("panel")]
     assert len(panels) >= sum(len(p["targets"]) for p in doc["panels"])
+
+
+def test_fleet_board_charts_the_real_edge_agent(stack: Stack) -> None:
+    """The agent that forwarded line 2 through its durable buffer reported its own health: every
+    fleet panel has rows for it too."""
+    doc = json.loads((GENERATED_DIR / "zhizao-edge-fleet.json").read_text())
+    client = InfluxQL(stack.influx.url, "zhizao")
+    try:
+        runs = run_board(client, doc, stack.filled.start, datetime.now(UTC),
+                         overrides={"site": "plant1", "agent": AGENT})
+    finally:
+        client.close()
+    failed = [f"{r.where}: {r.error or 'no rows'}\n    {r.query}" for r in runs if not r.ok]
+    assert not failed, "\n".join(failed)
 
 
 def _variables(doc: dict[str, object]) -> set[str]:
