@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,8 +77,10 @@ async def _housekeeping(service: IngestService) -> None:
         await asyncio.sleep(3600)
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
-    """Build the ingest app. ``store`` (already entered) overrides ``settings.storage``."""
+def create_app(settings: Settings | None = None, *, store: Store | None = None,
+               routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """Build the ingest app. ``store`` (already entered) overrides ``settings.storage``;
+    ``routers`` are mounted after ingest's own (they may use ``ingest.api.deps``)."""
     settings = settings or Settings()
     metrics = Metrics()
 
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     install(app, settings.storage.retry_after_s)
     for module in (batches, lineproto, series, events, health):
         app.include_router(module.router)
+    for router in routers:
+        app.include_router(router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
 
     def openapi() -> dict[str, Any]:

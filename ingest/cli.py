@@ -84,6 +84,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from ingest.app import create_app
+    from ingest.extensions import configured_routers
 
     if args.host:
         settings.host = args.host
@@ -95,6 +96,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if (tls.cert is None) != (tls.key is None):
         print("zhizao ingest: tls.cert and tls.key must be given together", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+    try:
+        app = create_app(settings, routers=configured_routers(settings))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 ssl_certfile=tls.cert, ssl_keyfile=tls.key, access_log=False)
     return 0

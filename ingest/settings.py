@@ -77,6 +77,15 @@ class TLSSettings(StrictModel):
     key: str | None = None
 
 
+class ExtensionSettings(StrictModel):
+    """Other components' routers mounted by ``zhizao ingest`` (see ``ingest/extensions.py``)."""
+
+    fleet: bool = False
+    """``GET /api/v1/agents``: agents and gateways seen, from their health samples (gateway.fleet_api)."""
+    kpi_config: str | None = None
+    """A KPI config (``analytics/kpi/sample.toml``): mounts the KPI API (``GET /api/v1/kpis`` ...)."""
+
+
 class Settings(StrictModel):
     """Everything ``zhizao ingest`` needs. All defaults run a local DuckDB-backed service."""
 
@@ -87,6 +96,7 @@ class Settings(StrictModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
+    extensions: ExtensionSettings = Field(default_factory=ExtensionSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

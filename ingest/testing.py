@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from ingest.app import create_app
 from ingest.auth import Scope, TokenFile
@@ -57,15 +58,17 @@ def create_token(settings: Settings, name: str, *scopes: Scope) -> str:
 
 @contextlib.contextmanager
 def run_server(settings: Settings, *, store: Store | None = None, port: int | None = None,
-               timeout: float = 30.0) -> Iterator[str]:
-    """Serve ``create_app(settings)`` with uvicorn on ``127.0.0.1:<free port>`` in a thread.
+               timeout: float = 30.0, app: FastAPI | None = None) -> Iterator[str]:
+    """Serve ``app`` (default ``create_app(settings, store=store)``; build your own with
+    ``create_app(..., routers=[...])`` to mount more routes) with uvicorn on
+    ``127.0.0.1:<free port>`` in a thread.
 
     Yields ``http://127.0.0.1:<port>`` once the server accepts requests (store opened); stops
     it on exit. ``store`` must then be opened in the server's own loop — leave it ``None``
     unless you know it is loop-agnostic.
     """
     port = port or free_port()
-    config = uvicorn.Config(create_app(settings, store=store), host="127.0.0.1", port=port,
+    config = uvicorn.Config(app or create_app(settings, store=store), host="127.0.0.1", port=port,
                             log_level="warning", lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"ingest-{port}", daemon=True)
