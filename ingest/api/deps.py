@@ -20,17 +20,27 @@ from ingest.storage.base import Store
 log = logging.getLogger(__name__)
 
 
-def get_service(request: Request) -> IngestService:
+async def get_service(request: Request) -> IngestService:
+    """The app's service (async: FastAPI would run a sync dependency in a worker thread)."""
+    return service_of(request)
+
+
+def get_store(request: Request) -> Store:
+    """The app's open store (sync, for other components' routers: ``Callable[[Request], Store]``)."""
+    return service_of(request).store
+
+
+async def _store(request: Request) -> Store:
+    return service_of(request).store
+
+
+def service_of(request: Request) -> IngestService:
     service: IngestService = request.app.state.service
     return service
 
 
-def get_store(request: Request) -> Store:
-    return get_service(request).store
-
-
 ServiceDep = Annotated[IngestService, Depends(get_service)]
-StoreDep = Annotated[Store, Depends(get_store)]
+StoreDep = Annotated[Store, Depends(_store)]
 
 
 def _token_of(request: Request) -> str | None:
@@ -46,7 +56,7 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[TokenRecord | None]]:
     """A dependency refusing requests without a valid, unrevoked token holding ``scope``."""
 
     async def check(request: Request) -> TokenRecord | None:
-        service = get_service(request)
+        service = service_of(request)
         if not service.settings.auth.enabled:
             return None
         tokens: TokenFile = request.app.state.tokens
