@@ -70,6 +70,15 @@ class GatedSimulator(SimulatorRuntime):
         await self.go.wait()
         await super()._run()
 
+    async def halt(self) -> None:
+        """Stop the clock (no new values) but keep the servers up, so readers can catch up."""
+        self.go.set()
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
 
 class Line:
     """See the module docstring. Attributes once entered: ``ingest``, ``sim``, ``agent``,
@@ -166,10 +175,15 @@ class Line:
             await asyncio.sleep(0.05)
 
     async def finish(self, settle_s: float = 3.0, stall_s: float = 30.0) -> None:
-        """Wait for the simulated run to end, drain everything into ingest, final analytics round.
-        What could not be delivered (drain stalled for ``stall_s``) is logged, counted in
-        :attr:`undelivered` and stays in the agent's buffer file."""
+        """Wait for the simulated run to end, then :meth:`wind_down`."""
         await self.sim.wait()
+        await self.wind_down(settle_s, stall_s)
+
+    async def wind_down(self, settle_s: float = 3.0, stall_s: float = 30.0) -> int:
+        """Stop the line's clock, let the agent read the last values, drain everything into ingest,
+        final analytics round. What could not be delivered (drain stalled for ``stall_s``) is logged,
+        counted in :attr:`undelivered` (returned) and stays in the agent's buffer file."""
+        await self.sim.halt()
         await self.settle(settle_s)
         await self.stop_analytics()
         if not self.agent.killed:
@@ -180,6 +194,7 @@ class Line:
                 self.undelivered = self.agent.backlog
                 log.error("agent could not drain its buffer: %s", exc)
         await self.analytics.final_round(self.sim_now())
+        return self.undelivered
 
     async def settle(self, quiet_s: float) -> None:
         """Give the agent time to read what was served last: until it read nothing new for ``quiet_s``."""

@@ -92,7 +92,7 @@ async def play(scenario: Scenario, exp: Expectations, *, seed: int, speed: float
         results = [
             *kpi_results(scenario, exp, line.sim.ledger_records, report),
             *fault_results(exp, found, false_alarms, scenario),
-            *completeness_results(exp, served, stored),
+            *completeness_results(exp, served, stored, line.sim.mqtt_dropped),
         ]
         meta = {"scenario": scenario.name, "seed": seed, "speed": speed, "duration_s": duration,
                 "agent_stopped": line.agent.killed, "undelivered": line.undelivered,

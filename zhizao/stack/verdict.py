@@ -166,8 +166,10 @@ def fault_results(exp: Expectations, found: list[Detection], false_alarms: list[
 
 
 def completeness_results(exp: Expectations, served: Counter[tuple[str, str]],
-                         stored: Counter[tuple[str, str]]) -> list[Result]:
-    """Samples served vs stored per series: lost (served, not stored) and extra (stored twice)."""
+                         stored: Counter[tuple[str, str]], unpublished: int = 0) -> list[Result]:
+    """Samples served vs stored per series: lost (served, not stored) and extra (stored twice);
+    ``unpublished``: MQTT messages the simulated machines could not hand to the broker (their
+    parts are in the ledger, their data nowhere — the run cannot match the ledger then)."""
     lost = sum(max(0, n - stored.get(k, 0)) for k, n in served.items())
     extra = sum(max(0, n - served.get(k, 0)) for k, n in stored.items())
     worst = sorted(((n - stored.get(k, 0), k) for k, n in served.items() if n > stored.get(k, 0)),
@@ -180,6 +182,8 @@ def completeness_results(exp: Expectations, served: Counter[tuple[str, str]],
         Result("data", "samples lost", f"≤ {exp.max_lost_samples}", str(lost), lost <= exp.max_lost_samples,
                detail),
         Result("data", "samples stored twice or unexpected", "0", str(extra), extra == 0, ""),
+        Result("data", "MQTT messages the simulator could not publish", "0", str(unpublished),
+               unpublished == 0, "broker overloaded: lower --speed" if unpublished else ""),
     ]
 
 

@@ -1,0 +1,16 @@
+#!/bin/sh
+# One-shot (the `tokens` service): issue the ingest bearer tokens the gateway and the analytics
+# readers use, once. Tokens are stored hashed in ingest's tokens file (volume ingest-state) and in
+# clear only in the `secrets` volume (mode 600), which the gateway mounts read-only at /secrets.
+set -eu
+umask 077
+mkdir -p /secrets
+if [ ! -s /secrets/gateway.token ]; then
+  zhizao ingest token create --config /etc/zhizao/ingest.toml --name gateway --scope write \
+    > /secrets/gateway.token
+fi
+if [ ! -s /secrets/reader.token ]; then
+  zhizao ingest token create --config /etc/zhizao/ingest.toml --name reader --scope read \
+    > /secrets/reader.token
+fi
+echo "tokens ready in /secrets"
