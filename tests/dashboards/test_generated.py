@@ -72,3 +72,18 @@ def test_stale_file_is_detected_and_generate_fixes_it(tmp_path: Path) -> None:
     assert main(["generate", "--out", str(tmp_path)]) == 0
     assert stale(tmp_path) == []
     assert main(["check", "--dir", str(tmp_path)]) == 0
+
+
+def test_provisioning_files_match_the_generated_boards() -> None:
+    import yaml
+
+    from dashboards.grafana import DATASOURCE_UID
+
+    root = GENERATED_DIR.parent / "provisioning"
+    ds = yaml.safe_load((root / "datasources" / "zhizao.yaml").read_text())["datasources"][0]
+    assert ds["uid"] == DATASOURCE_UID and ds["type"] == "influxdb"
+    assert ds["jsonData"]["version"] == "InfluxQL"
+    assert ds["url"] == "${ZHIZAO_INFLUX_URL}" and ds["jsonData"]["dbName"] == "${ZHIZAO_INFLUX_DATABASE}"
+    assert ds["secureJsonData"]["httpHeaderValue1"] == "Token ${ZHIZAO_INFLUX_TOKEN}"
+    provider = yaml.safe_load((root / "dashboards" / "zhizao.yaml").read_text())["providers"][0]
+    assert provider["type"] == "file" and provider["options"]["path"] == "/etc/zhizao/dashboards"
