@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 
 from simulator.faults import FaultEpisode
-from simulator.kinds import KINDS, KindSpec
+from simulator.kinds import KINDS, KindSpec, SignalSpec
 from simulator.scenario import MachineConfig
 from zhizao.model import Quality, Value
 from zhizao.signals import (
@@ -79,14 +79,27 @@ class MachineSim:
         self.off_parts = (0, 0, 0)
         self.off_energy = 0.0
         self.tool_wear = rng.uniform(0.0, 30.0) if "tool_wear" in self.spec.signal_names else 0.0
-        self.filt: dict[str, float] = {}
-        self.dist: dict[str, float] = {s.name: 0.0 for s in self.spec.signals}
         self.step_offset: dict[str, float] = {s.name: 0.0 for s in self.spec.signals}
         self.stuck: dict[str, float] = {}
         self.values: dict[str, float] = {}
         self.last: dict[str, Value] = {}
-        self.alpha = {s.name: 1.0 - math.exp(-tick_s / s.tau_s) for s in self.spec.signals}
-        self.ar = {s.name: math.exp(-tick_s / s.wander_tau_s) for s in self.spec.signals}
+        self._dyn: list[tuple[SignalSpec, str, float, float, float, bool, bool]] = []
+        for sp in self.spec.signals:
+            a = math.exp(-tick_s / sp.wander_tau_s)
+            self._dyn.append(
+                (
+                    sp,
+                    sp.name,
+                    1.0 - math.exp(-tick_s / sp.tau_s),
+                    a,
+                    sp.wander_sd * math.sqrt(1.0 - a * a),
+                    sp.name in self.spec.heat_signals,
+                    sp.name == "vibration_rms",
+                )
+            )
+        self._filt: list[float | None] = [None] * len(self._dyn)
+        self._dist: list[float] = [0.0] * len(self._dyn)
+        self._sensor_faults = any(f.kind in ("sensor_stuck", "sensor_dropout") for f in faults)
 
     # -- helpers -----------------------------------------------------------------------
     def _product(self) -> str:
@@ -234,26 +247,27 @@ class MachineSim:
                 sig = str(ep.params["signal"])
                 self.step_offset[sig] += float(ep.params.get("delta", 0.0))
         gauss = self.rng.gauss
-        for s in self.spec.signals:
+        running, off = state == "running", state == "off"
+        bw = kinds.get("bearing_wear")
+        values, filt, dist = self.values, self._filt, self._dist
+        for j, (s, name, alpha, a, wcoef, is_heat, is_vib) in enumerate(self._dyn):
             if s.managed:
-                self.values[s.name] = self.tool_wear
+                values[name] = self.tool_wear
                 continue
-            target = s.run if state == "running" else (s.off if state == "off" else s.idle)
-            if heat and s.name in self.spec.heat_signals:
+            target = s.run if running else (s.off if off else s.idle)
+            if heat and is_heat:
                 target += heat
-            prev = self.filt.get(s.name)
-            f = target if prev is None else prev + (target - prev) * self.alpha[s.name]
-            self.filt[s.name] = f
-            a = self.ar[s.name]
-            d = self.dist[s.name] * a + s.wander_sd * math.sqrt(1.0 - a * a) * gauss(0.0, 1.0)
-            self.dist[s.name] = d
+            prev = filt[j]
+            f = target if prev is None else prev + (target - prev) * alpha
+            filt[j] = f
+            d = dist[j] * a + wcoef * gauss(0.0, 1.0)
+            dist[j] = d
             scale = 1.0 if s.idle > 0 else min(1.0, max(0.0, f / s.run))
-            v = f + (d + s.noise_sd * gauss(0.0, 1.0)) * scale + self.step_offset[s.name]
-            bw = kinds.get("bearing_wear")
-            if bw is not None and s.name == "vibration_rms":
+            v = f + (d + s.noise_sd * gauss(0.0, 1.0)) * scale + self.step_offset[name]
+            if bw is not None and is_vib:
                 hours = (i - bw.start_tick) * self.dt / 3600.0
-                v += float(bw.params.get("rate_per_h", 1.5)) * hours * (1.0 if state == "running" else 0.3)
-            self.values[s.name] = max(0.0, v)
+                v += float(bw.params.get("rate_per_h", 1.5)) * hours * (1.0 if running else 0.3)
+            values[name] = max(0.0, v)
 
     def _power(self, state: str, kinds: dict[str, FaultEpisode]) -> float:
         p = self.spec.power_kw[state]
@@ -275,6 +289,13 @@ class MachineSim:
     ) -> list[Emission]:
         good_q = Quality.GOOD
         out: list[Emission] = []
+        if not self._sensor_faults:
+            values, last = self.values, self.last
+            for s in self.spec.signals:
+                rounded = round(values[s.name], s.decimals)
+                last[s.name] = rounded
+                out.append((s.name, rounded, good_q))
+            return self._emit_rest(i, state, reason, power, out)
         stuck = {str(f.params["signal"]): f for f in active if f.kind == "sensor_stuck"}
         dropped = {str(f.params["signal"]): f for f in active if f.kind == "sensor_dropout"}
         for s in self.spec.signals:
@@ -293,6 +314,12 @@ class MachineSim:
                 v = round(self.values[name], s.decimals)
             self.last[name] = v
             out.append((name, v, good_q))
+        return self._emit_rest(i, state, reason, power, out)
+
+    def _emit_rest(
+        self, i: int, state: str, reason: str, power: float, out: list[Emission]
+    ) -> list[Emission]:
+        good_q = Quality.GOOD
         out.append((POWER_KW, power, good_q))
         out.append((ENERGY_KWH, round(self.energy - self.off_energy, 6), good_q))
         beat = i % self.ticks_per_min == 0
