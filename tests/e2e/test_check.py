@@ -35,7 +35,8 @@ def test_ci_scenario_passes_with_reports(tmp_path: Path) -> None:
     kpis = [r for r in doc["results"] if r["group"] == "kpi"]
     assert len(kpis) == 10 and all(r["ok"] for r in kpis), kpis  # OEE/A/P/Q, kWh/part, MTBF/MTTR, counts
     assert results["samples lost"]["actual"] == "0" and results["samples lost"]["ok"] is True
-    served, stored = results["samples served → stored"]["expected"], results["samples served → stored"]["actual"]
+    flow = results["samples served → stored"]
+    served, stored = flow["expected"], flow["actual"]
     assert int(served) == int(stored) > 20_000
     faults = {r["name"]: r for r in doc["results"] if r["group"] == "fault"}
     assert faults["bearing_wear on line1/cnc-1"]["ok"] is True

@@ -24,8 +24,10 @@ LINE = "plant1/a1/line1"
 TILES = """
 const t = document.querySelector('.overview .tiles');
 if (!t) return null;
-const f = root => Object.fromEntries([...root.querySelectorAll('[data-field]')].map(e => [e.dataset.field, e.dataset.value]));
-return {tiles: f(t), rows: [...document.querySelectorAll('tr[data-machine]')].map(r => ({m: r.dataset.machine, f: f(r)})),
+const f = root => Object.fromEntries([...root.querySelectorAll('[data-field]')].map(
+  e => [e.dataset.field, e.dataset.value]));
+return {tiles: f(t),
+        rows: [...document.querySelectorAll('tr[data-machine]')].map(r => ({m: r.dataset.machine, f: f(r)})),
         paths: document.querySelectorAll('svg.chart path.series').length,
         updates: Number(document.body.dataset.updates || 0)};
 """
