@@ -62,7 +62,8 @@ def _batch(agent: str, i: int, samples: list[Sample]) -> Batch:
 
 
 def write_config(path: Path, *, broker_port: int, ingest_url: str, gateway_id: str = "gw-1",
-                 site: str = "plant", health_port: int = 0, extra: str = "") -> Path:
+                 site: str = "plant", health_port: int = 0, extra: str = "", concurrency: int = 4,
+                 gzip: bool = True) -> Path:
     """A gateway TOML in ``path`` (buffer and dead-letter file beside it)."""
     work = path.parent
     path.write_text(f'''id = "{gateway_id}"
@@ -81,10 +82,11 @@ commit_interval_s = 0.02
 synchronous = "normal"
 
 [uplink]
-concurrency = 4
+concurrency = {concurrency}
 
 [uplink.http]
 url = "{ingest_url}"
+gzip = {str(gzip).lower()}
 linger_s = 0.2
 backoff_initial_s = 0.2
 backoff_cap_s = 2.0

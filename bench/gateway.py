@@ -1,0 +1,161 @@
+"""Site gateway throughput: broker → gateway → ingest, against a bare MQTT subscriber in the same run.
+
+    python -m bench.gateway [--quick] [--seconds S] [--ticks-per-batch T] [--agents N]
+
+Simulated line data (``examples/workshop.toml``) is cut into per-machine wire-format batches of
+``T`` ticks (what agents in MQTT-uplink mode publish) and published at QoS 1 as fast as the broker
+takes them by ``N`` agents to a real Mosquitto. Two consumers read the same messages:
+
+* the **ceiling**: a bare paho subscriber in this process that only counts messages and samples;
+* the **gateway**: ``python -m gateway`` (subprocess) committing every message to its durable
+  buffer before the PUBACK and forwarding each agent batch to a real ``zhizao ingest``
+  subprocess (DuckDB), which stores it.
+
+A third figure isolates the gateway's own cost: the same batches POSTed straight to a fresh
+ingest subprocess with the same concurrency (``ingest_direct``), i.e. the downstream ceiling.
+
+Rates are samples / seconds from the first publish to the last sample counted (ceiling) or
+stored in ingest (gateway). The last line is one JSON object; ``ratio`` is gateway / ceiling.
+Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from gateway.mqtt.testing import Counter, FakeAgent
+from gateway.testing import GatewayProcess, duckdb_counts, ingest_written, simulated_batches, write_config
+from ingest.testing import IngestProcess, free_port
+from tests.support.servers import Mosquitto
+from zhizao.model import Batch
+from zhizao.wire import CONTENT_TYPE, encode_batch
+
+
+def _ingest_config(tmp: Path) -> Path:
+    path = tmp / "ingest.toml"
+    path.write_text(
+        f'log_level = "warning"\n[storage]\nbackend = "duckdb"\n'
+        f'[storage.duckdb]\npath = "{tmp / "ingest.duckdb"}"\n'
+        f'[auth]\nenabled = false\ntokens_file = "{tmp / "tokens.json"}"\n'
+        "[limits]\nmax_samples_per_batch = 100000\n")
+    return path
+
+
+def _ingest_direct(tmp: Path, batches: dict[str, list[Batch]], concurrency: int) -> float:
+    """Samples/s of POSTing ``batches`` to a fresh ingest subprocess with ``concurrency`` clients."""
+    tmp.mkdir()
+    proc = IngestProcess(_ingest_config(tmp))
+    proc.start()
+    try:
+        bodies = [encode_batch(b) for bs in batches.values() for b in bs]
+        total = sum(len(b) for bs in batches.values() for b in bs)
+        return total / asyncio.run(_post_all(f"{proc.url}/api/v1/batches", bodies, concurrency))
+    finally:
+        proc.kill()
+
+
+async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
+    headers = {"Content-Type": CONTENT_TYPE}
+    async with httpx.AsyncClient(timeout=60) as client:
+        async def worker() -> None:
+            while bodies:
+                (await client.post(url, content=bodies.pop(), headers=headers)).raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small run (< 1 minute)")
+    p.add_argument("--seconds", type=float, help="simulated seconds of the line (default 3600, quick 900)")
+    p.add_argument("--ticks-per-batch", type=int, default=10, help="ticks of one machine per batch")
+    p.add_argument("--agents", type=int, default=3)
+    p.add_argument("--concurrency", type=int, default=4, help="gateway uplink concurrency")
+    p.add_argument("--gzip", action="store_true", help="gzip the gateway's POSTs (default off, as direct)")
+    args = p.parse_args(argv)
+    seconds = args.seconds or (900.0 if args.quick else 3600.0)
+    batches = simulated_batches(seconds, n_agents=args.agents, ticks_per_batch=args.ticks_per_batch)
+    total = sum(len(b) for bs in batches.values() for b in bs)
+    n_msgs = sum(len(bs) for bs in batches.values())
+    print(f"{total:,} samples in {n_msgs:,} batches ({total / n_msgs:.0f} samples each) "
+          f"from {len(batches)} agents")
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as d:
+        tmp = Path(d)
+        broker = Mosquitto(tmp / "mosquitto")
+        broker.start()
+        ingest = IngestProcess(_ingest_config(tmp))
+        gw: GatewayProcess | None = None
+        counter: Counter | None = None
+        try:
+            ingest.start()
+            port = free_port()
+            cfg = write_config(tmp / "gw.toml", broker_port=broker.port, ingest_url=ingest.url,
+                               health_port=port, extra="window_samples = 20000",
+                               concurrency=args.concurrency, gzip=args.gzip)
+            gw = GatewayProcess(cfg, port)
+            gw.start()
+            counter = Counter(broker.host, broker.port)
+            agents = [FakeAgent(broker.host, broker.port, a, "plant", window=200) for a in batches]
+            for a in agents:
+                a.connect()
+            start = time.perf_counter()
+            threads = [threading.Thread(target=a.publish, args=(batches[a.agent_id],)) for a in agents]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            published = time.perf_counter()
+            while counter.samples < total and time.perf_counter() - start < 600:
+                time.sleep(0.01)
+            while ingest_written(ingest.url) < total and time.perf_counter() - start < 600:
+                time.sleep(0.05)
+            stored_at = time.perf_counter()
+            assert counter.last is not None
+            ceiling = total / (counter.last - start)
+            rate = total / (stored_at - start)
+            publish_rate = total / (published - start)
+            print(f"publish (QoS 1, {len(agents)} agents): {publish_rate:,.0f} samples/s")
+            print(f"bare MQTT subscriber (ceiling): {ceiling:,.0f} samples/s ({counter.samples:,} samples)")
+            print(f"broker -> gateway -> ingest:    {rate:,.0f} samples/s (ratio {rate / ceiling:.2f})")
+            health = gw.health()
+            gw.stop()
+            gw = None
+            ingest.stop()
+            rows, distinct = duckdb_counts(tmp / "ingest.duckdb")
+            print(f"ingest holds {rows:,} rows, {distinct:,} distinct (published {total:,})")
+            result = {
+                "bench": "gateway", "quick": args.quick, "samples": total, "batches": n_msgs,
+                "samples_per_batch": round(total / n_msgs, 1), "agents": len(agents),
+                "publish_samples_per_s": round(publish_rate), "ceiling_samples_per_s": round(ceiling),
+                "gateway_samples_per_s": round(rate), "ratio": round(rate / ceiling, 3), "target_ratio": 0.8,
+                "ingest_rows": rows, "ingest_distinct_rows": distinct,
+                "gateway_backlog_at_end": health["backlog_samples"],
+            }
+            direct = _ingest_direct(tmp / "direct", batches, args.concurrency)
+            print(f"same batches POSTed straight to ingest: {direct:,.0f} samples/s "
+                  f"(gateway reaches {rate / direct:.2f} of it)")
+            result.update(ingest_direct_samples_per_s=round(direct),
+                          ingest_direct_ratio=round(rate / direct, 3))
+            print(json.dumps(result))
+        finally:
+            if counter is not None:
+                counter.close()
+            if gw is not None:
+                gw.kill()
+            ingest.kill()
+            broker.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
