@@ -60,9 +60,9 @@ class Filled:
     machines: list[str]
 
 
-def scenario(end: datetime) -> Scenario:
+def scenario(end: datetime, minutes: int = MINUTES) -> Scenario:
     doc: dict[str, Any] = read_document(ROOT / "examples" / "workshop.toml")
-    doc["start"] = end - timedelta(minutes=MINUTES)
+    doc["start"] = end - timedelta(minutes=minutes)
     doc["calendar"] = {"timezone": "UTC", "shifts": [{"name": "day", "start": "00:00:00", "end": "00:00:00"}]}
     doc["faults"] = [f for f in doc["faults"] if f["at"] < MINUTES * 60] + [
         {"machine": "line1/imm-1", "kind": "overheating", "at": MINUTES * 60 * 3 // 8,
@@ -71,6 +71,7 @@ def scenario(end: datetime) -> Scenario:
 
 
 def post_samples(client: httpx.Client, samples: list[Sample], producer: str, size: int = 10_000) -> None:
+    """Post ``samples`` in batches with the client's own headers (a token if ingest wants one)."""
     for i in range(0, len(samples), size):
         batch = Batch(producer, f"b-{i // size:06d}", i // size, tuple(samples[i:i + size]))
         resp = client.post("/api/v1/batches", content=encode_batch(batch),

@@ -1,0 +1,46 @@
+"""The web dashboard against an ingest that requires tokens: without one the page says what to do;
+opened once with ``?token=`` it works and remembers the token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from ingest.auth import Scope
+from ingest.testing import create_token, server_settings
+from simulator.engine import generate
+from simulator.plant_export import plant_config
+from tests.dashboards.conftest import build_app, serve
+from tests.dashboards.fill import now_s, post_samples, scenario
+
+MINUTES = 3
+
+
+def _status(driver: webdriver.Chrome) -> str:
+    return driver.find_element(By.ID, "status").text
+
+
+def test_page_asks_for_a_token_then_remembers_it(tmp_path: Path, browser: webdriver.Chrome) -> None:
+    settings = server_settings(tmp_path, auth=True)
+    writer = create_token(settings, "sim", Scope.WRITE)
+    reader = create_token(settings, "screen", Scope.READ)
+    sc = scenario(now_s(), MINUTES)
+    with serve(build_app(settings, plant_config(sc))) as url:
+        with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {writer}"}) as client:
+            post_samples(client, list(generate(sc, 7, MINUTES * 60)), "sim")
+        browser.get(f"{url}/")
+        WebDriverWait(browser, 20).until(lambda d: "token" in _status(d))
+        assert "?token=" in _status(browser)
+        assert browser.find_element(By.CSS_SELECTOR, ".status").get_attribute("class") == "status error"
+
+        browser.get(f"{url}/?token={reader}#/line/plant1/a1/line2")
+        WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-machine]"))
+        assert "live" in _status(browser)
+        browser.get(f"{url}/#/line/plant1/a1/line1")  # no token in the URL any more: remembered
+        WebDriverWait(browser, 20).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-machine^='plant1/a1/line1/']"))
+        assert "live" in _status(browser)
