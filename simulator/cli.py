@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=28800.0, help="simulated seconds to run (default 28800)")
     p.add_argument("--opcua-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
-        "--opcua-port", type=int, default=4840, help="OPC UA port (default 4840; 0 disables OPC UA)"
+        "--opcua-port", type=int, default=4840, help="OPC UA port (default 4840; 0 picks a free port)"
     )
+    p.add_argument("--no-opcua", action="store_true", help="do not serve OPC UA (MQTT and ledger only)")
     p.add_argument("--mqtt-host", help="MQTT broker host for MQTT-native machines (default: MQTT off)")
     p.add_argument("--mqtt-port", type=int, default=1883, help="MQTT broker port (default 1883)")
     p.add_argument("--ledger", type=Path, help="write the ground-truth ledger (JSON Lines) here at the end")
@@ -188,7 +189,7 @@ async def _run(args: argparse.Namespace) -> int:
         speed=args.speed,
         duration_s=args.duration,
         opcua_host=args.opcua_host,
-        opcua_port=args.opcua_port or None,
+        opcua_port=None if args.no_opcua else args.opcua_port,
         security=security,
         mqtt=mqtt,
         ledger=args.ledger,

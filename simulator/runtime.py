@@ -2,7 +2,8 @@
 publisher, the ledger file and an optional JSONL of every value served.
 
 ``async with SimulatorRuntime(scenario, seed=7, speed=60, opcua_port=p, mqtt=(host, port),
-ledger=path, duration_s=600) as sim: ... await sim.wait()``. ``speed`` is simulated seconds per
+ledger=path, duration_s=600) as sim: ... await sim.wait()``. ``opcua_port=0`` picks a free port
+(see ``sim.endpoint``), ``None`` serves no OPC UA. ``speed`` is simulated seconds per
 wall second (``None`` = as fast as possible). Machines with ``mqtt`` in the scenario are published
 on MQTT only (they are MQTT-native: not in the OPC UA address space); all others are served over
 OPC UA. The ledger is written when the run reaches its end (:meth:`wait` returns). With
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,13 @@ log = logging.getLogger(__name__)
 _INT_SIGNALS = ("parts_total", "parts_good", "parts_scrap")
 _STR_SIGNALS = ("state", "state_reason", "product")
 DEFAULT_DURATION_S = 7 * 86400.0
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _initial(signal: str) -> Value:
@@ -144,6 +153,8 @@ class SimulatorRuntime:
             for k in self.opcua_machines
         ]
         assert self.opcua_port is not None
+        if self.opcua_port == 0:
+            self.opcua_port = _free_port(self.opcua_host)
         server = OpcUaServer(
             machines,
             host=self.opcua_host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,10 +72,11 @@ def test_sim_without_broker_says_mqtt_is_off() -> None:
         "--duration",
         "60",
         "--opcua-port",
-        str(free_port()),
+        "0",
     )
     assert r.returncode == 0, r.stderr
     assert "MQTT: off" in r.stdout
+    assert re.search(r"OPC UA endpoint: opc\.tcp://127\.0\.0\.1:[1-9][0-9]*/zhizao/sim", r.stdout)
 
 
 def test_bad_scenario_is_a_usage_error_naming_the_key(tmp_path: Path) -> None:
