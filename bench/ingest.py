@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -128,6 +129,12 @@ def write_config(tmp: Path, name: str, backend: str, influx_url: str = "") -> Pa
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentiles(lat: list[float]) -> tuple[float, float]:
     arr = np.array(lat) * 1000
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
@@ -135,19 +142,23 @@ def percentiles(lat: list[float]) -> tuple[float, float]:
 
 async def bench_through_ingest(tmp: Path, name: str, backend: str, bodies: list[bytes],
                                latency_bodies: list[bytes], concurrency: int,
-                               influx_url: str = "") -> tuple[float, float, float]:
-    """(samples/s, p50 ms, p99 ms at half that rate) through a real ingest subprocess."""
+                               influx_url: str = "") -> tuple[float, float, float, float]:
+    """(samples/s, p50 ms, p99 ms at half that rate, server CPU µs per sample) through a real
+    ingest subprocess."""
     proc = IngestProcess(write_config(tmp, name, backend, influx_url))
     proc.start()
     try:
         url = f"{proc.url}/api/v1/batches"
         headers = {"content-type": "application/json"}
         await closed_loop(url, bodies[:5], 2, headers)  # warm up (connections, caches, first insert)
+        assert proc.process is not None
+        cpu0 = cpu_seconds(proc.process.pid)
         elapsed = await closed_loop(url, bodies[5:], concurrency, headers)
+        cpu_us = (cpu_seconds(proc.process.pid) - cpu0) * 1e6 / ((len(bodies) - 5) * BATCH)
         rate = (len(bodies) - 5) * BATCH / elapsed
         lat = await paced(url, latency_bodies, rate / BATCH / 2, headers)
         p50, p99 = percentiles(lat)
-        return rate, p50, p99
+        return rate, p50, p99, cpu_us
     finally:
         proc.stop()
 
@@ -156,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ingest", description="ingest throughput and latency")
     p.add_argument("--quick", action="store_true", help="small run (< 1 minute)")
     p.add_argument("--batches", type=int, help="batches per measurement (default 300, quick 60)")
-    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--concurrency", type=int, default=8, help="client connections (default 8)")
     p.add_argument("--no-influx", action="store_true", help="skip the InfluxDB part")
     args = p.parse_args(argv)
     n = args.batches or (60 if args.quick else 300)
@@ -169,14 +180,18 @@ def main(argv: list[str] | None = None) -> int:
                                  "concurrency": args.concurrency, "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as d:
         tmp = Path(d)
+        load = os.getloadavg()[0]
+        print(f"load average {load:.1f} on {os.cpu_count()} CPUs (figures scale down with other load)")
         raw = raw_duckdb(tmp / "raw.duckdb", frames)
         print(f"duckdb bare Arrow insert (1 tx per 1000-sample batch): {raw:,.0f} samples/s")
-        rate, p50, p99 = asyncio.run(bench_through_ingest(
+        rate, p50, p99, cpu_us = asyncio.run(bench_through_ingest(
             tmp, "duck", "duckdb", bodies, lat_bodies, args.concurrency))
         print(f"duckdb through ingest: {rate:,.0f} samples/s (ratio {rate / raw:.2f} of bare insert); "
+              f"server CPU {cpu_us:.2f} µs/sample (= {1e6 / cpu_us:,.0f} samples per CPU-second); "
               f"latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms")
-        result.update(duckdb_samples_per_s=round(rate), duckdb_raw_samples_per_s=round(raw),
-                      duckdb_ratio=round(rate / raw, 3), duckdb_target_samples_per_s=150_000,
+        result.update(load_avg=round(load, 1), duckdb_samples_per_s=round(rate),
+                      duckdb_raw_samples_per_s=round(raw), duckdb_ratio=round(rate / raw, 3),
+                      duckdb_target_samples_per_s=150_000, duckdb_server_cpu_us_per_sample=round(cpu_us, 3),
                       duckdb_p50_ms=round(p50, 2), duckdb_p99_ms=round(p99, 2))
         if not args.no_influx:
             result.update(asyncio.run(_influx_part(tmp, main_batches, bodies, lat_bodies, frames,
@@ -199,12 +214,13 @@ async def _influx_part(tmp: Path, batches: list[Batch], bodies: list[bytes], lat
         elapsed = await closed_loop(f"{server.url}/write", lp[5:], concurrency, {}, params, expect=204)
         direct = (len(lp) - 5) * BATCH / elapsed
         print(f"influxd direct line-protocol writes: {direct:,.0f} samples/s")
-        rate, p50, p99 = await bench_through_ingest(tmp, "influx", "influxdb", bodies, lat_bodies,
-                                                    concurrency, server.url)
+        rate, p50, p99, cpu_us = await bench_through_ingest(tmp, "influx", "influxdb", bodies, lat_bodies,
+                                                            concurrency, server.url)
         print(f"influxdb through ingest: {rate:,.0f} samples/s (ratio {rate / direct:.2f} of direct); "
-              f"latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms")
+              f"ingest CPU {cpu_us:.2f} µs/sample; latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms")
         return {"influx_samples_per_s": round(rate), "influx_direct_samples_per_s": round(direct),
                 "influx_ratio": round(rate / direct, 3), "target_influx_ratio": 0.8,
+                "influx_server_cpu_us_per_sample": round(cpu_us, 3),
                 "influx_p50_ms": round(p50, 2), "influx_p99_ms": round(p99, 2)}
     finally:
         server.kill()
