@@ -89,10 +89,13 @@ def run_server(settings: Settings, *, store: Store | None = None, port: int | No
 class IngestProcess:
     """``python -m ingest serve --config <file>`` on a free port, as a real subprocess."""
 
-    def __init__(self, config_path: Path, *, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, config_path: Path, *, port: int | None = None, log_path: Path | None = None,
+                 scheme: str = "http", verify: str | bool = True) -> None:
+        """``scheme="https"`` when the config has ``[tls]``; ``verify`` is the CA/cert file to trust."""
         self.config_path = config_path
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.verify = verify
         self.log_path = log_path or config_path.with_suffix(".log")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -110,7 +113,7 @@ class IngestProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ingest exited; log:\n{self.log_path.read_text()[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", timeout=1, verify=self.verify).status_code == 200:
                     return
             time.sleep(0.1)
         self.kill()
