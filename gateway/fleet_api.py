@@ -92,12 +92,12 @@ def fleet_router(get_store: Callable[[Request], Store], *, stale_after_s: float 
                  dependencies: Sequence[DependsParam] = ()) -> APIRouter:
     """The router serving ``GET /api/v1/agents`` (see the module docstring)."""
     router = APIRouter(prefix="/api/v1", tags=["fleet"], dependencies=list(dependencies))
-    StoreDep = Annotated[Store, Depends(get_store)]
+    store_dep = Depends(get_store)  # a default, not an annotation: annotations are strings here
 
     @router.get("/agents", response_model=list[FleetNode],
                 responses={503: {"description": "store unavailable"}})
     async def list_agents(
-        store: StoreDep,
+        store: Store = store_dep,
         site: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")] = None,
         kind: Annotated[Kind | None, Query(description="agents or gateways; both when absent")] = None,
         stale_after_s: Annotated[float | None, Query(gt=0)] = stale_after_s,

@@ -63,13 +63,13 @@ def _batch(agent: str, i: int, samples: list[Sample]) -> Batch:
 
 def write_config(path: Path, *, broker_port: int, ingest_url: str, gateway_id: str = "gw-1",
                  site: str = "plant", health_port: int = 0, extra: str = "", concurrency: int = 4,
-                 gzip: bool = True) -> Path:
+                 gzip: bool = True, fleet_report_s: float = 3600) -> Path:
     """A gateway TOML in ``path`` (buffer and dead-letter file beside it)."""
     work = path.parent
     path.write_text(f'''id = "{gateway_id}"
 site = "{site}"
 deadletter_path = "{work / (gateway_id + '-deadletter.jsonl')}"
-fleet_report_s = 3600
+fleet_report_s = {fleet_report_s}
 {extra}
 [broker]
 host = "127.0.0.1"

@@ -74,10 +74,12 @@ def gateway_factory(tmp_path: Path, mosquitto: Mosquitto, ingest: Ingest) -> Ite
     """``make(gateway_id="gw-1", extra="")`` writes a config and starts ``python -m gateway``."""
     procs: list[GatewayProcess] = []
 
-    def make(gateway_id: str = "gw-1", extra: str = "", start: bool = True) -> GatewayProcess:
+    def make(gateway_id: str = "gw-1", extra: str = "", start: bool = True,
+             fleet_report_s: float = 3600) -> GatewayProcess:
         port = free_port()
         cfg = write_config(tmp_path / f"{gateway_id}.toml", broker_port=mosquitto.port, ingest_url=ingest.url,
-                           gateway_id=gateway_id, health_port=port, extra=extra)
+                           gateway_id=gateway_id, health_port=port, extra=extra,
+                           fleet_report_s=fleet_report_s)
         proc = GatewayProcess(cfg, port)
         procs.append(proc)
         if start:
