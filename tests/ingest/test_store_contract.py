@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -169,3 +170,16 @@ async def test_events_upsert_by_id_and_query(store: Store) -> None:
     assert {e.id for e in later} == {e2.id, e3.id}
     before = await store.query_events(EventQuery(end=T0 + timedelta(minutes=1)))
     assert {e.id for e in before} == {e1.id, e3.id}
+
+
+async def test_dedup_records_are_bounded(store: Store) -> None:
+    frame = SampleFrame.from_samples([sample(M1, "power_kw", 0, 1.0)])
+    for i in range(3):
+        await store.write(frame, BatchKey("agent-7", f"b-{i}"))
+        await asyncio.sleep(0.01)  # distinct receive times
+    await store.prune_dedup(timedelta(days=7), max_entries=2)
+    assert await store.seen(BatchKey("agent-7", "b-0")) is None  # the oldest is forgotten
+    assert await store.seen(BatchKey("agent-7", "b-1")) is not None
+    assert await store.seen(BatchKey("agent-7", "b-2")) is not None
+    await store.prune_dedup(timedelta(microseconds=1), max_entries=100)  # by age: all gone
+    assert await store.seen(BatchKey("agent-7", "b-2")) is None

@@ -65,7 +65,9 @@ class InfluxStore:
         self.measurement = settings.measurement
         self._client: httpx.AsyncClient | None = None
         self._keys: dict[tuple[str, str], str] = {}
-        self._seen: OrderedDict[BatchKey, int] = OrderedDict()
+        self._seen: OrderedDict[BatchKey, tuple[int, int]] = OrderedDict()
+        """key -> (accepted, recorded at µs since the epoch), oldest first."""
+        self._loaded = False
         self._marks: list[str] = []
         self._last_mark_ns = 0
         self._dedup_window = dedup_window
@@ -93,7 +95,6 @@ class InfluxStore:
             await self._load_dedup()
         except StoreUnavailable as exc:
             log.warning("InfluxDB unreachable at start, dedup records not loaded yet: %s", exc)
-            self._loaded = False
         self._flusher = asyncio.create_task(self._flush_loop())
         return self
 
@@ -165,20 +166,20 @@ class InfluxStore:
             'GROUP BY "producer"')
         for s in rows:
             producer = s["tags"]["producer"]
-            for _t, batch_id, accepted in s["values"]:
-                self._remember(BatchKey(producer, batch_id), int(accepted))
+            for t_us, batch_id, accepted in sorted(s["values"]):
+                self._remember(BatchKey(producer, batch_id), int(accepted), int(t_us))
         self._loaded = True
 
-    def _remember(self, key: BatchKey, accepted: int) -> None:
-        self._seen[key] = accepted
+    def _remember(self, key: BatchKey, accepted: int, t_us: int) -> None:
+        self._seen[key] = (accepted, t_us)
         while len(self._seen) > self._dedup_max:
             self._seen.popitem(last=False)
 
     async def seen(self, key: BatchKey) -> WriteResult | None:
-        if not getattr(self, "_loaded", False):
+        if not self._loaded:
             await self._load_dedup()
-        accepted = self._seen.get(key)
-        return None if accepted is None else WriteResult(accepted, duplicate=True)
+        entry = self._seen.get(key)
+        return None if entry is None else WriteResult(entry[0], duplicate=True)
 
     async def write(self, frame: SampleFrame, key: BatchKey | None = None) -> WriteResult:
         """Queue ``frame`` for the next group write; returns after InfluxDB answered 204 for it.
@@ -243,9 +244,9 @@ class InfluxStore:
 
     def _record(self, key: BatchKey, accepted: int) -> None:
         """Remember ``key`` (after its 204) and queue its persistent dedup record."""
-        self._remember(key, accepted)
         now = max(time.time_ns() // 1000, self._last_mark_ns + 1)
         self._last_mark_ns = now
+        self._remember(key, accepted, now)
         self._marks.append(f"{BATCHES},producer={key.producer} batch_id={field_str(key.batch_id)},"
                            f"accepted={accepted}i {now}")
 
@@ -272,10 +273,11 @@ class InfluxStore:
         await self.influxql(f'DELETE FROM "{self.measurement}" WHERE time < {cutoff_ns}', write=True)
 
     async def prune_dedup(self, max_age: timedelta, max_entries: int) -> None:
-        cutoff = to_us(datetime.now(UTC) - max_age) * 1000
-        await self.influxql(f'DELETE FROM "{BATCHES}" WHERE time < {cutoff}', write=True)
-        while len(self._seen) > max_entries:
-            self._seen.popitem(last=False)
+        cutoff_us = to_us(datetime.now(UTC) - max_age)
+        await self.influxql(f'DELETE FROM "{BATCHES}" WHERE time < {cutoff_us * 1000}', write=True)
+        seen = self._seen
+        while seen and (len(seen) > max_entries or next(iter(seen.values()))[1] < cutoff_us):
+            seen.popitem(last=False)
 
     # ---- reads ------------------------------------------------------------------------------
 
