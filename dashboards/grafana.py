@@ -169,6 +169,7 @@ class Annotation:
     tags_column: str = "rule"
 
     def to_json(self) -> dict[str, Any]:
+        """Both shapes Grafana reads: the legacy top-level ``query`` and the 10.x+ ``target``."""
         return {
             "name": self.name,
             "datasource": dict(DATASOURCE),
@@ -177,6 +178,8 @@ class Annotation:
             "query": self.query,
             "textColumn": self.text_column,
             "tagsColumn": self.tags_column,
+            "target": {"refId": "Anno", "rawQuery": True, "query": self.query, "fromAnnotations": True,
+                       "textColumn": self.text_column, "tagsColumn": self.tags_column},
         }
 
 
