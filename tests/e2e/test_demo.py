@@ -45,7 +45,7 @@ def _wait(cond: Any, timeout: float, what: str) -> Any:
 
 def _kpis(url: str) -> dict[str, Any] | None:
     try:
-        cat = httpx.get(f"{url}/api/v1/catalogue", timeout=5).json()
+        cat: dict[str, Any] = httpx.get(f"{url}/api/v1/catalogue", timeout=5).json()
     except httpx.HTTPError:
         return None
     seen = [s["last_seen"] for s in cat.get("signals", []) if s["signal"] == "state"]
