@@ -83,7 +83,7 @@ class UnsIntake:
 
     async def run(self, sink: Sink) -> None:
         """One connection (see :class:`gateway.mqtt.BrokerSession`); ``ConnectionLost`` when it drops."""
-        self._sink = sink
+        self.bind(sink)
         self._runs += 1
         if self._runs > 1:
             self.stats.reconnects += 1
@@ -92,6 +92,10 @@ class UnsIntake:
             await self.session.run(self.handle)
         finally:
             self.stats.connected = False
+
+    def bind(self, sink: Sink) -> None:
+        """Where :meth:`handle` commits frames (``run`` binds the sink it is given)."""
+        self._sink = sink
 
     def handle(self, msg: Message) -> None:
         """Route one message (see the module docstring); called on the event loop."""

@@ -1,0 +1,142 @@
+"""Intake boundaries: every message is committed as a frame or refused with a reason, then acked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+
+from edge_agent.buffer import SqliteBuffer
+from edge_agent.deadletter import DeadLetter
+from gateway.config import GatewayConfig
+from gateway.fleet import FleetState
+from gateway.frames import FrameReader
+from gateway.intake import UnsIntake
+from gateway.mqtt import Message
+from gateway.testing import simulated_batches
+from zhizao import topics, wire
+
+
+@dataclass
+class Acks:
+    mids: list[int] = field(default_factory=list)
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.mids.append(mid)
+
+
+def _config(tmp_path: Path, **broker: object) -> GatewayConfig:
+    return GatewayConfig.model_validate({
+        "id": "gw-1", "site": "plant", "deadletter_path": str(tmp_path / "dl.jsonl"),
+        "broker": {"host": "127.0.0.1", **broker}, "uplink": {"http": {"url": "http://127.0.0.1:1"}},
+        "buffer": {"path": str(tmp_path / "b.sqlite"), "commit_interval_s": 0.001}})
+
+
+@pytest.fixture
+def acks() -> Acks:
+    return Acks()
+
+
+def _msg(acks: Acks, topic: str, payload: bytes, mid: int) -> Message:
+    return Message(topic, payload, False, False, acks, mid, 1)  # type: ignore[arg-type]
+
+
+async def _run(intake: UnsIntake, buf: SqliteBuffer, messages: list[Message]) -> None:
+    intake.bind(buf)
+    for m in messages:
+        intake.handle(m)
+    await buf.flush()
+
+
+async def test_refused_messages_are_dead_lettered_with_the_reason_and_acked(
+    tmp_path: Path, acks: Acks
+) -> None:
+    cfg = _config(tmp_path)
+    dl = DeadLetter(cfg.deadletter_path)
+    intake = UnsIntake(cfg, dl, FleetState())
+    good = simulated_batches(20, n_agents=1)["agent-0"][0]
+    doc = wire.batch_to_dict(good)
+    doc["samples"][0]["ts"] = "yesterday"
+    data = topics.data_topic(good.samples[0].asset)
+    async with cfg.buffer.build("gw-1") as buf:
+        await _run(intake, buf, [
+            _msg(acks, data, b"{not json", 1),
+            _msg(acks, data, orjson.dumps(doc), 2),
+            _msg(acks, topics.status_topic("agent-9"), b'{"status": "sleeping"}', 3),
+            _msg(acks, "vendor/x/telemetry", b"{}", 4),
+            _msg(acks, topics.status_topic("agent-9"), b"", 5),  # cleared retained status
+        ])
+        reader = FrameReader(buf)
+        forwarded = await reader.take(0, 0.0)
+    assert sorted(acks.mids) == [1, 2, 3, 4, 5]
+    kinds = {(r["kind"], r["reason"].split(":")[0]) for r in dl.read()}
+    assert kinds == {("gateway_batch", "invalid batch"), ("gateway_sample", "ts"),
+                     ("gateway_status", "status"), ("mqtt_payload", "no mapping for this topic")}
+    assert forwarded is not None
+    assert (forwarded.producer, forwarded.batch_id) == (good.producer, good.batch_id)
+    assert forwarded.samples == good.samples[1:]
+    assert intake.stats.bad_payloads == 4
+
+
+async def test_raw_vendor_topics_go_through_the_agents_payload_mappings(tmp_path: Path, acks: Acks) -> None:
+    cfg = _config(tmp_path, mappings=[{
+        "name": "acme", "topic": "acme/+line/+machine/telemetry", "asset": "plant/a1/{line}/{machine}",
+        "timestamp": {"field": "ts", "format": "epoch_ms"},
+        "values": {"layout": "object", "path": "metrics", "value_field": "value", "unit_field": "unit"}}])
+    intake = UnsIntake(cfg, DeadLetter(cfg.deadletter_path), FleetState())
+    assert intake.filters == ["$share/zhizao-gateways/zhizao/v1/+/+/+/+", "zhizao/v1/agents/+/status",
+                              "$share/zhizao-gateways/acme/+/+/telemetry"]
+    payload = orjson.dumps({"ts": 1795392000250, "metrics": {"melt_temp": {"value": 231.5, "unit": "degC"}}})
+    async with cfg.buffer.build("gw-1") as buf:
+        await _run(intake, buf, [_msg(acks, "acme/line2/imm-3/telemetry", payload, 1)])
+        b = await FrameReader(buf).take(0, 0.0)
+    assert acks.mids == [1]
+    assert b is not None and b.producer == "gw-1"
+    assert [(str(s.asset), s.signal, s.value, s.unit) for s in b.samples] == [
+        ("plant/a1/line2/imm-3", "melt_temp", 231.5, "degC")]
+
+
+async def test_status_batches_have_a_deterministic_identity(tmp_path: Path, acks: Acks) -> None:
+    cfg = _config(tmp_path)
+    fleet = FleetState()
+    intake = UnsIntake(cfg, DeadLetter(cfg.deadletter_path), fleet)
+    birth = orjson.dumps({"agent": "agent-3", "status": "online", "ts": 1.0, "version": "1.2",
+                          "config_hash": "ab12", "backlog_samples": 12, "backlog_age_s": 0.5})
+    topic = topics.status_topic("agent-3")
+    async with cfg.buffer.build("gw-1") as buf:
+        await _run(intake, buf, [_msg(acks, topic, birth, 1), _msg(acks, topic, birth, 2)])
+        reader = FrameReader(buf)
+        first, second = await reader.take(0, 0.0), await reader.take(0, 0.0)
+    assert first is not None and second is not None
+    assert (first.producer, first.batch_id) == (second.producer, second.batch_id)  # ingest stores it once
+    assert first.producer == "fleet.agent-3"
+    values = {s.signal: s.value for s in first.samples}
+    assert values == {"fleet.up": 1, "fleet.backlog_samples": 12, "fleet.backlog_age_s": 0.5,
+                      "fleet.version": "1.2", "fleet.config_hash": "ab12"}
+    assert {str(s.asset) for s in first.samples} == {"plant/fleet/agents/agent-3"}
+    assert fleet.to_list()[0]["state"] == "online"
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    from gateway.cli import main
+
+    bad = tmp_path / "gw.toml"
+    bad.write_text('id = "gw 1"\nsite = "plant"\n[broker]\nport = 1883\nshare_grup = "x"\n'
+                   '[uplink.http]\nurl = "ftp://x"\n')
+    assert main(["--config", str(bad), "--check"]) == 2
+    from gateway.config import load
+    from zhizao.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load(bad)
+    keys = {k for k, _ in info.value.problems}
+    assert keys == {"id", "broker.host", "broker.share_grup", "uplink.http.url"}
+
+
+def test_sample_config_is_valid() -> None:
+    from gateway.cli import main
+    from gateway.testing import REPO
+
+    assert main(["--config", str(REPO / "gateway" / "sample-gateway.toml"), "--check"]) == 0
