@@ -51,3 +51,14 @@ def _variables(doc: dict[str, object]) -> set[str]:
     templating = doc.get("templating")
     assert isinstance(templating, dict)
     return {str(v["name"]) for v in templating["list"]}
+
+
+def test_check_command_runs_every_query(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    """``zhizao dashboards check --influx-url`` over the last hour: every query ok, exit 0."""
+    from dashboards.cli import main
+
+    argv = ["check", "--influx-url", stack.influx.url, "--hours", "1", "--var", "line=line1",
+            "--var", "machine=imm-1", "--var", "agent=agent-2"]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and out.count(" ok") >= 40
