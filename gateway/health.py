@@ -4,6 +4,8 @@
   when healthy, 503 otherwise. Unhealthy when the broker connection has been down for longer
   than ``stall_after_s``, or when the oldest buffered row is older than ``stall_after_s`` and
   nothing reached ingest for as long (forwarding stalled: ingest down, token refused ...).
+- ``GET /livez`` — 200 while the process serves requests (for liveness probes: restarting the
+  gateway does not bring ingest back, so liveness must not follow ``/healthz``).
 - ``GET /metrics`` — Prometheus text format (:mod:`gateway.metrics`).
 - ``GET /fleet`` — JSON list of the agents this gateway knows (:mod:`gateway.fleet`).
 
@@ -70,6 +72,8 @@ async def serve(gw: Gateway, host: str, port: int) -> AsyncIterator[int]:
             if path == "/healthz":
                 ok, doc = health(gw)
                 status, ctype, body = (200 if ok else 503), "application/json", orjson.dumps(doc)
+            elif path == "/livez":
+                status, ctype, body = 200, "application/json", b'{"status": "alive"}'
             elif path == "/metrics":
                 status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(registry)
             elif path == "/fleet":
