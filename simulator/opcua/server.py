@@ -44,6 +44,17 @@ _STATUS = {
 log = logging.getLogger(__name__)
 
 
+class _SharedDataValue(ua.DataValue):  # type: ignore[misc]
+    """A DataValue the server may share instead of deep-copying it for every monitored item.
+
+    asyncua deep-copies each written DataValue per monitored item "to prevent referencing the
+    inner value"; ours are built fresh for each write and never mutated, so sharing is safe and
+    saves about half the server's CPU per value change."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedDataValue:
+        return self
+
+
 def _unit_id(code: str) -> int:
     value = 0
     for ch in code:
@@ -193,7 +204,7 @@ class OpcUaServer:
         value_attr = ua.AttributeIds.Value
         for signal, value, quality in values:
             nid, vtype = nodes[signal]
-            dv = ua.DataValue(
+            dv = _SharedDataValue(
                 Value=ua.Variant(value, vtype),
                 StatusCode=_STATUS[quality],
                 SourceTimestamp=ts,
