@@ -5,7 +5,8 @@ stream never depends on other machines. :meth:`MachineSim.step` simulates the in
 ``[t, t + tick_s)`` of tick ``i`` and returns what the machine reports at ``t``:
 
 - ``state``/``state_reason``/``product`` and the part counters: the state during the interval and
-  the counters *after* any part completed in it; emitted on change and on every whole minute;
+  the counters *after* any part completed in it; emitted on change and every 60 simulated seconds
+  from the start;
 - process signals and ``power_kw`` every tick (``power_kw`` holds for the whole interval);
 - ``energy_kwh``: the integral of ``power_kw`` up to ``t`` (so it is exactly the step integral).
 """

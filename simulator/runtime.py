@@ -216,6 +216,7 @@ class SimulatorRuntime:
                 continue
             ahead = t0 + self.ticks_done * dt / self.speed - time.monotonic()
             if ahead > 0:
+                self.lag_s = 0.0
                 await asyncio.sleep(ahead)
             else:
                 self.lag_s = -ahead
