@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from analytics.kpi.config import load_kpi_config
 from edge_agent.config import load_agent_config
 from gateway.config import load as load_gateway_config
 from ingest.settings import load_settings
@@ -102,6 +103,10 @@ def test_component_configs_are_valid_and_commands_exist() -> None:
     assert settings.storage.backend == "influxdb" and settings.storage.influxdb.database == env[
         "ZHIZAO_INFLUX_DATABASE"]
     assert settings.host == "0.0.0.0" and settings.auth.enabled
+    kpi = settings.extensions.kpi_config
+    assert kpi is not None
+    kpi_cfg, plant = load_kpi_config(_mounted(ingest, kpi))  # its plant file sits next to it, mounted too
+    assert (_mounted(ingest, kpi).parent / kpi_cfg.plant) == _mounted(ingest, "/etc/zhizao/plant.toml")
     gw = load_gateway_config(_mounted(services["gateway"], "/etc/zhizao/gateway.toml"))
     assert gw.broker.host == "mosquitto" and gw.uplink.http.url == f"http://ingest:{settings.port}"
     assert str(gw.uplink.http.token_file).startswith("/secrets/")
@@ -113,6 +118,7 @@ def test_component_configs_are_valid_and_commands_exist() -> None:
     opcua = next(c for c in agent.connectors if c.type == "opcua")
     assert opcua.endpoint == f"opc.tcp://simulator:{args.opcua_port}/zhizao/sim"
     assert opcua.browse[0].pattern.startswith(f"Objects/{scenario.site}/")
+    assert {m.asset for m in plant.machines} == {str(a) for a, _ in scenario.machines()}
 
 
 def test_grafana_provisioning_matches_dashboards() -> None:
