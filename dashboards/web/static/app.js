@@ -21,7 +21,11 @@
     const headers = S.token ? {Authorization: `Bearer ${S.token}`} : {};
     const resp = await fetch(url, {headers});
     if (resp.status === 401) throw new Error("ingest needs a token: open this page once with ?token=<read token>");
-    if (!resp.ok) throw new Error(`${url.pathname}: HTTP ${resp.status}`);
+    if (!resp.ok) {
+      const err = new Error(`${url.pathname}: HTTP ${resp.status}`);
+      err.status = resp.status;
+      throw err;
+    }
     return resp.json();
   }
   const iso = ms => new Date(ms).toISOString();
@@ -68,7 +72,14 @@
     const hit = kpiCache[scope];
     if (hit && Date.now() - hit.at < S.cfg.kpi_refresh_s * 1000) return hit.value;
     const query = {scope, from: iso(end - S.cfg.kpi_lookback_h * 3600000), to: iso(end), group_by: "shift"};
-    const doc = await api(S.cfg.kpi_path, query);
+    let doc;
+    try {
+      doc = await api(S.cfg.kpi_path, query);
+    } catch (err) {
+      // No KPI router mounted (ingest without a plant file): everything else still works.
+      if (err.status !== 404) throw err;
+      return {window: null, machines: {}, lines: {}, query, missing: true};
+    }
     const w = doc.windows && doc.windows.length ? doc.windows[doc.windows.length - 1] : null;
     const machines = {}, lines = {};
     if (w) {
@@ -151,6 +162,8 @@
     const chartOpts = {start: t.start, end: t.end, name: s => s.asset.split("/").pop()};
     return h("div", {class: "overview", ...kpiAttrs(k)},
       h("h1", {}, line, t.replay ? h("small", {class: "muted"}, ` · data up to ${new Date(t.end).toLocaleString()}`) : null),
+      k.missing ? h("p", {class: "muted", "data-field": "kpi-missing"},
+        `No KPIs: ${S.cfg.kpi_path} is not mounted (give ingest a KPI config with the plant file).`) : null,
       tiles, table,
       h("div", {class: "cols"},
         h("section", {}, h("h2", {}, `Power, last ${S.cfg.span_min} min (kW)`), toChart(power.series, {...chartOpts, min: 0})),

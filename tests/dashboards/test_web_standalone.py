@@ -1,5 +1,5 @@
-"""The web dashboard against an ingest that requires tokens: without one the page says what to do;
-opened once with ``?token=`` it works and remembers the token."""
+"""The web dashboard on small DuckDB-backed ingests: one that requires tokens (without one the page
+says what to do; opened once with ``?token=`` it works and remembers it), one without the KPI router."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from dashboards.web import web_router
+from ingest.app import create_app
 from ingest.auth import Scope
 from ingest.testing import create_token, server_settings
 from simulator.engine import generate
@@ -44,3 +46,21 @@ def test_page_asks_for_a_token_then_remembers_it(tmp_path: Path, browser: webdri
         WebDriverWait(browser, 20).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-machine^='plant1/a1/line1/']"))
         assert "live" in _status(browser)
+
+
+def test_without_the_kpi_router_the_rest_still_works(tmp_path: Path, browser: webdriver.Chrome) -> None:
+    settings = server_settings(tmp_path)
+    sc = scenario(now_s(), MINUTES)
+    app = create_app(settings)
+    app.include_router(web_router())
+    with serve(app) as url:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            post_samples(client, list(generate(sc, 7, MINUTES * 60)), "sim")
+        browser.get(f"{url}/#/line/plant1/a1/line1")
+        WebDriverWait(browser, 20).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "[data-field=kpi-missing]"))
+        states = browser.execute_script(  # one read: the page re-renders on every poll
+            "return [...document.querySelectorAll('tr[data-machine] [data-field=state]')]"
+            ".map(e => e.dataset.value)")
+        assert len(states) == 5 and "live" in _status(browser)
+        assert set(states) <= {"running", "idle", "setup", "down", "off"}
