@@ -12,7 +12,8 @@ key                 required   meaning
 ``site``            no         the agent's site (default: the gateway's ``site``)
 ``version``         no         the agent's software version
 ``config_hash``     no         hash of the agent's effective configuration
-``backlog_samples`` no         samples waiting in the agent's buffer
+``backlog_samples`` no         samples waiting in the agent's buffer (``backlog`` accepted too,
+                               as ``edge_agent`` sends it)
 ``backlog_age_s``   no         age in s of the oldest of them
 ``agent``, ``ts``   no         ignored (the topic names the agent; the gateway's clock dates it)
 =================== ========== ===========================================================
@@ -100,7 +101,7 @@ def parse_status(agent_id: str, payload: bytes, default_site: str) -> AgentState
                 raise StatusError(f"{key}: must be a string of at most 256 characters")
             setattr(out, key, value)
     for key in ("backlog_samples", "backlog_age_s"):
-        value = doc.get(key)
+        value = doc.get(key, doc.get("backlog") if key == "backlog_samples" else None)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise StatusError(f"{key}: must be a number >= 0, got {value!r}")
