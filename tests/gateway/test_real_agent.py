@@ -25,7 +25,8 @@ async def _until(predicate: Callable[[], bool], limit: float, what: str) -> None
 
 def _agent_status(ingest: Ingest) -> dict[str, Any]:
     nodes = httpx.get(f"{ingest.url}/api/v1/agents", params={"kind": "agents"}, timeout=5).json()
-    return {n["id"]: n for n in nodes}.get("agent-r", {})
+    found: dict[str, Any] = {n["id"]: n for n in nodes}.get("agent-r", {})
+    return found
 
 
 async def test_real_agent_mqtt_uplink_through_the_gateway_exactly_once(
