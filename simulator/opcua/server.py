@@ -153,7 +153,13 @@ class OpcUaServer:
         if not sec.trust_dir.is_dir():
             raise SecurityError(f"trust folder {sec.trust_dir} does not exist")
         store = TrustStore([sec.trust_dir], [])
-        await store.load()
+        try:
+            await store.load()
+        except ValueError as exc:  # asyncua: "can't create an empty store", unreadable certificates
+            raise SecurityError(
+                f"trust folder {sec.trust_dir}: {exc} — put the certificates (DER or PEM) of the clients "
+                "allowed to connect there; without any, no client could connect"
+            ) from exc
         validator = CertificateValidator(
             CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store
         )

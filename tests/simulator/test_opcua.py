@@ -16,6 +16,7 @@ from simulator.engine import signal_units
 from simulator.opcua import NAMESPACE_URI, OpcUaSecurity, ensure_certificate
 from simulator.runtime import SimulatorRuntime
 from tests.support.ports import free_port
+from zhizao.errors import SecurityError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -145,3 +146,12 @@ async def test_no_fake_initial_values_and_the_clock_waits_for_start() -> None:
             assert after.StatusCode.is_good() and isinstance(after.Value.Value, float)
     assert sim.ticks_done == 30
     assert sim.served[0].ts == sc.start
+
+
+async def test_security_with_an_empty_trust_folder_is_a_clear_error(tmp_path: Path) -> None:
+    sc = load_scenario(EXAMPLES / "compact.yaml")
+    (tmp_path / "trusted").mkdir()
+    security = OpcUaSecurity(cert_dir=tmp_path / "server", trust_dir=tmp_path / "trusted")
+    with pytest.raises(SecurityError, match="trusted"):
+        async with SimulatorRuntime(sc, opcua_port=0, duration_s=10, security=security):
+            pass
