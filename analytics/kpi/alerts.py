@@ -74,7 +74,7 @@ class KpiAlerter:
         """Evaluate every rule at ``now``; returns the events to emit."""
         out: list[Event] = []
         for rule in self.rules:
-            scope = rule.scope.split("/")[0] if rule.scope else _site(plant)
+            scope = rule.scope or _site(plant)
             report = await kpi_report(store, plant, cfg, scope, start=now - timedelta(seconds=rule.window_s),
                                       end=now, group_by=GroupBy.MACHINE)
             out += self.observe_report(rule, report, now)

@@ -58,7 +58,7 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
             "lines": [{"line": ln, **derive(lt, currency),
                        "peak_kw": summed_peak_kw([p for a, p in prepared.items() if _line_of(a) == ln], w)}
                       for ln, lt in sorted(lines.items())],
-            "total": derive(total, currency),
+            "total": {**derive(total, currency), "peak_kw": summed_peak_kw(list(prepared.values()), w)},
         })
     return {"scope": scope, "group_by": group_by.value, "windows": out_windows}
 

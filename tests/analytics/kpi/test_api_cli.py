@@ -122,3 +122,19 @@ def test_cli_errors(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exc:
         main(["--duckdb", str(db), "--plant", str(bad), "--scope", "p", "--from", "yesterday", "--to", TO])
     assert exc.value.code == 2
+
+
+async def test_kpi_alerter_over_a_store(db: Path) -> None:
+    """OEE of the hand-made hour is 0.117: a rule 'oee < 0.6 over the last hour' opens an event
+    (the window ends at 07:00); a rule on idle-energy share above 90 % stays quiet."""
+    from analytics.events import ThresholdRule
+    from analytics.kpi.alerts import KpiAlerter
+
+    rules = [ThresholdRule(name="oee-low", kpi="oee", op="<", threshold=0.6, scope="p/a/l"),
+             ThresholdRule(name="idle-high", kpi="idle_energy_share_ratio", op=">", threshold=0.9)]
+    al = KpiAlerter(rules)
+    async with DuckDBStore(str(db)) as store:
+        events = await al.evaluate(store, PLANT, KpiConfig(), T0 + timedelta(hours=1))
+    assert [(e.rule, e.asset, e.state.value) for e in events] == [("oee-low", "p/a/l/m1", "open")]
+    assert events[0].value is not None and abs(events[0].value - 0.8 * (400 / 2400) * (35 / 40)) < 1e-9
+    assert events[0].details["window_start"] == FROM
