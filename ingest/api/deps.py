@@ -6,6 +6,8 @@ request is refused (401/403) before any body validation and writes nothing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -48,6 +50,12 @@ def _token_of(request: Request) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() in ("bearer", "token") and value.strip():
         return value.strip()
+    if scheme.lower() == "basic" and value.strip():  # InfluxDB 1.x clients: user:<token>
+        try:
+            _, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or None
     # InfluxDB 1.x clients put the password (our token) in the query string
     return request.query_params.get("p") or None
 

@@ -69,6 +69,11 @@ def test_telegraf_style_write_becomes_queryable_samples(tmp_path: Path) -> None:
         assert r.status_code == 204, r.text
         latest = c.get("/api/v1/latest", headers=auth, params={"asset": "plant/a1/line1/cnc-3"}).json()
         assert latest["values"][0]["value"] == 20.5
+        # v1 clients with basic auth (Telegraf outputs.influxdb: username + password = token)
+        r = c.post("/write", params={"db": "zhizao", "precision": "s"}, auth=("telegraf", token),
+                   content=b"telemetry,site=plant,area=a1,line=line1,machine=cnc-3 temp=21.5 1795420801")
+        assert r.status_code == 204, r.text
+        assert_problem(c.post("/write", auth=("telegraf", "wrong"), content=b"x"), 401)
         # a partial write stores the good lines and names the bad ones
         r = c.post("/api/v2/write", headers={"Authorization": f"Token {token}"},
                    content=b"telemetry,site=plant,area=a1,line=line1,machine=cnc-4 x=1 1\nnonsense\n")
