@@ -107,19 +107,41 @@ def _matrix(samples: list[Sample], start: datetime) -> dict[str, tuple[list[str]
     return out
 
 
-def anomaly_scores(matrices: dict[str, tuple[list[str], np.ndarray]], start: datetime
-                   ) -> tuple[list[Sample], list[Event]]:
-    """Per machine: fit on the first third, score every second after it; an episode for the faulty
-    machine once its vote flag is up, with the mean contributions over the flagged rows."""
+def running_mask(samples: list[Sample], start: datetime) -> dict[str, np.ndarray]:
+    """Per machine, per second: was it running (its last ``state`` sample)."""
+    n = MINUTES * 60
+    t0 = int(start.timestamp())
+    changes: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    for s in samples:
+        if s.signal == signals.STATE:
+            changes[str(s.asset)].append((int(s.ts.timestamp()) - t0, s.value == "running"))
+    out: dict[str, np.ndarray] = {}
+    for asset, points in changes.items():
+        mask = np.zeros(n, bool)
+        for k, running in sorted(points):
+            mask[max(k, 0):] = running
+        out[asset] = mask
+    return out
+
+
+def anomaly_scores(matrices: dict[str, tuple[list[str], np.ndarray]], running: dict[str, np.ndarray],
+                   start: datetime) -> tuple[list[Sample], list[Event]]:
+    """Per machine, on its running seconds only (idle and down are other regimes): fit on those of
+    the first third, score those after it; an episode for the faulty machine once its vote flag is
+    up, with the mean contributions over the flagged rows."""
     out: list[Sample] = []
     events: list[Event] = []
     train = MINUTES * 60 // 3
-    for asset, (names, X) in matrices.items():
-        model = AnomalyModel().fit(X[:train], names)
-        scored = model.stream().push(X[train:], with_contributions=True)
+    for asset, (names, all_rows) in matrices.items():
+        rows = np.flatnonzero(running.get(asset, np.ones(len(all_rows), bool)))
+        fit_rows, score_rows = rows[rows < train], rows[rows >= train]
+        if len(fit_rows) < 60 or not len(score_rows):
+            continue
+        model = AnomalyModel().fit(all_rows[fit_rows], names)
+        scored = model.stream().push(all_rows[score_rows], with_contributions=True)
         path = AssetPath.parse(asset)
         for k in range(0, len(scored.score), 5):
-            ts = start + timedelta(seconds=train + k)
+            ts = start + timedelta(seconds=int(score_rows[k]))
             out.append(Sample(path, signals.ANOMALY_SCORE, ts, round(float(scored.score[k]), 4)))
         flagged = np.flatnonzero(scored.flag)
         if asset == FAULTY and len(flagged) and scored.contributions is not None:
@@ -129,9 +151,9 @@ def anomaly_scores(matrices: dict[str, tuple[list[str], np.ndarray]], start: dat
                 per_signal[next(c for c in names if f.startswith(c))] += float(w)
             top = sorted(per_signal.items(), key=lambda kv: -kv[1])[:3]
             events.append(Event(
-                id=f"anomaly:{asset}:{int(start.timestamp()) + train + int(flagged[0])}",
+                id=f"anomaly:{asset}:{int(start.timestamp()) + int(score_rows[flagged[0]])}",
                 source=EventSource.ANOMALY, rule="robust_z", asset=asset, severity=Severity.CRITICAL,
-                start=start + timedelta(seconds=train + int(flagged[0])),
+                start=start + timedelta(seconds=int(score_rows[flagged[0]])),
                 value=float(scored.score[-1]), peak=float(scored.score[flagged].max()), threshold=0.5,
                 message="process signals far from normal operation",
                 contributors=[Contributor(signal=s, weight=round(w, 4)) for s, w in top]))
@@ -230,7 +252,7 @@ def fill(client: httpx.Client, sc: Scenario, workdir: Path) -> Filled:
     post_samples(client, [s for s in samples if s.asset.line != "line2"], "sim-offline")
     asyncio.run(through_agent(str(client.base_url), line2, workdir))
     matrices = _matrix(samples, start)
-    scores, events = anomaly_scores(matrices, start)
+    scores, events = anomaly_scores(matrices, running_mask(samples, start), start)
     post_samples(client, scores + scrap_probabilities(samples, matrices, start), "analytics-test")
     fleet, agents = fleet_samples(start, end)
     post_samples(client, fleet, "fleet-test")
