@@ -17,9 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge_agent.buffer import SqliteBuffer
+import orjson
+
+from edge_agent.buffer import EncodedBatch, SqliteBuffer
 from edge_agent.deadletter import DeadLetter
-from edge_agent.uplinks.base import Uplink
+from edge_agent.uplinks.base import EncodedUplink, Uplink
 from zhizao import wire
 from zhizao.backoff import Backoff
 from zhizao.errors import PartialWrite, Rejected, Unavailable
@@ -62,22 +64,54 @@ class Forwarder:
         self.backoff = backoff or Backoff(initial=0.5, cap=30.0)
         self.stats = ForwarderStats()
         self.observe_latency: Callable[[float], None] | None = None
+        self._encoded = uplink if isinstance(uplink, EncodedUplink) else None
 
     async def run(self) -> None:
-        """Forward until cancelled."""
-        while True:
-            batch = await self.buffer.take(self.max_items, self.linger)
-            if batch is None:
-                continue
-            await self.deliver(batch)
+        """Forward until cancelled. The next batch is read from the buffer, and the previous one
+        acked, while the current one is on the wire, so a backlog drains at wire speed. A batch is
+        acked only after the receiver acknowledged it; on cancellation the pending ack completes."""
+        prefetch = asyncio.create_task(self._take())
+        acking: asyncio.Task[None] | None = None
+        try:
+            while True:
+                batch = await prefetch
+                prefetch = asyncio.create_task(self._take())
+                if batch is not None:
+                    await self.deliver(batch, ack=False)
+                    if acking is not None:
+                        await acking
+                    acking = asyncio.create_task(self.buffer.ack(batch))  # overlaps the next send
+        finally:
+            if acking is not None:
+                await asyncio.shield(acking)
+            prefetch.cancel()
+            try:
+                left = await prefetch
+            except asyncio.CancelledError:
+                left = None
+            if left is not None:
+                self.buffer.release(left)
 
-    async def deliver(self, batch: Batch) -> None:
-        """Send one batch until the receiver has it (or refused it for good), then ack it."""
+    async def _take(self) -> Batch | EncodedBatch | None:
+        if self._encoded is not None:
+            return await self.buffer.take_encoded(self.max_items, self.linger)
+        return await self.buffer.take(self.max_items, self.linger)
+
+    async def _send(self, batch: Batch | EncodedBatch) -> None:
+        if isinstance(batch, EncodedBatch):
+            assert self._encoded is not None
+            await self._encoded.send_encoded(batch)
+        else:
+            await self.uplink.send(batch)
+
+    async def deliver(self, batch: Batch | EncodedBatch, *, ack: bool = True) -> None:
+        """Send one batch until the receiver has it (or refused it for good), then ack it in the
+        buffer (``ack=False``: the caller acks it)."""
         try:
             while True:
                 started = time.perf_counter()
                 try:
-                    await self.uplink.send(batch)
+                    await self._send(batch)
                 except Unavailable as exc:
                     delay = exc.retry_after if exc.retry_after is not None else self.backoff.next()
                     self.stats.retries += 1
@@ -107,9 +141,10 @@ class Forwarder:
         except BaseException:
             self.buffer.release(batch)
             raise
-        await self.buffer.ack(batch)
+        if ack:
+            await self.buffer.ack(batch)
 
-    def _sent(self, batch: Batch, accepted: int, started: float) -> None:
+    def _sent(self, batch: Batch | EncodedBatch, accepted: int, started: float) -> None:
         if not self.stats.up:
             log.info("uplink %s is back; resuming at batch %s", self.uplink.name, batch.batch_id)
         self.stats.up = True
@@ -121,16 +156,21 @@ class Forwarder:
             self.observe_latency(self.stats.last_latency_s)
         self.stats.last_success = time.time()
 
-    def _dead_letter(self, batch: Batch, rejected: dict[int, str]) -> None:
+    def _dead_letter(self, batch: Batch | EncodedBatch, rejected: dict[int, str]) -> None:
         for index, reason in sorted(rejected.items()):
-            sample = batch.samples[index] if 0 <= index < len(batch) else None
+            sample: object = None
+            if 0 <= index < len(batch):
+                if isinstance(batch, EncodedBatch):
+                    sample = orjson.loads(batch.rows[index])  # the row is the sample's wire JSON
+                else:
+                    sample = wire.sample_to_dict(batch.samples[index])
             self.deadletter.write(
                 "rejected_sample",
                 reason,
                 producer=batch.producer,
                 batch_id=batch.batch_id,
                 index=index,
-                sample=wire.sample_to_dict(sample) if sample is not None else None,
+                sample=sample,
             )
         self.stats.dead_lettered += len(rejected)
         log.warning(

@@ -5,7 +5,16 @@ for the contract.
 """
 
 from edge_agent.buffer.config import BufferConfig
+from edge_agent.buffer.encoded import EncodedBatch
 from edge_agent.buffer.sqlite import BufferCorrupt
 from edge_agent.buffer.store import BufferStats, Overflow, PutResult, SqliteBuffer
 
-__all__ = ["BufferConfig", "BufferCorrupt", "BufferStats", "Overflow", "PutResult", "SqliteBuffer"]
+__all__ = [
+    "BufferConfig",
+    "BufferCorrupt",
+    "BufferStats",
+    "EncodedBatch",
+    "Overflow",
+    "PutResult",
+    "SqliteBuffer",
+]

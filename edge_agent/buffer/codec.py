@@ -1,28 +1,36 @@
-"""Compact row encoding of one :class:`~zhizao.model.Sample` for the SQLite buffer.
+"""Row encoding of one :class:`~zhizao.model.Sample` in the SQLite buffer: its wire-format JSON.
 
-A row is the orjson array ``[asset, signal, ts_us, value, unit, quality]`` with ``ts_us`` the
-source timestamp in integer microseconds since the Unix epoch (UTC). Decoding re-validates
+A row is exactly the sample object of zhizao's wire format (:func:`zhizao.wire.sample_to_dict`,
+serialised with orjson), so a batch body for ingest is the rows joined (see
+:class:`~edge_agent.buffer.encoded.EncodedBatch`) with no per-sample work. Decoding re-validates
 through ``Sample`` so a damaged row is an error, never a wrong value.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import orjson
 
 from zhizao.model import AssetPath, Quality, Sample
+from zhizao.wire import parse_ts, sample_to_dict
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _QUALITIES: Final = {q.value: q for q in Quality}
 
 
 def encode_sample(s: Sample) -> bytes:
-    """The row bytes of ``s`` (see the module docstring)."""
-    delta = s.ts - _EPOCH
-    ts_us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return orjson.dumps([str(s.asset), s.signal, ts_us, s.value, s.unit, s.quality.value])
+    """The row bytes of ``s`` (its wire-format JSON object)."""
+    return orjson.dumps(sample_to_dict(s))
+
+
+def check_row(data: bytes) -> None:
+    """``ValueError`` unless ``data`` is a JSON object (cheap check before sending rows as they are)."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"undecodable buffer row: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError("damaged buffer row: not a JSON object")
 
 
 class SampleDecoder:
@@ -34,14 +42,15 @@ class SampleDecoder:
     def decode(self, data: bytes) -> Sample:
         """The sample of a row; ``ValueError`` when the row is damaged."""
         try:
-            asset_text, signal, ts_us, value, unit, quality = orjson.loads(data)
-        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-            raise ValueError(f"undecodable buffer row: {exc}") from exc
+            doc = orjson.loads(data)
+            asset_text, signal, ts_text, value = doc["asset"], doc["signal"], doc["ts"], doc["value"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"undecodable buffer row: {exc!r}") from exc
         asset = self._assets.get(asset_text)
         if asset is None:
             asset = AssetPath.parse(asset_text)
             self._assets[asset_text] = asset
-        if not isinstance(ts_us, int) or quality not in _QUALITIES:
+        quality = _QUALITIES.get(doc.get("quality", "good"))
+        if quality is None or not isinstance(ts_text, str):
             raise ValueError("damaged buffer row: bad timestamp or quality")
-        ts = _EPOCH + timedelta(microseconds=ts_us)
-        return Sample(asset, signal, ts, value, unit, _QUALITIES[quality])
+        return Sample(asset, signal, parse_ts(ts_text), value, doc.get("unit"), quality)

@@ -8,7 +8,8 @@ Contract (one producer of samples, any number of ``put`` callers, one or more up
   non-blocking form: it returns a future resolved at commit, so a connector can acknowledge a
   message upstream (MQTT PUBACK) only after its samples are durable.
 - ``await take(max_items, linger)`` returns the oldest batch not currently taken by this
-  process, or ``None`` after ``linger`` seconds with nothing to send. A new batch is formed only
+  process, or ``None`` after ``linger`` seconds with nothing to send. Several batches may be
+  taken (in flight) at once; a ``take`` cancelled mid-way hands nothing out. A new batch is formed only
   when ``max_items`` samples are waiting or the oldest waiting one is ``linger`` seconds old.
   The batch (its id, seq and sample range) is persisted when formed: after a crash the same
   samples come back under the same ``batch_id``.
@@ -38,7 +39,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-from edge_agent.buffer.codec import SampleDecoder, encode_sample
+from edge_agent.buffer.codec import SampleDecoder, check_row, encode_sample
+from edge_agent.buffer.encoded import EncodedBatch
 from edge_agent.buffer.sqlite import BufferCorrupt, Db, open_db
 from zhizao.model import Batch, Sample
 
@@ -271,6 +273,19 @@ class SqliteBuffer:
     # -- take / ack ------------------------------------------------------------------------
     async def take(self, max_items: int, linger: float = 0.0) -> Batch | None:
         """The next batch to send (see the module docstring), or ``None`` after ``linger`` s."""
+        got = await self._take(max_items, linger, decode=True)
+        assert got is None or isinstance(got, Batch)
+        return got
+
+    async def take_encoded(self, max_items: int, linger: float = 0.0) -> EncodedBatch | None:
+        """Like :meth:`take`, but the samples stay in their stored wire-format rows (no decoding).
+
+        Ack or release it like a ``Batch`` (by ``seq``)."""
+        got = await self._take(max_items, linger, decode=False)
+        assert got is None or isinstance(got, EncodedBatch)
+        return got
+
+    async def _take(self, max_items: int, linger: float, *, decode: bool) -> Batch | EncodedBatch | None:
         if self._db is None:
             raise RuntimeError("buffer is not open")
         deadline = time.monotonic() + linger
@@ -278,9 +293,14 @@ class SqliteBuffer:
             self._data.clear()
             db = self._db
             force = self._pending_count == 0 and time.monotonic() >= deadline
-            batch = await asyncio.get_running_loop().run_in_executor(
-                self._exec, self._take_sync, db, max_items, linger, force
+            fut = asyncio.get_running_loop().run_in_executor(
+                self._exec, self._take_sync, db, max_items, linger, force, decode
             )
+            try:
+                batch = await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                fut.add_done_callback(self._release_orphan)  # the thread may still hand out a batch
+                raise
             if batch is not None:
                 return batch
             remaining = deadline - time.monotonic()
@@ -289,7 +309,13 @@ class SqliteBuffer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._data.wait(), max(0.01, min(remaining, linger) or 0.05))
 
-    def _take_sync(self, db: Db, max_items: int, linger: float, force: bool) -> Batch | None:
+    def _release_orphan(self, fut: asyncio.Future[Batch | EncodedBatch | None]) -> None:
+        if not fut.cancelled() and fut.exception() is None and (batch := fut.result()) is not None:
+            self.release(batch)
+
+    def _take_sync(
+        self, db: Db, max_items: int, linger: float, force: bool, decode: bool
+    ) -> Batch | EncodedBatch | None:
         while True:
             formed = db.oldest_batch(self._inflight)
             if formed is None:
@@ -303,19 +329,26 @@ class SqliteBuffer:
                 formed = db.form_batch(max_items)
             seq, batch_id, rows = formed
             samples: list[Sample] = []
+            good: list[bytes] = []
             for data in rows:
                 try:
-                    samples.append(self._decoder.decode(data))
+                    if decode:
+                        samples.append(self._decoder.decode(data))
+                    else:
+                        check_row(data)
+                        good.append(data)
                 except ValueError as exc:
                     self.stats.corrupt_rows += 1
                     log.error("buffer: damaged row in batch %s skipped: %s", batch_id, exc)
-            if not samples:
+            if not (samples or good):
                 db.delete_batch(seq)
                 continue
             self._inflight.add(seq)
-            return Batch(self.producer, batch_id, seq, tuple(samples))
+            if decode:
+                return Batch(self.producer, batch_id, seq, tuple(samples))
+            return EncodedBatch(self.producer, batch_id, seq, tuple(good))
 
-    async def ack(self, batch: Batch) -> None:
+    async def ack(self, batch: Batch | EncodedBatch) -> None:
         """The receiver has the batch: delete it and its samples for good."""
         if self._db is None:
             raise RuntimeError("buffer is not open")
@@ -326,7 +359,7 @@ class SqliteBuffer:
         self.stats.batches_acked += 1
         self._refresh_stats()
 
-    def release(self, batch: Batch) -> None:
+    def release(self, batch: Batch | EncodedBatch) -> None:
         """Give a taken batch back without acking it; it is taken again later under the same id."""
         self._inflight.discard(batch.seq)
         self._data.set()

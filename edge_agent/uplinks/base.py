@@ -17,8 +17,9 @@ implementation says so.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
+from edge_agent.buffer.encoded import EncodedBatch
 from zhizao.model import Batch
 
 
@@ -34,3 +35,10 @@ class Uplink(Protocol):
     ) -> None: ...
 
     async def send(self, batch: Batch) -> None: ...
+
+
+@runtime_checkable
+class EncodedUplink(Protocol):
+    """An uplink that can send a batch as stored (wire-format rows), with ``send``'s contract."""
+
+    async def send_encoded(self, batch: EncodedBatch) -> None: ...

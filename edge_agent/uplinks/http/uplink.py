@@ -19,6 +19,7 @@ concurrently.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import time
@@ -30,6 +31,7 @@ from typing import Any, Self
 import httpx
 import orjson
 
+from edge_agent.buffer.encoded import EncodedBatch
 from edge_agent.uplinks.http.config import HttpUplinkConfig
 from zhizao import wire
 from zhizao.errors import PartialWrite, Rejected, Unavailable
@@ -106,14 +108,23 @@ class HttpUplink:
         """POST ``batch``; returns when acknowledged, else raises (see the module docstring)."""
         if self._client is None:
             raise RuntimeError("HttpUplink used outside 'async with'")
-        body = wire.encode_batch(batch, compress=self.config.gzip)
+        await self._post(wire.encode_batch(batch, compress=self.config.gzip), len(batch))
+
+    async def send_encoded(self, batch: EncodedBatch) -> None:
+        """Like :meth:`send` for a batch as the buffer stores it (no per-sample encoding)."""
+        body = await asyncio.to_thread(batch.body, compress=self.config.gzip)  # zlib releases the GIL
+        await self._post(body, len(batch))
+
+    async def _post(self, body: bytes, n: int) -> None:
+        if self._client is None:
+            raise RuntimeError("HttpUplink used outside 'async with'")
         started = time.perf_counter()
         try:
             resp = await self._client.post(self.endpoint, content=body)
         except httpx.HTTPError as exc:
             raise Unavailable(f"ingest at {self.endpoint} unreachable: {type(exc).__name__}: {exc}") from exc
         self.last_latency_s = time.perf_counter() - started
-        self._check(resp, len(batch))
+        self._check(resp, n)
 
     def _check(self, resp: httpx.Response, n: int) -> None:
         status = resp.status_code
