@@ -48,5 +48,5 @@ def workshop() -> Shift:
 
 @pytest.fixture(scope="session")
 def improved() -> Shift:
-    """The improved scenario's first 4 hours, moved to the next day (so both fit in one store)."""
-    return _run(ROOT / "examples/improved.toml", 4 * 3600, shift_days=1)
+    """The improved scenario's early shift, moved to the next day (so both fit in one store)."""
+    return _run(ROOT / "examples/improved.toml", SHIFT_S, shift_days=1)

@@ -136,10 +136,10 @@ async def test_influxdb_gives_the_same_kpis_as_duckdb(
 async def test_improved_shift_shows_improvement_against_baseline(
         tmp_path: Path, workshop: Shift, improved: Shift) -> None:
     start = workshop.scenario.start
-    base = (start, start + timedelta(hours=4))
-    cur = (start + timedelta(days=1), start + timedelta(days=1, hours=4))
+    base = (start, start + timedelta(seconds=SHIFT_S))
+    cur = (start + timedelta(days=1), start + timedelta(days=1, seconds=SHIFT_S))
     async with DuckDBStore(str(tmp_path / "kpi.duckdb")) as store:
-        await _load(store, [s for s in workshop.samples if s.ts < base[1] + timedelta(minutes=10)])
+        await _load(store, workshop.samples)
         await _load(store, improved.samples)
         rep = await improvement_report(store, workshop.plant, KpiConfig(), "plant1", baseline=base,
                                        current=cur)
