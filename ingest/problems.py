@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from zhizao.config import validation_problems
 from zhizao.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -76,14 +75,13 @@ def install(app: FastAPI, retry_after_s: int) -> None:
             503, f"storage is unavailable, nothing was stored; retry in {retry_after_s} s ({exc})",
             headers={"Retry-After": str(retry_after_s)}), request.url.path)
 
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(Problem(500, f"internal error ({type(exc).__name__}); nothing was "
+                                        "acknowledged — see the ingest log"), request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(Exception, on_bug)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(StoreUnavailable, on_store)
-
-
-def pydantic_problems(exc: Exception) -> list[tuple[str, str]]:
-    """Dotted-key problems of a pydantic ``ValidationError`` (re-exported for the routes)."""
-    from pydantic import ValidationError
-
-    return validation_problems(exc) if isinstance(exc, ValidationError) else [("", str(exc))]

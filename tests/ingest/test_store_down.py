@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ingest.storage.duckdb.store import DuckDBStore
 from ingest.testing import run_server, server_settings
@@ -55,6 +56,24 @@ def test_slow_duckdb_gives_503_and_the_resend_is_stored_once(tmp_path: Path) -> 
                 time.sleep(0.2)
             assert again.status_code == 200, again.text
             assert again.json()["accepted"] == 10
+            assert stored_count(c) == 10
+    finally:
+        asyncio.run(store.__aexit__(None, None, None))
+
+
+def test_unexpected_store_error_answers_500_and_never_hangs(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = server_settings(tmp_path)
+    store = DuckDBStore(tmp_path / "bug.duckdb")
+    asyncio.run(store.__aenter__())
+    try:
+        with run_server(settings, store=store) as url, httpx.Client(base_url=url, timeout=10) as c:
+            def broken(group: object) -> object:
+                raise RuntimeError("simulated bug")
+            monkeypatch.setattr(store.writer, "commit", broken)
+            assert_problem(post(c, batch("b-1")), 500, "RuntimeError", "nothing was acknowledged")
+            monkeypatch.undo()
+            assert post(c, batch("b-1")).json()["duplicate"] is False  # nothing was stored before
             assert stored_count(c) == 10
     finally:
         asyncio.run(store.__aexit__(None, None, None))

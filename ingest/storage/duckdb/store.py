@@ -137,7 +137,7 @@ class DuckDBStore:
                 group, self._pending = self._pending, []
                 try:
                     results = await loop.run_in_executor(self._writer, self._commit, [r for r, _ in group])
-                except StoreUnavailable as exc:
+                except Exception as exc:  # noqa: BLE001 - every waiter must get an answer, never hang
                     for _, fut in group:
                         if not fut.done():
                             fut.set_exception(exc)

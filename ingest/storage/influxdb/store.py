@@ -228,7 +228,7 @@ class InfluxStore:
     async def _send(self, group: list[_Item]) -> None:
         try:
             await self._post_write(b"\n".join(body for body, _, _, _ in group))
-        except StoreUnavailable as exc:
+        except Exception as exc:  # noqa: BLE001 - every waiter must get an answer, never hang
             for _, _, _, fut in group:
                 if not fut.done():
                     fut.set_exception(exc)
