@@ -44,6 +44,29 @@ from zhizao.model import Batch
 log = logging.getLogger(__name__)
 
 
+class _BatchUplink:
+    """The HTTP uplink seen through ``send(Batch)`` only.
+
+    Frames are cut from decoded samples, so the forwarders must use the buffer-side ``take``
+    (decoded batches), not an encoded fast path an uplink may also offer.
+    """
+
+    def __init__(self, uplink: HttpUplink) -> None:
+        self._uplink = uplink
+        self.name = uplink.name
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def send(self, batch: Batch) -> None:
+        await self._uplink.send(batch)
+
+
 class Gateway:
     """See the module docstring. ``health_port`` is the bound port once entered."""
 
@@ -57,10 +80,11 @@ class Gateway:
         self.uplink = HttpUplink(config.uplink.http)
         self.intake = UnsIntake(config, self.deadletter, self.fleet)
         http = config.uplink.http
+        plain = _BatchUplink(self.uplink)
         self.forwarders = [
             # FrameReader offers the buffer's take/ack/release; Forwarder is annotated with the
             # concrete SqliteBuffer (see gateway/README.md, "Requests to edge_agent").
-            Forwarder(cast(SqliteBuffer, self.reader), self.uplink, self.deadletter,
+            Forwarder(cast(SqliteBuffer, self.reader), plain, self.deadletter,
                       max_items=http.max_batch_samples, linger=http.linger_s,
                       backoff=Backoff(initial=http.backoff_initial_s, cap=http.backoff_cap_s))
             for _ in range(config.uplink.concurrency)

@@ -2,7 +2,7 @@
 
 Each test publishes simulated agent batches (as agents in MQTT-uplink mode do), breaks something
 on the way, and finally checks the ingest DuckDB file: exactly the published samples, each once.
-``ZHIZAO_GATEWAY_OUTAGE_S`` sets the ingest outage (default 10 s; the issue's 2 minutes is
+``ZHIZAO_GATEWAY_OUTAGE_S`` sets the ingest outage (default 6 s; the issue's 2 minutes is
 ``ZHIZAO_GATEWAY_OUTAGE_S=120``).
 """
 
@@ -19,7 +19,7 @@ from tests.gateway.conftest import GatewayFactory, Ingest, wait_for
 from tests.support.servers import Mosquitto
 from zhizao.model import Batch
 
-OUTAGE_S = float(os.environ.get("ZHIZAO_GATEWAY_OUTAGE_S", "10"))
+OUTAGE_S = float(os.environ.get("ZHIZAO_GATEWAY_OUTAGE_S", "6"))
 
 
 def _agents(mosquitto: Mosquitto, batches: dict[str, list[Batch]]) -> list[FakeAgent]:
@@ -63,11 +63,11 @@ def _total(batches: dict[str, list[Batch]]) -> int:
 
 def test_broker_restart(mosquitto: Mosquitto, ingest: Ingest, gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory()
-    batches = simulated_batches(600)
+    batches = simulated_batches(300, ticks_per_batch=20)
     agents = _agents(mosquitto, batches)
-    publisher = threading.Thread(target=_publish, args=(agents, batches, slice(None)), kwargs={"pause": 0.01})
+    publisher = threading.Thread(target=_publish, args=(agents, batches, slice(None)), kwargs={"pause": 0.02})
     publisher.start()
-    time.sleep(1.0)
+    time.sleep(0.6)
     mosquitto.restart()  # graceful: persistence keeps sessions and queued messages
     publisher.join(120)
     assert sum(a.connects for a in agents) > len(agents)  # the agents did lose the broker
@@ -77,17 +77,17 @@ def test_broker_restart(mosquitto: Mosquitto, ingest: Ingest, gateway_factory: G
 def test_gateway_kill9_with_backlog(mosquitto: Mosquitto, ingest: Ingest,
                                     gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory()
-    batches = simulated_batches(600)
+    batches = simulated_batches(300, ticks_per_batch=20)
     agents = _agents(mosquitto, batches)
     ingest.stop()  # the backlog builds up in the gateway's buffer
-    _publish(agents, batches, slice(0, 30))
-    first = sum(len(b) for bs in batches.values() for b in bs[:30])
+    _publish(agents, batches, slice(0, 15))
+    first = sum(len(b) for bs in batches.values() for b in bs[:15])
     wait_for(lambda: gw.health()["backlog_samples"] >= first, 30, "the backlog in the gateway")
     gw.kill()
-    _publish(agents, batches, slice(30, 45))  # queued by the broker for the gateway's session
+    _publish(agents, batches, slice(15, 25))  # queued by the broker for the gateway's session
     ingest.start()
     gw.start()
-    _publish(agents, batches, slice(45, None), pause=0.002)
+    _publish(agents, batches, slice(25, None), pause=0.005)
     gw.kill()  # again, in the middle of forwarding
     gw.start()
     _finish(ingest, [gw], agents, _total(batches))
@@ -95,7 +95,7 @@ def test_gateway_kill9_with_backlog(mosquitto: Mosquitto, ingest: Ingest,
 
 def test_ingest_outage(mosquitto: Mosquitto, ingest: Ingest, gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory()
-    batches = simulated_batches(600)
+    batches = simulated_batches(300, ticks_per_batch=20)
     agents = _agents(mosquitto, batches)
     n = min(len(b) for b in batches.values())
     _publish(agents, batches, slice(0, n // 3))
@@ -115,9 +115,9 @@ def test_two_gateways_share_the_load_and_survive_a_kill(
     mosquitto: Mosquitto, ingest: Ingest, gateway_factory: GatewayFactory
 ) -> None:
     gw1, gw2 = gateway_factory("gw-1"), gateway_factory("gw-2")
-    batches = simulated_batches(900)
+    batches = simulated_batches(450, ticks_per_batch=20)
     agents = _agents(mosquitto, batches)
-    publisher = threading.Thread(target=_publish, args=(agents, batches, slice(None)), kwargs={"pause": 0.01})
+    publisher = threading.Thread(target=_publish, args=(agents, batches, slice(None)), kwargs={"pause": 0.03})
     publisher.start()
     wait_for(lambda: gw1.health()["sent_samples"] > 0 and gw2.health()["sent_samples"] > 0, 30,
              "both gateways forwarding")
