@@ -89,7 +89,8 @@ class Delivery:
         return (
             f"checked {self.checked}, excluded {self.excluded}, missing {len(self.missing)} "
             f"(first {self.missing[:3]}), duplicates {len(self.duplicates)} (first {self.duplicates[:3]}), "
-            f"different {len(self.different)} (first {self.different[:2]}), never received {self.never_received[:5]}"
+            f"different {len(self.different)} (first {self.different[:2]}), "
+            f"never received {self.never_received[:5]}"
         )
 
 

@@ -93,3 +93,24 @@ def test_zhizao_agent_help_runs() -> None:
         timeout=30,
     )
     assert out.returncode == 0 and "check-config" in out.stdout and "certs" in out.stdout
+
+
+def test_every_plugin_sample_config_is_valid() -> None:
+    import tomllib
+
+    from edge_agent.connectors.mqtt import MqttConnectorConfig
+    from edge_agent.connectors.opcua import OpcUaConnectorConfig
+    from edge_agent.uplinks.http import HttpUplinkConfig
+    from edge_agent.uplinks.mqtt import MqttUplinkConfig
+
+    base = ROOT / "edge_agent"
+    opc = tomllib.loads((base / "connectors/opcua/sample.toml").read_text())["connectors"][0]
+    assert OpcUaConnectorConfig.model_validate(opc).browse
+    mq = tomllib.loads((base / "connectors/mqtt/sample.toml").read_text())["connectors"][0]
+    assert MqttConnectorConfig.model_validate(mq).mappings[0].name == "acme"
+    assert HttpUplinkConfig.model_validate(
+        tomllib.loads((base / "uplinks/http/sample.toml").read_text())["uplink"]
+    )
+    assert MqttUplinkConfig.model_validate(
+        tomllib.loads((base / "uplinks/mqtt/sample.toml").read_text())["uplink"]
+    )

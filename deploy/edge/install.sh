@@ -1,0 +1,61 @@
+#!/bin/sh
+# Install the zhizao edge agent on Debian / Raspberry Pi OS (arm64, armhf, amd64).
+#   sudo ./install.sh [PIP-SPEC]      PIP-SPEC defaults to "zhizao" (or a wheel / git URL / local path)
+# Creates the system user "zhizao", a virtualenv in /opt/zhizao/venv (wheels only: no compiler
+# needed on the box), /etc/zhizao/agent.toml from the sample if absent, state in /var/lib/zhizao,
+# and enables the systemd unit. Safe to run again (upgrades the package, keeps the config).
+set -eu
+
+SPEC="${1:-zhizao}"
+PREFIX=/opt/zhizao
+ETC=/etc/zhizao
+STATE=/var/lib/zhizao
+HERE="$(cd "$(dirname "$0")" && pwd)"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: run as root (sudo)" >&2
+    exit 1
+fi
+
+echo "== system packages"
+apt-get update -q
+apt-get install -y -q python3 python3-venv python3-pip ca-certificates
+
+PYV="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+case "$PYV" in
+    3.1[1-9]) ;;
+    *) echo "install.sh: Python >= 3.11 needed, found $PYV (Debian 12 / Raspberry Pi OS bookworm or later)" >&2; exit 1 ;;
+esac
+
+echo "== user and folders"
+if ! id zhizao >/dev/null 2>&1; then
+    adduser --system --group --home "$STATE" --no-create-home zhizao
+fi
+install -d -o root -g zhizao -m 0750 "$ETC"
+install -d -o zhizao -g zhizao -m 0750 "$STATE" "$STATE/pki"
+
+echo "== virtualenv $PREFIX/venv ($SPEC)"
+python3 -m venv "$PREFIX/venv"
+"$PREFIX/venv/bin/pip" install -q --upgrade pip
+# --only-binary: every dependency ships aarch64/armv7/x86_64 wheels or is pure Python
+"$PREFIX/venv/bin/pip" install -q --upgrade --only-binary=:all: "$SPEC" || \
+    "$PREFIX/venv/bin/pip" install -q --upgrade --prefer-binary "$SPEC"
+
+echo "== configuration"
+if [ ! -f "$ETC/agent.toml" ]; then
+    SAMPLE="$("$PREFIX/venv/bin/python" -c 'import edge_agent, pathlib; print(pathlib.Path(edge_agent.__file__).with_name("sample-agent.toml"))')"
+    install -o root -g zhizao -m 0640 "$SAMPLE" "$ETC/agent.toml"
+    echo "   wrote $ETC/agent.toml from the sample: set [agent] id, connectors and uplink, then:"
+    echo "   $PREFIX/venv/bin/zhizao agent check-config --config $ETC/agent.toml"
+fi
+
+echo "== systemd unit"
+install -m 0644 "$HERE/zhizao-agent.service" /etc/systemd/system/zhizao-agent.service
+systemctl daemon-reload
+systemctl enable zhizao-agent.service
+if "$PREFIX/venv/bin/zhizao" agent check-config --config "$ETC/agent.toml"; then
+    systemctl restart zhizao-agent.service
+    echo "   started: systemctl status zhizao-agent; curl -s localhost:9108/healthz"
+else
+    echo "   not started: fix $ETC/agent.toml, then: systemctl start zhizao-agent" >&2
+fi
