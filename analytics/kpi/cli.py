@@ -3,6 +3,9 @@
     zhizao analytics kpi --plant plant.toml --duckdb data.duckdb --scope plant1/a1/line1 \\
         --from 2026-11-23T00:00:00Z --to 2026-11-23T08:00:00Z [--group-by shift|day|machine] [--json]
     zhizao analytics kpi ... --baseline-from F --baseline-to T     (improvement vs baseline)
+    zhizao analytics kpi --plant P --duckdb F --watch events.toml [--once [--at T]]
+        (KPI alerts: evaluate the rules of events.toml every interval_s and emit events to its
+        sinks until interrupted; --once evaluates once, at --at or now, and prints the events)
 
 The store is ingest's: ``--ingest-config ingest.toml`` (its ``[storage]``: DuckDB or InfluxDB), or
 ``--duckdb FILE`` for a DuckDB file directly. Exit codes: 0 ok, 1 store unavailable, 2 usage or
@@ -14,8 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -46,13 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = p.add_mutually_exclusive_group(required=True)
     cfg.add_argument("--config", help="KPI config (analytics/kpi/sample.toml), which names the plant file")
     cfg.add_argument("--plant", help="plant file (zhizao.plant.PlantConfig; 'zhizao sim export-plant')")
-    p.add_argument("--scope", required=True, help="asset prefix: site, site/area, site/area/line or machine")
-    p.add_argument("--from", dest="start", required=True, type=_ts, help="RFC 3339 with offset")
-    p.add_argument("--to", dest="end", required=True, type=_ts, help="RFC 3339 with offset")
+    p.add_argument("--scope", help="asset prefix: site, site/area, site/area/line or machine")
+    p.add_argument("--from", dest="start", type=_ts, help="RFC 3339 with offset")
+    p.add_argument("--to", dest="end", type=_ts, help="RFC 3339 with offset")
     p.add_argument("--group-by", choices=[g.value for g in GroupBy], default="shift")
     p.add_argument("--baseline-from", type=_ts, help="improvement mode: baseline start")
     p.add_argument("--baseline-to", type=_ts, help="improvement mode: baseline end")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--watch", metavar="EVENTS_CONFIG", help="run the KPI alert rules of this file")
+    p.add_argument("--once", action="store_true", help="with --watch: evaluate once and exit")
+    p.add_argument("--at", type=_ts, help="with --watch --once: evaluate as of this time (default now)")
     return p
 
 
@@ -76,18 +83,49 @@ async def _run(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -> 
                                 group_by=GroupBy(args.group_by))
 
 
+async def _watch(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -> None:
+    from analytics.events.config import EventsConfig, build_emitter
+    from analytics.kpi.alerts import KpiAlerter
+
+    events_cfg = load_config(EventsConfig, args.watch)
+    alerter = KpiAlerter(events_cfg.rules)
+    async with _open_store(args) as store, build_emitter(events_cfg.sinks) as emitter:
+        if args.once:
+            events = await alerter.evaluate(store, plant, cfg, args.at or datetime.now(UTC))
+            delivered = await emitter.emit(events)
+            for e in events:
+                print(e.model_dump_json())
+            print(f"{len(events)} events; delivered: {delivered or 'nothing to send'}", file=sys.stderr)
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"watching {len(alerter.rules)} KPI rules every {events_cfg.interval_s:g} s; Ctrl-C stops",
+              file=sys.stderr)
+        await alerter.run(store, plant, cfg, emitter, interval_s=events_cfg.interval_s, stop=stop)
+
+
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.watch is None:
+        given = (("scope", args.scope), ("from", args.start), ("to", args.end))
+        missing = [f"--{n}" for n, v in given if v is None]
+        if missing:
+            parser.error(f"{', '.join(missing)} required (or --watch)")
+        if args.end <= args.start:
+            parser.error("--to must be after --from")
     if (args.baseline_from is None) != (args.baseline_to is None):
         parser.error("--baseline-from and --baseline-to go together")
-    if args.end <= args.start:
-        parser.error("--to must be after --from")
     try:
         if args.config:
             cfg, plant = load_kpi_config(args.config)
         else:
             cfg, plant = KpiConfig(), load_config(PlantConfig, args.plant)
+        if args.watch is not None:
+            asyncio.run(_watch(args, plant, cfg))
+            return 0
         report = asyncio.run(_run(args, plant, cfg))
     except ConfigError as exc:
         print(f"zhizao analytics kpi: {exc}", file=sys.stderr)

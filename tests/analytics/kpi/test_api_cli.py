@@ -138,3 +138,21 @@ async def test_kpi_alerter_over_a_store(db: Path) -> None:
     assert [(e.rule, e.asset, e.state.value) for e in events] == [("oee-low", "p/a/l/m1", "open")]
     assert events[0].value is not None and abs(events[0].value - 0.8 * (400 / 2400) * (35 / 40)) < 1e-9
     assert events[0].details["window_start"] == FROM
+
+
+def test_cli_watch_once_emits_alerts_to_a_webhook(db: Path, tmp_path: Path, webhook: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.analytics.kpi.conftest import Hook
+
+    events_cfg = tmp_path / "events.yaml"
+    events_cfg.write_text(yaml.safe_dump({
+        "sinks": {"webhooks": [{"url": webhook}]},
+        "rules": [{"name": "oee-low", "kpi": "oee", "op": "<", "threshold": 0.6}]}))
+    args = ["--duckdb", str(db), "--plant", str(_plant_file(tmp_path)), "--watch", str(events_cfg),
+            "--once", "--at", TO]
+    assert main(args) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    event = json.loads(line)
+    assert (event["rule"], event["asset"], event["state"]) == ("oee-low", "p/a/l/m1", "open")
+    assert event["source"] == "kpi"
+    assert [h["body"]["events"][0]["id"] for h in Hook.received] == [event["id"]]

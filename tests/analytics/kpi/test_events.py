@@ -4,22 +4,18 @@ an HTTP webhook receiver, ingest's /api/v1/events), plus KPI threshold rules fee
 from __future__ import annotations
 
 import asyncio
-import http.server
-import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import aiomqtt
 import httpx
-import pytest
 
 from analytics.events import EpisodeTracker, SinksConfig, ThresholdRule, build_emitter
 from analytics.kpi.alerts import KpiAlerter
 from ingest.settings import Settings
 from ingest.testing import run_server
+from tests.analytics.kpi.conftest import Hook
 from tests.support.servers import Mosquitto
 from zhizao.events import Event, EventSource, EventState
 from zhizao.topics import ALERTS_FILTER
@@ -65,32 +61,6 @@ def test_kpi_rule_with_hysteresis_and_too_little_planned_time() -> None:
     assert res.state is EventState.RESOLVED and res.id == ev.id
 
 
-class _Hook(http.server.BaseHTTPRequestHandler):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append({"body": json.loads(body), "sig": self.headers.get("X-Zhizao-Signature")})
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook() -> Iterator[str]:
-    _Hook.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 async def test_emitter_delivers_to_ingest_mqtt_and_webhook(tmp_path: Path, mosquitto: Mosquitto,
                                                           webhook: str) -> None:
     settings = Settings.model_validate({"auth": {"enabled": False},
@@ -125,8 +95,8 @@ async def test_emitter_delivers_to_ingest_mqtt_and_webhook(tmp_path: Path, mosqu
             stored = (await http.get(f"{url}/api/v1/events", params={"asset": "plant1"})).json()["events"]
     assert [e.state for e in received] == [EventState.OPEN, EventState.RESOLVED]
     assert len(stored) == 1 and stored[0]["id"] == opened[0].id and stored[0]["state"] == "resolved"
-    assert [h["body"]["events"][0]["state"] for h in _Hook.received] == ["open", "resolved"]
-    assert all(h["sig"].startswith("sha256=") for h in _Hook.received)
+    assert [h["body"]["events"][0]["state"] for h in Hook.received] == ["open", "resolved"]
+    assert all(h["sig"].startswith("sha256=") for h in Hook.received)
 
 
 async def test_unreachable_sink_is_counted_and_others_still_deliver(webhook: str) -> None:
