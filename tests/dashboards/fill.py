@@ -2,7 +2,7 @@
 batches, anomaly scores and episodes, KPI alerts, edge-fleet health reports, then the KPI feed.
 
 The simulated line is ``examples/workshop.toml`` moved to end *now* (so the web dashboard's live
-charts have data), with a 24 h shift (always planned time) and an overheating fault on
+charts have data), with a 24 h shift starting with the data (always planned time) and an overheating fault on
 ``line1/imm-1`` in the second half (the anomaly the machine page must show).
 """
 
@@ -63,7 +63,8 @@ class Filled:
 def scenario(end: datetime, minutes: int = MINUTES) -> Scenario:
     doc: dict[str, Any] = read_document(ROOT / "examples" / "workshop.toml")
     doc["start"] = end - timedelta(minutes=minutes)
-    doc["calendar"] = {"timezone": "UTC", "shifts": [{"name": "day", "start": "00:00:00", "end": "00:00:00"}]}
+    begins = doc["start"].strftime("%H:%M:%S")  # a 24 h shift starting with the data
+    doc["calendar"] = {"timezone": "UTC", "shifts": [{"name": "day", "start": begins, "end": begins}]}
     doc["faults"] = [f for f in doc["faults"] if f["at"] < MINUTES * 60] + [
         {"machine": "line1/imm-1", "kind": "overheating", "at": MINUTES * 60 * 3 // 8,
          "duration_s": MINUTES * 60 * 5 // 8, "params": {"delta": 60}}]
@@ -179,7 +180,7 @@ def scrap_probabilities(samples: list[Sample], matrices: dict[str, tuple[list[st
         y = np.array([1 if any(k + d in scrapped for d in (-1, 0, 1)) else 0 for k in cycles])
         if len(set(y.tolist())) < 2:
             continue
-        model = ScrapModel(max_iter=50).fit(X[cycles], y)
+        model = ScrapModel().fit(X[cycles], y)
         p = model.scrap_probability(X[cycles])
         path = AssetPath.parse(asset)
         out += [Sample(path, SCRAP_PROBABILITY, start + timedelta(seconds=k), round(float(v), 4))
