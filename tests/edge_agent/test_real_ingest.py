@@ -27,7 +27,7 @@ async def test_delivery_dedup_and_auth_against_real_ingest(tmp_path: Path) -> No
         async with (
             SqliteBuffer(tmp_path / "b.sqlite", "agent-1") as buf,
             HttpUplink(
-                HttpUplinkConfig(url=url, token=write, max_batch_samples=300)  # type: ignore[arg-type]
+                HttpUplinkConfig(url=url, token=write, max_batch_samples=300)
             ) as up,
         ):
             fwd = Forwarder(buf, up, DeadLetter(tmp_path / "dead.jsonl"), max_items=300, linger=0.05)
@@ -44,7 +44,7 @@ async def test_delivery_dedup_and_auth_against_real_ingest(tmp_path: Path) -> No
             resend = Batch("agent-1", "f00-0000000001", 1, tuple(samples(300, 5000)))
             await up.send(resend)
             await up.send(resend)
-        async with HttpUplink(HttpUplinkConfig(url=url, token="wrong")) as bad:  # type: ignore[arg-type]
+        async with HttpUplink(HttpUplinkConfig(url=url, token="wrong")) as bad:
             with pytest.raises(Unavailable, match="401"):
                 await bad.send(resend)
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {read}"}) as client:
