@@ -25,11 +25,26 @@ async def _children(node: Any) -> dict[str, Any]:
     return {(await c.read_browse_name()).Name: c for c in await node.get_children()}
 
 
+async def _until_tick(sim: SimulatorRuntime, n: int) -> None:
+    """Wait (at most 60 s) until the simulation has played ``n`` ticks."""
+    for _ in range(1200):
+        if sim.ticks_done >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the simulation did not reach tick {n}")
+
+
 async def test_address_space_units_changing_values_and_bad_status_on_dropout(tmp_path: Path) -> None:
     sc = load_scenario(EXAMPLES / "compact.yaml")
     port = free_port()
     async with SimulatorRuntime(
-        sc, seed=7, speed=20, opcua_port=port, duration_s=600, served_log=tmp_path / "served.jsonl"
+        sc,
+        seed=7,
+        speed=20,
+        opcua_port=port,
+        duration_s=600,
+        served_log=tmp_path / "served.jsonl",
+        autostart=False,
     ) as sim:
         assert sim.endpoint == f"opc.tcp://127.0.0.1:{port}/zhizao/sim"
         async with Client(sim.endpoint, timeout=10) as client:
@@ -60,18 +75,19 @@ async def test_address_space_units_changing_values_and_bad_status_on_dropout(tmp
             assert (await power.read_data_type_as_variant_type()) == ua.VariantType.Double
             assert (await parts.read_data_type_as_variant_type()) == ua.VariantType.Int64
             assert (await state.read_data_type_as_variant_type()) == ua.VariantType.String
-            # the dropout of spindle_temp lasts simulated seconds 20..140 (wall 1..7 s at speed 20)
-            await asyncio.sleep(2.5)
+            # the dropout of spindle_temp lasts simulated seconds 20..140
+            sim.start()
+            await _until_tick(sim, 40)
             first: Any = await power.read_data_value()
             dropped: Any = await temp.read_data_value(raise_on_bad_status=False)
             assert dropped.StatusCode.is_bad()
-            await asyncio.sleep(1.0)
+            await _until_tick(sim, 60)
             second: Any = await power.read_data_value()
             assert second.SourceTimestamp > first.SourceTimestamp
             assert second.Value.Value != first.Value.Value
             assert first.SourceTimestamp.year == 2026  # simulated time, not wall time
             assert await state.read_value() in ("running", "idle", "setup", "down", "off")
-            await asyncio.sleep(6.0)
+            await _until_tick(sim, 150)
             recovered: Any = await temp.read_data_value()
             assert recovered.StatusCode.is_good()
     assert (tmp_path / "served.jsonl").stat().st_size > 0
