@@ -86,3 +86,18 @@ def test_bad_expectations_are_refused_naming_the_key(tmp_path: Path) -> None:
     run = zhizao("check", "--scenario", str(scenario), cwd=tmp_path, timeout=60)
     assert run.returncode == 2
     assert "expectations.kpis[0].tolerence" in run.stdout
+
+
+def test_through_the_site_gateway(tmp_path: Path) -> None:
+    scenario = variant(tmp_path, "gateway", run={"duration_s": 600},
+                       faults=[{"machine": "line1/pack-1", "kind": "sensor_dropout", "detect_within_s": 300}])
+    report = tmp_path / "gateway.json"
+    run = zhizao("check", "--scenario", str(scenario), "--gateway", "--json", str(report), cwd=tmp_path)
+    print(run.stdout[-4000:])
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "gateway" in run.stdout
+    doc = json.loads(report.read_text())
+    assert doc["gateway"] is True and doc["passed"] is True
+    results = {r["name"]: r for r in doc["results"]}
+    assert results["samples lost"]["actual"] == "0"
+    assert results["samples stored twice or unexpected"]["actual"] == "0"

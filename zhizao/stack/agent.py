@@ -3,7 +3,8 @@
 One agent reads the simulator's OPC UA server (browse ``Objects/<site>/<area>/*/*/*``) and the
 MQTT-native machines through the broker (the vendor mappings of ``edge_agent/connectors/mqtt``
 with every machine's asset path filled in from the scenario), commits everything to its durable
-SQLite buffer and forwards batches over HTTP to ingest.
+SQLite buffer and forwards batches over HTTP to ingest — or, with ``mqtt_uplink``, over MQTT 5 to
+the broker, where the site gateway picks them up.
 
 Lifecycle: ``async with LineAgent(...) as agent`` starts the connectors (supervised: reconnect
 with backoff) and the forwarder. :meth:`stop_reading` stops the connectors (what they read is
@@ -34,7 +35,9 @@ from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
 from edge_agent.mapping import JsonMapping
 from edge_agent.supervisor import supervise
+from edge_agent.uplinks.base import Uplink
 from edge_agent.uplinks.http import HttpUplink, HttpUplinkConfig
+from edge_agent.uplinks.mqtt import MqttUplink, MqttUplinkConfig
 from zhizao.backoff import Backoff
 from zhizao.model import AssetPath, Sample
 
@@ -92,6 +95,7 @@ class LineAgent:
         mqtt_machines: dict[str, list[AssetPath]] | None = None,
         drain_timeout_s: float = 30.0,
         run_start: datetime | None = None,
+        mqtt_uplink: tuple[str, int] | None = None,
         max_items: int = 5000,
         linger_s: float = 0.5,
     ) -> None:
@@ -101,8 +105,14 @@ class LineAgent:
         self.drain_timeout_s = drain_timeout_s
         self.deadletter = DeadLetter(state_dir / "agent-deadletter.jsonl")
         self.buffer = SqliteBuffer(self.buffer_path, agent_id, commit_interval=0.05)
-        self.uplink = HttpUplink(HttpUplinkConfig(url=ingest_url, gzip=True, timeout_s=10.0,
-                                                  max_batch_samples=max_items, linger_s=linger_s))
+        self.uplink: Uplink
+        if mqtt_uplink is not None:  # to the site gateway through the broker
+            self.uplink = MqttUplink(MqttUplinkConfig(
+                host=mqtt_uplink[0], port=mqtt_uplink[1], protocol="5", client_id=f"{agent_id}-uplink",
+                max_batch_samples=max_items, linger_s=linger_s), agent_id, lambda: {"backlog": self.backlog})
+        else:
+            self.uplink = HttpUplink(HttpUplinkConfig(url=ingest_url, gzip=True, timeout_s=10.0,
+                                                      max_batch_samples=max_items, linger_s=linger_s))
         self.forwarder = Forwarder(self.buffer, self.uplink, self.deadletter, max_items=max_items,
                                    linger=linger_s, backoff=Backoff(initial=0.2, cap=5.0))
         self.sink = RunWindowSink(self.buffer, run_start)

@@ -31,6 +31,8 @@ from zhizao.stack.agent import LineAgent
 from zhizao.stack.analytics import LiveAnalytics
 from zhizao.stack.broker import EmbeddedBroker, free_port
 from zhizao.stack.ingest import IngestServer
+from zhizao.stack.mosquitto import LocalMosquitto
+from zhizao.stack.site_gateway import SiteGateway
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class LineOptions:
     models: dict[str, AnomalyModel] | None = None
     analytics_interval_s: float = 3.0
     watch_flags: bool = False
+    gateway: bool = False
+    """Route the agent through a site gateway (MQTT 5 uplink → local Mosquitto → gateway → ingest)."""
     """Record when data-quality flags first appear (``zhizao check``'s detection times)."""
     """Record when data-quality flags first appear (``zhizao check``'s detection times)."""
 
@@ -92,7 +96,8 @@ class Line:
         self.site_scope = f"{sc.site}"
         self._stack = contextlib.AsyncExitStack()
         self._analytics_task: asyncio.Task[None] | None = None
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedBroker | LocalMosquitto | None = None
+        self.gateway: SiteGateway | None = None
         self.undelivered = 0
 
     # -- pieces -------------------------------------------------------------------------------
@@ -135,9 +140,19 @@ class Line:
     async def _start(self) -> None:
         o = self.options
         vendors = self.mqtt_machines()
-        if vendors:
-            self.broker = await self._stack.enter_async_context(EmbeddedBroker(host="127.0.0.1"))
+        broker: EmbeddedBroker | LocalMosquitto | None = None
+        if o.gateway:
+            broker = await self._stack.enter_async_context(LocalMosquitto(o.data_dir / "mosquitto"))
+        elif vendors:
+            broker = await self._stack.enter_async_context(EmbeddedBroker(host="127.0.0.1"))
+        self.broker = broker
         self.ingest = await self._stack.enter_async_context(IngestServer(self.ingest_settings(), self.plant))
+        if o.gateway:
+            assert broker is not None
+            self.gateway = await self._stack.enter_async_context(SiteGateway(
+                state_dir=o.data_dir / "gateway", broker=(broker.host, broker.port),
+                ingest_url=self.ingest.url,
+                site=o.scenario.site))
         self.sim = GatedSimulator(
             o.scenario, seed=o.seed, speed=o.speed, duration_s=o.duration_s, opcua_host="127.0.0.1",
             opcua_port=free_port(), mqtt=(self.broker.host, self.broker.port) if self.broker else None,
@@ -146,11 +161,18 @@ class Line:
         self.agent = LineAgent(
             state_dir=o.data_dir / "agent", ingest_url=self.ingest.url,
             opcua_endpoint=None, mqtt=(self.broker.host, self.broker.port) if self.broker else None,
-            mqtt_machines=vendors, run_start=o.scenario.start)
+            mqtt_machines=vendors, run_start=o.scenario.start,
+            mqtt_uplink=(broker.host, broker.port) if o.gateway and broker is not None else None)
         # MQTT subscriptions must exist before the first publish (QoS 0 machines are not queued)
         await self._stack.enter_async_context(self.agent)
         await self._wait(lambda: all(c.stats.connected for c in self.agent.connectors), 20,
                          "the agent did not connect to the broker")
+        if self.gateway is not None:
+            # the agent's birth message reached the gateway: its subscriptions are active, so no
+            # batch can be published before anyone subscribed
+            gw = self.gateway.gateway
+            await self._wait(lambda: self.agent.agent_id in gw.fleet.agents, 30,
+                             "the gateway did not see the agent's status message")
         await self._stack.enter_async_context(self.sim)
         if self.sim.endpoint is not None:
             await self.agent.add_opcua(self.sim.endpoint, f"Objects/{o.scenario.site}/*/*/*/*")
@@ -190,9 +212,11 @@ class Line:
             await self.agent.stop_reading()
             try:
                 await self.agent.drain(stall_s)
+                if self.gateway is not None:
+                    await self.gateway.drain(stall_s)
             except TimeoutError as exc:
-                self.undelivered = self.agent.backlog
-                log.error("agent could not drain its buffer: %s", exc)
+                self.undelivered = self.agent.backlog + (self.gateway.backlog if self.gateway else 0)
+                log.error("could not drain every buffer: %s", exc)
         await self.analytics.final_round(self.sim_now())
         return self.undelivered
 

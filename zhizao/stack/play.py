@@ -48,27 +48,34 @@ class Outcome:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-async def stored_counts(store: Store, scope: str, start: datetime, end: datetime) -> Counter[tuple[str, str]]:
+async def stored_counts(store: Store, scope: str, start: datetime, end: datetime,
+                        machines: set[str]) -> Counter[tuple[str, str]]:
+    """Samples stored per series of the scenario's ``machines`` (fleet-health series of agents and
+    gateways, and what analytics wrote back, are not the line's data)."""
     q = SeriesQuery(asset=scope, start=start, end=end, agg=Agg.COUNT, bucket=end - start, limit=1)
     out: Counter[tuple[str, str]] = Counter()
     for s in await store.query(q):
-        if not s.signal.startswith(DERIVED_PREFIXES):
+        if s.asset in machines and not s.signal.startswith(DERIVED_PREFIXES):
             out[(s.asset, s.signal)] += int(s.value.sum())
     return out
 
 
 async def play(scenario: Scenario, exp: Expectations, *, seed: int, speed: float | None, data_dir: Path,
-               duration_s: float | None = None, progress: Callable[[str], None] | None = None) -> Outcome:
+               duration_s: float | None = None, progress: Callable[[str], None] | None = None,
+               gateway: bool = False) -> Outcome:
     say = progress or (lambda _m: None)
     duration = duration_s or exp.run.duration_s or default_duration(scenario)
-    say(f"training reference anomaly models on a clean {min(duration, 3600) / 60:.0f}-minute run")
-    models = await asyncio.to_thread(reference_models, scenario, seed, min(max(duration, 1800.0), 3600.0))
+    train_s = min(max(duration, 1800.0), 3600.0)
+    say(f"training reference anomaly models on a clean {train_s / 60:.0f}-minute run")
+    models = await asyncio.to_thread(reference_models, scenario, seed, train_s)
     opts = LineOptions(scenario=scenario, data_dir=data_dir, seed=seed, speed=speed,
-                       duration_s=duration, keep_served=True, models=models, watch_flags=True)
+                       duration_s=duration, keep_served=True, models=models, watch_flags=True,
+                       gateway=gateway)
     start, end = scenario.start, scenario.start + timedelta(seconds=duration)
     async with Line(opts) as line:
+        path = "agent → MQTT → gateway → ingest" if gateway else "agent → HTTP → ingest"
         say(f"line running: ingest {line.ingest.url}, OPC UA {line.sim.endpoint}, "
-            f"MQTT {line.broker.url if line.broker else '—'}; {duration / 60:.0f} simulated minutes")
+            f"MQTT {line.broker.url if line.broker else '—'}; {path}; {duration / 60:.0f} simulated minutes")
         chaos: asyncio.Task[None] | None = None
         if exp.run.stop_agent_at_s is not None:
             at = start + timedelta(seconds=exp.run.stop_agent_at_s)
@@ -86,7 +93,8 @@ async def play(scenario: Scenario, exp: Expectations, *, seed: int, speed: float
         wide = (start - timedelta(days=1), end + timedelta(days=1))
         events = await store.query_events(EventQuery(asset=site, start=wide[0], end=wide[1],
                                                      source=EventSource.ANOMALY, limit=100_000))
-        stored = await stored_counts(store, site, *wide)
+        machines = {str(a) for a, _ in scenario.machines()}
+        stored = await stored_counts(store, site, *wide, machines)
         served: Counter[tuple[str, str]] = Counter((str(s.asset), s.signal) for s in line.sim.served)
         found, false_alarms = detections(scenario, line.sim.ledger_records, events, line.analytics.flags_seen)
         results = [
@@ -94,7 +102,8 @@ async def play(scenario: Scenario, exp: Expectations, *, seed: int, speed: float
             *fault_results(exp, found, false_alarms, scenario),
             *completeness_results(exp, served, stored, line.sim.mqtt_dropped),
         ]
-        meta = {"scenario": scenario.name, "seed": seed, "speed": speed, "duration_s": duration,
+        meta = {"scenario": scenario.name, "seed": seed, "gateway": gateway, "speed": speed,
+                "duration_s": duration,
                 "agent_stopped": line.agent.killed, "undelivered": line.undelivered,
                 "agent_skipped_placeholders": line.agent.sink.skipped,
                 "analytics": {"rounds": line.analytics.stats.rounds,
