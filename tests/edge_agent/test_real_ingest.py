@@ -26,9 +26,7 @@ async def test_delivery_dedup_and_auth_against_real_ingest(tmp_path: Path) -> No
     with run_server(settings) as url:
         async with (
             SqliteBuffer(tmp_path / "b.sqlite", "agent-1") as buf,
-            HttpUplink(
-                HttpUplinkConfig(url=url, token=write, max_batch_samples=300)
-            ) as up,
+            HttpUplink(HttpUplinkConfig(url=url, token=write, max_batch_samples=300)) as up,
         ):
             fwd = Forwarder(buf, up, DeadLetter(tmp_path / "dead.jsonl"), max_items=300, linger=0.05)
             await buf.put(samples(1000))
