@@ -53,6 +53,7 @@ return {
   events: [...view.querySelectorAll('[data-event]')].map(e => e.dataset.event),
   paths: [...view.querySelectorAll('svg.chart path.series')].map(p => p.getAttribute('d')),
   charts: [...view.querySelectorAll('[data-chart]')].map(c => c.dataset.chart),
+  anomaly_paths: [...view.querySelectorAll('[data-chart-anomaly] path.series')].map(p => p.getAttribute('d')),
 };
 """
 
@@ -128,6 +129,7 @@ def test_machine_page_shows_the_injected_fault_as_an_anomaly(stack: Stack, brows
         records = {m["machine"]: m for m in window["machines"]}
         assert float(snap["tiles"]["oee"]["value"]) == records[FAULTY]["oee"]
     assert {"melt_temp", "mould_temp", "power_kw"} <= set(snap["charts"])
+    assert len(snap["anomaly_paths"]) == 1 and snap["anomaly_paths"][0], "the anomaly score is charted"
     assert all(snap["paths"])
 
 

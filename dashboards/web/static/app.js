@@ -180,10 +180,13 @@
     const cat = await catalogue();
     const t = span([asset], cat);
     const line = asset.split("/").slice(0, 3).join("/");
-    const [latest, k, events, series] = await Promise.all([
+    const ta = {start: t.end - Math.max(60, S.cfg.span_min) * 60000, end: t.end};  // scores: a longer view
+    const [latest, k, events, series, scores] = await Promise.all([
       api("/api/v1/latest", {asset}), kpis(line, t.end),
       api("/api/v1/events", {asset, limit: 20}),
       api("/api/v1/series", {asset, start: iso(t.start), end: iso(t.end), agg: "mean", bucket: bucket(t), epoch: "ms"}),
+      api("/api/v1/series", {asset, signal: "anomaly_score", start: iso(ta.start), end: iso(ta.end), agg: "max",
+                             bucket: bucket(ta), epoch: "ms"}),
     ]);
     const vals = Object.fromEntries(latest.values.map(v => [v.signal, v]));
     const rec = k.machines[asset] || {};
@@ -199,7 +202,7 @@
       : h("div", {class: "banner ok", "data-field": "anomaly", "data-value": "false"}, "No anomaly");
     const numeric = series.series.filter(s => !HIDDEN.test(s.signal) && s.signal !== "anomaly_score"
                                          && s.values.some(v => typeof v === "number"));
-    const anomalySeries = series.series.filter(s => s.signal === "anomaly_score");
+    const anomalySeries = scores.series;
     const latestList = h("table", {class: "latest"}, h("tbody", {}, latest.values
       .filter(v => !/^(kpi|anomaly\.contrib|fleet)\./.test(v.signal))
       .map(v => h("tr", {"data-signal": v.signal}, h("td", {}, v.signal),
@@ -215,8 +218,9 @@
         tile("kWh / good part", "kwh_per_good_part", rec.kwh_per_good_part, num(rec.kwh_per_good_part, "kWh")),
         tile("Anomaly score", "anomaly_score", score, score === null ? "–" : ZCharts.fmt(score))),
       h("div", {class: "cols"},
-        h("section", {}, h("h2", {}, "Anomaly score (red line: model threshold)"),
-          toChart(anomalySeries, {start: t.start, end: t.end, min: 0, max: 1, threshold: ANOMALY_THRESHOLD})),
+        h("section", {"data-chart-anomaly": ""},
+          h("h2", {}, `Anomaly score, last ${Math.round((ta.end - ta.start) / 60000)} min (red line: model threshold)`),
+          toChart(anomalySeries, {start: ta.start, end: ta.end, min: 0, max: 1, threshold: ANOMALY_THRESHOLD})),
         h("section", {}, h("h2", {}, "Events"), alertList(events.events))),
       h("section", {}, h("h2", {}, `Signals, last ${S.cfg.span_min} min`),
         h("div", {class: "grid"}, numeric.map(s => h("div", {class: "cell", "data-chart": s.signal},
