@@ -63,7 +63,7 @@ def _batch(agent: str, i: int, samples: list[Sample]) -> Batch:
 
 def write_config(path: Path, *, broker_port: int, ingest_url: str, gateway_id: str = "gw-1",
                  site: str = "plant", health_port: int = 0, extra: str = "", concurrency: int = 4,
-                 gzip: bool = True, fleet_report_s: float = 3600) -> Path:
+                 gzip: bool = True, fleet_report_s: float = 3600, stall_after_s: float = 120) -> Path:
     """A gateway TOML in ``path`` (buffer and dead-letter file beside it)."""
     work = path.parent
     path.write_text(f'''id = "{gateway_id}"
@@ -94,6 +94,7 @@ timeout_s = 5.0
 
 [health]
 port = {health_port}
+stall_after_s = {stall_after_s}
 ''')
     return path
 
@@ -125,8 +126,12 @@ class GatewayProcess:
         raise RuntimeError(f"gateway did not connect; log:\n{self.log_path.read_text()[-3000:]}")
 
     def health(self) -> dict[str, Any]:
+        """The ``/healthz`` document (whatever the status code)."""
         doc: dict[str, Any] = httpx.get(f"{self.health_url}/healthz", timeout=2).json()
         return doc
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.health_url}{path}", timeout=5)
 
     def kill(self) -> None:
         """SIGKILL, as a crash."""

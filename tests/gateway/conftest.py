@@ -75,11 +75,11 @@ def gateway_factory(tmp_path: Path, mosquitto: Mosquitto, ingest: Ingest) -> Ite
     procs: list[GatewayProcess] = []
 
     def make(gateway_id: str = "gw-1", extra: str = "", start: bool = True,
-             fleet_report_s: float = 3600) -> GatewayProcess:
+             fleet_report_s: float = 3600, stall_after_s: float = 120) -> GatewayProcess:
         port = free_port()
         cfg = write_config(tmp_path / f"{gateway_id}.toml", broker_port=mosquitto.port, ingest_url=ingest.url,
                            gateway_id=gateway_id, health_port=port, extra=extra,
-                           fleet_report_s=fleet_report_s)
+                           fleet_report_s=fleet_report_s, stall_after_s=stall_after_s)
         proc = GatewayProcess(cfg, port)
         procs.append(proc)
         if start:

@@ -94,7 +94,7 @@ def test_gateway_kill9_with_backlog(mosquitto: Mosquitto, ingest: Ingest,
 
 
 def test_ingest_outage(mosquitto: Mosquitto, ingest: Ingest, gateway_factory: GatewayFactory) -> None:
-    gw = gateway_factory()
+    gw = gateway_factory(stall_after_s=min(3.0, OUTAGE_S / 2))
     batches = simulated_batches(300, ticks_per_batch=20)
     agents = _agents(mosquitto, batches)
     n = min(len(b) for b in batches.values())
@@ -105,9 +105,12 @@ def test_ingest_outage(mosquitto: Mosquitto, ingest: Ingest, gateway_factory: Ga
     remaining = OUTAGE_S - (time.monotonic() - started)
     if remaining > 0:
         time.sleep(remaining)
-    assert gw.health()["uplink_up"] is False and gw.health()["backlog_samples"] > 0
+    health = gw.get("/healthz")  # the stall is visible: nothing delivered while the backlog ages
+    assert health.status_code == 503 and health.json()["uplink_up"] is False
+    assert health.json()["backlog_samples"] > 0 and "forwarding stalled" in health.json()["problems"][0]
     ingest.start()
     _publish(agents, batches, slice(2 * n // 3, None))
+    wait_for(lambda: gw.get("/healthz").status_code == 200, 30, "healthy again")
     _finish(ingest, [gw], agents, _total(batches))
 
 

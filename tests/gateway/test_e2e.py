@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from gateway.mqtt.testing import FakeAgent
 from gateway.testing import duckdb_counts, simulated_batches
 from tests.gateway.conftest import GatewayFactory, Ingest, wait_for
@@ -23,6 +25,13 @@ def test_every_simulated_value_arrives_exactly_once(
     wait_for(lambda: gw.health()["backlog_samples"] == 0, 30, "an empty gateway buffer")
     health = gw.health()
     assert health["status"] == "ok" and health["agents"] == {"online": 2, "offline": 0}
+    metrics = gw.get("/metrics").text
+    sent = re.search(r"^zhizao_gateway_sent_samples_total (\S+)$", metrics, re.M)
+    assert sent is not None and float(sent.group(1)) >= expected  # plus the agents' status samples
+    assert 'zhizao_gateway_messages_total{kind="agent_batch"}' in metrics
+    assert "zhizao_gateway_broker_connected 1.0" in metrics
+    assert gw.get("/livez").status_code == 200
+    assert {a["agent_id"] for a in gw.get("/fleet").json()} == set(batches)
     for agent in agents:
         agent.disconnect()
     assert gw.stop() == 0
