@@ -37,11 +37,18 @@ CHUNK = timedelta(hours=6)
 
 
 def plant() -> PlantConfig:
-    return PlantConfig.model_validate({
-        "calendar": {"shifts": [{"name": "early", "start": "06:00", "end": "14:00"},
-                                {"name": "late", "start": "14:00", "end": "22:00"},
-                                {"name": "night", "start": "22:00", "end": "06:00"}]},
-        "machines": [{"asset": f"b/a/l/m{k}", "ideal_cycle_time_s": {"P": 20.0}} for k in range(10)]})
+    return PlantConfig.model_validate(
+        {
+            "calendar": {
+                "shifts": [
+                    {"name": "early", "start": "06:00", "end": "14:00"},
+                    {"name": "late", "start": "14:00", "end": "22:00"},
+                    {"name": "night", "start": "22:00", "end": "06:00"},
+                ]
+            },
+            "machines": [{"asset": f"b/a/l/m{k}", "ideal_cycle_time_s": {"P": 20.0}} for k in range(10)],
+        }
+    )
 
 
 def frame(seconds: int, seed: int = 1) -> SampleFrame:
@@ -58,8 +65,15 @@ def frame(seconds: int, seed: int = 1) -> SampleFrame:
         energy = np.concatenate(([0.0], np.cumsum(power[:-1]) / 3600.0))
         parts = np.cumsum((state_idx == 0) & (rng.random(seconds) < 0.04))
 
-        def add(signal: str, idx: np.ndarray, vtype: str, num: list[Any], text: list[Any],
-                asset: str = asset, ts: np.ndarray = ts) -> None:
+        def add(
+            signal: str,
+            idx: np.ndarray,
+            vtype: str,
+            num: list[Any],
+            text: list[Any],
+            asset: str = asset,
+            ts: np.ndarray = ts,
+        ) -> None:
             n = len(idx)
             f.asset += [asset] * n
             f.signal += [signal] * n
@@ -87,8 +101,12 @@ def frame(seconds: int, seed: int = 1) -> SampleFrame:
 
 async def measure(store: Store, f: SampleFrame, seconds: int, repeats: int) -> dict[str, float]:
     for i in range(0, len(f), 200_000):
-        part = SampleFrame(*(getattr(f, c)[i:i + 200_000] for c in
-                             ("asset", "signal", "ts_us", "vtype", "value", "value_str", "unit", "quality")))
+        part = SampleFrame(
+            *(
+                getattr(f, c)[i : i + 200_000]
+                for c in ("asset", "signal", "ts_us", "vtype", "value", "value_str", "unit", "quality")
+            )
+        )
         await store.write(part)
     end = START + timedelta(seconds=seconds)
     raw, kpi = [], []
@@ -97,8 +115,9 @@ async def measure(store: Store, f: SampleFrame, seconds: int, repeats: int) -> d
         t = time.perf_counter()
         n, lo = 0, START
         while lo < end:  # the same chunks the KPI fetch uses, nothing done with the rows
-            q = SeriesQuery(asset="b", start=lo, end=min(lo + CHUNK, end), signals=KPI_SIGNALS,
-                            limit=MAX_POINTS)
+            q = SeriesQuery(
+                asset="b", start=lo, end=min(lo + CHUNK, end), signals=KPI_SIGNALS, limit=MAX_POINTS
+            )
             n += sum(len(s) for s in await store.query(q))
             lo += CHUNK
         raw.append(time.perf_counter() - t)
@@ -136,8 +155,9 @@ async def run(quick: bool) -> dict[str, Any]:
                 i = await measure(influx, f, seconds, 2)
         finally:
             server.kill()
-        print(f"influxdb: raw fetch {i['raw_fetch_s']:.3f} s, KPIs {i['kpi_s']:.3f} s, "
-              f"ratio {i['ratio']:.2f}")
+        print(
+            f"influxdb: raw fetch {i['raw_fetch_s']:.3f} s, KPIs {i['kpi_s']:.3f} s, ratio {i['ratio']:.2f}"
+        )
         out.update({f"influx_{k}": round(v, 4) for k, v in i.items()})
     return out
 
