@@ -53,26 +53,39 @@ def make_batches(n: int, producer: str = "bench") -> list[Batch]:
             asset = assets[k % 10]
             signal = SIGNALS[(k // 10) % 6]
             ts = t0 + timedelta(milliseconds=k)
-            value: float | int | str = (k * 0.5 if signal not in ("parts_total", "state")
-                                        else k if signal == "parts_total" else "running")
+            value: float | int | str = (
+                k * 0.5
+                if signal not in ("parts_total", "state")
+                else k
+                if signal == "parts_total"
+                else "running"
+            )
             samples.append(Sample(asset, signal, ts, value, "kW" if signal == "power_kw" else None))
             k += 1
         out.append(Batch(producer, f"b-{b:06d}", b, tuple(samples)))
     return out
 
 
-async def closed_loop(url: str, bodies: list[bytes], concurrency: int, headers: dict[str, str],
-                      params: dict[str, str] | None = None, expect: int = 200) -> float:
+async def closed_loop(
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    headers: dict[str, str],
+    params: dict[str, str] | None = None,
+    expect: int = 200,
+) -> float:
     """Post every body as fast as ``concurrency`` connections allow; returns the seconds taken."""
     queue = list(reversed(bodies))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
         async def worker() -> None:
             while queue:
                 body = queue.pop()
                 r = await client.post(url, content=body, headers=headers, params=params)
                 if r.status_code != expect:
                     raise RuntimeError(f"{url} answered {r.status_code}: {r.text[:300]}")
+
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - start
@@ -83,12 +96,14 @@ async def paced(url: str, bodies: list[bytes], rate_per_s: float, headers: dict[
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
         async def one(body: bytes) -> None:
             t = time.perf_counter()
             r = await client.post(url, content=body, headers=headers)
             latencies.append(time.perf_counter() - t)
             if r.status_code != 200:
                 raise RuntimeError(f"answered {r.status_code}: {r.text[:300]}")
+
         tasks = []
         start = time.perf_counter()
         for i, body in enumerate(bodies):
@@ -125,7 +140,8 @@ def write_config(tmp: Path, name: str, backend: str, influx_url: str = "") -> Pa
         f'[storage.duckdb]\npath = "{tmp / (name + ".duckdb")}"\n'
         f'[storage.influxdb]\nurl = "{influx_url}"\n'
         f'[auth]\nenabled = false\ntokens_file = "{tmp / "tokens.json"}"\n'
-        "[limits]\nmax_samples_per_batch = 100000\n")
+        "[limits]\nmax_samples_per_batch = 100000\n"
+    )
     return path
 
 
@@ -140,9 +156,15 @@ def percentiles(lat: list[float]) -> tuple[float, float]:
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
 
 
-async def bench_through_ingest(tmp: Path, name: str, backend: str, bodies: list[bytes],
-                               latency_bodies: list[bytes], concurrency: int,
-                               influx_url: str = "") -> tuple[float, float, float, float]:
+async def bench_through_ingest(
+    tmp: Path,
+    name: str,
+    backend: str,
+    bodies: list[bytes],
+    latency_bodies: list[bytes],
+    concurrency: int,
+    influx_url: str = "",
+) -> tuple[float, float, float, float]:
     """(samples/s, p50 ms, p99 ms at half that rate, server CPU µs per sample) through a real
     ingest subprocess."""
     proc = IngestProcess(write_config(tmp, name, backend, influx_url))
@@ -172,36 +194,57 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     n = args.batches or (60 if args.quick else 300)
     batches = make_batches(n + 5 + n // 2)
-    main_batches, lat_batches = batches[: n + 5], batches[n + 5:]
+    main_batches, lat_batches = batches[: n + 5], batches[n + 5 :]
     bodies = [encode_batch(b) for b in main_batches]
     lat_bodies = [encode_batch(b) for b in lat_batches]
     frames = [SampleFrame.from_samples(b.samples) for b in main_batches]
-    result: dict[str, object] = {"bench": "ingest", "batch_samples": BATCH, "batches": n,
-                                 "concurrency": args.concurrency, "quick": args.quick}
+    result: dict[str, object] = {
+        "bench": "ingest",
+        "batch_samples": BATCH,
+        "batches": n,
+        "concurrency": args.concurrency,
+        "quick": args.quick,
+    }
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as d:
         tmp = Path(d)
         load = os.getloadavg()[0]
         print(f"load average {load:.1f} on {os.cpu_count()} CPUs (figures scale down with other load)")
         raw = raw_duckdb(tmp / "raw.duckdb", frames)
         print(f"duckdb bare Arrow insert (1 tx per 1000-sample batch): {raw:,.0f} samples/s")
-        rate, p50, p99, cpu_us = asyncio.run(bench_through_ingest(
-            tmp, "duck", "duckdb", bodies, lat_bodies, args.concurrency))
-        print(f"duckdb through ingest: {rate:,.0f} samples/s (ratio {rate / raw:.2f} of bare insert); "
-              f"server CPU {cpu_us:.2f} µs/sample (= {1e6 / cpu_us:,.0f} samples per CPU-second); "
-              f"latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms")
-        result.update(load_avg=round(load, 1), duckdb_samples_per_s=round(rate),
-                      duckdb_raw_samples_per_s=round(raw), duckdb_ratio=round(rate / raw, 3),
-                      duckdb_target_samples_per_s=150_000, duckdb_server_cpu_us_per_sample=round(cpu_us, 3),
-                      duckdb_p50_ms=round(p50, 2), duckdb_p99_ms=round(p99, 2))
+        rate, p50, p99, cpu_us = asyncio.run(
+            bench_through_ingest(tmp, "duck", "duckdb", bodies, lat_bodies, args.concurrency)
+        )
+        print(
+            f"duckdb through ingest: {rate:,.0f} samples/s (ratio {rate / raw:.2f} of bare insert); "
+            f"server CPU {cpu_us:.2f} µs/sample (= {1e6 / cpu_us:,.0f} samples per CPU-second); "
+            f"latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms"
+        )
+        result.update(
+            load_avg=round(load, 1),
+            duckdb_samples_per_s=round(rate),
+            duckdb_raw_samples_per_s=round(raw),
+            duckdb_ratio=round(rate / raw, 3),
+            duckdb_target_samples_per_s=150_000,
+            duckdb_server_cpu_us_per_sample=round(cpu_us, 3),
+            duckdb_p50_ms=round(p50, 2),
+            duckdb_p99_ms=round(p99, 2),
+        )
         if not args.no_influx:
-            result.update(asyncio.run(_influx_part(tmp, main_batches, bodies, lat_bodies, frames,
-                                                   args.concurrency)))
+            result.update(
+                asyncio.run(_influx_part(tmp, main_batches, bodies, lat_bodies, frames, args.concurrency))
+            )
     print(json.dumps(result))
     return 0
 
 
-async def _influx_part(tmp: Path, batches: list[Batch], bodies: list[bytes], lat_bodies: list[bytes],
-                       frames: list[SampleFrame], concurrency: int) -> dict[str, object]:
+async def _influx_part(
+    tmp: Path,
+    batches: list[Batch],
+    bodies: list[bytes],
+    lat_bodies: list[bytes],
+    frames: list[SampleFrame],
+    concurrency: int,
+) -> dict[str, object]:
     from tests.support.servers import InfluxDB
 
     server = InfluxDB(tmp / "influxdb")
@@ -214,14 +257,22 @@ async def _influx_part(tmp: Path, batches: list[Batch], bodies: list[bytes], lat
         elapsed = await closed_loop(f"{server.url}/write", lp[5:], concurrency, {}, params, expect=204)
         direct = (len(lp) - 5) * BATCH / elapsed
         print(f"influxd direct line-protocol writes: {direct:,.0f} samples/s")
-        rate, p50, p99, cpu_us = await bench_through_ingest(tmp, "influx", "influxdb", bodies, lat_bodies,
-                                                            concurrency, server.url)
-        print(f"influxdb through ingest: {rate:,.0f} samples/s (ratio {rate / direct:.2f} of direct); "
-              f"ingest CPU {cpu_us:.2f} µs/sample; latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms")
-        return {"influx_samples_per_s": round(rate), "influx_direct_samples_per_s": round(direct),
-                "influx_ratio": round(rate / direct, 3), "target_influx_ratio": 0.8,
-                "influx_server_cpu_us_per_sample": round(cpu_us, 3),
-                "influx_p50_ms": round(p50, 2), "influx_p99_ms": round(p99, 2)}
+        rate, p50, p99, cpu_us = await bench_through_ingest(
+            tmp, "influx", "influxdb", bodies, lat_bodies, concurrency, server.url
+        )
+        print(
+            f"influxdb through ingest: {rate:,.0f} samples/s (ratio {rate / direct:.2f} of direct); "
+            f"ingest CPU {cpu_us:.2f} µs/sample; latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms"
+        )
+        return {
+            "influx_samples_per_s": round(rate),
+            "influx_direct_samples_per_s": round(direct),
+            "influx_ratio": round(rate / direct, 3),
+            "target_influx_ratio": 0.8,
+            "influx_server_cpu_us_per_sample": round(cpu_us, 3),
+            "influx_p50_ms": round(p50, 2),
+            "influx_p99_ms": round(p99, 2),
+        }
     finally:
         server.kill()
 
