@@ -87,3 +87,14 @@ def test_provisioning_files_match_the_generated_boards() -> None:
     assert ds["secureJsonData"]["httpHeaderValue1"] == "Token ${ZHIZAO_INFLUX_TOKEN}"
     provider = yaml.safe_load((root / "dashboards" / "zhizao.yaml").read_text())["providers"][0]
     assert provider["type"] == "file" and provider["options"]["path"] == "/etc/zhizao/dashboards"
+
+
+def test_web_sample_config_lists_every_option_with_its_default() -> None:
+    import tomllib
+
+    from dashboards.web import WebSettings
+    from zhizao.config import load_config
+
+    path = GENERATED_DIR.parent / "web" / "sample.toml"
+    assert load_config(WebSettings, path) == WebSettings()
+    assert set(tomllib.loads(path.read_text())) == set(WebSettings.model_fields)

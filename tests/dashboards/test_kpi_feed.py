@@ -4,6 +4,7 @@ failure handling against an unreachable store, and agreement with the KPI API on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -122,3 +123,48 @@ def test_feed_series_equal_the_kpi_api(stack: Stack) -> None:
         seen += 1
     assert seen == 3 * len(api)
     assert FAULTY in api
+
+
+def test_sample_config_loads() -> None:
+    path = Path(__file__).resolve().parents[2] / "analytics" / "kpi_feed" / "sample.toml"
+    cfg = load_feed_config(path)
+    assert Path(cfg.kpi_config).exists(), cfg.kpi_config
+    assert cfg.scopes == ["plant"] and cfg.interval_s == 60 and cfg.output_measurement == "zhizao_kpi"
+
+
+def test_feed_command_runs_rounds_against_the_stack(stack: Stack, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m analytics.kpi_feed`` end to end: config files loaded, both stores opened, a round
+    written at the current time into ``zhizao_kpi``, the loop stopped from outside."""
+    import threading
+
+    from analytics.kpi_feed.__main__ import main
+    from analytics.kpi_feed.runner import serve
+    from simulator.plant_export import export_plant
+
+    assert main(["--config", str(tmp_path / "missing.toml")]) == 2
+    assert "cannot read file" in capsys.readouterr().err
+    export_plant(stack.filled.scenario, tmp_path / "plant.toml")
+    (tmp_path / "kpi.toml").write_text('plant = "plant.toml"\n')
+    (tmp_path / "feed.toml").write_text(
+        f'kpi_config = "kpi.toml"\nscopes = ["plant1/a1/line1"]\ninterval_s = 1\n'
+        f'[storage]\nbackend = "influxdb"\n[storage.influxdb]\nurl = "{stack.influx.url}"\n')
+    began = datetime.now(UTC)
+    cfg = load_feed_config(tmp_path / "feed.toml")
+
+    def run() -> None:
+        async def bounded() -> None:
+            with contextlib.suppress(TimeoutError):  # the loop runs until stopped: stop it after 4 s
+                await asyncio.wait_for(serve(cfg), 4)
+        asyncio.run(bounded())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    q = (f"SELECT count(\"value\") FROM \"zhizao_kpi\" WHERE \"signal\" = 'kpi.shift.oee' "
+         f"AND time >= '{began.isoformat()}' GROUP BY \"machine\"")
+    series = json.loads(stack.influx.query(q, db="zhizao"))["results"][0]["series"]
+    counts = {s["tags"]["machine"]: s["values"][0][1] for s in series}
+    assert set(counts) == {"cnc-1", "cnc-2", "comp-1", "imm-1", "imm-2", "line"}
+    assert min(counts.values()) >= 1, counts  # written now, by this run
