@@ -130,9 +130,11 @@ _EVENT_MACHINE: Final = r'"asset" =~ /^$site\/[^\/]+\/$line\/$machine$/'
 
 
 def open_events() -> str:
-    """Open events (KPI alerts, anomaly episodes) of the selected site and lines, as a table."""
+    """Events open *now* (KPI alerts, anomaly episodes) of the selected site and lines, as a table,
+    whenever they started (up to 30 days back) — not only those started in the dashboard's range.
+    An upsert overwrites the event's point, so ``state`` is its current state."""
     return (f'SELECT "id", "rule", "source", "asset" FROM "{EVENTS_MEASUREMENT}" '
-            f"WHERE {_EVENT_LINE} AND \"state\" = 'open' AND $timeFilter")
+            f"WHERE {_EVENT_LINE} AND \"state\" = 'open' AND time > now() - 30d")
 
 
 def contributors() -> str:
