@@ -23,6 +23,8 @@ examples:
   zhizao sim generate --scenario examples/workshop.toml --duration 28800 --ledger ledger.jsonl \\
              --samples samples.jsonl
 Without --mqtt-host the MQTT-native machines are not published (the CLI says so).
+Other subcommands: export-plant (the plant file for KPIs), generate (offline, no servers);
+each has --help. The scenario format, OPC UA address space and MQTT payloads: simulator/README.md.
 """
 
 
@@ -69,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="enable Basic256Sha256 SignAndEncrypt; server cert/key kept (created once) here",
     )
     p.add_argument(
-        "--trust-dir", type=Path, help="folder of trusted client certificates (with --security-dir)"
+        "--trust-dir",
+        type=Path,
+        help="folder of trusted client certificates, DER or PEM (default: <security-dir>/trusted)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return p
