@@ -84,14 +84,16 @@ class UnsIntake:
     async def run(self, sink: Sink) -> None:
         """One connection (see :class:`gateway.mqtt.BrokerSession`); ``ConnectionLost`` when it drops."""
         self.bind(sink)
+        try:
+            await self.session.run(self.handle, self._connected)
+        finally:
+            self.stats.connected = False
+
+    def _connected(self) -> None:
         self._runs += 1
         if self._runs > 1:
             self.stats.reconnects += 1
         self.stats.connected = True
-        try:
-            await self.session.run(self.handle)
-        finally:
-            self.stats.connected = False
 
     def bind(self, sink: Sink) -> None:
         """Where :meth:`handle` commits frames (``run`` binds the sink it is given)."""

@@ -58,7 +58,7 @@ class BrokerSession:
         self.filters = filters
 
     def _client(self, loop: asyncio.AbstractEventLoop, lost: asyncio.Future[str],
-                on_message: Callable[[Message], None]) -> mqtt.Client:
+                on_message: Callable[[Message], None], on_connected: Callable[[], None]) -> mqtt.Client:
         cfg = self.config
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTProtocolVersion.MQTTv5,
@@ -91,6 +91,7 @@ class BrokerSession:
                 return
             opts = SubscribeOptions(qos=1)
             client.subscribe([(f, opts) for f in self.filters])
+            loop.call_soon_threadsafe(on_connected)
             log.info("MQTT connected to %s:%d as %s (session present: %s), subscribed to %s",
                      cfg.host, cfg.port, self.client_id, flags.session_present, ", ".join(self.filters))
 
@@ -99,12 +100,14 @@ class BrokerSession:
         client.on_connect = on_connect
         return client
 
-    async def run(self, on_message: Callable[[Message], None]) -> None:
-        """Receive until the connection drops (see the module docstring)."""
+    async def run(self, on_message: Callable[[Message], None],
+                  on_connected: Callable[[], None] = lambda: None) -> None:
+        """Receive until the connection drops (see the module docstring); ``on_connected`` is
+        called (on the loop) after each successful CONNACK."""
         cfg = self.config
         loop = asyncio.get_running_loop()
         lost: asyncio.Future[str] = loop.create_future()
-        client = self._client(loop, lost, on_message)
+        client = self._client(loop, lost, on_message, on_connected)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = cfg.session_expiry_s
         try:
