@@ -131,11 +131,11 @@ class InfluxStore:
 
     async def influxql(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
         """Run InfluxQL; returns the ``series`` of the first statement (``[]`` when empty)."""
-        params = {**self._params, "q": q, "epoch": "u"}
+        params = {**self._params, "epoch": "u"}
         params.pop("rp", None)
-        try:
-            resp = await self.client.post("/query", data=params) if write else \
-                await self.client.get("/query", params=params)
+        try:  # credentials stay in the query string (1.x reads u/p only there); q in the body for POST
+            resp = await self.client.post("/query", params=params, data={"q": q}) if write else \
+                await self.client.get("/query", params={**params, "q": q})
         except httpx.HTTPError as exc:
             raise StoreUnavailable(f"InfluxDB query failed: {type(exc).__name__}: {exc}") from exc
         if resp.status_code != 200:
