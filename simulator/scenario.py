@@ -171,6 +171,12 @@ class Scenario(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:
+        offset = (self.start.second + self.start.microsecond / 1e6) % self.tick_s
+        if min(offset, self.tick_s - offset) > 1e-6:
+            raise ValueError(
+                "start must fall on the tick grid (its seconds a multiple of tick_s), so shift "
+                "boundaries on whole minutes fall on ticks"
+            )
         seen: set[str] = set()
         for line in self.lines:
             for m in line.machines:

@@ -60,6 +60,7 @@ def _doc() -> dict[str, Any]:
         (lambda d: d["faults"][0]["params"].update(signal="nope"), "<root>", "params.signal"),
         (lambda d: d["faults"][0].update(kind="air_leak"), "<root>", "cannot have a air_leak"),
         (lambda d: d.update(start="2026-11-23T08:00:00"), "start", "UTC offset"),
+        (lambda d: d.update(start="2026-11-23T08:00:03+08:00", tick_s=2), "<root>", "tick grid"),
     ],
 )
 def test_mistakes_are_reported_with_their_key(mutate: Any, key: str, words: str) -> None:
