@@ -115,6 +115,9 @@ class FakeAgent:
 
     def disconnect(self, *, clean_status: bool = True) -> None:
         """Clean shutdown: publish ``offline`` (retained), then DISCONNECT (no will)."""
+        if self._client is not None and not self._client.is_connected():
+            self.close()
+            self.connect()
         if self._client is not None and clean_status:
             doc = status_payload(self.agent_id, "offline", self.site)
             info = self._client.publish(topics.status_topic(self.agent_id), doc, qos=1, retain=True)

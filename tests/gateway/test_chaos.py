@@ -62,7 +62,7 @@ def _total(batches: dict[str, list[Batch]]) -> int:
 
 
 def test_broker_restart(mosquitto: Mosquitto, ingest: Ingest, gateway_factory: GatewayFactory) -> None:
-    gw = gateway_factory()
+    gw = gateway_factory(stall_after_s=1.0)
     batches = simulated_batches(300, ticks_per_batch=20)
     agents = _agents(mosquitto, batches)
     publisher = threading.Thread(target=_publish, args=(agents, batches, slice(None)), kwargs={"pause": 0.02})
@@ -71,6 +71,12 @@ def test_broker_restart(mosquitto: Mosquitto, ingest: Ingest, gateway_factory: G
     mosquitto.restart()  # graceful: persistence keeps sessions and queued messages
     publisher.join(120)
     assert sum(a.connects for a in agents) > len(agents)  # the agents did lose the broker
+    wait_for(lambda: ingest.written() >= _total(batches), 60, "everything in ingest")
+    mosquitto.stop()  # a longer outage is visible in /healthz, and heals
+    wait_for(lambda: gw.get("/healthz").status_code == 503, 20, "unhealthy without a broker")
+    assert "broker disconnected" in gw.health()["problems"][0]
+    mosquitto.start()
+    wait_for(lambda: gw.get("/healthz").status_code == 200, 30, "healthy again")
     _finish(ingest, [gw], agents, _total(batches))
 
 
