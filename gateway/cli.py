@@ -18,7 +18,11 @@ from zhizao.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zhizao gateway", description=__doc__.splitlines()[0] if __doc__ else "")
+    p = argparse.ArgumentParser(
+        prog="zhizao gateway",
+        description="Run a site gateway: plant broker's unified namespace -> durable buffer -> ingest.",
+        epilog="Every option: gateway/sample-gateway.toml. Exit codes: 0 clean stop, 1 failure, "
+               "2 usage or configuration error.")
     p.add_argument("--config", "-c", required=True, help="gateway TOML/YAML file (see sample-gateway.toml)")
     p.add_argument("--check", action="store_true", help="validate the configuration and exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
