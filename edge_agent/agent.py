@@ -75,6 +75,15 @@ class Agent:
             "backlog_age_s": round(self.buffer.stats.backlog_age(), 3),
         }
 
+    async def _forward(self) -> None:
+        """The forwarder, restarted if it ever fails (a bug or a buffer error must not stop delivery)."""
+        while True:
+            try:
+                await self.forwarder.run()
+            except Exception:  # supervisor loop: log, back off, go on
+                log.exception("forwarder failed; restarting it in 1 s")
+                await asyncio.sleep(1.0)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (see the module docstring)."""
         cfg = self.config
@@ -92,7 +101,7 @@ class Agent:
                 await stack.enter_async_context(server)
                 self.health_port = server.port
             await stack.enter_async_context(self.uplink)
-            forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
+            forwarder = asyncio.create_task(self._forward(), name="forwarder")
             readers = [
                 asyncio.create_task(supervise(c, self.buffer), name=f"connector-{c.name}")
                 for c in self.connectors

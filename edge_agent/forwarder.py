@@ -55,6 +55,7 @@ class Forwarder:
         max_items: int = 5000,
         linger: float = 1.0,
         backoff: Backoff | None = None,
+        window: int = 2,
     ) -> None:
         self.buffer = buffer
         self.uplink = uplink
@@ -62,35 +63,30 @@ class Forwarder:
         self.max_items = max_items
         self.linger = linger
         self.backoff = backoff or Backoff(initial=0.5, cap=30.0)
+        self.window = window
         self.stats = ForwarderStats()
         self.observe_latency: Callable[[float], None] | None = None
         self._encoded = uplink if isinstance(uplink, EncodedUplink) else None
 
     async def run(self) -> None:
-        """Forward until cancelled. The next batch is read from the buffer, and the previous one
-        acked, while the current one is on the wire, so a backlog drains at wire speed. A batch is
-        acked only after the receiver acknowledged it; on cancellation the pending ack completes."""
-        prefetch = asyncio.create_task(self._take())
-        acking: asyncio.Task[None] | None = None
+        """Forward until cancelled, with up to ``window`` batches on the wire at once (each acked
+        in the buffer only after the receiver acknowledged it), so reading the buffer, sending and
+        acking overlap and a backlog drains at wire speed. Cancelling hands unsent batches back."""
+        inflight: set[asyncio.Task[None]] = set()
         try:
             while True:
-                batch = await prefetch
-                prefetch = asyncio.create_task(self._take())
-                if batch is not None:
-                    await self.deliver(batch, ack=False)
-                    if acking is not None:
-                        await acking
-                    acking = asyncio.create_task(self.buffer.ack(batch))  # overlaps the next send
+                batch = await self._take()
+                if batch is None:
+                    continue
+                if len(inflight) >= self.window:
+                    done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                inflight.add(asyncio.create_task(self.deliver(batch)))
         finally:
-            if acking is not None:
-                await asyncio.shield(acking)
-            prefetch.cancel()
-            try:
-                left = await prefetch
-            except asyncio.CancelledError:
-                left = None
-            if left is not None:
-                self.buffer.release(left)
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
 
     async def _take(self) -> Batch | EncodedBatch | None:
         if self._encoded is not None:

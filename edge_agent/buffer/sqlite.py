@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS batches (
     seq INTEGER PRIMARY KEY, batch_id TEXT NOT NULL UNIQUE, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
     created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -102,6 +103,16 @@ class Db:
         self.bytes_total += sum(len(r) for r in rows)
         if self.oldest_created_cached is None:
             self.oldest_created_cached = now
+
+    def set_marks(self, marks: dict[str, str]) -> None:
+        """Inside a transaction: upsert connector watermarks (committed with their samples)."""
+        self.conn.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?)", marks.items())
+
+    def get_marks(self, prefix: str) -> dict[str, str]:
+        rows = self.conn.execute(
+            "SELECT key, value FROM marks WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff")
+        ).fetchall()
+        return {str(k): str(v) for k, v in rows}
 
     def unbatched_count(self) -> int:
         return int(self.count_total - self.batched_count)

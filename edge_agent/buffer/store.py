@@ -83,6 +83,7 @@ class BufferStats:
 class _Pending:
     rows: list[bytes]
     future: asyncio.Future[PutResult]
+    marks: dict[str, str] | None = None
 
 
 class SqliteBuffer:
@@ -176,13 +177,19 @@ class SqliteBuffer:
         self._exec.shutdown(wait=True)
 
     # -- put -------------------------------------------------------------------------------
-    def submit(self, samples: Sequence[Sample]) -> asyncio.Future[PutResult]:
-        """Queue ``samples`` for the next group commit; the future resolves once committed."""
+    def submit(
+        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
+        """Queue ``samples`` for the next group commit; the future resolves once committed.
+
+        ``marks`` (key → text) are committed in the same transaction (when the samples are), so
+        a connector can remember exactly what it has committed, e.g. each OPC UA node's last
+        source timestamp; read them back with :meth:`marks`."""
         if self._closed:
             raise RuntimeError("buffer is closed")
         fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
         rows = [encode_sample(s) for s in samples]
-        self._pending.append(_Pending(rows, fut))
+        self._pending.append(_Pending(rows, fut, marks))
         self._pending_count += len(rows)
         if self._pending_count >= self.commit_max_samples or len(self._pending) == 1:
             self._wake.set()
@@ -191,6 +198,13 @@ class SqliteBuffer:
     async def put(self, samples: Sequence[Sample]) -> PutResult:
         """Commit ``samples`` durably (group commit); see the module docstring."""
         return await self.submit(samples)
+
+    async def marks(self, prefix: str) -> dict[str, str]:
+        """Committed marks whose key starts with ``prefix`` (see :meth:`submit`)."""
+        if self._db is None:
+            raise RuntimeError("buffer is not open")
+        db = self._db
+        return await asyncio.get_running_loop().run_in_executor(self._exec, db.get_marks, prefix)
 
     async def flush(self) -> None:
         """Commit everything submitted so far now."""
@@ -217,7 +231,7 @@ class SqliteBuffer:
         db = self._db
         try:
             results = await asyncio.get_running_loop().run_in_executor(
-                self._exec, self._commit_sync, db, [p.rows for p in pending]
+                self._exec, self._commit_sync, db, [(p.rows, p.marks) for p in pending]
             )
         except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
             for p in pending:
@@ -231,9 +245,11 @@ class SqliteBuffer:
         self._refresh_stats()
         self._data.set()
 
-    def _commit_sync(self, db: Db, groups: list[list[bytes]]) -> list[PutResult]:
+    def _commit_sync(
+        self, db: Db, groups: list[tuple[list[bytes], dict[str, str] | None]]
+    ) -> list[PutResult]:
         now = time.time()
-        incoming = sum(len(r) for g in groups for r in g)
+        incoming = sum(len(r) for g, _ in groups for r in g)
         results: list[PutResult] = []
         with db.transaction():
             if now - self._last_expiry > 1.0:
@@ -251,13 +267,15 @@ class SqliteBuffer:
                         "buffer full (max_bytes=%d): drop_oldest dropped %d samples", self.max_bytes, dropped
                     )
             rejected_total = 0
-            for rows in groups:
+            for rows, marks in groups:
                 size = sum(len(r) for r in rows)
                 if self.overflow == "reject_new" and db.bytes_total + size > self.max_bytes:
                     results.append(PutResult(0, len(rows)))
                     rejected_total += len(rows)
                     continue
                 db.insert(rows, now)
+                if marks:
+                    db.set_marks(marks)
                 results.append(PutResult(len(rows), 0))
             if rejected_total:
                 self.stats.dropped["rejected"] += rejected_total

@@ -22,9 +22,14 @@ from zhizao.model import Sample
 
 
 class Sink(Protocol):
-    """Where connectors put samples: ``submit`` returns a future resolved once they are durable."""
+    """Where connectors put samples: ``submit`` returns a future resolved once they are durable;
+    ``marks`` given with samples are committed with them and read back with ``marks(prefix)``."""
 
-    def submit(self, samples: Sequence[Sample]) -> asyncio.Future[PutResult]: ...
+    def submit(
+        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]: ...
+
+    async def marks(self, prefix: str) -> dict[str, str]: ...
 
 
 @dataclass(slots=True)

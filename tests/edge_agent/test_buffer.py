@@ -202,3 +202,13 @@ def test_kill_9_loses_nothing_committed_and_keeps_batch_ids(tmp_path: Path) -> N
             assert got == samples(len(got)), "in order, no duplicates"
 
     asyncio.run(check())
+
+
+async def test_marks_are_committed_with_their_samples(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    async with SqliteBuffer(path, "a") as buf:
+        await buf.submit(samples(2), {"opcua:x:n1": "t1", "opcua:x:n2": "t2"})
+        await buf.submit(samples(1, 2), {"opcua:x:n1": "t3", "mqtt:y": "z"})
+    async with SqliteBuffer(path, "a") as buf:
+        assert await buf.marks("opcua:x:") == {"opcua:x:n1": "t3", "opcua:x:n2": "t2"}
+        assert len(await drain(buf)) == 3

@@ -34,7 +34,7 @@ from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusC
 from edge_agent.connectors.base import ConnectorStats, Sink
 from edge_agent.connectors.opcua.browse import BrowseCache, Tag, TagError, resolve_tags
 from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
-from edge_agent.connectors.opcua.convert import Converter, load_last, save_last
+from edge_agent.connectors.opcua.convert import Converter
 from edge_agent.connectors.opcua.security import apply_security, ensure_client_certificate
 from zhizao.errors import ConfigError, ConnectionLost, SecurityError
 from zhizao.model import AssetPath, Sample
@@ -42,7 +42,6 @@ from zhizao.model import AssetPath, Sample
 ua: Any = importlib.import_module("asyncua.ua")
 log = logging.getLogger(__name__)
 FLUSH_S = 0.05
-LAST_SAVE_S = 2.0
 _VANISHED = {"BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid", "BadNotReadable"}
 _FILTER_REFUSED = {
     "BadFilterNotAllowed",
@@ -56,6 +55,13 @@ _TRIGGERS = {
     "status_value_timestamp": ua.DataChangeTrigger.StatusValueTimestamp,
 }
 _SECURITY = ("BadSecurity", "BadCertificate", "BadIdentity", "BadUserAccessDenied", "BadUserSignatureInvalid")
+
+
+def _parse_ts(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 def _status_name(code: Any) -> str:
@@ -80,8 +86,7 @@ class OpcUaConnector:
         self.skipped_nodes: set[str] = set()
         self._runs = 0
         self._pending: list[Sample] = []
-        self.last_path = state_dir / f"{config.name}-last.json"
-        self._last_ts: dict[str, datetime] = load_last(self.last_path)
+        self._marks: dict[str, str] = {}
         self._conv: Converter | None = None
 
     async def _client(self) -> Client:
@@ -129,6 +134,7 @@ class OpcUaConnector:
             self._runs += 1
             if self._runs > 1:
                 self.stats.reconnects += 1
+            stored = await sink.marks(f"opcua:{self.name}:")
             try:
                 self.tags = await resolve_tags(client, cfg, self.cache)
             except TagError as exc:
@@ -137,7 +143,7 @@ class OpcUaConnector:
                 [AssetPath.parse(t.asset) for t in self.tags],
                 [t.signal for t in self.tags],
                 [t.unit for t in self.tags],
-                [self._last_ts.get(t.node_id) for t in self.tags],
+                [_parse_ts(stored.get(self._mark_key(t))) for t in self.tags],
             )
             self.stats.connected = True
             flusher = asyncio.create_task(self._flush_loop(sink))
@@ -151,7 +157,6 @@ class OpcUaConnector:
                 with contextlib.suppress(asyncio.CancelledError):
                     await flusher
                 self._flush(sink)
-                self._save_last()
         except (OSError, TimeoutError, ua.UaError) as exc:
             raise ConnectionLost(f"OPC UA server {cfg.endpoint}: {exc}") from exc
         finally:
@@ -160,33 +165,26 @@ class OpcUaConnector:
                 await asyncio.wait_for(client.disconnect(), 2.0)
 
     # -- handing samples to the buffer ---------------------------------------------------------
+    def _mark_key(self, tag: Tag) -> str:
+        return f"opcua:{self.name}:{tag.node_id}"
+
     def _flush(self, sink: Sink) -> None:
+        """Hand what was read to the buffer, with each node's last source timestamp as a mark
+        (committed together: after a crash the restarted agent knows exactly what it has)."""
         if self._pending:
             batch, self._pending = self._pending, []
-            sink.submit(batch)
-
-    def _save_last(self) -> None:
-        """Persist each tag's last source timestamp (so a restart does not collect repeats)."""
-        conv = self._conv
-        if conv is None:
-            return
-        for tag, ts in zip(self.tags, conv.last_ts, strict=True):
-            if ts is not None:
-                self._last_ts[tag.node_id] = ts
-        save_last(self.last_path, self._last_ts)
+            marks, self._marks = self._marks, {}
+            sink.submit(batch, marks)
 
     async def _flush_loop(self, sink: Sink) -> None:
-        n = 0
         while True:
             await asyncio.sleep(FLUSH_S)
             self._flush(sink)
-            n += 1
-            if n % int(LAST_SAVE_S / FLUSH_S) == 0:
-                self._save_last()
 
-    def _emit(self, sample: Sample | None) -> None:
+    def _emit(self, index: int, sample: Sample | None) -> None:
         if sample is not None:
             self._pending.append(sample)
+            self._marks[self._mark_key(self.tags[index])] = sample.ts.isoformat()
             self.stats.got(1)
 
     # -- subscription mode -------------------------------------------------------------------
@@ -311,7 +309,7 @@ class OpcUaConnector:
         async for ev in sub:
             if isinstance(ev, DataChangeEvent):
                 item = ev.data.monitored_item
-                self._emit(conv.sample(item.ClientHandle, item.Value))
+                self._emit(item.ClientHandle, conv.sample(item.ClientHandle, item.Value))
             elif isinstance(ev, StatusChangeEvent) and not ev.notification.Status.is_good():
                 log.warning(
                     "OPC UA %s: subscription status %s", self.name, _status_name(ev.notification.Status)
@@ -343,7 +341,7 @@ class OpcUaConnector:
                     key = (dv.SourceTimestamp, dv.Value.Value if dv.Value is not None else None, name)
                     if seen.get(j) != key:
                         seen[j] = key
-                        self._emit(conv.sample(j, dv))
+                        self._emit(j, conv.sample(j, dv))
             active = [j for j in active if j not in gone]
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
         raise ConnectionLost(f"OPC UA session to {cfg.endpoint} lost")

@@ -8,10 +8,8 @@ The timestamp is the SourceTimestamp, else the ServerTimestamp, else the time of
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from zhizao.model import MAX_STR_VALUE, AssetPath, Quality, Sample, Value
@@ -53,7 +51,7 @@ class Converter:
     A value with the same source timestamp as the last one collected for its tag is a repeat
     (the initial notification after a re-subscribe re-sends the current value) and is skipped, so
     a reconnect never produces a duplicate; a clock going backwards is data, not a repeat.
-    ``last_ts`` may be seeded from disk.
+    ``last_ts`` is seeded from the marks committed with the samples in the buffer.
     """
 
     def __init__(
@@ -91,20 +89,3 @@ class Converter:
             return None
         self.last_ts[index] = ts
         return Sample(self.assets[index], self.signals[index], ts, value, self.units[index], quality)
-
-
-def load_last(path: Path) -> dict[str, datetime]:
-    """Last collected source timestamp per node id, as saved by :func:`save_last` (empty if none)."""
-    try:
-        doc = json.loads(path.read_text())
-        return {k: datetime.fromisoformat(v) for k, v in doc.items()}
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
-def save_last(path: Path, last: dict[str, datetime]) -> None:
-    """Atomically write the last source timestamp per node id."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({k: v.isoformat() for k, v in last.items()}))
-    tmp.replace(path)
