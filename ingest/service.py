@@ -63,6 +63,11 @@ class IngestService:
             self.metrics.store_errors.labels("write").inc()
             self.metrics.store_up.set(0)
             raise
+        except Exception as exc:  # a store bug: answer 500 cleanly, keep serving
+            self.metrics.store_errors.labels("write").inc()
+            log.error("store %s failed unexpectedly", self.store.name, exc_info=exc)
+            raise Problem(500, f"internal store error ({type(exc).__name__}); nothing was acknowledged "
+                          "— see the ingest log", reason="store_bug") from None
         self.metrics.store_up.set(1)
         if not result.duplicate:
             self.metrics.samples_written.labels(source).inc(result.accepted)

@@ -61,12 +61,15 @@ async def test_username_password_auth(auth_influxdb: AuthInfluxDB) -> None:
     db = auth_influxdb.database
     good = InfluxSettings(url=auth_influxdb.url, database=db, username=USER, password=PASSWORD)
     async with InfluxStore(good) as store:
+        await store.ping()
         await store.write(SampleFrame.from_samples([sample(M1, "power_kw", 1, 2.5, "kW")]))
         await store.delete_before(T0)  # a POSTed InfluxQL statement, authenticated too
         got = await store.query(SeriesQuery(asset=str(M1), start=T0, end=T0.replace(hour=9)))
         assert got[0].values() == [2.5]
     bad = InfluxSettings(url=auth_influxdb.url, database=db, username=USER, password="nope")
     async with InfluxStore(bad) as store:
+        with pytest.raises(StoreUnavailable, match="refuses the configured credentials"):
+            await store.ping()  # so /readyz is 503 with wrong credentials
         with pytest.raises(StoreUnavailable, match="401"):
             await store.write(SampleFrame.from_samples([sample(M1, "power_kw", 2, 3.5, "kW")]))
         with pytest.raises(StoreUnavailable, match="401"):

@@ -150,12 +150,17 @@ class InfluxStore:
         return series
 
     async def ping(self) -> None:
+        """``/ping`` answers, and an empty write is not refused for credentials (401/403)."""
         try:
             resp = await self.client.get("/ping")
+            if resp.status_code != 204:
+                raise StoreUnavailable(f"InfluxDB /ping answered {resp.status_code}")
+            resp = await self.client.post("/write", params={**self._params, "precision": "u"}, content=b"")
         except httpx.HTTPError as exc:
             raise StoreUnavailable(f"InfluxDB unreachable: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code != 204:
-            raise StoreUnavailable(f"InfluxDB /ping answered {resp.status_code}")
+        if resp.status_code in (401, 403):
+            raise StoreUnavailable(f"InfluxDB refuses the configured credentials ({resp.status_code}): "
+                                   f"{resp.text[:200]}")
 
     # ---- writes and dedup -------------------------------------------------------------------
 
