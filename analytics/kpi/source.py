@@ -59,7 +59,9 @@ async def fetch(store: Store, scope: str, start: datetime, end: datetime, margin
                 chunk: timedelta = timedelta(hours=6)) -> dict[str, MachineData]:
     """Raw KPI signals of every machine under ``scope`` over ``[start - margin, end + margin)``
     (the margin shows the state and counters at the window's edges and lets clock skew be seen),
-    and, unless ``coverage_bucket`` is None, which buckets of every other signal hold samples."""
+    and, unless ``coverage_bucket`` is None, which buckets of every other signal of those machines
+    hold samples. An asset with none of the KPI signals (e.g. ``<site>/fleet/agents/<id>``) is not a
+    machine and is left out."""
     parts: dict[tuple[str, str], list[Series]] = {}
     lo, hi = start - margin, end + margin
     while lo < hi:  # in chunks, so that no single answer is huge (InfluxDB answers in one JSON body)
@@ -75,7 +77,9 @@ async def fetch(store: Store, scope: str, start: datetime, end: datetime, margin
         cq = SeriesQuery(asset=scope, start=start, end=end, agg=Agg.COUNT, bucket=coverage_bucket,
                          limit=MAX_POINTS)
         for s in await store.query(cq):
-            if s.signal not in KPI_SIGNALS:
-                md = out.setdefault(s.asset, MachineData(s.asset))
+            # Coverage is attached only to machines that carry KPI signals: other assets under the
+            # scope (edge-fleet health, line stand-ins) are not machines and must not enter KPIs.
+            md = out.get(s.asset)
+            if md is not None and s.signal not in KPI_SIGNALS:
                 md.coverage[s.signal] = s.ts_us.astype(np.float64) / 1e6
     return out
