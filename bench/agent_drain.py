@@ -112,16 +112,8 @@ async def _bench(outage: float, rate: float) -> dict[str, float]:
         forwarder = asyncio.create_task(fwd.run())
         await asyncio.sleep(outage)
         backlog = buf.stats.backlog_samples
-        receiver = subprocess.Popen(
-            [sys.executable, "-m", "bench.agent_drain", "--child-receiver", str(port)]
-        )
+        receiver = _start_receiver(port)
         try:
-            for _ in range(300):
-                try:
-                    httpx.get(url, timeout=0.5)
-                    break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
             back = time.monotonic()
             sent_before = fwd.stats.sent_samples
             for _ in range(10**7):  # the forwarder may be in a retry delay (<= backoff cap) right now

@@ -30,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.connectors.base import ConnectorStats, Sink
+from edge_agent.connectors.mqtt.client import apply_auth_and_tls
 from edge_agent.connectors.mqtt.config import MqttConnectorConfig
 from edge_agent.deadletter import DeadLetter
 from edge_agent.mapping import MappingError, PayloadMapper
@@ -65,16 +66,7 @@ class MqttConnector:
             reconnect_on_failure=False,
             manual_ack=True,
         )
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
-        if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(cfg.tls.insecure)
+        apply_auth_and_tls(client, cfg.username, cfg.password, cfg.tls)
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             loop.call_soon_threadsafe(self._handle, msg, client)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from itertools import groupby
@@ -27,6 +26,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from edge_agent.connectors.mqtt.client import apply_auth_and_tls
 from edge_agent.uplinks.mqtt.config import MqttUplinkConfig
 from zhizao import topics, wire
 from zhizao.errors import Unavailable
@@ -72,16 +72,7 @@ class MqttUplink:
         )
         client.max_inflight_messages_set(cfg.max_inflight)
         client.reconnect_delay_set(1, 30)
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
-        if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(cfg.tls.insecure)
+        apply_auth_and_tls(client, cfg.username, cfg.password, cfg.tls)
         client.will_set(self.status_topic, self._status_doc("offline"), qos=1, retain=True)
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
