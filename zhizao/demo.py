@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from datetime import UTC, datetime
@@ -55,8 +54,9 @@ def main(argv: list[str]) -> int:
     if args.speed <= 0 or (args.duration is not None and args.duration <= 0):
         console.print("zhizao demo: --speed and --duration must be > 0")
         return 2
-    logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from zhizao.stack.logs import setup_logging
+
+    setup_logging(args.verbose)
     from zhizao.stack.expectations import load_play
 
     try:

@@ -90,7 +90,7 @@ def test_bad_expectations_are_refused_naming_the_key(tmp_path: Path) -> None:
 
 def test_through_the_site_gateway(tmp_path: Path) -> None:
     scenario = variant(tmp_path, "gateway", run={"duration_s": 600},
-                       faults=[{"machine": "line1/pack-1", "kind": "sensor_dropout", "detect_within_s": 300}])
+                       faults=[{"machine": "line1/pack-1", "kind": "sensor_dropout", "detect_within_s": 360}])
     report = tmp_path / "gateway.json"
     run = zhizao("check", "--scenario", str(scenario), "--gateway", "--json", str(report), cwd=tmp_path)
     print(run.stdout[-4000:])

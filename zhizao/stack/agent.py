@@ -67,7 +67,8 @@ class RunWindowSink:
         self.start = start
         self.skipped = 0
 
-    def submit(self, samples: Sequence[Sample]) -> asyncio.Future[PutResult]:
+    def submit(self, samples: Sequence[Sample], marks: dict[str, str] | None = None
+               ) -> asyncio.Future[PutResult]:
         if self.start is not None:
             start = self.start
             kept = [s for s in samples if s.ts >= start]
@@ -77,7 +78,13 @@ class RunWindowSink:
                              start.isoformat())
                 self.skipped += len(samples) - len(kept)
                 samples = kept
-        return self.buffer.submit(samples)
+        if marks is None:
+            return self.buffer.submit(samples)
+        return self.buffer.submit(samples, marks)
+
+    async def marks(self, prefix: str) -> dict[str, str]:
+        """The connector's resume marks, from the buffer."""
+        return await self.buffer.marks(prefix)
 
 
 class LineAgent:

@@ -70,7 +70,7 @@ async def play(scenario: Scenario, exp: Expectations, *, seed: int, speed: float
     models = await asyncio.to_thread(reference_models, scenario, seed, train_s)
     opts = LineOptions(scenario=scenario, data_dir=data_dir, seed=seed, speed=speed,
                        duration_s=duration, keep_served=True, models=models, watch_flags=True,
-                       gateway=gateway)
+                       gateway=gateway, analytics_interval_s=1.0)
     start, end = scenario.start, scenario.start + timedelta(seconds=duration)
     async with Line(opts) as line:
         path = "agent → MQTT → gateway → ingest" if gateway else "agent → HTTP → ingest"
