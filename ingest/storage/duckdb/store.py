@@ -10,20 +10,16 @@ worker threads and see committed data only. The event loop never blocks.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 
 from ingest.storage.base import (
-    Agg,
     BatchKey,
     CatalogueEntry,
     EventQuery,
@@ -36,6 +32,8 @@ from ingest.storage.base import (
     decode_value,
     from_us,
 )
+from ingest.storage.duckdb.reads import naive as _naive
+from ingest.storage.duckdb.reads import run_query
 from ingest.storage.duckdb.schema import DDL
 from ingest.storage.duckdb.writer import Writer, WriteRequest, frame_to_arrow
 from ingest.storage.events_common import event_matches
@@ -46,10 +44,6 @@ from zhizao.model import Quality
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 __all__ = ["DuckDBStore", "frame_to_arrow"]
-
-def _naive(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(tzinfo=None)
-
 
 class DuckDBStore:
     """The embedded store. ``path`` is a file (created with its schema) or ``":memory:"``."""
@@ -187,9 +181,8 @@ class DuckDBStore:
         return await asyncio.to_thread(run)
 
     async def query(self, q: SeriesQuery) -> list[Series]:
-        sql, params = _series_sql(q)
-        table: pa.Table = await self._read(lambda cur: cur.sql(sql, params=params).to_arrow_table())
-        return _split_series(table, bucketed=q.agg is not None)
+        series: list[Series] = await self._read(lambda cur: run_query(cur, q))
+        return series
 
     async def latest(self, asset: str) -> list[LatestValue]:
         await self._on_writer(self.writer.flush_catalogue)
@@ -254,57 +247,3 @@ class DuckDBStore:
         rows = await self._read(lambda cur: cur.execute(sql, params).fetchall())
         events = [Event.model_validate_json(r[0]) for r in rows]
         return [e for e in events if event_matches(e, q)]
-
-
-def _series_sql(q: SeriesQuery) -> tuple[str, list[Any]]:
-    where = ["ts >= ?", "ts < ?", "(asset = ? OR starts_with(asset, ?))"]
-    params: list[Any] = [_naive(q.start), _naive(q.end), q.asset, q.asset + "/"]
-    if q.signals:
-        where.append(f"signal IN ({', '.join('?' for _ in q.signals)})")
-        params += list(q.signals)
-    cond = " AND ".join(where)
-    if q.agg is None:
-        return (
-            "SELECT asset, signal, epoch_us(ts) AS t, vtype, value, value_str, unit, quality "
-            f"FROM samples WHERE {cond} "
-            f"QUALIFY row_number() OVER (PARTITION BY asset, signal ORDER BY ts) <= {int(q.limit)} "
-            "ORDER BY asset, signal, t", params)
-    b = q.bucket_us()
-    agg = {
-        Agg.MEAN: "avg(value)", Agg.MIN: "min(value)", Agg.MAX: "max(value)",
-        Agg.LAST: "arg_max(value, ts)", Agg.COUNT: "count(*)",
-    }[q.agg]
-    if q.agg is Agg.COUNT:
-        vtype, vstr = "'i'", "NULL"
-    elif q.agg is Agg.MEAN:
-        vtype, vstr = "CASE WHEN arg_max(vtype, ts) = 's' THEN 's' ELSE 'f' END", "arg_max(value_str, ts)"
-    else:
-        vtype, vstr = "arg_max(vtype, ts)", "arg_max(value_str, ts)"
-    return (
-        f"SELECT asset, signal, (epoch_us(ts) // {b}) * {b} AS t, {vtype} AS vtype, {agg} AS value, "
-        f"{vstr} AS value_str, arg_max(unit, ts) AS unit, NULL AS quality "
-        f"FROM samples WHERE {cond} GROUP BY asset, signal, t "
-        f"QUALIFY row_number() OVER (PARTITION BY asset, signal ORDER BY t) <= {int(q.limit)} "
-        "ORDER BY asset, signal, t", params)
-
-
-def _split_series(table: pa.Table, *, bucketed: bool) -> list[Series]:
-    n = table.num_rows
-    if n == 0:
-        return []
-    assets = table.column("asset").to_numpy(zero_copy_only=False)
-    signals = table.column("signal").to_numpy(zero_copy_only=False)
-    change = np.flatnonzero((assets[1:] != assets[:-1]) | (signals[1:] != signals[:-1])) + 1
-    bounds = [0, *change.tolist(), n]
-    ts = table.column("t").to_numpy().astype(np.int64)
-    value = table.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
-    value_str = table.column("value_str").to_numpy(zero_copy_only=False).astype(object)
-    vtype = table.column("vtype").to_numpy(zero_copy_only=False).astype(str)
-    quality = None if bucketed else table.column("quality").to_numpy(zero_copy_only=False).astype(str)
-    units = table.column("unit")
-    out = []
-    for lo, hi in itertools.pairwise(bounds):
-        out.append(Series(
-            str(assets[lo]), str(signals[lo]), units[hi - 1].as_py(), ts[lo:hi], value[lo:hi],
-            value_str[lo:hi], vtype[lo:hi], None if quality is None else quality[lo:hi]))
-    return out

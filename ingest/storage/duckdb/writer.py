@@ -64,6 +64,7 @@ class Writer:
     def open(self) -> None:
         """Load the dedup index; rebuild the catalogue if the file was not closed cleanly."""
         con = self.con
+        frame_to_arrow(SampleFrame())  # pyarrow imports pandas on first use: pay it here, not in a batch
         self._load_index()
         row = con.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
         if row is not None and row[0] != "true":
