@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 REFERENCE_SEED_OFFSET = 100_003
 
 
+def default_spec() -> ModelSpec:
+    """The model of the one-box stack, pinned (robust z-scores of 5-row means, threshold 1.25 × the
+    99th percentile of training scores, half of 15 rows voting) so a change of the library's
+    defaults does not silently change what ``zhizao check`` detects."""
+    return ModelSpec(detector="robust_z", detector_params={"rel_floor": 0.003}, windows=[5],
+                     threshold_quantile=0.99, threshold_factor=1.25, vote_window=15, vote_fraction=0.5)
+
+
 def clean_scenario(scenario: Scenario) -> Scenario:
     """The same line with no scheduled and no random faults."""
     return scenario.model_copy(update={"faults": [], "random_faults": RandomFaults()})
@@ -60,7 +68,7 @@ def reference_models(scenario: Scenario, seed: int, duration_s: float = 3600.0,
     for asset, samples in by_asset.items():
         numeric, state = _series(samples)
         try:
-            model, _ = fit_history(align(numeric, state), spec or ModelSpec())
+            model, _ = fit_history(align(numeric, state), spec or default_spec())
         except DataError as exc:
             log.warning("no anomaly model for %s: %s", asset, exc)
             continue
