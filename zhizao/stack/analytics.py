@@ -5,8 +5,7 @@
 :class:`~analytics.scoring.live.MachineScorer` — ``anomaly_score`` samples written back, anomaly
 episodes upserted as events. KPIs need no loop on one box: the KPI API mounted on ingest computes
 them from the raw data on request (the web dashboard asks it). The KPI feed (``kpi.*`` series for
-Grafana) is not run here: its line pseudo-machine (``<line>/line``) would be counted as a machine
-without state by the KPI report of its line (reported to the analytics owner).
+Grafana) is not run here: there is no Grafana on one box.
 Time is the *line's* time (``clock()``, the simulated clock), and
 scoring stays ``lag_s`` behind it so rows still in the agent's buffer are not skipped;
 :meth:`final_round` scores everything up to the end once the data is drained. A failed round
