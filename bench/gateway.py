@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 "gateway_samples_per_s": round(rate),
                 "ratio": round(rate / ceiling, 3),
                 "target_ratio": 0.8,
+                "intake_samples_per_s": round(intake),
+                "intake_ratio": round(intake / ceiling, 3),
                 "ingest_rows": rows,
                 "ingest_distinct_rows": distinct,
                 "gateway_backlog_at_end": health["backlog_samples"],
