@@ -237,3 +237,28 @@ async def test_sign_and_encrypt_trusted_by_fingerprint(
         policy = {**security, "policy": "Aes256_Sha256_RsaPss"}
         with pytest.raises(SecurityError, match="offers no endpoint with Aes256_Sha256_RsaPss"):
             await OpcUaConnector(config(port, security=policy), "agent-1", tmp_path / "agent").run(buf)
+
+
+async def test_staleness_watchdog_resubscribes_a_silent_subscription(tmp_path: Path) -> None:
+    port = free_port()
+    conn = OpcUaConnector(config(port, stale_after_s=1.5), "agent-1", tmp_path)
+    async with (
+        server(port) as srv,
+        SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
+    ):
+        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.1, cap=0.3)))
+        await until(lambda: conn.stats.connected)
+        await asyncio.sleep(0.3)
+        # the server drops the subscription without telling the client: it goes silent
+        service = srv._server.iserver.subscription_service  # type: ignore[union-attr]
+        await service.delete_subscriptions(list(service.subscriptions))
+        await asyncio.sleep(0.2)
+        for i in range(1, 4):
+            await write_round(srv, i)
+        await until(lambda: conn.stats.resubscribes >= 1, 10)
+        await asyncio.sleep(0.5)
+        await write_round(srv, 10)
+        await until(
+            lambda: any(s.signal == "spindle_speed" and s.value == 1010.0 for s in conn_samples(buf)), 10
+        )
+        await stop(task)

@@ -12,9 +12,10 @@ tags (cached browse), then either
 
 Samples are handed to the buffer every ``FLUSH_S`` (so a ``kill -9`` loses at most that plus one
 group-commit interval of OPC UA values; on a normal stop everything read is committed). A
-watchdog re-creates the subscription when it delivered nothing, not even a keep-alive, for
-``stale_after_s``; a lost session raises :class:`~zhizao.errors.ConnectionLost` and the
-supervisor reconnects and subscribes again from scratch.
+watchdog gives up a subscription that delivered nothing, not even a keep-alive, for
+``stale_after_s``; a silent subscription or a lost session raises
+:class:`~zhizao.errors.ConnectionLost` and the supervisor reconnects and subscribes again from
+scratch on a fresh session.
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ class OpcUaConnector:
             lost.set()
 
         client.connection_lost_callback = on_lost
+        if hasattr(client, "_stale_check_margin"):
+            # asyncua 2.x has its own stale-subscription watchdog whose in-place re-creation can leave
+            # the new subscription unrouted; ours re-subscribes on a fresh session instead
+            client._stale_check_margin = float("inf")
         try:
             await client.connect()
         except ua.UaStatusCodeError as exc:
@@ -294,11 +299,12 @@ class OpcUaConnector:
                 if last is not None and time.monotonic() - last > cfg.stale_after:
                     self.stats.resubscribes += 1
                     log.warning(
-                        "OPC UA %s: subscription silent for %.1f s; re-subscribing",
+                        "OPC UA %s: subscription silent (no data, no keep-alive) for %.1f s; "
+                        "re-subscribing on a fresh session",
                         self.name,
                         time.monotonic() - last,
                     )
-                    await sub.recreate()
+                    raise ConnectionLost(f"OPC UA subscription on {cfg.endpoint} went silent")
             raise ConnectionLost(f"OPC UA session to {cfg.endpoint} lost")
         finally:
             consumer.cancel()
