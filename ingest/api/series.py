@@ -86,7 +86,7 @@ async def get_series(
         elif epoch == "ms":
             ts = (s.ts_us // 1000).tolist()
         else:
-            ts = [format_ts(t) for t in s.timestamps()]
+            ts = s.iso_timestamps()
         out.append({"asset": s.asset, "signal": s.signal, "unit": s.unit, "ts": ts, "values": s.values(),
                     "quality": None if s.quality is None else s.quality.tolist()})
     return Response(orjson.dumps({"series": out}), media_type="application/json")

@@ -244,12 +244,34 @@ class Series:
         return len(self.vtype) > 0 and bool(self.vtype[-1] == "s")
 
     def values(self) -> list[Value | None]:
-        """Values as Python objects (bool/int/float/str) per point."""
+        """Values as Python objects (bool/int/float/str) per point (as :func:`decode_value`)."""
+        if len(self):
+            kinds = np.unique(self.vtype)
+            if len(kinds) == 1:  # one type: convert the whole array at once
+                kind = str(kinds[0])
+                if kind == "s":
+                    out: list[Value | None] = self.value_str.tolist()
+                    return out
+                if not np.isnan(self.value).any():
+                    if kind == "f":
+                        out = self.value.tolist()
+                        return out
+                    if kind == "b":
+                        out = (self.value != 0.0).tolist()
+                        return out
+                    if np.all(np.abs(self.value) < 2.0**62) and np.all(self.value == np.floor(self.value)):
+                        out = self.value.astype(np.int64).tolist()
+                        return out
         return [decode_value(t, v, s) for t, v, s in
                 zip(self.vtype.tolist(), self.value.tolist(), self.value_str.tolist(), strict=True)]
 
     def timestamps(self) -> list[datetime]:
         return [from_us(u) for u in self.ts_us.tolist()]
+
+    def iso_timestamps(self) -> list[str]:
+        """RFC 3339 UTC strings like ``zhizao.wire.format_ts`` (``2026-11-23T08:00:00.250000Z``)."""
+        texts = np.datetime_as_string(self.ts_us.astype("datetime64[us]"), unit="us").tolist()
+        return [t + "Z" for t in texts]
 
     def to_pandas(self) -> pd.Series:
         """A pandas Series indexed by UTC timestamps (strings for string series, floats else)."""

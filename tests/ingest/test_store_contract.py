@@ -183,3 +183,27 @@ async def test_dedup_records_are_bounded(store: Store) -> None:
     assert await store.seen(BatchKey("agent-7", "b-2")) is not None
     await store.prune_dedup(timedelta(microseconds=1), max_entries=100)  # by age: all gone
     assert await store.seen(BatchKey("agent-7", "b-2")) is None
+
+
+def test_series_value_conversion_matches_per_point_decoding() -> None:
+    """The whole-array fast paths of ``Series.values`` agree with ``decode_value`` point by point."""
+    from ingest.storage.base import Series, decode_value
+    from zhizao.wire import format_ts
+
+    cases = [("f", [1.5, -2.0]), ("i", [3.0, -(2.0**40)]), ("b", [1.0, 0.0]), ("i", [2.0**63, 1.0]),
+             ("f", [float("nan"), 1.0]), ("i", [1.5, 2.0])]
+    for kind, vals in cases:
+        n = len(vals)
+        s = Series("p/a/l/m", "x", None, np.array([0, 1_795_420_800_250_001][:n], dtype=np.int64),
+                   np.array(vals, dtype=np.float64), np.array([None] * n, dtype=object), np.array([kind] * n))
+        expected = [decode_value(kind, v, None) for v in vals]
+        assert s.values() == expected or all(map(_both_nan, s.values(), expected)), (kind, vals)
+        assert [type(v) for v in s.values()] == [type(v) for v in expected]
+        assert s.iso_timestamps() == [format_ts(t) for t in s.timestamps()]
+    text = Series("p/a/l/m", "state", None, np.array([5], dtype=np.int64), np.array([np.nan]),
+                  np.array(["running"], dtype=object), np.array(["s"]))
+    assert text.values() == ["running"]
+
+
+def _both_nan(a: object, b: object) -> bool:
+    return a == b or (a is None and b is None)
