@@ -114,3 +114,17 @@ def test_every_plugin_sample_config_is_valid() -> None:
     assert MqttUplinkConfig.model_validate(
         tomllib.loads((base / "uplinks/mqtt/sample.toml").read_text())["uplink"]
     )
+
+
+def test_certs_creates_the_client_certificate_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = SAMPLE.read_text().replace('state_dir = "/var/lib/zhizao"', f'state_dir = "{tmp_path}"')
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(text)
+    assert main(["certs", "--config", str(cfg)]) == 0
+    first = capsys.readouterr().out
+    assert "fingerprint:        sha256:" in first and "urn:zhizao:agent:cell-1" in first
+    assert main(["certs", "--config", str(cfg)]) == 0
+    assert capsys.readouterr().out == first, "the same certificate on every run"
+    assert (tmp_path / "pki" / "sim-opcua-cert.der").exists()
