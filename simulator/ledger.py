@@ -130,14 +130,22 @@ class LedgerBuilder:
                 total = ShiftAcc()
                 for m in range(len(self.machines)):
                     if self.machine_line[m] == li:
-                        _merge(total, self.acc[w][m])
+                        _merge(total, self.acc[w][m], producing=bool(self.ideal_ct[m]))
                 out.append(
                     _shift_record("line_shift", "line", line, win=win, a=total, peak=self.line_peak[w][li])
                 )
         return [_round(r) for r in out]
 
 
-def _merge(into: ShiftAcc, a: ShiftAcc) -> None:
+def _merge(into: ShiftAcc, a: ShiftAcc, *, producing: bool) -> None:
+    """Add machine ``a`` to line total ``into``. A machine without ideal cycle times (a compressor)
+    adds only its energy: its times and stops would enter the line's A, P, OEE, MTBF and MTTR,
+    where a machine that makes no parts can only show a Performance of 0."""
+    into.energy += a.energy
+    for k, v in a.energy_by_state.items():
+        into.energy_by_state[k] += v
+    if not producing:
+        return
     into.planned += a.planned
     for k, v in a.by_state.items():
         into.by_state[k] += v
@@ -147,9 +155,6 @@ def _merge(into: ShiftAcc, a: ShiftAcc) -> None:
         t = into.counts.setdefault(p, [0, 0, 0])
         for i in range(3):
             t[i] += c[i]
-    into.energy += a.energy
-    for k, v in a.energy_by_state.items():
-        into.energy_by_state[k] += v
     into.failures += a.failures
     into.ideal += a.ideal
 

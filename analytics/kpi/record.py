@@ -45,22 +45,31 @@ class Totals:
     peak_kw: float | None = None
     flags: list[Flag] = field(default_factory=list)
 
-    def add(self, o: Totals) -> None:
-        """Accumulate ``o`` (a machine) into this total (a line/site); peak is the max."""
-        for f in (*_TIME_FIELDS, "energy_kwh", "energy_cost"):
+    def add(self, o: Totals, *, producing: bool = True) -> None:
+        """Accumulate ``o`` (a machine) into this total (a line/site); peak is the max.
+
+        A machine that makes no parts (``producing=False``: a compressor, a chiller) adds its
+        energy, cost and flags only: its times, stops and reasons would otherwise enter the line's
+        Availability/Performance/OEE and MTBF/MTTR, where a machine with no ideal cycle time can
+        only show a Performance of 0."""
+        for f in ("energy_kwh", "energy_cost"):
+            setattr(self, f, getattr(self, f) + getattr(o, f))
+        _add_into(self.energy_by_state_kwh, o.energy_by_state_kwh)
+        _add_into(self.energy_cost_by_period, o.energy_cost_by_period)
+        self.flags.extend(o.flags)
+        if o.peak_kw is not None:
+            self.peak_kw = o.peak_kw if self.peak_kw is None else max(self.peak_kw, o.peak_kw)
+        if not producing:
+            return
+        for f in _TIME_FIELDS:
             setattr(self, f, getattr(self, f) + getattr(o, f))
         for f in _COUNT_FIELDS:
             setattr(self, f, getattr(self, f) + getattr(o, f))
         _add_into(self.down_time_s_by_reason, o.down_time_s_by_reason)
-        _add_into(self.energy_by_state_kwh, o.energy_by_state_kwh)
-        _add_into(self.energy_cost_by_period, o.energy_cost_by_period)
         for p, c in o.count_by_product.items():
             mine = self.count_by_product.setdefault(p, {"total": 0, "good": 0, "scrap": 0})
             for k, v in c.items():
                 mine[k] = mine.get(k, 0) + v
-        self.flags.extend(o.flags)
-        if o.peak_kw is not None:
-            self.peak_kw = o.peak_kw if self.peak_kw is None else max(self.peak_kw, o.peak_kw)
 
 
 def _div(a: float, b: float) -> float | None:

@@ -1,7 +1,9 @@
 """KPI reports: machine records per window, aggregated to lines and to the whole scope.
 
 Line and scope records follow the shared definitions: sums of times, counts and energy, with
-A, P, Q, OEE (and every other ratio) computed from the sums, never averaged.
+A, P, Q, OEE (and every other ratio) computed from the sums, never averaged. Times, counts and
+stops are summed over producing machines only (those with ideal cycle times); utilities such as
+compressors add their energy and cost but stay out of A, P, OEE, MTBF and MTTR.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
         for asset in sorted(per_machine):
             t = per_machine[asset][k]
             mrecs.append({"machine": asset, **derive(t, currency)})
-            lines.setdefault(_line_of(asset), Totals()).add(t)
-            total.add(t)
+            producing = _producing(plant, asset)
+            lines.setdefault(_line_of(asset), Totals()).add(t, producing=producing)
+            total.add(t, producing=producing)
         out_windows.append({
             "window": w.id, "start": _ts(w.start), "end": _ts(w.end),
             "planned_time_s": sum(b - a for a, b in w.planned),
@@ -61,6 +64,13 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
             "total": {**derive(total, currency), "peak_kw": summed_peak_kw(list(prepared.values()), w)},
         })
     return {"scope": scope, "group_by": group_by.value, "windows": out_windows}
+
+
+def _producing(plant: PlantConfig, asset: str) -> bool:
+    """A machine makes parts unless the plant file lists it without ideal cycle times
+    (utilities such as compressors); an unlisted machine is taken as producing."""
+    spec = plant.machine(asset)
+    return spec is None or bool(spec.ideal_cycle_time_s)
 
 
 def _under(asset: str, scope: str) -> bool:

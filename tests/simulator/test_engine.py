@@ -277,3 +277,21 @@ def test_improved_line_uses_less_energy_and_setup_time_than_the_workshop() -> No
     assert after["setup_time_s"] < before["setup_time_s"]  # shorter changeovers
     assert after["oee"] > before["oee"]
     assert after["kwh_per_good_part"] < before["kwh_per_good_part"]
+
+
+def test_line_records_sum_producing_machines_and_all_energy(compact_run) -> None:  # type: ignore[no-untyped-def]
+    """A line's times, counts and stops come from machines that make parts; its energy from all."""
+    _, ledger = compact_run
+    kinds = {str(asset): m.kind for asset, m in load_scenario(COMPACT).machines()}
+    assert "compressor" in kinds.values()
+    lines = [r for r in ledger if r["type"] == "line_shift"]
+    assert lines
+    for line in lines:
+        members = [r for r in ledger if r["type"] == "shift" and r["shift"] == line["shift"]
+                   and str(r["machine"]).startswith(f"{line['line']}/")]
+        producing = [r for r in members if kinds[str(r["machine"])] != "compressor"]
+        assert len(producing) < len(members)  # the line has a compressor, left out of OEE
+        for key in ("planned_time_s", "run_time_s", "total_count", "failures"):
+            assert line[key] == pytest.approx(sum(r[key] for r in producing), abs=1e-5), key
+        assert line["energy_kwh"] == pytest.approx(sum(r["energy_kwh"] for r in members), abs=1e-4)
+        assert line["performance"] > 0.5  # a compressor's P = 0 no longer drags the line down
