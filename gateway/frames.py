@@ -20,8 +20,11 @@ stream, and rows before the first surviving marker belong to a frame that was al
 A frame whose rows end before its declared ``n`` (rows lost to the buffer's overflow policy or a
 damaged row) is sent short and counted (``short_frames``).
 
-``FrameReader`` offers the ``take``/``ack``/``release`` trio of the buffer, so the agent's
-:class:`~edge_agent.forwarder.Forwarder` forwards frames exactly as it forwards buffer batches.
+``FrameReader`` offers the ``take``/``take_encoded``/``ack``/``release`` of the buffer, so the
+agent's :class:`~edge_agent.forwarder.Forwarder` forwards frames exactly as it forwards buffer
+batches — with an uplink that sends stored rows as they are (HTTP), through ``take_encoded``:
+frames are then cut from the rows without decoding a sample (a marker row is recognised by its
+asset string, then parsed).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Final
 
 import orjson
 
-from edge_agent.buffer import SqliteBuffer
+from edge_agent.buffer import EncodedBatch, SqliteBuffer
 from zhizao.model import AssetPath, Batch, Sample, valid_id
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,23 @@ def is_marker(s: Sample) -> bool:
     return s.signal == MARKER_SIGNAL and s.asset == MARKER_ASSET
 
 
+_NEEDLE: Final = f'"{MARKER_ASSET}"'.encode()
+_MARKER_KEY: Final = (str(MARKER_ASSET), MARKER_SIGNAL)
+
+
+def marker_of_row(row: bytes) -> Sample | None:
+    """The marker sample a stored row holds (wire-format JSON), or ``None`` for a data row."""
+    if _NEEDLE not in row:
+        return None
+    try:
+        doc = orjson.loads(row)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or (doc.get("asset"), doc.get("signal")) != _MARKER_KEY:
+        return None
+    return Sample(MARKER_ASSET, MARKER_SIGNAL, datetime.now(UTC), str(doc.get("value")))
+
+
 @dataclass(frozen=True, slots=True)
 class FrameHead:
     producer: str
@@ -79,9 +99,12 @@ def parse_marker(s: Sample) -> FrameHead:
     return head
 
 
+Window = Batch | EncodedBatch
+
+
 @dataclass(eq=False)
 class _Window:
-    batch: Batch
+    batch: Window
     pending: int = 0
 
 
@@ -90,6 +113,10 @@ class _Frame:
     head: FrameHead
     windows: list[_Window] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    rows: list[bytes] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples) + len(self.rows)
 
     def touch(self, w: _Window) -> None:
         if not self.windows or self.windows[-1] is not w:
@@ -110,7 +137,8 @@ class FrameReader:
     """Agent batches out of a :class:`SqliteBuffer` of frames (see the module docstring).
 
     ``take`` may be awaited by several forwarders at once (it is serialised); ``ack`` and
-    ``release`` take the exact ``Batch`` object ``take`` returned. Use from one event loop.
+    ``release`` take the exact object ``take`` returned. One reader uses either ``take`` or
+    ``take_encoded``, never both. Use from one event loop.
     """
 
     def __init__(self, buffer: SqliteBuffer, *, window: int = 10_000) -> None:
@@ -120,7 +148,8 @@ class FrameReader:
         self._windows: deque[_Window] = deque()
         self._ready: deque[_Frame] = deque()
         self._open: _Frame | None = None
-        self._out: dict[int, tuple[Batch, _Frame]] = {}
+        self._out: dict[int, tuple[Window, _Frame]] = {}
+        self._encoded: bool | None = None
         self._lock = asyncio.Lock()
         self._ack_lock = asyncio.Lock()
 
@@ -129,9 +158,26 @@ class FrameReader:
 
         ``max_items`` is ignored: a frame is forwarded whole, as big as its producer made it.
         """
+        got = await self._take(linger, encoded=False)
+        assert got is None or isinstance(got, Batch)
+        return got
+
+    async def take_encoded(self, max_items: int, linger: float = 0.0) -> EncodedBatch | None:
+        """Like :meth:`take`, the samples left in their stored wire-format rows."""
+        got = await self._take(linger, encoded=True)
+        assert got is None or isinstance(got, EncodedBatch)
+        return got
+
+    async def _take(self, linger: float, *, encoded: bool) -> Window | None:
+        if self._encoded is None:
+            self._encoded = encoded
+        elif self._encoded != encoded:
+            raise RuntimeError("a FrameReader serves either take or take_encoded, not both")
         async with self._lock:
             while not self._ready:
-                w_batch = await self.buffer.take(self.window, linger)
+                w_batch: Window | None = await (
+                    self.buffer.take_encoded(self.window, linger) if encoded
+                    else self.buffer.take(self.window, linger))
                 if w_batch is None:
                     if self._open is None:
                         return None
@@ -143,16 +189,20 @@ class FrameReader:
                     await self._ack_windows()
             frame = self._ready.popleft()
             h = frame.head
-            batch = Batch(h.producer, h.batch_id, h.seq, tuple(frame.samples))
-            self._out[id(batch)] = (batch, frame)
-            return batch
+            out: Window = (EncodedBatch(h.producer, h.batch_id, h.seq, tuple(frame.rows)) if encoded
+                           else Batch(h.producer, h.batch_id, h.seq, tuple(frame.samples)))
+            self._out[id(out)] = (out, frame)
+            return out
 
     def _read(self, w: _Window) -> None:
         batch = w.batch
         self._windows.append(w)
         skipped = 0
-        for s in batch.samples:
-            if is_marker(s):
+        items: tuple[Sample, ...] | tuple[bytes, ...] = (
+            batch.rows if isinstance(batch, EncodedBatch) else batch.samples)
+        for item in items:
+            s = marker_of_row(item) if isinstance(item, bytes) else (item if is_marker(item) else None)
+            if s is not None:
                 if self._open is not None:
                     self._finish_open("the next frame starts before it is complete")
                 try:
@@ -167,8 +217,11 @@ class FrameReader:
                     self._finish_open("")
             elif self._open is not None:
                 self._open.touch(w)
-                self._open.samples.append(s)
-                if len(self._open.samples) >= self._open.head.n:
+                if isinstance(item, bytes):
+                    self._open.rows.append(item)
+                else:
+                    self._open.samples.append(item)
+                if len(self._open) >= self._open.head.n:
                     self._finish_open("")
             else:
                 skipped += 1
@@ -180,15 +233,15 @@ class FrameReader:
     def _finish_open(self, short_reason: str) -> None:
         frame, self._open = self._open, None
         assert frame is not None
-        if len(frame.samples) < frame.head.n:
+        if len(frame) < frame.head.n:
             self.stats.short_frames += 1
             log.warning("frame %s/%s has %d of its %d samples (%s); sending what is left",
-                        frame.head.producer, frame.head.batch_id, len(frame.samples), frame.head.n,
+                        frame.head.producer, frame.head.batch_id, len(frame), frame.head.n,
                         short_reason)
         self.stats.frames += 1
         self._ready.append(frame)
 
-    async def ack(self, batch: Batch) -> None:
+    async def ack(self, batch: Window) -> None:
         """The batch is delivered; delete every window that is now fully delivered, oldest first."""
         _, frame = self._out.pop(id(batch))
         for w in frame.windows:
@@ -205,7 +258,7 @@ class FrameReader:
                 self._windows.popleft()
                 self.stats.windows_acked += 1
 
-    def release(self, batch: Batch) -> None:
+    def release(self, batch: Window) -> None:
         """Hand ``batch`` back undelivered: it is taken again first, under the same id."""
         _, frame = self._out.pop(id(batch))
         self._ready.appendleft(frame)

@@ -8,7 +8,8 @@ from the edge agent except the MQTT intake and the framing:
   :class:`~edge_agent.buffer.SqliteBuffer` and acknowledges it to the broker after the commit;
 - :class:`~gateway.frames.FrameReader` cuts the buffer back into the agents' batches;
 - ``uplink.concurrency`` agent :class:`~edge_agent.forwarder.Forwarder` s send them through one
-  agent :class:`~edge_agent.uplinks.http.HttpUplink` (same retry, dead-letter and ack rules);
+  agent :class:`~edge_agent.uplinks.http.HttpUplink` (same retry, dead-letter and ack rules; the
+  stored wire-format rows go out as they are, via ``take_encoded`` / ``send_encoded``);
 - every ``fleet_report_s`` the gateway's own health samples (:mod:`dashboards.fleet`,
   ``<site>/fleet/gateways/<id>``) go through the same buffer;
 - the health/metrics server of :mod:`gateway.health`.
@@ -44,29 +45,6 @@ from zhizao.model import Batch
 log = logging.getLogger(__name__)
 
 
-class _BatchUplink:
-    """The HTTP uplink seen through ``send(Batch)`` only.
-
-    Frames are cut from decoded samples, so the forwarders must use the buffer-side ``take``
-    (decoded batches), not an encoded fast path an uplink may also offer.
-    """
-
-    def __init__(self, uplink: HttpUplink) -> None:
-        self._uplink = uplink
-        self.name = uplink.name
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-    async def send(self, batch: Batch) -> None:
-        await self._uplink.send(batch)
-
-
 class Gateway:
     """See the module docstring. ``health_port`` is the bound port once entered."""
 
@@ -80,11 +58,11 @@ class Gateway:
         self.uplink = HttpUplink(config.uplink.http)
         self.intake = UnsIntake(config, self.deadletter, self.fleet)
         http = config.uplink.http
-        plain = _BatchUplink(self.uplink)
         self.forwarders = [
-            # FrameReader offers the buffer's take/ack/release; Forwarder is annotated with the
-            # concrete SqliteBuffer (see gateway/README.md, "Requests to edge_agent").
-            Forwarder(cast(SqliteBuffer, self.reader), plain, self.deadletter,
+            # FrameReader offers the buffer's take/take_encoded/ack/release; Forwarder is annotated
+            # with the concrete SqliteBuffer (see gateway/README.md, "Requests to edge_agent"). The
+            # HTTP uplink sends stored rows as they are, so frames are never decoded on this side.
+            Forwarder(cast(SqliteBuffer, self.reader), self.uplink, self.deadletter,
                       max_items=http.max_batch_samples, linger=http.linger_s,
                       backoff=Backoff(initial=http.backoff_initial_s, cap=http.backoff_cap_s))
             for _ in range(config.uplink.concurrency)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge_agent.buffer import SqliteBuffer
+import pytest
+
+from edge_agent.buffer import EncodedBatch, SqliteBuffer
 from gateway.frames import MARKER_ASSET, MARKER_SIGNAL, FrameReader, frame_rows
 from zhizao.model import AssetPath, Batch, Sample
 
@@ -23,6 +25,34 @@ def _batches(sizes: list[int], producer: str = "agent-1") -> list[Batch]:
     return out
 
 
+reader_batches: dict[int, EncodedBatch] = {}  # decoded copy -> what the reader handed out
+
+
+@pytest.fixture(params=["decoded", "encoded"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """``take`` (decoded samples) or ``take_encoded`` (stored rows, the HTTP uplink's path)."""
+    return str(request.param)
+
+
+async def _take(reader: FrameReader, mode: str) -> Batch | None:
+    """The next frame, decoded for comparison whatever the mode."""
+    if mode == "decoded":
+        return await reader.take(0, 0.0)
+    got = await reader.take_encoded(0, 0.0)
+    if got is None:
+        return None
+    reader_batches[id(decoded := got.decode())] = got
+    return decoded
+
+
+async def _ack(reader: FrameReader, b: Batch) -> None:
+    await reader.ack(reader_batches.pop(id(b), b))
+
+
+def _release(reader: FrameReader, b: Batch) -> None:
+    reader.release(reader_batches.pop(id(b), b))
+
+
 def _buffer(path: Path) -> SqliteBuffer:
     return SqliteBuffer(path, "gw-1", synchronous="normal", commit_interval=0.001)
 
@@ -33,37 +63,37 @@ async def _fill(path: Path, batches: list[Batch]) -> None:
             await buf.put(frame_rows(b))
 
 
-async def test_frames_come_back_whole_with_their_ids_even_across_windows(tmp_path: Path) -> None:
+async def test_frames_come_back_whole_with_their_ids_even_across_windows(tmp_path: Path, mode: str) -> None:
     batches = _batches([5, 1, 12, 3, 7, 20, 2])
     await _fill(tmp_path / "b.sqlite", batches)
     async with _buffer(tmp_path / "b.sqlite") as buf:
         reader = FrameReader(buf, window=4)  # every frame of more than 3 samples spans windows
         got = []
-        while (b := await reader.take(0, 0.0)) is not None:
+        while (b := await _take(reader, mode)) is not None:
             got.append(b)
-            await reader.ack(b)
+            await _ack(reader, b)
         assert got == batches
         assert buf.stats.backlog_samples == 0
         assert reader.stats.short_frames == reader.stats.skipped_tail_rows == 0
 
 
-async def test_out_of_order_acks_delete_windows_oldest_first(tmp_path: Path) -> None:
+async def test_out_of_order_acks_delete_windows_oldest_first(tmp_path: Path, mode: str) -> None:
     batches = _batches([3, 3, 3, 3])
     await _fill(tmp_path / "b.sqlite", batches)
     async with _buffer(tmp_path / "b.sqlite") as buf:
         reader = FrameReader(buf, window=4)
-        taken = [await reader.take(0, 0.0) for _ in batches]
+        taken = [await _take(reader, mode) for _ in batches]
         assert all(t is not None for t in taken)
         for b in reversed(taken[1:]):
             assert b is not None
-            await reader.ack(b)
+            await _ack(reader, b)
         assert reader.stats.windows_acked == 0  # the oldest frame is still out: nothing deleted
         assert taken[0] is not None
-        await reader.ack(taken[0])
+        await _ack(reader, taken[0])
         assert buf.stats.backlog_samples == 0
 
 
-async def test_crash_at_any_point_loses_nothing_and_never_mixes_batches(tmp_path: Path) -> None:
+async def test_crash_at_any_point_loses_nothing_and_never_mixes_batches(tmp_path: Path, mode: str) -> None:
     """Deliver k frames, 'crash' (close without acking the rest), reopen: every frame still
     comes out whole under its own id; frames re-sent are exact copies (ingest dedups them)."""
     batches = _batches([4, 9, 1, 6, 3, 11, 2, 5])
@@ -75,34 +105,34 @@ async def test_crash_at_any_point_loses_nothing_and_never_mixes_batches(tmp_path
         async with _buffer(path) as buf:
             reader = FrameReader(buf, window=5)
             for _ in range(k):
-                b = await reader.take(0, 0.0)
+                b = await _take(reader, mode)
                 assert b is not None
                 delivered.append(b)
-                await reader.ack(b)
-            await reader.take(0, 0.0)  # one more taken, never acked: the crash
+                await _ack(reader, b)
+            await _take(reader, mode)  # one more taken, never acked: the crash
         async with _buffer(path) as buf:
             reader = FrameReader(buf, window=5)
-            while (b := await reader.take(0, 0.0)) is not None:
+            while (b := await _take(reader, mode)) is not None:
                 delivered.append(b)
-                await reader.ack(b)
+                await _ack(reader, b)
             assert buf.stats.backlog_samples == 0
         for b in delivered:
             assert b == by_id[b.batch_id]  # whole, never a mix of two batches
         assert {b.batch_id for b in delivered} == set(by_id)
 
 
-async def test_release_hands_the_same_batch_back_first(tmp_path: Path) -> None:
+async def test_release_hands_the_same_batch_back_first(tmp_path: Path, mode: str) -> None:
     batches = _batches([2, 2])
     await _fill(tmp_path / "b.sqlite", batches)
     async with _buffer(tmp_path / "b.sqlite") as buf:
         reader = FrameReader(buf)
-        first = await reader.take(0, 0.0)
+        first = await _take(reader, mode)
         assert first is not None
-        reader.release(first)
-        assert await reader.take(0, 0.0) == first
+        _release(reader, first)
+        assert await _take(reader, mode) == first
 
 
-async def test_damaged_marker_and_headless_rows_are_counted_not_forwarded(tmp_path: Path) -> None:
+async def test_damaged_marker_and_headless_rows_are_counted_not_forwarded(tmp_path: Path, mode: str) -> None:
     good = _batches([2])[0]
     stray = Sample(ASSET, "spindle_speed", T0, 1.0)
     async with _buffer(tmp_path / "b.sqlite") as buf:
@@ -110,9 +140,9 @@ async def test_damaged_marker_and_headless_rows_are_counted_not_forwarded(tmp_pa
         await buf.put([Sample(MARKER_ASSET, MARKER_SIGNAL, T0, "not json"), stray])
         await buf.put(frame_rows(good))
         reader = FrameReader(buf)
-        b = await reader.take(0, 0.0)
+        b = await _take(reader, mode)
         assert b == good
-        await reader.ack(b)
-        assert await reader.take(0, 0.0) is None
+        await _ack(reader, b)
+        assert await _take(reader, mode) is None
         assert (reader.stats.skipped_tail_rows, reader.stats.bad_markers) == (3, 1)
         assert buf.stats.backlog_samples == 0
