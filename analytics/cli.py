@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("kpi", help="KPI engine: OEE, energy per good part, scrap, MTBF/MTTR", add_help=False)
 
     ev = sub.add_parser("eval", help="run a benchmark protocol")
-    ev.add_argument("benchmark", choices=["skab"])
-    ev.add_argument("--data", required=True, help="SKAB directory (valve1/, valve2/, other/)")
-    ev.add_argument("--config", help="TOML/YAML SkabConfig (default: the built-in configuration)")
+    ev.add_argument("benchmark", choices=["skab", "sim"])
+    ev.add_argument("--data", help="skab: SKAB directory (valve1/, valve2/, other/)")
+    ev.add_argument("--config", help="TOML/YAML SkabConfig or SimEvalConfig (default: built in)")
+    ev.add_argument("--scenario", default="examples/workshop.toml", help="sim: scenario file")
+    ev.add_argument("--seeds", default="1,2,3", help="sim: comma-separated seeds")
     ev.add_argument("--all", action="store_true", help="also run the alternative detectors tried")
     ev.add_argument("--json", action="store_true", help="print one JSON object per configuration at the end")
 
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from analytics import commands
 
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "eval": commands.eval_skab, "score": commands.score,
+        "eval": commands.evaluate, "score": commands.score,
         "train": commands.train, "models": commands.models,
     }
     try:

@@ -21,9 +21,37 @@ def _spec(path: str | None) -> ModelSpec:
     return load_config(ModelSpec, path) if path else ModelSpec()
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    return eval_sim(args) if args.benchmark == "sim" else eval_skab(args)
+
+
+def eval_sim(args: argparse.Namespace) -> int:
+    from analytics.simline import SimEvalConfig, evaluate_seed, summarise
+    from simulator.scenario import load_scenario
+
+    cfg = load_config(SimEvalConfig, args.config) if args.config else SimEvalConfig()
+    scenario = load_scenario(args.scenario)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError as exc:
+        raise DataError("--seeds", f"comma-separated integers expected: {args.seeds!r}") from exc
+    results = []
+    for seed in seeds:
+        r = evaluate_seed(scenario, seed, cfg)
+        results.append(r)
+        for f in r.faults:
+            how = f"by {'+'.join(f.detected_by)} after {f.ttd_s:.0f} s" if f.detected_by else "MISSED"
+            print(f"seed {seed} {f.machine} {f.kind} [{f.start:%H:%M}-{f.end:%H:%M}Z]: {how}")
+        print(f"seed {seed} false alarms per machine: {r.false_alarms}")
+    print(json.dumps(summarise(results, cfg.shift_hours)))
+    return 0
+
+
 def eval_skab(args: argparse.Namespace) -> int:
     from analytics.skab import SkabConfig, alternatives, evaluate, load_skab, render
 
+    if not args.data:
+        raise DataError("--data", "eval skab needs --data DIR (e.g. ../shared/datasets/skab)")
     files = load_skab(args.data)
     cfg = load_config(SkabConfig, args.config) if args.config else SkabConfig()
     configs = [cfg, *(alternatives() if args.all else [])]

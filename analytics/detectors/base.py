@@ -64,17 +64,18 @@ def shares(parts: FloatArray) -> FloatArray:
     return out
 
 
-def robust_center_scale(X: FloatArray, rel_floor: float,
-                        abs_floor: float = 1e-6) -> tuple[FloatArray, FloatArray]:
+def robust_center_scale(X: FloatArray, rel_floor: float, abs_floor: float = 1e-6, *,
+                        use_std: bool = True) -> tuple[FloatArray, FloatArray]:
     """Per-column median and a robust scale with a floor.
 
-    scale = max(IQR/1.349, std, rel_floor·|median|, abs_floor): a constant training column still
-    gets a finite scale (so a later change in it scores high instead of dividing by zero).
+    scale = max(IQR/1.349, std (if ``use_std``), rel_floor·|median|, abs_floor): a constant
+    training column still gets a finite scale (so a later change in it scores high instead of
+    dividing by zero).
     """
     med = np.median(X, axis=0)
     q75, q25 = np.quantile(X, [0.75, 0.25], axis=0)
-    scale = np.maximum.reduce([(q75 - q25) / 1.349, X.std(axis=0), rel_floor * np.abs(med),
-                               np.full(X.shape[1], abs_floor)])
+    floor = np.maximum(rel_floor * np.abs(med), abs_floor)
+    scale = np.maximum.reduce([(q75 - q25) / 1.349, X.std(axis=0) if use_std else floor, floor])
     return med.astype(np.float64), scale.astype(np.float64)
 
 

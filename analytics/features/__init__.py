@@ -1,5 +1,5 @@
 """Online feature extraction (trailing windows only)."""
 
-from analytics.features.rolling import MultiScaleMeans, TrailingMean
+from analytics.features.rolling import MultiScaleMeans, TrailingAbsDiffMean, TrailingMean
 
-__all__ = ["MultiScaleMeans", "TrailingMean"]
+__all__ = ["MultiScaleMeans", "TrailingAbsDiffMean", "TrailingMean"]

@@ -42,22 +42,49 @@ class TrailingMean:
         return out
 
 
-class MultiScaleMeans:
-    """Trailing means over several windows, side by side: columns ``[w0: x0..xd, w1: x0..xd, ...]``."""
+class TrailingAbsDiffMean:
+    """Mean of ``|x_t − x_{t−1}|`` over the last ``window`` rows: how much a signal moves.
 
-    def __init__(self, windows: Sequence[int]) -> None:
+    A frozen (stuck or dropped-out) sensor drives it to 0, a chattering one up. The first row
+    after construction or ``reset`` has difference 0.
+    """
+
+    def __init__(self, window: int) -> None:
+        self._mean = TrailingMean(window)
+        self._last: FloatArray | None = None
+
+    def reset(self) -> None:
+        self._mean.reset()
+        self._last = None
+
+    def transform(self, X: FloatArray) -> FloatArray:
+        if len(X) == 0:
+            return np.empty((0, X.shape[1]))
+        prev = np.vstack([X[:1] if self._last is None else self._last, X[:-1]])
+        self._last = X[-1:].copy()
+        return self._mean.transform(np.abs(X - prev))
+
+
+class MultiScaleMeans:
+    """Trailing means over several windows, then trailing mean absolute differences, side by side:
+    columns ``[mean w0: x0..xd, mean w1: ..., absdiff v0: x0..xd, ...]``."""
+
+    def __init__(self, windows: Sequence[int], diff_windows: Sequence[int] = ()) -> None:
         if not windows:
             raise ValueError("at least one window")
         self.windows = list(windows)
-        self._means = [TrailingMean(w) for w in self.windows]
+        self.diff_windows = list(diff_windows)
+        self._parts: list[TrailingMean | TrailingAbsDiffMean] = [TrailingMean(w) for w in self.windows]
+        self._parts += [TrailingAbsDiffMean(w) for w in self.diff_windows]
 
     def reset(self) -> None:
-        for m in self._means:
+        for m in self._parts:
             m.reset()
 
     def transform(self, X: FloatArray) -> FloatArray:
-        return np.hstack([m.transform(X) for m in self._means])
+        return np.hstack([m.transform(X) for m in self._parts])
 
     def names(self, columns: Sequence[str]) -> list[str]:
-        """Feature names, e.g. ``Current@mean5``."""
-        return [f"{c}@mean{w}" for w in self.windows for c in columns]
+        """Feature names, e.g. ``Current@mean5``, ``Current@absdiff60``."""
+        return ([f"{c}@mean{w}" for w in self.windows for c in columns]
+                + [f"{c}@absdiff{w}" for w in self.diff_windows for c in columns])

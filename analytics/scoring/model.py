@@ -10,10 +10,13 @@ Outputs per row: ``raw`` (detector score, ≥ 0), ``score = raw / (raw + thresho
 (0.5 = at the threshold), and ``flag``: true when at least ``vote_fraction`` of the last
 ``vote_window`` rows are above the threshold (a trailing majority vote that suppresses one-off
 spikes and bridges short dips; it delays onset by about ``vote_window·vote_fraction`` rows).
+With difference windows, the first ``max(diff_windows)`` rows after a start or reset are not
+scored (raw 0): their windows are still filling (and they are left out of fitting).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -32,6 +35,9 @@ class ModelSpec(StrictModel):
     detector: str = "robust_z"
     detector_params: dict[str, Any] = Field(default_factory=lambda: {"rel_floor": 0.003})
     windows: list[int] = Field(default_factory=lambda: [5], min_length=1)
+    """Trailing-mean windows (rows) applied to every column."""
+    diff_windows: list[int] = Field(default_factory=list)
+    """Trailing mean-absolute-difference windows (rows): catch frozen or chattering sensors."""
     threshold_quantile: float = Field(0.99, gt=0, le=1)
     threshold_factor: float = Field(1.25, gt=0)
     vote_window: int = Field(15, ge=1)
@@ -58,15 +64,22 @@ class AnomalyModel:
     threshold: float = 0.0
     n_train: int = 0
 
+    @property
+    def settle_rows(self) -> int:
+        """Rows after a (re)start whose difference windows are still filling: not scored (score 0)."""
+        return max(self.spec.diff_windows, default=0)
+
     def feature_names(self) -> list[str]:
-        return MultiScaleMeans(self.spec.windows).names(self.columns)
+        return MultiScaleMeans(self.spec.windows, self.spec.diff_windows).names(self.columns)
 
     def fit(self, X: FloatArray, columns: list[str] | None = None) -> Self:
         arr = as_matrix(X, where="training rows")
         if len(arr) < 2:
             raise ValueError("need at least 2 training rows")
         self.columns = list(columns) if columns is not None else [f"x{i}" for i in range(arr.shape[1])]
-        feats = MultiScaleMeans(self.spec.windows).transform(arr)
+        feats = MultiScaleMeans(self.spec.windows, self.spec.diff_windows).transform(arr)
+        if len(feats) > 2 * self.settle_rows:
+            feats = feats[self.settle_rows:]
         self.detector = make_detector(self.spec.detector, **self.spec.detector_params).fit(feats)
         s = self.detector.score(feats)
         self.threshold = max(float(np.quantile(s, self.spec.threshold_quantile)) * self.spec.threshold_factor,
@@ -87,19 +100,42 @@ class StreamScorer:
         assert model.detector is not None
         self.model = model
         self._detector: Detector = model.detector
-        self._features = MultiScaleMeans(model.spec.windows)
+        self._features = MultiScaleMeans(model.spec.windows, model.spec.diff_windows)
         self._vote = TrailingMean(model.spec.vote_window)
+        self._since_reset = 0
 
     def reset(self) -> None:
         """Forget the past (after a gap in time): windows and the vote restart."""
         self._features.reset()
         self._vote.reset()
+        self._since_reset = 0
 
-    def push(self, X: FloatArray, with_contributions: bool = False) -> ScoredChunk:
-        """Score the next rows (time order). Rows must be finite (impute NaNs before)."""
+    def push(self, X: FloatArray, with_contributions: bool = False,
+             resets: NDArray[np.bool_] | None = None) -> ScoredChunk:
+        """Score the next rows (time order). Rows must be finite (impute NaNs before).
+
+        ``resets[i]`` true restarts the windows before row ``i`` (a gap in time, or the machine
+        re-entering a scored state): no window averages across the discontinuity.
+        """
+        if resets is not None and resets.any():
+            bounds = sorted({0, *np.flatnonzero(resets).tolist(), len(X)})
+            parts = []
+            for a, b in itertools.pairwise(bounds):
+                if resets[a]:
+                    self.reset()
+                parts.append(self.push(X[a:b], with_contributions))
+            pieces = [p.contributions for p in parts if p.contributions is not None]
+            return ScoredChunk(raw=np.concatenate([p.raw for p in parts]),
+                               score=np.concatenate([p.score for p in parts]),
+                               flag=np.concatenate([p.flag for p in parts]),
+                               contributions=np.vstack(pieces) if with_contributions else None)
         arr = as_matrix(X, len(self.model.columns), where="rows")
         feats = self._features.transform(arr)
         raw = self._detector.score(feats)
+        settle = self.model.settle_rows - self._since_reset
+        if settle > 0:
+            raw[:settle] = 0.0
+        self._since_reset += len(arr)
         above = (raw > self.model.threshold).astype(np.float64)[:, None]
         flag = self._vote.transform(above)[:, 0] >= self.model.spec.vote_fraction - 1e-12
         score = raw / (raw + self.model.threshold)

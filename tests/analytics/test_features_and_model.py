@@ -48,3 +48,29 @@ def test_stream_scorer_is_chunk_invariant_and_flags_a_shift() -> None:
     assert whole.flag[720:].mean() > 0.95
     assert whole.flag[400:700].mean() < 0.05
     assert model.feature_names() == ["a@mean5", "b@mean5", "c@mean5"]
+
+
+def test_push_with_resets_equals_manual_resets() -> None:
+    X = normal_rows(600, 3)
+    model = AnomalyModel(spec=ModelSpec(diff_windows=[20])).fit(X[:300])
+    resets = np.zeros(600, dtype=bool)
+    resets[[0, 250, 251, 400]] = True
+    got = model.stream().push(X, resets=resets, with_contributions=True)
+    s = model.stream()
+    manual = []
+    for a, b in [(0, 250), (250, 251), (251, 400), (400, 600)]:
+        s.reset()
+        manual.append(s.push(X[a:b]).score)
+    np.testing.assert_allclose(got.score, np.concatenate(manual), atol=1e-12)
+    assert got.contributions is not None and got.contributions.shape == (600, 6)
+    assert model.feature_names()[3:] == ["x0@absdiff20", "x1@absdiff20", "x2@absdiff20"]
+
+
+def test_absdiff_feature_catches_a_frozen_signal() -> None:
+    X = normal_rows(2500, 3)
+    X[2200:, 1] = X[2200, 1]  # stuck sensor: same level, no movement
+    spec = ModelSpec(detector_params={"aggregate": "max", "use_std": False, "tail_quantile": 0.999},
+                     diff_windows=[60])
+    out = AnomalyModel(spec=spec).fit(X[:2000]).stream().push(X, with_contributions=True)
+    assert out.flag[2260:].all() and out.flag[2000:2200].mean() < 0.05
+    assert out.contributions is not None and out.contributions[2300:].argmax(axis=1).tolist() == [4] * 200

@@ -1,9 +1,13 @@
 """Scrap probability per cycle, learned from process signals and the good/scrap counters.
 
 Supervised, so it is not a :class:`~analytics.detectors.base.Detector`: ``fit(X, y)`` with one
-row per completed cycle (process-signal features over the cycle) and ``y`` = 1 for a scrapped
-part; ``scrap_probability(X)`` in [0, 1]. A gradient-boosted classifier with balanced class
-weights (scrap is rare); ``feature_importances`` say which signals drive scrap overall.
+row per completed cycle (the process signals when the part completed) and ``y`` = 1 for a
+scrapped part; ``scrap_probability(X)`` in [0, 1].
+
+Model: class-balanced logistic regression on the standardised signals *and* their absolute
+deviations from the training medians (scrap typically grows with the distance from the
+process set-point in either direction — too hot or too cold). Few parameters, so it learns from
+the handful of scrap parts a shift gives; ``coefficients`` name the signals that drive scrap.
 """
 
 from __future__ import annotations
@@ -12,26 +16,31 @@ from typing import Any, Self
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from analytics.detectors.base import FloatArray, as_matrix
 from analytics.errors import DataError
 
 
 class ScrapModel:
-    """See module docstring."""
+    """See module docstring. ``C``: inverse L2 regularisation strength."""
 
     name = "scrap"
 
-    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05) -> None:
-        self.max_iter = max_iter
-        self.learning_rate = learning_rate
+    def __init__(self, C: float = 1.0) -> None:
+        self.C = C
         self._model: Any = None
-        self._d = 0
+        self._scaler: Any = None
+        self._median: FloatArray | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"max_iter": self.max_iter, "learning_rate": self.learning_rate}
+        return {"C": self.C}
+
+    def _features(self, arr: FloatArray) -> FloatArray:
+        assert self._median is not None
+        out: FloatArray = np.hstack([arr, np.abs(arr - self._median)])
+        return out
 
     def fit(self, X: FloatArray, y: NDArray[Any]) -> Self:
         arr = as_matrix(X, where="fit X")
@@ -40,21 +49,25 @@ class ScrapModel:
             raise DataError("fit y", f"{len(labels)} labels for {len(arr)} rows")
         if set(np.unique(labels)) != {0, 1}:
             raise DataError("fit y", "needs both good (0) and scrap (1) cycles to learn from")
-        self._model = HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=self.learning_rate,
-                                                     class_weight="balanced", random_state=0).fit(arr, labels)
-        self._d = arr.shape[1]
+        self._median = np.median(arr, axis=0)
+        F = self._features(arr)
+        self._scaler = StandardScaler().fit(F)
+        self._model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=1000).fit(
+            self._scaler.transform(F), labels)
         return self
 
     def scrap_probability(self, X: FloatArray) -> FloatArray:
-        if self._model is None:
+        if self._model is None or self._median is None:
             raise RuntimeError("ScrapModel: call fit() before scrap_probability()")
-        arr = as_matrix(X, self._d, where="X")
-        out: FloatArray = self._model.predict_proba(arr)[:, 1]
+        arr = as_matrix(X, len(self._median), where="X")
+        out: FloatArray = self._model.predict_proba(self._scaler.transform(self._features(arr)))[:, 1]
         return out
 
-    def feature_importances(self, X: FloatArray, y: NDArray[Any]) -> FloatArray:
-        """Permutation importance (drop in ROC AUC) of each column on ``(X, y)``."""
-        res = permutation_importance(self._model, as_matrix(X, self._d), np.asarray(y).astype(int),
-                                     scoring="roc_auc", n_repeats=3, random_state=0)
-        out: FloatArray = np.maximum(res.importances_mean, 0.0)
+    def coefficients(self) -> FloatArray:
+        """Per input column: the larger |coefficient| of its level and its deviation terms."""
+        if self._model is None or self._median is None:
+            raise RuntimeError("ScrapModel: call fit() first")
+        c = np.abs(self._model.coef_[0])
+        d = len(self._median)
+        out: FloatArray = np.maximum(c[:d], c[d:])
         return out
