@@ -30,6 +30,13 @@ class AuthInfluxDB(InfluxDB):
         self.config_path.write_text(text)
 
     def _wait_ready(self) -> None:
+        """Any failure is a ``TimeoutError``, so ``start()`` kills the process instead of leaking it."""
+        try:
+            self._setup()
+        except (OSError, AssertionError, KeyError, ValueError) as exc:
+            raise TimeoutError(str(exc)) from exc
+
+    def _setup(self) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
