@@ -74,8 +74,14 @@ def csv_throughput(X: np.ndarray, signals: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "x.csv"
         ts = (np.arange(len(X)) + 1_700_000_000).astype(np.int64)
-        np.savetxt(path, np.c_[ts, X], delimiter=",", fmt=["%d"] + ["%.5f"] * signals,
-                   header="ts," + ",".join(f"s{i}" for i in range(signals)), comments="")
+        np.savetxt(
+            path,
+            np.c_[ts, X],
+            delimiter=",",
+            fmt=["%d"] + ["%.5f"] * signals,
+            header="ts," + ",".join(f"s{i}" for i in range(signals)),
+            comments="",
+        )
         t = best_of(1, lambda: score_csv(path, io.StringIO(), warmup=1000))
     return len(X) * signals / t
 
@@ -94,18 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     def stream() -> None:
         s = model.stream()
         for a in range(0, rows, args.chunk):
-            s.push(X[a:a + args.chunk])
+            s.push(X[a : a + args.chunk])
 
     t_stream = best_of(repeats, stream)
     t_raw = best_of(repeats, lambda: raw_ceiling(model, X))
     # the two paths agree
     s = model.stream()
-    got = np.concatenate([s.push(X[a:a + args.chunk]).score for a in range(0, 20_000, args.chunk)])
+    got = np.concatenate([s.push(X[a : a + args.chunk]).score for a in range(0, 20_000, args.chunk)])
     np.testing.assert_allclose(got, raw_ceiling(model, X[:20_000])[:, 0], rtol=1e-9)
     samples = rows * args.signals
     ours, ceiling = samples / t_stream, samples / t_raw
-    print(f"streaming scoring: {rows:,} rows x {args.signals} signals in chunks of {args.chunk}: "
-          f"{t_stream:.3f} s = {ours:,.0f} samples/s ({rows / t_stream:,.0f} rows/s)")
+    print(
+        f"streaming scoring: {rows:,} rows x {args.signals} signals in chunks of {args.chunk}: "
+        f"{t_stream:.3f} s = {ours:,.0f} samples/s ({rows / t_stream:,.0f} rows/s)"
+    )
     print(f"raw numpy ceiling (one vectorised pass): {t_raw:.3f} s = {ceiling:,.0f} samples/s")
     print(f"ratio to ceiling: {ours / ceiling:.2f}; target >= 100,000 samples/s per core")
 
@@ -114,12 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     def per_row() -> None:
         s1 = model.stream()
         for i in range(n1):
-            s1.push(X[i:i + 1])
+            s1.push(X[i : i + 1])
 
     t_row = best_of(1, per_row)
     per_row_rate = n1 * args.signals / t_row
-    print(f"per-row streaming (chunk of 1 row, the live 1 Hz path): {n1 / t_row:,.0f} rows/s = "
-          f"{per_row_rate:,.0f} samples/s")
+    print(
+        f"per-row streaming (chunk of 1 row, the live 1 Hz path): {n1 / t_row:,.0f} rows/s = "
+        f"{per_row_rate:,.0f} samples/s"
+    )
     csv_rate = csv_throughput(X[: 50_000 if args.quick else 200_000], args.signals)
     print(f"CSV scorer end to end (parse, sort check, score, write): {csv_rate:,.0f} samples/s")
 
@@ -129,16 +139,34 @@ def main(argv: list[str] | None = None) -> int:
         spec = ModelSpec(detector=det, detector_params={})
         train[det] = round(best_of(1, lambda sp=spec: AnomalyModel(spec=sp).fit(day)), 3)  # type: ignore[misc]
     ctx = np.c_[np.random.default_rng(2).normal(size=(len(day), 3)), day[:, :1]]
-    train["expected_power"] = round(best_of(1, lambda: AnomalyModel(
-        spec=ModelSpec(detector="expected_power", detector_params={})).fit(ctx)), 3)
+    train["expected_power"] = round(
+        best_of(
+            1, lambda: AnomalyModel(spec=ModelSpec(detector="expected_power", detector_params={})).fit(ctx)
+        ),
+        3,
+    )
     label = "one day" if not args.quick else "a quarter day (--quick)"
     for k, v in train.items():
         print(f"training on {label} ({len(day):,} rows x {args.signals} signals) with {k}: {v:.3f} s")
-    print(json.dumps({"bench": "scoring", "quick": args.quick, "rows": rows, "signals": args.signals,
-                      "chunk": args.chunk, "samples_per_s": round(ours), "raw_samples_per_s": round(ceiling),
-                      "raw_ratio": round(ours / ceiling, 3), "target_samples_per_s": 100_000,
-                      "per_row_samples_per_s": round(per_row_rate), "csv_samples_per_s": round(csv_rate),
-                      "train_rows": len(day), "train_s": train}))
+    print(
+        json.dumps(
+            {
+                "bench": "scoring",
+                "quick": args.quick,
+                "rows": rows,
+                "signals": args.signals,
+                "chunk": args.chunk,
+                "samples_per_s": round(ours),
+                "raw_samples_per_s": round(ceiling),
+                "raw_ratio": round(ours / ceiling, 3),
+                "target_samples_per_s": 100_000,
+                "per_row_samples_per_s": round(per_row_rate),
+                "csv_samples_per_s": round(csv_rate),
+                "train_rows": len(day),
+                "train_s": train,
+            }
+        )
+    )
     return 0
 
 
