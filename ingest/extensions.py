@@ -1,8 +1,9 @@
 """Routers of other components mounted into ``zhizao ingest`` by configuration (``[extensions]``).
 
 The only place ingest names them, imported lazily: ``fleet`` = ``gateway.fleet_api`` (``GET
-/api/v1/agents``), ``kpi_config`` = ``analytics.kpi.api`` (``GET /api/v1/kpis`` ...). Both are
-guarded by the read scope. Programmatic users pass ``routers=`` to ``create_app`` instead.
+/api/v1/agents``), ``kpi_config`` = ``analytics.kpi.api`` (``GET /api/v1/kpis`` ...), both guarded
+by the read scope; ``web`` = ``dashboards.web`` (the page at ``/``; its data comes from the API,
+which asks for a token when auth is on). Programmatic users pass ``routers=`` to ``create_app``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Depends
 from ingest.api.deps import get_store, require
 from ingest.auth import Scope
 from ingest.settings import Settings
+from zhizao.config import validate
 
 
 def configured_routers(settings: Settings) -> list[APIRouter]:
@@ -28,4 +30,8 @@ def configured_routers(settings: Settings) -> list[APIRouter]:
 
         kpi_cfg, plant = load_kpi_config(ext.kpi_config)
         routers.append(create_router(plant, kpi_cfg, store_dep=get_store, read_dep=require(Scope.READ)))
+    if ext.web:
+        from dashboards.web.router import WebSettings, web_router
+
+        routers.append(web_router(validate(WebSettings, ext.web_options, "[extensions.web_options]")))
     return routers

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -84,6 +84,10 @@ class ExtensionSettings(StrictModel):
     """``GET /api/v1/agents``: agents and gateways seen, from their health samples (gateway.fleet_api)."""
     kpi_config: str | None = None
     """A KPI config (``analytics/kpi/sample.toml``): mounts the KPI API (``GET /api/v1/kpis`` ...)."""
+    web: bool = True
+    """The built-in web dashboard at ``/`` (dashboards.web); on by default for the one-box setup."""
+    web_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the web dashboard (``dashboards/web/sample.toml``), validated when it is mounted."""
 
 
 class Settings(StrictModel):
