@@ -119,12 +119,16 @@ async def _bench(outage: float, rate: float) -> dict[str, float]:
             for _ in range(10**7):  # the forwarder may be in a retry delay (<= backoff cap) right now
                 if fwd.stats.sent_samples > sent_before:
                     break
+                if forwarder.done():
+                    forwarder.result()  # the forwarder died: show why
                 await asyncio.sleep(0.005)
             first_delivery_s = time.monotonic() - back
             sent0, t0 = fwd.stats.sent_samples, time.monotonic()
             for _ in range(10**7):
                 if buf.stats.backlog_samples <= 2 * BATCH:
                     break
+                if forwarder.done():
+                    forwarder.result()
                 await asyncio.sleep(0.05)
             drain_s = time.monotonic() - t0
             drained = fwd.stats.sent_samples - sent0

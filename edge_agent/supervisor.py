@@ -16,6 +16,7 @@ import logging
 import time
 
 from edge_agent.connectors.base import Connector, Sink
+from edge_agent.retry import next_delay
 from zhizao.backoff import Backoff
 from zhizao.errors import ConfigError, ConnectionLost, SecurityError
 
@@ -37,23 +38,23 @@ async def supervise(
         started = time.monotonic()
         try:
             await connector.run(sink)
-            delay = backoff.next()
+            delay = next_delay(backoff)
         except ConnectionLost as exc:
             if time.monotonic() - started >= healthy_after_s:
                 backoff.reset()
-            delay = backoff.next()
+            delay = next_delay(backoff)
             if not failing:
                 log.warning("connector %s: %s; reconnecting with backoff", connector.name, exc)
             failing = True
         except (SecurityError, ConfigError) as exc:
-            delay = max(slow_retry_s, backoff.next())
+            delay = max(slow_retry_s, next_delay(backoff))
             log.error(
                 "connector %s: %s; retrying in %.0f s with the same settings", connector.name, exc, delay
             )
             failing = True
         except Exception:
             log.exception("connector %s crashed; restarting it", connector.name)
-            delay = backoff.next()
+            delay = next_delay(backoff)
             failing = True
         connector.stats.connected = False
         await asyncio.sleep(delay)
