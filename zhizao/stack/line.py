@@ -57,6 +57,9 @@ class LineOptions:
     watch_flags: bool = False
     gateway: bool = False
     """Route the agent through a site gateway (MQTT 5 uplink → local Mosquitto → gateway → ingest)."""
+    mosquitto: bool = False
+    """Use a local Mosquitto (the ``mosquitto`` binary) instead of the embedded amqtt broker: faster
+    and MQTT 5 (always with ``gateway``); the demo keeps amqtt so it needs no external program."""
     """Record when data-quality flags first appear (``zhizao check``'s detection times)."""
     """Record when data-quality flags first appear (``zhizao check``'s detection times)."""
 
@@ -141,7 +144,7 @@ class Line:
         o = self.options
         vendors = self.mqtt_machines()
         broker: EmbeddedBroker | LocalMosquitto | None = None
-        if o.gateway:
+        if o.gateway or (o.mosquitto and vendors):
             broker = await self._stack.enter_async_context(LocalMosquitto(o.data_dir / "mosquitto"))
         elif vendors:
             broker = await self._stack.enter_async_context(EmbeddedBroker(host="127.0.0.1"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,12 @@ from zhizao.stack.verdict import Result, completeness_results, detections, fault
 log = logging.getLogger(__name__)
 DERIVED_PREFIXES = ("kpi.", "anomaly")
 """Series analytics writes back (not served by the simulator, not counted for completeness)."""
+
+
+def has_mosquitto() -> bool:
+    """QA runs use a real Mosquitto when the box has one (the embedded amqtt broker acknowledges
+    QoS 1 too slowly on a loaded machine at ×40, and the simulator then drops messages)."""
+    return (shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")) is not None
 
 
 def default_duration(scenario: Scenario) -> float:
@@ -70,7 +77,7 @@ async def play(scenario: Scenario, exp: Expectations, *, seed: int, speed: float
     models = await asyncio.to_thread(reference_models, scenario, seed, train_s)
     opts = LineOptions(scenario=scenario, data_dir=data_dir, seed=seed, speed=speed,
                        duration_s=duration, keep_served=True, models=models, watch_flags=True,
-                       gateway=gateway, analytics_interval_s=1.0)
+                       gateway=gateway, analytics_interval_s=1.0, mosquitto=has_mosquitto())
     start, end = scenario.start, scenario.start + timedelta(seconds=duration)
     async with Line(opts) as line:
         path = "agent → MQTT → gateway → ingest" if gateway else "agent → HTTP → ingest"

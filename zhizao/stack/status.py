@@ -37,7 +37,8 @@ def status_table(line: Line, url: str, state: str) -> Panel:
                 "scored", "anomalies"):
         flow.add_column(col, justify="right")
     now = line.sim_now()
-    flow.add_row(f"{now:%m-%d %H:%M:%S}", str(sim.ticks_done), str(sim.mqtt_published),
+    mqtt = str(sim.mqtt_published) + (f" ({sim.mqtt_dropped} dropped)" if sim.mqtt_dropped else "")
+    flow.add_row(f"{now:%m-%d %H:%M:%S}", str(sim.ticks_done), mqtt,
                  str(agent.samples_read), str(agent.backlog), str(agent.forwarder.stats.sent_samples),
                  str(line.analytics.stats.scored_rows), str(line.analytics.stats.events))
     done = (now - sc.start).total_seconds()
