@@ -7,16 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import Depends, FastAPI
 
-from gateway.fleet_api import fleet_router
 from gateway.testing import GatewayProcess, ingest_written, write_config
-from ingest import testing as ingest_testing
-from ingest.api.deps import get_store, require
 from ingest.app import create_app
-from ingest.auth import Scope
+from ingest.extensions import configured_routers
 from ingest.settings import Settings
-from ingest.storage.base import Store
 from ingest.testing import run_server, server_settings
 from tests.support.ports import free_port
 from tests.support.servers import Mosquitto
@@ -26,14 +21,16 @@ class Ingest:
     """A real ingest server (uvicorn thread, DuckDB file) that a test can stop and restart."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.settings = server_settings(tmp_path)
+        base = server_settings(tmp_path).model_dump(mode="json")
+        self.settings = Settings.model_validate({**base, "extensions": {**base["extensions"], "fleet": True}})
         self.db_path = Path(self.settings.storage.duckdb.path)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._ctx: object | None = None
 
     def start(self) -> None:
-        ctx = run_server(self.settings, port=self.port)
+        app = create_app(self.settings, routers=configured_routers(self.settings))
+        ctx = run_server(self.settings, port=self.port, app=app)
         ctx.__enter__()
         self._ctx = ctx
 
@@ -46,17 +43,9 @@ class Ingest:
         return ingest_written(self.url)
 
 
-def _app_with_fleet(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
-    """Ingest's app with the fleet router mounted as ``gateway/README.md`` tells the lead to."""
-    app = create_app(settings, store=store)
-    app.include_router(fleet_router(get_store, dependencies=[Depends(require(Scope.READ))]))
-    return app
-
-
 @pytest.fixture
-def ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ingest]:
-    """A real ingest (DuckDB) with ``GET /api/v1/agents`` mounted."""
-    monkeypatch.setattr(ingest_testing, "create_app", _app_with_fleet)
+def ingest(tmp_path: Path) -> Iterator[Ingest]:
+    """A real ingest (DuckDB) with ``GET /api/v1/agents`` mounted (``[extensions] fleet = true``)."""
     server = Ingest(tmp_path / "ingest")
     (tmp_path / "ingest").mkdir()
     server.start()
