@@ -63,7 +63,7 @@ class HealthConfig(StrictModel):
     """``GET /healthz`` (JSON, 503 when unhealthy), ``/metrics`` (Prometheus), ``/fleet`` (JSON)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(9108, ge=0, le=65535)
+    port: int = Field(9109, ge=0, le=65535)
     """0 picks a free port (tests); the chosen port is logged."""
     stall_after_s: float = Field(120.0, gt=0)
     """Unhealthy when the oldest buffered sample is older than this while ingest is failing."""
