@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge_agent.connectors.mqtt.client import apply_auth_and_tls
 from gateway.config import BrokerConfig
 from zhizao.errors import ConnectionLost, SecurityError
 
@@ -64,16 +65,7 @@ class BrokerSession:
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=False, manual_ack=True,
         )
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
-        if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(cfg.tls.insecure)
+        apply_auth_and_tls(client, cfg.username, cfg.password, cfg.tls)
 
         def handle(msg: mqtt.MQTTMessage) -> None:
             on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain), bool(msg.dup), client,
