@@ -13,7 +13,8 @@ across the break). A flag becomes an episode through the shared debounced
   between the fault's start and end; time-to-detect = max(episode start, fault start) − fault start.
 * A *false alarm* is an episode overlapping no fault of that machine (nor the ``grace_s`` after one).
 * Scrap: ROC AUC of the scrap probabilities of every cycle of the test run (per machine model,
-  pooled), labels from the ``parts_scrap`` counter.
+  pooled), labels from the ``parts_scrap`` counter; only machines whose reference run had at
+  least ``min_scrap_parts`` scrap parts get a model.
 
 Out of scope (``OUT_OF_SCOPE``): faults that are data-quality or bookkeeping events, not machine
 behaviour — handled by the KPI engine's data-quality flags.
@@ -70,6 +71,9 @@ class SimEvalConfig(StrictModel):
     open_after_s: float = 60.0
     clear_after_s: float = 300.0
     grace_s: float = 600.0
+    min_scrap_parts: int = Field(20, ge=2)
+    """A machine gets a scrap model only if its reference run has at least this many scrap parts
+    (a classifier learned from a handful of examples is not deployed)."""
 
 
 @dataclass
@@ -186,7 +190,7 @@ def evaluate_seed(scenario: Any, seed: int, cfg: SimEvalConfig,
         if spec.makes_parts:
             Xr, yr = cycles(ref.machines[asset], list(spec.signal_names))
             Xt, yt = cycles(df, list(spec.signal_names))
-            if len(set(yr.tolist())) == 2 and len(yt):
+            if int(yr.sum()) >= cfg.min_scrap_parts and len(set(yr.tolist())) == 2 and len(yt):
                 ys.append(yt)
                 ps.append(ScrapModel().fit(Xr, yr).scrap_probability(Xt))
     return SeedResult(seed, results, false_alarms,
