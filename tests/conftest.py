@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
 
+from tests.support.browser import headless_chromium
 from tests.support.servers import InfluxDB, Mosquitto
 
 
@@ -36,3 +38,10 @@ def influxdb(tmp_path: Path) -> Iterator[InfluxDB]:
 def shared_root() -> Path:
     """``../shared`` beside the checkout (datasets, design docs)."""
     return Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[webdriver.Chrome]:
+    """One headless Chromium for the session's UI tests (screenshots go to ``artifacts/``)."""
+    with headless_chromium() as driver:
+        yield driver

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +16,6 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 from analytics.kpi.api import create_router
 from analytics.kpi.config import KpiConfig
@@ -34,8 +30,6 @@ from tests.dashboards.fill import Filled, fill, kpis_and_alerts, now_s, scenario
 from tests.support.ports import free_port
 from tests.support.servers import InfluxDB
 from zhizao.plant import PlantConfig
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
 @dataclass
@@ -100,22 +94,3 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield Stack(influx, url, settings, filled)
     finally:
         influx.kill()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[webdriver.Chrome]:
-    profile = tempfile.mkdtemp(prefix="zhizao-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,1100", f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)

@@ -12,8 +12,9 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.dashboards.conftest import ARTIFACTS, Stack
+from tests.dashboards.conftest import Stack
 from tests.dashboards.fill import FAULTY
+from tests.support.browser import ARTIFACTS
 
 LINE = "plant1/a1/line1"
 

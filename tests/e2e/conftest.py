@@ -1,5 +1,5 @@
-"""End-to-end fixtures: the ``zhizao`` command as a real subprocess; headless Chromium (the
-session-wide ``browser`` fixture of the dashboards tests, shared rather than copied)."""
+"""End-to-end fixtures: the ``zhizao`` command as a real subprocess (headless Chromium is the
+session-wide ``browser`` fixture of ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.dashboards.conftest import browser
+from tests.support.browser import ARTIFACTS
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts"
 CI_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "ci.yaml"
-__all__ = ["ARTIFACTS", "CI_SCENARIO", "browser", "spawn", "zhizao"]
+__all__ = ["ARTIFACTS", "CI_SCENARIO", "spawn", "zhizao"]
 
 
 def zhizao(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
