@@ -21,7 +21,6 @@ import orjson
 
 from edge_agent.buffer import EncodedBatch, SqliteBuffer
 from edge_agent.deadletter import DeadLetter
-from edge_agent.retry import next_delay
 from edge_agent.uplinks.base import EncodedUplink, Uplink
 from zhizao import wire
 from zhizao.backoff import Backoff
@@ -110,7 +109,7 @@ class Forwarder:
                 try:
                     await self._send(batch)
                 except Unavailable as exc:
-                    delay = exc.retry_after if exc.retry_after is not None else next_delay(self.backoff)
+                    delay = exc.retry_after if exc.retry_after is not None else self.backoff.next()
                     self.stats.retries += 1
                     if self.stats.up:
                         log.warning(

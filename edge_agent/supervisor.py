@@ -16,7 +16,6 @@ import logging
 import time
 
 from edge_agent.connectors.base import Connector, Sink
-from edge_agent.retry import next_delay
 from zhizao.backoff import Backoff
 from zhizao.errors import ConfigError, ConnectionLost, SecurityError
 
@@ -38,23 +37,23 @@ async def supervise(
         started = time.monotonic()
         try:
             await connector.run(sink)
-            delay = next_delay(backoff)
+            delay = backoff.next()
         except ConnectionLost as exc:
             if time.monotonic() - started >= healthy_after_s:
                 backoff.reset()
-            delay = next_delay(backoff)
+            delay = backoff.next()
             if not failing:
                 log.warning("connector %s: %s; reconnecting with backoff", connector.name, exc)
             failing = True
         except (SecurityError, ConfigError) as exc:
-            delay = max(slow_retry_s, next_delay(backoff))
+            delay = max(slow_retry_s, backoff.next())
             log.error(
                 "connector %s: %s; retrying in %.0f s with the same settings", connector.name, exc, delay
             )
             failing = True
         except Exception:
             log.exception("connector %s crashed; restarting it", connector.name)
-            delay = next_delay(backoff)
+            delay = backoff.next()
             failing = True
         connector.stats.connected = False
         await asyncio.sleep(delay)

@@ -21,7 +21,12 @@ class Backoff:
     _attempt: int = 0
 
     def next(self) -> float:
-        base = min(self.cap, self.initial * self.factor**self._attempt)
+        """The next delay; safe for any number of attempts (an outage may last days)."""
+        base = self.cap
+        # Grow only while below the cap: factor ** attempt would overflow a float after ~1,000
+        # attempts, and the delay is at the cap long before that anyway.
+        if self._attempt < 64:
+            base = min(self.cap, self.initial * self.factor**self._attempt)
         self._attempt += 1
         return self.rng.uniform(base / 2, base)
 
