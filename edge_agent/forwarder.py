@@ -16,10 +16,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 
-from edge_agent.buffer import EncodedBatch, SqliteBuffer
+from edge_agent.buffer import EncodedBatch
 from edge_agent.deadletter import DeadLetter
 from edge_agent.uplinks.base import EncodedUplink, Uplink
 from zhizao import wire
@@ -43,12 +44,27 @@ class ForwarderStats:
     up: bool = True
 
 
+class BatchSource(Protocol):
+    """Where a forwarder takes batches from: the agent's :class:`~edge_agent.buffer.SqliteBuffer`,
+    or the gateway's frame reader over one. ``take``/``take_encoded`` return ``None`` when nothing
+    came within ``linger`` seconds; every batch taken is later either ``ack``-ed (delivered: it may
+    be deleted) or ``release``-d (undelivered: it is taken again first, under the same id)."""
+
+    async def take(self, max_items: int, linger: float = 0.0) -> Batch | None: ...
+
+    async def take_encoded(self, max_items: int, linger: float = 0.0) -> EncodedBatch | None: ...
+
+    async def ack(self, batch: Batch | EncodedBatch) -> None: ...
+
+    def release(self, batch: Batch | EncodedBatch) -> None: ...
+
+
 class Forwarder:
     """See the module docstring. ``stats`` is updated as batches flow."""
 
     def __init__(
         self,
-        buffer: SqliteBuffer,
+        buffer: BatchSource,
         uplink: Uplink,
         deadletter: DeadLetter,
         *,

@@ -26,10 +26,9 @@ import logging
 import time
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self, cast
+from typing import Self
 
 from dashboards.fleet import FleetReport
-from edge_agent.buffer import SqliteBuffer
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
 from edge_agent.supervisor import supervise
@@ -59,10 +58,9 @@ class Gateway:
         self.intake = UnsIntake(config, self.deadletter, self.fleet)
         http = config.uplink.http
         self.forwarders = [
-            # FrameReader offers the buffer's take/take_encoded/ack/release; Forwarder is annotated
-            # with the concrete SqliteBuffer (see gateway/README.md, "Requests to edge_agent"). The
+            # FrameReader is a BatchSource over the buffer (the agents' own batches, ids kept). The
             # HTTP uplink sends stored rows as they are, so frames are never decoded on this side.
-            Forwarder(cast(SqliteBuffer, self.reader), self.uplink, self.deadletter,
+            Forwarder(self.reader, self.uplink, self.deadletter,
                       max_items=http.max_batch_samples, linger=http.linger_s,
                       backoff=Backoff(initial=http.backoff_initial_s, cap=http.backoff_cap_s))
             for _ in range(config.uplink.concurrency)
