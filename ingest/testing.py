@@ -67,9 +67,17 @@ def run_server(settings: Settings, *, store: Store | None = None, port: int | No
     it on exit. ``store`` must then be opened in the server's own loop — leave it ``None``
     unless you know it is loop-agnostic.
     """
+    with serve_app(app or create_app(settings, store=store), port=port, timeout=timeout) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_app(app: FastAPI, *, port: int | None = None, timeout: float = 30.0) -> Iterator[str]:
+    """Serve any ASGI ``app`` with uvicorn on ``127.0.0.1:<free port>`` in a thread; yields its
+    base URL once it accepts requests (lifespan started) and stops it on exit."""
     port = port or free_port()
-    config = uvicorn.Config(app or create_app(settings, store=store), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on", access_log=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"ingest-{port}", daemon=True)
     thread.start()
@@ -77,7 +85,7 @@ def run_server(settings: Settings, *, store: Store | None = None, port: int | No
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError(f"ingest server on port {port} did not start")
+            raise RuntimeError(f"server on port {port} did not start")
         time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"

@@ -5,16 +5,12 @@ KPI feed and alerter run over it. Built once per session (about 30 s), torn down
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from analytics.kpi.api import create_router
@@ -25,9 +21,9 @@ from ingest.app import create_app
 from ingest.auth import Scope
 from ingest.settings import Settings
 from ingest.storage.registry import open_store
+from ingest.testing import serve_app
 from simulator.plant_export import plant_config
 from tests.dashboards.fill import Filled, fill, kpis_and_alerts, now_s, scenario
-from tests.support.ports import free_port
 from tests.support.servers import InfluxDB
 from zhizao.plant import PlantConfig
 
@@ -48,24 +44,8 @@ def build_app(settings: Settings, plant: PlantConfig) -> FastAPI:
     return app
 
 
-@contextlib.contextmanager
-def serve(app: FastAPI, timeout: float = 30.0) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", access_log=False))
-    thread = threading.Thread(target=server.run, name=f"ingest-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("ingest did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout)
+serve = serve_app
+"""Serve an ASGI app (ingest, or the Grafana stand-in) on a free port in a thread."""
 
 
 @pytest.fixture(scope="session")
