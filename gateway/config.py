@@ -85,7 +85,7 @@ class GatewayConfig(StrictModel):
     deadletter_path: Path = Path("/var/lib/zhizao/gateway-deadletter.jsonl")
     health: HealthConfig = Field(default_factory=HealthConfig)
     fleet_report_s: float = Field(30.0, gt=0)
-    """Interval of the gateway's own fleet-health samples (``dashboards.fleet`` convention)."""
+    """Interval of the gateway's own fleet-health samples (``zhizao.fleet`` convention)."""
     window_samples: int = Field(10_000, ge=10, le=1_000_000)
     """Rows read from the buffer at a time when cutting it back into agent batches."""
 

@@ -20,7 +20,7 @@ key                 required   meaning
 
 Unknown keys are ignored (newer agents may say more). The gateway turns each status message into
 samples on ``<site>/fleet/agents/<agent-id>`` following the fleet-health convention of
-:mod:`dashboards.fleet`: ``fleet.up`` 1 or 0, ``fleet.backlog_samples``, ``fleet.backlog_age_s``,
+:mod:`zhizao.fleet`: ``fleet.up`` 1 or 0, ``fleet.backlog_samples``, ``fleet.backlog_age_s``,
 plus ``fleet.version`` and ``fleet.config_hash`` (strings). They are dated with the gateway's
 receive time (one clock orders births and wills) and framed as batch
 ``producer="fleet.<agent-id>"``, ``batch_id="status-<digest of topic and payload>"``: a retained
@@ -38,7 +38,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from dashboards import fleet as convention
+from zhizao import fleet as convention
 from zhizao.model import Batch, Sample, valid_segment
 
 VERSION: Final = "fleet.version"

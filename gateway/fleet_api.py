@@ -1,6 +1,6 @@
 """``GET /api/v1/agents``: the fleet view, for ingest — an ``APIRouter`` factory over ingest's ``Store``.
 
-The fleet lives in the store as ordinary samples (convention of :mod:`dashboards.fleet`): each
+The fleet lives in the store as ordinary samples (convention of :mod:`zhizao.fleet`): each
 agent (gateway) has the asset ``<site>/fleet/agents/<id>`` (``.../gateways/<id>``) with
 ``fleet.up`` (1 online, 0 offline — the gateway writes 0 when an agent's last will or clean
 offline status arrives), ``fleet.backlog_samples``, ``fleet.backlog_age_s``, ``fleet.version``,
@@ -29,9 +29,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.params import Depends as DependsParam
 from pydantic import BaseModel
 
-from dashboards import fleet as convention
 from gateway.fleet import CONFIG_HASH, VERSION
 from ingest.storage.base import CatalogueEntry, LatestValue, Store
+from zhizao import fleet as convention
 from zhizao.errors import StoreUnavailable
 
 Kind = Literal["agents", "gateways"]

@@ -10,7 +10,7 @@ from the edge agent except the MQTT intake and the framing:
 - ``uplink.concurrency`` agent :class:`~edge_agent.forwarder.Forwarder` s send them through one
   agent :class:`~edge_agent.uplinks.http.HttpUplink` (same retry, dead-letter and ack rules; the
   stored wire-format rows go out as they are, via ``take_encoded`` / ``send_encoded``);
-- every ``fleet_report_s`` the gateway's own health samples (:mod:`dashboards.fleet`,
+- every ``fleet_report_s`` the gateway's own health samples (:mod:`zhizao.fleet`,
   ``<site>/fleet/gateways/<id>``) go through the same buffer;
 - the health/metrics server of :mod:`gateway.health`.
 
@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-from dashboards.fleet import FleetReport
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
 from edge_agent.supervisor import supervise
@@ -39,6 +38,7 @@ from gateway.fleet import FleetState
 from gateway.frames import FrameReader, frame_rows
 from gateway.intake import UnsIntake
 from zhizao.backoff import Backoff
+from zhizao.fleet import FleetReport
 from zhizao.model import Batch
 
 log = logging.getLogger(__name__)

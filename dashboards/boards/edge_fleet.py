@@ -1,11 +1,11 @@
 """Edge fleet: agents and gateways online/offline, backlog size and age, drops, dead letters,
-reconnects — from the health samples of :mod:`dashboards.fleet`."""
+reconnects — from the health samples of :mod:`zhizao.fleet`."""
 
 from __future__ import annotations
 
-from dashboards import fleet
 from dashboards import influxql as q
 from dashboards.grafana import Dashboard, Panel, Target, Threshold, ValueMapping, Variable
+from zhizao import fleet
 
 UID = "zhizao-edge-fleet"
 AGENT_VAR = Variable("agent", "Agent / gateway",

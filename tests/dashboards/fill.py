@@ -25,7 +25,6 @@ from analytics.kpi.config import KpiConfig
 from analytics.kpi_feed.feed import KpiFeed
 from analytics.scoring.model import AnomalyModel
 from dashboards.boards.quality import SCRAP_PROBABILITY
-from dashboards.fleet import FleetReport
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
@@ -38,6 +37,7 @@ from simulator.scenario import Scenario, scenario_from_dict
 from zhizao import signals
 from zhizao.config import read_document
 from zhizao.events import Contributor, Event, EventSource, Severity
+from zhizao.fleet import FleetReport
 from zhizao.model import AssetPath, Batch, Sample
 from zhizao.plant import PlantConfig
 from zhizao.wire import encode_batch
@@ -223,7 +223,7 @@ async def kpis_and_alerts(store: Store, sink: Store, plant: PlantConfig, start: 
 
 async def through_agent(url: str, samples: list[Sample], workdir: Path, agent: str = AGENT) -> None:
     """The edge-agent path: samples into a real durable buffer, forwarded by the real forwarder and
-    HTTP uplink to ingest; after each batch the agent reports its health (``dashboards.fleet``) from
+    HTTP uplink to ingest; after each batch the agent reports its health (``zhizao.fleet``) from
     its real buffer and forwarder counters, through the same buffer and uplink."""
     async with SqliteBuffer(workdir / "buffer.db", agent, synchronous="normal") as buf, \
             HttpUplink(HttpUplinkConfig(url=url)) as uplink:

@@ -6,10 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from analytics.kpi.source import fetch
-from dashboards.fleet import FleetReport
 from ingest.storage.base import SampleFrame
 from ingest.storage.duckdb.store import DuckDBStore
 from tests.analytics.kpi.test_engine import T0, _shift
+from zhizao.fleet import FleetReport
 
 
 async def test_fleet_health_assets_under_the_scope_are_not_machines(tmp_path: Path) -> None:
