@@ -50,6 +50,9 @@ class _Server:
             raise RuntimeError(
                 f"{self.binary} did not start; log:\n{self.log_path.read_text()[-3000:]}"
             ) from None
+        except BaseException:
+            self.kill()  # whatever went wrong while setting it up, never leak the process
+            raise
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful stop (SIGTERM): the server flushes its state."""
@@ -146,15 +149,23 @@ class InfluxDB(_Server):
                 time.sleep(0.1)
         else:
             raise TimeoutError
+        self._setup()
+
+    def _setup(self) -> None:
+        """Prepare the answering server (subclasses add users, settings ...): the database."""
         self.query(f'CREATE DATABASE "{self.database}"')
 
-    def query(self, q: str, db: str | None = None) -> bytes:
-        """Run InfluxQL through ``/query`` (POST) and return the raw JSON body."""
+    def query(self, q: str, db: str | None = None, *, user: str | None = None,
+              password: str | None = None) -> bytes:
+        """Run InfluxQL through ``/query`` (POST) and return the raw JSON body.
+
+        Credentials go in the URL's query string: influxd 1.x ignores them in a POSTed form."""
         params = {"q": q}
         if db:
             params["db"] = db
+        creds = urllib.parse.urlencode({"u": user, "p": password or ""}) if user else ""
         data = urllib.parse.urlencode(params).encode()
-        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=30) as resp:
+        with urllib.request.urlopen(f"{self.url}/query?{creds}", data=data, timeout=30) as resp:
             body: bytes = resp.read()
             return body
 
