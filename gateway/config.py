@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field
 
 from edge_agent.buffer import BufferConfig
-from edge_agent.connectors.mqtt import TlsConfig
+from edge_agent.connectors.mqtt import BrokerConnection
 from edge_agent.mapping import JsonMapping
 from edge_agent.uplinks.http import HttpUplinkConfig
 from zhizao.config import StrictModel, load_config
@@ -21,22 +21,15 @@ from zhizao.config import StrictModel, load_config
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
-class BrokerConfig(StrictModel):
-    """The plant broker and the gateway's persistent MQTT v5 session on it."""
+class BrokerConfig(BrokerConnection):
+    """The plant broker and the gateway's persistent MQTT v5 session on it; ``client_id`` defaults
+    to ``<gateway id>``."""
 
-    host: str
-    port: int = Field(1883, ge=1, le=65535)
-    client_id: str | None = Field(None, min_length=1, max_length=64)
-    """Fixed client id (the persistent session is bound to it); default ``<gateway id>``."""
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsConfig | None = None
     share_group: str = Field("zhizao-gateways", pattern=r"^[A-Za-z0-9_.\-]{0,64}$")
     """``$share/<group>/`` for data and raw topics, so gateways of one group split the load;
     ``""`` subscribes plainly (every gateway gets every message)."""
     session_expiry_s: int = Field(7 * 86400, ge=60)
     """How long the broker keeps the session (and queues QoS 1 messages) while the gateway is away."""
-    keepalive_s: int = Field(30, ge=5, le=3600)
     subscribe_data: bool = True
     """Subscribe to the unified namespace ``zhizao/v1/+/+/+/+`` (agents' wire-format batches)."""
     subscribe_status: bool = True
@@ -44,11 +37,6 @@ class BrokerConfig(StrictModel):
     mappings: list[JsonMapping] = Field(default_factory=list)
     """Raw vendor topics, mapped with the edge agent's payload mappings (optional)."""
 
-    @model_validator(mode="after")
-    def _auth(self) -> BrokerConfig:
-        if self.password is not None and self.username is None:
-            raise ValueError("password given without username")
-        return self
 
 
 class UplinkConfig(StrictModel):

@@ -78,3 +78,23 @@ async def test_batches_and_status_on_the_site_broker(tmp_path: Path, mosquitto: 
     status = [orjson.loads(p) for t, p, _ in listener.messages if t == topics.status_topic("agent-1")]
     assert status[0]["status"] == "online" and status[-1]["status"] == "offline"
     assert "backlog" in status[0]
+
+
+def test_every_mqtt_client_config_shares_the_broker_checks() -> None:
+    """The uplink, the connector and the gateway validate broker settings alike (one base model)."""
+    import tomllib
+
+    import pytest
+    from pydantic import ValidationError
+
+    from edge_agent.connectors.mqtt import MqttConnectorConfig
+    from gateway.config import BrokerConfig
+
+    sample = Path(__file__).resolve().parents[2] / "edge_agent/connectors/mqtt/acme.toml"
+    mapping = tomllib.loads(sample.read_text())["connectors"]["mappings"][0]
+    for model, extra in ((MqttUplinkConfig, {}), (MqttConnectorConfig, {"mappings": [mapping]}),
+                         (BrokerConfig, {})):
+        with pytest.raises(ValidationError, match="password given without username"):
+            model.model_validate({"host": "broker", "password": "x", **extra})
+        with pytest.raises(ValidationError, match="keepalive_s"):
+            model.model_validate({"host": "broker", "keepalive_s": 1, **extra})

@@ -1,6 +1,6 @@
 """MQTT connector: vendor JSON payloads from a broker, acknowledged only after commit."""
 
-from edge_agent.connectors.mqtt.config import MqttConnectorConfig, TlsConfig
+from edge_agent.connectors.mqtt.config import BrokerConnection, MqttConnectorConfig, TlsConfig
 from edge_agent.connectors.mqtt.connector import MqttConnector
 
-__all__ = ["MqttConnector", "MqttConnectorConfig", "TlsConfig"]
+__all__ = ["BrokerConnection", "MqttConnector", "MqttConnectorConfig", "TlsConfig"]

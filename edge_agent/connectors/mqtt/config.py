@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -27,27 +27,34 @@ class TlsConfig(StrictModel):
         return self
 
 
-class MqttConnectorConfig(StrictModel):
-    """One broker, one persistent session, the payload mappings of its vendor topics."""
+class BrokerConnection(StrictModel):
+    """How to reach an MQTT broker: the fields every MQTT client of zhizao shares (the agent's
+    connector and uplink, the gateway), with one set of checks."""
 
-    type: Literal["mqtt"] = "mqtt"
-    name: str = Field("mqtt", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     host: str
     port: int = Field(1883, ge=1, le=65535)
-    protocol: Literal["3.1.1", "5"] = "5"
     client_id: str | None = Field(None, min_length=1, max_length=64)
-    """Fixed client id (the persistent session is bound to it); default ``<agent id>-<name>``."""
+    """Fixed client id (the persistent session is bound to it); each user documents its default."""
     username: str | None = None
     password: SecretStr | None = None
     tls: TlsConfig | None = None
-    qos: Literal[0, 1, 2] = 1
-    clean_start: bool = False
-    session_expiry_s: int = Field(7 * 86400, ge=0)
     keepalive_s: int = Field(30, ge=5, le=3600)
-    mappings: list[JsonMapping] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _auth(self) -> MqttConnectorConfig:
+    def _auth(self) -> Self:
         if self.password is not None and self.username is None:
             raise ValueError("password given without username")
         return self
+
+
+class MqttConnectorConfig(BrokerConnection):
+    """One broker, one persistent session, the payload mappings of its vendor topics.
+    ``client_id`` defaults to ``<agent id>-<name>``."""
+
+    type: Literal["mqtt"] = "mqtt"
+    name: str = Field("mqtt", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    protocol: Literal["3.1.1", "5"] = "5"
+    qos: Literal[0, 1, 2] = 1
+    clean_start: bool = False
+    session_expiry_s: int = Field(7 * 86400, ge=0)
+    mappings: list[JsonMapping] = Field(min_length=1)

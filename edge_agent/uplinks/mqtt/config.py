@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from edge_agent.connectors.mqtt.config import TlsConfig
-from zhizao.config import StrictModel
+from edge_agent.connectors.mqtt import BrokerConnection
 
 
-class MqttUplinkConfig(StrictModel):
+class MqttUplinkConfig(BrokerConnection):
     """See ``edge_agent/uplinks/mqtt/sample.toml``."""
 
     type: Literal["mqtt"] = "mqtt"
-    host: str
-    port: int = Field(1883, ge=1, le=65535)
     protocol: Literal["3.1.1", "5"] = "5"
-    client_id: str | None = Field(None, min_length=1, max_length=64)
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsConfig | None = None
-    keepalive_s: int = Field(30, ge=5, le=3600)
     gzip: bool = False
     timeout_s: float = Field(10.0, gt=0)
     max_inflight: int = Field(100, ge=1, le=65535)
