@@ -11,14 +11,13 @@ except the values served between just before the kill and the restarted agent's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from simulator.runtime import SimulatorRuntime
@@ -27,6 +26,7 @@ from tests.edge_agent.e2e import ROOT, agent_toml, check_delivery, key
 from tests.edge_agent.receiver import Receiver
 from tests.support.ports import free_port
 from tests.support.servers import Mosquitto
+from tests.support.waiting import eventually
 
 OUTAGE_S = float(os.environ.get("ZHIZAO_AGENT_OUTAGE_S", "3"))
 
@@ -41,13 +41,8 @@ def metric(port: int, name: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-async def until(cond: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(cond):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+until = functools.partial(eventually, interval=0.2, in_thread=True)
+"""Wait for the agent's state as seen over HTTP (its /metrics): the probe blocks, so off the loop."""
 
 
 def start_agent(cfg: Path, log: Path) -> subprocess.Popen[bytes]:

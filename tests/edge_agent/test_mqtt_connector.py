@@ -17,6 +17,7 @@ from edge_agent.deadletter import DeadLetter
 from edge_agent.supervisor import supervise
 from tests.edge_agent.test_mapping import sample_mapping
 from tests.support.servers import Mosquitto
+from tests.support.waiting import eventually
 from zhizao.backoff import Backoff
 from zhizao.model import Sample
 
@@ -65,15 +66,6 @@ def make_config(broker: Mosquitto, protocol: str = "5") -> MqttConnectorConfig:
     )
 
 
-async def wait_for(cond: object, seconds: float = 15.0) -> None:
-    assert callable(cond)
-    for _ in range(int(seconds * 20)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def drain(buf: SqliteBuffer) -> list[Sample]:
     out: list[Sample] = []
     while (b := await buf.take(10_000)) is not None:
@@ -90,21 +82,21 @@ async def test_vendor_payloads_bad_ones_and_broker_restart(
     conn = MqttConnector(make_config(mosquitto, protocol), "agent-1", dl)
     async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
         task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
-        await wait_for(lambda: conn.stats.connected)
+        await eventually(lambda: conn.stats.connected, 15)
         pub = Publisher(mosquitto)
         for i in range(20):
             pub.publish("acme/line2/imm-3/telemetry", acme(i))
             pub.publish("brightline/plant1/asm-1/data", brightline(i))
         pub.publish("acme/line2/imm-3/telemetry", b"{garbage")
         pub.publish("brightline/plant1/asm-1/data", b'{"timestamp": "not a time", "values": []}')
-        await wait_for(lambda: conn.stats.samples_read == 40 and conn.stats.bad_payloads == 2)
+        await eventually(lambda: conn.stats.samples_read == 40 and conn.stats.bad_payloads == 2, 15)
         pub.close()
         # broker restart with persistence: messages published while the agent is away arrive
         mosquitto.restart()
         pub = Publisher(mosquitto)
         for i in range(20, 30):
             pub.publish("acme/line2/imm-3/telemetry", acme(i))
-        await wait_for(lambda: conn.stats.samples_read == 50)
+        await eventually(lambda: conn.stats.samples_read == 50, 15)
         assert conn.stats.reconnects >= 1
         pub.close()
         task.cancel()
@@ -125,7 +117,7 @@ async def test_messages_received_while_agent_down_are_delivered(tmp_path: Path, 
     async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
         conn = MqttConnector(cfg, "agent-1", dl)
         task = asyncio.create_task(conn.run(buf))
-        await wait_for(lambda: conn.stats.connected)
+        await eventually(lambda: conn.stats.connected, 15)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -135,7 +127,7 @@ async def test_messages_received_while_agent_down_are_delivered(tmp_path: Path, 
         pub.close()
         conn = MqttConnector(cfg, "agent-1", dl)
         task = asyncio.create_task(conn.run(buf))
-        await wait_for(lambda: conn.stats.samples_read == 10)
+        await eventually(lambda: conn.stats.samples_read == 10, 15)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

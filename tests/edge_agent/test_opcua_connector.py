@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from edge_agent.supervisor import supervise
 from simulator.opcua.security import OpcUaSecurity
 from simulator.opcua.server import OpcUaServer
 from tests.support.ports import free_port
+from tests.support.waiting import eventually
 from zhizao.backoff import Backoff
 from zhizao.errors import SecurityError
 from zhizao.model import AssetPath, Quality, Sample
@@ -77,14 +78,6 @@ def config(port: int, **kw: Any) -> OpcUaConnectorConfig:
     return OpcUaConnectorConfig.model_validate(doc)
 
 
-async def until(cond: Callable[[], bool], seconds: float = 20.0) -> None:
-    for _ in range(int(seconds * 20)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def drain(buf: SqliteBuffer) -> list[Sample]:
     await buf.flush()
     out: list[Sample] = []
@@ -106,24 +99,24 @@ async def test_subscribe_values_units_qualities_restart_and_vanished_node(tmp_pa
     async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
         async with server(port) as srv:
             task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
-            await until(lambda: conn.stats.connected)
+            await eventually(lambda: conn.stats.connected)
             await asyncio.sleep(0.3)
             for i in range(1, 21):
                 await write_round(srv, i)
                 await asyncio.sleep(0.02)
-            await until(
+            await eventually(
                 lambda: len({t.signal for t in conn.tags}) == 5 and conn.stats.samples_read >= 100 + 5
             )
         # restart without melt_temp: the node vanished during the outage
         async with server(port, with_temp=False) as srv:
             back = time.monotonic()
-            await until(lambda: conn.stats.connected and conn.stats.reconnects >= 1)
+            await eventually(lambda: conn.stats.connected and conn.stats.reconnects >= 1)
             assert time.monotonic() - back < 5.0, "collection resumes within a few seconds of the restart"
             await asyncio.sleep(0.3)
             for i in range(21, 31):
                 await write_round(srv, i, with_temp=False)
                 await asyncio.sleep(0.02)
-            await until(
+            await eventually(
                 lambda: any(s.signal == "spindle_speed" and s.value == 1030.0 for s in conn_samples(buf))
             )
             await stop(task)
@@ -176,7 +169,7 @@ async def test_polling_mode_with_node_ids(tmp_path: Path) -> None:
         conn = OpcUaConnector(cfg, "agent-1", tmp_path)
         async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
             task = asyncio.create_task(conn.run(buf))
-            await until(lambda: conn.stats.connected)
+            await eventually(lambda: conn.stats.connected)
             for i in range(1, 6):
                 await write_round(srv, i)
                 await asyncio.sleep(0.25)
@@ -216,10 +209,10 @@ async def test_sign_and_encrypt_trusted_by_fingerprint(
         conn = OpcUaConnector(config(port, security=security), "agent-1", tmp_path / "agent")
         async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
             task = asyncio.create_task(conn.run(buf))
-            await until(lambda: conn.stats.connected)
+            await eventually(lambda: conn.stats.connected)
             await asyncio.sleep(0.2)
             await write_round(srv, 1)
-            await until(
+            await eventually(
                 lambda: any(s.signal == "spindle_speed" and s.value == 1001.0 for s in conn_samples(buf))
             )
             await stop(task)
@@ -247,7 +240,7 @@ async def test_staleness_watchdog_resubscribes_a_silent_subscription(tmp_path: P
         SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
     ):
         task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.1, cap=0.3)))
-        await until(lambda: conn.stats.connected)
+        await eventually(lambda: conn.stats.connected)
         await asyncio.sleep(0.3)
         # the server drops the subscription without telling the client: it goes silent
         service = srv._server.iserver.subscription_service  # type: ignore[union-attr]
@@ -255,10 +248,10 @@ async def test_staleness_watchdog_resubscribes_a_silent_subscription(tmp_path: P
         await asyncio.sleep(0.2)
         for i in range(1, 4):
             await write_round(srv, i)
-        await until(lambda: conn.stats.resubscribes >= 1, 10)
+        await eventually(lambda: conn.stats.resubscribes >= 1, 10)
         await asyncio.sleep(0.5)
         await write_round(srv, 10)
-        await until(
+        await eventually(
             lambda: any(s.signal == "spindle_speed" and s.value == 1010.0 for s in conn_samples(buf)), 10
         )
         await stop(task)

@@ -22,8 +22,8 @@ from edge_agent.buffer import SqliteBuffer
 from edge_agent.connectors.opcua import OpcUaConnector, OpcUaConnectorConfig
 from edge_agent.connectors.opcua.security import ensure_client_certificate, fingerprint, load_der
 from simulator.opcua.security import ensure_certificate
-from tests.edge_agent.test_opcua_connector import until
 from tests.support.ports import free_port
+from tests.support.waiting import eventually
 from zhizao.errors import SecurityError
 
 ua: Any = __import__("asyncua").ua
@@ -109,7 +109,7 @@ async def test_policy_with_username(tmp_path: Path, policy: str, mode: str, serv
         async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
             conn = OpcUaConnector(cfg("s3cret"), "agent-1", tmp_path / "agent")
             task = asyncio.create_task(conn.run(buf))
-            await until(lambda: conn.stats.samples_read >= 1, 20)
+            await eventually(lambda: conn.stats.samples_read >= 1, 20)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
