@@ -203,6 +203,16 @@ class SimulatorRuntime:
         so clients can subscribe before the first tick is served)."""
         self._go.set()
 
+    async def halt(self) -> None:
+        """Stop the clock for good (no new values) but keep the servers up, so readers can catch
+        up with what was served; ``__aexit__`` then closes the servers."""
+        self._go.set()  # a runtime never started is halted before its first tick
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _run(self) -> None:
         await self._go.wait()
         dt = self.simulation.dt

@@ -171,3 +171,24 @@ async def test_security_with_an_empty_trust_folder_is_a_clear_error(tmp_path: Pa
     with pytest.raises(SecurityError, match="trusted"):
         async with SimulatorRuntime(sc, opcua_port=0, duration_s=10, security=security):
             pass
+
+
+async def test_halt_stops_the_clock_and_keeps_the_server_serving() -> None:
+    """``halt()``: no tick after it, and clients still read what was served last."""
+    sc = load_scenario(EXAMPLES / "compact.yaml")
+    async with SimulatorRuntime(sc, seed=7, speed=20, opcua_port=free_port(), duration_s=600,
+                                autostart=False, keep_served=True) as sim:
+        assert sim.endpoint is not None
+        await asyncio.sleep(0.3)
+        assert sim.ticks_done == 0  # servers up, clock held until start()
+        sim.start()
+        await _until_tick(sim, 5)
+        await sim.halt()
+        halted_at = sim.ticks_done
+        last = {f"{s.asset}/{s.signal}": s for s in sim.served if f"{s.asset}/{s.signal}" in sim.node_ids}
+        key, served = sorted(last.items())[0]
+        async with Client(sim.endpoint, timeout=10) as client:
+            value = await client.get_node(sim.node_ids[key]).read_data_value()
+            assert value.Value is not None and value.Value.Value == served.value, key
+        await asyncio.sleep(0.5)
+        assert sim.ticks_done == halted_at and sim.done

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from analytics.scoring import AnomalyModel
 from ingest.settings import Settings
@@ -55,36 +55,12 @@ class LineOptions:
     models: dict[str, AnomalyModel] | None = None
     analytics_interval_s: float = 3.0
     watch_flags: bool = False
+    """Record when data-quality flags first appear (``zhizao check``'s detection times)."""
     gateway: bool = False
     """Route the agent through a site gateway (MQTT 5 uplink → local Mosquitto → gateway → ingest)."""
     mosquitto: bool = False
     """Use a local Mosquitto (the ``mosquitto`` binary) instead of the embedded amqtt broker: faster
     and MQTT 5 (always with ``gateway``); the demo keeps amqtt so it needs no external program."""
-    """Record when data-quality flags first appear (``zhizao check``'s detection times)."""
-    """Record when data-quality flags first appear (``zhizao check``'s detection times)."""
-
-
-class GatedSimulator(SimulatorRuntime):
-    """The simulator runtime whose clock starts only at ``go.set()``: its servers come up first,
-    so the agent subscribes before the first tick is served and nothing served is missed.
-    (Works around the runtime starting to tick on enter; see the report to the lead.)"""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.go = asyncio.Event()
-
-    async def _run(self) -> None:
-        await self.go.wait()
-        await super()._run()
-
-    async def halt(self) -> None:
-        """Stop the clock (no new values) but keep the servers up, so readers can catch up."""
-        self.go.set()
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 class Line:
@@ -156,10 +132,10 @@ class Line:
                 state_dir=o.data_dir / "gateway", broker=(broker.host, broker.port),
                 ingest_url=self.ingest.url,
                 site=o.scenario.site))
-        self.sim = GatedSimulator(
+        self.sim = SimulatorRuntime(
             o.scenario, seed=o.seed, speed=o.speed, duration_s=o.duration_s, opcua_host="127.0.0.1",
             opcua_port=free_port(), mqtt=(self.broker.host, self.broker.port) if self.broker else None,
-            keep_served=o.keep_served)
+            keep_served=o.keep_served, autostart=False)  # servers up first, clock at start()
         # the agent goes first on the exit stack's unwind order after the simulator: enter it last
         self.agent = LineAgent(
             state_dir=o.data_dir / "agent", ingest_url=self.ingest.url,
@@ -183,7 +159,7 @@ class Line:
             await self._wait(lambda: all(len(getattr(c, "tags", [None])) > 0 for c in self.agent.connectors),
                              30, "the agent found no OPC UA tags")
         await asyncio.sleep(0.5)
-        self.sim.go.set()
+        self.sim.start()
         self.analytics = LiveAnalytics(
             self.ingest.store, self.plant, self.scopes, o.models or {}, start=o.scenario.start,
             interval_s=o.analytics_interval_s, lag_s=max(30.0, 5 * o.speed) if o.speed else 600.0,
