@@ -12,13 +12,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from ingest.decode import Decoder
+from ingest.decode import DecodedBatch, Decoder
 from ingest.metrics import Metrics
 from ingest.problems import Problem
 from ingest.ratelimit import RateLimiter
 from ingest.settings import Settings
 from ingest.storage.base import BatchKey, SampleFrame, Store, WriteResult
 from zhizao.errors import StoreUnavailable, WireFormatError
+from zhizao.wire import decompress
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,21 @@ class BatchOutcome:
     accepted: int
     rejected: dict[int, str]
     duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """A bulk line refused on its own (``status`` as the single endpoint would answer it)."""
+
+    status: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    """One entry per non-blank line of a bulk request, in order."""
+
+    lines: list[BatchOutcome | LineError]
 
 
 @dataclass
@@ -73,36 +89,42 @@ class IngestService:
             self.metrics.samples_written.labels(source).inc(result.accepted)
         return result
 
-    async def ingest_batch(self, body: bytes) -> BatchOutcome:
-        """Decode and store one wire-format batch (``body`` possibly gzip)."""
+    def _decode(self, body: bytes) -> DecodedBatch:
+        """Decode one wire-format document; ``Problem`` 413/400 for an oversized or bad one."""
         limits = self.settings.limits
         try:
             decoded = self.decoder.decode(body, max_bytes=limits.max_body_bytes)
         except WireFormatError as exc:
-            if "larger than" in exc.message or "inflates to more than" in exc.message:
-                raise self.refuse(Problem(413, f"{exc}; the limit is {limits.max_body_bytes} bytes",
-                                          reason="body_too_large", limit=limits.max_body_bytes)) from None
-            raise self.refuse(Problem(400, f"invalid batch: {exc}", reason="wire_format",
-                                      errors=[{"field": exc.path, "message": exc.message}])) from None
+            raise self.refuse(_wire_problem(exc, limits.max_body_bytes)) from None
         if decoded.total > limits.max_samples_per_batch:
             raise self.refuse(Problem(
                 413, f"batch has {decoded.total} samples; "
                 f"the limit is {limits.max_samples_per_batch} per batch",
                 reason="too_many_samples", limit=limits.max_samples_per_batch))
-        key = BatchKey(decoded.producer, decoded.batch_id)
-        if self.limiter is not None:
-            wait = self.limiter.take(decoded.producer, decoded.total)
+        return decoded
+
+    def _take_rate(self, counts: dict[str, int]) -> None:
+        """Take ``counts`` samples per producer from the rate limiter, or raise 429 (nothing taken
+        for the producer refused)."""
+        if self.limiter is None:
+            return
+        for producer, n in counts.items():
+            wait = self.limiter.take(producer, n)
             if wait > 0:
                 retry = max(1, math.ceil(wait))
                 raise self.refuse(Problem(
-                    429, f"producer {decoded.producer!r} exceeds {limits.rate_samples_per_s:g} samples/s; "
-                    f"retry in {retry} s", reason="rate_limited", headers={"Retry-After": str(retry)}))
+                    429, f"producer {producer!r} exceeds {self.settings.limits.rate_samples_per_s:g} "
+                    f"samples/s; retry in {retry} s", reason="rate_limited",
+                    headers={"Retry-After": str(retry)}))
+
+    def _count_rejected(self, decoded: DecodedBatch) -> None:
         for reason in decoded.rejected.values():
             self.metrics.samples_rejected.labels(reason.split(":", 1)[0] or "sample").inc()
         if decoded.rejected:
-            log.info("batch %s/%s: %d samples rejected, first: %s", key.producer, key.batch_id,
+            log.info("batch %s/%s: %d samples rejected, first: %s", decoded.producer, decoded.batch_id,
                      len(decoded.rejected), next(iter(decoded.rejected.items())))
-        result = await self.write_frame(decoded.frame, key, "batch")
+
+    def _outcome(self, decoded: DecodedBatch, result: WriteResult) -> BatchOutcome:
         if result.duplicate:
             self.metrics.dedup_hits.inc()
             self.metrics.batches.labels("duplicate").inc()
@@ -110,3 +132,70 @@ class IngestService:
             self.metrics.batches.labels("stored").inc()
         return BatchOutcome(decoded.producer, decoded.batch_id, decoded.seq, result.accepted,
                             decoded.rejected, result.duplicate)
+
+    async def ingest_batch(self, body: bytes) -> BatchOutcome:
+        """Decode and store one wire-format batch (``body`` possibly gzip)."""
+        decoded = self._decode(body)
+        self._take_rate({decoded.producer: decoded.total})
+        self._count_rejected(decoded)
+        result = await self.write_frame(decoded.frame, BatchKey(decoded.producer, decoded.batch_id), "batch")
+        return self._outcome(decoded, result)
+
+    async def ingest_bulk(self, body: bytes) -> BulkOutcome:
+        """Decode and store many wire-format batches sent as NDJSON (``body`` possibly gzip).
+
+        Contract: every non-blank line is one batch, answered in order by a :class:`BatchOutcome`
+        or, when that line alone is bad (envelope, too many samples), a :class:`LineError` — the
+        other lines are stored anyway. Whole-request problems raise ``Problem`` (413 too many
+        lines or samples, 429 rate limit) before anything is stored. All valid lines are handed
+        to the store together (one group commit / one InfluxDB write) and the call returns only
+        after every one is durable; ``StoreUnavailable`` (503) means some may be stored and some
+        not — resending is safe, the stored ones come back as duplicates.
+        """
+        limits = self.settings.limits
+        try:
+            raw = decompress(body, max_bytes=limits.max_body_bytes)
+        except WireFormatError as exc:
+            raise self.refuse(_wire_problem(exc, limits.max_body_bytes)) from None
+        lines = [line for line in raw.split(b"\n") if line.strip()]
+        if len(lines) > limits.max_bulk_batches:
+            raise self.refuse(Problem(
+                413, f"bulk request has {len(lines)} batches; the limit is {limits.max_bulk_batches}",
+                reason="too_many_batches", limit=limits.max_bulk_batches))
+        decoded: list[DecodedBatch | LineError] = []
+        counts: dict[str, int] = {}
+        total = 0
+        for line in lines:
+            try:
+                d = self._decode(line)
+            except Problem as problem:
+                decoded.append(LineError(problem.status, problem.detail))
+                continue
+            decoded.append(d)
+            counts[d.producer] = counts.get(d.producer, 0) + d.total
+            total += d.total
+        if total > limits.max_bulk_samples:
+            raise self.refuse(Problem(
+                413, f"bulk request has {total} samples; the limit is {limits.max_bulk_samples} "
+                "per request", reason="too_many_samples", limit=limits.max_bulk_samples))
+        self._take_rate(counts)
+        valid = [d for d in decoded if isinstance(d, DecodedBatch)]
+        for d in valid:
+            self._count_rejected(d)
+        results = await asyncio.gather(
+            *(self.write_frame(d.frame, BatchKey(d.producer, d.batch_id), "bulk") for d in valid),
+            return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        by_id = {id(d): self._outcome(d, r) for d, r in zip(valid, results, strict=True)
+                 if isinstance(r, WriteResult)}
+        return BulkOutcome([by_id[id(d)] if isinstance(d, DecodedBatch) else d for d in decoded])
+
+
+def _wire_problem(exc: WireFormatError, max_bytes: int) -> Problem:
+    if "larger than" in exc.message or "inflates to more than" in exc.message:
+        return Problem(413, f"{exc}; the limit is {max_bytes} bytes", reason="body_too_large",
+                       limit=max_bytes)
+    return Problem(400, f"invalid batch: {exc}", reason="wire_format",
+                   errors=[{"field": exc.path, "message": exc.message}])

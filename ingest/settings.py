@@ -62,6 +62,10 @@ class LimitSettings(StrictModel):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """Largest request body, compressed or inflated; larger answers 413."""
     max_samples_per_batch: int = Field(default=50_000, gt=0)
+    max_bulk_batches: int = Field(default=1000, gt=0)
+    """Most batches (lines) in one ``POST /api/v1/batches/bulk``; more answers 413."""
+    max_bulk_samples: int = Field(default=200_000, gt=0)
+    """Most samples in one bulk request, all lines together; more answers 413."""
     rate_samples_per_s: float | None = Field(default=None, gt=0)
     """Per-producer token bucket (samples/s); ``None`` = unlimited. Excess answers 429 + Retry-After."""
     rate_burst_samples: int = Field(default=100_000, gt=0)

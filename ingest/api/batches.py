@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from ingest.api.body import read_body
 from ingest.api.deps import CanWrite, ServiceDep
 from ingest.problems import PROBLEM_JSON, Problem
+from ingest.service import BatchOutcome, LineError
 
 router = APIRouter(prefix="/api/v1", tags=["write"])
 _MEDIA = ("application/json", "application/vnd.zhizao.batch+json")
@@ -33,6 +34,35 @@ class BatchResult(BaseModel):
     accepted: int
     rejected: list[RejectedSample]
     duplicate: bool
+
+
+class LineProblem(BaseModel):
+    status: int
+    detail: str
+
+
+class BulkLine(BaseModel):
+    """One line of a bulk request: its batch result, or ``error`` when that line alone was refused
+    (it would be refused again: do not resend it)."""
+
+    line: int
+    producer: str | None = None
+    batch_id: str | None = None
+    seq: int | None = None
+    accepted: int | None = None
+    rejected: list[RejectedSample] | None = None
+    duplicate: bool | None = None
+    error: LineProblem | None = None
+
+
+class BulkResult(BaseModel):
+    """``batches``: one entry per non-blank line, in order; totals over them."""
+
+    batches: list[BulkLine]
+    accepted: int
+    """Samples stored by this request (duplicates not counted)."""
+    duplicates: int
+    errors: int
 
 
 def batch_schema() -> dict[str, Any]:
@@ -72,5 +102,50 @@ async def post_batch(request: Request, service: ServiceDep, _auth: CanWrite) -> 
     outcome = await service.ingest_batch(body)
     return BatchResult(
         producer=outcome.producer, batch_id=outcome.batch_id, seq=outcome.seq, accepted=outcome.accepted,
-        rejected=[RejectedSample(index=i, reason=r) for i, r in sorted(outcome.rejected.items())],
-        duplicate=outcome.duplicate)
+        rejected=_rejected(outcome), duplicate=outcome.duplicate)
+
+
+def _rejected(outcome: BatchOutcome) -> list[RejectedSample]:
+    return [RejectedSample(index=i, reason=r) for i, r in sorted(outcome.rejected.items())]
+
+
+_NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-seq")
+
+
+@router.post(
+    "/batches/bulk", response_model=BulkResult, responses=_ERRORS,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/x-ndjson": {"schema": {
+            "type": "array", "items": {"$ref": "#/components/schemas/BatchV1"},
+            "description": "one BatchV1 document per line (NDJSON), not a JSON array"}}}}},
+)
+async def post_bulk(request: Request, service: ServiceDep, _auth: CanWrite) -> BulkResult:
+    """Store many batches in one request: NDJSON, one wire-format batch document per line.
+
+    For forwarders (the site gateway, a backlogged agent) whose batches are small: each line keeps
+    its own (producer, batch_id) and is deduplicated on its own, and all of them are committed
+    together before the answer. A line that is bad on its own gets an ``error`` entry (status and
+    detail as ``POST /api/v1/batches`` would answer it) and does not stop the others. Limits:
+    ``limits.max_bulk_batches`` lines and ``limits.max_bulk_samples`` samples per request (413).
+    Send ``Content-Encoding: gzip`` to compress the whole body.
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in _NDJSON:
+        raise service.refuse(Problem(415, f"Content-Type {ctype!r} is not supported; send {_NDJSON[0]}",
+                                     reason="bad_content_type"))
+    body = await read_body(request, service)
+    outcome = await service.ingest_bulk(body)
+    lines: list[BulkLine] = []
+    accepted = duplicates = errors = 0
+    for n, item in enumerate(outcome.lines):
+        if isinstance(item, LineError):
+            errors += 1
+            lines.append(BulkLine(line=n, error=LineProblem(status=item.status, detail=item.detail)))
+            continue
+        if item.duplicate:
+            duplicates += 1
+        else:
+            accepted += item.accepted
+        lines.append(BulkLine(line=n, producer=item.producer, batch_id=item.batch_id, seq=item.seq,
+                              accepted=item.accepted, rejected=_rejected(item), duplicate=item.duplicate))
+    return BulkResult(batches=lines, accepted=accepted, duplicates=duplicates, errors=errors)

@@ -19,6 +19,15 @@ from hypothesis import HealthCheck, settings
 from ingest.app import create_app
 from ingest.testing import run_server, server_settings
 
+
+
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
+    """The bulk endpoint's body: one JSON document per line (generated as a JSON array)."""
+    items = value if isinstance(value, list) else [value]
+    return b"\n".join(json.dumps(item).encode() for item in items)
+
+
 schema = schemathesis.openapi.from_dict(create_app().openapi())
 # keep it short (the suite's budget is ~2 minutes): generated examples only, no coverage phase,
 # which alone sends hundreds of boundary cases per operation
@@ -37,7 +46,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case: schemathesis.Case[Any], base_url: str) -> None:
     kw = case.as_transport_kwargs(base_url=base_url)
-    content = json.dumps(kw["json"]).encode() if "json" in kw else kw.get("data")
+    content = json.dumps(kw["json"]).encode() if "json" in kw else kw.get("data", kw.get("content"))
     if isinstance(content, str):
         content = content.encode()
     headers = {k: v.strip() for k, v in kw["headers"].items()}  # h11 refuses trailing blanks
