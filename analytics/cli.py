@@ -1,8 +1,8 @@
 """``zhizao analytics``: KPIs, anomaly models, CSV scoring, SKAB evaluation.
 
 Subcommands: ``kpi`` (the KPI engine, in :mod:`analytics.kpi.cli`), ``eval skab``, ``score``,
-``train``, ``models list|show|promote|rollback``. Exit codes: 0 ok, 1 failure (data or model
-problem, reported on stderr), 2 usage or configuration error.
+``train``, ``models list|show|promote|rollback``, ``serve`` (the scoring service). Exit codes: 0 ok,
+1 failure (data or model problem, reported on stderr), 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--registry", default=DEFAULT_REGISTRY)
     tr.add_argument("--config", help="TOML/YAML ModelSpec")
 
+    sv = sub.add_parser("serve", help="the scoring service: score stored data live, write anomaly_score "
+                                      "and anomaly events back")
+    sv.add_argument("--config", required=True, help="TOML/YAML service config "
+                                                    "(analytics/scoring/service/sample.toml)")
+    sv.add_argument("--check", action="store_true", help="validate the config and exit")
+
     mo = sub.add_parser("models", help="list, show, promote or roll back stored models")
     mo.add_argument("action", choices=["list", "show", "promote", "rollback"])
     mo.add_argument("scope", nargs="?")
@@ -92,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "eval": commands.evaluate, "score": commands.score,
-        "train": commands.train, "models": commands.models,
+        "train": commands.train, "models": commands.models, "serve": commands.serve,
     }
     try:
         return handlers[args.cmd](args)

@@ -154,3 +154,19 @@ def models(args: argparse.Namespace) -> int:
     else:
         print(f"{args.scope}: rolled back, {reg.rollback(args.scope)} is active")
     return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """The scoring service (:mod:`analytics.scoring.service`) until SIGTERM/SIGINT."""
+    import logging
+
+    from analytics.scoring.service import load_service_config
+    from analytics.scoring.service.runner import serve as run_service
+
+    cfg = load_service_config(args.config)
+    if args.check:
+        print(f"{args.config}: ok ({len(cfg.scopes)} scope(s), registry {cfg.registry})")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_service(cfg))
+    return 0

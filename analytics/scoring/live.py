@@ -16,6 +16,7 @@ written for them and the episode state does not change. :func:`write_back` sends
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -46,14 +47,39 @@ class MachineScorer:
         # feature j (window w, column c) belongs to signal column j % n
         self._owner = np.arange(len(model.feature_names())) % n
 
+    def snapshot(self) -> bytes:
+        """The scorer's and the episode tracker's state, pickled (not the model): :meth:`restore`
+        on a scorer of the same model continues exactly here — same scores, same episode ids."""
+        return pickle.dumps({"scorer": self._scorer.get_state(), "tracker": self.tracker},
+                            protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> None:
+        """Inverse of :meth:`snapshot` (only for blobs this process or a trusted one wrote)."""
+        state = pickle.loads(blob)  # the service's own state file
+        self._scorer.set_state(state["scorer"])
+        tracker = state["tracker"]
+        if not isinstance(tracker, EpisodeTracker):
+            raise TypeError("scorer snapshot holds no EpisodeTracker")
+        self.tracker = tracker
+
     def process(self, ts_us: NDArray[np.int64], X: NDArray[np.float64],
-                running: NDArray[np.bool_] | None = None) -> tuple[SampleFrame, list[Event]]:
+                running: NDArray[np.bool_] | None = None,
+                resets: NDArray[np.bool_] | None = None) -> tuple[SampleFrame, list[Event]]:
+        """Score the next rows; ``resets[i]`` restarts the trailing windows before row ``i`` (a gap
+        in time). Rows with ``running`` false are skipped (a reset on one carries to the next row)."""
         keep = np.ones(len(ts_us), dtype=bool) if running is None else np.asarray(running, dtype=bool)
         frame = SampleFrame()
         events: list[Event] = []
         if not keep.any():
             return frame, events
-        res = self._scorer.push(X[keep], with_contributions=True)
+        kept_resets = None
+        if resets is not None and np.asarray(resets).any():
+            # a reset flagged on a skipped row applies to the next kept row
+            marks = np.cumsum(np.asarray(resets, dtype=np.int64))
+            idx = np.flatnonzero(keep)
+            prev = np.r_[0, marks[idx][:-1]]
+            kept_resets = marks[idx] > prev
+        res = self._scorer.push(X[keep], with_contributions=True, resets=kept_resets)
         assert res.contributions is not None
         per_signal = np.zeros((len(res.score), len(self.model.columns)))
         np.add.at(per_signal.T, self._owner, res.contributions.T)

@@ -16,6 +16,7 @@ scored (raw 0): their windows are still filling (and they are left out of fittin
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -103,6 +104,17 @@ class StreamScorer:
         self._features = MultiScaleMeans(model.spec.windows, model.spec.diff_windows)
         self._vote = TrailingMean(model.spec.vote_window)
         self._since_reset = 0
+
+    def get_state(self) -> dict[str, Any]:
+        """The scorer's running state (trailing windows, vote, rows since reset) — picklable and
+        small; :meth:`set_state` on a scorer of the same model continues exactly where this one was."""
+        return {"features": copy.deepcopy(self._features), "vote": copy.deepcopy(self._vote),
+                "since_reset": self._since_reset}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._features = copy.deepcopy(state["features"])
+        self._vote = copy.deepcopy(state["vote"])
+        self._since_reset = int(state["since_reset"])
 
     def reset(self) -> None:
         """Forget the past (after a gap in time): windows and the vote restart."""

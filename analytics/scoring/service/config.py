@@ -1,0 +1,135 @@
+"""Configuration of the scoring service (``analytics/scoring/service/sample.toml`` documents every key).
+
+Validated before anything connects; a bad key or value is reported with its dotted name
+(``zhizao.config.load_config``). Exactly one of ``[ingest]`` (read and write through ingest's HTTP
+API — the default and the only choice while ingest runs on DuckDB, which allows one process per
+file) and ``[storage]`` (open the store directly, like the KPI feed: InfluxDB, or a DuckDB file
+no other process holds) names where rows are read and scores written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from analytics.events.config import SinksConfig
+from ingest.settings import StorageSettings
+from ingest.storage.base import check_asset_prefix
+from zhizao.config import StrictModel, load_config
+from zhizao.model import valid_id
+
+
+class IngestApiConfig(StrictModel):
+    """Ingest's HTTP API: ``GET /api/v1/catalogue`` and ``/series`` (read scope) and
+    ``POST /api/v1/batches`` (write scope) — a token with both scopes (or admin) when auth is on."""
+
+    url: str = Field(pattern=r"^https?://")
+    token: str | None = None
+    token_file: str | None = None
+    """File holding the token (e.g. a Docker secret); used when ``token`` is not set."""
+    timeout_s: float = Field(30.0, gt=0)
+    verify_tls: bool | str = True
+    """``true``, ``false`` or the path of a CA bundle."""
+
+    def bearer(self) -> str | None:
+        if self.token:
+            return self.token
+        if self.token_file:
+            return Path(self.token_file).read_text(encoding="utf-8").strip() or None
+        return None
+
+
+class HealthConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(9111, ge=0, le=65535)
+    """0 picks a free port (tests); the bound port is logged."""
+    stall_after_s: float = Field(600.0, gt=0)
+    """``/healthz`` turns 503 when no round has succeeded for this long."""
+
+
+class ServiceConfig(StrictModel):
+    scopes: list[str] = Field(min_length=1)
+    """Machine paths (``site/area/line/machine``) or prefixes (``site``, ``site/area``,
+    ``site/area/line``), resolved through the catalogue at start and at every registry poll."""
+    registry: str = "zhizao-models"
+    """Model registry directory (``zhizao analytics train`` writes it); one model per machine path."""
+    state_dir: str = "zhizao-scoring-state"
+    """Where each machine's cursor, scorer and episode state are persisted (one file per machine)."""
+    producer: str = "zhizao-scoring"
+    """Producer id of the score batches (ingest deduplicates on producer + batch id)."""
+    interval_s: float = Field(5.0, gt=0)
+    """Seconds between rounds (each round scores every machine's closed windows)."""
+    window_s: float = Field(60.0, gt=0)
+    """Windows on a fixed grid (aligned to the Unix epoch): each is scored once, as one batch."""
+    lateness_s: float = Field(30.0, ge=0)
+    """A window ``[a, b)`` is scored once every model signal has data at or after ``b + lateness_s``."""
+    quiet_close_s: float = Field(300.0, gt=0)
+    """When a machine's data stops advancing for this long (wall time), its open windows up to the
+    last data are scored anyway (the machine went quiet)."""
+    max_windows_per_round: int = Field(60, ge=1)
+    """Catch-up: at most this many windows per machine per round (one read)."""
+    backfill_s: float = Field(0.0, ge=0)
+    """A machine seen for the first time is scored from ``last data - backfill_s`` (0: from its
+    current window on)."""
+    bucket_s: float = Field(1.0, gt=0)
+    """Rows are per-``bucket_s`` means of each signal, forward-filled (as in training)."""
+    lookback_s: float = Field(300.0, ge=0)
+    """Read this much before a window so forward-filled values and the state are known."""
+    max_gap_s: float = Field(60.0, gt=0)
+    """A step between two scored rows larger than this restarts the trailing windows."""
+    registry_poll_s: float = Field(10.0, gt=0)
+    """How often the registry is checked for a promoted (or rolled back) model and the catalogue
+    for new machines."""
+    open_after_s: float = Field(0.0, ge=0)
+    """Debounce: an episode opens after the flag held this long (data time)."""
+    clear_after_s: float = Field(60.0, ge=0)
+    """An episode resolves after the flag was clear this long (data time)."""
+    top_k: int = Field(3, ge=1)
+    """Contributors per event."""
+    max_pending_events: int = Field(1000, ge=1)
+    """Undelivered event updates kept per machine for redelivery (latest per episode); beyond
+    this the oldest are dropped, counted and logged."""
+    ingest: IngestApiConfig | None = None
+    storage: StorageSettings | None = None
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+    """Where anomaly events go (``analytics/events``): ingest ``/api/v1/events``, MQTT, webhooks."""
+    health: HealthConfig = Field(default_factory=HealthConfig)
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        for s in v:
+            check_asset_prefix(s)
+        return v
+
+    @field_validator("producer")
+    @classmethod
+    def _producer(cls, v: str) -> str:
+        if not valid_id(v):
+            raise ValueError("producer must be 1-128 letters, digits, '_', '.', ':', '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ServiceConfig:
+        if (self.ingest is None) == (self.storage is None):
+            raise ValueError("set exactly one of [ingest] (ingest's HTTP API) and [storage] "
+                             "(the store itself)")
+        if self.window_s < self.bucket_s:
+            raise ValueError("window_s must be at least bucket_s")
+        return self
+
+
+def load_service_config(path: str | Path) -> ServiceConfig:
+    """Load and validate; ``ConfigError`` names each bad key. Relative ``registry``, ``state_dir``
+    and ``ingest.token_file`` are made relative to the config file's folder."""
+    p = Path(path)
+    cfg = load_config(ServiceConfig, p)
+    base = p.parent
+    if not Path(cfg.registry).is_absolute():
+        cfg.registry = str(base / cfg.registry)
+    if not Path(cfg.state_dir).is_absolute():
+        cfg.state_dir = str(base / cfg.state_dir)
+    if cfg.ingest is not None and cfg.ingest.token_file and not Path(cfg.ingest.token_file).is_absolute():
+        cfg.ingest.token_file = str(base / cfg.ingest.token_file)
+    return cfg

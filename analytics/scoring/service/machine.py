@@ -1,0 +1,345 @@
+"""One machine in the scoring service: its promoted model, its cursor, one step at a time.
+
+A step scores the machine's *closed* windows (fixed grid of ``window_s``, aligned to the epoch):
+``[a, b)`` is closed once every model signal has data at or after ``b + lateness_s`` (the
+watermark is the slowest signal's last-seen time in the catalogue), or once the data stopped
+advancing for ``quiet_close_s`` of wall time (then up to the last data). The step reads
+``[cursor, end)`` as ``bucket_s`` means (the very first step from ``lookback_s`` earlier), aligns
+and forward-fills the signals as training does — the last known value of each signal and the last
+known ``state`` are carried from step to step (persisted), since both may be reported only on
+change — keeps ``running`` rows (when the machine publishes ``state``), scores them with
+:class:`~analytics.scoring.live.MachineScorer`, writes each window's ``anomaly_score`` samples as
+one batch with id ``s.<machine key>.<model version>.<window start µs>`` (so a redone step stores
+nothing twice), hands the events to the sinks, then persists the state (:mod:`.state`).
+
+Late data: rows whose timestamp is before the cursor when they arrive are stored by ingest but
+never scored (the window was closed); ``lateness_s`` is the allowance. Within a window, order of
+arrival does not matter (rows are read sorted by time).
+
+Model changes (promotion, rollback) are picked up by :meth:`MachineWorker.refresh_model`: open
+episodes of the old model are resolved at the cursor, the new model starts with fresh windows at
+the cursor (no window is skipped or scored twice). A model that cannot be loaded (library or
+feature mismatch, corrupted artifact) is refused with its reason: the machine is reported and
+not scored — its cursor waits, so once a usable model is promoted it catches up without a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from analytics.errors import ModelMismatch, RegistryError
+from analytics.events import EventEmitter
+from analytics.registry import ModelRegistry
+from analytics.scoring.live import MachineScorer
+from analytics.scoring.model import AnomalyModel
+from analytics.scoring.service import metrics as m
+from analytics.scoring.service.config import ServiceConfig
+from analytics.scoring.service.source import ScoreIO
+from analytics.scoring.service.state import MachineState, StateStore, asset_key
+from ingest.storage.base import Agg, BatchKey, SampleFrame, SeriesQuery, from_us
+from zhizao import signals as sig
+from zhizao.events import Event
+
+log = logging.getLogger(__name__)
+US = 1_000_000
+
+
+def rule_of(version: str) -> str:
+    """The events' ``rule``: names the model version that raised them."""
+    return f"model-{version}"
+
+
+def batch_id(asset: str, version: str, window_start_us: int) -> str:
+    return f"s.{asset_key(asset)}.{version}.{window_start_us}"
+
+
+@dataclass
+class StepResult:
+    rows: int = 0
+    windows: int = 0
+    events: int = 0
+
+
+class MachineWorker:
+    """See module docstring. Driven by one task; ``status`` is ``ok`` or the kind of problem."""
+
+    def __init__(self, asset: str, cfg: ServiceConfig, registry: ModelRegistry, states: StateStore) -> None:
+        self.asset = asset
+        self.cfg = cfg
+        self.registry = registry
+        self.states = states
+        self.version: str | None = None
+        self.model: AnomalyModel | None = None
+        self.scorer: MachineScorer | None = None
+        self.state: MachineState | None = None
+        self.status = "starting"
+        self.problem = ""
+        self.watermark_us: int | None = None
+        self._wm_changed_at = 0.0
+        self._refused: str | None = None
+        self._pending_close: list[Event] = []
+
+    # ---- model -------------------------------------------------------------------------------
+
+    def _report(self, status: str, problem: str) -> None:
+        if (status, problem) != (self.status, self.problem):
+            level = logging.WARNING if status in ("no_model", "missing_signals") else logging.ERROR
+            log.log(level, "machine %s: %s: %s", self.asset, status, problem)
+            m.FAILURES.labels(status).inc()
+        self.status, self.problem = status, problem
+        m.UP.labels(self.asset).set(0)
+
+    def refresh_model(self) -> None:
+        """Load the registry's active model when it changed (see module docstring)."""
+        try:
+            active = self.registry.active(self.asset)
+        except (OSError, ValueError) as exc:
+            self._report("registry", f"cannot read the registry: {exc}")
+            return
+        if active is None:
+            self._report("no_model", f"no promoted model for {self.asset} in {self.registry.root}")
+            return
+        if active in (self.version, self._refused):
+            return
+        try:
+            meta = self.registry.metadata(self.asset, active)
+            model = self.registry.load(self.asset, active, features=meta.features)
+        except (ModelMismatch, RegistryError, OSError, ValueError) as exc:
+            self._refused = active
+            self._report("model_mismatch", f"model {active} refused: {exc}")
+            return
+        self._refused = None
+        old = self.version
+        try:
+            self._switch(active, model)
+        except ValueError:
+            return  # unreadable state file: reported by _load_state, the machine waits
+        log.info("machine %s: scoring with model %s%s", self.asset, active, f" (was {old})" if old else "")
+
+    def _switch(self, version: str, model: AnomalyModel) -> None:
+        if self.version is not None:
+            m.MODEL.labels(self.asset, self.version).set(0)
+        saved = self.state if self.state is not None else self._load_state()
+        scorer = MachineScorer(self.asset, model, rule=rule_of(version), open_after_s=self.cfg.open_after_s,
+                               clear_after_s=self.cfg.clear_after_s, top_k=self.cfg.top_k)
+        if saved is not None and saved.version == version and saved.scorer is not None:
+            scorer.restore(saved.scorer)
+        elif saved is not None:
+            # another model scored before: its open episodes end at the cursor, the new one starts fresh
+            if saved.scorer is not None and saved.version != version:
+                old = (self.scorer if self.scorer is not None and self.version == saved.version
+                       else self._old_scorer(saved))
+                if old is not None:
+                    self._pending_close = old.tracker.close_all(from_us(saved.cursor_us))
+            saved = MachineState(asset=self.asset, version=version, cursor_us=saved.cursor_us,
+                                 scorer=scorer.snapshot(), last_row_us=None, carry=saved.carry,
+                                 carry_state=saved.carry_state, pending=saved.pending)
+        self.version, self.model, self.scorer, self.state = version, model, scorer, saved
+        m.MODEL.labels(self.asset, version).set(1)
+        self.status, self.problem = "ok", ""
+        m.UP.labels(self.asset).set(1)
+
+    def _old_scorer(self, saved: MachineState) -> MachineScorer | None:
+        """The previous model's scorer at the cursor (only its episode tracker is used)."""
+        try:
+            old_model = self.registry.load(self.asset, saved.version)
+            old = MachineScorer(self.asset, old_model, rule=rule_of(saved.version))
+            assert saved.scorer is not None
+            old.restore(saved.scorer)
+        except (ModelMismatch, RegistryError, OSError, ValueError, TypeError) as exc:
+            log.warning("machine %s: open episodes of %s not resolved (%s)", self.asset, saved.version, exc)
+            return None
+        return old
+
+    def _load_state(self) -> MachineState | None:
+        try:
+            return self.states.load(self.asset)
+        except ValueError as exc:
+            self._report("state", str(exc))
+            raise
+
+    # ---- scoring -----------------------------------------------------------------------------
+
+    def closed_end(self, last_seen_us: dict[str, int], now_wall: float) -> int | None:
+        """End (µs) of the last closed window given the signals' last-seen times; ``None`` when a
+        model signal has no data yet (reported as ``missing_signals``)."""
+        assert self.model is not None
+        missing = [c for c in self.model.columns if c not in last_seen_us]
+        if missing:
+            self._report("missing_signals", f"model signals {missing} have no data in the catalogue")
+            return None
+        if self.status == "missing_signals":
+            self.status, self.problem = "ok", ""
+            m.UP.labels(self.asset).set(1)
+        wm = min(last_seen_us[c] for c in self.model.columns)
+        if wm != self.watermark_us:
+            self.watermark_us, self._wm_changed_at = wm, now_wall
+        w = int(self.cfg.window_s * US)
+        end = (wm - int(self.cfg.lateness_s * US)) // w * w
+        if now_wall - self._wm_changed_at >= self.cfg.quiet_close_s:
+            end = max(end, (wm // w + 1) * w)
+        return end
+
+    async def step(self, io: ScoreIO, emitter: EventEmitter | None, last_seen_us: dict[str, int],
+                   now_wall: float) -> StepResult:
+        """Score the closed windows after the cursor (at most ``max_windows_per_round``).
+
+        Raises what ``io`` raises (``StoreUnavailable``, ``Rejected``): the state then stays at
+        the previous cursor and the in-memory scorer is rebuilt from it.
+        """
+        if self.scorer is None or self.model is None or self.version is None:
+            return StepResult()
+        end = self.closed_end(last_seen_us, now_wall)
+        if end is None:
+            return StepResult()
+        w = int(self.cfg.window_s * US)
+        if self.state is None:
+            assert self.watermark_us is not None
+            start = (self.watermark_us - int(self.cfg.backfill_s * US)) // w * w
+            self.state = MachineState(asset=self.asset, version=self.version, cursor_us=start,
+                                      scorer=self.scorer.snapshot())
+        st = self.state
+        n = min((end - st.cursor_us) // w, self.cfg.max_windows_per_round)
+        self._gauges()
+        if n <= 0:
+            return StepResult()
+        until = st.cursor_us + n * w
+        try:
+            return await self._step(io, emitter, st, until, w)
+        except BaseException:
+            # nothing of this step is kept in memory: the next try starts from the saved state
+            assert st.scorer is not None
+            self.scorer.restore(st.scorer)
+            raise
+
+    async def _step(self, io: ScoreIO, emitter: EventEmitter | None, st: MachineState, until: int,
+                    w: int) -> StepResult:
+        assert self.scorer is not None and self.model is not None and self.version is not None
+        got = await self._rows(io, st, until)
+        ts, X, running = got.ts, got.values, got.running
+        resets = None
+        if len(ts):
+            prev = np.r_[st.last_row_us if st.last_row_us is not None else ts[0], ts[:-1]]
+            resets = (ts - prev) > int(self.cfg.max_gap_s * US)
+        frame, events = self.scorer.process(ts, X, running, resets)
+        windows = 0
+        if len(frame):
+            fts = np.asarray(frame.ts_us, dtype=np.int64)
+            idx = (fts - st.cursor_us) // w
+            bounds = np.flatnonzero(np.diff(idx)) + 1
+            for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(fts)].tolist(), strict=True):
+                win = st.cursor_us + int(idx[a]) * w
+                part = _slice(frame, a, b)
+                key = BatchKey(self.cfg.producer, batch_id(self.asset, self.version, win))
+                res = await io.write(part, key)
+                windows += 1
+                if res.duplicate:
+                    m.DUPLICATES.labels(self.asset).inc()
+        last_row = int(ts[-1]) if len(ts) else st.last_row_us
+        pending = dict(st.pending)
+        for e in [*self._pending_close, *events]:
+            pending[e.id] = e
+        delivered = await self._emit(emitter, list(pending.values()))
+        if delivered:
+            pending = {}
+        elif len(pending) > self.cfg.max_pending_events:
+            drop = list(pending)[: len(pending) - self.cfg.max_pending_events]
+            log.error("machine %s: %d undelivered event updates dropped (ids %s)", self.asset, len(drop),
+                      ", ".join(drop[:10]))
+            m.FAILURES.labels("events_dropped").inc(len(drop))
+            for k in drop:
+                del pending[k]
+        new = MachineState(asset=self.asset, version=self.version, cursor_us=until,
+                           scorer=self.scorer.snapshot(), last_row_us=last_row, carry=got.carry,
+                           carry_state=got.carry_state, pending=pending)
+        self.states.save(new)
+        self.state, self._pending_close = new, []
+        rows = len(frame)
+        m.ROWS.labels(self.asset).inc(rows)
+        m.WINDOWS.labels(self.asset).inc((until - st.cursor_us) // w)
+        m.EVENTS.labels(self.asset).inc(len(events))
+        self._gauges()
+        return StepResult(rows=rows, windows=windows, events=len(events))
+
+    async def _emit(self, emitter: EventEmitter | None, events: list[Event]) -> bool:
+        if emitter is None or not events:
+            return True
+        results = await emitter.emit(events)
+        return all(results.values())
+
+    def _gauges(self) -> None:
+        if self.state is None:
+            return
+        m.CURSOR.labels(self.asset).set(self.state.cursor_us / US)
+        if self.watermark_us is not None:
+            m.LAG.labels(self.asset).set(max(self.watermark_us - self.state.cursor_us, 0) / US)
+
+    async def _rows(self, io: ScoreIO, st: MachineState, end_us: int) -> Rows:
+        """Aligned rows with ``cursor <= ts < end_us`` (module docstring). The last known values and
+        state are carried from the previous step; the first step reads ``lookback_s`` earlier."""
+        assert self.model is not None
+        columns = self.model.columns
+        start_us = st.cursor_us
+        first = st.carry is None
+        read_from = start_us - (int(self.cfg.lookback_s * US) if first else 0)
+        q = SeriesQuery(asset=self.asset, start=from_us(read_from), end=from_us(end_us),
+                        signals=(*columns, sig.STATE), agg=Agg.MEAN,
+                        bucket=timedelta(seconds=self.cfg.bucket_s),
+                        limit=min(1_000_000, (end_us - read_from) // int(self.cfg.bucket_s * US) + 1))
+        numeric: dict[str, pd.Series] = {}
+        state: pd.Series | None = None
+        for s in await io.query(q):
+            if s.signal == sig.STATE:
+                state = s.to_pandas()
+            elif s.signal in columns and not s.is_string:
+                numeric[s.signal] = s.to_pandas().astype(float)
+        out = Rows(ts=np.empty(0, dtype=np.int64), values=np.empty((0, len(columns))), running=None,
+                   carry=st.carry, carry_state=st.carry_state)
+        if state is not None and len(state):
+            out.carry_state = str(state.iloc[-1])
+        if not numeric:
+            return out
+        df = pd.concat(numeric, axis=1).reindex(columns=columns).sort_index().ffill()
+        if st.carry is not None:
+            df = df.fillna(pd.Series(st.carry, index=columns))
+        df = df.dropna()
+        if df.empty:
+            return out
+        out.carry = [float(v) for v in df.iloc[-1].tolist()]
+        df = df[df.index >= pd.Timestamp(start_us, unit="us", tz="UTC")]
+        if df.empty:
+            return out
+        if state is not None and len(state):
+            st_now = state.sort_index().reindex(df.index, method="ffill")
+            if st.carry_state is not None:
+                st_now = st_now.fillna(st.carry_state)
+            out.running = (st_now == sig.MachineState.RUNNING.value).to_numpy()
+        elif st.carry_state is not None:
+            out.running = np.full(len(df), st.carry_state == sig.MachineState.RUNNING.value)
+        out.ts = df.index.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+        out.values = df.to_numpy(dtype=np.float64)
+        return out
+
+
+@dataclass
+class Rows:
+    """One step's rows: ``ts`` (n,) µs, ``values`` (n, columns), ``running`` (n,) or ``None`` (the
+    machine publishes no state: every row counts), and what to carry into the next step."""
+
+    ts: NDArray[np.int64]
+    values: NDArray[np.float64]
+    running: NDArray[np.bool_] | None
+    carry: list[float] | None
+    carry_state: str | None
+
+
+def _slice(frame: SampleFrame, a: int, b: int) -> SampleFrame:
+    return SampleFrame(asset=frame.asset[a:b], signal=frame.signal[a:b], ts_us=frame.ts_us[a:b],
+                       vtype=frame.vtype[a:b], value=frame.value[a:b], value_str=frame.value_str[a:b],
+                       unit=frame.unit[a:b], quality=frame.quality[a:b])

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the scoring service (process-wide, in the default registry, beside the
+event emitter's ``zhizao_events_sent_total`` / ``zhizao_events_failed_total``)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge
+
+ROWS: Final = Counter("zhizao_scoring_rows", "Rows scored (anomaly_score samples written), by machine",
+                      ["machine"])
+WINDOWS: Final = Counter("zhizao_scoring_windows", "Windows completed, by machine", ["machine"])
+DUPLICATES: Final = Counter("zhizao_scoring_duplicate_batches",
+                            "Score batches the store already had (a step redone after a restart)",
+                            ["machine"])
+EVENTS: Final = Counter("zhizao_scoring_events", "Anomaly event updates emitted, by machine", ["machine"])
+FAILURES: Final = Counter("zhizao_scoring_failures",
+                          "Failures by kind: store_unavailable, rejected, model_mismatch, no_model, "
+                          "missing_signals, state, events_dropped", ["kind"])
+LAG: Final = Gauge("zhizao_scoring_lag_seconds",
+                   "Data not scored yet: the machine's newest data (slowest model signal) minus the end "
+                   "of its last scored window, seconds", ["machine"])
+CURSOR: Final = Gauge("zhizao_scoring_cursor_timestamp_seconds",
+                      "End of the last scored window (Unix seconds); time() minus it is the wall lag",
+                      ["machine"])
+MODEL: Final = Gauge("zhizao_scoring_model_info", "1 for the model version a machine is scored with",
+                     ["machine", "version"])
+UP: Final = Gauge("zhizao_scoring_machine_ok", "1 when the machine is being scored, 0 when it has a problem",
+                  ["machine"])
+ROUND_SECONDS: Final = Gauge("zhizao_scoring_round_seconds", "Duration of the last round, seconds")

@@ -1,0 +1,86 @@
+"""Per-machine state of the scoring service, persisted so a restart (even ``kill -9``) resumes exactly.
+
+One file per machine in ``state_dir`` (``<sha1 of the asset path>.state``, pickled
+:class:`MachineState`), replaced atomically (temp file, fsync, ``os.replace``, fsync of the folder)
+*after* a step's scores were written and its events handed to the sinks. A crash before the
+replace leaves the previous state: the step is redone from the same cursor with the same scorer
+state, so it produces the same windows with the same batch ids (deduplicated by the store) and the
+same episodes with the same event ids (upserted). Nothing is skipped, nothing stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zhizao.events import Event
+
+FORMAT = 1
+
+
+@dataclass
+class MachineState:
+    """``cursor_us``: every window ending at or before it is done (scores written).
+    ``scorer``: :meth:`MachineScorer.snapshot` at the cursor, for model ``version``.
+    ``last_row_us``: timestamp of the last row read (gap detection). ``carry``: the last known
+    value of each model signal and ``carry_state`` the machine's last known state, carried into the
+    next step (signals and state reported only on change). ``pending``: event updates not delivered
+    to every sink yet, latest per episode id (redelivered next step)."""
+
+    asset: str
+    version: str
+    cursor_us: int
+    scorer: bytes | None = None
+    last_row_us: int | None = None
+    carry: list[float] | None = None
+    carry_state: str | None = None
+    pending: dict[str, Event] = field(default_factory=dict)
+    format: int = FORMAT
+
+
+def asset_key(asset: str) -> str:
+    """A short, filesystem- and batch-id-safe key of a machine path."""
+    return hashlib.sha1(asset.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+class StateStore:
+    """Loads and saves :class:`MachineState` files; see module docstring. One writer per folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, asset: str) -> Path:
+        return self.root / f"{asset_key(asset)}.state"
+
+    def load(self, asset: str) -> MachineState | None:
+        """The saved state of ``asset``; ``None`` when there is none. A file that cannot be read
+        raises ``ValueError`` naming it (never silently restarted from scratch)."""
+        p = self.path(asset)
+        if not p.exists():
+            return None
+        try:
+            state = pickle.loads(p.read_bytes())  # the service's own file
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            raise ValueError(f"scoring state {p} of {asset} is unreadable ({exc}); move it away to "
+                             "start that machine afresh") from exc
+        if not isinstance(state, MachineState) or state.asset != asset or state.format != FORMAT:
+            raise ValueError(f"scoring state {p} does not belong to {asset} (or is another format)")
+        return state
+
+    def save(self, state: MachineState) -> None:
+        p = self.path(state.asset)
+        tmp = p.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            fh.write(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,338 @@
+"""The production scoring service (``zhizao analytics serve``) against real components: ingest on
+uvicorn (DuckDB behind it), the simulator's line with an injected bearing fault, Mosquitto for the
+MQTT alert sink, and the service as a real subprocess killed with SIGKILL.
+
+Models are trained from a fault-free reference run of the simulator (another seed) stored in a
+DuckDB file, with ``zhizao analytics train``; the service then scores a run with a bearing-wear
+fault on ``imm-1`` posted to ingest as an agent would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import pytest
+
+from analytics.cli import main as analytics_main
+from analytics.registry import ModelRegistry
+from analytics.scoring.service import ScoringService, ServiceConfig, load_service_config
+from ingest.storage.base import SampleFrame
+from ingest.storage.duckdb.store import DuckDBStore
+from ingest.testing import free_port, run_server, server_settings
+from simulator.engine import generate
+from simulator.scenario import FaultConfig, Scenario, load_scenario
+from tests.support.servers import Mosquitto
+from tests.support.waiting import eventually
+from zhizao.events import Event
+from zhizao.model import Batch, Sample
+from zhizao.topics import ALERTS_FILTER
+from zhizao.wire import encode_batch
+
+ROOT = Path(__file__).resolve().parents[2]
+LINE = "plant1/a1/line1"
+IMM = f"{LINE}/imm-1"
+PACK = f"{LINE}/pack-1"
+FAULT_AT_S, FAULT_S = 1500, 1500
+WINDOW_S = 60.0
+
+
+def _scenario() -> Scenario:
+    return load_scenario(ROOT / "examples" / "compact.yaml")
+
+
+@pytest.fixture(scope="module")
+def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with models of imm-1 and pack-1 trained on a fault-free run (seed 2)."""
+    tmp = tmp_path_factory.mktemp("train")
+    sc = _scenario()
+    ref = sc.model_copy(update={"faults": []})
+
+    async def store() -> None:
+        async with DuckDBStore(tmp / "ref.duckdb") as s:
+            await s.write(SampleFrame.from_samples(list(generate(ref, 2, 3600))))
+
+    asyncio.run(store())
+    for asset in (IMM, PACK):
+        rc = analytics_main(["train", "--scope", asset, "--from", sc.start.isoformat(), "--to",
+                             (sc.start + timedelta(hours=1)).isoformat(), "--duckdb", str(tmp / "ref.duckdb"),
+                             "--registry", str(tmp / "models")])
+        assert rc == 0
+    return tmp / "models"
+
+
+@pytest.fixture(scope="module")
+def fault_run() -> list[Sample]:
+    """One hour of the line (seed 1) with vibration drifting up on imm-1 from minute 25 to 50."""
+    sc = _scenario()
+    fault = FaultConfig(machine="line1/imm-1", kind="bearing_wear", at=FAULT_AT_S, duration_s=FAULT_S,
+                        params={"rate_per_h": 30.0})
+    flt = sc.model_copy(update={"faults": [fault]})
+    return list(generate(flt, 1, 3600))
+
+
+@pytest.fixture
+def registry(registry_template: Path, tmp_path: Path) -> Path:
+    shutil.copytree(registry_template, tmp_path / "models")
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def ingest(tmp_path: Path) -> Iterator[str]:
+    (tmp_path / "ingest").mkdir()
+    with run_server(server_settings(tmp_path / "ingest")) as url:
+        yield url
+
+
+def post(url: str, samples: list[Sample], producer: str = "sim") -> None:
+    """Post ``samples`` to ingest as an agent would (5,000 per batch)."""
+    with httpx.Client(timeout=60) as c:
+        for i in range(0, len(samples), 5000):
+            batch = Batch(producer, f"{producer}-{i}", i // 5000, tuple(samples[i:i + 5000]))
+            r = c.post(f"{url}/api/v1/batches", content=encode_batch(batch),
+                       headers={"Content-Type": "application/json"})
+            assert r.status_code == 200, r.text
+
+
+def config(tmp: Path, url: str, registry: Path, **over: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "scopes": [LINE], "registry": str(registry), "state_dir": str(tmp / "state"), "interval_s": 0.1,
+        "window_s": WINDOW_S, "lateness_s": 5.0, "quiet_close_s": 1.0, "backfill_s": 7200.0,
+        "registry_poll_s": 0.2, "clear_after_s": 60.0, "ingest": {"url": url}, "health": {"port": 0}}
+    doc.update(over)
+    return doc
+
+
+def scores(url: str, asset: str) -> tuple[list[int], list[float]]:
+    r = httpx.get(f"{url}/api/v1/series", params={
+        "asset": asset, "signal": "anomaly_score", "epoch": "us", "start": "2026-11-22T00:00:00Z",
+        "end": "2026-11-24T00:00:00Z"})
+    series = r.json()["series"]
+    if not series:
+        return [], []
+    return series[0]["ts"], series[0]["values"]
+
+
+def events(url: str, asset: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = httpx.get(f"{url}/api/v1/events", params={"asset": asset}).json()["events"]
+    return out
+
+
+def end_us(samples: list[Sample]) -> int:
+    last = max(s.ts for s in samples)
+    return int((last.timestamp() // WINDOW_S + 1) * WINDOW_S * 1e6)
+
+
+def done(svc: ScoringService, asset: str, until_us: int) -> bool:
+    w = svc.workers.get(asset)
+    return w is not None and w.state is not None and w.state.cursor_us >= until_us
+
+
+async def test_scores_events_mqtt_and_a_refused_model(tmp_path: Path, ingest: str, registry: Path,
+                                                     fault_run: list[Sample], mosquitto: Mosquitto) -> None:
+    # pack-1's artifact claims another numpy: refused with the reason; imm-1 is scored regardless
+    meta_path = registry / PACK.replace("/", "__") / "v0001" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["libraries"]["numpy"] = "1.0.0"
+    meta_path.write_text(json.dumps(meta))
+    post(ingest, fault_run)
+    received: list[Event] = []
+
+    async def listen(ready: asyncio.Event) -> None:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+            await c.subscribe(ALERTS_FILTER, qos=1)
+            ready.set()
+            async for msg in c.messages:
+                received.append(Event.model_validate_json(bytes(msg.payload)))
+
+    ready = asyncio.Event()
+    listener = asyncio.create_task(listen(ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    cfg = ServiceConfig.model_validate(config(tmp_path, ingest, registry, sinks={
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "retain": False}}))
+    svc = ScoringService(cfg)
+    task = asyncio.create_task(svc.run())
+    try:
+        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "imm-1 scored to the end")
+        await eventually(lambda: bool(received), 10, "an alert on MQTT")
+    finally:
+        svc.stop()
+        await task
+        listener.cancel()
+    ok, doc = svc.health()
+    machines = {m["machine"]: m for m in doc["machines"]}
+    assert ok and machines[IMM]["status"] == "ok" and machines[IMM]["model"] == "v0001"
+    assert machines[PACK]["status"] == "model_mismatch"
+    assert "numpy 1.0.0 was used to train it" in machines[PACK]["problem"]
+    assert machines[f"{LINE}/cnc-1"]["status"] == "no_model"
+
+    ts, values = scores(ingest, IMM)
+    assert len(set(ts)) == len(ts) and ts == running_seconds(fault_run, IMM)  # one per running second
+    assert all(0 <= v < 1 for v in values)
+    assert scores(ingest, PACK) == ([], [])
+
+    evs = events(ingest, IMM)
+    assert len(evs) == 1, evs                                      # the fault, and no false alarm
+    ev = evs[0]
+    fault_start = _scenario().start + timedelta(seconds=FAULT_AT_S)
+    start = Event.model_validate(ev).start
+    assert fault_start <= start <= fault_start + timedelta(seconds=FAULT_S)
+    assert ev["rule"] == "model-v0001" and ev["contributors"][0]["signal"] == "vibration_rms"
+    assert ev["peak"] > 0.5
+    assert {e.id for e in received} == {ev["id"]}                  # the same episode on MQTT
+
+
+def _spawn(cfg_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as fh:
+        return subprocess.Popen([sys.executable, "-m", "analytics.cli", "serve", "--config", str(cfg_path)],
+                                stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _health(port: int) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+    except httpx.HTTPError:
+        return {}
+    return doc
+
+
+def _cursor(port: int, asset: str) -> float:
+    for m in _health(port).get("machines", []):
+        if m["machine"] == asset and m["cursor"] is not None:
+            return float(m["cursor"])
+    return 0.0
+
+
+async def test_kill9_restart_no_duplicates_no_gaps_same_event_ids(tmp_path: Path, registry: Path,
+                                                                   fault_run: list[Sample]) -> None:
+    """The service is killed with SIGKILL mid-way and restarted; its output must be identical to
+    that of a run never interrupted (another ingest holding the same data)."""
+    until = end_us(fault_run) / 1e6
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with (run_server(server_settings(tmp_path / "a")) as url_a,
+          run_server(server_settings(tmp_path / "b")) as url_b):
+        post(url_a, fault_run)
+        post(url_b, fault_run)
+        port = free_port()
+        doc = config(tmp_path / "a", url_a, registry, max_windows_per_round=1, interval_s=0.2,
+                     backfill_s=3600.0, health={"port": port})
+        cfg_path = tmp_path / "a" / "scoring.toml"
+        cfg_path.write_text(_toml(doc))
+        log = tmp_path / "a" / "scoring.log"
+        proc = _spawn(cfg_path, log)
+        try:
+            first = _scenario().start.timestamp() + FAULT_AT_S + 600  # inside the episode: it must survive
+            await eventually(lambda: _cursor(port, IMM) >= first, 60, "the first part scored", in_thread=True)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            killed_at = _cursor_from_state(cfg_path, IMM)
+            assert killed_at < until, "killed too late to test anything"
+            proc = _spawn(cfg_path, log)
+            await eventually(lambda: _cursor(port, IMM) >= until, 90, "the rest scored after restart",
+                             in_thread=True)
+            metrics = (await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/metrics")).text
+            assert f'zhizao_scoring_rows_total{{machine="{IMM}"}}' in metrics
+            assert f'zhizao_scoring_lag_seconds{{machine="{IMM}"}} 0.0' in metrics
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+        # the same service never interrupted, on ingest b
+        cfg_b = ServiceConfig.model_validate(config(tmp_path / "b", url_b, registry, backfill_s=3600.0))
+        svc = ScoringService(cfg_b)
+        task = asyncio.create_task(svc.run())
+        try:
+            await eventually(lambda: done(svc, IMM, int(until * 1e6)), 60, "the reference run")
+        finally:
+            svc.stop()
+            await task
+        ts_a, v_a = scores(url_a, IMM)
+        ts_b, v_b = scores(url_b, IMM)
+        assert len(set(ts_a)) == len(ts_a), "duplicate scores after the restart"
+        assert ts_a == ts_b, "windows lost or added by the restart"
+        assert v_a == pytest.approx(v_b, abs=1e-12)
+        ev_a, ev_b = events(url_a, IMM), events(url_b, IMM)
+        assert ev_a and [e["id"] for e in ev_a] == [e["id"] for e in ev_b]
+        def fields(evs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+            return [(e["state"], e["start"], e["end"], e["contributors"][0]["signal"]) for e in evs]
+
+        assert fields(ev_a) == fields(ev_b)
+        assert [e["peak"] for e in ev_a] == pytest.approx([e["peak"] for e in ev_b], abs=1e-12)
+    assert "Traceback" not in log.read_text()
+
+
+def _cursor_from_state(cfg_path: Path, asset: str) -> float:
+    from analytics.scoring.service.state import StateStore
+
+    st = StateStore(load_service_config(cfg_path).state_dir).load(asset)
+    return 0.0 if st is None else st.cursor_us / 1e6
+
+
+def _toml(doc: dict[str, Any]) -> str:
+    lines, tables = [], []
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            tables.append(f"[{k}]\n" + "".join(f"{kk} = {json.dumps(vv)}\n" for kk, vv in v.items()))
+        else:
+            lines.append(f"{k} = {json.dumps(v)}")
+    return "\n".join(lines) + "\n\n" + "\n".join(tables)
+
+
+async def test_promotion_and_rollback_picked_up_live(tmp_path: Path, ingest: str, registry: Path,
+                                                     fault_run: list[Sample]) -> None:
+    sc = _scenario()
+    split = sc.start + timedelta(seconds=FAULT_AT_S)            # on the window grid
+    before = [s for s in fault_run if s.ts < split]
+    after = [s for s in fault_run if s.ts >= split]
+    post(ingest, before, "sim-1")
+    svc = ScoringService(ServiceConfig.model_validate(config(tmp_path, ingest, registry)))
+    task = asyncio.create_task(svc.run())
+    try:
+        await eventually(lambda: done(svc, IMM, int(split.timestamp() * 1e6)), 60, "the first part scored")
+        # a second model (a stricter vote) trained and promoted while the service runs
+        reg = ModelRegistry(registry)
+        model = reg.load(IMM)
+        model.spec = model.spec.model_copy(update={"vote_fraction": 0.8})
+        v2 = reg.save(IMM, model, notes="stricter vote").version
+        reg.promote(IMM, v2)
+        await eventually(lambda: svc.workers[IMM].version == v2, 10, "the promotion picked up")
+        post(ingest, after, "sim-2")
+        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "the rest scored")
+        evs = events(ingest, IMM)
+        assert evs and {e["rule"] for e in evs} == {f"model-{v2}"}, evs
+        assert reg.rollback(IMM) == "v0001"
+        await eventually(lambda: svc.workers[IMM].version == "v0001", 10, "the rollback picked up")
+    finally:
+        svc.stop()
+        await task
+    ts, _ = scores(ingest, IMM)
+    assert len(set(ts)) == len(ts)
+    # no row skipped at the switch: after the split, every second imm-1 was running has a score
+    assert sorted(t for t in ts if t >= split.timestamp() * 1e6) == running_seconds(after, IMM)
+
+
+def running_seconds(samples: list[Sample], asset: str) -> list[int]:
+    """µs timestamps of the seconds (1 s ticks) of ``samples`` in which ``asset`` was running."""
+    mine = [s for s in samples if str(s.asset) == asset]
+    states = sorted((s.ts, s.value) for s in mine if s.signal == "state")
+    ticks = sorted({int(s.ts.timestamp() * 1e6) for s in mine})
+    out, k, cur = [], 0, None
+    for t in ticks:
+        while k < len(states) and states[k][0].timestamp() * 1e6 <= t:
+            cur = states[k][1]
+            k += 1
+        if cur == "running":
+            out.append(t)
+    return out
