@@ -336,3 +336,62 @@ def running_seconds(samples: list[Sample], asset: str) -> list[int]:
         if cur == "running":
             out.append(t)
     return out
+
+
+async def test_ingest_outage_is_retried_counted_and_resumed(tmp_path: Path, registry: Path,
+                                                            fault_run: list[Sample]) -> None:
+    settings = server_settings(tmp_path)
+    port = free_port()
+    split = _scenario().start + timedelta(seconds=FAULT_AT_S)
+    url = f"http://127.0.0.1:{port}"
+    svc = ScoringService(ServiceConfig.model_validate(
+        config(tmp_path, url, registry, health={"port": 0, "stall_after_s": 1.0})))
+    task = asyncio.create_task(svc.run())
+    try:
+        await eventually(lambda: svc.failures.get("store_unavailable", 0) >= 2, 20, "failed rounds counted")
+        await eventually(lambda: not svc.health()[0], 10, "unhealthy")
+        assert not task.done()
+        with run_server(settings, port=port):
+            await asyncio.to_thread(post, url, [s for s in fault_run if s.ts < split], "sim-1")
+            await eventually(lambda: done(svc, IMM, int(split.timestamp() * 1e6)), 60,
+                             "scored after the outage")
+        await eventually(lambda: svc.failures["store_unavailable"] >= 3, 20, "the second outage")
+        with run_server(settings, port=port):
+            await asyncio.to_thread(post, url, [s for s in fault_run if s.ts >= split], "sim-2")
+            await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "the rest scored")
+            assert svc.health()[0]
+            ts, _ = await asyncio.to_thread(scores, url, IMM)
+            evs = await asyncio.to_thread(events, url, IMM)
+    finally:
+        svc.stop()
+        await task
+    assert ts == running_seconds(fault_run, IMM)                 # nothing lost, nothing twice
+    assert len(evs) == 1 and evs[0]["contributors"][0]["signal"] == "vibration_rms"
+
+
+async def test_store_mode_scores_a_duckdb_file_and_stores_events(tmp_path: Path, registry: Path,
+                                                                 fault_run: list[Sample]) -> None:
+    """``[storage]`` instead of ``[ingest]``: the service opens the store itself (here a DuckDB file
+    no ingest holds) and upserts the events into it."""
+    path = tmp_path / "line.duckdb"
+    async with DuckDBStore(path) as store:
+        await store.write(SampleFrame.from_samples(fault_run))
+    doc = config(tmp_path, "http://unused", registry)
+    del doc["ingest"]
+    doc["storage"] = {"backend": "duckdb", "duckdb": {"path": str(path)}}
+    svc = ScoringService(ServiceConfig.model_validate(doc))
+    task = asyncio.create_task(svc.run())
+    try:
+        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "imm-1 scored")
+    finally:
+        svc.stop()
+        await task
+    from ingest.storage.base import EventQuery, SeriesQuery
+
+    sc = _scenario()
+    async with DuckDBStore(path) as store:
+        (series,) = await store.query(SeriesQuery(asset=IMM, start=sc.start, signals=("anomaly_score",),
+                                                  end=sc.start + timedelta(hours=2)))
+        evs = await store.query_events(EventQuery(asset=IMM))
+    assert series.ts_us.tolist() == running_seconds(fault_run, IMM)
+    assert len(evs) == 1 and evs[0].contributors[0].signal == "vibration_rms"
