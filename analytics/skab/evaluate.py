@@ -52,9 +52,16 @@ class SkabResult:
     nab: dict[str, float]
 
 
+def fit_run_model(X: np.ndarray, spec: ModelSpec, columns: list[str] | None = None) -> AnomalyModel:
+    """The model of one run, fitted on its first ``TRAIN_ROWS`` rows only: detector parameters
+    and the threshold (a quantile of those rows' scores) never see a later row."""
+    return AnomalyModel(spec=spec).fit(X[:TRAIN_ROWS], columns=columns)
+
+
 def predict_rows(X: np.ndarray, spec: ModelSpec, columns: list[str] | None = None) -> np.ndarray:
-    """0/1 predictions for rows ``TRAIN_ROWS``.. of one run, the model fitted on its first rows only."""
-    model = AnomalyModel(spec=spec).fit(X[:TRAIN_ROWS], columns=columns)
+    """0/1 predictions for rows ``TRAIN_ROWS``.. of one run (online: row ``i``'s prediction uses
+    rows ``..i`` and the model of :func:`fit_run_model`)."""
+    model = fit_run_model(X, spec, columns)
     out = model.stream().push(X)
     return out.flag[TRAIN_ROWS:].astype(np.int64)
 

@@ -9,6 +9,7 @@ import pytest
 
 from analytics.cli import main
 from analytics.skab import (
+    FROZEN_NAME,
     SkabConfig,
     changepoints_from_flags,
     evaluate,
@@ -51,19 +52,24 @@ def test_changepoints_from_flags() -> None:
     assert changepoints_from_flags(f, refractory=3).tolist() == [0, 1, 0, 0, 1, 0, 0, 1]
 
 
-def test_protocol_beats_the_published_leaderboard(skab_dir: Path) -> None:
+def test_protocol_on_the_real_data(skab_dir: Path) -> None:
+    """The protocol's data and pooling; the frozen configuration's figures (below the targets) are
+    pinned in test_skab_frozen.py. No configuration whose settings were read on SKAB results is
+    asserted to meet the targets: that would not be a valid result."""
     files = load_skab(skab_dir)
     assert len(files) == 34 and sum(len(f.ts) for f in files) == 37401
     r = evaluate(files, SkabConfig())
-    assert round(r.outliers.f1, 2) >= 0.80 and r.outliers.far <= 13.5, r.outliers
-    assert r.nab["standard"] >= 33.0, r.nab
+    o = r.outliers
+    assert o.tp + o.fp + o.fn + o.tn == 37401 - 34 * 400  # every test row pooled once
+    assert o.tp + o.fn == sum(int(f.anomaly[400:].sum()) for f in files)
 
 
 def test_eval_command_prints_table_beside_leaderboard(skab_dir: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "skab", "--data", str(skab_dir)]) == 0
     out = capsys.readouterr().out
-    assert "Conv-AE | 0.78 | 13.55" in out and "* zhizao robust-z" in out and "MSCRED | 32.42" in out
+    assert "Conv-AE | 0.78 | 13.55" in out and f"* {FROZEN_NAME}" in out and "MSCRED | 32.42" in out
+    assert "selected on SKAB test rows" not in out  # only with --all, and labelled
 
 
 def test_eval_command_bad_dir_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
