@@ -395,3 +395,38 @@ async def test_store_mode_scores_a_duckdb_file_and_stores_events(tmp_path: Path,
         evs = await store.query_events(EventQuery(asset=IMM))
     assert series.ts_us.tolist() == running_seconds(fault_run, IMM)
     assert len(evs) == 1 and evs[0].contributors[0].signal == "vibration_rms"
+
+
+def test_sample_and_deploy_configs_are_valid() -> None:
+    import yaml
+
+    sample = load_service_config(ROOT / "analytics" / "scoring" / "service" / "sample.toml")
+    assert sample.ingest is not None and sample.window_s == 60.0
+    compose = yaml.safe_load((ROOT / "deploy" / "compose" / "docker-compose.yml").read_text())
+    svc = compose["services"]["scoring"]
+    assert svc["command"][:2] == ["analytics", "serve"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"] if v.startswith("./")}
+    cfg = load_service_config(ROOT / "deploy" / "compose" / mounted[svc["command"][3]])
+    assert cfg.ingest is not None and cfg.ingest.url == "http://ingest:8080"
+    assert cfg.ingest.token_file == "/secrets/scoring.token"
+    assert str(cfg.health.port) in svc["healthcheck"]["test"][-1]
+    assert "scoring.token" in (ROOT / "deploy" / "compose" / "config" / "create-tokens.sh").read_text()
+    unit = (ROOT / "deploy" / "scoring" / "zhizao-scoring.service").read_text()
+    assert "ExecStart=/opt/zhizao/venv/bin/zhizao analytics serve --config /etc/zhizao/scoring.toml" in unit
+
+
+def test_bad_configs_are_refused_with_the_key(tmp_path: Path) -> None:
+    from zhizao.errors import ConfigError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('scopes = ["plant1/a b"]\nwindow_s = 0\n[ingest]\nurl = "ftp://x"\n'
+                   '[storage]\nbackend = "duckdb"\n')
+    with pytest.raises(ConfigError) as err:
+        load_service_config(bad)
+    text = str(err.value)
+    assert "scopes" in text and "window_s" in text and "ingest.url" in text
+    assert analytics_main(["serve", "--config", str(bad)]) == 2
+    one = tmp_path / "one.toml"
+    one.write_text('scopes = ["plant1"]\n[ingest]\nurl = "http://x"\n[storage]\nbackend = "duckdb"\n')
+    with pytest.raises(ConfigError, match="exactly one of"):
+        load_service_config(one)

@@ -17,6 +17,7 @@ from analytics.events.config import SinksConfig
 from ingest.settings import StorageSettings
 from ingest.storage.base import check_asset_prefix
 from zhizao.config import StrictModel, load_config
+from zhizao.errors import ConfigError
 from zhizao.model import valid_id
 
 
@@ -36,7 +37,11 @@ class IngestApiConfig(StrictModel):
         if self.token:
             return self.token
         if self.token_file:
-            return Path(self.token_file).read_text(encoding="utf-8").strip() or None
+            try:
+                return Path(self.token_file).read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                problem = ("ingest.token_file", f"cannot read {self.token_file}: {exc.strerror or exc}")
+                raise ConfigError("ingest.token_file", [problem]) from exc
         return None
 
 

@@ -1,7 +1,8 @@
 #!/bin/sh
-# One-shot (the `tokens` service): issue the ingest bearer tokens the gateway and the analytics
-# readers use, once. Tokens are stored hashed in ingest's tokens file (volume ingest-state) and in
-# clear only in the `secrets` volume (mode 600), which the gateway mounts read-only at /secrets.
+# One-shot (the `tokens` service): issue the ingest bearer tokens the gateway, the scoring service
+# and the analytics readers use, once. Tokens are stored hashed in ingest's tokens file (volume
+# ingest-state) and in clear only in the `secrets` volume (mode 600), which the gateway and the
+# scoring service mount read-only at /secrets.
 set -eu
 umask 077
 mkdir -p /secrets
@@ -12,5 +13,9 @@ fi
 if [ ! -s /secrets/reader.token ]; then
   zhizao ingest token create --config /etc/zhizao/ingest.toml --name reader --scope read \
     > /secrets/reader.token
+fi
+if [ ! -s /secrets/scoring.token ]; then
+  zhizao ingest token create --config /etc/zhizao/ingest.toml --name scoring --scope read --scope write \
+    > /secrets/scoring.token
 fi
 echo "tokens ready in /secrets"
