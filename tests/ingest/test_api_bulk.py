@@ -50,8 +50,8 @@ def client(settings: Settings) -> Iterator[httpx.Client]:
 
 
 def test_bulk_stores_each_batch_once_and_answers_per_line(client: httpx.Client) -> None:
-    first = client.post("/api/v1/batches/bulk", content=ndjson(batch("b-1"), batch("b-2", producer="agent-2")),
-                        headers=NDJSON)
+    body = ndjson(batch("b-1"), batch("b-2", producer="agent-2"))
+    first = client.post("/api/v1/batches/bulk", content=body, headers=NDJSON)
     assert first.status_code == 200, first.text
     doc = first.json()
     assert doc["accepted"] == 20 and doc["duplicates"] == 0 and doc["errors"] == 0

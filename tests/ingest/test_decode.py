@@ -19,11 +19,25 @@ GOOD = {"asset": "plant/a1/line1/cnc-1", "signal": "power_kw", "ts": "2026-11-23
 odd_values = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**65), max_value=2**65), st.floats(allow_nan=True),
     st.text(max_size=5), st.just("x" * 1025), st.lists(st.integers(), max_size=2))
+# the decoder reads the canonical form (YYYY-MM-DDTHH:MM:SS.ffffffZ) without fromisoformat: near
+# misses of that form must be read — or refused — exactly as the reference does
+canonical_ts = st.one_of(
+    st.sampled_from([
+        "2026-11-23T08:00:00.250000Z", "2026-11-23T08:00:60.000000Z", "2026-02-30T08:00:00.000000Z",
+        "2026-11-23T08:00:00.\u0663\u0660\u0660\u0660\u0660\u0660Z", "2026-11-23T08:00:00.25000Z",
+        "2026-11-23T08:00:00.2500000Z", "2026-11-23T08:00:00,250000Z", "2026-11-23 08:00:00.250000Z",
+        "2026-11-23T08:00:00.+50000Z", "2026-11-23T08:00:00.2_5000Z", "2026-11-23T08:00:00. 25000Z",
+        "2026-11-23T24:00:00.000000Z", "0001-01-01T00:00:00.000000Z", "9999-12-31T23:59:59.999999Z"]),
+    st.builds(lambda d, f: f"2026-11-{d}T08:00:00.{f}Z",
+              st.text(alphabet="0123456789-+ T\u0663", min_size=2, max_size=2),
+              st.text(alphabet="0123456789_+- .\u0663", min_size=6, max_size=6)),
+)
 sample_fields = st.fixed_dictionaries({}, optional={
     "asset": st.sampled_from(["plant/a1/line1/cnc-1", "p/a/l", "p/a/l/m/x", "p/a/l/-m", 7, None, [1], {}]),
     "signal": st.sampled_from(["power_kw", "axis.x-load", "9bad", "", 1, ["x"], {"a": 1}]),
-    "ts": st.sampled_from(["2026-11-23T08:00:00Z", "2026-11-23T09:00:00+01:00", "2026-11-23T08:00:00",
-                           "yesterday", 1700000000, "2026-11-23"]),
+    "ts": st.one_of(st.sampled_from([
+        "2026-11-23T08:00:00Z", "2026-11-23T09:00:00+01:00", "2026-11-23T08:00:00", "yesterday", 1700000000,
+        "2026-11-23"]), canonical_ts),
     "value": odd_values,
     "unit": st.sampled_from([None, "kW", "x" * 33, 5]),
     "quality": st.sampled_from(["good", "bad", "uncertain", "BAD", None, 1]),
@@ -68,3 +82,17 @@ def test_edge_values_take_the_fast_path_identically(value: object) -> None:
            "samples": [{**GOOD, "value": value}]}
     fast, ref = _both(doc)
     assert fast == ref and fast[3] == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(canonical_ts, min_size=1, max_size=4))
+def test_timestamps_read_exactly_as_the_reference(stamps: list[str]) -> None:
+    """One decoder across documents, so cached seconds are reused and must never leak a wrong value."""
+    decoder = Decoder()
+    for ts in [*stamps, *stamps]:
+        doc = {"format": "zhizao.batch", "version": 1, "producer": "a", "batch_id": "b", "seq": 0,
+               "samples": [{**GOOD, "ts": ts}, {**GOOD, "ts": "2026-11-23T08:00:00.000001Z"}]}
+        data = json.dumps(doc).encode()
+        fast = decoder.decode(data, max_bytes=10**6)
+        batch, rejected = decode_batch_lenient(data, max_bytes=10**6)
+        assert (fast.frame, fast.rejected) == (SampleFrame.from_samples(batch.samples), rejected), ts

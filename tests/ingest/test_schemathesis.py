@@ -20,7 +20,6 @@ from ingest.app import create_app
 from ingest.testing import run_server, server_settings
 
 
-
 @schemathesis.serializer("application/x-ndjson")
 def _ndjson(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
     """The bulk endpoint's body: one JSON document per line (generated as a JSON array)."""

@@ -24,10 +24,15 @@ def tag_value(text: str) -> str:
     return text.translate(_TAG_ESCAPE) if text else "_"
 
 
+_QUALITY: Final = {q: f',quality="{q}" ' for q in ("good", "uncertain", "bad")}
+_VTYPE: Final = {"i": ',vtype="i"', "b": ',vtype="b"'}
+
+
 def frame_lines(frame: SampleFrame, measurement: str, keys: dict[tuple[str, str], str]) -> bytes:
     """Line protocol for ``frame``; ``keys`` caches the series key of each (asset, signal)."""
     out: list[str] = []
     append = out.append
+    units: dict[str | None, str] = {None: ""}
     for asset, signal, ts, vtype, value, text, unit, quality in zip(
             frame.asset, frame.signal, frame.ts_us, frame.vtype, frame.value, frame.value_str, frame.unit,
             frame.quality, strict=True):
@@ -38,14 +43,15 @@ def frame_lines(frame: SampleFrame, measurement: str, keys: dict[tuple[str, str]
             if len(keys) > 100_000:
                 keys.clear()
             keys[(asset, signal)] = key
+        u = units.get(unit)
+        if u is None:
+            assert unit is not None
+            u = units[unit] = ",unit=" + field_str(unit)
         if vtype == "f":
-            fields = f"value={value!r}"
+            append(f"{key}value={value!r}{u}{_QUALITY[quality]}{ts}")
         elif vtype == "s":
             assert text is not None
-            fields = f'value_str={field_str(text)},vtype="s"'
+            append(f'{key}value_str={field_str(text)},vtype="s"{u}{_QUALITY[quality]}{ts}')
         else:
-            fields = f'value={value!r},vtype="{vtype}"'
-        if unit is not None:
-            fields += f",unit={field_str(unit)}"
-        append(f'{key}{fields},quality="{quality}" {ts}')
+            append(f"{key}value={value!r}{_VTYPE[vtype]}{u}{_QUALITY[quality]}{ts}")
     return "\n".join(out).encode()

@@ -39,6 +39,7 @@ from ingest.storage.base import (
     to_us,
 )
 from ingest.storage.events_common import event_matches
+from ingest.storage.influxdb.http1 import WritePool
 from ingest.storage.influxdb.lineproto import field_str, frame_lines, tag_value
 from ingest.storage.influxdb.query import TAGS, parse_series, prefix_condition, quote, series_sql
 from zhizao.errors import StoreUnavailable
@@ -64,6 +65,8 @@ class InfluxStore:
         self.settings = settings
         self.measurement = settings.measurement
         self._client: httpx.AsyncClient | None = None
+        self._writes: WritePool | None = None
+        """``POST /write`` (the hot path) bypasses httpx: see :mod:`ingest.storage.influxdb.http1`."""
         self._keys: dict[tuple[str, str], str] = {}
         self._seen: OrderedDict[BatchKey, tuple[int, int]] = OrderedDict()
         """key -> (accepted, recorded at µs since the epoch), oldest first."""
@@ -91,6 +94,7 @@ class InfluxStore:
         self._client = httpx.AsyncClient(
             base_url=s.url, headers=headers, verify=s.verify_tls, timeout=s.timeout_s,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32))
+        self._writes = WritePool(s.url, headers=headers, verify_tls=s.verify_tls, timeout_s=s.timeout_s)
         try:
             await self._load_dedup()
         except StoreUnavailable as exc:
@@ -112,6 +116,9 @@ class InfluxStore:
             await self._flush_marks()
         await self._client.aclose()
         self._client = None
+        if self._writes is not None:
+            await self._writes.aclose()
+            self._writes = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -122,12 +129,12 @@ class InfluxStore:
     # ---- HTTP -------------------------------------------------------------------------------
 
     async def _post_write(self, body: bytes) -> None:
-        try:
-            resp = await self.client.post("/write", params={**self._params, "precision": "u"}, content=body)
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"InfluxDB write failed: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code != 204:
-            raise StoreUnavailable(f"InfluxDB write answered {resp.status_code}: {resp.text[:300]}")
+        if self._writes is None:
+            raise StoreUnavailable("InfluxDB store is not open")
+        status, answer = await self._writes.post("/write", {**self._params, "precision": "u"}, body)
+        if status != 204:
+            raise StoreUnavailable(f"InfluxDB write answered {status}: "
+                                   f"{answer[:300].decode('utf-8', 'replace')}")
 
     async def influxql(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
         """Run InfluxQL; returns the ``series`` of the first statement (``[]`` when empty)."""
