@@ -39,7 +39,8 @@ def frame_lines(frame: SampleFrame, measurement: str, keys: dict[tuple[str, str]
         key = keys.get((asset, signal))
         if key is None:
             site, area, line, machine = asset.split("/")
-            key = f"{measurement},site={site},area={area},line={line},machine={machine},signal={signal} "
+            # tags sorted by key, as InfluxDB recommends (it sorts them otherwise, per point)
+            key = f"{measurement},area={area},line={line},machine={machine},signal={signal},site={site} "
             if len(keys) > 100_000:
                 keys.clear()
             keys[(asset, signal)] = key
