@@ -60,7 +60,9 @@ class WritePool:
             if not verify_tls:
                 self.ssl.check_hostname = False
                 self.ssl.verify_mode = ssl.CERT_NONE
-        host_header = self.host if parts.port is None else f"{self.host}:{parts.port}"
+        host_header = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+        if parts.port is not None:
+            host_header += f":{parts.port}"
         self._head = "".join(f"{k}: {v}\r\n" for k, v in {
             "Host": host_header, "User-Agent": "zhizao-ingest", "Content-Type": "text/plain; charset=utf-8",
             **headers}.items())
