@@ -39,6 +39,9 @@ class InfluxSettings(StrictModel):
     measurement: str = "telemetry"
     timeout_s: float = Field(default=10.0, gt=0)
     verify_tls: bool = True
+    """Check an ``https://`` InfluxDB's certificate (``false``: never in production)."""
+    ca_file: str | None = None
+    """PEM bundle of the CA(s) to trust for an InfluxDB with a private CA (instead of the system CAs)."""
 
 
 class StorageSettings(StrictModel):

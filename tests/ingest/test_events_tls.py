@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 from pathlib import Path
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from ingest.auth import Scope
 from ingest.testing import IngestProcess, create_token, run_server, server_settings
 from tests.ingest.helpers import assert_problem, batch, post, stored_count
+from tests.support.certs import self_signed
 
 
 def test_events_post_and_query_with_scopes(tmp_path: Path) -> None:
@@ -45,25 +40,8 @@ def test_events_post_and_query_with_scopes(tmp_path: Path) -> None:
         assert_problem(c.get("/api/v1/events"), 401)
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "ingest.crt", tmp_path / "ingest.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def test_https_with_cert_and_key(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path, "ingest")
     config = tmp_path / "ingest.toml"
     config.write_text(f'[storage.duckdb]\npath = "{tmp_path / "z.duckdb"}"\n'
                       f'[auth]\nenabled = false\ntokens_file = "{tmp_path / "tokens.json"}"\n'

@@ -1,5 +1,6 @@
 """The InfluxDB store's own HTTP/1.1 write client against a real influxd: answers, keep-alive
-reuse, a server restart under an idle kept-alive connection, and a server that is gone."""
+reuse, a server restart under an idle kept-alive connection, a server that is gone, and HTTPS
+with a private CA."""
 
 from __future__ import annotations
 
@@ -8,16 +9,23 @@ import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from ingest.settings import InfluxSettings
+from ingest.storage.base import BatchKey, SampleFrame, SeriesQuery
 from ingest.storage.influxdb.http1 import WritePool
+from ingest.storage.influxdb.store import InfluxStore
+from tests.ingest.conftest import M1, T0, sample
+from tests.support.certs import self_signed
 from tests.support.servers import InfluxDB
-from zhizao.errors import StoreUnavailable
+from zhizao.errors import ConfigError, StoreUnavailable
 
 
 def _pool(server: InfluxDB, timeout_s: float = 5.0) -> WritePool:
-    return WritePool(server.url, headers={}, verify_tls=True, timeout_s=timeout_s)
+    return WritePool(server.url, headers={}, tls=None, timeout_s=timeout_s)
 
 
 def _count(server: InfluxDB, measurement: str) -> int:
@@ -85,10 +93,35 @@ async def _silent_server() -> AsyncIterator[int]:
 
 async def test_no_answer_within_the_timeout_raises_store_unavailable() -> None:
     async with _silent_server() as port:
-        pool = WritePool(f"http://127.0.0.1:{port}", headers={}, verify_tls=True, timeout_s=0.5)
+        pool = WritePool(f"http://127.0.0.1:{port}", headers={}, tls=None, timeout_s=0.5)
         try:
             with pytest.raises(StoreUnavailable, match=r"no answer within 0\.5 s"):
                 await pool.post("/write", {}, b"m v=1 1")
             assert pool._idle == []  # the half-used connection was dropped, not pooled
         finally:
             await pool.aclose()
+
+
+async def test_https_influxdb_trusted_through_ca_file_and_refused_without(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path, "influxd")
+    server = InfluxDB(tmp_path / "influxdb", tls=(cert, key))
+    server.start()
+    try:
+        assert server.url.startswith("https://")
+        frame = SampleFrame.from_samples([sample(M1, "power_kw", 0, 1.5, "kW")])
+        trusted = InfluxSettings(url=server.url, database=server.database, ca_file=str(cert))
+        async with InfluxStore(trusted) as store:
+            assert (await store.write(frame, BatchKey("p", "b-1"))).accepted == 1
+            got = await store.query(SeriesQuery(str(M1), T0, T0 + timedelta(seconds=1), ("power_kw",)))
+            assert got[0].values() == [1.5]
+        async with InfluxStore(InfluxSettings(url=server.url, database=server.database)) as store:
+            with pytest.raises(StoreUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+                await store.write(frame, BatchKey("p", "b-2"))
+        unchecked = InfluxSettings(url=server.url, database=server.database, verify_tls=False)
+        async with InfluxStore(unchecked) as store:
+            assert (await store.write(frame, BatchKey("p", "b-3"))).accepted == 1
+        with pytest.raises(ConfigError, match="ca_file"):
+            async with InfluxStore(InfluxSettings(url=server.url, ca_file=str(tmp_path / "missing.pem"))):
+                pass
+    finally:
+        server.kill()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -114,12 +115,17 @@ class InfluxDB(_Server):
 
     binary = "influxd"
 
-    def __init__(self, workdir: Path, database: str = "zhizao") -> None:
+    def __init__(self, workdir: Path, database: str = "zhizao", *,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls=(cert, key)`` serves HTTPS only (the helper itself trusts any certificate)."""
         super().__init__(workdir)
         self.port = free_port()
         self.rpc_port = free_port()
         self.database = database
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self._ssl = ssl._create_unverified_context() if tls else None
+        https = (f'  https-enabled = true\n  https-certificate = "{tls[0]}"\n'
+                 f'  https-private-key = "{tls[1]}"\n' if tls else "")
         self.config_path = workdir / "influxdb.conf"
         self.config_path.write_text(
             f'reporting-disabled = true\nbind-address = "127.0.0.1:{self.rpc_port}"\n'
@@ -127,7 +133,7 @@ class InfluxDB(_Server):
             f'[data]\n  dir = "{workdir}/data"\n  wal-dir = "{workdir}/wal"\n  query-log-enabled = false\n'
             '  wal-fsync-delay = "0s"\n'
             f'[http]\n  enabled = true\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
-            "  max-body-size = 0\n"
+            f"  max-body-size = 0\n{https}"
             "[monitor]\n  store-enabled = false\n"
             "[continuous_queries]\n  enabled = false\n"
             '[logging]\n  level = "warn"\n'
@@ -142,7 +148,7 @@ class InfluxDB(_Server):
             if self.process is not None and self.process.poll() is not None:
                 raise TimeoutError
             try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1, context=self._ssl) as resp:
                     if resp.status == 204:
                         break
             except OSError:
@@ -165,7 +171,8 @@ class InfluxDB(_Server):
             params["db"] = db
         creds = urllib.parse.urlencode({"u": user, "p": password or ""}) if user else ""
         data = urllib.parse.urlencode(params).encode()
-        with urllib.request.urlopen(f"{self.url}/query?{creds}", data=data, timeout=30) as resp:
+        with urllib.request.urlopen(f"{self.url}/query?{creds}", data=data, timeout=30,
+                                    context=self._ssl) as resp:
             body: bytes = resp.read()
             return body
 

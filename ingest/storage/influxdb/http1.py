@@ -46,20 +46,16 @@ class _NoAnswer(Exception):
 class WritePool:
     """Keep-alive connections to one server (``base_url``: ``http(s)://host[:port][/prefix]``)."""
 
-    def __init__(self, base_url: str, *, headers: dict[str, str], verify_tls: bool, timeout_s: float,
-                 max_idle: int = 8) -> None:
+    def __init__(self, base_url: str, *, headers: dict[str, str], tls: ssl.SSLContext | None,
+                 timeout_s: float, max_idle: int = 8) -> None:
+        """``tls``: the context for an ``https`` URL (see :func:`tls_context`)."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"InfluxDB url {base_url!r} must be http(s)://host[:port]")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
-        self.ssl: ssl.SSLContext | None = None
-        if parts.scheme == "https":
-            self.ssl = ssl.create_default_context()
-            if not verify_tls:
-                self.ssl.check_hostname = False
-                self.ssl.verify_mode = ssl.CERT_NONE
+        self.ssl = (tls or tls_context(verify=True, ca_file=None)) if parts.scheme == "https" else None
         host_header = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
         if parts.port is not None:
             host_header += f":{parts.port}"
@@ -157,6 +153,15 @@ class WritePool:
             return await reader.readexactly(int(length))
         headers["connection"] = "close"  # body framed by the end of the connection
         return await reader.read(_MAX_BODY)
+
+
+def tls_context(*, verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    """The client TLS context: system CAs, or ``ca_file``'s; no checks at all when not ``verify``."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:

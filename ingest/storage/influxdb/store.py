@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -39,10 +40,10 @@ from ingest.storage.base import (
     to_us,
 )
 from ingest.storage.events_common import event_matches
-from ingest.storage.influxdb.http1 import WritePool
+from ingest.storage.influxdb.http1 import WritePool, tls_context
 from ingest.storage.influxdb.lineproto import field_str, frame_lines, tag_value
 from ingest.storage.influxdb.query import TAGS, parse_series, prefix_condition, quote, series_sql
-from zhizao.errors import StoreUnavailable
+from zhizao.errors import ConfigError, StoreUnavailable
 from zhizao.events import Event
 from zhizao.model import LEVELS, Quality
 
@@ -92,10 +93,15 @@ class InfluxStore:
             self._params["rp"] = s.retention_policy
         if s.username is not None:
             self._params.update(u=s.username, p=s.password or "")
+        try:
+            tls = tls_context(verify=s.verify_tls, ca_file=s.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            problem = ("ca_file", f"cannot load {s.ca_file!r}: {exc}")
+            raise ConfigError("storage.influxdb", [problem]) from None
         self._client = httpx.AsyncClient(
-            base_url=s.url, headers=headers, verify=s.verify_tls, timeout=s.timeout_s,
+            base_url=s.url, headers=headers, verify=tls, timeout=s.timeout_s,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32))
-        self._writes = WritePool(s.url, headers=headers, verify_tls=s.verify_tls, timeout_s=s.timeout_s)
+        self._writes = WritePool(s.url, headers=headers, tls=tls, timeout_s=s.timeout_s)
         try:
             await self._load_dedup()
         except StoreUnavailable as exc:
