@@ -7,6 +7,13 @@ Run: ``python -m bench.scoring [--quick]`` from the repository root. Single-thre
 * raw ceiling: the same arithmetic (trailing means, robust z, RMS, threshold, trailing vote) done
   by numpy in one vectorised pass over all rows, measured in the same run; ``ratio`` = ours / ceiling.
 * training: fitting a model on one day of one machine's 1 Hz data (86,400 rows), per detector.
+* service (``zhizao analytics serve``): a real ingest (uvicorn, DuckDB) holding ``--service-machines``
+  machines × hours of 1 Hz rows; the service catches up on all of it through ingest's API (read
+  the rows, score, write ``anomaly_score`` batches, save state): rows scored/s. Its ceiling, in the
+  same run: reading the same rows through the same API in one request per machine and scoring them
+  in memory in one push (no windows, no writes). Then live: rows posted at wall-clock time,
+  the service's lag (newest data − end of the last scored window) and wall lag (now − that end),
+  which the window (``window_s``) + ``lateness_s`` + ``interval_s`` bound by design.
 
 Last line of output: one JSON object. Benchmarks never gate on absolute times.
 """
@@ -86,11 +93,141 @@ def csv_throughput(X: np.ndarray, signals: int) -> float:
     return len(X) * signals / t
 
 
+def _post_rows(url: str, assets: list[str], X: np.ndarray, t0_us: int, producer: str) -> None:
+    """POST 1 Hz rows (``X`` per machine, columns s0..) to ingest as wire-format batches."""
+    import httpx
+    import orjson
+
+    from zhizao.wire import FORMAT, VERSION
+
+    names = [f"s{i}" for i in range(X.shape[1])]
+    with httpx.Client(timeout=120) as c:
+        for k, asset in enumerate(assets):
+            for a in range(0, len(X), 600):
+                samples = []
+                for i in range(a, min(a + 600, len(X))):
+                    t = np.datetime_as_string(np.datetime64(t0_us + i * 1_000_000, "us"), unit="us") + "Z"
+                    samples += [{"asset": asset, "signal": n, "ts": t, "value": float(X[i, j] + k)}
+                                for j, n in enumerate(names)]
+                body = orjson.dumps({"format": FORMAT, "version": VERSION, "producer": producer,
+                                     "batch_id": f"{producer}-{k}-{a}", "seq": a, "samples": samples})
+                c.post(f"{url}/api/v1/batches", content=body,
+                       headers={"Content-Type": "application/json"}).raise_for_status()
+
+
+def service_bench(machines: int, hours: float, signals: int, live_s: float) -> dict[str, float]:
+    """The scoring service end to end (module docstring); returns its figures."""
+    import asyncio
+    import tempfile
+    from datetime import timedelta
+    from pathlib import Path
+
+    from analytics.registry import ModelRegistry
+    from analytics.scoring.service import ScoringService, ServiceConfig
+    from ingest.storage.base import Agg, SeriesQuery, from_us
+    from ingest.testing import run_server, server_settings
+
+    rows = int(hours * 3600)
+    assets = [f"bench/a1/line1/m{k}" for k in range(machines)]
+    t0_us = 1_790_000_000 * 1_000_000  # 2026-09-21, on the minute grid
+    X = data(rows, signals, seed=3)
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as d, run_server(server_settings(Path(d))) as url:
+        reg = ModelRegistry(Path(d) / "models")
+        cols = [f"s{i}" for i in range(signals)]
+        for k, asset in enumerate(assets):
+            reg.save(asset, AnomalyModel(spec=ModelSpec()).fit(X[:2000] + k, columns=cols))
+        t = time.perf_counter()
+        _post_rows(url, assets, X, t0_us, "bench-load")
+        out["load_samples_per_s"] = rows * signals * machines / (time.perf_counter() - t)
+        end_us = t0_us + rows * 1_000_000
+
+        def cfg(state: str, **kw: object) -> ServiceConfig:
+            return ServiceConfig.model_validate({
+                "scopes": ["bench"], "registry": str(Path(d) / "models"), "state_dir": str(Path(d) / state),
+                "interval_s": 0.01, "quiet_close_s": 0.5, "backfill_s": hours * 3600 + 60,
+                "ingest": {"url": url}, "health": {"port": 0}, **kw})
+
+        async def catch_up() -> float:
+            svc = ScoringService(cfg("state-catchup"))
+            task = asyncio.create_task(svc.run())
+            t = time.perf_counter()
+            for _ in range(100_000):  # poll the service's own state: ~30 min at most
+                if len(svc.workers) == machines and all(
+                        w.state is not None and w.state.cursor_us >= end_us for w in svc.workers.values()):
+                    break
+                await asyncio.sleep(0.02)
+            elapsed = time.perf_counter() - t
+            svc.stop()
+            await task
+            return elapsed
+
+        elapsed = asyncio.run(catch_up())
+        scored = rows * machines
+        out["service_rows_per_s"] = scored / elapsed
+        out["service_samples_per_s"] = scored * signals / elapsed
+
+        async def ceiling() -> float:
+            from analytics.scoring.service.source import IngestApiIO
+
+            t = time.perf_counter()
+            api = cfg("x").ingest
+            assert api is not None
+            async with IngestApiIO(api) as io:
+                for asset in assets:
+                    q = SeriesQuery(asset=asset, start=from_us(t0_us), end=from_us(end_us),
+                                    signals=tuple(cols), agg=Agg.MEAN, bucket=timedelta(seconds=1),
+                                    limit=rows + 1)
+                    got = await io.query(q)
+                    M = np.column_stack([s.value for s in got])
+                    reg.load(asset).stream().push(M, with_contributions=True)
+            return time.perf_counter() - t
+
+        t_raw = asyncio.run(ceiling())
+        out["ceiling_rows_per_s"] = scored / t_raw
+
+        async def live() -> tuple[list[float], list[float]]:
+            """Rows at wall time (1 row/s per machine), window 5 s, lateness 1 s: lag samples."""
+            svc = ScoringService(cfg("state-live", window_s=5.0, lateness_s=1.0, interval_s=0.5,
+                                     quiet_close_s=60.0, backfill_s=0.0, registry_poll_s=1.0,
+                                     scopes=["live"]))
+            live_assets = [a.replace("bench/", "live/") for a in assets]
+            for k, asset in enumerate(live_assets):
+                reg.save(asset, AnomalyModel(spec=ModelSpec()).fit(X[:2000] + k, columns=cols))
+            task = asyncio.create_task(svc.run())
+            lags, wall = [], []
+            start = time.time()
+            i = 0
+            while time.time() - start < live_s:
+                now_us = int(time.time()) * 1_000_000
+                await asyncio.to_thread(_post_rows, url, live_assets, X[i:i + 1], now_us, f"live-{i}")
+                i += 1
+                for w in svc.workers.values():
+                    if w.state is not None and w.watermark_us is not None and time.time() - start > 10:
+                        lags.append((w.watermark_us - w.state.cursor_us) / 1e6)
+                        wall.append(time.time() - w.state.cursor_us / 1e6)
+                await asyncio.sleep(max(0.0, 1.0 - (time.time() % 1.0)))
+            svc.stop()
+            await task
+            return lags, wall
+
+        lags, wall = asyncio.run(live())
+        if lags:
+            out["live_lag_s_p50"] = float(np.median(lags))
+            out["live_lag_s_max"] = float(np.max(lags))
+            out["live_wall_lag_s_p50"] = float(np.median(wall))
+            out["live_wall_lag_s_max"] = float(np.max(wall))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scoring")
     p.add_argument("--quick", action="store_true", help="small sizes; finishes well within a minute")
     p.add_argument("--signals", type=int, default=8)
     p.add_argument("--chunk", type=int, default=1000, help="rows per streaming push")
+    p.add_argument("--service-machines", type=int, default=None,
+                   help="machines for the service bench (default 4 quick, 10 full)")
+    p.add_argument("--no-service", action="store_true", help="skip the scoring-service bench")
     args = p.parse_args(argv)
     rows = 200_000 if args.quick else 2_000_000
     repeats = 2 if args.quick else 3
@@ -148,6 +285,22 @@ def main(argv: list[str] | None = None) -> int:
     label = "one day" if not args.quick else "a quarter day (--quick)"
     for k, v in train.items():
         print(f"training on {label} ({len(day):,} rows x {args.signals} signals) with {k}: {v:.3f} s")
+    svc: dict[str, float] = {}
+    if not args.no_service:
+        machines = args.service_machines or (4 if args.quick else 10)
+        hours = 2.0 if args.quick else 6.0
+        svc = service_bench(machines, hours, args.signals, live_s=25.0 if args.quick else 60.0)
+        print(f"scoring service, {machines} machines x {hours:g} h of 1 Hz rows x {args.signals} signals "
+              f"through ingest's API (load {svc['load_samples_per_s']:,.0f} samples/s): catch-up "
+              f"{svc['service_rows_per_s']:,.0f} rows/s = {svc['service_samples_per_s']:,.0f} samples/s")
+        print(f"service ceiling (same rows read in one request per machine + one in-memory push): "
+              f"{svc['ceiling_rows_per_s']:,.0f} rows/s; ratio "
+              f"{svc['service_rows_per_s'] / svc['ceiling_rows_per_s']:.2f}")
+        if "live_lag_s_p50" in svc:
+            print(f"live (1 row/s per machine, window 5 s, lateness 1 s, round 0.5 s): lag p50 "
+                  f"{svc['live_lag_s_p50']:.1f} s / max {svc['live_lag_s_max']:.1f} s behind the newest "
+                  f"data; "
+                  f"wall lag p50 {svc['live_wall_lag_s_p50']:.1f} s / max {svc['live_wall_lag_s_max']:.1f} s")
     print(
         json.dumps(
             {
@@ -164,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 "csv_samples_per_s": round(csv_rate),
                 "train_rows": len(day),
                 "train_s": train,
+                "service": {k: round(v, 2) for k, v in svc.items()},
             }
         )
     )

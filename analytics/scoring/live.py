@@ -83,14 +83,24 @@ class MachineScorer:
         assert res.contributions is not None
         per_signal = np.zeros((len(res.score), len(self.model.columns)))
         np.add.at(per_signal.T, self._owner, res.contributions.T)
-        for t, score, flag, shares in zip(ts_us[keep].tolist(), res.score.tolist(), res.flag.tolist(),
-                                          per_signal, strict=True):
-            frame.append_raw(self.asset, sig.ANOMALY_SCORE, int(t), float(score), unit=None, quality="good")
-            contributors = [Contributor(signal=s, weight=round(w, 4))
-                            for s, w in top_contributors(self.model.columns, shares, self.top_k)]
+        times: list[int] = [int(t) for t in ts_us[keep].tolist()]
+        scores: list[float] = [float(v) for v in res.score.tolist()]
+        n = len(times)
+        frame.asset += [self.asset] * n
+        frame.signal += [sig.ANOMALY_SCORE] * n
+        frame.ts_us += times
+        frame.vtype += ["f"] * n
+        frame.value += scores
+        frame.value_str += [None] * n
+        frame.unit += [None] * n
+        frame.quality += ["good"] * n
+        for t, score, flag, shares in zip(times, scores, res.flag.tolist(), per_signal, strict=True):
+            contributors = None
+            if flag:  # contributors only where the tracker uses them (opening / worsening an episode)
+                contributors = [Contributor(signal=s, weight=round(w, 4))
+                                for s, w in top_contributors(self.model.columns, shares, self.top_k)]
             ts = datetime.fromtimestamp(t / 1e6, tz=UTC)
-            events += self.tracker.observe(self.asset, ts, bool(flag), float(score),
-                                           contributors=contributors if flag else None)
+            events += self.tracker.observe(self.asset, ts, bool(flag), score, contributors=contributors)
         return frame, events
 
 

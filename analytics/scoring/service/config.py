@@ -32,6 +32,9 @@ class IngestApiConfig(StrictModel):
     timeout_s: float = Field(30.0, gt=0)
     verify_tls: bool | str = True
     """``true``, ``false`` or the path of a CA bundle."""
+    bulk: bool = True
+    """Write a step's window batches in one ``POST /api/v1/batches/bulk`` (each deduplicated on its
+    own id); ``false`` (or an ingest without the endpoint) posts one batch per request."""
 
     def bearer(self) -> str | None:
         if self.token:
@@ -77,6 +80,8 @@ class ServiceConfig(StrictModel):
     backfill_s: float = Field(0.0, ge=0)
     """A machine seen for the first time is scored from ``last data - backfill_s`` (0: from its
     current window on)."""
+    write_concurrency: int = Field(4, ge=1, le=64)
+    """Without the bulk endpoint: window batches of one step in flight at once."""
     bucket_s: float = Field(1.0, gt=0)
     """Rows are per-``bucket_s`` means of each signal, forward-filled (as in training)."""
     lookback_s: float = Field(300.0, ge=0)

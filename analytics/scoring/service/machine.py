@@ -228,19 +228,7 @@ class MachineWorker:
             prev = np.r_[st.last_row_us if st.last_row_us is not None else ts[0], ts[:-1]]
             resets = (ts - prev) > int(self.cfg.max_gap_s * US)
         frame, events = self.scorer.process(ts, X, running, resets)
-        windows = 0
-        if len(frame):
-            fts = np.asarray(frame.ts_us, dtype=np.int64)
-            idx = (fts - st.cursor_us) // w
-            bounds = np.flatnonzero(np.diff(idx)) + 1
-            for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(fts)].tolist(), strict=True):
-                win = st.cursor_us + int(idx[a]) * w
-                part = _slice(frame, a, b)
-                key = BatchKey(self.cfg.producer, batch_id(self.asset, self.version, win))
-                res = await io.write(part, key)
-                windows += 1
-                if res.duplicate:
-                    m.DUPLICATES.labels(self.asset).inc()
+        windows = await self._write(io, frame, st.cursor_us, w)
         last_row = int(ts[-1]) if len(ts) else st.last_row_us
         pending = dict(st.pending)
         for e in [*self._pending_close, *events]:
@@ -266,6 +254,24 @@ class MachineWorker:
         m.EVENTS.labels(self.asset).inc(len(events))
         self._gauges()
         return StepResult(rows=rows, windows=windows, events=len(events))
+
+    async def _write(self, io: ScoreIO, frame: SampleFrame, cursor_us: int, w: int) -> int:
+        """One batch per window (id from machine, model version, window start), all handed to
+        ``io`` together; every one must be durable before the step counts as done."""
+        if not len(frame):
+            return 0
+        assert self.version is not None
+        fts = np.asarray(frame.ts_us, dtype=np.int64)
+        idx = (fts - cursor_us) // w
+        bounds = np.flatnonzero(np.diff(idx)) + 1
+        parts = []
+        for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(fts)].tolist(), strict=True):
+            window = cursor_us + int(idx[a]) * w
+            key = BatchKey(self.cfg.producer, batch_id(self.asset, self.version, window))
+            parts.append((_slice(frame, a, b), key))
+        results = await io.write_many(parts)
+        m.DUPLICATES.labels(self.asset).inc(sum(r.duplicate for r in results))
+        return len(parts)
 
     async def _emit(self, emitter: EventEmitter | None, events: list[Event]) -> bool:
         if emitter is None or not events:

@@ -61,7 +61,7 @@ class StoreEventSink:
 
 def make_io(cfg: ServiceConfig) -> ScoreIO:
     if cfg.ingest is not None:
-        return IngestApiIO(cfg.ingest)
+        return IngestApiIO(cfg.ingest, concurrency=cfg.write_concurrency)
     assert cfg.storage is not None
     return StoreIO(cfg.storage)
 

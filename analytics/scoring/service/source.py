@@ -16,6 +16,9 @@ Errors: ``StoreUnavailable`` when the other side cannot be reached or answers 42
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Protocol, Self
 
@@ -38,6 +41,7 @@ from ingest.storage.base import (
 from zhizao.errors import Rejected, StoreUnavailable
 from zhizao.wire import FORMAT, VERSION, format_ts, parse_ts
 
+log = logging.getLogger(__name__)
 _VTYPES = {"float": "f", "int": "i", "bool": "b", "string": "s"}
 
 
@@ -56,8 +60,8 @@ class ScoreIO(Protocol):
     async def query(self, q: SeriesQuery) -> list[Series]:
         """As ``Store.query``."""
 
-    async def write(self, frame: SampleFrame, key: BatchKey) -> WriteResult:
-        """Store ``frame`` once per ``key``; returns when durable."""
+    async def write_many(self, parts: Sequence[tuple[SampleFrame, BatchKey]]) -> list[WriteResult]:
+        """Store each frame once per its key; returns when every one is durable (results in order)."""
 
 
 class StoreIO:
@@ -83,8 +87,8 @@ class StoreIO:
     async def query(self, q: SeriesQuery) -> list[Series]:
         return await self.store.query(q)
 
-    async def write(self, frame: SampleFrame, key: BatchKey) -> WriteResult:
-        return await self.store.write(frame, key)
+    async def write_many(self, parts: Sequence[tuple[SampleFrame, BatchKey]]) -> list[WriteResult]:
+        return [await self.store.write(frame, key) for frame, key in parts]
 
 
 class IngestApiIO:
@@ -92,8 +96,14 @@ class IngestApiIO:
 
     name = "ingest"
 
-    def __init__(self, cfg: IngestApiConfig) -> None:
+    BULK_LINES = 500
+    BULK_SAMPLES = 100_000
+    """Kept under ingest's default bulk limits (1,000 batches, 200,000 samples per request)."""
+
+    def __init__(self, cfg: IngestApiConfig, *, concurrency: int = 4) -> None:
         self.base = cfg.url.rstrip("/")
+        self.bulk = cfg.bulk
+        self._concurrency = concurrency
         token = cfg.bearer()
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = cfg.timeout_s
@@ -143,12 +153,70 @@ class IngestApiIO:
         doc = await self._call("GET", "/api/v1/series", params=params)
         return [_series(s) for s in doc["series"]]
 
-    async def write(self, frame: SampleFrame, key: BatchKey) -> WriteResult:
+    async def write_many(self, parts: Sequence[tuple[SampleFrame, BatchKey]]) -> list[WriteResult]:
+        """One ``POST /api/v1/batches/bulk`` per up to :attr:`BULK_LINES` batches (each still
+        deduplicated on its own key); one ``POST /api/v1/batches`` per batch, ``concurrency`` at a
+        time, when ``bulk`` is off or the ingest answers 404 (a version without the endpoint)."""
+        out: list[WriteResult] = []
+        start = 0
+        while start < len(parts):
+            end, samples = start, 0
+            while end < len(parts) and end - start < self.BULK_LINES and (
+                    end == start or samples + len(parts[end][0]) <= self.BULK_SAMPLES):
+                samples += len(parts[end][0])
+                end += 1
+            chunk = parts[start:end]
+            if self.bulk:
+                try:
+                    out += await self._bulk(chunk)
+                except Rejected as exc:
+                    if "HTTP 404" not in str(exc):
+                        raise
+                    self.bulk = False
+                    log.warning("ingest %s has no bulk endpoint: one request per window from now on",
+                                self.base)
+            if not self.bulk:
+                out += await self._one_by_one(chunk)
+            start = end
+        return out
+
+    async def _one_by_one(self, parts: Sequence[tuple[SampleFrame, BatchKey]]) -> list[WriteResult]:
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def one(frame: SampleFrame, key: BatchKey) -> WriteResult:
+            async with gate:
+                return await self.write(frame, key)
+
+        results = await asyncio.gather(*(one(f, k) for f, k in parts), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:  # every request has finished; the first failure stands for the step
+            raise errors[0]
+        return [r for r in results if isinstance(r, WriteResult)]
+
+    def _doc(self, frame: SampleFrame, key: BatchKey) -> dict[str, Any]:
         self._seq += 1
         samples = [{"asset": a, "signal": s, "ts": format_ts(from_us(t)), "value": v}
                    for a, s, t, v in zip(frame.asset, frame.signal, frame.ts_us, frame.value, strict=True)]
-        body = orjson.dumps({"format": FORMAT, "version": VERSION, "producer": key.producer,
-                             "batch_id": key.batch_id, "seq": self._seq, "samples": samples})
+        return {"format": FORMAT, "version": VERSION, "producer": key.producer, "batch_id": key.batch_id,
+                "seq": self._seq, "samples": samples}
+
+    async def _bulk(self, parts: Sequence[tuple[SampleFrame, BatchKey]]) -> list[WriteResult]:
+        body = b"\n".join(orjson.dumps(self._doc(f, k)) for f, k in parts)
+        doc = await self._call("POST", "/api/v1/batches/bulk", content=body,
+                               headers={"Content-Type": "application/x-ndjson"})
+        out = []
+        for line, (_, key) in zip(doc["batches"], parts, strict=True):
+            if line.get("error"):
+                raise Rejected(f"ingest refused score batch {key.batch_id}: {line['error']}")
+            if line.get("rejected"):
+                raise Rejected(f"ingest refused {len(line['rejected'])} score samples of batch "
+                               f"{key.batch_id}: {line['rejected'][:3]}")
+            out.append(WriteResult(accepted=int(line["accepted"]), duplicate=bool(line["duplicate"])))
+        return out
+
+    async def write(self, frame: SampleFrame, key: BatchKey) -> WriteResult:
+        """One batch through ``POST /api/v1/batches``."""
+        body = orjson.dumps(self._doc(frame, key))
         doc = await self._call("POST", "/api/v1/batches", content=body,
                                headers={"Content-Type": "application/json"})
         if doc.get("rejected"):
