@@ -8,17 +8,20 @@ takes them by ``N`` agents to a real Mosquitto. Two consumers read the same mess
 
 * the **ceiling**: a bare paho subscriber in this process that only counts messages and samples;
 * the **gateway**: ``python -m gateway`` (subprocess) committing every message to its durable
-  buffer before the PUBACK and forwarding each agent batch to a real ``zhizao ingest``
-  subprocess (DuckDB), which stores it.
+  buffer (one record per agent batch) before the PUBACK and forwarding the agent batches to a real
+  ``zhizao ingest`` subprocess (DuckDB) — in bulk requests (``POST /api/v1/batches/bulk``, many
+  agent batches per request) unless ``--no-bulk`` — which stores them.
 
 A third figure isolates the gateway's own cost: the same batches POSTed straight to a fresh
-ingest subprocess with the same concurrency (``ingest_direct``), i.e. the downstream ceiling.
+ingest subprocess with the same concurrency (``ingest_direct``: one batch per request, as before
+bulk; with bulk, ``ingest_direct_bulk`` too: the same batches in bulk requests of
+``--direct-bulk`` batches), i.e. the downstream ceilings.
 
 Rates are samples / seconds from the first publish to the last sample counted (ceiling) or
 stored in ingest (gateway). The last line is one JSON object; ``ratio`` is gateway / ceiling.
 ``intake_ratio`` compares the gateway's own southbound half — every message committed to its
-durable buffer and acknowledged to the broker (rows = samples + one frame marker per message; the
-agents' few status rows are ignored) — with the same ceiling.
+durable buffer and acknowledged to the broker (committed samples; the agents' few status samples
+are ignored) — with the same ceiling.
 Not a test: nothing is asserted.
 """
 
@@ -53,21 +56,29 @@ def _ingest_config(tmp: Path) -> Path:
     return path
 
 
-def _ingest_direct(tmp: Path, batches: dict[str, list[Batch]], concurrency: int) -> float:
-    """Samples/s of POSTing ``batches`` to a fresh ingest subprocess with ``concurrency`` clients."""
+def _ingest_direct(tmp: Path, batches: dict[str, list[Batch]], concurrency: int,
+                   per_request: int = 0) -> float:
+    """Samples/s of POSTing ``batches`` to a fresh ingest subprocess with ``concurrency`` clients:
+    one per request (``per_request`` 0), or ``per_request`` per bulk request."""
     tmp.mkdir()
     proc = IngestProcess(_ingest_config(tmp))
     proc.start()
     try:
-        bodies = [encode_batch(b) for bs in batches.values() for b in bs]
+        docs = [encode_batch(b) for bs in batches.values() for b in bs]
         total = sum(len(b) for bs in batches.values() for b in bs)
-        return total / asyncio.run(_post_all(f"{proc.url}/api/v1/batches", bodies, concurrency))
+        if not per_request:
+            url = f"{proc.url}/api/v1/batches"
+            return total / asyncio.run(_post_all(url, docs, concurrency, CONTENT_TYPE))
+        bodies = [b"\n".join(docs[i:i + per_request]) for i in range(0, len(docs), per_request)]
+        return total / asyncio.run(_post_all(f"{proc.url}/api/v1/batches/bulk", bodies, concurrency,
+                                             "application/x-ndjson"))
     finally:
         proc.kill()
 
 
-async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
-    headers = {"Content-Type": CONTENT_TYPE}
+async def _post_all(url: str, bodies: list[bytes], concurrency: int, ctype: str) -> float:
+    headers = {"Content-Type": ctype}
+    bodies = bodies[::-1]  # popped from the end: sent in order
     async with httpx.AsyncClient(timeout=60) as client:
 
         async def worker() -> None:
@@ -80,9 +91,9 @@ async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
 
 
 def _committed(gw: GatewayProcess) -> int:
-    """Rows the gateway has committed (0 while it is too busy to answer within 10 s)."""
+    """Samples the gateway has committed (0 while it is too busy to answer within 10 s)."""
     try:
-        return int(httpx.get(f"{gw.health_url}/healthz", timeout=10).json()["committed_rows"])
+        return int(httpx.get(f"{gw.health_url}/healthz", timeout=10).json()["committed_samples"])
     except httpx.HTTPError:
         return 0
 
@@ -95,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=4, help="gateway uplink concurrency")
     p.add_argument("--gzip", action="store_true", help="gzip the gateway's POSTs (default off, as direct)")
+    p.add_argument("--no-bulk", action="store_true", help="one POST per agent batch (as before bulk)")
+    p.add_argument("--direct-bulk", type=int, default=100,
+                   help="agent batches per bulk request in the ingest_direct_bulk figure")
     args = p.parse_args(argv)
     seconds = args.seconds or (900.0 if args.quick else 3600.0)
     batches = simulated_batches(seconds, n_agents=args.agents, ticks_per_batch=args.ticks_per_batch)
@@ -119,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                 broker_port=broker.port,
                 ingest_url=ingest.url,
                 health_port=port,
-                extra="window_samples = 20000",
                 concurrency=args.concurrency,
                 gzip=args.gzip,
+                bulk=not args.no_bulk,
             )
             gw = GatewayProcess(cfg, port)
             gw.start()
@@ -138,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             published = time.perf_counter()
             intake_at = None
             while (counter.samples < total or intake_at is None) and time.perf_counter() - start < 600:
-                if intake_at is None and _committed(gw) >= total + n_msgs:
+                if intake_at is None and _committed(gw) >= total:
                     intake_at = time.perf_counter()
                 time.sleep(0.01)
             assert intake_at is not None
@@ -164,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             result = {
                 "bench": "gateway",
                 "quick": args.quick,
+                "bulk": not args.no_bulk,
                 "samples": total,
                 "batches": n_msgs,
                 "samples_per_batch": round(total / n_msgs, 1),
@@ -187,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
             result.update(
                 ingest_direct_samples_per_s=round(direct), ingest_direct_ratio=round(rate / direct, 3)
             )
+            if not args.no_bulk:
+                direct_bulk = _ingest_direct(tmp / "direct-bulk", batches, args.concurrency, args.direct_bulk)
+                print(
+                    f"same batches POSTed straight to ingest in bulk ({args.direct_bulk} per request): "
+                    f"{direct_bulk:,.0f} samples/s (gateway reaches {rate / direct_bulk:.2f} of it)"
+                )
+                result.update(ingest_direct_bulk_samples_per_s=round(direct_bulk),
+                              ingest_direct_bulk_ratio=round(rate / direct_bulk, 3))
             print(json.dumps(result))
         finally:
             if counter is not None:

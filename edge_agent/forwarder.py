@@ -6,6 +6,14 @@ batch (same id) is retried after ``Retry-After`` or a capped, jittered backoff; 
 batch is acked; on :class:`~zhizao.errors.Rejected` the whole batch goes to the dead-letter file
 and is acked (retrying cannot help). Nothing leaves the buffer any other way.
 
+Bulk mode — when the uplink can send several batches per request (:class:`BulkUplink`, e.g. the
+HTTP uplink with ``bulk = true``): ``take_bulk`` hands out several batches (the gateway's stored
+agent batches, or the agent's buffer batches) within the uplink's limits, ``send_bulk`` sends them
+in one request and answers per batch; each batch then follows the rules above on its own
+(delivered, partly or wholly dead-lettered — and acked — or, when only that batch was unavailable,
+resent). A whole request that is unavailable is resent whole (ingest deduplicates the batches it
+had already stored). A batch leaves the buffer only after its own outcome said so.
+
 Used by the edge agent and the site gateway alike: ``await Forwarder(...).run()`` until cancelled.
 """
 
@@ -14,13 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
-import orjson
-
-from edge_agent.buffer import EncodedBatch
+from edge_agent.buffer import BulkLimits, EncodedBatch
 from edge_agent.deadletter import DeadLetter
 from edge_agent.uplinks.base import EncodedUplink, Uplink
 from zhizao import wire
@@ -45,18 +51,40 @@ class ForwarderStats:
 
 
 class BatchSource(Protocol):
-    """Where a forwarder takes batches from: the agent's :class:`~edge_agent.buffer.SqliteBuffer`,
-    or the gateway's frame reader over one. ``take``/``take_encoded`` return ``None`` when nothing
-    came within ``linger`` seconds; every batch taken is later either ``ack``-ed (delivered: it may
-    be deleted) or ``release``-d (undelivered: it is taken again first, under the same id)."""
+    """Where a forwarder takes batches from (the agent's or the gateway's
+    :class:`~edge_agent.buffer.SqliteBuffer`). ``take`` returns ``None``, ``take_bulk`` an empty
+    list, when nothing came within ``linger`` seconds; every batch taken is later either
+    ``ack``-ed (delivered: it may be deleted) or ``release``-d (undelivered: it is taken again
+    first, under the same id)."""
 
     async def take(self, max_items: int, linger: float = 0.0) -> Batch | None: ...
 
-    async def take_encoded(self, max_items: int, linger: float = 0.0) -> EncodedBatch | None: ...
+    async def take_bulk(
+        self, max_items: int, limits: BulkLimits | None = None, linger: float = 0.0
+    ) -> list[EncodedBatch]: ...
 
     async def ack(self, batch: Batch | EncodedBatch) -> None: ...
 
+    async def ack_many(self, batches: Sequence[Batch | EncodedBatch]) -> None: ...
+
     def release(self, batch: Batch | EncodedBatch) -> None: ...
+
+
+@runtime_checkable
+class BulkUplink(Protocol):
+    """An uplink sending several stored batches per request; ``bulk`` (its limits) is ``None``
+    while bulk sending is off. ``send_bulk`` returns one outcome per batch, in order: ``None``
+    (delivered), ``PartialWrite``, ``Rejected``, or ``Unavailable`` (that batch only: resend it);
+    it raises ``Unavailable`` when the whole request must be resent."""
+
+    bulk: BulkLimits | None
+
+    async def send_bulk(
+        self, batches: Sequence[EncodedBatch]
+    ) -> list[PartialWrite | Rejected | Unavailable | None]: ...
+
+
+_ONE: BulkLimits = BulkLimits(max_batches=1)
 
 
 class Forwarder:
@@ -83,6 +111,7 @@ class Forwarder:
         self.stats = ForwarderStats()
         self.observe_latency: Callable[[float], None] | None = None
         self._encoded = uplink if isinstance(uplink, EncodedUplink) else None
+        self._bulk = uplink if isinstance(uplink, BulkUplink) and uplink.bulk is not None else None
 
     async def run(self) -> None:
         """Forward until cancelled, with up to ``window`` batches on the wire at once (each acked
@@ -91,22 +120,31 @@ class Forwarder:
         inflight: set[asyncio.Task[None]] = set()
         try:
             while True:
-                batch = await self._take()
-                if batch is None:
-                    continue
+                job: Any
+                if self._bulk is not None:
+                    items = await self.buffer.take_bulk(self.max_items, self._bulk.bulk or _ONE, self.linger)
+                    if not items:
+                        continue
+                    job = self.deliver_bulk(items)
+                else:
+                    batch = await self._take()
+                    if batch is None:
+                        continue
+                    job = self.deliver(batch)
                 if len(inflight) >= self.window:
                     done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         task.result()
-                inflight.add(asyncio.create_task(self.deliver(batch)))
+                inflight.add(asyncio.create_task(job))
         finally:
             for task in inflight:
                 task.cancel()
             await asyncio.gather(*inflight, return_exceptions=True)
 
     async def _take(self) -> Batch | EncodedBatch | None:
-        if self._encoded is not None:
-            return await self.buffer.take_encoded(self.max_items, self.linger)
+        if self._encoded is not None:  # stored records too, one at a time
+            got = await self.buffer.take_bulk(self.max_items, _ONE, self.linger)
+            return got[0] if got else None
         return await self.buffer.take(self.max_items, self.linger)
 
     async def _send(self, batch: Batch | EncodedBatch) -> None:
@@ -125,17 +163,7 @@ class Forwarder:
                 try:
                     await self._send(batch)
                 except Unavailable as exc:
-                    delay = exc.retry_after if exc.retry_after is not None else self.backoff.next()
-                    self.stats.retries += 1
-                    if self.stats.up:
-                        log.warning(
-                            "uplink %s unavailable (%s); batch %s kept, retrying",
-                            self.uplink.name,
-                            exc,
-                            batch.batch_id,
-                        )
-                    self.stats.up = False
-                    await asyncio.sleep(delay)
+                    await self._unavailable(exc, batch)
                     continue
                 except PartialWrite as exc:
                     self._dead_letter(batch, exc.rejected)
@@ -156,6 +184,56 @@ class Forwarder:
         if ack:
             await self.buffer.ack(batch)
 
+    async def deliver_bulk(self, batches: Sequence[EncodedBatch]) -> None:
+        """Send ``batches`` in bulk requests until each has its outcome (see the module
+        docstring); each is acked once its outcome is final, the rest released on cancel."""
+        assert self._bulk is not None
+        pending = list(batches)
+        try:
+            while pending:
+                started = time.perf_counter()
+                try:
+                    outcomes = await self._bulk.send_bulk(pending)
+                except Unavailable as exc:
+                    await self._unavailable(exc, pending[0])
+                    continue
+                final: list[EncodedBatch] = []
+                retry: list[EncodedBatch] = []
+                for batch, outcome in zip(pending, outcomes, strict=True):
+                    if isinstance(outcome, Unavailable):
+                        retry.append(batch)
+                        continue
+                    final.append(batch)
+                    if outcome is None:
+                        self._sent(batch, len(batch), started)
+                    elif isinstance(outcome, PartialWrite):
+                        self._dead_letter(batch, outcome.rejected)
+                        self._sent(batch, len(batch) - len(outcome.rejected), started)
+                    else:
+                        log.error("uplink %s rejected batch %s for good: %s", self.uplink.name,
+                                  batch.batch_id, outcome)
+                        self._dead_letter(batch, dict.fromkeys(range(len(batch)), str(outcome)))
+                        self._sent(batch, 0, started)
+                if final:
+                    await self.buffer.ack_many(final)
+                pending = retry
+                if retry:
+                    first = next(o for o in outcomes if isinstance(o, Unavailable))
+                    await self._unavailable(first, retry[0])
+        except BaseException:
+            for batch in pending:
+                self.buffer.release(batch)
+            raise
+
+    async def _unavailable(self, exc: Unavailable, batch: Batch | EncodedBatch) -> None:
+        delay = exc.retry_after if exc.retry_after is not None else self.backoff.next()
+        self.stats.retries += 1
+        if self.stats.up:
+            log.warning("uplink %s unavailable (%s); batch %s kept, retrying", self.uplink.name, exc,
+                        batch.batch_id)
+        self.stats.up = False
+        await asyncio.sleep(delay)
+
     def _sent(self, batch: Batch | EncodedBatch, accepted: int, started: float) -> None:
         if not self.stats.up:
             log.info("uplink %s is back; resuming at batch %s", self.uplink.name, batch.batch_id)
@@ -169,13 +247,13 @@ class Forwarder:
         self.stats.last_success = time.time()
 
     def _dead_letter(self, batch: Batch | EncodedBatch, rejected: dict[int, str]) -> None:
+        stored = batch.samples_json() if isinstance(batch, EncodedBatch) else None
         for index, reason in sorted(rejected.items()):
             sample: object = None
-            if 0 <= index < len(batch):
-                if isinstance(batch, EncodedBatch):
-                    sample = orjson.loads(batch.rows[index])  # the row is the sample's wire JSON
-                else:
-                    sample = wire.sample_to_dict(batch.samples[index])
+            if stored is not None:
+                sample = stored[index] if 0 <= index < len(stored) else None  # the sample's wire JSON
+            elif isinstance(batch, Batch) and 0 <= index < len(batch):
+                sample = wire.sample_to_dict(batch.samples[index])
             self.deadletter.write(
                 "rejected_sample",
                 reason,

@@ -30,6 +30,10 @@ class BrokerConfig(BrokerConnection):
     ``""`` subscribes plainly (every gateway gets every message)."""
     session_expiry_s: int = Field(7 * 86400, ge=60)
     """How long the broker keeps the session (and queues QoS 1 messages) while the gateway is away."""
+    receive_maximum: int = Field(1000, ge=1, le=65535)
+    """MQTT v5 Receive Maximum sent in CONNECT: QoS 1 messages the broker may have in flight to the
+    gateway, un-acknowledged, at once (messages wait for their group commit before the PUBACK, so
+    a small window throttles intake). The broker may cap it (Mosquitto: ``max_inflight_messages``)."""
     subscribe_data: bool = True
     """Subscribe to the unified namespace ``zhizao/v1/+/+/+/+`` (agents' wire-format batches)."""
     subscribe_status: bool = True

@@ -1,10 +1,16 @@
-"""Framing agent batches inside the agent's sample buffer, so their ``(producer, batch_id)`` survive.
+"""Legacy: the frames of gateways before buffer records, and their migration into records.
 
-The gateway reuses :class:`~edge_agent.buffer.SqliteBuffer` unchanged. That buffer stores samples
-and cuts them into its *own* batches ("windows") when read. A gateway must not re-batch an agent's
-batch under new ids: the broker redelivers messages after a gateway crash, an agent republishes a
-batch whose PUBACK it missed, and only the agent's original ``(producer, batch_id)`` lets ingest
-drop those copies. So every message is committed as one *frame*::
+Gateways now store each agent batch as one buffer *record* (:mod:`gateway.intake`,
+:meth:`edge_agent.buffer.SqliteBuffer.submit_records`). A buffer written by an older gateway holds
+*frames* instead (below); at start :func:`migrate_frames` moves every frame left in it into a
+record under the same identity, then deletes the frame's rows (a crash in between leaves both:
+the record is sent, the frame moved again, ingest stores the batch once).
+
+How frames were stored: in the buffer's sample rows, which the buffer cuts into its *own*
+batches ("windows") when read. A gateway must not re-batch an agent's batch under new ids (the
+broker redelivers messages after a gateway crash, an agent republishes a batch whose PUBACK it
+missed, and only the agent's original ``(producer, batch_id)`` lets ingest drop those copies), so
+every message was committed as one *frame*::
 
     [marker, sample_1, ..., sample_n]        # one put(): one transaction, contiguous rows
 
@@ -20,11 +26,8 @@ stream, and rows before the first surviving marker belong to a frame that was al
 A frame whose rows end before its declared ``n`` (rows lost to the buffer's overflow policy or a
 damaged row) is sent short and counted (``short_frames``).
 
-``FrameReader`` offers the ``take``/``take_encoded``/``ack``/``release`` of the buffer, so the
-agent's :class:`~edge_agent.forwarder.Forwarder` forwards frames exactly as it forwards buffer
-batches — with an uplink that sends stored rows as they are (HTTP), through ``take_encoded``:
-frames are then cut from the rows without decoding a sample (a marker row is recognised by its
-asset string, then parsed).
+``FrameReader`` offers ``take``/``take_encoded``/``ack``/``release`` over such a buffer: frames
+come back whole, with their ids, oldest first (a marker row is recognised by its asset string).
 """
 
 from __future__ import annotations
@@ -266,3 +269,20 @@ class FrameReader:
     @property
     def in_flight(self) -> int:
         return len(self._out)
+
+
+async def migrate_frames(buffer: SqliteBuffer, *, window: int = 10_000) -> int:
+    """Move every frame held as sample rows in ``buffer`` into a record (see the module
+    docstring); returns the number of frames moved. Call before forwarding starts."""
+    if buffer.stats.backlog_samples <= buffer.stats.backlog_record_samples:
+        return 0
+    reader = FrameReader(buffer, window=window)
+    moved = 0
+    while (frame := await reader.take_encoded(0, 0.0)) is not None:
+        await buffer.put_records([EncodedBatch.record(frame.producer, frame.batch_id, frame.seq, len(frame),
+                                                      frame.line())])
+        await reader.ack(frame)
+        moved += 1
+    log.info("buffer %s: %d frames of an older gateway moved into records (%d rows skipped, %d short)",
+             buffer.path, moved, reader.stats.skipped_tail_rows, reader.stats.short_frames)
+    return moved

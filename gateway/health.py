@@ -51,7 +51,8 @@ def health(gw: Gateway, now: float | None = None) -> tuple[bool, dict[str, Any]]
         "status": "unhealthy" if problems else "ok", "problems": problems, "gateway": gw.config.id,
         "broker_connected": s.connected, "uplink_up": all(f.stats.up for f in gw.forwarders),
         "backlog_samples": gw.buffer.stats.backlog_samples, "backlog_age_s": round(age, 3),
-        "committed_rows": gw.buffer.stats.committed,
+        "committed_samples": gw.buffer.stats.committed,
+        "backlog_batches": gw.buffer.stats.backlog_records,
         "sent_samples": sum(f.stats.sent_samples for f in gw.forwarders),
         "agents": gw.fleet.counts(),
     }

@@ -1,24 +1,28 @@
-"""The southbound side: messages from the plant broker into the durable buffer as frames.
+"""The southbound side: messages from the plant broker into the durable buffer, one record each.
 
 :class:`UnsIntake` is a connector in the edge agent's sense (``name``, ``stats``,
 ``run(sink)``), so the agent's :func:`~edge_agent.supervisor.supervise` keeps it connected. Per
 message (on the event loop, in arrival order):
 
 - ``zhizao/v1/<site>/<area>/<line>/<machine>`` — a wire-format batch from an agent's MQTT uplink
-  (:mod:`zhizao.wire`, optionally gzip). Invalid samples are dead-lettered (kind
-  ``gateway_sample``), the valid ones framed under the agent's ``(producer, batch_id, seq)``.
-  An invalid envelope is dead-lettered whole (``gateway_batch``).
+  (:mod:`zhizao.wire`, optionally gzip), checked strictly by :class:`~gateway.wirecheck.BatchChecker`
+  and stored as ONE buffer record: the agent's document as it came (decompressed) under the
+  agent's ``(producer, batch_id, seq)`` — nothing decoded into samples, nothing re-encoded. An
+  invalid envelope is dead-lettered whole (``gateway_batch``). A batch with invalid samples (the
+  rare, slow case) has them dead-lettered one by one (``gateway_sample``, with the sample) and
+  its valid samples stored re-encoded under the same identity.
 - ``zhizao/v1/agents/<id>/status`` — birth / last will (:mod:`gateway.fleet`): fleet state
-  updated, fleet samples framed under a deterministic id. Empty payloads (a cleared retained
-  message) are only acknowledged.
+  updated, fleet samples stored as a record under a deterministic id. Empty payloads (a cleared
+  retained message) are only acknowledged.
 - anything else — a raw vendor topic, mapped with the agent's :class:`~edge_agent.mapping.PayloadMapper`
-  and framed under the gateway's own id (``<gateway id>``, ``<boot nonce>-<n>``). Unmappable
+  and stored under the gateway's own id (``<gateway id>``, ``<boot nonce>-<n>``). Unmappable
   payloads are dead-lettered (``mqtt_payload``).
 
-Every message is acknowledged to the broker only once its frame is committed to the buffer
-(``sink.submit`` resolved); a message whose frame could not be committed is not acknowledged
-and comes back after the next connect. Dead-lettered messages are acknowledged after the
-dead-letter line is written (they would fail the same way again).
+Every message is acknowledged to the broker only once its record is committed to the buffer
+(``sink.submit_records`` resolved; records of many messages share one group commit); a message
+whose record could not be committed is not acknowledged and comes back after the next connect.
+Dead-lettered messages are acknowledged after the dead-letter line is written (they would fail
+the same way again).
 """
 
 from __future__ import annotations
@@ -30,22 +34,31 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from edge_agent.buffer import PutResult
+import orjson
+
+from edge_agent.buffer import EncodedBatch, PutResult
 from edge_agent.connectors.base import ConnectorStats, Sink
 from edge_agent.deadletter import DeadLetter
 from edge_agent.mapping import MappingError, PayloadMapper
 from gateway import fleet
 from gateway.config import GatewayConfig
-from gateway.frames import frame_rows
 from gateway.mqtt import BrokerSession, Message
+from gateway.wirecheck import BatchChecker
 from zhizao import topics, wire
 from zhizao.errors import WireFormatError
-from zhizao.model import Batch, Sample
+from zhizao.model import Batch
 
 log = logging.getLogger(__name__)
 _STATUS_PREFIX = topics.ROOT + "/agents/"
+
+
+@runtime_checkable
+class RecordSink(Protocol):
+    """Where the intake commits records (the agent's :class:`~edge_agent.buffer.SqliteBuffer`)."""
+
+    def submit_records(self, records: Sequence[EncodedBatch]) -> asyncio.Future[PutResult]: ...
 
 
 @dataclass(slots=True)
@@ -73,7 +86,8 @@ class UnsIntake:
         self.nonce = secrets.token_hex(4)
         self._counter = 0
         self._runs = 0
-        self._sink: Sink | None = None
+        self._sink: RecordSink | None = None
+        self.checker = BatchChecker()
         b = config.broker
         shared = f"$share/{b.share_group}/" if b.share_group else ""
         self.filters = ([shared + topics.DATA_FILTER] if b.subscribe_data else []) + (
@@ -95,8 +109,11 @@ class UnsIntake:
             self.stats.reconnects += 1
         self.stats.connected = True
 
-    def bind(self, sink: Sink) -> None:
-        """Where :meth:`handle` commits frames (``run`` binds the sink it is given)."""
+    def bind(self, sink: Sink | RecordSink) -> None:
+        """Where :meth:`handle` commits records (``run`` binds the sink it is given, which must
+        take records: the agent's buffer does)."""
+        if not isinstance(sink, RecordSink):
+            raise TypeError(f"the gateway's intake needs a buffer taking records, got {type(sink).__name__}")
         self._sink = sink
 
     def handle(self, msg: Message) -> None:
@@ -117,22 +134,27 @@ class UnsIntake:
 
     def _agent_batch(self, msg: Message) -> None:
         try:
-            batch, rejected = wire.decode_batch_lenient(msg.payload)
+            checked = self.checker.check(msg.payload)
         except WireFormatError as exc:
             self._bad(msg, "gateway_batch", f"invalid batch: {exc}")
             return
-        for index, reason in sorted(rejected.items()):
-            self.deadletter.write("gateway_sample", reason, topic=msg.topic, index=index)
-        if rejected:
-            self.stats.bad_payloads += 1
-            log.warning("batch %s/%s on %s: %d samples rejected, kept in %s", batch.producer,
-                        batch.batch_id, msg.topic, len(rejected), self.deadletter.path)
+        if checked.rejected:
+            self._bad_samples(msg, checked.producer, checked.batch_id, checked.rejected)
         self.counts.agent_batches += 1
-        self.fleet.seen(batch.producer)
-        if not batch.samples:
+        self.fleet.seen(checked.producer)
+        if checked.record is None:
             msg.ack()
             return
-        self._commit(msg, frame_rows(batch), len(batch))
+        self._commit(msg, checked.record)
+
+    def _bad_samples(self, msg: Message, producer: str, batch_id: str, rejected: dict[int, str]) -> None:
+        samples = orjson.loads(wire.decompress(msg.payload))["samples"]  # the envelope was valid
+        for index, reason in sorted(rejected.items()):
+            self.deadletter.write("gateway_sample", reason, topic=msg.topic, producer=producer,
+                                  batch_id=batch_id, index=index, sample=samples[index])
+        self.stats.bad_payloads += 1
+        log.warning("batch %s/%s on %s: %d samples rejected, kept in %s", producer, batch_id, msg.topic,
+                    len(rejected), self.deadletter.path)
 
     def _status(self, msg: Message, agent_id: str) -> None:
         self.counts.status_messages += 1
@@ -148,7 +170,7 @@ class UnsIntake:
         self.fleet.status(st, now)
         log.info("agent %s is %s (status on %s)", agent_id, st.state, msg.topic)
         batch = fleet.status_batch(msg.topic, msg.payload, st, datetime.fromtimestamp(now, UTC))
-        self._commit(msg, frame_rows(batch), len(batch))
+        self._commit(msg, EncodedBatch.of_batch(batch))
 
     def _raw(self, msg: Message) -> None:
         self.counts.raw_messages += 1
@@ -170,19 +192,20 @@ class UnsIntake:
         self._counter += 1
         batch = Batch(self.config.id, f"{self.nonce}-{self._counter:010d}", self._counter,
                       tuple(result.samples))
-        self._commit(msg, frame_rows(batch), len(batch))
+        self._commit(msg, EncodedBatch.of_batch(batch))
 
-    def _commit(self, msg: Message, rows: Sequence[Sample], n: int) -> None:
+    def _commit(self, msg: Message, record: EncodedBatch) -> None:
         assert self._sink is not None
+        n = len(record)
         self.stats.got(n)
-        fut = self._sink.submit(rows)
+        fut = self._sink.submit_records([record])
 
         def done(f: asyncio.Future[PutResult]) -> None:
             if f.cancelled() or f.exception() is not None:
                 self.counts.uncommitted += 1
                 return  # no PUBACK: the broker redelivers after the next connect
             if f.result().rejected:
-                log.error("buffer refused a frame of %d samples from %s (overflow policy reject_new)",
+                log.error("buffer refused a batch of %d samples from %s (overflow policy reject_new)",
                           n, msg.topic)
             msg.ack()
 

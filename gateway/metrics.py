@@ -3,8 +3,8 @@
 Every figure the dashboards' fleet convention charts is here too, under ``zhizao_gateway_*``:
 buffer backlog and drops (the agent's :class:`~edge_agent.buffer.BufferStats`), forwarding
 (the agent's :class:`~edge_agent.forwarder.ForwarderStats`, summed over the parallel forwarders),
-intake (messages by kind, refused payloads, reconnects), framing (short frames, skipped rows)
-and the fleet (agents online/offline).
+intake (messages by kind, refused payloads, reconnects, batches by check path), frames migrated
+from an older gateway's buffer, and the fleet (agents online/offline).
 """
 
 from __future__ import annotations
@@ -66,11 +66,16 @@ class GatewayCollector(Collector):
         yield _counter("uncommitted_messages", "Messages left un-acknowledged after a failed commit",
                        c.uncommitted)
         yield _counter("samples_received", "Samples received from the broker", s.samples_read)
-        fr = gw.reader.stats
-        yield _counter("frames", "Agent batches cut back out of the buffer", fr.frames)
-        yield _counter("short_frames", "Frames forwarded with fewer samples than declared", fr.short_frames)
-        yield _counter("skipped_tail_rows", "Rows of frames delivered before a restart, skipped",
-                       fr.skipped_tail_rows)
+        yield _gauge("buffer_backlog_batches", "Agent batches (records) waiting in the durable buffer",
+                     b.backlog_records)
+        checked = CounterMetricFamily(P + "checked_batches", "Agent batches checked at intake, by path "
+                                      "(fast: stored as received; slow: decoded by the reference decoder)",
+                                      labels=["path"])
+        checked.add_metric(["fast"], gw.intake.checker.fast)
+        checked.add_metric(["slow"], gw.intake.checker.slow)
+        yield checked
+        yield _counter("migrated_frames", "Frames of an older gateway moved into records at start",
+                       gw.migrated_frames)
         agents = GaugeMetricFamily(P + "agents", "Agents known from status messages", labels=["state"])
         for state, n in gw.fleet.counts().items():
             agents.add_metric([state], n)

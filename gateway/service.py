@@ -1,15 +1,18 @@
 """The running gateway: broker intake → durable buffer (frames) → forwarders → ingest.
 
 ``async with Gateway(config) as gw: await gw.run()`` — runs until cancelled. Parts, all reused
-from the edge agent except the MQTT intake and the framing:
+from the edge agent except the MQTT intake:
 
 - :class:`~gateway.intake.UnsIntake` kept connected by the agent's
-  :func:`~edge_agent.supervisor.supervise`; it commits each message as one frame to the agent's
-  :class:`~edge_agent.buffer.SqliteBuffer` and acknowledges it to the broker after the commit;
-- :class:`~gateway.frames.FrameReader` cuts the buffer back into the agents' batches;
-- ``uplink.concurrency`` agent :class:`~edge_agent.forwarder.Forwarder` s send them through one
-  agent :class:`~edge_agent.uplinks.http.HttpUplink` (same retry, dead-letter and ack rules; the
-  stored wire-format rows go out as they are, via ``take_encoded`` / ``send_encoded``);
+  :func:`~edge_agent.supervisor.supervise`; it commits each message as one record (the agent's
+  batch document, its identity kept) to the agent's :class:`~edge_agent.buffer.SqliteBuffer` and
+  acknowledges it to the broker after the (group) commit;
+- the agent's :class:`~edge_agent.forwarder.Forwarder` takes those records straight from the
+  buffer and sends them through the agent's :class:`~edge_agent.uplinks.http.HttpUplink` —
+  in bulk (``[uplink.http] bulk = true``): many agent batches per ``POST /api/v1/batches/bulk``,
+  each deduplicated by ingest on its own ``(producer, batch_id)`` and acked in the buffer on its
+  own outcome; ``uplink.concurrency`` requests in flight (same retry, dead-letter and ack rules);
+- frames left by an older gateway are moved into records at start (:func:`~gateway.frames.migrate_frames`);
 - every ``fleet_report_s`` the gateway's own health samples (:mod:`zhizao.fleet`,
   ``<site>/fleet/gateways/<id>``) go through the same buffer;
 - the health/metrics server of :mod:`gateway.health`.
@@ -28,6 +31,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+from edge_agent.buffer import EncodedBatch
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
 from edge_agent.supervisor import supervise
@@ -35,7 +39,7 @@ from edge_agent.uplinks.http import HttpUplink
 from gateway import health
 from gateway.config import GatewayConfig
 from gateway.fleet import FleetState
-from gateway.frames import FrameReader, frame_rows
+from gateway.frames import migrate_frames
 from gateway.intake import UnsIntake
 from zhizao.backoff import Backoff
 from zhizao.fleet import FleetReport
@@ -53,18 +57,18 @@ class Gateway:
         self.fleet = FleetState()
         self.deadletter = DeadLetter(config.deadletter_path)
         self.buffer = config.buffer.build(config.id)
-        self.reader = FrameReader(self.buffer, window=config.window_samples)
         self.uplink = HttpUplink(config.uplink.http)
         self.intake = UnsIntake(config, self.deadletter, self.fleet)
         http = config.uplink.http
         self.forwarders = [
-            # FrameReader is a BatchSource over the buffer (the agents' own batches, ids kept). The
-            # HTTP uplink sends stored rows as they are, so frames are never decoded on this side.
-            Forwarder(self.reader, self.uplink, self.deadletter,
+            # The buffer holds the agents' own batches as records (ids kept); the HTTP uplink sends
+            # their documents as they are, many per request in bulk mode.
+            Forwarder(self.buffer, self.uplink, self.deadletter,
                       max_items=http.max_batch_samples, linger=http.linger_s,
-                      backoff=Backoff(initial=http.backoff_initial_s, cap=http.backoff_cap_s))
-            for _ in range(config.uplink.concurrency)
+                      backoff=Backoff(initial=http.backoff_initial_s, cap=http.backoff_cap_s),
+                      window=config.uplink.concurrency)
         ]
+        self.migrated_frames = 0
         self.broker_down_since: float | None = time.time()
         self.health_port = 0
         self._stack = contextlib.AsyncExitStack()
@@ -74,6 +78,7 @@ class Gateway:
         await self._stack.__aenter__()
         try:
             await self._stack.enter_async_context(self.buffer)
+            self.migrated_frames = await migrate_frames(self.buffer, window=self.config.window_samples)
             await self._stack.enter_async_context(self.uplink)
             h = self.config.health
             self.health_port = await self._stack.enter_async_context(health.serve(self, h.host, h.port))
@@ -126,4 +131,4 @@ class Gateway:
         samples = rep.samples(datetime.now(UTC))
         batch = Batch(self.config.id, f"report-{self.intake.nonce}-{self._reports:08d}", self._reports,
                       tuple(samples))
-        await self.buffer.put(frame_rows(batch))
+        await self.buffer.put_records([EncodedBatch.of_batch(batch)])

@@ -63,7 +63,8 @@ def _batch(agent: str, i: int, samples: list[Sample]) -> Batch:
 
 def write_config(path: Path, *, broker_port: int, ingest_url: str, gateway_id: str = "gw-1",
                  site: str = "plant", health_port: int = 0, extra: str = "", concurrency: int = 4,
-                 gzip: bool = True, fleet_report_s: float = 3600, stall_after_s: float = 120) -> Path:
+                 gzip: bool = True, fleet_report_s: float = 3600, stall_after_s: float = 120,
+                 bulk: bool = True) -> Path:
     """A gateway TOML in ``path`` (buffer and dead-letter file beside it)."""
     work = path.parent
     path.write_text(f'''id = "{gateway_id}"
@@ -87,6 +88,7 @@ concurrency = {concurrency}
 [uplink.http]
 url = "{ingest_url}"
 gzip = {str(gzip).lower()}
+bulk = {str(bulk).lower()}
 linger_s = 0.2
 backoff_initial_s = 0.2
 backoff_cap_s = 2.0
@@ -155,10 +157,15 @@ class GatewayProcess:
 
 
 def ingest_written(url: str) -> int:
-    """Samples ingest has stored (not counting deduplicated resends), from its /metrics."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    """Samples ingest has stored from batches, single or bulk (not counting deduplicated resends),
+    from its /metrics."""
+    return written_in(httpx.get(f"{url}/metrics", timeout=5).text)
+
+
+def written_in(metrics_text: str) -> int:
+    """Samples stored from batches (single or bulk) according to ingest's metrics text."""
     return int(sum(float(m) for m in re.findall(
-        r'^zhizao_ingest_samples_written_total\{source="batch"\} ([0-9.e+]+)$', text, re.M)))
+        r'^zhizao_ingest_samples_written_total\{source="(?:batch|bulk)"\} ([0-9.e+]+)$', metrics_text, re.M)))
 
 
 def duckdb_counts(path: Path) -> tuple[int, int]:

@@ -5,7 +5,7 @@ for the contract.
 """
 
 from edge_agent.buffer.config import BufferConfig
-from edge_agent.buffer.encoded import EncodedBatch
+from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
 from edge_agent.buffer.sqlite import BufferCorrupt
 from edge_agent.buffer.store import BufferStats, Overflow, PutResult, SqliteBuffer
 
@@ -13,6 +13,7 @@ __all__ = [
     "BufferConfig",
     "BufferCorrupt",
     "BufferStats",
+    "BulkLimits",
     "EncodedBatch",
     "Overflow",
     "PutResult",

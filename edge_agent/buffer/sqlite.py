@@ -4,6 +4,9 @@ Schema: ``samples(id, created, data)`` holds encoded rows in arrival order; ``ba
 batch_id, lo, hi, created)`` records each formed batch as the id range ``lo..hi`` of its rows;
 ``meta`` holds the database nonce (part of every batch id, so a fresh database never reuses
 an id), the next seq and ``batched_upto`` (rows above it are not in a batch yet).
+``records(id, created, producer, batch_id, seq, n, data)`` holds whole pre-encoded batches (one
+wire-format document each, with its own identity and ``n`` samples; the site gateway stores an
+agent's batch so): they are taken and deleted one by one, by id, never cut into buffer batches.
 
 Every method runs on the buffer's single worker thread. Counters (rows, bytes) are kept in
 memory, initialised once at open. Row ids use AUTOINCREMENT, so they are never reused even
@@ -34,7 +37,13 @@ CREATE TABLE IF NOT EXISTS batches (
     created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, producer TEXT NOT NULL,
+    batch_id TEXT NOT NULL, seq INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);
 """
+
+RecordRow = tuple[int, str, str, int, int, bytes]
+"""``(id, producer, batch_id, seq, n, data)`` of one stored record."""
 
 
 def open_db(path: Path, synchronous: str, nonce: str) -> Db:
@@ -77,6 +86,9 @@ class Db:
         self.batched_count = conn.execute(
             "SELECT COUNT(*) FROM samples WHERE id <= ?", (self.batched_upto,)
         ).fetchone()[0]
+        self.rec_count, self.rec_samples, self.rec_bytes = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(n), 0), COALESCE(SUM(length(data)), 0) FROM records"
+        ).fetchone()
         self.oldest_created_cached: float | None = None
         self._refresh_oldest()
 
@@ -94,8 +106,104 @@ class Db:
         self.conn.execute("COMMIT")
 
     def _refresh_oldest(self) -> None:
-        row = self.conn.execute("SELECT created FROM samples ORDER BY id LIMIT 1").fetchone()
-        self.oldest_created_cached = None if row is None else float(row[0])
+        found = [float(row[0]) for table in ("samples", "records") if (row := self.conn.execute(
+            f"SELECT created FROM {table} ORDER BY id LIMIT 1").fetchone()) is not None]
+        self.oldest_created_cached = min(found) if found else None
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of sample rows and records together (what ``max_bytes`` limits)."""
+        return int(self.bytes_total + self.rec_bytes)
+
+    # -- records ---------------------------------------------------------------------------
+    def insert_records(self, records: list[tuple[str, str, int, int, bytes]], now: float) -> None:
+        """Inside a transaction: store ``(producer, batch_id, seq, n, data)`` records."""
+        self.conn.executemany(
+            "INSERT INTO records (created, producer, batch_id, seq, n, data) VALUES (?, ?, ?, ?, ?, ?)",
+            [(now, *r) for r in records],
+        )
+        self.rec_count += len(records)
+        self.rec_samples += sum(r[3] for r in records)
+        self.rec_bytes += sum(len(r[4]) for r in records)
+        if self.oldest_created_cached is None:
+            self.oldest_created_cached = now
+
+    def records_by_id(self, ids: list[int]) -> list[RecordRow]:
+        """The records among ``ids`` that still exist, in id order."""
+        out: list[RecordRow] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out += self.conn.execute(
+                "SELECT id, producer, batch_id, seq, n, data FROM records WHERE id IN "
+                f"({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
+        return out
+
+    def records_after(self, after: int, limit: int) -> list[RecordRow]:
+        """At most ``limit`` records with an id above ``after``, oldest first."""
+        return self.conn.execute(
+            "SELECT id, producer, batch_id, seq, n, data FROM records WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit)).fetchall()
+
+    def delete_records(self, ids: list[int], *, in_transaction: bool = False) -> int:
+        """Delete records by id; returns how many samples they held."""
+        if not in_transaction:
+            with self.transaction():
+                n = self.delete_records(ids, in_transaction=True)
+            self._refresh_oldest()
+            if self.count_total == 0 and self.rec_count == 0:
+                self._reclaim()
+            return n
+        samples = 0
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            cnt, n, size = self.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(n), 0), COALESCE(SUM(length(data)), 0) FROM records "
+                f"WHERE id IN ({marks})", chunk).fetchone()
+            self.conn.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
+            self.rec_count -= cnt
+            self.rec_samples -= n
+            self.rec_bytes -= size
+            samples += int(n)
+        return samples
+
+    def drop_oldest_records(self, excess: int, skip: set[int]) -> int:
+        """Inside a transaction: delete the oldest records not in ``skip`` until ``excess`` bytes
+        are freed; returns the samples they held."""
+        target = self.rec_bytes - excess
+        dropped = 0
+        after = 0
+        while self.rec_bytes > target:
+            rows = self.conn.execute(
+                "SELECT id, length(data) FROM records WHERE id > ? ORDER BY id LIMIT 500", (after,)
+            ).fetchall()
+            if not rows:
+                break
+            after = rows[-1][0]
+            need = self.rec_bytes - target
+            ids: list[int] = []
+            acc = 0
+            for rid, size in rows:
+                if rid in skip:
+                    continue
+                ids.append(rid)
+                acc += size
+                if acc >= need:
+                    break
+            if ids:
+                dropped += self.delete_records(ids, in_transaction=True)
+        if dropped:
+            self._refresh_oldest()
+        return dropped
+
+    def drop_records_older_than(self, cutoff: float, skip: set[int]) -> int:
+        """Inside a transaction: delete records committed before ``cutoff`` (epoch s), except ``skip``."""
+        ids = [int(r[0]) for r in self.conn.execute(
+            "SELECT id FROM records WHERE created < ? ORDER BY id", (cutoff,)).fetchall() if r[0] not in skip]
+        dropped = self.delete_records(ids, in_transaction=True) if ids else 0
+        if dropped:
+            self._refresh_oldest()
+        return dropped
 
     def insert(self, rows: list[bytes], now: float) -> None:
         self.conn.executemany("INSERT INTO samples (created, data) VALUES (?, ?)", [(now, r) for r in rows])
@@ -176,7 +284,7 @@ class Db:
             with self.transaction():
                 n = self.delete_batch(seq, in_transaction=True)
             self._refresh_oldest()
-            if self.count_total == 0:
+            if self.count_total == 0 and self.rec_count == 0:
                 self._reclaim()
             return n
         row = self.conn.execute("SELECT lo, hi FROM batches WHERE seq = ?", (seq,)).fetchone()

@@ -16,6 +16,18 @@ Contract (one producer of samples, any number of ``put`` callers, one or more up
 - ``await ack(batch)`` deletes the batch and its samples; ``release(batch)`` hands it back
   un-acked (it will be taken again, same id).
 
+Records (whole pre-encoded batches, see :class:`~edge_agent.buffer.encoded.EncodedBatch`): the
+site gateway stores each agent batch as ONE record holding its wire-format document and its own
+``(producer, batch_id, seq)``. ``submit_records``/``put_records`` commit them with the same group
+commit (and the same ``PutResult``, counted in samples); ``take_bulk`` hands out records — oldest
+first, several at once up to :class:`~edge_agent.buffer.encoded.BulkLimits` — and, when there are
+none, encoded batches formed from sample rows (as ``take_encoded``); ``ack``/``ack_many`` delete
+exactly what was handed out (a record by its id), ``release`` hands it back (taken again first).
+After a crash every record not acked is taken again, with its own identity. ``take`` and
+``take_encoded`` serve sample rows only. Records count in the backlog (their samples and bytes),
+in ``max_bytes`` (``drop_oldest`` drops sample rows first, then the oldest records not in flight)
+and in ``max_age_s``.
+
 Overflow: the buffer holds at most ``max_bytes`` of row data and samples at most ``max_age_s``
 old. ``drop_oldest`` deletes the oldest un-taken data to make room; ``reject_new`` refuses
 the new samples. Every drop is counted in :class:`BufferStats` (``dropped`` by reason) and
@@ -40,8 +52,8 @@ from types import TracebackType
 from typing import Literal, Self
 
 from edge_agent.buffer.codec import SampleDecoder, check_row, encode_sample
-from edge_agent.buffer.encoded import EncodedBatch
-from edge_agent.buffer.sqlite import BufferCorrupt, Db, open_db
+from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
+from edge_agent.buffer.sqlite import BufferCorrupt, Db, RecordRow, open_db
 from zhizao.model import Batch, Sample
 
 log = logging.getLogger(__name__)
@@ -69,6 +81,10 @@ class BufferStats:
     corrupt_rows: int = 0
     corruptions: int = 0
     backlog_samples: int = 0
+    """Samples waiting: in sample rows and in records."""
+    backlog_record_samples: int = 0
+    """Of ``backlog_samples``, those held in records."""
+    backlog_records: int = 0
     backlog_bytes: int = 0
     oldest_created: float | None = None
 
@@ -79,11 +95,15 @@ class BufferStats:
         return max(0.0, (now or time.time()) - self.oldest_created)
 
 
+_Record = tuple[str, str, int, int, bytes]  # producer, batch_id, seq, n, document
+
+
 @dataclass
 class _Pending:
     rows: list[bytes]
     future: asyncio.Future[PutResult]
     marks: dict[str, str] | None = None
+    records: list[_Record] | None = None
 
 
 class SqliteBuffer:
@@ -121,6 +141,10 @@ class SqliteBuffer:
         self._data = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._inflight: set[int] = set()
+        self._rec_inflight: set[int] = set()
+        self._rec_released: set[int] = set()
+        self._rec_cursor = 0
+        self._rec_lock = asyncio.Lock()
         self._closed = False
         self._last_expiry = 0.0
 
@@ -199,6 +223,27 @@ class SqliteBuffer:
         """Commit ``samples`` durably (group commit); see the module docstring."""
         return await self.submit(samples)
 
+    def submit_records(self, records: Sequence[EncodedBatch]) -> asyncio.Future[PutResult]:
+        """Queue whole-document records (:meth:`EncodedBatch.record`) for the next group commit;
+        the future resolves once they are committed (``PutResult`` counts their samples)."""
+        if self._closed:
+            raise RuntimeError("buffer is closed")
+        rows: list[_Record] = []
+        for r in records:
+            if r.document is None:
+                raise ValueError("submit_records takes records (EncodedBatch.record), not sample rows")
+            rows.append((r.producer, r.batch_id, r.seq, r.n, r.document))
+        fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending([], fut, None, rows))
+        self._pending_count += sum(r[3] for r in rows)
+        if self._pending_count >= self.commit_max_samples or len(self._pending) == 1:
+            self._wake.set()
+        return fut
+
+    async def put_records(self, records: Sequence[EncodedBatch]) -> PutResult:
+        """Commit records durably (group commit); see :meth:`submit_records`."""
+        return await self.submit_records(records)
+
     async def marks(self, prefix: str) -> dict[str, str]:
         """Committed marks whose key starts with ``prefix`` (see :meth:`submit`)."""
         if self._db is None:
@@ -231,7 +276,7 @@ class SqliteBuffer:
         db = self._db
         try:
             results = await asyncio.get_running_loop().run_in_executor(
-                self._exec, self._commit_sync, db, [(p.rows, p.marks) for p in pending]
+                self._exec, self._commit_sync, db, [(p.rows, p.marks, p.records) for p in pending]
             )
         except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
             for p in pending:
@@ -246,37 +291,48 @@ class SqliteBuffer:
         self._data.set()
 
     def _commit_sync(
-        self, db: Db, groups: list[tuple[list[bytes], dict[str, str] | None]]
+        self,
+        db: Db,
+        groups: list[tuple[list[bytes], dict[str, str] | None, list[_Record] | None]],
     ) -> list[PutResult]:
         now = time.time()
-        incoming = sum(len(r) for g, _ in groups for r in g)
+        incoming = sum(len(r) for g, _, _ in groups for r in g) + sum(
+            len(r[4]) for _, _, recs in groups for r in recs or ())
         results: list[PutResult] = []
         with db.transaction():
             if now - self._last_expiry > 1.0:
                 self._last_expiry = now
                 expired = db.drop_older_than(now - self.max_age_s, self._inflight)
+                expired += db.drop_records_older_than(now - self.max_age_s, self._rec_inflight)
                 if expired:
                     self.stats.dropped["expired"] += expired
                     log.warning("buffer: dropped %d samples older than max_age_s=%s", expired, self.max_age_s)
-            excess = db.bytes_total + incoming - self.max_bytes
+            excess = db.total_bytes + incoming - self.max_bytes
             if excess > 0 and self.overflow == "drop_oldest":
                 dropped = db.drop_oldest_bytes(excess, self._inflight)
+                excess = db.total_bytes + incoming - self.max_bytes
+                if excess > 0:
+                    dropped += db.drop_oldest_records(excess, self._rec_inflight)
                 if dropped:
                     self.stats.dropped["overflow"] += dropped
                     log.warning(
                         "buffer full (max_bytes=%d): drop_oldest dropped %d samples", self.max_bytes, dropped
                     )
             rejected_total = 0
-            for rows, marks in groups:
-                size = sum(len(r) for r in rows)
-                if self.overflow == "reject_new" and db.bytes_total + size > self.max_bytes:
-                    results.append(PutResult(0, len(rows)))
-                    rejected_total += len(rows)
+            for rows, marks, recs in groups:
+                size = sum(len(r) for r in rows) + sum(len(r[4]) for r in recs or ())
+                count = len(rows) + sum(r[3] for r in recs or ())
+                if self.overflow == "reject_new" and db.total_bytes + size > self.max_bytes:
+                    results.append(PutResult(0, count))
+                    rejected_total += count
                     continue
-                db.insert(rows, now)
+                if rows:
+                    db.insert(rows, now)
+                if recs:
+                    db.insert_records(recs, now)
                 if marks:
                     db.set_marks(marks)
-                results.append(PutResult(len(rows), 0))
+                results.append(PutResult(count, 0))
             if rejected_total:
                 self.stats.dropped["rejected"] += rejected_total
                 log.warning(
@@ -368,22 +424,153 @@ class SqliteBuffer:
 
     async def ack(self, batch: Batch | EncodedBatch) -> None:
         """The receiver has the batch: delete it and its samples for good."""
+        await self.ack_many([batch])
+
+    async def ack_many(self, batches: Sequence[Batch | EncodedBatch]) -> None:
+        """:meth:`ack` of several batches or records in one transaction."""
         if self._db is None:
             raise RuntimeError("buffer is not open")
         db = self._db
-        await asyncio.get_running_loop().run_in_executor(self._exec, db.delete_batch, batch.seq)
-        self._inflight.discard(batch.seq)
-        self.stats.acked += len(batch)
-        self.stats.batches_acked += 1
+        seqs = [b.seq for b in batches if not (isinstance(b, EncodedBatch) and b.record_id is not None)]
+        ids = [b.record_id for b in batches if isinstance(b, EncodedBatch) and b.record_id is not None]
+        await asyncio.get_running_loop().run_in_executor(self._exec, self._ack_sync, db, seqs, ids)
+        for seq in seqs:
+            self._inflight.discard(seq)
+        for rid in ids:
+            self._rec_inflight.discard(rid)
+        self.stats.acked += sum(len(b) for b in batches)
+        self.stats.batches_acked += len(batches)
         self._refresh_stats()
+
+    @staticmethod
+    def _ack_sync(db: Db, seqs: list[int], ids: list[int]) -> None:
+        if len(seqs) == 1 and not ids:
+            db.delete_batch(seqs[0])
+            return
+        if ids and not seqs:
+            db.delete_records(ids)
+            return
+        with db.transaction():
+            for seq in seqs:
+                db.delete_batch(seq, in_transaction=True)
+            if ids:
+                db.delete_records(ids, in_transaction=True)
+        db.delete_records([])  # refreshes the oldest row and reclaims space when empty
 
     def release(self, batch: Batch | EncodedBatch) -> None:
         """Give a taken batch back without acking it; it is taken again later under the same id."""
-        self._inflight.discard(batch.seq)
+        if isinstance(batch, EncodedBatch) and batch.record_id is not None:
+            self._rec_inflight.discard(batch.record_id)
+            self._rec_released.add(batch.record_id)
+        else:
+            self._inflight.discard(batch.seq)
         self._data.set()
+
+    # -- take_bulk (records, or batches of sample rows) ------------------------------------
+    async def take_bulk(
+        self, max_items: int, limits: BulkLimits | None = None, linger: float = 0.0
+    ) -> list[EncodedBatch]:
+        """Several batches to send in one request, oldest first, within ``limits``: stored records
+        when there are any, else encoded batches of at most ``max_items`` sample rows (the first
+        formed as :meth:`take_encoded` forms it, further ones only when already full). Returns an
+        empty list after ``linger`` s with nothing to send. Ack or release each item."""
+        if self._db is None:
+            raise RuntimeError("buffer is not open")
+        lim = limits or BulkLimits()
+        deadline = time.monotonic() + linger
+        while True:
+            self._data.clear()
+            records = await self._take_records(lim)
+            if records:
+                return records
+            force = self._pending_count == 0 and time.monotonic() >= deadline
+            if self._db.count_total:
+                db = self._db
+                fut = asyncio.get_running_loop().run_in_executor(
+                    self._exec, self._take_many_sync, db, max_items, linger, force, lim
+                )
+                try:
+                    batches = await asyncio.shield(fut)
+                except asyncio.CancelledError:
+                    fut.add_done_callback(self._release_orphans)
+                    raise
+                if batches:
+                    return batches
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and force:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._data.wait(), max(0.01, min(remaining, linger) or 0.05))
+
+    def _release_orphans(self, fut: asyncio.Future[list[EncodedBatch]]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            for batch in fut.result():
+                self.release(batch)
+
+    def _take_many_sync(
+        self, db: Db, max_items: int, linger: float, force: bool, lim: BulkLimits
+    ) -> list[EncodedBatch]:
+        out: list[EncodedBatch] = []
+        n = size = 0
+        while len(out) < lim.max_batches:
+            got = self._take_sync(db, max_items, linger, force and not out, False)
+            if got is None:
+                break
+            assert isinstance(got, EncodedBatch)
+            out.append(got)
+            n += len(got)
+            size += sum(len(r) for r in got.rows)
+            if n + max_items > lim.max_samples or size + size // len(out) > lim.max_bytes:
+                break
+        return out
+
+    async def _take_records(self, lim: BulkLimits) -> list[EncodedBatch]:
+        """Records not in flight, oldest first (released ones before new ones), within ``lim``."""
+        if self._db is None or self._db.rec_count == 0:
+            return []
+        async with self._rec_lock:
+            db = self._db
+            released = sorted(self._rec_released)
+            fut = asyncio.get_running_loop().run_in_executor(
+                self._exec, self._take_records_sync, db, released, self._rec_cursor, lim
+            )
+            rows, cursor, gone = await asyncio.shield(fut)  # cancelled: nothing was handed out
+            self._rec_released.difference_update(gone)  # dropped by the overflow policy meanwhile
+            self._rec_cursor = max(self._rec_cursor, cursor)
+            out: list[EncodedBatch] = []
+            for rid, producer, batch_id, seq, n, data in rows:
+                self._rec_inflight.add(rid)
+                self._rec_released.discard(rid)
+                out.append(EncodedBatch.record(producer, batch_id, seq, n, bytes(data), record_id=rid))
+            return out
+
+    @staticmethod
+    def _take_records_sync(
+        db: Db, released: list[int], cursor: int, lim: BulkLimits
+    ) -> tuple[list[RecordRow], int, set[int]]:
+        """The rows to hand out, the new cursor (the last new id handed out) and the released
+        ids that no longer exist."""
+        out: list[RecordRow] = []
+        n = size = 0
+        reached = cursor
+        candidates = db.records_by_id(released) if released else []
+        gone = set(released) - {row[0] for row in candidates}
+        candidates += db.records_after(cursor, lim.max_batches)
+        for row in candidates:
+            rid, _, _, _, k, data = row
+            if out and (len(out) >= lim.max_batches or n + k > lim.max_samples
+                        or size + len(data) > lim.max_bytes):
+                break
+            out.append(row)
+            n += k
+            size += len(data)
+            reached = max(reached, rid)
+        return out, reached, gone
 
     def _refresh_stats(self) -> None:
         if self._db is not None:
-            self.stats.backlog_samples = self._db.count_total
-            self.stats.backlog_bytes = self._db.bytes_total
+            self.stats.backlog_samples = self._db.count_total + self._db.rec_samples
+            self.stats.backlog_record_samples = self._db.rec_samples
+            self.stats.backlog_records = self._db.rec_count
+            self.stats.backlog_bytes = self._db.total_bytes
             self.stats.oldest_created = self._db.oldest_created_cached

@@ -102,6 +102,7 @@ class BrokerSession:
         client = self._client(loop, lost, on_message, on_connected)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = cfg.session_expiry_s
+        props.ReceiveMaximum = cfg.receive_maximum
         try:
             try:
                 await asyncio.to_thread(client.connect, cfg.host, cfg.port, keepalive=cfg.keepalive_s,

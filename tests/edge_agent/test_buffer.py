@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.buffer import BufferConfig, BufferCorrupt, SqliteBuffer
-from zhizao.model import AssetPath, Quality, Sample
+from edge_agent.buffer import BufferConfig, BufferCorrupt, BulkLimits, EncodedBatch, SqliteBuffer
+from zhizao.model import AssetPath, Batch, Quality, Sample
 
 ASSET = AssetPath("plant1", "a1", "line1", "cnc-1")
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -212,3 +212,98 @@ async def test_marks_are_committed_with_their_samples(tmp_path: Path) -> None:
     async with SqliteBuffer(path, "a") as buf:
         assert await buf.marks("opcua:x:") == {"opcua:x:n1": "t3", "opcua:x:n2": "t2"}
         assert len(await drain(buf)) == 3
+
+
+# -- records: whole pre-encoded batches (the site gateway stores each agent batch as one) ----------
+def record(i: int, n: int = 10, producer: str = "agent-7") -> EncodedBatch:
+    batch = Batch(producer, f"b-{i:06d}", i, tuple(samples(n, i * n)))
+    return EncodedBatch.of_batch(batch)
+
+
+async def drain_records(buf: SqliteBuffer, limits: BulkLimits | None = None) -> list[EncodedBatch]:
+    out: list[EncodedBatch] = []
+    while got := await buf.take_bulk(1000, limits):
+        out += got
+        await buf.ack_many(got)
+    return out
+
+
+async def test_records_keep_their_identity_and_document_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    recs = [record(i) for i in range(1, 8)]
+    async with SqliteBuffer(path, "gw-1", commit_interval=0.01) as buf:
+        res = await asyncio.gather(*(buf.put_records([r]) for r in recs))
+        assert [r.committed for r in res] == [10] * 7 and buf.stats.commits < 7, "group commit"
+        assert (buf.stats.backlog_samples, buf.stats.backlog_records) == (70, 7)
+        first = await buf.take_bulk(1000, BulkLimits(max_batches=3))
+        assert [r.batch_id for r in first] == ["b-000001", "b-000002", "b-000003"]
+        second = await buf.take_bulk(1000, BulkLimits(max_batches=3))
+        assert [r.batch_id for r in second] == ["b-000004", "b-000005", "b-000006"], "in flight: not again"
+        await buf.ack_many([first[0], second[1]])  # out of order: exactly those two go
+        buf.release(first[1])
+        again = await buf.take_bulk(1000, BulkLimits(max_batches=2))
+        assert [r.batch_id for r in again] == ["b-000002", "b-000007"], "released first, then new ones"
+        # crash: nothing more acked
+    async with SqliteBuffer(path, "gw-1") as buf:
+        left = await drain_records(buf)
+        assert [r.batch_id for r in left] == ["b-000002", "b-000003", "b-000004", "b-000006", "b-000007"]
+        by_id = {r.batch_id: r for r in recs}
+        for r in left:
+            assert r.is_record and r.document == by_id[r.batch_id].document
+            assert (r.producer, r.seq, len(r)) == ("agent-7", by_id[r.batch_id].seq, 10)
+            assert r.decode() == by_id[r.batch_id].decode()
+        assert buf.stats.backlog_samples == buf.stats.backlog_bytes == 0
+
+
+async def test_bulk_take_respects_samples_and_bytes_but_always_gives_one(tmp_path: Path) -> None:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "gw-1") as buf:
+        await buf.put_records([record(1, 50), record(2, 50), record(3, 50), record(4, 500)])
+        got = await buf.take_bulk(1000, BulkLimits(max_samples=120))
+        assert [len(r) for r in got] == [50, 50]
+        one = await buf.take_bulk(1000, BulkLimits(max_bytes=10))
+        assert [len(r) for r in one] == [50], "a record above the byte limit still goes, alone"
+        big = await buf.take_bulk(1000, BulkLimits(max_samples=100))
+        assert [len(r) for r in big] == [500]
+        assert await buf.take_bulk(1000, linger=0.05) == []
+
+
+async def test_bulk_take_of_sample_rows_forms_buffer_batches(tmp_path: Path) -> None:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1") as buf:
+        await buf.put(samples(1050))
+        got = await buf.take_bulk(200, BulkLimits(max_samples=700))
+        assert [len(b) for b in got] == [200, 200, 200], "full batches only, within the sample limit"
+        assert all(not b.is_record for b in got) and len({b.batch_id for b in got}) == 3
+        rest = await buf.take_bulk(200, linger=5.0)
+        assert [len(b) for b in rest] == [200, 200], "what is ready goes at once"
+        t = time.monotonic()
+        last = await buf.take_bulk(200, linger=0.3)
+        assert [len(b) for b in last] == [50] and time.monotonic() - t >= 0.2, "a short one after linger"
+        await buf.ack_many([*got, *rest, *last])
+        assert buf.stats.backlog_samples == 0
+
+
+async def test_records_overflow_and_expiry_are_counted(tmp_path: Path) -> None:
+    size = max(len(record(i).document or b"") for i in range(1, 9))
+    async with SqliteBuffer(tmp_path / "b.sqlite", "gw-1", max_bytes=size * 5 + 10) as buf:
+        for i in range(1, 9):
+            await buf.put_records([record(i)])
+        kept = await drain_records(buf)
+        assert [r.seq for r in kept] == [4, 5, 6, 7, 8], "drop_oldest keeps the newest, in order"
+        assert buf.stats.dropped["overflow"] == 30
+    async with SqliteBuffer(tmp_path / "r.sqlite", "gw-1", max_bytes=size * 5 + 10,
+                            overflow="reject_new") as buf:
+        results = [await buf.put_records([record(i)]) for i in range(1, 9)]
+        assert [r.rejected for r in results] == [0] * 5 + [10] * 3
+        assert [r.seq for r in await drain_records(buf)] == [1, 2, 3, 4, 5]
+        assert buf.stats.dropped["rejected"] == 30
+    async with SqliteBuffer(tmp_path / "e.sqlite", "gw-1", max_age_s=0.2) as buf:
+        await buf.put_records([record(1)])
+        taken = await buf.take_bulk(1000)
+        await asyncio.sleep(1.2)
+        await buf.put_records([record(2), record(3)])
+        assert buf.stats.dropped["expired"] == 0, "a record in flight is never dropped"
+        buf.release(taken[0])
+        await asyncio.sleep(1.2)
+        await buf.put_records([record(4)])
+        assert buf.stats.dropped["expired"] == 30
+        assert [r.seq for r in await drain_records(buf)] == [4]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.buffer import SqliteBuffer
+from edge_agent.buffer import EncodedBatch, SqliteBuffer
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
 from edge_agent.uplinks.http import HttpUplink, HttpUplinkConfig, parse_retry_after
@@ -102,3 +102,21 @@ async def test_partial_write_goes_to_dead_letter(tmp_path: Path, receiver: Recei
     assert len(records) == 1 and records[0]["kind"] == "rejected_sample"
     assert records[0]["sample"]["signal"] == "bad_signal" and "not allowed" in records[0]["reason"]
     assert receiver.state.samples() == samples(5)
+
+
+async def test_bulk_falls_back_to_one_post_per_batch_without_the_endpoint(receiver: Receiver) -> None:
+    """An ingest without ``/api/v1/batches/bulk`` (404): the same call sends the batches one by one,
+    and every later one too; outcomes stay per batch."""
+    receiver.state.reject_signals = {"bad_signal"}
+    batches = [EncodedBatch.of_batch(Batch("agent-1", f"b-{i}", i, tuple(samples(5, i * 10))))
+               for i in range(3)]
+    bad = EncodedBatch.of_batch(Batch("agent-1", "b-bad", 9,
+                                      (*samples(1, 90), Sample(ASSET, "bad_signal", T0, 1.0))))
+    async with HttpUplink(config(receiver)) as up:
+        assert up.bulk is not None
+        outcomes = await up.send_bulk([*batches, bad])
+        assert outcomes[:3] == [None, None, None] and isinstance(outcomes[3], PartialWrite)
+        assert up.bulk is None
+        assert await up.send_bulk(batches[:1]) == [None]
+    assert dict(receiver.state.posts) == {
+        ("agent-1", "b-0"): 2, ("agent-1", "b-1"): 1, ("agent-1", "b-2"): 1, ("agent-1", "b-bad"): 1}

@@ -7,8 +7,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from prometheus_client import generate_latest
 
-from gateway.testing import GatewayProcess, ingest_written, write_config
+from gateway.testing import GatewayProcess, ingest_written, write_config, written_in
 from ingest.app import create_app
 from ingest.extensions import configured_routers
 from ingest.settings import Settings
@@ -27,20 +29,28 @@ class Ingest:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._ctx: object | None = None
+        self._app: FastAPI | None = None
+        self._written_before = 0  # by earlier runs: each app instance has its own metrics registry
 
     def start(self) -> None:
         app = create_app(self.settings, routers=configured_routers(self.settings))
         ctx = run_server(self.settings, port=self.port, app=app)
         ctx.__enter__()
         self._ctx = ctx
+        self._app = app
 
     def stop(self) -> None:
         if self._ctx is not None:
             ctx, self._ctx = self._ctx, None
             ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
+            # counted once the server is down: requests in flight at the stop are included
+            assert self._app is not None
+            registry = self._app.state.service.metrics.registry
+            self._written_before += written_in(generate_latest(registry).decode())
 
     def written(self) -> int:
-        return ingest_written(self.url)
+        """Samples stored since the first start (across restarts)."""
+        return self._written_before + ingest_written(self.url)
 
 
 @pytest.fixture

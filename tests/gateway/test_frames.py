@@ -1,4 +1,5 @@
-"""Frames in the agent's real SQLite buffer: batches come back whole, with their ids, across crashes."""
+"""Legacy frames in the agent's real SQLite buffer: batches come back whole, with their ids, across
+crashes — and are moved into records by a newer gateway."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.buffer import EncodedBatch, SqliteBuffer
-from gateway.frames import MARKER_ASSET, MARKER_SIGNAL, FrameReader, frame_rows
+from gateway.frames import MARKER_ASSET, MARKER_SIGNAL, FrameReader, frame_rows, migrate_frames
 from zhizao.model import AssetPath, Batch, Sample
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)
@@ -146,3 +147,24 @@ async def test_damaged_marker_and_headless_rows_are_counted_not_forwarded(tmp_pa
         assert await _take(reader, mode) is None
         assert (reader.stats.skipped_tail_rows, reader.stats.bad_markers) == (3, 1)
         assert buf.stats.backlog_samples == 0
+
+
+async def test_frames_of_an_older_gateway_are_moved_into_records(tmp_path: Path) -> None:
+    """A buffer written by a gateway before records: at start every frame becomes one record under
+    its own identity, the frame rows go; a crash half-way moves the rest again (ingest dedups)."""
+    batches = _batches([5, 1, 12, 3, 7])
+    path = tmp_path / "b.sqlite"
+    await _fill(path, batches)
+    async with _buffer(path) as buf:
+        reader = FrameReader(buf, window=4)
+        first = await reader.take_encoded(0, 0.0)  # an older gateway had moved one, then crashed
+        assert first is not None
+        await buf.put_records([EncodedBatch.record(first.producer, first.batch_id, first.seq, len(first),
+                                                   first.line())])
+    async with _buffer(path) as buf:
+        assert await migrate_frames(buf, window=4) == 5
+        assert await migrate_frames(buf) == 0, "nothing left to move"
+        records = await buf.take_bulk(0, linger=0.0)
+        assert buf.stats.backlog_samples == buf.stats.backlog_record_samples == 5 + 5 + 1 + 12 + 3 + 7
+    assert all(r.is_record for r in records)
+    assert [r.decode() for r in records] == [batches[0], *batches], "the copy first, then every frame"

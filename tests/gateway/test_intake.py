@@ -1,4 +1,4 @@
-"""Intake boundaries: every message is committed as a frame or refused with a reason, then acked."""
+"""Intake boundaries: every message is committed as a record or refused with a reason, then acked."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from edge_agent.buffer import SqliteBuffer
 from edge_agent.deadletter import DeadLetter
 from gateway.config import GatewayConfig
 from gateway.fleet import FleetState
-from gateway.frames import FrameReader
 from gateway.intake import UnsIntake
 from gateway.mqtt import Message
 from gateway.testing import simulated_batches
 from zhizao import topics, wire
+from zhizao.model import Batch
 
 
 @dataclass
@@ -41,6 +41,13 @@ def acks() -> Acks:
 
 def _msg(acks: Acks, topic: str, payload: bytes, mid: int) -> Message:
     return Message(topic, payload, False, False, acks, mid, 1)  # type: ignore[arg-type]
+
+
+async def _stored(buf: SqliteBuffer) -> list[Batch]:
+    """The batches the intake stored (records, oldest first), decoded for comparison."""
+    records = await buf.take_bulk(1000)
+    assert all(r.is_record for r in records)
+    return [r.decode() for r in records]
 
 
 async def _run(intake: UnsIntake, buf: SqliteBuffer, messages: list[Message]) -> None:
@@ -68,8 +75,7 @@ async def test_refused_messages_are_dead_lettered_with_the_reason_and_acked(
             _msg(acks, "vendor/x/telemetry", b"{}", 4),
             _msg(acks, topics.status_topic("agent-9"), b"", 5),  # cleared retained status
         ])
-        reader = FrameReader(buf)
-        forwarded = await reader.take(0, 0.0)
+        [forwarded] = await _stored(buf)
     assert sorted(acks.mids) == [1, 2, 3, 4, 5]
     kinds = {(r["kind"], r["reason"].split(":")[0]) for r in dl.read()}
     assert kinds == {("gateway_batch", "invalid batch"), ("gateway_sample", "ts"),
@@ -91,7 +97,7 @@ async def test_raw_vendor_topics_go_through_the_agents_payload_mappings(tmp_path
     payload = orjson.dumps({"ts": 1795392000250, "metrics": {"melt_temp": {"value": 231.5, "unit": "degC"}}})
     async with cfg.buffer.build("gw-1") as buf:
         await _run(intake, buf, [_msg(acks, "acme/line2/imm-3/telemetry", payload, 1)])
-        b = await FrameReader(buf).take(0, 0.0)
+        [b] = await _stored(buf)
     assert acks.mids == [1]
     assert b is not None and b.producer == "gw-1"
     assert [(str(s.asset), s.signal, s.value, s.unit) for s in b.samples] == [
@@ -107,8 +113,7 @@ async def test_status_batches_have_a_deterministic_identity(tmp_path: Path, acks
     topic = topics.status_topic("agent-3")
     async with cfg.buffer.build("gw-1") as buf:
         await _run(intake, buf, [_msg(acks, topic, birth, 1), _msg(acks, topic, birth, 2)])
-        reader = FrameReader(buf)
-        first, second = await reader.take(0, 0.0), await reader.take(0, 0.0)
+        first, second = await _stored(buf)
     assert first is not None and second is not None
     assert (first.producer, first.batch_id) == (second.producer, second.batch_id)  # ingest stores it once
     assert first.producer == "fleet.agent-3"

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from edge_agent.buffer.encoded import BulkLimits
 from zhizao.config import StrictModel
 
 
@@ -28,6 +29,17 @@ class HttpUplinkConfig(StrictModel):
     linger_s: float = Field(1.0, ge=0)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_cap_s: float = Field(30.0, gt=0)
+    bulk: bool = True
+    """Send several buffered batches per request to ``<url>/api/v1/batches/bulk`` (NDJSON, each
+    batch keeps its own id and outcome). An ingest without that endpoint (404/405) is detected and
+    batches then go one per request to ``/api/v1/batches``."""
+    bulk_max_batches: int = Field(500, ge=1, le=100_000)
+    """Batches in one bulk request (ingest's ``limits.max_bulk_batches`` must be at least this)."""
+    bulk_max_samples: int = Field(100_000, ge=1)
+    """Samples in one bulk request (ingest's ``limits.max_bulk_samples`` must be at least this)."""
+    bulk_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Uncompressed body bytes of one bulk request (below ingest's ``limits.max_body_bytes``).
+    A request ingest still finds too large (413) is split in halves and resent."""
 
     @model_validator(mode="after")
     def _one_token_source(self) -> HttpUplinkConfig:
@@ -36,6 +48,12 @@ class HttpUplinkConfig(StrictModel):
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("client_cert and client_key go together")
         return self
+
+    def bulk_limits(self) -> BulkLimits | None:
+        """What one bulk request may hold, or ``None`` when ``bulk`` is off."""
+        if not self.bulk:
+            return None
+        return BulkLimits(self.bulk_max_batches, self.bulk_max_samples, self.bulk_max_bytes)
 
     def bearer_token(self) -> str | None:
         """The token (read from ``token_file`` when given there)."""

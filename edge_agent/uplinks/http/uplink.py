@@ -13,16 +13,30 @@ set. Answers, translated per :mod:`edge_agent.uplinks.base`:
   fixed by a person; the data waits in the buffer), logged as errors.
 - Any other 4xx: :class:`~zhizao.errors.Rejected` with the server's message.
 
-One ``HttpUplink`` holds one ``httpx.AsyncClient`` (connection reuse); ``send`` is safe to call
-concurrently.
+Bulk (``bulk = true``, the default): ``send_bulk(batches)`` POSTs several stored batches in ONE
+request to ``<url>/api/v1/batches/bulk`` — ``Content-Type: application/x-ndjson``, one wire-format
+document per line, the whole body gzip when configured — and returns one outcome per batch, in
+order: ``None`` (stored, or a duplicate of a stored one), :class:`~zhizao.errors.PartialWrite`
+(some samples refused, by index), :class:`~zhizao.errors.Rejected` (that line refused for good,
+e.g. an invalid envelope) or :class:`~zhizao.errors.Unavailable` (that line only: resend it).
+Whole-request answers: 408/429/5xx/transport errors raise ``Unavailable`` (resend all: the
+ones already stored come back as duplicates); 401/403 as for ``send``; 413 splits the request
+in halves (a single batch too large is ``Rejected``); 404/405 (an ingest without the bulk
+endpoint) switch this uplink to one ``POST /api/v1/batches`` per batch, logged once; any other
+4xx sends this request's batches one by one, so each gets its own verdict.
+
+One ``HttpUplink`` holds one ``httpx.AsyncClient`` (connection reuse); ``send``, ``send_encoded``
+and ``send_bulk`` are safe to call concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +45,7 @@ from typing import Any, Self
 import httpx
 import orjson
 
-from edge_agent.buffer.encoded import EncodedBatch
+from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
 from edge_agent.uplinks.http.config import HttpUplinkConfig
 from zhizao import wire
 from zhizao.errors import PartialWrite, Rejected, Unavailable
@@ -39,6 +53,10 @@ from zhizao.model import Batch
 
 log = logging.getLogger(__name__)
 PATH = "/api/v1/batches"
+BULK_PATH = "/api/v1/batches/bulk"
+NDJSON = "application/x-ndjson"
+Outcome = PartialWrite | Rejected | Unavailable | None
+"""One batch's outcome in a bulk request (see the module docstring)."""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -69,6 +87,9 @@ class HttpUplink:
     ) -> None:
         self.config = config
         self.endpoint = config.url.rstrip("/") + PATH
+        self.bulk_endpoint = config.url.rstrip("/") + BULK_PATH
+        self.bulk: BulkLimits | None = config.bulk_limits()
+        """What one bulk request may hold; ``None`` when bulk is off (or ingest has no bulk endpoint)."""
         self.last_latency_s = 0.0
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -115,16 +136,89 @@ class HttpUplink:
         body = await asyncio.to_thread(batch.body, compress=self.config.gzip)  # zlib releases the GIL
         await self._post(body, len(batch))
 
-    async def _post(self, body: bytes, n: int) -> None:
+    async def send_bulk(self, batches: Sequence[EncodedBatch]) -> list[Outcome]:
+        """POST ``batches`` in one bulk request; one outcome per batch (see the module docstring)."""
+        if self._client is None:
+            raise RuntimeError("HttpUplink used outside 'async with'")
+        if self.bulk is None:
+            return await self._one_by_one(batches)
+        raw = b"\n".join(b.line() for b in batches)
+        body = await asyncio.to_thread(_gzip, raw) if self.config.gzip else raw
+        resp = await self._request(self.bulk_endpoint, body, {"Content-Type": NDJSON})
+        status = resp.status_code
+        if 200 <= status < 300:
+            return self._bulk_outcomes(resp, batches)
+        message = _problem(_json(resp), resp)
+        if status in (404, 405):
+            log.warning("ingest at %s has no bulk endpoint (%d): sending one batch per request",
+                        self.bulk_endpoint, status)
+            self.bulk = None
+            return await self._one_by_one(batches)
+        if status == 413 and len(batches) > 1:
+            half = len(batches) // 2
+            log.info("ingest found a bulk request of %d batches too large (%s); splitting it", len(batches),
+                     message)
+            return [*await self.send_bulk(batches[:half]), *await self.send_bulk(batches[half:])]
+        if status == 413:  # a single batch too large: refused for good, as on /api/v1/batches
+            return [Rejected(f"ingest answered 413: {message}")]
+        if status in (401, 403, 408, 429) or status >= 500:
+            self._check(resp, sum(len(b) for b in batches))  # raises Unavailable
+        log.error("ingest refused a bulk request (%d: %s); sending its %d batches one by one",
+                  status, message, len(batches))
+        return await self._one_by_one(batches)
+
+    async def _one_by_one(self, batches: Sequence[EncodedBatch]) -> list[Outcome]:
+        out: list[Outcome] = []
+        for b in batches:
+            try:
+                await self.send_encoded(b)
+                out.append(None)
+            except (PartialWrite, Rejected) as exc:
+                out.append(exc)
+        return out
+
+    def _bulk_outcomes(self, resp: httpx.Response, batches: Sequence[EncodedBatch]) -> list[Outcome]:
+        doc = _json(resp)
+        lines = doc.get("batches") if isinstance(doc, dict) else None
+        if not isinstance(lines, list) or len(lines) != len(batches):
+            # Stored or not, we cannot tell which: resending is safe (ingest deduplicates).
+            raise Unavailable(f"ingest's bulk answer does not list the {len(batches)} batches sent")
+        out: list[Outcome] = []
+        for batch, line in zip(batches, lines, strict=True):
+            if not isinstance(line, dict):
+                raise Unavailable("ingest's bulk answer has a malformed entry")
+            error = line.get("error")
+            if isinstance(error, dict):
+                status = error.get("status")
+                detail = (f"ingest refused batch {batch.producer}/{batch.batch_id} ({status}): "
+                          f"{error.get('detail')}")
+                retry = isinstance(status, int) and (status in (408, 429) or status >= 500)
+                out.append(Unavailable(detail) if retry else Rejected(detail))
+                continue
+            if (line.get("producer"), line.get("batch_id")) != (batch.producer, batch.batch_id):
+                raise Unavailable("ingest's bulk answer lists the batches in another order")
+            rejected = _rejections(line)
+            if rejected:
+                accepted = line.get("accepted")
+                out.append(PartialWrite(accepted if isinstance(accepted, int) else len(batch) - len(rejected),
+                                        rejected))
+            else:
+                out.append(None)
+        return out
+
+    async def _request(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("HttpUplink used outside 'async with'")
         started = time.perf_counter()
         try:
-            resp = await self._client.post(self.endpoint, content=body)
+            resp = await self._client.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise Unavailable(f"ingest at {self.endpoint} unreachable: {type(exc).__name__}: {exc}") from exc
+            raise Unavailable(f"ingest at {url} unreachable: {type(exc).__name__}: {exc}") from exc
         self.last_latency_s = time.perf_counter() - started
-        self._check(resp, n)
+        return resp
+
+    async def _post(self, body: bytes, n: int) -> None:
+        self._check(await self._request(self.endpoint, body), n)
 
     def _check(self, resp: httpx.Response, n: int) -> None:
         status = resp.status_code
@@ -148,6 +242,10 @@ class HttpUplink:
             accepted = doc.get("accepted") if isinstance(doc, dict) else None
             raise PartialWrite(accepted if isinstance(accepted, int) else 0, rejected)
         raise Rejected(f"ingest answered {status}: {message}")
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=6, mtime=0)
 
 
 def _json(resp: httpx.Response) -> Any:
