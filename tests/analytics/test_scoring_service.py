@@ -10,16 +10,20 @@ fault on ``imm-1`` posted to ingest as an agent would.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiomqtt
 import httpx
@@ -95,6 +99,34 @@ def ingest(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+class _Hook(http.server.BaseHTTPRequestHandler):
+    """A real webhook receiver: keeps every body and its signature header."""
+
+    received: ClassVar[list[tuple[bytes, str]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append((body, self.headers.get("X-Zhizao-Signature", "")))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    _Hook.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def post(url: str, samples: list[Sample], producer: str = "sim") -> None:
     """Post ``samples`` to ingest as an agent would (5,000 per batch)."""
     with httpx.Client(timeout=60) as c:
@@ -139,8 +171,9 @@ def done(svc: ScoringService, asset: str, until_us: int) -> bool:
     return w is not None and w.state is not None and w.state.cursor_us >= until_us
 
 
-async def test_scores_events_mqtt_and_a_refused_model(tmp_path: Path, ingest: str, registry: Path,
-                                                     fault_run: list[Sample], mosquitto: Mosquitto) -> None:
+async def test_scores_events_mqtt_webhook_and_a_refused_model(
+        tmp_path: Path, ingest: str, registry: Path, fault_run: list[Sample], mosquitto: Mosquitto,
+        webhook: str) -> None:
     # pack-1's artifact claims another numpy: refused with the reason; imm-1 is scored regardless
     meta_path = registry / PACK.replace("/", "__") / "v0001" / "metadata.json"
     meta = json.loads(meta_path.read_text())
@@ -160,7 +193,8 @@ async def test_scores_events_mqtt_and_a_refused_model(tmp_path: Path, ingest: st
     listener = asyncio.create_task(listen(ready))
     await asyncio.wait_for(ready.wait(), 10)
     cfg = ServiceConfig.model_validate(config(tmp_path, ingest, registry, sinks={
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "retain": False}}))
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "retain": False},
+        "webhooks": [{"url": webhook, "secret": "s3cret"}]}))
     svc = ScoringService(cfg)
     task = asyncio.create_task(svc.run())
     try:
@@ -191,6 +225,11 @@ async def test_scores_events_mqtt_and_a_refused_model(tmp_path: Path, ingest: st
     assert ev["rule"] == "model-v0001" and ev["contributors"][0]["signal"] == "vibration_rms"
     assert ev["peak"] > 0.5
     assert {e.id for e in received} == {ev["id"]}                  # the same episode on MQTT
+    assert received[-1].state.value == "resolved"
+    hooked = [json.loads(body)["events"] for body, _ in _Hook.received]
+    assert {e["id"] for batch in hooked for e in batch} == {ev["id"]}  # ... and on the webhook, signed
+    for body, signature in _Hook.received:
+        assert signature == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
 
 
 def _spawn(cfg_path: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -290,37 +329,52 @@ def _toml(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(tables)
 
 
-async def test_promotion_and_rollback_picked_up_live(tmp_path: Path, ingest: str, registry: Path,
-                                                     fault_run: list[Sample]) -> None:
+async def test_promotion_refusal_and_rollback_picked_up_live(tmp_path: Path, ingest: str, registry: Path,
+                                                              fault_run: list[Sample]) -> None:
+    """v0001 scores the first part; v0002 (promoted live) the second, where the fault starts; a
+    v0003 whose artifact does not match is refused — imm-1 waits while the third part arrives —
+    and the rollback to v0002 catches up: every running second scored once, across all switches."""
     sc = _scenario()
-    split = sc.start + timedelta(seconds=FAULT_AT_S)            # on the window grid
-    before = [s for s in fault_run if s.ts < split]
-    after = [s for s in fault_run if s.ts >= split]
-    post(ingest, before, "sim-1")
+    cut1 = sc.start + timedelta(seconds=FAULT_AT_S)              # both on the window grid
+    cut2 = sc.start + timedelta(seconds=FAULT_AT_S + 900)
+    parts = [[s for s in fault_run if s.ts < cut1], [s for s in fault_run if cut1 <= s.ts < cut2],
+             [s for s in fault_run if s.ts >= cut2]]
+    post(ingest, parts[0], "sim-1")
     svc = ScoringService(ServiceConfig.model_validate(config(tmp_path, ingest, registry)))
     task = asyncio.create_task(svc.run())
+    reg = ModelRegistry(registry)
     try:
-        await eventually(lambda: done(svc, IMM, int(split.timestamp() * 1e6)), 60, "the first part scored")
-        # a second model (a stricter vote) trained and promoted while the service runs
-        reg = ModelRegistry(registry)
-        model = reg.load(IMM)
+        await eventually(lambda: done(svc, IMM, int(cut1.timestamp() * 1e6)), 60, "the first part scored")
+        model = reg.load(IMM)                                     # a stricter vote, promoted live
         model.spec = model.spec.model_copy(update={"vote_fraction": 0.8})
         v2 = reg.save(IMM, model, notes="stricter vote").version
         reg.promote(IMM, v2)
         await eventually(lambda: svc.workers[IMM].version == v2, 10, "the promotion picked up")
-        post(ingest, after, "sim-2")
-        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "the rest scored")
-        evs = events(ingest, IMM)
-        assert evs and {e["rule"] for e in evs} == {f"model-{v2}"}, evs
-        assert reg.rollback(IMM) == "v0001"
-        await eventually(lambda: svc.workers[IMM].version == "v0001", 10, "the rollback picked up")
+        await asyncio.to_thread(post, ingest, parts[1], "sim-2")
+        await eventually(lambda: done(svc, IMM, int(cut2.timestamp() * 1e6)), 60, "the second part scored")
+
+        v3 = reg.save(IMM, model, notes="pickled elsewhere").version
+        meta_path = registry / IMM.replace("/", "__") / v3 / "metadata.json"
+        meta = json.loads(meta_path.read_text())
+        meta["libraries"]["scikit-learn"] = "0.24.2"
+        meta_path.write_text(json.dumps(meta))
+        reg.promote(IMM, v3)
+        await eventually(lambda: svc.workers[IMM].status == "model_mismatch", 10, "v0003 refused")
+        assert "scikit-learn 0.24.2 was used to train it" in svc.workers[IMM].problem
+        await asyncio.to_thread(post, ingest, parts[2], "sim-3")
+        await asyncio.sleep(2.0)                                  # many rounds: imm-1 must not move
+        st = svc.workers[IMM].state
+        assert st is not None and st.cursor_us == int(cut2.timestamp() * 1e6)
+        assert reg.rollback(IMM) == v2
+        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "caught up after the rollback")
+        assert svc.workers[IMM].version == v2 and svc.workers[IMM].status == "ok"
     finally:
         svc.stop()
         await task
     ts, _ = scores(ingest, IMM)
-    assert len(set(ts)) == len(ts)
-    # no row skipped at the switch: after the split, every second imm-1 was running has a score
-    assert sorted(t for t in ts if t >= split.timestamp() * 1e6) == running_seconds(after, IMM)
+    assert ts == running_seconds(fault_run, IMM)                # no gap, no duplicate at any switch
+    evs = events(ingest, IMM)
+    assert evs and {e["rule"] for e in evs} == {f"model-{v2}"}, evs
 
 
 def running_seconds(samples: list[Sample], asset: str) -> list[int]:

@@ -103,6 +103,7 @@ class MachineWorker:
             self._report("registry", f"cannot read the registry: {exc}")
             return
         if active is None:
+            self._park()
             self._report("no_model", f"no promoted model for {self.asset} in {self.registry.root}")
             return
         if active in (self.version, self._refused):
@@ -112,6 +113,7 @@ class MachineWorker:
             model = self.registry.load(self.asset, active, features=meta.features)
         except (ModelMismatch, RegistryError, OSError, ValueError) as exc:
             self._refused = active
+            self._park()
             self._report("model_mismatch", f"model {active} refused: {exc}")
             return
         self._refused = None
@@ -121,6 +123,12 @@ class MachineWorker:
         except ValueError:
             return  # unreadable state file: reported by _load_state, the machine waits
         log.info("machine %s: scoring with model %s%s", self.asset, active, f" (was {old})" if old else "")
+
+    def _park(self) -> None:
+        """Stop scoring (the promoted model is unusable or gone); the cursor and state stay."""
+        if self.version is not None:
+            m.MODEL.labels(self.asset, self.version).set(0)
+        self.version, self.model, self.scorer = None, None, None
 
     def _switch(self, version: str, model: AnomalyModel) -> None:
         if self.version is not None:
