@@ -36,7 +36,6 @@ from ingest.storage.base import (
     SeriesQuery,
     Store,
     WriteResult,
-    from_us,
 )
 from zhizao.errors import Rejected, StoreUnavailable
 from zhizao.wire import FORMAT, VERSION, format_ts, parse_ts
@@ -195,8 +194,9 @@ class IngestApiIO:
 
     def _doc(self, frame: SampleFrame, key: BatchKey) -> dict[str, Any]:
         self._seq += 1
-        samples = [{"asset": a, "signal": s, "ts": format_ts(from_us(t)), "value": v}
-                   for a, s, t, v in zip(frame.asset, frame.signal, frame.ts_us, frame.value, strict=True)]
+        stamps = np.datetime_as_string(np.asarray(frame.ts_us, dtype="datetime64[us]"), unit="us").tolist()
+        samples = [{"asset": a, "signal": s, "ts": t + "Z", "value": v}
+                   for a, s, t, v in zip(frame.asset, frame.signal, stamps, frame.value, strict=True)]
         return {"format": FORMAT, "version": VERSION, "producer": key.producer, "batch_id": key.batch_id,
                 "seq": self._seq, "samples": samples}
 
@@ -228,13 +228,12 @@ class IngestApiIO:
 def _series(s: dict[str, Any]) -> Series:
     values = s["values"]
     n = len(values)
-    is_str = n > 0 and any(isinstance(v, str) for v in values)
-    if is_str:
+    if n > 0 and isinstance(values[-1], str):  # as Series.is_string: the last point's type
         num = np.full(n, np.nan)
         text = np.array(values, dtype=object)
         vt = np.full(n, "s")
     else:
-        num = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        num = np.asarray(values, dtype=np.float64)  # numbers, booleans; None (empty aggregate) -> NaN
         text = np.full(n, None, dtype=object)
         vt = np.full(n, "f")
     return Series(asset=s["asset"], signal=s["signal"], unit=s.get("unit"),
