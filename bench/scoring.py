@@ -115,6 +115,10 @@ def _post_rows(url: str, assets: list[str], X: np.ndarray, t0_us: int, producer:
                        headers={"Content-Type": "application/json"}).raise_for_status()
 
 
+PACE = 5000.0
+"""Rows/s of the paced service run (``max_rows_per_s``) beside ingest's load."""
+
+
 def service_bench(machines: int, hours: float, signals: int, live_s: float) -> dict[str, float]:
     """The scoring service end to end (module docstring); returns its figures.
 
@@ -207,17 +211,28 @@ def service_bench(machines: int, hours: float, signals: int, live_s: float) -> d
 
             out["ceiling_rows_per_s"] = scored / asyncio.run(ceiling())
 
-            # ingest's load rate while the service catches up (fresh state: it scores everything again)
-            rate: list[float] = []
-            loader = threading.Thread(target=lambda: rate.append(load(machines_of("other", machines), "o")))
+            # ingest's load rate while the service catches up (fresh state: it scores everything
+            # again), at full speed and paced to PACE rows/s
+            def beside(key: str, pace: float) -> tuple[float, float]:
+                """(ingest load samples/s, service rows/s) when both run at once."""
+                rate: list[float] = []
+                loader = threading.Thread(
+                    target=lambda: rate.append(load(machines_of(f"other{key}", machines), f"o{key}")))
 
-            async def concurrent() -> None:
-                loader.start()
-                await catch_up(cfg("state-concurrent", producer="bench-2"), machines)
-                await asyncio.to_thread(loader.join)
+                async def both() -> float:
+                    loader.start()
+                    c = cfg(f"state-concurrent{key}", producer=f"bench{key}", max_rows_per_s=pace)
+                    t = await catch_up(c, machines)
+                    await asyncio.to_thread(loader.join)
+                    return t
 
-            asyncio.run(concurrent())
-            out["ingest_load_with_service_samples_per_s"] = rate[0]
+                t_svc = asyncio.run(both())
+                return rate[0], scored / t_svc
+
+            for key, pace in (("", 0.0), ("_paced", PACE)):
+                load_rate, svc_rate = beside(key, pace)
+                out[f"ingest_load_with_service{key}_samples_per_s"] = load_rate
+                out[f"service{key}_concurrent_rows_per_s"] = svc_rate
 
             async def live() -> tuple[list[float], list[float]]:
                 """Rows at wall time (1 row/s per machine), window 5 s, lateness 1 s: lag samples."""
@@ -331,8 +346,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{svc['ceiling_rows_per_s']:,.0f} rows/s; ratio "
               f"{svc['service_rows_per_s'] / svc['ceiling_rows_per_s']:.2f}")
         alone, shared = svc["ingest_load_samples_per_s"], svc["ingest_load_with_service_samples_per_s"]
+        paced = svc["ingest_load_with_service_paced_samples_per_s"]
         print(f"ingest load (1 Hz rows, 600-row batches from a thread): {alone:,.0f} samples/s alone, "
-              f"{shared:,.0f} samples/s while the service catches up (ratio {shared / alone:.2f})")
+              f"{shared:,.0f} samples/s while the service catches up at full speed "
+              f"(ratio {shared / alone:.2f}), {paced:,.0f} samples/s beside the service paced to "
+              f"{PACE:,.0f} rows/s (ratio {paced / alone:.2f}; it scored "
+              f"{svc['service_paced_concurrent_rows_per_s']:,.0f} rows/s)")
         if "live_lag_s_p50" in svc:
             print(f"live (1 row/s per machine, window 5 s, lateness 1 s, round 0.5 s): lag p50 "
                   f"{svc['live_lag_s_p50']:.1f} s / max {svc['live_lag_s_max']:.1f} s behind the newest "

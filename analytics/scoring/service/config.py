@@ -80,6 +80,10 @@ class ServiceConfig(StrictModel):
     backfill_s: float = Field(0.0, ge=0)
     """A machine seen for the first time is scored from ``last data - backfill_s`` (0: from its
     current window on)."""
+    max_rows_per_s: float = Field(0.0, ge=0)
+    """Pace: at most this many rows scored per second overall (0 = as fast as possible). Live
+    scoring needs (machines × rows per second); the limit bounds a catch-up after an outage,
+    which would otherwise compete with ingest for CPU on a shared box."""
     write_concurrency: int = Field(4, ge=1, le=64)
     """Without the bulk endpoint: window batches of one step in flight at once."""
     bucket_s: float = Field(1.0, gt=0)

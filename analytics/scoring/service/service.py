@@ -11,6 +11,8 @@ logged and counted (``zhizao_scoring_failures_total{kind="store_unavailable"}``)
 round comes after a capped, jittered backoff (1 s doubling to 60 s); a refusal of one machine's
 batch (``rejected``) is counted and that machine retried next round while the others go on; a
 machine whose model cannot be loaded is reported (``/healthz``, log, metric) and skipped.
+``max_rows_per_s`` paces the service (a catch-up after an outage would otherwise take CPU from
+ingest on a shared box).
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class ScoringService:
                 self._poll(seen)
                 self._last_poll = now
             for asset, worker in self.workers.items():
+                t_step = time.monotonic()
                 try:
                     res = await worker.step(self.io, emitter, seen.get(asset, {}), now)
                 except Rejected as exc:
@@ -146,6 +149,9 @@ class ScoringService:
                     continue
                 self.rows += res.rows
                 self.events += res.events
+                if self.cfg.max_rows_per_s > 0 and res.rows:  # pace catch-ups: leave CPU to ingest
+                    await asyncio.sleep(max(0.0, res.rows / self.cfg.max_rows_per_s
+                                            - (time.monotonic() - t_step)))
         except StoreUnavailable as exc:
             self._fail("store_unavailable", exc)
             log.warning("scoring round failed (store unavailable), retrying with backoff: %s", exc)
