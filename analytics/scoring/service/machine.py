@@ -300,7 +300,7 @@ class MachineWorker:
         assert self.model is not None
         columns = self.model.columns
         start_us = st.cursor_us
-        first = st.carry is None
+        first = st.carry is None or any(c not in st.carry for c in columns)
         read_from = start_us - (int(self.cfg.lookback_s * US) if first else 0)
         q = SeriesQuery(asset=self.asset, start=from_us(read_from), end=from_us(end_us),
                         signals=(*columns, sig.STATE), agg=Agg.MEAN,
@@ -321,11 +321,11 @@ class MachineWorker:
             return out
         df = pd.concat(numeric, axis=1).reindex(columns=columns).sort_index().ffill()
         if st.carry is not None:
-            df = df.fillna(pd.Series(st.carry, index=columns))
+            df = df.fillna(pd.Series({c: st.carry[c] for c in columns if c in st.carry}, dtype=np.float64))
         df = df.dropna()
         if df.empty:
             return out
-        out.carry = [float(v) for v in df.iloc[-1].tolist()]
+        out.carry = {c: float(v) for c, v in zip(columns, df.iloc[-1].tolist(), strict=True)}
         df = df[df.index >= pd.Timestamp(start_us, unit="us", tz="UTC")]
         if df.empty:
             return out
@@ -349,7 +349,7 @@ class Rows:
     ts: NDArray[np.int64]
     values: NDArray[np.float64]
     running: NDArray[np.bool_] | None
-    carry: list[float] | None
+    carry: dict[str, float] | None
     carry_state: str | None
 
 

@@ -26,16 +26,17 @@ class MachineState:
     """``cursor_us``: every window ending at or before it is done (scores written).
     ``scorer``: :meth:`MachineScorer.snapshot` at the cursor, for model ``version``.
     ``last_row_us``: timestamp of the last row read (gap detection). ``carry``: the last known
-    value of each model signal and ``carry_state`` the machine's last known state, carried into the
-    next step (signals and state reported only on change). ``pending``: event updates not delivered
-    to every sink yet, latest per episode id (redelivered next step)."""
+    value of each model signal, by name (a new model may use other signals), and ``carry_state``
+    the machine's last known state, carried into the next step (signals and state may be reported
+    only on change). ``pending``: event updates not delivered to every sink yet, latest per
+    episode id (redelivered next step)."""
 
     asset: str
     version: str
     cursor_us: int
     scorer: bytes | None = None
     last_row_us: int | None = None
-    carry: list[float] | None = None
+    carry: dict[str, float] | None = None
     carry_state: str | None = None
     pending: dict[str, Event] = field(default_factory=dict)
     format: int = FORMAT
