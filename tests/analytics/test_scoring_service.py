@@ -484,3 +484,71 @@ def test_bad_configs_are_refused_with_the_key(tmp_path: Path) -> None:
     one.write_text('scopes = ["plant1"]\n[ingest]\nurl = "http://x"\n[storage]\nbackend = "duckdb"\n')
     with pytest.raises(ConfigError, match="exactly one of"):
         load_service_config(one)
+
+
+def _batches(samples: list[Sample], seconds: int) -> list[list[Sample]]:
+    """``samples`` cut into consecutive slices of ``seconds`` of data each."""
+    t0 = min(s.ts for s in samples)
+    out: dict[int, list[Sample]] = {}
+    for s in samples:
+        out.setdefault(int((s.ts - t0).total_seconds()) // seconds, []).append(s)
+    return [out[k] for k in sorted(out)]
+
+
+async def test_out_of_order_within_lateness_is_scored_and_late_rows_are_not(
+        tmp_path: Path, ingest: str, registry: Path, fault_run: list[Sample]) -> None:
+    """Data arrives while the service runs, 20 s slices with each pair swapped (out of order by up
+    to 40 s, inside ``lateness_s`` = 60): every running second is scored exactly once. Then rows
+    older than the cursor arrive: stored by ingest, not scored (their windows were closed)."""
+    slices = _batches(fault_run, 20)
+    for k in range(0, len(slices) - 1, 2):
+        slices[k], slices[k + 1] = slices[k + 1], slices[k]
+    svc = ScoringService(ServiceConfig.model_validate(config(tmp_path, ingest, registry, lateness_s=60.0,
+                                                             quiet_close_s=10.0, interval_s=0.05)))
+    task = asyncio.create_task(svc.run())
+    try:
+        for i, part in enumerate(slices):                        # one slice per request
+            await asyncio.to_thread(post, ingest, part, f"sim-{i}")
+        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "everything scored")
+        before = await asyncio.to_thread(scores, ingest, IMM)
+        late = [Sample(s.asset, s.signal, s.ts + timedelta(milliseconds=500), s.value, s.unit)
+                for s in fault_run if str(s.asset) == IMM and s.signal == "vibration_rms"][:600]
+        await asyncio.to_thread(post, ingest, late, "late")
+        rounds = svc.rounds
+        await eventually(lambda: svc.rounds >= rounds + 20, 20, "more rounds")
+    finally:
+        svc.stop()
+        await task
+    assert before[0] == running_seconds(fault_run, IMM)
+    assert await asyncio.to_thread(scores, ingest, IMM) == before   # late rows: no new or changed score
+
+
+async def test_undelivered_events_are_kept_and_redelivered(
+        tmp_path: Path, ingest: str, registry: Path, fault_run: list[Sample], mosquitto: Mosquitto) -> None:
+    """The MQTT broker is down while the episode happens: its updates stay pending (persisted) and
+    reach the broker, with the same id, once it is back — while ingest got them right away."""
+    mosquitto.stop()
+    post(ingest, fault_run)
+    sinks = {"mqtt": {"host": "127.0.0.1", "port": mosquitto.port}, "max_attempts": 1}
+    svc = ScoringService(ServiceConfig.model_validate(config(tmp_path, ingest, registry, redeliver_s=0.3,
+                                                             sinks=sinks)))
+    task = asyncio.create_task(svc.run())
+    try:
+        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "imm-1 scored")
+        st = svc.workers[IMM].state
+        assert st is not None and st.pending, "the MQTT sink was down: updates must be pending"
+        (stored,) = await asyncio.to_thread(events, ingest, IMM)
+        assert set(st.pending) == {stored["id"]}
+        health = {m["machine"]: m for m in svc.health()[1]["machines"]}
+        assert health[IMM]["pending_events"] == 1
+        mosquitto.start()
+        await eventually(lambda: not svc.workers[IMM].state.pending, 30, "redelivered")  # type: ignore[union-attr]
+    finally:
+        svc.stop()
+        await task
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:   # retained: the episode's last state
+        await c.subscribe(ALERTS_FILTER, qos=1)
+        async for msg in c.messages:
+            got = Event.model_validate_json(bytes(msg.payload))
+            break
+    assert got.id == stored["id"] and got.state.value == "resolved"

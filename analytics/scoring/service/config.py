@@ -101,6 +101,8 @@ class ServiceConfig(StrictModel):
     """An episode resolves after the flag was clear this long (data time)."""
     top_k: int = Field(3, ge=1)
     """Contributors per event."""
+    redeliver_s: float = Field(30.0, gt=0)
+    """While a machine has no new window, undelivered event updates are retried this often."""
     max_pending_events: int = Field(1000, ge=1)
     """Undelivered event updates kept per machine for redelivery (latest per episode); beyond
     this the oldest are dropped, counted and logged."""

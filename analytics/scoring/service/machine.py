@@ -26,7 +26,7 @@ not scored — its cursor waits, so once a usable model is promoted it catches u
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import numpy as np
@@ -84,6 +84,7 @@ class MachineWorker:
         self._wm_changed_at = 0.0
         self._refused: str | None = None
         self._pending_close: list[Event] = []
+        self._redelivered_at = 0.0
 
     # ---- model -------------------------------------------------------------------------------
 
@@ -216,6 +217,12 @@ class MachineWorker:
         n = min((end - st.cursor_us) // w, self.cfg.max_windows_per_round)
         self._gauges()
         if n <= 0:
+            due = now_wall - self._redelivered_at >= self.cfg.redeliver_s
+            if (st.pending or self._pending_close) and due:
+                self._redelivered_at = now_wall
+                pending = await self._deliver(emitter, st, [])
+                self.states.save(replace(st, pending=pending))
+                self.state, self._pending_close = replace(st, pending=pending), []
             return StepResult()
         until = st.cursor_us + n * w
         try:
@@ -238,19 +245,7 @@ class MachineWorker:
         frame, events = self.scorer.process(ts, X, running, resets)
         windows = await self._write(io, frame, st.cursor_us, w)
         last_row = int(ts[-1]) if len(ts) else st.last_row_us
-        pending = dict(st.pending)
-        for e in [*self._pending_close, *events]:
-            pending[e.id] = e
-        delivered = await self._emit(emitter, list(pending.values()))
-        if delivered:
-            pending = {}
-        elif len(pending) > self.cfg.max_pending_events:
-            drop = list(pending)[: len(pending) - self.cfg.max_pending_events]
-            log.error("machine %s: %d undelivered event updates dropped (ids %s)", self.asset, len(drop),
-                      ", ".join(drop[:10]))
-            m.FAILURES.labels("events_dropped").inc(len(drop))
-            for k in drop:
-                del pending[k]
+        pending = await self._deliver(emitter, st, events)
         new = MachineState(asset=self.asset, version=self.version, cursor_us=until,
                            scorer=self.scorer.snapshot(), last_row_us=last_row, carry=got.carry,
                            carry_state=got.carry_state, pending=pending)
@@ -280,6 +275,26 @@ class MachineWorker:
         results = await io.write_many(parts)
         m.DUPLICATES.labels(self.asset).inc(sum(r.duplicate for r in results))
         return len(parts)
+
+    async def _deliver(self, emitter: EventEmitter | None, st: MachineState, events: list[Event]
+                       ) -> dict[str, Event]:
+        """Send the saved undelivered updates and the new ones (latest per episode id); returns
+        what is still undelivered (every sink must have taken it), bounded by ``max_pending_events``
+        — the oldest beyond it are dropped, logged and counted."""
+        pending = dict(st.pending)
+        for e in [*self._pending_close, *events]:
+            pending.pop(e.id, None)  # re-inserted last: newest at the end
+            pending[e.id] = e
+        if await self._emit(emitter, list(pending.values())):
+            return {}
+        if len(pending) > self.cfg.max_pending_events:
+            drop = list(pending)[: len(pending) - self.cfg.max_pending_events]
+            log.error("machine %s: %d undelivered event updates dropped (ids %s)", self.asset, len(drop),
+                      ", ".join(drop[:10]))
+            m.FAILURES.labels("events_dropped").inc(len(drop))
+            for k in drop:
+                del pending[k]
+        return pending
 
     async def _emit(self, emitter: EventEmitter | None, events: list[Event]) -> bool:
         if emitter is None or not events:
