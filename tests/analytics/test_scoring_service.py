@@ -37,7 +37,7 @@ from ingest.storage.duckdb.store import DuckDBStore
 from ingest.testing import free_port, run_server, server_settings
 from simulator.engine import generate
 from simulator.scenario import FaultConfig, Scenario, load_scenario
-from tests.support.servers import Mosquitto
+from tests.support.servers import InfluxDB, Mosquitto
 from tests.support.waiting import eventually
 from zhizao.events import Event
 from zhizao.model import Batch, Sample
@@ -552,3 +552,34 @@ async def test_undelivered_events_are_kept_and_redelivered(
             got = Event.model_validate_json(bytes(msg.payload))
             break
     assert got.id == stored["id"] and got.state.value == "resolved"
+
+
+async def test_store_mode_on_influxdb(tmp_path: Path, registry: Path, fault_run: list[Sample],
+                                      influxdb: InfluxDB) -> None:
+    """Production's store: the service reads and writes a real influxd directly (``[storage]``,
+    like the KPI feed); scores are idempotent there too and events are upserted into it."""
+    from ingest.settings import StorageSettings
+    from ingest.storage.base import EventQuery, SeriesQuery
+    from ingest.storage.registry import open_store
+
+    storage = {"backend": "influxdb", "influxdb": {"url": influxdb.url, "database": influxdb.database}}
+    settings = StorageSettings.model_validate(storage)
+    async with open_store(settings) as store:
+        await store.write(SampleFrame.from_samples(fault_run))
+    doc = config(tmp_path, "http://unused", registry)
+    del doc["ingest"]
+    doc["storage"] = storage
+    svc = ScoringService(ServiceConfig.model_validate(doc))
+    task = asyncio.create_task(svc.run())
+    try:
+        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 90, "imm-1 scored")
+    finally:
+        svc.stop()
+        await task
+    sc = _scenario()
+    async with open_store(settings) as store:
+        (series,) = await store.query(SeriesQuery(asset=IMM, start=sc.start, signals=("anomaly_score",),
+                                                  end=sc.start + timedelta(hours=2)))
+        evs = await store.query_events(EventQuery(asset=IMM))
+    assert series.ts_us.tolist() == running_seconds(fault_run, IMM)
+    assert len(evs) == 1 and evs[0].contributors[0].signal == "vibration_rms"
