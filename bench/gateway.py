@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             assert intake_at is not None
             intake = total / (intake_at - start)
             while ingest_written(ingest.url) < total and time.perf_counter() - start < 600:
-                time.sleep(0.05)
+                time.sleep(0.01)
             stored_at = time.perf_counter()
             assert counter.last is not None
             ceiling = total / (counter.last - start)

@@ -122,6 +122,10 @@ class Forwarder:
             while True:
                 job: Any
                 if self._bulk is not None:
+                    if len(inflight) >= self.window:  # a free slot first: the take then holds all that waited
+                        done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                        for task in done:
+                            task.result()
                     items = await self.buffer.take_bulk(self.max_items, self._bulk.bulk or _ONE, self.linger)
                     if not items:
                         continue

@@ -37,7 +37,7 @@ _SAMPLE_KEYS: Final = frozenset({"asset", "signal", "ts", "value", "unit", "qual
 _QUALITIES: Final = frozenset({"good", "uncertain", "bad"})
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**63
-_DICT: Final = {dict}
+_GOOD: Final = frozenset({"good"})
 _VALUE_TYPES: Final = frozenset({float, int, bool, str})
 
 
@@ -105,15 +105,19 @@ class BatchChecker:
             self._signals.clear()
         # Column by column, over the distinct values (C-level comprehensions, no per-sample branch).
         try:
-            if {type(x) for x in samples} != _DICT or not set().union(*samples) <= _SAMPLE_KEYS:
+            keys = set().union(*samples)  # a sample that is not an object fails below if not here
+            if not keys <= _SAMPLE_KEYS:
                 raise _Slow
             assets = {x["asset"] for x in samples}
             signals = {x["signal"] for x in samples}
             stamps = {x["ts"] for x in samples}
             values = [x["value"] for x in samples]
-            units = {x.get("unit") for x in samples}
-            qualities = {x.get("quality", "good") for x in samples}
-        except (KeyError, TypeError):  # a required key missing, an unhashable (invalid) value
+            try:
+                units = {x["unit"] for x in samples}  # agents give every sample its unit (maybe null)
+            except KeyError:
+                units = {x.get("unit") for x in samples}
+            qualities = {x.get("quality", "good") for x in samples} if "quality" in keys else _GOOD
+        except (KeyError, TypeError):  # a required key missing, a sample not an object, an unhashable
             raise _Slow from None
         if not qualities <= _QUALITIES:
             raise _Slow

@@ -42,6 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import httpx
 import orjson
 
@@ -116,6 +117,7 @@ class HttpUplink:
             cert=cert,
             transport=self._transport,
         )
+        anyio.Event()  # httpcore loads anyio's asyncio backend at the first request (~40 ms): now instead
         return self
 
     async def __aexit__(
