@@ -6,7 +6,8 @@ loop for each message. The broker's PUBACK is sent only when the handler calls `
 (after its data is durable); a message never acked is redelivered by the broker after the next
 connect. Returns never: raises :class:`~zhizao.errors.ConnectionLost` when the connection drops
 (the supervisor reconnects), :class:`~zhizao.errors.SecurityError` for TLS or authorisation
-failures. paho's network thread only hands messages over to the loop.
+failures. paho's network thread only hands messages over to the loop (in order, one wake-up of the
+loop per burst of messages).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,12 +69,25 @@ class BrokerSession:
         )
         apply_auth_and_tls(client, cfg.username, cfg.password, cfg.tls)
 
-        def handle(msg: mqtt.MQTTMessage) -> None:
-            on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain), bool(msg.dup), client,
-                               msg.mid, msg.qos))
+        # paho's thread queues messages; the loop handles every queued one per wake-up, in order
+        # (one cross-thread wake-up per burst, not per message).
+        queued: deque[mqtt.MQTTMessage] = deque()
+        scheduled = False
+
+        def drain() -> None:
+            nonlocal scheduled
+            scheduled = False  # before draining: a message queued from now on schedules a new drain
+            while queued:
+                msg = queued.popleft()
+                on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain), bool(msg.dup), client,
+                                   msg.mid, msg.qos))
 
         def on_msg(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            loop.call_soon_threadsafe(handle, msg)
+            nonlocal scheduled
+            queued.append(msg)
+            if not scheduled:
+                scheduled = True
+                loop.call_soon_threadsafe(drain)
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
             loop.call_soon_threadsafe(_resolve, lost, f"disconnected: {reason}")

@@ -144,3 +144,26 @@ async def test_bulk_forwarder_outage_and_dead_letters_against_real_ingest(tmp_pa
     kinds = sorted((r["batch_id"], r["index"], r["reason"].split(":")[0]) for r in dl.read())
     assert kinds == [("bulk-bad", 0, "ingest refused batch agent-1/bulk-bad (400)"),
                      ("bulk-partial", 1, "ts")]
+
+
+async def test_records_go_one_per_request_with_bulk_off(tmp_path: Path) -> None:
+    """``bulk = false``: the forwarder sends each stored record as its own POST /api/v1/batches."""
+    with run_server(server_settings(tmp_path)) as url:
+        async with (
+            SqliteBuffer(tmp_path / "b.sqlite", "gw-1") as buf,
+            HttpUplink(HttpUplinkConfig(url=url, bulk=False)) as up,
+        ):
+            assert up.bulk is None
+            fwd = Forwarder(buf, up, DeadLetter(tmp_path / "dead.jsonl"), max_items=1000, linger=0.05)
+            await buf.put_records([_batch(i) for i in range(1, 11)])
+            task = asyncio.create_task(fwd.run())
+            for _ in range(200):
+                if buf.stats.backlog_samples == 0:
+                    break
+                await asyncio.sleep(0.05)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"{url}/metrics")).text
+    assert fwd.stats.sent_batches == 10 and fwd.stats.sent_samples == 200
+    assert 'zhizao_ingest_samples_written_total{source="batch"} 200.0' in text
