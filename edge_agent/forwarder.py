@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from edge_agent.buffer import BulkLimits, EncodedBatch
 from edge_agent.deadletter import DeadLetter
@@ -120,30 +120,31 @@ class Forwarder:
         inflight: set[asyncio.Task[None]] = set()
         try:
             while True:
-                job: Any
                 if self._bulk is not None:
-                    if len(inflight) >= self.window:  # a free slot first: the take then holds all that waited
-                        done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                        for task in done:
-                            task.result()
+                    inflight = await self._free_slot(inflight)  # first: the take then holds all that waited
                     items = await self.buffer.take_bulk(self.max_items, self._bulk.bulk or _ONE, self.linger)
-                    if not items:
-                        continue
-                    job = self.deliver_bulk(items)
-                else:
-                    batch = await self._take()
-                    if batch is None:
-                        continue
-                    job = self.deliver(batch)
-                if len(inflight) >= self.window:
-                    done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        task.result()
-                inflight.add(asyncio.create_task(job))
+                    if items:
+                        inflight.add(asyncio.create_task(self.deliver_bulk(items)))
+                    continue
+                batch = await self._take()
+                if batch is None:
+                    continue
+                inflight = await self._free_slot(inflight)
+                inflight.add(asyncio.create_task(self.deliver(batch)))
         finally:
             for task in inflight:
                 task.cancel()
             await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _free_slot(self, inflight: set[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
+        """``inflight`` with fewer than ``window`` tasks: waits for one to finish when it is full
+        (a failed delivery — a bug — raises here)."""
+        if len(inflight) < self.window:
+            return inflight
+        done, pending = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+        return pending
 
     async def _take(self) -> Batch | EncodedBatch | None:
         if self._encoded is not None:  # stored records too, one at a time

@@ -319,20 +319,28 @@ class SqliteBuffer:
                         "buffer full (max_bytes=%d): drop_oldest dropped %d samples", self.max_bytes, dropped
                     )
             rejected_total = 0
-            for rows, marks, recs in groups:
+            added = 0
+            all_rows: list[bytes] = []
+            all_recs: list[_Record] = []
+            all_marks: dict[str, str] = {}
+            for rows, marks, recs in groups:  # in order; one statement per table for all of them
                 size = sum(len(r) for r in rows) + sum(len(r[4]) for r in recs or ())
                 count = len(rows) + sum(r[3] for r in recs or ())
-                if self.overflow == "reject_new" and db.total_bytes + size > self.max_bytes:
+                if self.overflow == "reject_new" and db.total_bytes + added + size > self.max_bytes:
                     results.append(PutResult(0, count))
                     rejected_total += count
                     continue
-                if rows:
-                    db.insert(rows, now)
-                if recs:
-                    db.insert_records(recs, now)
-                if marks:
-                    db.set_marks(marks)
+                added += size
+                all_rows += rows
+                all_recs += recs or ()
+                all_marks.update(marks or {})
                 results.append(PutResult(count, 0))
+            if all_rows:
+                db.insert(all_rows, now)
+            if all_recs:
+                db.insert_records(all_recs, now)
+            if all_marks:
+                db.set_marks(all_marks)
             if rejected_total:
                 self.stats.dropped["rejected"] += rejected_total
                 log.warning(
