@@ -41,7 +41,7 @@ from tests.support.servers import InfluxDB, Mosquitto
 from tests.support.waiting import eventually
 from zhizao.events import Event
 from zhizao.model import Batch, Sample
-from zhizao.topics import ALERTS_FILTER
+from zhizao.topics import ALERTS_FILTER, alert_topic
 from zhizao.wire import encode_batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -547,7 +547,7 @@ async def test_undelivered_events_are_kept_and_redelivered(
         svc.stop()
         await task
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:   # retained: the episode's last state
-        await c.subscribe(ALERTS_FILTER, qos=1)
+        await c.subscribe(alert_topic(IMM), qos=1)
         async for msg in c.messages:
             got = Event.model_validate_json(bytes(msg.payload))
             break

@@ -107,6 +107,9 @@ class MachineWorker:
             self._park()
             self._report("no_model", f"no promoted model for {self.asset} in {self.registry.root}")
             return
+        if active == self.version and self.status == "registry":  # the registry is readable again
+            self.status, self.problem = "ok", ""
+            m.UP.labels(self.asset).set(1)
         if active in (self.version, self._refused):
             return
         try:
