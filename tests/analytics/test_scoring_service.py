@@ -583,3 +583,44 @@ async def test_store_mode_on_influxdb(tmp_path: Path, registry: Path, fault_run:
         evs = await store.query_events(EventQuery(asset=IMM))
     assert series.ts_us.tolist() == running_seconds(fault_run, IMM)
     assert len(evs) == 1 and evs[0].contributors[0].signal == "vibration_rms"
+
+
+async def test_a_step_redone_after_its_writes_stores_nothing_twice(
+        tmp_path: Path, ingest: str, registry: Path, fault_run: list[Sample]) -> None:
+    """The worst moment to crash: a step's scores and events are out, its state is not saved.
+    Saving fails on every third step here (a full disk): each such step is redone from the saved
+    state — ingest answers 'duplicate' for its windows, the events keep their ids."""
+    from analytics.scoring.service.state import MachineState, StateStore
+
+    class FlakyDisk(StateStore):
+        calls = 0
+
+        def save(self, state: MachineState) -> None:
+            FlakyDisk.calls += 1
+            if FlakyDisk.calls % 3 == 0:
+                raise OSError(28, "No space left on device")
+            super().save(state)
+
+    from prometheus_client import REGISTRY
+
+    def duplicates() -> float:
+        v = REGISTRY.get_sample_value("zhizao_scoring_duplicate_batches_total", {"machine": IMM})
+        return v or 0.0
+
+    post(ingest, fault_run)
+    before = duplicates()
+    svc = ScoringService(ServiceConfig.model_validate(config(tmp_path, ingest, registry,
+                                                             max_windows_per_round=5)))
+    svc.states = FlakyDisk(svc.cfg.state_dir)
+    task = asyncio.create_task(svc.run())
+    try:
+        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "imm-1 scored")
+    finally:
+        svc.stop()
+        await task
+    assert svc.failures.get("state", 0) >= 3 and "No space left" in svc.last_error
+    assert duplicates() - before >= 3                           # redone windows: ingest had them
+    ts, _ = scores(ingest, IMM)
+    assert ts == running_seconds(fault_run, IMM)
+    (ev,) = events(ingest, IMM)
+    assert ev["state"] == "resolved" and ev["contributors"][0]["signal"] == "vibration_rms"

@@ -143,6 +143,11 @@ class ScoringService:
                     continue
                 except StoreUnavailable:
                     raise
+                except OSError as exc:  # the state folder (disk full, permissions): the step is redone
+                    if f"state: {exc}" != self.last_error:
+                        log.error("machine %s: cannot save its state, the step is redone: %s", asset, exc)
+                    self._fail("state", exc)
+                    continue
                 except Exception as exc:  # the supervisor loop: one machine's bug never stops the others
                     self._fail("internal", exc)
                     log.exception("machine %s: step failed, retried next round", asset)
