@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_service:
         machines = args.service_machines or (4 if args.quick else 10)
         hours = 2.0 if args.quick else 6.0
-        svc = service_bench(machines, hours, args.signals, live_s=25.0 if args.quick else 60.0)
+        svc = service_bench(machines, hours, args.signals, live_s=18.0 if args.quick else 60.0)
         print(f"scoring service, {machines} machines x {hours:g} h of 1 Hz rows x {args.signals} signals "
               f"through ingest's API (ingest in its own process): catch-up "
               f"{svc['service_rows_per_s']:,.0f} rows/s = {svc['service_samples_per_s']:,.0f} samples/s")
