@@ -169,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"broker -> gateway buffer (committed, acked): {intake:,.0f} samples/s "
                   f"(ratio {intake / ceiling:.2f})")
             print(f"broker -> gateway -> ingest:    {rate:,.0f} samples/s (ratio {rate / ceiling:.2f})")
-            health = gw.health()
+            health = gw.health()  # the last answers may still be on their way back: let the acks land
+            while health["backlog_samples"] and time.perf_counter() - stored_at < 10:
+                time.sleep(0.05)
+                health = gw.health()
             gw.stop()
             gw = None
             ingest.stop()

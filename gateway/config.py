@@ -48,7 +48,8 @@ class UplinkConfig(StrictModel):
 
     http: HttpUplinkConfig
     concurrency: int = Field(4, ge=1, le=64)
-    """Batches in flight to ingest at once (each agent batch is one POST)."""
+    """Requests in flight to ingest at once (with ``http.bulk``, each carries every agent batch that
+    waited, within the ``bulk_max_*`` limits; without, one agent batch each)."""
 
 
 class HealthConfig(StrictModel):
@@ -79,7 +80,7 @@ class GatewayConfig(StrictModel):
     fleet_report_s: float = Field(30.0, gt=0)
     """Interval of the gateway's own fleet-health samples (``zhizao.fleet`` convention)."""
     window_samples: int = Field(10_000, ge=10, le=1_000_000)
-    """Rows read from the buffer at a time when cutting it back into agent batches."""
+    """Rows read at a time when moving an older gateway's frames into records at start."""
 
 
 def load(path: str | Path) -> GatewayConfig:
