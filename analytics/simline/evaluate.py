@@ -71,6 +71,11 @@ class SimEvalConfig(StrictModel):
     open_after_s: float = 60.0
     clear_after_s: float = 300.0
     grace_s: float = 600.0
+    health_by_product: bool = False
+    """Health model per product: a machine's running ticks are compared only with running ticks
+    of the same product (one model per product; see :func:`health_flags`)."""
+    min_context_rows: int = Field(1800, ge=2)
+    """Reference running rows a product needs for a model of its own (else the all-products one)."""
     min_scrap_parts: int = Field(20, ge=2)
     """A machine gets a scrap model only if its reference run has at least this many scrap parts
     (a classifier learned from a handful of examples is not deployed)."""
@@ -126,19 +131,45 @@ def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig) -> 
     return out
 
 
+def contexts(df: pd.DataFrame, by_product: bool) -> np.ndarray:
+    """Per tick, the operating context the health model compares it in: ``"running"`` (or
+    ``"running|<product>"`` with ``by_product``) while running, ``""`` (not scored) otherwise."""
+    run = (df["state"].ffill() == "running").to_numpy()
+    if by_product and "product" in df:
+        label = "running|" + df["product"].ffill().fillna("").astype(str).to_numpy().astype(object)
+    else:
+        label = np.full(len(df), "running", dtype=object)
+    return np.where(run, label, "")
+
+
+def health_flags(ref: pd.DataFrame, test: pd.DataFrame, cols: list[str], cfg: SimEvalConfig) -> np.ndarray:
+    """The health model's online flag per tick of ``test``: each tick is scored only by the model
+    of its context (:func:`contexts`), its windows restarting whenever the machine re-enters that
+    context. A context with fewer than ``min_context_rows`` reference rows (a product the
+    reference did not make enough of) is scored by the machine's all-products running model."""
+    Xr, Xt = _matrix(ref, cols), _matrix(test, cols)
+    cr, ct = contexts(ref, cfg.health_by_product), contexts(test, cfg.health_by_product)
+    flag = np.zeros(len(test), dtype=bool)
+    run_r = cr != ""
+    if not run_r.any() or not (ct != "").any():
+        return flag
+    pooled = AnomalyModel(spec=cfg.health).fit(Xr[run_r], columns=cols)
+    for c in sorted(set(ct.tolist()) - {""}):
+        here = ct == c
+        n_ref = int((cr == c).sum())
+        model = (AnomalyModel(spec=cfg.health).fit(Xr[cr == c], columns=cols)
+                 if c != "running" and n_ref >= cfg.min_context_rows else pooled)
+        resets = (~np.r_[False, here[:-1]])[here]
+        flag[here] = model.stream().push(Xt[here], resets=resets).flag
+    return flag
+
+
 def machine_flags(ref: pd.DataFrame, test: pd.DataFrame, kind: str,
                   cfg: SimEvalConfig) -> dict[str, np.ndarray]:
     """Per model ("health", "energy"): the online 0/1 flag of every tick of ``test``."""
     from simulator.kinds import KINDS
 
-    cols = list(KINDS[kind].signal_names)
-    run_r = (ref["state"].ffill() == "running").to_numpy()
-    run_t = (test["state"].ffill() == "running").to_numpy()
-    health = AnomalyModel(spec=cfg.health).fit(_matrix(ref, cols)[run_r], columns=cols)
-    resets = (~np.r_[False, run_t[:-1]])[run_t]
-    hflag = np.zeros(len(test), dtype=bool)
-    if run_t.any():
-        hflag[run_t] = health.stream().push(_matrix(test, cols)[run_t], resets=resets).flag
+    hflag = health_flags(ref, test, list(KINDS[kind].signal_names), cfg)
     load = cfg.load_signals.get(kind, [])
     ctx_cols = [*[f"state={s}" for s in STATES], *load, "power_kw"]
     energy = AnomalyModel(spec=cfg.energy).fit(
@@ -148,17 +179,48 @@ def machine_flags(ref: pd.DataFrame, test: pd.DataFrame, kind: str,
 
 
 def cycles(df: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(process signals at each completed part, 1 if that part was scrap)."""
+    """(process signals each completed part was made under, 1 if that part was scrap).
+
+    A part's row is the last tick *before* the ``parts_total`` counter moves: the simulator
+    reports a tick's counters after the part completed in it, decided by the process values it
+    reported the tick before (the row where the counter moves already holds the next tick's
+    values). Every feature is known before the part's counter is.
+    """
     total = df["parts_total"].astype(float).ffill().fillna(0.0).to_numpy()
     scrap = df["parts_scrap"].astype(float).ffill().fillna(0.0).to_numpy()
     done = np.flatnonzero(np.diff(total, prepend=total[0]) > 0)
-    return _matrix(df, cols)[done], (np.diff(scrap, prepend=scrap[0])[done] > 0).astype(int)
+    y = (np.diff(scrap, prepend=scrap[0])[done] > 0).astype(int)
+    return _matrix(df, cols)[np.maximum(done - 1, 0)], y
+
+
+def scrap_scores(ref: pd.DataFrame, test: pd.DataFrame, kind: str,
+                 cfg: SimEvalConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scrap labels, scrap probabilities) of every cycle of ``test`` from a :class:`ScrapModel`
+    fitted on ``ref``'s cycles — or None when the machine makes no parts or its reference has
+    fewer than ``min_scrap_parts`` scrap parts (no model is deployed)."""
+    from simulator.kinds import KINDS
+
+    spec = KINDS[kind]
+    if not spec.makes_parts:
+        return None
+    Xr, yr = cycles(ref, list(spec.signal_names))
+    Xt, yt = cycles(test, list(spec.signal_names))
+    if int(yr.sum()) < cfg.min_scrap_parts or len(set(yr.tolist())) < 2 or not len(yt):
+        return None
+    return yt, ScrapModel().fit(Xr, yr).scrap_probability(Xt)
+
+
+def scrap_auc(scored: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """ROC AUC of the per-machine scrap probabilities pooled over machines (None without both classes)."""
+    if not scored:
+        return None
+    y = np.concatenate([s[0] for s in scored])
+    p = np.concatenate([s[1] for s in scored])
+    return float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None
 
 
 def evaluate_seed(scenario: Any, seed: int, cfg: SimEvalConfig,
                   reference: SimRun | None = None) -> SeedResult:
-    from simulator.kinds import KINDS
-
     ref = reference or simulate(scenario, seed + cfg.reference_seed_offset, cfg.reference_hours * 3600,
                                 faults=False)
     test = simulate(scenario, seed, cfg.shift_hours * 3600)
@@ -186,13 +248,10 @@ def evaluate_seed(scenario: Any, seed: int, cfg: SimEvalConfig,
         false_alarms[asset] = sum(
             1 for es in eps.values() for s, e in es
             if not any(s <= fe + grace and (e is None or e >= fs) for fs, fe in windows))
-        spec = KINDS[kind]
-        if spec.makes_parts:
-            Xr, yr = cycles(ref.machines[asset], list(spec.signal_names))
-            Xt, yt = cycles(df, list(spec.signal_names))
-            if int(yr.sum()) >= cfg.min_scrap_parts and len(set(yr.tolist())) == 2 and len(yt):
-                ys.append(yt)
-                ps.append(ScrapModel().fit(Xr, yr).scrap_probability(Xt))
+        scored = scrap_scores(ref.machines[asset], df, kind, cfg)
+        if scored is not None:
+            ys.append(scored[0])
+            ps.append(scored[1])
     return SeedResult(seed, results, false_alarms,
                       np.concatenate(ys) if ys else np.array([]), np.concatenate(ps) if ps else np.array([]))
 

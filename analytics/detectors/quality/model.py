@@ -1,13 +1,19 @@
 """Scrap probability per cycle, learned from process signals and the good/scrap counters.
 
 Supervised, so it is not a :class:`~analytics.detectors.base.Detector`: ``fit(X, y)`` with one
-row per completed cycle (the process signals when the part completed) and ``y`` = 1 for a
+row per completed cycle (the process signals the part was made under) and ``y`` = 1 for a
 scrapped part; ``scrap_probability(X)`` in [0, 1].
 
-Model: class-balanced logistic regression on the standardised signals *and* their absolute
-deviations from the training medians (scrap typically grows with the distance from the
-process set-point in either direction — too hot or too cold). Few parameters, so it learns from
-the handful of scrap parts a shift gives; ``coefficients`` name the signals that drive scrap.
+Model: logistic regression on the standardised *absolute deviations* of the signals from their
+training medians (the process window: scrap grows with the distance from the set-point in either
+direction — too hot or too cold). Deviations only, no level terms: with level terms a shift
+whose scrap happened to fall on one side of the set-point learns a slope that, beyond the
+training range (an overheating machine), points the wrong way; deviations extrapolate
+monotonically. Not class-balanced, so a probability keeps its machine's own scrap rate and the
+probabilities of machines with different rates are comparable (pooled across machines, the
+class-balanced variant ranked a rarely-scrapping assembly station's cycles as risky as a moulding
+machine's). Few parameters, so it learns from the few dozen scrap parts of a day;
+``coefficients`` name the signals that drive scrap.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class ScrapModel:
 
     def _features(self, arr: FloatArray) -> FloatArray:
         assert self._median is not None
-        out: FloatArray = np.hstack([arr, np.abs(arr - self._median)])
+        out: FloatArray = np.abs(arr - self._median)
         return out
 
     def fit(self, X: FloatArray, y: NDArray[Any]) -> Self:
@@ -52,8 +58,7 @@ class ScrapModel:
         self._median = np.median(arr, axis=0)
         F = self._features(arr)
         self._scaler = StandardScaler().fit(F)
-        self._model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=1000).fit(
-            self._scaler.transform(F), labels)
+        self._model = LogisticRegression(C=self.C, max_iter=1000).fit(self._scaler.transform(F), labels)
         return self
 
     def scrap_probability(self, X: FloatArray) -> FloatArray:
@@ -64,10 +69,8 @@ class ScrapModel:
         return out
 
     def coefficients(self) -> FloatArray:
-        """Per input column: the larger |coefficient| of its level and its deviation terms."""
+        """Per input column: |coefficient| of its (standardised) deviation term."""
         if self._model is None or self._median is None:
             raise RuntimeError("ScrapModel: call fit() first")
-        c = np.abs(self._model.coef_[0])
-        d = len(self._median)
-        out: FloatArray = np.maximum(c[:d], c[d:])
+        out: FloatArray = np.abs(self._model.coef_[0])
         return out
