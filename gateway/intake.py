@@ -63,7 +63,7 @@ class RecordSink(Protocol):
 
 @dataclass(slots=True)
 class IntakeCounts:
-    """Messages by kind, and frames the buffer failed to commit (left un-acknowledged)."""
+    """Messages by kind, and records the buffer failed to commit (left un-acknowledged)."""
 
     agent_batches: int = 0
     status_messages: int = 0

@@ -1,4 +1,4 @@
-"""The running gateway: broker intake → durable buffer (frames) → forwarders → ingest.
+"""The running gateway: broker intake → durable buffer (one record per agent batch) → forwarder → ingest.
 
 ``async with Gateway(config) as gw: await gw.run()`` — runs until cancelled. Parts, all reused
 from the edge agent except the MQTT intake:
@@ -18,7 +18,7 @@ from the edge agent except the MQTT intake:
 - the health/metrics server of :mod:`gateway.health`.
 
 Shutdown (cancel / SIGTERM): pending commits are flushed, messages not yet committed stay
-un-acknowledged at the broker, frames not yet delivered stay in the buffer.
+un-acknowledged at the broker, records not yet delivered stay in the buffer.
 """
 
 from __future__ import annotations

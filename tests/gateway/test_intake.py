@@ -77,7 +77,11 @@ async def test_refused_messages_are_dead_lettered_with_the_reason_and_acked(
         ])
         [forwarded] = await _stored(buf)
     assert sorted(acks.mids) == [1, 2, 3, 4, 5]
-    kinds = {(r["kind"], r["reason"].split(":")[0]) for r in dl.read()}
+    records = dl.read()
+    kinds = {(r["kind"], r["reason"].split(":")[0]) for r in records}
+    [bad_sample] = [r for r in records if r["kind"] == "gateway_sample"]
+    assert (bad_sample["index"], bad_sample["sample"]) == (0, doc["samples"][0]), "the refused sample is kept"
+    assert (bad_sample["producer"], bad_sample["batch_id"]) == (good.producer, good.batch_id)
     assert kinds == {("gateway_batch", "invalid batch"), ("gateway_sample", "ts"),
                      ("gateway_status", "status"), ("mqtt_payload", "no mapping for this topic")}
     assert forwarded is not None
