@@ -44,6 +44,10 @@ class ScoringState:
     last: datetime
     rows: int = 0
     events: int = 0
+    carry: dict[str, float] = field(default_factory=dict)
+    """Each model signal's value at ``last`` (forward-filled), for signals quiet longer than the look-back."""
+    carry_state: str | None = None
+    """The machine state at ``last``: ``state`` is reported only when it changes."""
 
 
 @dataclass
@@ -129,13 +133,22 @@ class LiveAnalytics:
                 numeric[s.signal] = s.to_pandas().astype(float)
         if not numeric:
             return
-        df = pd.concat(numeric, axis=1).reindex(columns=columns).sort_index().ffill().dropna()
         last_ts = pd.Timestamp(st.last)
+        df = pd.concat(numeric, axis=1).reindex(columns=columns)
+        if st.carry:  # values from before the look-back, for signals that did not change since
+            df = df.combine_first(pd.DataFrame([st.carry], index=pd.DatetimeIndex([last_ts])))
+        df = df.sort_index().ffill().dropna()
         df = df[df.index > last_ts]
         if df.empty:
             return
+        if st.carry_state is not None:
+            seed = pd.Series([st.carry_state], index=pd.DatetimeIndex([last_ts]))
+            state = seed if state is None else pd.concat([seed, state[state.index > last_ts]])
         if state is not None and len(state):
-            running = (state.reindex(df.index, method="ffill") == sig.MachineState.RUNNING.value).to_numpy()
+            known = state.sort_index().reindex(df.index, method="ffill")
+            running = (known == sig.MachineState.RUNNING.value).to_numpy()
+            if known.notna().any():
+                st.carry_state = str(known.dropna().iloc[-1])
         else:
             running = np.ones(len(df), dtype=bool)
         ts_us = df.index.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
@@ -145,6 +158,7 @@ class LiveAnalytics:
         if events:
             await self.store.upsert_events(events)
         st.last = df.index[-1].to_pydatetime()
+        st.carry = {str(k): float(v) for k, v in df.iloc[-1].items()}
         st.rows += int(running.sum())
         st.events += len(events)
         self.stats.scored_rows += int(running.sum())
