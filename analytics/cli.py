@@ -1,7 +1,8 @@
 """``zhizao analytics``: KPIs, anomaly models, CSV scoring, SKAB evaluation.
 
 Subcommands: ``kpi`` (the KPI engine, in :mod:`analytics.kpi.cli`), ``eval skab``, ``score``,
-``train``, ``models list|show|promote|rollback``, ``serve`` (the scoring service). Exit codes: 0 ok,
+``train``, ``models list|show|promote|rollback``, ``serve`` (the scoring service), ``kpi-feed``
+(KPIs written back as series, :mod:`analytics.kpi_feed`). Exit codes: 0 ok,
 1 failure (data or model problem, reported on stderr), 2 usage or configuration error.
 """
 
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zhizao analytics", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     sub.add_parser("kpi", help="KPI engine: OEE, energy per good part, scrap, MTBF/MTTR", add_help=False)
+    sub.add_parser("kpi-feed", help="write KPIs back to the store as series for Grafana (--config FILE)",
+                   add_help=False)
 
     ev = sub.add_parser("eval", help="run a benchmark protocol")
     ev.add_argument("benchmark", choices=["skab", "sim"])
@@ -89,6 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] == "kpi":
         return _kpi(args_list[1:])
+    if args_list and args_list[0] == "kpi-feed":
+        from analytics.kpi_feed.__main__ import main as kpi_feed_main
+
+        try:
+            return kpi_feed_main(args_list[1:])
+        except SystemExit as exc:  # its argparse: --help, usage errors
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)

@@ -1,4 +1,5 @@
-"""``python -m analytics.kpi_feed --config feed.toml``: run the KPI feed until interrupted."""
+"""``zhizao analytics kpi-feed --config feed.toml`` (or ``python -m analytics.kpi_feed``): run the
+KPI feed until interrupted."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from zhizao.errors import ConfigError
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analytics.kpi_feed",
+    parser = argparse.ArgumentParser(prog="zhizao analytics kpi-feed",
                                      description="Write KPIs back to the store for Grafana.")
     parser.add_argument("--config", required=True, help="feed config (TOML/YAML), see sample.toml")
     args = parser.parse_args(argv)
@@ -27,6 +28,9 @@ def main(argv: list[str]) -> int:
         asyncio.run(serve(cfg))
     except KeyboardInterrupt:
         return 0
+    except ConfigError as exc:  # a file the config names (KPI config, plant file) is missing or invalid
+        print(exc, file=sys.stderr)
+        return 2
     return 0
 
 
