@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -28,6 +30,8 @@ class FeedConfig(StrictModel):
     ``influxdb`` (the feed exists for Grafana, which reads InfluxDB)."""
     output_measurement: str = Field("zhizao_kpi", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     """Measurement the KPI series are written to (the dashboards query ``zhizao_kpi``)."""
+    heartbeat_file: str | None = None
+    """Touched after every successful round: a container healthcheck tests its age."""
 
     @field_validator("storage")
     @classmethod
@@ -51,10 +55,18 @@ class FeedConfig(StrictModel):
         return v
 
 
-def load_feed_config(path: str | Path) -> FeedConfig:
-    """Load and validate; ``ConfigError`` names each bad key. ``kpi_config`` is made absolute."""
+TOKEN_ENV = "ZHIZAO_KPI_FEED_INFLUX_TOKEN"
+"""Environment variable overriding ``storage.influxdb.token`` (keeps the secret out of the file)."""
+
+
+def load_feed_config(path: str | Path, env: Mapping[str, str] | None = None) -> FeedConfig:
+    """Load and validate; ``ConfigError`` names each bad key. ``kpi_config`` is made absolute;
+    :data:`TOKEN_ENV` in ``env`` (default: the process environment) sets the InfluxDB token."""
     p = Path(path)
     cfg = load_config(FeedConfig, p)
+    token = (os.environ if env is None else env).get(TOKEN_ENV)
+    if token:
+        cfg.storage.influxdb.token = token
     kpi = Path(cfg.kpi_config)
     if not kpi.is_absolute():
         cfg.kpi_config = str(p.parent / kpi)

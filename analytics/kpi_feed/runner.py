@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from analytics.kpi.config import load_kpi_config
 from analytics.kpi_feed.config import FeedConfig
@@ -23,9 +24,11 @@ log = logging.getLogger(__name__)
 class Runner:
     """Runs a :class:`KpiFeed` periodically. ``stop()`` ends :meth:`run` after the current round."""
 
-    def __init__(self, feed: KpiFeed, interval_s: float) -> None:
+    def __init__(self, feed: KpiFeed, interval_s: float, *, heartbeat: Path | None = None) -> None:
+        """``heartbeat``: a file touched after every successful round (a healthcheck tests its age)."""
         self.feed = feed
         self.interval_s = interval_s
+        self.heartbeat = heartbeat
         self.rounds = 0
         self.failures = 0
         self._stop = asyncio.Event()
@@ -37,12 +40,18 @@ class Runner:
         """One round at ``now`` (default: the current time); 0 samples when the store failed."""
         self.rounds += 1
         try:
-            return await self.feed.once(now or datetime.now(UTC))
+            written = await self.feed.once(now or datetime.now(UTC))
         except StoreUnavailable as exc:
             self.failures += 1
             log.warning("KPI feed round failed (store unavailable), retrying in %.0f s: %s",
                         self.interval_s, exc)
             return 0
+        if self.heartbeat is not None:
+            try:
+                self.heartbeat.touch()
+            except OSError as exc:
+                log.warning("cannot touch the heartbeat file %s: %s", self.heartbeat, exc)
+        return written
 
     async def run(self, backfill_hours: float = 0.0) -> None:
         if backfill_hours > 0:
@@ -62,4 +71,5 @@ async def serve(cfg: FeedConfig) -> None:
     kpi_cfg, plant = load_kpi_config(cfg.kpi_config)
     async with open_store(cfg.storage) as store, open_store(cfg.sink_settings()) as sink:
         feed = KpiFeed(store, sink, plant, kpi_cfg, cfg.scopes, baselines=cfg.baselines_kwh_per_good_part)
-        await Runner(feed, cfg.interval_s).run(cfg.backfill_hours)
+        heartbeat = Path(cfg.heartbeat_file) if cfg.heartbeat_file else None
+        await Runner(feed, cfg.interval_s, heartbeat=heartbeat).run(cfg.backfill_hours)

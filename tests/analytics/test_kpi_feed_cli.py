@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from analytics.cli import main
+from analytics.kpi_feed.config import TOKEN_ENV, load_feed_config
 
 
 def test_help_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,3 +32,10 @@ def test_a_bad_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     feed.write_text('kpi_config = "kpi.toml"\nscopes = ["plant"]\ninterval_sec = 5\n')
     assert main(["kpi-feed", "--config", str(feed)]) == 2
     assert "interval_sec" in capsys.readouterr().err
+
+
+def test_the_influx_token_can_come_from_the_environment(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.toml"
+    feed.write_text('kpi_config = "kpi.toml"\nscopes = ["plant"]\n[storage]\nbackend = "influxdb"\n')
+    assert load_feed_config(feed, env={}).storage.influxdb.token is None
+    assert load_feed_config(feed, env={TOKEN_ENV: "s3cret"}).storage.influxdb.token == "s3cret"

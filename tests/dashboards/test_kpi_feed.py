@@ -90,12 +90,14 @@ def test_contributors_of_the_latest_anomaly_per_machine() -> None:
                    ("p/a/l/m1", "anomaly.contrib.oil_temp", 0.3)]
 
 
-async def test_unreachable_store_fails_a_round_and_is_counted() -> None:
+async def test_unreachable_store_fails_a_round_and_is_counted(tmp_path: Path) -> None:
     plant = PlantConfig(calendar=ShiftCalendar(shifts=[Shift(name="all", start=time(0), end=time(0))]))
     async with InfluxStore(InfluxSettings(url=f"http://127.0.0.1:{free_port()}", timeout_s=1)) as store:
-        runner = Runner(KpiFeed(store, store, plant, KpiConfig(), ["p"]), interval_s=1)
+        runner = Runner(KpiFeed(store, store, plant, KpiConfig(), ["p"]), interval_s=1,
+                        heartbeat=tmp_path / "alive")
         assert await runner.tick(TS) == 0
         assert (runner.rounds, runner.failures) == (1, 1)
+        assert not (tmp_path / "alive").exists()  # a failed round is no sign of life
         runner.stop()
         await asyncio.wait_for(runner.run(), 5)  # stopped: returns after at most one more round
 
@@ -148,6 +150,7 @@ def test_feed_command_runs_rounds_against_the_stack(stack: Stack, tmp_path: Path
     (tmp_path / "kpi.toml").write_text('plant = "plant.toml"\n')
     (tmp_path / "feed.toml").write_text(
         f'kpi_config = "kpi.toml"\nscopes = ["plant1/a1/line1"]\ninterval_s = 1\n'
+        f'heartbeat_file = "{tmp_path / "alive"}"\n'
         f'[storage]\nbackend = "influxdb"\n[storage.influxdb]\nurl = "{stack.influx.url}"\n')
     began = datetime.now(UTC)
     cfg = load_feed_config(tmp_path / "feed.toml")
@@ -168,3 +171,4 @@ def test_feed_command_runs_rounds_against_the_stack(stack: Stack, tmp_path: Path
     counts = {s["tags"]["machine"]: s["values"][0][1] for s in series}
     assert set(counts) == {"cnc-1", "cnc-2", "comp-1", "imm-1", "imm-2", "line"}
     assert min(counts.values()) >= 1, counts  # written now, by this run
+    assert (tmp_path / "alive").stat().st_mtime >= began.timestamp() - 1  # touched by a good round

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from analytics.kpi.config import load_kpi_config
+from analytics.kpi_feed.config import TOKEN_ENV, load_feed_config
 from edge_agent.config import load_agent_config
 from gateway.config import load as load_gateway_config
 from ingest.settings import load_settings
@@ -107,6 +108,14 @@ def test_component_configs_are_valid_and_commands_exist() -> None:
     assert kpi is not None
     kpi_cfg, plant = load_kpi_config(_mounted(ingest, kpi))  # its plant file sits next to it, mounted too
     assert (_mounted(ingest, kpi).parent / kpi_cfg.plant) == _mounted(ingest, "/etc/zhizao/plant.toml")
+    feed_svc = services["kpi-feed"]
+    assert [expand(str(a), env) for a in feed_svc["command"]][:2] == ["analytics", "kpi-feed"]
+    feed = load_feed_config(_mounted(feed_svc, "/etc/zhizao/kpi-feed.toml"),
+                            env={TOKEN_ENV: expand(feed_svc["environment"][TOKEN_ENV], env)})
+    assert feed.storage.influxdb.model_dump() == {**settings.storage.influxdb.model_dump(),
+                                                  "timeout_s": feed.storage.influxdb.timeout_s}
+    assert feed.kpi_config == kpi and _mounted(feed_svc, kpi) == _mounted(ingest, kpi)
+    assert feed.heartbeat_file is not None and feed.heartbeat_file in str(feed_svc["healthcheck"]["test"])
     gw = load_gateway_config(_mounted(services["gateway"], "/etc/zhizao/gateway.toml"))
     assert gw.broker.host == "mosquitto" and gw.uplink.http.url == f"http://ingest:{settings.port}"
     assert str(gw.uplink.http.token_file).startswith("/secrets/")
