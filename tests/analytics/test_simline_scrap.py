@@ -57,7 +57,8 @@ def test_scrap_auc_on_a_held_out_shift() -> None:
     y = np.concatenate([s[0] for s in scored.values()])
     assert y.sum() >= 50, f"only {y.sum()} scrap parts in the shift: too few for a stable AUC"
     auc = scrap_auc(list(scored.values()))
-    assert auc is not None and auc >= 0.85, (auc, {a: (int(s[0].sum()), len(s[0])) for a, s in scored.items()})
+    per_machine = {a: (int(s[0].sum()), len(s[0])) for a, s in scored.items()}
+    assert auc is not None and auc >= 0.85, (auc, per_machine)
 
 
 def test_a_cycle_is_the_row_before_its_counter_moves() -> None:
