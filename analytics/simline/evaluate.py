@@ -13,8 +13,9 @@ across the break). A flag becomes an episode through the shared debounced
   between the fault's start and end; time-to-detect = max(episode start, fault start) − fault start.
 * A *false alarm* is an episode overlapping no fault of that machine (nor the ``grace_s`` after one).
 * Scrap: ROC AUC of the scrap probabilities of every cycle of the test run (per machine model,
-  pooled), labels from the ``parts_scrap`` counter; only machines whose reference run had at
-  least ``min_scrap_parts`` scrap parts get a model.
+  pooled over machines; in the summary pooled over seeds and per seed), labels from the
+  ``parts_scrap`` counter, features from the tick before the counter moves (:func:`cycles`);
+  only machines whose reference run had at least ``min_scrap_parts`` scrap parts get a model.
 
 Out of scope (``OUT_OF_SCOPE``): faults that are data-quality or bookkeeping events, not machine
 behaviour — handled by the KPI engine's data-quality flags.
@@ -272,7 +273,8 @@ def summarise(results: list[SeedResult], shift_hours: float) -> dict[str, Any]:
         "max_false_alarms_per_machine_shift": max(fa) / (shift_hours / 8.0) if fa else 0.0,
         "false_alarms_total": int(sum(fa)), "machine_shifts": len(fa),
         "air_leak_by_energy": f"{sum('energy' in f.detected_by for f in leaks)}/{len(leaks)}",
-        "scrap_roc_auc": float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None,
+        "scrap_roc_auc": scrap_auc([(y, p)]),
+        "scrap_roc_auc_per_seed": {r.seed: scrap_auc([(r.scrap_y, r.scrap_p)]) for r in results},
         "scrap_cycles": len(y), "scrap_parts": int(y.sum()),
         "by_kind": {k: f"{sum(1 for f in faults if f.kind == k and f.detected_by)}/"
                        f"{sum(1 for f in faults if f.kind == k)}" for k in sorted({f.kind for f in faults})},

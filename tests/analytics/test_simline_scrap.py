@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from analytics.simline import SimEvalConfig, simulate
-from analytics.simline.evaluate import cycles, scrap_auc, scrap_scores
+from analytics.simline.evaluate import SeedResult, cycles, scrap_auc, scrap_scores, summarise
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
@@ -68,3 +68,14 @@ def test_a_cycle_is_the_row_before_its_counter_moves() -> None:
     X, y = cycles(df, ["x"])
     assert X[:, 0].tolist() == [2.0, 4.0]  # the values the parts were made under, not the next tick's
     assert y.tolist() == [0, 1]
+
+
+def test_summary_gives_the_auc_pooled_and_per_seed() -> None:
+    def seed(n: int, y: list[int], p: list[float]) -> SeedResult:
+        return SeedResult(n, [], {}, np.array(y), np.array(p))
+
+    s = summarise([seed(1, [0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8]), seed(2, [0, 1], [0.6, 0.4]),
+                   seed(3, [], [])], 8.0)
+    assert s["scrap_roc_auc_per_seed"] == {1: 1.0, 2: 0.0, 3: None}
+    assert s["scrap_roc_auc"] == scrap_auc([(np.array([0, 1, 0, 1, 0, 1]),
+                                             np.array([0.1, 0.9, 0.2, 0.8, 0.6, 0.4]))])
