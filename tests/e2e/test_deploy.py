@@ -14,6 +14,7 @@ import yaml
 
 from analytics.kpi.config import load_kpi_config
 from analytics.kpi_feed.config import TOKEN_ENV, load_feed_config
+from analytics.scoring.service.config import load_service_config as load_scoring_config
 from edge_agent.config import load_agent_config
 from gateway.config import load as load_gateway_config
 from ingest.settings import load_settings
@@ -183,12 +184,21 @@ def test_k8s_manifests_parse_and_reference_what_exists() -> None:
                 assert c["args"][0] in COMMANDS
 
 
-@pytest.mark.parametrize("name", ["ingest", "gateway"])
+@pytest.mark.parametrize("name", ["ingest", "gateway", "scoring"])
 def test_k8s_component_configs_are_valid(name: str, tmp_path: Path) -> None:
     path = K8S_DIR / "config" / f"{name}.toml"
     if name == "ingest":
         s = load_settings(path, env={"ZHIZAO_INGEST_INFLUX_URL": "http://influxdb:8181"})
         assert s.storage.backend == "influxdb" and s.auth.tokens_file.startswith("/secrets/")
+    elif name == "scoring":
+        cfg = load_scoring_config(path)
+        assert cfg.ingest is not None
+        assert cfg.ingest.url == "http://ingest:8080" and str(cfg.ingest.token_file).startswith("/secrets/")
+        secret = yaml.safe_load((K8S_DIR / "secrets.example.yaml").read_text())["stringData"]
+        assert Path(str(cfg.ingest.token_file)).name in secret
+        assert cfg.sinks.mqtt is not None and cfg.sinks.mqtt.host == "emqx"
+        for where in (cfg.registry, cfg.state_dir):  # on the pod's volume
+            assert str(where).startswith("/var/lib/zhizao/")
     else:
         rendered = tmp_path / "gateway.toml"
         rendered.write_text(path.read_text().replace("@POD_NAME@", "gateway-0"))
