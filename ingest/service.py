@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ingest.decode import DecodedBatch, Decoder
@@ -68,9 +69,17 @@ class IngestService:
 
     async def write_frame(self, frame: SampleFrame, key: BatchKey | None, source: str) -> WriteResult:
         """Store ``frame`` within the configured write timeout; ``StoreUnavailable`` otherwise."""
+        return (await self.write_frames([(frame, key)], source))[0]
+
+    async def write_frames(self, items: Sequence[tuple[SampleFrame, BatchKey | None]],
+                           source: str) -> list[WriteResult]:
+        """Store every frame (handed to the store together, so they share its group commit) within
+        the configured write timeout; ``StoreUnavailable`` unless all of them were committed."""
         timeout = self.settings.storage.write_timeout_s
+        store = self.store
         try:
-            result = await asyncio.wait_for(self.store.write(frame, key), timeout)
+            results = await asyncio.wait_for(
+                asyncio.gather(*(store.write(frame, key) for frame, key in items)), timeout)
         except TimeoutError:
             self.metrics.store_errors.labels("write").inc()
             self.metrics.store_up.set(0)
@@ -81,13 +90,14 @@ class IngestService:
             raise
         except Exception as exc:  # a store bug: answer 500 cleanly, keep serving
             self.metrics.store_errors.labels("write").inc()
-            log.error("store %s failed unexpectedly", self.store.name, exc_info=exc)
+            log.error("store %s failed unexpectedly", store.name, exc_info=exc)
             raise Problem(500, f"internal store error ({type(exc).__name__}); nothing was acknowledged "
                           "— see the ingest log", reason="store_bug") from None
         self.metrics.store_up.set(1)
-        if not result.duplicate:
-            self.metrics.samples_written.labels(source).inc(result.accepted)
-        return result
+        written = sum(r.accepted for r in results if not r.duplicate)
+        if written:
+            self.metrics.samples_written.labels(source).inc(written)
+        return list(results)
 
     def _decode(self, body: bytes) -> DecodedBatch:
         """Decode one wire-format document; ``Problem`` 413/400 for an oversized or bad one."""
@@ -182,14 +192,9 @@ class IngestService:
         valid = [d for d in decoded if isinstance(d, DecodedBatch)]
         for d in valid:
             self._count_rejected(d)
-        results = await asyncio.gather(
-            *(self.write_frame(d.frame, BatchKey(d.producer, d.batch_id), "bulk") for d in valid),
-            return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-        by_id = {id(d): self._outcome(d, r) for d, r in zip(valid, results, strict=True)
-                 if isinstance(r, WriteResult)}
+        items = [(d.frame, BatchKey(d.producer, d.batch_id)) for d in valid]
+        results = await self.write_frames(items, "bulk")
+        by_id = {id(d): self._outcome(d, r) for d, r in zip(valid, results, strict=True)}
         return BulkOutcome([by_id[id(d)] if isinstance(d, DecodedBatch) else d for d in decoded])
 
 

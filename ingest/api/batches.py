@@ -6,7 +6,8 @@ import json
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from ingest.api.body import read_body
@@ -119,7 +120,7 @@ _NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-seq")
             "type": "array", "items": {"$ref": "#/components/schemas/BatchV1"},
             "description": "one BatchV1 document per line (NDJSON), not a JSON array"}}}}},
 )
-async def post_bulk(request: Request, service: ServiceDep, _auth: CanWrite) -> BulkResult:
+async def post_bulk(request: Request, service: ServiceDep, _auth: CanWrite) -> Response:
     """Store many batches in one request: NDJSON, one wire-format batch document per line.
 
     For forwarders (the site gateway, a backlogged agent) whose batches are small: each line keeps
@@ -135,17 +136,26 @@ async def post_bulk(request: Request, service: ServiceDep, _auth: CanWrite) -> B
                                      reason="bad_content_type"))
     body = await read_body(request, service)
     outcome = await service.ingest_bulk(body)
-    lines: list[BulkLine] = []
+    lines: list[dict[str, Any]] = []
     accepted = duplicates = errors = 0
     for n, item in enumerate(outcome.lines):
         if isinstance(item, LineError):
             errors += 1
-            lines.append(BulkLine(line=n, error=LineProblem(status=item.status, detail=item.detail)))
+            lines.append({"line": n, "producer": None, "batch_id": None, "seq": None, "accepted": None,
+                          "rejected": None, "duplicate": None,
+                          "error": {"status": item.status, "detail": item.detail}})
             continue
         if item.duplicate:
             duplicates += 1
         else:
             accepted += item.accepted
-        lines.append(BulkLine(line=n, producer=item.producer, batch_id=item.batch_id, seq=item.seq,
-                              accepted=item.accepted, rejected=_rejected(item), duplicate=item.duplicate))
-    return BulkResult(batches=lines, accepted=accepted, duplicates=duplicates, errors=errors)
+        lines.append({"line": n, "producer": item.producer, "batch_id": item.batch_id, "seq": item.seq,
+                      "accepted": item.accepted, "duplicate": item.duplicate, "error": None,
+                      "rejected": [{"index": i, "reason": r} for i, r in sorted(item.rejected.items())]})
+    # built directly (a forwarder's answer has up to max_bulk_batches lines): same shape as BulkResult
+    doc = {"batches": lines, "accepted": accepted, "duplicates": duplicates, "errors": errors}
+    try:
+        content = orjson.dumps(doc)
+    except TypeError:  # a seq beyond 64 bits (the wire format does not bound it): the slow encoder
+        content = json.dumps(doc, ensure_ascii=False).encode()
+    return Response(content, media_type="application/json")
