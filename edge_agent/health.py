@@ -1,4 +1,4 @@
-"""``/healthz`` and ``/metrics`` on a small local HTTP port (plain asyncio, no framework).
+"""``/healthz``, ``/livez`` and ``/metrics`` on a small local HTTP port (:mod:`zhizao.opsserver`).
 
 Health: the agent is unhealthy when any connector read nothing for ``stale_intervals`` ×
 ``interval_s`` (a stalled source or subscription), or when the buffer holds a backlog and the
@@ -8,7 +8,6 @@ uplink has not delivered anything for as long (a stalled uplink). ``GET /healthz
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -16,11 +15,10 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-import orjson
-
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.connectors.base import Connector
 from edge_agent.forwarder import Forwarder
+from zhizao.opsserver import Route, alive, health_answer, serve_ops
 
 log = logging.getLogger(__name__)
 
@@ -69,52 +67,27 @@ class Health:
 
 
 class HealthServer:
-    """Serves ``/healthz`` and ``/metrics``; ``port`` 0 picks a free port (see :attr:`port`)."""
+    """Serves ``/healthz``, ``/livez`` and ``/metrics`` (:func:`zhizao.opsserver.serve_ops`);
+    ``port`` 0 picks a free port (see :attr:`port`)."""
 
     def __init__(self, health: Health, metrics: Callable[[], bytes], host: str, port: int) -> None:
         self.health = health
         self.metrics = metrics
         self.host = host
         self.port = port
-        self._server: asyncio.Server | None = None
+        self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info("health and metrics on http://%s:%d/healthz and /metrics", self.host, self.port)
+        routes: dict[str, Route] = {
+            "/healthz": lambda: health_answer(self.health.check()),
+            "/livez": alive,
+            "/metrics": lambda: (200, "text/plain; version=0.0.4; charset=utf-8", self.metrics()),
+        }
+        self.port = await self._stack.enter_async_context(
+            serve_ops(self.host, self.port, routes, name="agent"))
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            parts = request.split(b" ", 2)
-            path = parts[1].split(b"?")[0] if len(parts) > 1 else b""
-            if parts[0] != b"GET":
-                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
-            elif path == b"/healthz":
-                ok, doc = self.health.check()
-                status = "200 OK" if ok else "503 Service Unavailable"
-                ctype, body = "application/json", orjson.dumps(doc)
-            elif path == b"/metrics":
-                status, ctype, body = "200 OK", "text/plain; version=0.0.4; charset=utf-8", self.metrics()
-            else:
-                status, ctype, body = "404 Not Found", "text/plain", b"try /healthz or /metrics\n"
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+        await self._stack.aclose()

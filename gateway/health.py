@@ -9,23 +9,21 @@
 - ``GET /metrics`` — Prometheus text format (:mod:`gateway.metrics`).
 - ``GET /fleet`` — JSON list of the agents this gateway knows (:mod:`gateway.fleet`).
 
-Plain asyncio streams (HTTP/1.0 style, one request per connection): no web framework for three
-read-only endpoints.
+Served by :func:`zhizao.opsserver.serve_ops`, like the agent's and the scoring service's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.metrics import registry_for
+from zhizao.opsserver import Route, alive, health_answer, json_answer, serve_ops
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -63,39 +61,11 @@ def health(gw: Gateway, now: float | None = None) -> tuple[bool, dict[str, Any]]
 async def serve(gw: Gateway, host: str, port: int) -> AsyncIterator[int]:
     """Serve the endpoints while the context is open; yields the bound port."""
     registry = registry_for(gw)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            parts = line.decode("latin-1").split()
-            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
-            if path == "/healthz":
-                ok, doc = health(gw)
-                status, ctype, body = (200 if ok else 503), "application/json", orjson.dumps(doc)
-            elif path == "/livez":
-                status, ctype, body = 200, "application/json", b'{"status": "alive"}'
-            elif path == "/metrics":
-                status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(registry)
-            elif path == "/fleet":
-                status, ctype, body = 200, "application/json", orjson.dumps(gw.fleet.to_list())
-            else:
-                status, ctype, body = 404, "application/json", b'{"detail": "not found"}'
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
-            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, IndexError) as exc:
-            log.debug("health request failed: %s", exc)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, host, port)
-    bound = int(server.sockets[0].getsockname()[1])
-    log.info("health on http://%s:%d/healthz, metrics on /metrics, fleet on /fleet", host, bound)
-    try:
+    routes: dict[str, Route] = {
+        "/healthz": lambda: health_answer(health(gw)),
+        "/livez": alive,
+        "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
+        "/fleet": lambda: json_answer(gw.fleet.to_list()),
+    }
+    async with serve_ops(host, port, routes, name="gateway") as bound:
         yield bound
-    finally:
-        server.close()
-        await server.wait_closed()
