@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from ingest.settings import StorageSettings
-from ingest.storage.base import check_asset_prefix
+from ingest.storage.base import AssetPrefix
 from zhizao.config import StrictModel, load_config
 
 
@@ -17,7 +17,7 @@ class FeedConfig(StrictModel):
     kpi_config: str
     """Path to the KPI engine's config (``analytics/kpi/sample.toml``), which names the plant file.
     Relative paths are relative to this file."""
-    scopes: list[str] = Field(min_length=1)
+    scopes: list[AssetPrefix] = Field(min_length=1)
     """Sites (``plant``), areas or lines (``plant/a1/line1``) to compute KPIs for."""
     interval_s: float = Field(60.0, ge=1)
     """Seconds between two computations (each reads the current shift so far)."""
@@ -47,12 +47,6 @@ class FeedConfig(StrictModel):
         out.influxdb.measurement = self.output_measurement
         return out
 
-    @field_validator("scopes")
-    @classmethod
-    def _scopes(cls, v: list[str]) -> list[str]:
-        for s in v:
-            check_asset_prefix(s)
-        return v
 
 
 TOKEN_ENV = "ZHIZAO_KPI_FEED_INFLUX_TOKEN"

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self
+from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import AfterValidator
 
 from zhizao.events import Event, EventSource, EventState
 from zhizao.model import LEVELS, AssetPath, Quality, Sample, Value, valid_segment
@@ -55,6 +56,10 @@ def check_asset_prefix(text: str) -> str:
         if not valid_segment(part):
             raise ValueError(f"asset {level} {part!r} is invalid: use 1-64 letters, digits, '_', '.', '-'")
     return text
+
+
+AssetPrefix = Annotated[str, AfterValidator(check_asset_prefix)]
+"""A validated 1-4 level asset prefix, for config fields (``scopes: list[AssetPrefix]``)."""
 
 
 def encode_value(value: Value) -> tuple[str, float | None, str | None]:

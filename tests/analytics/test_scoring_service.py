@@ -427,28 +427,8 @@ async def test_store_mode_scores_a_duckdb_file_and_stores_events(tmp_path: Path,
                                                                  fault_run: list[Sample]) -> None:
     """``[storage]`` instead of ``[ingest]``: the service opens the store itself (here a DuckDB file
     no ingest holds) and upserts the events into it."""
-    path = tmp_path / "line.duckdb"
-    async with DuckDBStore(path) as store:
-        await store.write(SampleFrame.from_samples(fault_run))
-    doc = config(tmp_path, "http://unused", registry)
-    del doc["ingest"]
-    doc["storage"] = {"backend": "duckdb", "duckdb": {"path": str(path)}}
-    svc = ScoringService(ServiceConfig.model_validate(doc))
-    task = asyncio.create_task(svc.run())
-    try:
-        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "imm-1 scored")
-    finally:
-        svc.stop()
-        await task
-    from ingest.storage.base import EventQuery, SeriesQuery
-
-    sc = _scenario()
-    async with DuckDBStore(path) as store:
-        (series,) = await store.query(SeriesQuery(asset=IMM, start=sc.start, signals=("anomaly_score",),
-                                                  end=sc.start + timedelta(hours=2)))
-        evs = await store.query_events(EventQuery(asset=IMM))
-    assert series.ts_us.tolist() == running_seconds(fault_run, IMM)
-    assert len(evs) == 1 and evs[0].contributors[0].signal == "vibration_rms"
+    await _store_mode({"backend": "duckdb", "duckdb": {"path": str(tmp_path / "line.duckdb")}},
+                      tmp_path, registry, fault_run, timeout_s=60)
 
 
 def test_sample_and_deploy_configs_are_valid() -> None:
@@ -558,11 +538,18 @@ async def test_store_mode_on_influxdb(tmp_path: Path, registry: Path, fault_run:
                                       influxdb: InfluxDB) -> None:
     """Production's store: the service reads and writes a real influxd directly (``[storage]``,
     like the KPI feed); scores are idempotent there too and events are upserted into it."""
+    storage = {"backend": "influxdb", "influxdb": {"url": influxdb.url, "database": influxdb.database}}
+    await _store_mode(storage, tmp_path, registry, fault_run, timeout_s=90)
+
+
+async def _store_mode(storage: dict[str, Any], tmp_path: Path, registry: Path, fault_run: list[Sample],
+                      *, timeout_s: float) -> None:
+    """The fault run stored in ``storage``, scored by a service opening that store itself: every
+    running second of imm-1 scored once, one event with its top contributor, both in the store."""
     from ingest.settings import StorageSettings
     from ingest.storage.base import EventQuery, SeriesQuery
     from ingest.storage.registry import open_store
 
-    storage = {"backend": "influxdb", "influxdb": {"url": influxdb.url, "database": influxdb.database}}
     settings = StorageSettings.model_validate(storage)
     async with open_store(settings) as store:
         await store.write(SampleFrame.from_samples(fault_run))
@@ -572,7 +559,7 @@ async def test_store_mode_on_influxdb(tmp_path: Path, registry: Path, fault_run:
     svc = ScoringService(ServiceConfig.model_validate(doc))
     task = asyncio.create_task(svc.run())
     try:
-        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 90, "imm-1 scored")
+        await eventually(lambda: done(svc, IMM, end_us(fault_run)), timeout_s, "imm-1 scored")
     finally:
         svc.stop()
         await task

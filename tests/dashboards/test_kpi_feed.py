@@ -69,7 +69,7 @@ def test_config_names_each_bad_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_feed_config(bad)
     keys = {k for k, _ in err.value.problems}
-    assert {"scopes", "interval_s", "storage"} <= keys, err.value.problems
+    assert {"scopes[0]", "interval_s", "storage"} <= keys, err.value.problems  # the bad element itself
     good = tmp_path / "ok.toml"
     good.write_text('kpi_config = "kpi.toml"\nscopes = ["plant1"]\n[storage]\nbackend = "influxdb"\n')
     cfg = load_feed_config(good)

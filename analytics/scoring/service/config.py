@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from analytics.events.config import SinksConfig
 from ingest.settings import StorageSettings
-from ingest.storage.base import check_asset_prefix
+from ingest.storage.base import AssetPrefix
 from zhizao.config import StrictModel, load_config
 from zhizao.errors import ConfigError
 from zhizao.model import valid_id
@@ -57,7 +57,7 @@ class HealthConfig(StrictModel):
 
 
 class ServiceConfig(StrictModel):
-    scopes: list[str] = Field(min_length=1)
+    scopes: list[AssetPrefix] = Field(min_length=1)
     """Machine paths (``site/area/line/machine``) or prefixes (``site``, ``site/area``,
     ``site/area/line``), resolved through the catalogue at start and at every registry poll."""
     registry: str = "zhizao-models"
@@ -112,12 +112,6 @@ class ServiceConfig(StrictModel):
     """Where anomaly events go (``analytics/events``): ingest ``/api/v1/events``, MQTT, webhooks."""
     health: HealthConfig = Field(default_factory=HealthConfig)
 
-    @field_validator("scopes")
-    @classmethod
-    def _scopes(cls, v: list[str]) -> list[str]:
-        for s in v:
-            check_asset_prefix(s)
-        return v
 
     @field_validator("producer")
     @classmethod
