@@ -26,4 +26,4 @@ echo "test: mypy --strict"
 .venv/bin/mypy .
 echo "test: pytest"
 # pytest exits 5 when it collects nothing; set -e turns that into a failure too.
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
