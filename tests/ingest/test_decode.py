@@ -96,3 +96,18 @@ def test_timestamps_read_exactly_as_the_reference(stamps: list[str]) -> None:
         fast = decoder.decode(data, max_bytes=10**6)
         batch, rejected = decode_batch_lenient(data, max_bytes=10**6)
         assert (fast.frame, fast.rejected) == (SampleFrame.from_samples(batch.samples), rejected), ts
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["2026-11-23T08:00:00.000000Z", "2026-11-23T08:00:01.000000Z",
+                                 "2026-11-23T09:00:01+01:00"]), min_size=17, max_size=40),
+       canonical_ts, st.integers(min_value=0, max_value=39))
+def test_shared_timestamps_and_one_odd_one_anywhere(stamps: list[str], odd: str, where: int) -> None:
+    """Agents send several signals per tick (timestamps shared, read once each): an odd timestamp
+    anywhere — also past the first 16 — is read or refused exactly as the reference does."""
+    stamps = [*stamps]
+    stamps[where % len(stamps)] = odd
+    doc = {"format": "zhizao.batch", "version": 1, "producer": "a", "batch_id": "b", "seq": 0,
+           "samples": [{**GOOD, "ts": ts, "value": float(i)} for i, ts in enumerate(stamps)]}
+    fast, ref = _both(doc)
+    assert fast == ref
