@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Final, cast
 
 import msgspec
 
-from ingest.storage.base import SampleFrame
+from ingest.storage.base import SampleFrame, to_us
 from zhizao.errors import WireFormatError
 from zhizao.model import MAX_STR_VALUE, AssetPath, valid_id, valid_signal
-from zhizao.wire import FORMAT, VERSION, decode_batch_lenient, decompress
+from zhizao.wire import FORMAT, VERSION, decode_batch_lenient, decompress, parse_ts
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_US: Final = timedelta(microseconds=1)
 _QUALITIES: Final = frozenset({"good", "uncertain", "bad"})
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**63
@@ -116,12 +113,9 @@ class Decoder:
     @staticmethod
     def _parse(text: str) -> int:
         try:
-            ts = datetime.fromisoformat(text)
+            return to_us(parse_ts(text))
         except ValueError:
             raise _Slow from None
-        if ts.tzinfo is None:
-            raise _Slow
-        return (ts - _EPOCH) // _US
 
     def _fast(self, raw: bytes) -> DecodedBatch:
         try:

@@ -42,12 +42,16 @@ def format_ts(ts: datetime) -> str:
 def parse_ts(text: str) -> datetime:
     """Parse an RFC 3339 timestamp with an explicit offset (``Z`` or ``+hh:mm``) into UTC.
 
-    Raises ``ValueError`` for naive timestamps: a reading without a zone is ambiguous.
+    Raises ``ValueError`` for naive timestamps (a reading without a zone is ambiguous) and for
+    instants that fall outside the years 1-9999 once moved to UTC.
     """
     ts = datetime.fromisoformat(text)
     if ts.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset; append 'Z' for UTC")
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp {text!r} is outside the years 1-9999 in UTC") from None
 
 
 def sample_to_dict(s: Sample) -> dict[str, Any]:

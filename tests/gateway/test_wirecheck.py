@@ -104,10 +104,9 @@ def test_the_fast_check_agrees_with_the_reference_decoder(name: str) -> None:
     for payload in _payloads(name):
         try:
             ref, ref_rejected = wire.decode_batch_lenient(payload)
-        except (WireFormatError, OverflowError) as exc:
+        except WireFormatError:
             with pytest.raises(WireFormatError):
                 checker.check(payload)
-            assert isinstance(exc, WireFormatError | OverflowError)
             continue
         got = checker.check(payload)
         assert (got.producer, got.batch_id, got.rejected) == (ref.producer, ref.batch_id, ref_rejected)

@@ -111,3 +111,14 @@ def test_shared_timestamps_and_one_odd_one_anywhere(stamps: list[str], odd: str,
            "samples": [{**GOOD, "ts": ts, "value": float(i)} for i, ts in enumerate(stamps)]}
     fast, ref = _both(doc)
     assert fast == ref
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_a_timestamp_outside_the_utc_years_is_a_rejected_sample(ts: str) -> None:
+    """Valid ISO text whose instant falls outside years 1-9999 in UTC: the sample is rejected with
+    a reason by both decoders (the reference used to raise OverflowError, the fast path to store it)."""
+    doc = {"format": "zhizao.batch", "version": 1, "producer": "a", "batch_id": "b", "seq": 0,
+           "samples": [GOOD, {**GOOD, "ts": ts}]}
+    fast, ref = _both(doc)
+    assert fast == ref
+    assert list(fast[3]) == [1] and "outside the years 1-9999" in fast[3][1]
