@@ -35,8 +35,9 @@ _QUALITIES: Final = {q.value: q for q in Quality}
 
 
 def format_ts(ts: datetime) -> str:
-    """RFC 3339 UTC with microseconds and a ``Z``: ``2026-11-23T08:00:00.250000Z``."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 UTC with microseconds and a ``Z``: ``2026-11-23T08:00:00.250000Z`` (always 27
+    characters: ``strftime("%Y")`` would write year 1 as ``1``, which no parser reads back)."""
+    return ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_ts(text: str) -> datetime:
