@@ -32,7 +32,7 @@ import numpy as np
 from ingest.storage.base import SampleFrame
 from ingest.storage.duckdb.schema import DDL
 from ingest.storage.duckdb.store import frame_to_arrow
-from ingest.storage.influxdb.lineproto import frame_lines
+from ingest.storage.influxdb.lineproto import LineCache, frame_lines
 from ingest.testing import IngestProcess
 from zhizao.model import AssetPath, Batch, Sample
 from zhizao.wire import encode_batch
@@ -250,8 +250,8 @@ async def _influx_part(
     server = InfluxDB(tmp / "influxdb")
     server.start()
     try:
-        keys: dict[tuple[str, str], str] = {}
-        lp = [frame_lines(f, "direct", keys) for f in frames]
+        cache = LineCache("direct")
+        lp = [frame_lines(f, cache) for f in frames]
         params = {"db": server.database, "precision": "u"}
         await closed_loop(f"{server.url}/write", lp[:5], 2, {}, params, expect=204)
         elapsed = await closed_loop(f"{server.url}/write", lp[5:], concurrency, {}, params, expect=204)

@@ -207,3 +207,23 @@ def test_series_value_conversion_matches_per_point_decoding() -> None:
 
 def _both_nan(a: object, b: object) -> bool:
     return a == b or (a is None and b is None)
+
+
+async def test_awkward_values_round_trip_exactly(store: Store) -> None:
+    """Extreme floats, big ints, strings with separators/quotes/escapes/non-ASCII, a unit
+    needing escapes and an instant before 1970 come back as written."""
+    floats = [1e300, 5e-324, -0.0, 1 / 3, 1e16, -1.5e-7, 2.0**63, 123456789.123456789]
+    texts = ["", "a,b=c d", 'q"uo\\"te\\', "温度 °C", "x" * 200]
+    samples = [sample(M1, "vibration_rms", float(i), v, 'mm/s "rms"') for i, v in enumerate(floats)]
+    samples += [sample(M1, "parts_total", float(i), v) for i, v in enumerate([2**53, -2**40, 0])]
+    samples += [sample(M1, "state", float(i), v) for i, v in enumerate(texts)]
+    samples.append(sample(M1, "melt_temp", -86_400 * 365 * 60, 20.5))  # 60 years before T0
+    result = await store.write(SampleFrame.from_samples(samples))
+    assert result.accepted == len(samples)
+    series = {s.signal: s for s in await store.query(q("plant/a1/line1/cnc-1", -86_400 * 365 * 61, 100))}
+    got = series["vibration_rms"].values()
+    assert got == floats  # exact (InfluxDB's JSON answers -0.0 as -0, which reads back as 0)
+    assert series["vibration_rms"].unit == 'mm/s "rms"'
+    assert series["parts_total"].values() == [2**53, -2**40, 0]
+    assert series["state"].values() == texts
+    assert series["melt_temp"].timestamps() == [T0 - timedelta(seconds=86_400 * 365 * 60)]

@@ -41,7 +41,7 @@ from ingest.storage.base import (
 )
 from ingest.storage.events_common import event_matches
 from ingest.storage.influxdb.http1 import WritePool, tls_context
-from ingest.storage.influxdb.lineproto import field_str, frame_lines, tag_value
+from ingest.storage.influxdb.lineproto import LineCache, field_str, frame_lines, tag_value
 from ingest.storage.influxdb.query import TAGS, parse_series, prefix_condition, quote, series_sql
 from zhizao.errors import ConfigError, StoreUnavailable
 from zhizao.events import Event
@@ -69,7 +69,7 @@ class InfluxStore:
         self._client: httpx.AsyncClient | None = None
         self._writes: WritePool | None = None
         """``POST /write`` (the hot path) bypasses httpx: see :mod:`ingest.storage.influxdb.http1`."""
-        self._keys: dict[tuple[str, str], str] = {}
+        self._lines = LineCache(settings.measurement)
         self._seen: OrderedDict[BatchKey, tuple[int, int]] = OrderedDict()
         """key -> (accepted, recorded at µs since the epoch), oldest first."""
         self._loaded = False
@@ -224,7 +224,7 @@ class InfluxStore:
         future: asyncio.Future[WriteResult] = loop.create_future()
         if key is not None:
             self._inflight[key] = future
-        self._queue.append((frame_lines(frame, self.measurement, self._keys), len(frame), key, future))
+        self._queue.append((frame_lines(frame, self._lines), len(frame), key, future))
         self._kick()
         try:
             return await future
