@@ -48,12 +48,27 @@ def problem_response(p: Problem, instance: str = "") -> Response:
     return Response(orjson.dumps(body), status_code=p.status, media_type=PROBLEM_JSON, headers=p.headers)
 
 
+def problem_of(exc: Exception, retry_after_s: int, where: str) -> Problem:
+    """The problem answering ``exc`` raised while handling ``where`` (``"METHOD /path"``):
+    itself for a :class:`Problem`, 503 with ``Retry-After`` for ``StoreUnavailable`` (nothing
+    was stored), 500 for anything else (a bug: logged with its traceback)."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, StoreUnavailable):
+        log.warning("store unavailable on %s: %s", where, exc)
+        return Problem(503, f"storage is unavailable, nothing was stored; retry in {retry_after_s} s ({exc})",
+                       headers={"Retry-After": str(retry_after_s)})
+    log.error("unexpected error on %s", where, exc_info=exc)
+    return Problem(500, f"internal error ({type(exc).__name__}); nothing was acknowledged — see the "
+                   "ingest log")
+
+
 def install(app: FastAPI, retry_after_s: int) -> None:
     """Register the handlers turning every error into problem+json (and StoreUnavailable into 503)."""
 
-    async def on_problem(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Problem)
-        return problem_response(exc, request.url.path)
+    async def on_error(request: Request, exc: Exception) -> Response:
+        where = f"{request.method} {request.url.path}"
+        return problem_response(problem_of(exc, retry_after_s, where), request.url.path)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -69,19 +84,8 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         return problem_response(Problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})),
                                 request.url.path)
 
-    async def on_store(request: Request, exc: Exception) -> Response:
-        log.warning("store unavailable on %s: %s", request.url.path, exc)
-        return problem_response(Problem(
-            503, f"storage is unavailable, nothing was stored; retry in {retry_after_s} s ({exc})",
-            headers={"Retry-After": str(retry_after_s)}), request.url.path)
-
-    async def on_bug(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(Problem(500, f"internal error ({type(exc).__name__}); nothing was "
-                                        "acknowledged — see the ingest log"), request.url.path)
-
-    app.add_exception_handler(Problem, on_problem)
-    app.add_exception_handler(Exception, on_bug)
+    app.add_exception_handler(Problem, on_error)
+    app.add_exception_handler(Exception, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(StoreUnavailable, on_store)
+    app.add_exception_handler(StoreUnavailable, on_error)

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from ingest.api.body import read_body
-from ingest.api.deps import CanWrite, ServiceDep
+from ingest.api.deps import authorize, service_of
+from ingest.auth import Scope
 from ingest.problems import PROBLEM_JSON, Problem
 from ingest.service import BatchOutcome, LineError
 
@@ -88,26 +89,39 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/BatchV1"}}}}},
 )
-async def post_batch(request: Request, service: ServiceDep, _auth: CanWrite) -> BatchResult:
+async def post_batch(request: Request) -> Response:
     """Store a batch. Idempotent on (producer, batch_id); answered only after the store committed.
 
     Send ``Content-Encoding: gzip`` for compressed bodies. Invalid samples are rejected one by one
     (index and reason in the answer) while the valid ones are stored; an invalid envelope rejects
     the whole batch with 400.
     """
+    # The hottest route: no FastAPI dependencies and no response-model round trip (measured at
+    # ~0.2 ms of CPU per request); the token is checked first, the answer has BatchResult's shape.
+    service = service_of(request)
+    await authorize(request, Scope.WRITE)
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype not in _MEDIA:
         raise service.refuse(Problem(415, f"Content-Type {ctype!r} is not supported; send {_MEDIA[0]}",
                                      reason="bad_content_type"))
     body = await read_body(request, service)
     outcome = await service.ingest_batch(body)
-    return BatchResult(
-        producer=outcome.producer, batch_id=outcome.batch_id, seq=outcome.seq, accepted=outcome.accepted,
-        rejected=_rejected(outcome), duplicate=outcome.duplicate)
+    return _json_answer(_result(outcome))
 
 
-def _rejected(outcome: BatchOutcome) -> list[RejectedSample]:
-    return [RejectedSample(index=i, reason=r) for i, r in sorted(outcome.rejected.items())]
+def _result(outcome: BatchOutcome) -> dict[str, Any]:
+    """The :class:`BatchResult` of ``outcome``, as a plain dict."""
+    return {"producer": outcome.producer, "batch_id": outcome.batch_id, "seq": outcome.seq,
+            "accepted": outcome.accepted, "duplicate": outcome.duplicate,
+            "rejected": [{"index": i, "reason": r} for i, r in sorted(outcome.rejected.items())]}
+
+
+def _json_answer(doc: dict[str, Any]) -> Response:
+    try:
+        content = orjson.dumps(doc)
+    except TypeError:  # a seq beyond 64 bits (the wire format does not bound it): the slow encoder
+        content = json.dumps(doc, ensure_ascii=False).encode()
+    return Response(content, media_type="application/json")
 
 
 _NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-seq")
@@ -120,7 +134,7 @@ _NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-seq")
             "type": "array", "items": {"$ref": "#/components/schemas/BatchV1"},
             "description": "one BatchV1 document per line (NDJSON), not a JSON array"}}}}},
 )
-async def post_bulk(request: Request, service: ServiceDep, _auth: CanWrite) -> Response:
+async def post_bulk(request: Request) -> Response:
     """Store many batches in one request: NDJSON, one wire-format batch document per line.
 
     For forwarders (the site gateway, a backlogged agent) whose batches are small: each line keeps
@@ -130,6 +144,8 @@ async def post_bulk(request: Request, service: ServiceDep, _auth: CanWrite) -> R
     ``limits.max_bulk_batches`` lines and ``limits.max_bulk_samples`` samples per request (413).
     Send ``Content-Encoding: gzip`` to compress the whole body.
     """
+    service = service_of(request)  # a hot route too: see post_batch
+    await authorize(request, Scope.WRITE)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in _NDJSON:
         raise service.refuse(Problem(415, f"Content-Type {ctype!r} is not supported; send {_NDJSON[0]}",
@@ -149,13 +165,6 @@ async def post_bulk(request: Request, service: ServiceDep, _auth: CanWrite) -> R
             duplicates += 1
         else:
             accepted += item.accepted
-        lines.append({"line": n, "producer": item.producer, "batch_id": item.batch_id, "seq": item.seq,
-                      "accepted": item.accepted, "duplicate": item.duplicate, "error": None,
-                      "rejected": [{"index": i, "reason": r} for i, r in sorted(item.rejected.items())]})
+        lines.append({"line": n, **_result(item), "error": None})
     # built directly (a forwarder's answer has up to max_bulk_batches lines): same shape as BulkResult
-    doc = {"batches": lines, "accepted": accepted, "duplicates": duplicates, "errors": errors}
-    try:
-        content = orjson.dumps(doc)
-    except TypeError:  # a seq beyond 64 bits (the wire format does not bound it): the slow encoder
-        content = json.dumps(doc, ensure_ascii=False).encode()
-    return Response(content, media_type="application/json")
+    return _json_answer({"batches": lines, "accepted": accepted, "duplicates": duplicates, "errors": errors})

@@ -60,31 +60,38 @@ def _token_of(request: Request) -> str | None:
     return request.query_params.get("p") or None
 
 
+async def authorize(request: Request, scope: Scope) -> TokenRecord | None:
+    """The request's token record if it holds ``scope`` (``None`` with auth disabled); refuses
+    with 401 (no, unknown or revoked token) or 403 (scope missing) otherwise. Hot routes call it
+    directly; the others through :func:`require`."""
+    service = service_of(request)
+    if not service.settings.auth.enabled:
+        return None
+    tokens: TokenFile = request.app.state.tokens
+    token = _token_of(request)
+    challenge = {"WWW-Authenticate": 'Bearer realm="zhizao"'}
+    if token is None:
+        raise service.refuse(Problem(
+            401, "missing token: send 'Authorization: Bearer <token>' (create one with "
+            "'zhizao ingest token create')", reason="no_token", headers=challenge))
+    record = tokens.lookup(token)
+    if record is None:
+        raise service.refuse(Problem(401, "unknown token", reason="bad_token", headers=challenge))
+    if record.revoked is not None:
+        raise service.refuse(Problem(401, f"token {record.id} was revoked at {record.revoked}",
+                                     reason="revoked_token", headers=challenge))
+    if not record.allows(scope):
+        raise service.refuse(Problem(
+            403, f"token {record.id} ({record.name}) has scopes {', '.join(record.scopes)}; "
+            f"this needs {scope.value}", reason="missing_scope"))
+    return record
+
+
 def require(scope: Scope) -> Callable[[Request], Awaitable[TokenRecord | None]]:
     """A dependency refusing requests without a valid, unrevoked token holding ``scope``."""
 
     async def check(request: Request) -> TokenRecord | None:
-        service = service_of(request)
-        if not service.settings.auth.enabled:
-            return None
-        tokens: TokenFile = request.app.state.tokens
-        token = _token_of(request)
-        challenge = {"WWW-Authenticate": 'Bearer realm="zhizao"'}
-        if token is None:
-            raise service.refuse(Problem(
-                401, "missing token: send 'Authorization: Bearer <token>' (create one with "
-                "'zhizao ingest token create')", reason="no_token", headers=challenge))
-        record = tokens.lookup(token)
-        if record is None:
-            raise service.refuse(Problem(401, "unknown token", reason="bad_token", headers=challenge))
-        if record.revoked is not None:
-            raise service.refuse(Problem(401, f"token {record.id} was revoked at {record.revoked}",
-                                         reason="revoked_token", headers=challenge))
-        if not record.allows(scope):
-            raise service.refuse(Problem(
-                403, f"token {record.id} ({record.name}) has scopes {', '.join(record.scopes)}; "
-                f"this needs {scope.value}", reason="missing_scope"))
-        return record
+        return await authorize(request, scope)
 
     return check
 
