@@ -34,6 +34,8 @@ _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**63
 _FLOAT_ONLY: Final = frozenset({float})
 _VTYPE: Final = {float: "f", int: "i", bool: "b", str: "s"}
+_VECTOR_MIN: Final = 48
+"""From this many timestamps on, numpy reads them faster than one cached parse each (measured)."""
 
 
 @dataclass(slots=True)
@@ -121,14 +123,16 @@ class Decoder:
         if len(set(stamps[:16])) * 2 <= min(len(stamps), 16):
             # several signals per tick (what agents send): each distinct timestamp read once
             distinct = list(set(stamps))
-            read = canonical_epoch_us(distinct)
-            us_of = dict(zip(distinct, read.tolist() if read is not None else map(self._epoch_us, distinct),
-                             strict=True))
+            us_of = dict(zip(distinct, self._read(distinct), strict=True))
             return list(map(us_of.__getitem__, stamps))
-        read = canonical_epoch_us(stamps)
-        if read is not None:
-            values: list[int] = read.tolist()
-            return values
+        return self._read(stamps)
+
+    def _read(self, stamps: list[str]) -> list[int]:
+        if len(stamps) >= _VECTOR_MIN:
+            read = canonical_epoch_us(stamps)
+            if read is not None:
+                values: list[int] = read.tolist()
+                return values
         return list(map(self._epoch_us, stamps))
 
     @staticmethod

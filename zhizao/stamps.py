@@ -2,7 +2,7 @@
 
 The canonical form is what :func:`zhizao.wire.format_ts` writes, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
 (27 ASCII characters). :func:`canonical_epoch_us` reads a whole column of such stamps in a few
-vectorised steps (about 30 numpy operations per call, whatever the length) instead of one
+vectorised steps (about 15 numpy operations per call, whatever the length) instead of one
 ``datetime.fromisoformat`` per value — the decoders' hottest loop before.
 
 Contract: it only ever *accepts*. It returns ``None`` unless **every** stamp is canonical and a
@@ -63,8 +63,8 @@ def canonical_epoch_us(stamps: Sequence[str]) -> npt.NDArray[np.int64] | None:
         return None
     # every field at once: decimal weights times the digits (exact in float64: all < 2**53)
     fields = (_WEIGHTS @ digits).astype(np.int64)
-    dates, hours_minutes_seconds, second_of_day, micro = np.split(fields, [1, 4, 5])
-    if np.any(hours_minutes_seconds.max(axis=1) > _TIME_MAX):
+    dates, second_of_day, micro = fields[0], fields[4], fields[5]
+    if np.any(fields[1:4].max(axis=1) > _TIME_MAX):
         return None
     # the calendar is checked by ``datetime.date`` once per distinct date (a batch has one or two)
     first, last = int(dates.min()), int(dates.max())
@@ -72,13 +72,13 @@ def canonical_epoch_us(stamps: Sequence[str]) -> npt.NDArray[np.int64] | None:
         days = _days(first)
         if days is None:
             return None
-        out: npt.NDArray[np.int64] = (days * 86_400 + second_of_day[0]) * 1_000_000 + micro[0]
+        out: npt.NDArray[np.int64] = (days * 86_400 + second_of_day) * 1_000_000 + micro
         return out
-    distinct, index = np.unique(dates[0], return_inverse=True)
+    distinct, index = np.unique(dates, return_inverse=True)
     day_numbers = [_days(int(d)) for d in distinct]
     if None in day_numbers:
         return None
-    out = (np.array(day_numbers, dtype=np.int64)[index] * 86_400 + second_of_day[0]) * 1_000_000 + micro[0]
+    out = (np.array(day_numbers, dtype=np.int64)[index] * 86_400 + second_of_day) * 1_000_000 + micro
     return out
 
 

@@ -247,7 +247,7 @@ class InfluxStore:
 
     async def _send(self, group: list[_Item]) -> None:
         try:
-            await self._post_write(b"\n".join(body for body, _, _, _ in group))
+            await self._post_write(b"".join([body for body, _, _, _ in group]))  # each ends with a newline
         except Exception as exc:  # noqa: BLE001 - every waiter must get an answer, never hang
             for _, _, _, fut in group:
                 if not fut.done():
