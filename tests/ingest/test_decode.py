@@ -122,3 +122,18 @@ def test_a_timestamp_outside_the_utc_years_is_a_rejected_sample(ts: str) -> None
     fast, ref = _both(doc)
     assert fast == ref
     assert list(fast[3]) == [1] and "outside the years 1-9999" in fast[3][1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=48, max_value=120), canonical_ts, st.integers(min_value=0, max_value=119),
+       st.lists(odd_values, min_size=1, max_size=8))
+def test_large_batches_one_timestamp_each_match_the_reference(
+        n: int, odd: str, where: int, values: list[object]) -> None:
+    """A timestamp per sample in a large batch (read all at once by numpy) with one odd timestamp
+    anywhere, and values of every JSON type cycling through it: read or refused as the reference."""
+    stamps = [f"2026-11-23T08:{i // 60:02d}:{i % 60:02d}.{i * 7919 % 10**6:06d}Z" for i in range(n)]
+    stamps[where % n] = odd
+    doc = {"format": "zhizao.batch", "version": 1, "producer": "a", "batch_id": "b", "seq": 0,
+           "samples": [{**GOOD, "ts": ts, "value": values[i % len(values)]} for i, ts in enumerate(stamps)]}
+    fast, ref = _both(doc)
+    assert fast == ref
