@@ -80,6 +80,7 @@ class InfluxStore:
         self._flusher: asyncio.Task[None] | None = None
         self._queue: deque[_Item] = deque()
         self._in_flight = 0
+        self._queued_points = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[BatchKey, asyncio.Future[WriteResult]] = {}
 
@@ -225,6 +226,7 @@ class InfluxStore:
         if key is not None:
             self._inflight[key] = future
         self._queue.append((frame_lines(frame, self._lines), len(frame), key, future))
+        self._queued_points += len(frame)
         self._kick()
         try:
             return await future
@@ -233,13 +235,18 @@ class InfluxStore:
                 self._inflight.pop(key, None)
 
     def _kick(self) -> None:
-        while self._queue and self._in_flight < _MAX_IN_FLIGHT:
+        """Send what is queued: at once when no write is pending; while one is, only full groups
+        (the rest waits for its answer, so writes stay large when ingest is busy — influxd spends
+        ~10% less CPU per point on 5,000-point writes than on 1,000-point ones)."""
+        while self._queue and (self._in_flight == 0 or (
+                self._in_flight < _MAX_IN_FLIGHT and self._queued_points >= _GROUP_POINTS)):
             group: list[_Item] = []
             points = 0
             while self._queue and (not group or points + self._queue[0][1] <= _GROUP_POINTS):
                 item = self._queue.popleft()
                 group.append(item)
                 points += item[1]
+            self._queued_points -= points
             self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._send(group))
             self._tasks.add(task)
