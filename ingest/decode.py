@@ -4,12 +4,13 @@
 :func:`zhizao.wire.decode_batch_lenient` but writes straight into a
 :class:`~ingest.storage.base.SampleFrame` instead of building a ``Sample`` per value: msgspec
 checks the document's shape in C, then the columns are built by list comprehensions and the
-rules checked once per distinct value (caching validated asset paths, signal names and timestamp
-seconds; a timestamp shared by several signals of a tick is read once — the idea of the
-gateway's ``gateway/wirecheck.py``). The fast path only ever *accepts*: the
-moment anything looks wrong (envelope or any sample), the whole document is decoded again by
-``decode_batch_lenient`` itself, so every rejection — and its message — is the reference one.
-A differential test (``tests/ingest/test_decode.py``) checks both agree.
+rules checked once per distinct value (caching validated asset paths and signal names). A
+column of canonical timestamps is read at once with numpy (:mod:`zhizao.stamps`), a short or
+odd one per stamp from a cache of validated seconds; a timestamp shared by several signals of a
+tick is read once. Values are converted only on their non-float rows. The fast path only ever
+*accepts*: the moment anything looks wrong (envelope or any sample), the whole document is
+decoded again by ``decode_batch_lenient`` itself, so every rejection — and its message — is the
+reference one. A differential test (``tests/ingest/test_decode.py``) checks both agree.
 """
 
 from __future__ import annotations
