@@ -1,7 +1,8 @@
 """The analytics loops of the one-box stack: KPI feed and live anomaly scoring, on ingest's store.
 
 :class:`LiveAnalytics` runs in the same event loop as ingest and uses its open store. Every
-``interval_s`` (wall time) one round: each machine's new rows are scored by its
+``interval_s`` (wall time) one round: each machine's new rows — read and aligned by
+:func:`~analytics.scoring.rows.aligned_rows`, as the scoring service reads them — are scored by its
 :class:`~analytics.scoring.live.MachineScorer` — ``anomaly_score`` samples written back, anomaly
 episodes upserted as events. KPIs need no loop on one box: the KPI API mounted on ingest computes
 them from the raw data on request (the web dashboard asks it). The KPI feed (``kpi.*`` series for
@@ -21,21 +22,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
-import pandas as pd
 
 from analytics.kpi.config import KpiConfig
 from analytics.kpi.service import kpi_report
 from analytics.kpi.windows import GroupBy
 from analytics.scoring import AnomalyModel
 from analytics.scoring.live import MachineScorer
-from ingest.storage.base import Agg, SeriesQuery, Store
-from zhizao import signals as sig
+from analytics.scoring.rows import aligned_rows
+from ingest.storage.base import Store, from_us, to_us
 from zhizao.errors import StoreUnavailable
 from zhizao.plant import PlantConfig
 
 log = logging.getLogger(__name__)
-LOOKBACK = timedelta(minutes=5)
-"""Rows before the last scored one read again so forward-filled values are known."""
+LOOKBACK_US = 5 * 60 * 1_000_000
+"""Rows before the last scored one read again so forward-filled values are known (5 minutes)."""
 
 
 @dataclass
@@ -121,44 +121,20 @@ class LiveAnalytics:
     async def _score(self, asset: str, st: ScoringState, until: datetime) -> None:
         if until <= st.last:
             return
-        columns = st.scorer.model.columns
-        q = SeriesQuery(asset=asset, start=st.last - LOOKBACK, end=until, signals=(*columns, sig.STATE),
-                        agg=Agg.MEAN, bucket=timedelta(seconds=1), limit=10_000_000)
-        numeric: dict[str, pd.Series] = {}
-        state: pd.Series | None = None
-        for s in await self.store.query(q):
-            if s.signal == sig.STATE:
-                state = s.to_pandas()
-            elif s.signal in columns and not s.is_string:
-                numeric[s.signal] = s.to_pandas().astype(float)
-        if not numeric:
+        start_us = to_us(st.last) + 1
+        got = await aligned_rows(self.store.query, asset, st.scorer.model.columns, start_us=start_us,
+                                 end_us=to_us(until), read_from_us=start_us - LOOKBACK_US, bucket_s=1.0,
+                                 carry=st.carry or None, carry_state=st.carry_state, max_buckets=10_000_000)
+        st.carry, st.carry_state = got.carry or {}, got.carry_state
+        if not len(got.ts):
             return
-        last_ts = pd.Timestamp(st.last)
-        df = pd.concat(numeric, axis=1).reindex(columns=columns)
-        if st.carry:  # values from before the look-back, for signals that did not change since
-            df = df.combine_first(pd.DataFrame([st.carry], index=pd.DatetimeIndex([last_ts])))
-        df = df.sort_index().ffill().dropna()
-        df = df[df.index > last_ts]
-        if df.empty:
-            return
-        if st.carry_state is not None:
-            seed = pd.Series([st.carry_state], index=pd.DatetimeIndex([last_ts]))
-            state = seed if state is None else pd.concat([seed, state[state.index > last_ts]])
-        if state is not None and len(state):
-            known = state.sort_index().reindex(df.index, method="ffill")
-            running = (known == sig.MachineState.RUNNING.value).to_numpy()
-            if known.notna().any():
-                st.carry_state = str(known.dropna().iloc[-1])
-        else:
-            running = np.ones(len(df), dtype=bool)
-        ts_us = df.index.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
-        frame, events = st.scorer.process(ts_us, df.to_numpy(dtype=np.float64), running)
+        running = got.running if got.running is not None else np.ones(len(got.ts), dtype=bool)
+        frame, events = st.scorer.process(got.ts, got.values, running)
         if len(frame):
             await self.store.write(frame)
         if events:
             await self.store.upsert_events(events)
-        st.last = df.index[-1].to_pydatetime()
-        st.carry = {str(k): float(v) for k, v in df.iloc[-1].items()}
+        st.last = from_us(int(got.ts[-1]))
         st.rows += int(running.sum())
         st.events += len(events)
         self.stats.scored_rows += int(running.sum())

@@ -27,23 +27,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import timedelta
 
 import numpy as np
-import pandas as pd
-from numpy.typing import NDArray
 
 from analytics.errors import ModelMismatch, RegistryError
 from analytics.events import EventEmitter
 from analytics.registry import ModelRegistry
 from analytics.scoring.live import MachineScorer
 from analytics.scoring.model import AnomalyModel
+from analytics.scoring.rows import Rows, aligned_rows
 from analytics.scoring.service import metrics as m
 from analytics.scoring.service.config import ServiceConfig
 from analytics.scoring.service.source import ScoreIO
 from analytics.scoring.service.state import MachineState, StateStore, asset_key
-from ingest.storage.base import Agg, BatchKey, SampleFrame, SeriesQuery, from_us
-from zhizao import signals as sig
+from ingest.storage.base import BatchKey, SampleFrame, from_us
 from zhizao.events import Event
 
 log = logging.getLogger(__name__)
@@ -317,58 +314,11 @@ class MachineWorker:
         state are carried from the previous step; the first step reads ``lookback_s`` earlier."""
         assert self.model is not None
         columns = self.model.columns
-        start_us = st.cursor_us
         first = st.carry is None or any(c not in st.carry for c in columns)
-        read_from = start_us - (int(self.cfg.lookback_s * US) if first else 0)
-        q = SeriesQuery(asset=self.asset, start=from_us(read_from), end=from_us(end_us),
-                        signals=(*columns, sig.STATE), agg=Agg.MEAN,
-                        bucket=timedelta(seconds=self.cfg.bucket_s),
-                        limit=min(1_000_000, (end_us - read_from) // int(self.cfg.bucket_s * US) + 1))
-        numeric: dict[str, pd.Series] = {}
-        state: pd.Series | None = None
-        for s in await io.query(q):
-            if s.signal == sig.STATE:
-                state = s.to_pandas()
-            elif s.signal in columns and not s.is_string:
-                numeric[s.signal] = s.to_pandas().astype(float)
-        out = Rows(ts=np.empty(0, dtype=np.int64), values=np.empty((0, len(columns))), running=None,
-                   carry=st.carry, carry_state=st.carry_state)
-        if state is not None and len(state):
-            out.carry_state = str(state.iloc[-1])
-        if not numeric:
-            return out
-        df = pd.concat(numeric, axis=1).reindex(columns=columns).sort_index().ffill()
-        if st.carry is not None:
-            df = df.fillna(pd.Series({c: st.carry[c] for c in columns if c in st.carry}, dtype=np.float64))
-        df = df.dropna()
-        if df.empty:
-            return out
-        out.carry = {c: float(v) for c, v in zip(columns, df.iloc[-1].tolist(), strict=True)}
-        df = df[df.index >= pd.Timestamp(start_us, unit="us", tz="UTC")]
-        if df.empty:
-            return out
-        if state is not None and len(state):
-            st_now = state.sort_index().reindex(df.index, method="ffill")
-            if st.carry_state is not None:
-                st_now = st_now.fillna(st.carry_state)
-            out.running = (st_now == sig.MachineState.RUNNING.value).to_numpy()
-        elif st.carry_state is not None:
-            out.running = np.full(len(df), st.carry_state == sig.MachineState.RUNNING.value)
-        out.ts = df.index.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
-        out.values = df.to_numpy(dtype=np.float64)
-        return out
-
-
-@dataclass
-class Rows:
-    """One step's rows: ``ts`` (n,) µs, ``values`` (n, columns), ``running`` (n,) or ``None`` (the
-    machine publishes no state: every row counts), and what to carry into the next step."""
-
-    ts: NDArray[np.int64]
-    values: NDArray[np.float64]
-    running: NDArray[np.bool_] | None
-    carry: dict[str, float] | None
-    carry_state: str | None
+        read_from = st.cursor_us - (int(self.cfg.lookback_s * US) if first else 0)
+        return await aligned_rows(io.query, self.asset, columns, start_us=st.cursor_us, end_us=end_us,
+                                  read_from_us=read_from, bucket_s=self.cfg.bucket_s, carry=st.carry,
+                                  carry_state=st.carry_state)
 
 
 def _slice(frame: SampleFrame, a: int, b: int) -> SampleFrame:

@@ -1,0 +1,84 @@
+"""Reading a machine's rows for live scoring: bucketed means of the model's signals and the
+machine state, aligned as training aligns them, with the last known values carried across steps.
+
+One function for every live scorer — the scoring service (``service/machine.py``) and the
+one-box stack (``zhizao/stack/analytics.py``) — so what they score is the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ingest.storage.base import Agg, Series, SeriesQuery, from_us
+from zhizao import signals as sig
+
+US = 1_000_000
+
+
+@dataclass
+class Rows:
+    """One step's rows: ``ts`` (n,) µs, ``values`` (n, columns), ``running`` (n,) or ``None`` (the
+    machine publishes no state: every row counts), and what to carry into the next step."""
+
+    ts: NDArray[np.int64]
+    values: NDArray[np.float64]
+    running: NDArray[np.bool_] | None
+    carry: dict[str, float] | None
+    carry_state: str | None
+
+
+async def aligned_rows(query: Callable[[SeriesQuery], Awaitable[Sequence[Series]]], asset: str,
+                       columns: Sequence[str], *, start_us: int, end_us: int, read_from_us: int,
+                       bucket_s: float, carry: dict[str, float] | None, carry_state: str | None,
+                       max_buckets: int = 1_000_000) -> Rows:
+    """Rows with ``start_us <= ts < end_us``, every model column known.
+
+    Reads ``[read_from_us, end_us)`` as ``bucket_s`` means (at most ``max_buckets`` of them) with
+    ``query``, forward-fills each signal — from ``carry`` (each signal's last value of the
+    previous step) where nothing was read before a row — and drops rows a column is still
+    unknown in. ``running`` follows the state reports, forward-filled from ``carry_state``; it
+    is ``None`` when the machine never reported a state. The returned ``carry``/``carry_state``
+    are the values to hand to the next step.
+    """
+    q = SeriesQuery(asset=asset, start=from_us(read_from_us), end=from_us(end_us),
+                    signals=(*columns, sig.STATE), agg=Agg.MEAN, bucket=timedelta(seconds=bucket_s),
+                    limit=min(max_buckets, (end_us - read_from_us) // int(bucket_s * US) + 1))
+    numeric: dict[str, pd.Series] = {}
+    state: pd.Series | None = None
+    for s in await query(q):
+        if s.signal == sig.STATE:
+            state = s.to_pandas()
+        elif s.signal in columns and not s.is_string:
+            numeric[s.signal] = s.to_pandas().astype(float)
+    out = Rows(ts=np.empty(0, dtype=np.int64), values=np.empty((0, len(columns))), running=None,
+               carry=carry, carry_state=carry_state)
+    if state is not None and len(state):
+        out.carry_state = str(state.iloc[-1])
+    if not numeric:
+        return out
+    df = pd.concat(numeric, axis=1).reindex(columns=list(columns)).sort_index().ffill()
+    if carry is not None:
+        df = df.fillna(pd.Series({c: carry[c] for c in columns if c in carry}, dtype=np.float64))
+    df = df.dropna()
+    if df.empty:
+        return out
+    out.carry = {c: float(v) for c, v in zip(columns, df.iloc[-1].tolist(), strict=True)}
+    df = df[df.index >= pd.Timestamp(start_us, unit="us", tz="UTC")]
+    if df.empty:
+        return out
+    if state is not None and len(state):
+        known = state.sort_index().reindex(df.index, method="ffill")
+        if carry_state is not None:
+            known = known.fillna(carry_state)
+        out.running = (known == sig.MachineState.RUNNING.value).to_numpy()
+    elif carry_state is not None:
+        out.running = np.full(len(df), carry_state == sig.MachineState.RUNNING.value)
+    out.ts = df.index.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    out.values = df.to_numpy(dtype=np.float64)
+    return out
