@@ -29,36 +29,32 @@ def tag_value(text: str) -> str:
 
 
 class LineCache:
-    """The series keys, field tails and string values a store has written, as bytes (each
-    bounded): a batch repeats its (asset, signal) pairs, (value type, unit, quality)
-    combinations and string values."""
+    """What a store has written before, as bytes (each map bounded): the head of each kind of
+    point — series key and every field but the value, for one (asset, signal, value type, unit,
+    quality) — and quoted string values. A batch repeats all of them."""
 
     def __init__(self, measurement: str, max_size: int = 100_000) -> None:
         self.measurement = measurement
-        self.heads: dict[tuple[str, str, str], bytes] = {}
-        self.tails: dict[tuple[str, str | None, str], bytes] = {}
+        self.heads: dict[tuple[str, str, str, str | None, str], bytes] = {}
         self.strings: dict[str | None, bytes] = {}
         """Quoted string values: states, recipes and messages repeat."""
         self.max_size = max_size
 
     def fill(self, frame: SampleFrame) -> None:
-        """Add the heads and tails ``frame`` needs that are not cached yet."""
-        for cache in (self.heads, self.tails):
-            if len(cache) > self.max_size:
-                cache.clear()
-        series = set(zip(frame.asset, frame.signal, frame.vtype, strict=True))
-        for asset, signal, vtype in series - self.heads.keys():
+        """Add the heads ``frame`` needs that are not cached yet."""
+        if len(self.heads) > self.max_size:
+            self.heads.clear()
+        kinds = set(zip(frame.asset, frame.signal, frame.vtype, frame.unit, frame.quality, strict=True))
+        for asset, signal, vtype, unit, quality in kinds - self.heads.keys():
             site, area, line, machine = asset.split("/")
+            marks = f'vtype="{vtype}",' if vtype != "f" else ""
+            units = f"unit={field_str(unit)}," if unit is not None else ""
             field = "value_str" if vtype == "s" else "value"
-            # tags sorted by key, as InfluxDB recommends (it sorts them otherwise, per point)
-            self.heads[(asset, signal, vtype)] = (
+            # tags sorted by key, as InfluxDB recommends (it sorts them otherwise, per point); the
+            # value is the last field, so that a line is head + value + " <time>\n"
+            self.heads[(asset, signal, vtype, unit, quality)] = (
                 f"{self.measurement},area={area},line={line},machine={machine},signal={signal},site={site} "
-                f"{field}=").encode()
-        fields = set(zip(frame.vtype, frame.unit, frame.quality, strict=True))
-        for vtype, unit, quality in fields - self.tails.keys():
-            marks = f',vtype="{vtype}"' if vtype != "f" else ""
-            units = f",unit={field_str(unit)}" if unit is not None else ""
-            self.tails[(vtype, unit, quality)] = f'{marks}{units},quality="{quality}" '.encode()
+                f'{marks}{units}quality="{quality}",{field}=').encode()
 
 
 def frame_lines(frame: SampleFrame, cache: LineCache) -> bytes:
@@ -66,18 +62,19 @@ def frame_lines(frame: SampleFrame, cache: LineCache) -> bytes:
 
     Built column-wise, without a Python-level loop per sample: numbers and timestamps are
     formatted by orjson (shortest round-trip floats, which InfluxDB reads exactly; ints and
-    bools are written as their float with ``vtype``), heads and tails come from ``cache``,
-    and the pieces are interleaved by one ``bytes.join`` (each line ends with ``\n``).
+    bools are written as their float with ``vtype``), each point's head comes from ``cache``,
+    and the three pieces of every line (head, value, `` <time>\n``) are interleaved by one
+    ``bytes.join``.
     """
     if not len(frame):
         return b""
+    kinds = zip(frame.asset, frame.signal, frame.vtype, frame.unit, frame.quality, strict=True)
     try:
-        heads = list(map(cache.heads.__getitem__, zip(frame.asset, frame.signal, frame.vtype, strict=True)))
-        tails = list(map(cache.tails.__getitem__, zip(frame.vtype, frame.unit, frame.quality, strict=True)))
-    except KeyError:  # a series or field combination not written before
+        heads = list(map(cache.heads.__getitem__, kinds))
+    except KeyError:  # a kind of point not written before
         cache.fill(frame)
-        heads = list(map(cache.heads.__getitem__, zip(frame.asset, frame.signal, frame.vtype, strict=True)))
-        tails = list(map(cache.tails.__getitem__, zip(frame.vtype, frame.unit, frame.quality, strict=True)))
+        kinds = zip(frame.asset, frame.signal, frame.vtype, frame.unit, frame.quality, strict=True)
+        heads = list(map(cache.heads.__getitem__, kinds))
     values = orjson.dumps(frame.value)[1:-1].split(b",")  # "null" where the value is a string
     if "s" in frame.vtype:
         texts = frame.value_str
@@ -90,5 +87,6 @@ def frame_lines(frame: SampleFrame, cache: LineCache) -> bytes:
             if value is None:
                 value = quoted[text] = field_str(text).encode()  # type: ignore[arg-type]
             values[i] = value
-    stamps = orjson.dumps(frame.ts_us)[1:-1].split(b",")
-    return b"".join(chain.from_iterable(zip(heads, values, tails, stamps, repeat(b"\n"))))
+    # " t1\n t2\n ...": orjson writes the integers, one replace puts the separators in place
+    times = (b" " + orjson.dumps(frame.ts_us)[1:-1].replace(b",", b"\n ") + b"\n").splitlines(keepends=True)
+    return b"".join(chain.from_iterable(zip(heads, values, times, strict=True)))
