@@ -10,6 +10,7 @@ from selenium import webdriver
 
 from tests.support.browser import headless_chromium
 from tests.support.servers import InfluxDB, Mosquitto
+from tests.support.webhook import WebhookReceiver, webhook_receiver
 
 
 @pytest.fixture
@@ -32,6 +33,13 @@ def influxdb(tmp_path: Path) -> Iterator[InfluxDB]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """A real HTTP webhook receiver (``.url``, ``.received``) for one test."""
+    with webhook_receiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="session")

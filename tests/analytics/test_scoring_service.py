@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import aiomqtt
 import httpx
@@ -39,6 +37,7 @@ from simulator.engine import generate
 from simulator.scenario import FaultConfig, Scenario, load_scenario
 from tests.support.servers import InfluxDB, Mosquitto
 from tests.support.waiting import eventually
+from tests.support.webhook import WebhookReceiver
 from zhizao.events import Event
 from zhizao.model import Batch, Sample
 from zhizao.topics import ALERTS_FILTER, alert_topic
@@ -99,32 +98,6 @@ def ingest(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-class _Hook(http.server.BaseHTTPRequestHandler):
-    """A real webhook receiver: keeps every body and its signature header."""
-
-    received: ClassVar[list[tuple[bytes, str]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append((body, self.headers.get("X-Zhizao-Signature", "")))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        return None
-
-
-@pytest.fixture
-def webhook() -> Iterator[str]:
-    _Hook.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def post(url: str, samples: list[Sample], producer: str = "sim") -> None:
@@ -173,7 +146,7 @@ def done(svc: ScoringService, asset: str, until_us: int) -> bool:
 
 async def test_scores_events_mqtt_webhook_and_a_refused_model(
         tmp_path: Path, ingest: str, registry: Path, fault_run: list[Sample], mosquitto: Mosquitto,
-        webhook: str) -> None:
+        webhook: WebhookReceiver) -> None:
     # pack-1's artifact claims another numpy: refused with the reason; imm-1 is scored regardless
     meta_path = registry / PACK.replace("/", "__") / "v0001" / "metadata.json"
     meta = json.loads(meta_path.read_text())
@@ -194,7 +167,7 @@ async def test_scores_events_mqtt_webhook_and_a_refused_model(
     await asyncio.wait_for(ready.wait(), 10)
     cfg = ServiceConfig.model_validate(config(tmp_path, ingest, registry, sinks={
         "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "retain": False},
-        "webhooks": [{"url": webhook, "secret": "s3cret"}]}))
+        "webhooks": [{"url": webhook.url, "secret": "s3cret"}]}))
     svc = ScoringService(cfg)
     task = asyncio.create_task(svc.run())
     try:
@@ -226,10 +199,10 @@ async def test_scores_events_mqtt_webhook_and_a_refused_model(
     assert ev["peak"] > 0.5
     assert {e.id for e in received} == {ev["id"]}                  # the same episode on MQTT
     assert received[-1].state.value == "resolved"
-    hooked = [json.loads(body)["events"] for body, _ in _Hook.received]
+    hooked = [d.json()["events"] for d in webhook.received]
     assert {e["id"] for batch in hooked for e in batch} == {ev["id"]}  # ... and on the webhook, signed
-    for body, signature in _Hook.received:
-        assert signature == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    for d in webhook.received:
+        assert d.signature == "sha256=" + hmac.new(b"s3cret", d.body, hashlib.sha256).hexdigest()
 
 
 def _spawn(cfg_path: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -26,6 +26,7 @@ from ingest.storage.base import SampleFrame
 from ingest.storage.duckdb.store import DuckDBStore
 from tests.analytics.kpi.test_engine import PLANT, T0, _shift
 from tests.support.ports import free_port
+from tests.support.webhook import WebhookReceiver
 from zhizao.wire import format_ts
 
 FROM, TO = format_ts(T0), format_ts(T0 + timedelta(hours=1))
@@ -140,13 +141,11 @@ async def test_kpi_alerter_over_a_store(db: Path) -> None:
     assert events[0].details["window_start"] == FROM
 
 
-def test_cli_watch_once_emits_alerts_to_a_webhook(db: Path, tmp_path: Path, webhook: str,
+def test_cli_watch_once_emits_alerts_to_a_webhook(db: Path, tmp_path: Path, webhook: WebhookReceiver,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.analytics.kpi.conftest import Hook
-
     events_cfg = tmp_path / "events.yaml"
     events_cfg.write_text(yaml.safe_dump({
-        "sinks": {"webhooks": [{"url": webhook}]},
+        "sinks": {"webhooks": [{"url": webhook.url}]},
         "rules": [{"name": "oee-low", "kpi": "oee", "op": "<", "threshold": 0.6}]}))
     args = ["--duckdb", str(db), "--plant", str(_plant_file(tmp_path)), "--watch", str(events_cfg),
             "--once", "--at", TO]
@@ -155,4 +154,4 @@ def test_cli_watch_once_emits_alerts_to_a_webhook(db: Path, tmp_path: Path, webh
     event = json.loads(line)
     assert (event["rule"], event["asset"], event["state"]) == ("oee-low", "p/a/l/m1", "open")
     assert event["source"] == "kpi"
-    assert [h["body"]["events"][0]["id"] for h in Hook.received] == [event["id"]]
+    assert [d.json()["events"][0]["id"] for d in webhook.received] == [event["id"]]

@@ -15,8 +15,8 @@ from analytics.events import EpisodeTracker, SinksConfig, ThresholdRule, build_e
 from analytics.kpi.alerts import KpiAlerter
 from ingest.settings import Settings
 from ingest.testing import run_server
-from tests.analytics.kpi.conftest import Hook
 from tests.support.servers import Mosquitto
+from tests.support.webhook import WebhookReceiver
 from zhizao.events import Event, EventSource, EventState
 from zhizao.topics import ALERTS_FILTER
 
@@ -62,7 +62,7 @@ def test_kpi_rule_with_hysteresis_and_too_little_planned_time() -> None:
 
 
 async def test_emitter_delivers_to_ingest_mqtt_and_webhook(tmp_path: Path, mosquitto: Mosquitto,
-                                                          webhook: str) -> None:
+                                                          webhook: WebhookReceiver) -> None:
     settings = Settings.model_validate({"auth": {"enabled": False},
                                         "storage": {"duckdb": {"path": str(tmp_path / "i.duckdb")}}})
     tr = EpisodeTracker(source=EventSource.KPI, rule="idle-energy", threshold=0.3)
@@ -83,7 +83,7 @@ async def test_emitter_delivers_to_ingest_mqtt_and_webhook(tmp_path: Path, mosqu
     with run_server(settings) as url:
         cfg = SinksConfig.model_validate({
             "ingest": {"url": url}, "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "retain": False},
-            "webhooks": [{"url": webhook, "secret": "s3cret"}], "max_attempts": 2})
+            "webhooks": [{"url": webhook.url, "secret": "s3cret"}], "max_attempts": 2})
         ready = asyncio.Event()
         listener = asyncio.create_task(listen(ready))
         await asyncio.wait_for(ready.wait(), 10)
@@ -95,13 +95,13 @@ async def test_emitter_delivers_to_ingest_mqtt_and_webhook(tmp_path: Path, mosqu
             stored = (await http.get(f"{url}/api/v1/events", params={"asset": "plant1"})).json()["events"]
     assert [e.state for e in received] == [EventState.OPEN, EventState.RESOLVED]
     assert len(stored) == 1 and stored[0]["id"] == opened[0].id and stored[0]["state"] == "resolved"
-    assert [h["body"]["events"][0]["state"] for h in Hook.received] == ["open", "resolved"]
-    assert all(h["sig"].startswith("sha256=") for h in Hook.received)
+    assert [d.json()["events"][0]["state"] for d in webhook.received] == ["open", "resolved"]
+    assert all(d.signature.startswith("sha256=") for d in webhook.received)
 
 
-async def test_unreachable_sink_is_counted_and_others_still_deliver(webhook: str) -> None:
+async def test_unreachable_sink_is_counted_and_others_still_deliver(webhook: WebhookReceiver) -> None:
     cfg = SinksConfig.model_validate({"ingest": {"url": "http://127.0.0.1:9", "timeout_s": 1},
-                                      "webhooks": [{"url": webhook}], "max_attempts": 2})
+                                      "webhooks": [{"url": webhook.url}], "max_attempts": 2})
     tr = EpisodeTracker(source=EventSource.ANOMALY, rule="model-v1")
     async with build_emitter(cfg) as emitter:
         result = await emitter.emit(tr.observe("p/a/l/m", _at(0), True, 0.9))
