@@ -18,6 +18,7 @@ from ingest.settings import Settings
 from ingest.testing import create_token, run_server, server_settings
 from tests.edge_agent.test_buffer import samples
 from tests.support.ports import free_port
+from tests.support.waiting import eventually
 from zhizao import wire
 from zhizao.backoff import Backoff
 from zhizao.errors import PartialWrite, Rejected, Unavailable
@@ -36,10 +37,7 @@ async def test_delivery_dedup_and_auth_against_real_ingest(tmp_path: Path) -> No
             fwd = Forwarder(buf, up, DeadLetter(tmp_path / "dead.jsonl"), max_items=300, linger=0.05)
             await buf.put(samples(1000))
             task = asyncio.create_task(fwd.run())
-            for _ in range(200):
-                if buf.stats.backlog_samples == 0:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: buf.stats.backlog_samples == 0, 10, "the buffer drained")
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             assert fwd.stats.sent_samples == 1000 and fwd.stats.dead_lettered == 0
@@ -129,10 +127,7 @@ async def test_bulk_forwarder_outage_and_dead_letters_against_real_ingest(tmp_pa
                 await buf.put_records([
                     _doc("agent-1", "bulk-partial", 50, [ok_sample, {**ok_sample, "ts": "x"}]),
                     EncodedBatch.record("agent-1", "bulk-bad", 51, 1, b'{"format":"zhizao.batch"}')])
-                for _ in range(200):
-                    if buf.stats.backlog_samples == 0:
-                        break
-                    await asyncio.sleep(0.05)
+                await eventually(lambda: buf.stats.backlog_samples == 0, 10, "the buffer drained")
                 assert buf.stats.backlog_samples == 0
                 async with httpx.AsyncClient() as client:
                     text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
@@ -157,10 +152,7 @@ async def test_records_go_one_per_request_with_bulk_off(tmp_path: Path) -> None:
             fwd = Forwarder(buf, up, DeadLetter(tmp_path / "dead.jsonl"), max_items=1000, linger=0.05)
             await buf.put_records([_batch(i) for i in range(1, 11)])
             task = asyncio.create_task(fwd.run())
-            for _ in range(200):
-                if buf.stats.backlog_samples == 0:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: buf.stats.backlog_samples == 0, 10, "the buffer drained")
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         async with httpx.AsyncClient() as client:
