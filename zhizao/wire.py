@@ -33,6 +33,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Callable, Iterable
+from itertools import chain
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -100,34 +101,48 @@ def batch_to_dict(batch: Batch) -> dict[str, Any]:
 
 
 def batch_to_dict_v2(batch: Batch) -> dict[str, Any]:
-    """The version-2 JSON object of a batch: its samples grouped into series (asset, signal,
-    unit, quality) in order of first appearance, each series' samples in their order."""
-    series: dict[tuple[str, str, str | None, Quality], tuple[list[str], list[Value]]] = {}
-    for s in batch.samples:
-        key = (str(s.asset), s.signal, s.unit, s.quality)
-        points = series.get(key)
-        if points is None:
-            points = series[key] = ([], [])
-        points[0].append(format_ts(s.ts))
-        points[1].append(s.value)
+    """The version-2 JSON object of a batch: each run of consecutive samples sharing asset,
+    signal, unit and quality becomes one series. The order is kept (so a rejection's index is
+    the sample's index in ``batch``): put a series' samples together for a compact document, as
+    the agent's buffer does (:func:`group_by_series`)."""
     out: list[dict[str, Any]] = []
-    for (asset, signal, unit, quality), (stamps, values) in series.items():
-        entry: dict[str, Any] = {"asset": asset, "signal": signal}
-        if unit is not None:
-            entry["unit"] = unit
-        if quality is not Quality.GOOD:
-            entry["quality"] = quality.value
-        entry["ts"] = stamps
-        entry["value"] = values
-        out.append(entry)
+    last: tuple[AssetPath, str, str | None, Quality] | None = None
+    stamps: list[str] = []
+    values: list[Value] = []
+    for s in batch.samples:
+        key = (s.asset, s.signal, s.unit, s.quality)
+        if key != last:
+            last = key
+            entry: dict[str, Any] = {"asset": str(s.asset), "signal": s.signal}
+            if s.unit is not None:
+                entry["unit"] = s.unit
+            if s.quality is not Quality.GOOD:
+                entry["quality"] = s.quality.value
+            stamps, values = entry["ts"], entry["value"] = [], []
+            out.append(entry)
+        stamps.append(format_ts(s.ts))
+        values.append(s.value)
     return {"format": FORMAT, "version": 2, "producer": batch.producer, "batch_id": batch.batch_id,
             "seq": batch.seq, "series": out}
 
 
+def group_by_series(samples: Iterable[Sample]) -> tuple[Sample, ...]:
+    """``samples`` with each series' samples together (series in order of first appearance,
+    each series' samples in their order): the order that makes a version-2 document compact."""
+    groups: dict[tuple[AssetPath, str, str | None, Quality], list[Sample]] = {}
+    for s in samples:
+        key = (s.asset, s.signal, s.unit, s.quality)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [s]
+        else:
+            group.append(s)
+    return tuple(chain.from_iterable(groups.values()))
+
+
 def encode_batch(batch: Batch, *, compress: bool = False, version: int = VERSION) -> bytes:
     """Serialise ``batch`` in wire-format ``version`` (1 or 2); with ``compress`` the bytes are
-    gzip (level 6). Version 2 groups the samples by series: decoding it gives them series by
-    series, which is ``batch``'s order only when its series do not interleave."""
+    gzip (level 6). Either version keeps the samples' order (decoding gives ``batch`` back)."""
     if version not in VERSIONS:
         raise ValueError(f"unknown wire-format version {version!r}; known: {VERSIONS}")
     raw = orjson.dumps(batch_to_dict(batch) if version == 1 else batch_to_dict_v2(batch))
