@@ -137,3 +137,86 @@ def test_large_batches_one_timestamp_each_match_the_reference(
            "samples": [{**GOOD, "ts": ts, "value": values[i % len(values)]} for i, ts in enumerate(stamps)]}
     fast, ref = _both(doc)
     assert fast == ref
+
+
+# --- version 2: samples grouped into series ---------------------------------------------------
+
+GOOD_SERIES = {"asset": "plant/a1/line1/cnc-1", "signal": "power_kw", "unit": "kW",
+               "ts": ["2026-11-23T08:00:00.250000Z", "2026-11-23T08:00:01.250000Z"], "value": [1.5, 2.5]}
+series_fields = st.fixed_dictionaries({}, optional={
+    "asset": st.sampled_from(["plant/a1/line1/cnc-1", "p/a/l", "p/a/l/-m", 7, None, [1]]),
+    "signal": st.sampled_from(["power_kw", "axis.x-load", "9bad", "", 1]),
+    "unit": st.sampled_from([None, "kW", "x" * 33, 5]),
+    "quality": st.sampled_from(["good", "bad", "uncertain", "BAD", None, 1]),
+    "ts": st.one_of(st.lists(st.one_of(canonical_ts, st.sampled_from(["2026-11-23T09:00:00+01:00", "x", 5])),
+                             max_size=4), st.just("2026-11-23T08:00:00.250000Z")),
+    "value": st.one_of(st.lists(odd_values, max_size=4), st.just(1.5)),
+    "extra": st.just(1),
+})
+paired_series = st.integers(min_value=0, max_value=5).flatmap(lambda n: st.fixed_dictionaries({
+    "asset": st.sampled_from(["plant/a1/line1/cnc-1", "plant/a1/line1/cnc-2", "p/a/l"]),
+    "signal": st.sampled_from(["power_kw", "state", "9bad"]),
+    "ts": st.lists(canonical_ts, min_size=n, max_size=n),
+    "value": st.lists(odd_values, min_size=n, max_size=n),
+}, optional={"unit": st.sampled_from([None, "kW", "x" * 33]),
+             "quality": st.sampled_from(["good", "bad", "BAD"])}))
+envelope_v2 = st.fixed_dictionaries({
+    "format": st.sampled_from(["zhizao.batch", "zhizao.batch", "other"]),
+    "version": st.sampled_from([2, 2, 2, 1, True, 2.0]),
+    "producer": st.sampled_from(["agent-1", "agent-1", "bad id"]),
+    "batch_id": st.sampled_from(["b-1", "b-1", "-b"]),
+    "seq": st.sampled_from([0, 7, -1]),
+    "series": st.lists(st.one_of(st.just(GOOD_SERIES), paired_series, paired_series, series_fields,
+                                 st.integers()), max_size=5),
+})
+
+
+@settings(max_examples=400, deadline=None)
+@given(envelope_v2)
+def test_fast_decoder_matches_reference_on_version_2(doc: dict[str, Any]) -> None:
+    fast, ref = _both(doc)
+    assert fast == ref
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=1, max_value=70), st.integers(min_value=1, max_value=40), canonical_ts,
+       st.integers(min_value=0, max_value=10**6), st.lists(odd_values, min_size=1, max_size=6))
+def test_large_version_2_batches_match_the_reference(
+        n_series: int, per_series: int, odd: str, where: int, values: list[object]) -> None:
+    """Many series of many samples (timestamps read all at once by numpy), one odd timestamp
+    anywhere and values of every JSON type: the same frame, rejections and indices."""
+    series: list[dict[str, Any]] = []
+    for k in range(n_series):
+        stamps = [f"2026-11-23T08:{i // 60:02d}:{i % 60:02d}.{(i + k) * 7919 % 10**6:06d}Z"
+                  for i in range(per_series)]
+        series.append({"asset": f"plant/a1/line1/m{k % 7}", "signal": f"s{k}", "ts": stamps,
+                       "value": [values[(i + k) % len(values)] for i in range(per_series)]})
+    k, i = divmod(where % (n_series * per_series), per_series)
+    series[k]["ts"][i] = odd
+    doc = {"format": "zhizao.batch", "version": 2, "producer": "a", "batch_id": "b", "seq": 0,
+           "series": series}
+    fast, ref = _both(doc)
+    assert fast == ref
+
+
+def test_version_2_reads_the_same_frame_as_version_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same samples sent in either version give the same frame (v2 groups them by series),
+    both read by the fast path (the reference decoder is not called)."""
+    import ingest.decode
+
+    def no_reference(raw: bytes, max_bytes: int) -> None:
+        raise AssertionError("fell back to the reference decoder")
+
+    monkeypatch.setattr(ingest.decode, "_reference", no_reference)
+    from zhizao.model import AssetPath, Batch, Sample
+    from zhizao.wire import encode_batch, parse_ts
+    samples = tuple(
+        Sample(AssetPath("plant", "a1", "line1", f"m{m}"), signal,
+               parse_ts(f"2026-11-23T08:00:{t:02d}.000000Z"), value, "kW" if signal == "power_kw" else None)
+        for m in range(3) for signal, value in (("power_kw", 1.5), ("parts_total", 7), ("state", "running"))
+        for t in range(20))
+    batch = Batch("agent-1", "b-1", 0, samples)
+    one = Decoder().decode(encode_batch(batch, version=1), max_bytes=10**6)
+    two = Decoder().decode(encode_batch(batch, version=2), max_bytes=10**6)
+    assert (one.rejected, two.rejected, one.total, two.total) == ({}, {}, 180, 180)
+    assert one.frame == two.frame  # these samples are already grouped by series
