@@ -23,14 +23,21 @@ def encode_sample(s: Sample) -> bytes:
     return orjson.dumps(sample_to_dict(s))
 
 
-def check_row(data: bytes) -> None:
-    """``ValueError`` unless ``data`` is a JSON object (cheap check before sending rows as they are)."""
+SeriesKey = tuple[object, object, object, object]
+"""(asset, signal, unit, quality) of a row, as stored (hashable; not validated)."""
+
+
+def row_series(data: bytes) -> SeriesKey:
+    """The series of row ``data``; ``ValueError`` unless it is a JSON object (a cheap check before
+    sending rows as they are — ingest validates every field)."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"undecodable buffer row: {exc}") from exc
     if not isinstance(doc, dict):
         raise ValueError("damaged buffer row: not a JSON object")
+    key = (doc.get("asset"), doc.get("signal"), doc.get("unit"), doc.get("quality", "good"))
+    return key if all(isinstance(k, str | None) for k in key) else tuple(map(repr, key))  # type: ignore[return-value]
 
 
 class SampleDecoder:

@@ -1,11 +1,13 @@
 """A batch as the buffer stores it, not decoded: its samples' wire-format rows, or one whole document.
 
-Two shapes of :class:`EncodedBatch`, both sent as they are by an uplink that speaks wire format
-(HTTP to ingest) — nothing is decoded or re-encoded per sample between the buffer and ingest:
+Two shapes of :class:`EncodedBatch`, both sent by an uplink that speaks wire format (HTTP to
+ingest) without decoding a sample into a ``Sample``:
 
-- **sample rows** (``rows``, one wire-format JSON object per sample): a batch the buffer formed
-  from sample rows (the agent). Its identity is the buffer's own ``(producer, batch_id, seq)``;
-  :meth:`EncodedBatch.body` joins the rows into the batch document.
+- **sample rows** (``rows``, one wire-format v1 JSON object per sample): a batch the buffer
+  formed from sample rows (the agent), each series' rows together. Its identity is the buffer's
+  own ``(producer, batch_id, seq)``; :meth:`EncodedBatch.body` joins the rows into a v1 document,
+  or regroups them into a v2 one (one ``orjson.loads`` per row: ~0.5 µs per sample here, for a
+  document of ~40 % of the bytes that ingest reads about three times faster).
 - **a record** (``document``): a whole batch someone else identified — an agent's batch received
   by the site gateway — stored as ONE buffer record holding its (uncompressed, validated)
   wire-format document and its key ``(producer, batch_id, seq)``. ``n`` is its number of samples,
@@ -73,34 +75,39 @@ class EncodedBatch:
     def __len__(self) -> int:
         return self.n if self.document is not None else len(self.rows)
 
-    def line(self) -> bytes:
-        """The uncompressed wire-format document, on one line."""
+    def line(self, version: int = wire.VERSION) -> bytes:
+        """The uncompressed wire-format document, on one line: a record's document as received;
+        sample rows in wire-format ``version`` (1: the rows joined; 2: each run of consecutive
+        rows of one series as one series entry — the buffer hands out a series' rows together).
+        Samples keep the rows' order in both, so a rejection's index is the row's index."""
         if self.document is not None:
             return self.document
-        head = orjson.dumps(
-            {
-                "format": wire.FORMAT,
-                "version": wire.VERSION,
-                "producer": self.producer,
-                "batch_id": self.batch_id,
-                "seq": self.seq,
-            }
-        )
+        envelope = {"format": wire.FORMAT, "version": version, "producer": self.producer,
+                    "batch_id": self.batch_id, "seq": self.seq}
+        if version == 2:
+            series = _series_entries(self.rows)
+            if series is not None:
+                return orjson.dumps({**envelope, "series": series})
+            envelope["version"] = 1  # a row that is not a plain sample object: sent as it is, in v1
+        head = orjson.dumps(envelope)
         return b"".join((head[:-1], b',"samples":[', b",".join(self.rows), b"]}"))
 
-    def body(self, *, compress: bool = False) -> bytes:
+    def body(self, *, compress: bool = False, version: int = wire.VERSION) -> bytes:
         """The wire-format document (gzip when ``compress``)."""
-        raw = self.line()
+        raw = self.line(version)
         return gzip.compress(raw, compresslevel=6, mtime=0) if compress else raw
 
     def samples_json(self) -> list[Any]:
         """The samples' JSON objects, in order (``None`` for one that cannot be decoded)."""
         if self.document is not None:
             try:
-                samples = orjson.loads(self.document)["samples"]
+                doc = orjson.loads(self.document)
+                samples = doc["series"] if "series" in doc else doc["samples"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 return []
-            return samples if isinstance(samples, list) else []
+            if not isinstance(samples, list):
+                return []
+            return _flat(samples) if "series" in doc else samples
         out: list[Any] = []
         for row in self.rows:
             try:
@@ -118,3 +125,51 @@ class EncodedBatch:
                 raise ValueError(f"damaged record {self.producer}/{self.batch_id}: {exc}") from exc
         dec = decoder or SampleDecoder()
         return Batch(self.producer, self.batch_id, self.seq, tuple(dec.decode(r) for r in self.rows))
+
+
+_SERIES_FIELDS = ("asset", "signal", "unit", "quality")
+_POINT_FIELDS = frozenset({"ts", "value"})
+_ROW_FIELDS = frozenset({*_SERIES_FIELDS, *_POINT_FIELDS})
+
+
+def _series_entries(rows: tuple[bytes, ...]) -> list[dict[str, Any]] | None:
+    """The version-2 ``series`` array of ``rows`` (wire-format v1 sample objects), one entry per
+    run of consecutive rows sharing asset, signal, unit and quality; ``None`` when a row is not
+    a JSON object with ``asset``, ``signal``, ``ts`` and ``value`` and no other key than those and
+    ``unit``/``quality`` (such a row goes to ingest as it is, which then names what is wrong)."""
+    out: list[dict[str, Any]] = []
+    last: tuple[Any, ...] | None = None
+    stamps: list[Any] = []
+    values: list[Any] = []
+    for row in rows:
+        try:
+            obj = orjson.loads(row)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(obj, dict) or not _POINT_FIELDS <= obj.keys() <= _ROW_FIELDS:
+            return None
+        key = tuple(obj.get(k) for k in _SERIES_FIELDS)
+        if key != last:
+            if "asset" not in obj or "signal" not in obj:
+                return None
+            last = key
+            entry = {k: obj[k] for k in _SERIES_FIELDS if k in obj}
+            stamps, values = entry["ts"], entry["value"] = [], []
+            out.append(entry)
+        stamps.append(obj["ts"])
+        values.append(obj["value"])
+    return out
+
+
+def _flat(series: list[Any]) -> list[Any]:
+    """The sample objects of a version-2 ``series`` array, in document order (``[]`` when it
+    is not well-formed: a reader refuses such a document as a whole)."""
+    out: list[Any] = []
+    for entry in series:
+        if not isinstance(entry, dict) or not isinstance(entry.get("ts"), list) \
+                or not isinstance(entry.get("value"), list) or len(entry["ts"]) != len(entry["value"]):
+            return []
+        common = {k: entry[k] for k in _SERIES_FIELDS if k in entry}
+        out += [{**common, "ts": ts, "value": value} for ts, value in zip(entry["ts"], entry["value"],
+                                                                          strict=True)]
+    return out

@@ -47,11 +47,12 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-from edge_agent.buffer.codec import SampleDecoder, check_row, encode_sample
+from edge_agent.buffer.codec import SampleDecoder, SeriesKey, encode_sample, row_series
 from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
 from edge_agent.buffer.sqlite import BufferCorrupt, Db, RecordRow, open_db
 from zhizao.model import Batch, Sample
@@ -411,24 +412,25 @@ class SqliteBuffer:
                 formed = db.form_batch(max_items)
             seq, batch_id, rows = formed
             samples: list[Sample] = []
-            good: list[bytes] = []
+            series: dict[SeriesKey, list[bytes]] = {}
             for data in rows:
                 try:
                     if decode:
                         samples.append(self._decoder.decode(data))
                     else:
-                        check_row(data)
-                        good.append(data)
+                        series.setdefault(row_series(data), []).append(data)
                 except ValueError as exc:
                     self.stats.corrupt_rows += 1
                     log.error("buffer: damaged row in batch %s skipped: %s", batch_id, exc)
-            if not (samples or good):
+            if not (samples or series):
                 db.delete_batch(seq)
                 continue
             self._inflight.add(seq)
             if decode:
                 return Batch(self.producer, batch_id, seq, tuple(samples))
-            return EncodedBatch(self.producer, batch_id, seq, tuple(good))
+            # each series' rows together (series in order of first appearance): a wire-format v2
+            # document then holds one series entry per series (the same order at every resend)
+            return EncodedBatch(self.producer, batch_id, seq, tuple(chain.from_iterable(series.values())))
 
     async def ack(self, batch: Batch | EncodedBatch) -> None:
         """The receiver has the batch: delete it and its samples for good."""

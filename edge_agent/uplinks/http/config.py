@@ -20,6 +20,9 @@ class HttpUplinkConfig(StrictModel):
     token: SecretStr | None = None
     token_file: Path | None = None
     gzip: bool = True
+    wire_version: Literal[1, 2] = 2
+    """Wire-format version of the batches sent: 2 (samples grouped into series, what ingest reads
+    fastest) or 1, for an ingest older than version 2 of the format."""
     verify: bool | Path = True
     """TLS: ``true`` (system CAs), ``false`` (never in production) or a CA bundle path."""
     client_cert: Path | None = None

@@ -131,11 +131,13 @@ class HttpUplink:
         """POST ``batch``; returns when acknowledged, else raises (see the module docstring)."""
         if self._client is None:
             raise RuntimeError("HttpUplink used outside 'async with'")
-        await self._post(wire.encode_batch(batch, compress=self.config.gzip), len(batch))
+        body = wire.encode_batch(batch, compress=self.config.gzip, version=self.config.wire_version)
+        await self._post(body, len(batch))
 
     async def send_encoded(self, batch: EncodedBatch) -> None:
         """Like :meth:`send` for a batch as the buffer stores it (no per-sample encoding)."""
-        body = await asyncio.to_thread(batch.body, compress=self.config.gzip)  # zlib releases the GIL
+        body = await asyncio.to_thread(batch.body, compress=self.config.gzip,  # zlib releases the GIL
+                                       version=self.config.wire_version)
         await self._post(body, len(batch))
 
     async def send_bulk(self, batches: Sequence[EncodedBatch]) -> list[Outcome]:
@@ -144,7 +146,7 @@ class HttpUplink:
             raise RuntimeError("HttpUplink used outside 'async with'")
         if self.bulk is None:
             return await self._one_by_one(batches)
-        raw = b"\n".join(b.line() for b in batches)
+        raw = b"\n".join(b.line(self.config.wire_version) for b in batches)
         body = await asyncio.to_thread(_gzip, raw) if self.config.gzip else raw
         resp = await self._request(self.bulk_endpoint, body, {"Content-Type": NDJSON})
         status = resp.status_code
