@@ -23,6 +23,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from ingest.storage.duckdb.store import frame_to_arrow
 from ingest.storage.influxdb.lineproto import LineCache, frame_lines
 from ingest.testing import IngestProcess
 from zhizao.model import AssetPath, Batch, Sample
-from zhizao.wire import encode_batch
+from zhizao.wire import VERSIONS, encode_batch, group_by_series
 
 BATCH = 1000
 SIGNALS = ("power_kw", "spindle_speed", "vibration_rms", "melt_temp", "parts_total", "state")
@@ -199,8 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     n = args.batches or (60 if args.quick else 300)
     batches = make_batches(n + 5 + n // 2)
     main_batches, lat_batches = batches[: n + 5], batches[n + 5 :]
-    bodies = [encode_batch(b) for b in main_batches]
-    lat_bodies = [encode_batch(b) for b in lat_batches]
+    # each batch's samples grouped by series, as the agent's buffer sends them (both versions, and
+    # the direct writes, in that order: influxd ingests it a little more cheaply than interleaved)
+    main_batches, lat_batches = ([replace(b, samples=group_by_series(b.samples)) for b in part]
+                                 for part in (main_batches, lat_batches))
+    bodies = {v: [encode_batch(b, version=v) for b in main_batches] for v in VERSIONS}
+    lat_bodies = {v: [encode_batch(b, version=v) for b in lat_batches] for v in VERSIONS}
     frames = [SampleFrame.from_samples(b.samples) for b in main_batches]
     result: dict[str, object] = {
         "bench": "ingest",
@@ -215,24 +220,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average {load:.1f} on {os.cpu_count()} CPUs (figures scale down with other load)")
         raw = raw_duckdb(tmp / "raw.duckdb", frames)
         print(f"duckdb bare Arrow insert (1 tx per 1000-sample batch): {raw:,.0f} samples/s")
-        rate, p50, p99, cpu_us = asyncio.run(
-            bench_through_ingest(tmp, "duck", "duckdb", bodies, lat_bodies, args.concurrency)
-        )
-        print(
-            f"duckdb through ingest: {rate:,.0f} samples/s (ratio {rate / raw:.2f} of bare insert); "
-            f"server CPU {cpu_us:.2f} µs/sample (= {1e6 / cpu_us:,.0f} samples per CPU-second); "
-            f"latency at half rate p50 {p50:.1f} ms p99 {p99:.1f} ms"
-        )
-        result.update(
-            load_avg=round(load, 1),
-            duckdb_samples_per_s=round(rate),
-            duckdb_raw_samples_per_s=round(raw),
-            duckdb_ratio=round(rate / raw, 3),
-            duckdb_target_samples_per_s=150_000,
-            duckdb_server_cpu_us_per_sample=round(cpu_us, 3),
-            duckdb_p50_ms=round(p50, 2),
-            duckdb_p99_ms=round(p99, 2),
-        )
+        result.update(load_avg=round(load, 1), duckdb_raw_samples_per_s=round(raw),
+                      duckdb_target_samples_per_s=150_000)
+        for version in (2, 1):
+            rate, p50, p99, cpu_us = asyncio.run(bench_through_ingest(
+                tmp, f"duck{version}", "duckdb", bodies[version], lat_bodies[version], args.concurrency))
+            print(
+                f"duckdb through ingest, wire v{version}: {rate:,.0f} samples/s (ratio {rate / raw:.2f} of "
+                f"bare insert); server CPU {cpu_us:.2f} µs/sample; latency at half rate p50 {p50:.1f} ms "
+                f"p99 {p99:.1f} ms"
+            )
+            suffix = "" if version == 2 else "_v1"
+            result.update({
+                f"duckdb_samples_per_s{suffix}": round(rate),
+                f"duckdb_ratio{suffix}": round(rate / raw, 3),
+                f"duckdb_server_cpu_us_per_sample{suffix}": round(cpu_us, 3),
+                f"duckdb_p50_ms{suffix}": round(p50, 2),
+                f"duckdb_p99_ms{suffix}": round(p99, 2),
+            })
         if not args.no_influx:
             result.update(
                 asyncio.run(_influx_part(tmp, main_batches, bodies, lat_bodies, frames, args.concurrency))
@@ -244,29 +249,31 @@ def main(argv: list[str] | None = None) -> int:
 async def _influx_part(
     tmp: Path,
     batches: list[Batch],
-    bodies: list[bytes],
-    lat_bodies: list[bytes],
+    bodies: dict[int, list[bytes]],
+    lat_bodies: dict[int, list[bytes]],
     frames: list[SampleFrame],
     concurrency: int,
 ) -> dict[str, object]:
-    """Direct writes and writes through ingest, in the order direct, ingest, ingest, direct
-    (ABBA), each phase on a fresh ``influxd`` (same binary and configuration, empty data
-    directory) — the ratio compares the mean rates of the two pairs.
+    """Direct writes and writes through ingest in both wire formats, in the order direct, v2,
+    v1, v1, v2, direct, each phase on a fresh ``influxd`` (same binary and configuration, empty
+    data directory) — each ratio compares the mean rates of its pair of phases with the mean of
+    the two direct ones, which the phase order centres on the same point.
 
     Why: one influxd gets slower as it holds more data (cache snapshots, compactions, a larger
     Go heap). Measured in one run on one server: direct writes 337,532 samples/s as the first
     phase and 243,324 as the fourth; a third-phase direct run cost 5.03 µs of influxd CPU per
     point against 4.40 as the first. A fixed order (direct first, as this bench had) charges
-    that drift to ingest; fresh servers remove it and ABBA balances what the machine drifts."""
+    that drift to ingest; fresh servers remove it and the symmetric order balances what the
+    machine drifts."""
     from tests.support.servers import InfluxDB
 
     cache = LineCache("direct")
     lp = [frame_lines(f, cache) for f in frames]
-    directs: list[float] = []
-    ingests: list[float] = []
-    cpus: list[float] = []
-    p50 = p99 = 0.0
-    for phase, kind in enumerate(("direct", "ingest", "ingest", "direct")):
+    rates: dict[str, list[float]] = {"direct": [], "v1": [], "v2": []}
+    cpus: dict[str, list[float]] = {"v1": [], "v2": []}
+    latency: dict[str, tuple[float, float]] = {}
+    order = ("direct", "v2", "v1", "v1", "v2", "direct")
+    for phase, kind in enumerate(order):
         server = InfluxDB(tmp / f"influxdb-{phase}")
         server.start()
         try:
@@ -274,36 +281,45 @@ async def _influx_part(
                 url, params = f"{server.url}/write", {"db": server.database, "precision": "u"}
                 await closed_loop(url, lp[:5], 2, {}, params, expect=204)  # warm up, as ingest's
                 elapsed = await closed_loop(url, lp[5:], concurrency, {}, params, expect=204)
-                directs.append((len(lp) - 5) * BATCH / elapsed)
+                rates[kind].append((len(lp) - 5) * BATCH / elapsed)
                 print(f"influxd direct line-protocol writes (phase {phase + 1}): "
-                      f"{directs[-1]:,.0f} samples/s")
+                      f"{rates[kind][-1]:,.0f} samples/s")
                 continue
-            first = not ingests
+            version = int(kind[1])
+            first = not rates[kind]
             rate, lat50, lat99, cpu_us = await bench_through_ingest(
-                tmp, f"influx{phase}", "influxdb", bodies, lat_bodies if first else [], concurrency,
-                server.url)
-            ingests.append(rate)
-            cpus.append(cpu_us)
+                tmp, f"influx{phase}", "influxdb", bodies[version], lat_bodies[version] if first else [],
+                concurrency, server.url)
+            rates[kind].append(rate)
+            cpus[kind].append(cpu_us)
             if first:
-                p50, p99 = lat50, lat99
-            print(f"influxdb through ingest (phase {phase + 1}): {rate:,.0f} samples/s; "
+                latency[kind] = (lat50, lat99)
+            print(f"influxdb through ingest, wire v{version} (phase {phase + 1}): {rate:,.0f} samples/s; "
                   f"ingest CPU {cpu_us:.2f} µs/sample")
         finally:
             server.kill()
-    direct, rate = sum(directs) / 2, sum(ingests) / 2
-    print(f"influxdb through ingest: {rate:,.0f} samples/s (ratio {rate / direct:.2f} of direct "
-          f"{direct:,.0f}, means of the ABBA pairs); latency at half rate p50 {p50:.1f} ms "
-          f"p99 {p99:.1f} ms")
-    return {
-        "influx_samples_per_s": round(rate),
-        "influx_direct_samples_per_s": round(direct),
-        "influx_ratio": round(rate / direct, 3),
-        "target_influx_ratio": 0.8,
-        "influx_phases_abba": [round(x) for x in (directs[0], ingests[0], ingests[1], directs[1])],
-        "influx_server_cpu_us_per_sample": round(sum(cpus) / len(cpus), 3),
-        "influx_p50_ms": round(p50, 2),
-        "influx_p99_ms": round(p99, 2),
-    }
+    mean = {kind: sum(r) / len(r) for kind, r in rates.items()}
+    direct = mean["direct"]
+    out: dict[str, object] = {}
+    for version in (2, 1):
+        kind = f"v{version}"
+        print(f"influxdb through ingest, wire v{version}: {mean[kind]:,.0f} samples/s (ratio "
+              f"{mean[kind] / direct:.2f} of direct {direct:,.0f}, means of the paired phases); latency "
+              f"at half rate p50 {latency[kind][0]:.1f} ms p99 {latency[kind][1]:.1f} ms")
+        suffix = "" if version == 2 else "_v1"
+        out.update({
+            f"influx_samples_per_s{suffix}": round(mean[kind]),
+            f"influx_ratio{suffix}": round(mean[kind] / direct, 3),
+            f"influx_server_cpu_us_per_sample{suffix}": round(sum(cpus[kind]) / len(cpus[kind]), 3),
+            f"influx_p50_ms{suffix}": round(latency[kind][0], 2),
+            f"influx_p99_ms{suffix}": round(latency[kind][1], 2),
+        })
+    out["influx_direct_samples_per_s"] = round(direct)
+    out["target_influx_ratio"] = 0.8
+    out["influx_phases"] = [f"{kind} {round(r)}" for kind, r in zip(
+        order, [rates["direct"][0], rates["v2"][0], rates["v1"][0], rates["v1"][1], rates["v2"][1],
+                rates["direct"][1]], strict=True)]
+    return out
 
 
 if __name__ == "__main__":
