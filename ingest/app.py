@@ -155,13 +155,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description,
                               routes=app.routes)
-            schema = batches.batch_schema()
-            comps = doc.setdefault("components", {}).setdefault("schemas", {})
-            for name, sub in schema.pop("$defs").items():
-                comps[f"BatchV1_{name}"] = sub
-            schema.pop("$schema", None)
-            schema.pop("$id", None)
-            comps["BatchV1"] = schema
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(batches.batch_schemas())
             doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             doc["security"] = [{"bearer": []}]
             app.openapi_schema = doc

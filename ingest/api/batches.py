@@ -67,12 +67,23 @@ class BulkResult(BaseModel):
     errors: int
 
 
-def batch_schema() -> dict[str, Any]:
-    """The wire-format JSON Schema with ``$defs`` references rewritten for OpenAPI components."""
-    text = resources.files("zhizao").joinpath("schema/batch-v1.schema.json").read_text(encoding="utf-8")
-    text = text.replace("#/$defs/", "#/components/schemas/BatchV1_")
-    doc: dict[str, Any] = json.loads(text)
-    return doc
+def batch_schemas() -> dict[str, dict[str, Any]]:
+    """OpenAPI components for the wire format: ``BatchV1`` and ``BatchV2`` (the published JSON
+    Schemas, ``$defs`` moved to ``BatchV<n>_<name>`` components) and ``Batch``, either of them."""
+    out: dict[str, dict[str, Any]] = {}
+    for version in (1, 2):
+        name = f"BatchV{version}"
+        text = resources.files("zhizao").joinpath(f"schema/batch-v{version}.schema.json").read_text(
+            encoding="utf-8")
+        doc: dict[str, Any] = json.loads(text.replace("#/$defs/", f"#/components/schemas/{name}_"))
+        for key, sub in doc.pop("$defs").items():
+            out[f"{name}_{key}"] = sub
+        doc.pop("$schema", None)
+        doc.pop("$id", None)
+        out[name] = doc
+    out["Batch"] = {"description": "A batch in either version of zhizao's wire format.",
+                    "oneOf": [{"$ref": f"#/components/schemas/BatchV{v}"} for v in (1, 2)]}
+    return out
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -87,7 +98,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/batches", response_model=BatchResult, responses=_ERRORS,
     openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/BatchV1"}}}}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}}},
 )
 async def post_batch(request: Request) -> Response:
     """Store a batch. Idempotent on (producer, batch_id); answered only after the store committed.
@@ -139,8 +150,8 @@ _NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-seq")
     "/batches/bulk", response_model=BulkResult, responses=_ERRORS,
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/x-ndjson": {"schema": {
-            "type": "array", "items": {"$ref": "#/components/schemas/BatchV1"},
-            "description": "one BatchV1 document per line (NDJSON), not a JSON array"}}}}},
+            "type": "array", "items": {"$ref": "#/components/schemas/Batch"},
+            "description": "one Batch document (either version) per line (NDJSON), not a JSON array"}}}}},
 )
 async def post_bulk(request: Request) -> Response:
     """Store many batches in one request: NDJSON, one wire-format batch document per line.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -67,9 +68,40 @@ def test_malformed_bodies_get_400_and_store_nothing(client: httpx.Client, body: 
     assert stored_count(client) == 0
 
 
+def test_version_2_batch_stored_with_rejections_indexed_in_document_order(client: httpx.Client) -> None:
+    """Wire format v2 (samples grouped into series): stored like v1, a rejection's index counts
+    samples series after series, a bad series field rejects its whole series, a resend is a
+    duplicate whichever version it comes in."""
+    doc: dict[str, Any] = {
+        "format": "zhizao.batch", "version": 2, "producer": "agent-1", "batch_id": "b-v2", "seq": 1,
+        "series": [
+               {"asset": "plant/a1/line1/cnc-1", "signal": "power_kw", "unit": "kW",
+                "ts": ["2026-11-23T08:00:00.000000Z", "2026-11-23T08:00:01.000000Z"], "value": [1.5, 2.5]},
+               {"asset": "plant/a1/line1/cnc-1", "signal": "state",
+                "ts": ["2026-11-23T08:00:00.000000Z", "2026-11-23T08:00:01", "2026-11-23T08:00:02.000000Z"],
+                "value": ["running", "running", "idle"]},
+               {"asset": "not/a/path", "signal": "power_kw", "ts": ["2026-11-23T08:00:00.000000Z"],
+                "value": [1.0]}]}
+    r = client.post("/api/v1/batches", content=orjson.dumps(doc))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == 4 and body["duplicate"] is False
+    assert [(x["index"], x["reason"].split(":")[0]) for x in body["rejected"]] == [(3, "ts"), (5, "asset")]
+    assert stored_count(client) == 4
+    again = client.post("/api/v1/batches", content=gzip.compress(orjson.dumps(doc)),
+                        headers={"Content-Encoding": "gzip"})
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    as_v1 = batch_to_dict(batch("b-v2"))
+    assert client.post("/api/v1/batches", content=orjson.dumps(as_v1)).json()["duplicate"] is True
+    doc["series"][0]["value"].pop()
+    bad = client.post("/api/v1/batches", content=orjson.dumps({**doc, "batch_id": "b-v2-bad"}))
+    assert_problem(bad, 400, "series[0].value: has 1 entries but ts has 2")
+    assert stored_count(client) == 4
+
+
 @pytest.mark.parametrize(("field", "value", "fragment"), [
     ("seq", "seven", "seq: must be an integer"),
-    ("version", 2, "unsupported version"),
+    ("version", 3, "unsupported version 3; this reader speaks 1 and 2"),
     ("producer", "bad producer!", "producer: must be"),
     ("samples", {"a": 1}, "samples: must be an array"),
     ("extra", 1, "extra: unknown field"),
@@ -138,4 +170,5 @@ def test_health_ready_metrics_docs(client: httpx.Client) -> None:
         assert name in metrics, name
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert "/api/v1/batches" in spec["paths"] and "BatchV1" in spec["components"]["schemas"]
+    assert "/api/v1/batches" in spec["paths"]
+    assert {"Batch", "BatchV1", "BatchV2"} <= spec["components"]["schemas"].keys()
