@@ -40,6 +40,8 @@ _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**63
 _FLOAT_ONLY: Final = frozenset({float})
 _VTYPE: Final = {float: "f", int: "i", bool: "b", str: "s"}
+_SERIES_RUN: Final = 8
+"""Values per series (on average) from which checking them series by series beats row by row."""
 _VECTOR_MIN: Final = 48
 """From this many timestamps on, numpy reads them faster than one cached parse each (measured)."""
 
@@ -205,15 +207,18 @@ class Decoder:
         if len(series) == 1:
             (only,) = series
             n = len(only.ts)
-            return self._frame([only.asset] * n, [only.signal] * n, only.ts, _series_values(series),
-                               units=[only.unit] * n, qualities=[only.quality] * n)
+            return self._frame([only.asset] * n, [only.signal] * n, only.ts,
+                               _series_values(series, only.value), units=[only.unit] * n,
+                               qualities=[only.quality] * n)
         sizes = [len(s.ts) for s in series]
         assets = list(chain.from_iterable(map(repeat, [s.asset for s in series], sizes)))
         signals = list(chain.from_iterable(map(repeat, [s.signal for s in series], sizes)))
         units = list(chain.from_iterable(map(repeat, [s.unit for s in series], sizes)))
         qualities = list(chain.from_iterable(map(repeat, [s.quality for s in series], sizes)))
         stamps = list(chain.from_iterable([s.ts for s in series]))
-        return self._frame(assets, signals, stamps, _series_values(series), units=units, qualities=qualities)
+        values = list(chain.from_iterable([s.value for s in series]))
+        return self._frame(assets, signals, stamps, _series_values(series, values), units=units,
+                           qualities=qualities)
 
     def _check_kinds(self, assets: set[str], signals: set[str], units: set[str | None],
                      qualities: list[str]) -> None:
@@ -284,43 +289,43 @@ def _values(values: list[float | int | bool | str]) -> _Values:
     return vtype, numbers, texts
 
 
-def _series_values(series: list[_WireSeries]) -> _Values:
-    """Columns of the values of every series, in order: a series' values usually share one
-    type, checked and converted with C-level passes over the whole series."""
+def _uniform(values: list[float | int | bool | str], kind: type) -> _Values:
+    """Columns of values that are all of type ``kind``: checked and converted by C-level passes."""
+    n = len(values)
+    if kind is float:
+        if not all(map(math.isfinite, cast(list[float], values))):
+            raise _Slow
+        return ["f"] * n, cast(list[float | None], values), [None] * n
+    if kind is int:
+        ints = cast(list[int], values)
+        if min(ints) < _INT_MIN or max(ints) >= _INT_MAX:
+            raise _Slow
+        return ["i"] * n, list(map(float, ints)), [None] * n
+    if kind is str:
+        if max(map(len, cast(list[str], values))) > MAX_STR_VALUE:
+            raise _Slow
+        return ["s"] * n, [None] * n, cast(list[str | None], values)
+    return ["b"] * n, list(map(float, cast(list[bool], values))), [None] * n
+
+
+def _series_values(series: list[_WireSeries], values: list[float | int | bool | str]) -> _Values:
+    """Columns of ``values``, the values of every series in order: at once when they share one
+    type; series by series when they are long enough for that to pay (a series' values usually
+    share one type); else row by row."""
+    kinds = set(map(type, values))
+    if len(kinds) == 1:
+        return _uniform(values, kinds.pop())
+    if len(values) < _SERIES_RUN * len(series):
+        return _values(values)
     vtype: list[str] = []
     numbers: list[float | None] = []
     texts: list[str | None] = []
     for entry in series:
-        values = entry.value
-        n = len(values)
-        kinds = set(map(type, values))
-        kind = kinds.pop() if len(kinds) == 1 else None
-        if kind is float:
-            if not all(map(math.isfinite, cast(list[float], values))):
-                raise _Slow
-            numbers += cast(list[float], values)
-            texts += [None] * n
-        elif kind is int:
-            ints = cast(list[int], values)
-            if min(ints) < _INT_MIN or max(ints) >= _INT_MAX:
-                raise _Slow
-            numbers += map(float, ints)
-            texts += [None] * n
-        elif kind is str:
-            if max(map(len, cast(list[str], values))) > MAX_STR_VALUE:
-                raise _Slow
-            numbers += [None] * n
-            texts += cast(list[str], values)
-        elif kind is bool:
-            numbers += map(float, cast(list[bool], values))
-            texts += [None] * n
-        else:  # none or several types
-            mixed = _values(values)
-            vtype += mixed[0]
-            numbers += mixed[1]
-            texts += mixed[2]
-            continue
-        vtype += [_VTYPE[kind]] * n
+        kinds = set(map(type, entry.value))
+        part = _uniform(entry.value, kinds.pop()) if len(kinds) == 1 else _values(entry.value)
+        vtype += part[0]
+        numbers += part[1]
+        texts += part[2]
     return vtype, numbers, texts
 
 

@@ -24,12 +24,19 @@ import gzip
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
 from edge_agent.buffer.codec import SampleDecoder
 from zhizao import wire
 from zhizao.errors import WireFormatError
 from zhizao.model import Batch
+
+MIN_SERIES_RUN = 4
+"""Samples per series entry (on average) from which a batch of rows goes as wire-format v2.
+Below it a series entry costs more than it saves: ingest read 5,000 float samples at 1.27 µs
+each in v2 against 0.68 in v1 with 2 samples per series, about the same with 3-4, and 0.37
+against 0.56 with 10 (v2 is always smaller: 370 kB, 275 kB and 218 kB against 540 kB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,8 @@ class EncodedBatch:
     document: bytes | None = None
     n: int = 0
     record_id: int | None = None
+    series: int = 0
+    """Distinct series among ``rows`` when the buffer knows it (0: not counted)."""
 
     @classmethod
     def record(cls, producer: str, batch_id: str, seq: int, n: int, document: bytes, *,
@@ -79,16 +88,20 @@ class EncodedBatch:
         """The uncompressed wire-format document, on one line: a record's document as received;
         sample rows in wire-format ``version`` (1: the rows joined; 2: each run of consecutive
         rows of one series as one series entry — the buffer hands out a series' rows together).
-        Samples keep the rows' order in both, so a rejection's index is the row's index."""
+        Samples keep the rows' order in both, so a rejection's index is the row's index.
+
+        Version 2 only where it pays: rows with fewer than :data:`MIN_SERIES_RUN` samples per
+        series entry on average (many signals, each sampled rarely) and rows that are not plain
+        sample objects go as version 1 — there a series entry costs more than it saves."""
         if self.document is not None:
             return self.document
-        envelope = {"format": wire.FORMAT, "version": version, "producer": self.producer,
+        envelope = {"format": wire.FORMAT, "version": 2, "producer": self.producer,
                     "batch_id": self.batch_id, "seq": self.seq}
-        if version == 2:
+        if version == 2 and self.series * MIN_SERIES_RUN <= len(self.rows):
             series = _series_entries(self.rows)
-            if series is not None:
+            if series is not None and len(series) * MIN_SERIES_RUN <= len(self.rows):
                 return orjson.dumps({**envelope, "series": series})
-            envelope["version"] = 1  # a row that is not a plain sample object: sent as it is, in v1
+        envelope["version"] = 1
         head = orjson.dumps(envelope)
         return b"".join((head[:-1], b',"samples":[', b",".join(self.rows), b"]}"))
 
@@ -128,36 +141,51 @@ class EncodedBatch:
 
 
 _SERIES_FIELDS = ("asset", "signal", "unit", "quality")
-_POINT_FIELDS = frozenset({"ts", "value"})
-_ROW_FIELDS = frozenset({*_SERIES_FIELDS, *_POINT_FIELDS})
+
+
+class _Row(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A sample row as stored: exactly the keys of a wire-format v1 sample object (any values:
+    ingest checks them)."""
+
+    asset: Any
+    signal: Any
+    ts: Any
+    value: Any
+    unit: Any = None
+    quality: Any = "good"
+
+
+_ROWS = msgspec.json.Decoder(list[_Row])
 
 
 def _series_entries(rows: tuple[bytes, ...]) -> list[dict[str, Any]] | None:
     """The version-2 ``series`` array of ``rows`` (wire-format v1 sample objects), one entry per
     run of consecutive rows sharing asset, signal, unit and quality; ``None`` when a row is not
-    a JSON object with ``asset``, ``signal``, ``ts`` and ``value`` and no other key than those and
-    ``unit``/``quality`` (such a row goes to ingest as it is, which then names what is wrong)."""
+    an object with exactly a sample's keys (such a row goes to ingest as it is, which then names
+    what is wrong). All rows are read by one msgspec call (~0.5 µs per row here)."""
+    try:
+        objs = _ROWS.decode(b"".join((b"[", b",".join(rows), b"]")))
+    except msgspec.DecodeError:
+        return None
+    if len(objs) != len(rows):  # a damaged row that reads as several values
+        return None
     out: list[dict[str, Any]] = []
     last: tuple[Any, ...] | None = None
     stamps: list[Any] = []
     values: list[Any] = []
-    for row in rows:
-        try:
-            obj = orjson.loads(row)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(obj, dict) or not _POINT_FIELDS <= obj.keys() <= _ROW_FIELDS:
-            return None
-        key = tuple(obj.get(k) for k in _SERIES_FIELDS)
+    for obj in objs:
+        key = (obj.asset, obj.signal, obj.unit, obj.quality)
         if key != last:
-            if "asset" not in obj or "signal" not in obj:
-                return None
             last = key
-            entry = {k: obj[k] for k in _SERIES_FIELDS if k in obj}
+            entry: dict[str, Any] = {"asset": obj.asset, "signal": obj.signal}
+            if obj.unit is not None:
+                entry["unit"] = obj.unit
+            if obj.quality != "good":
+                entry["quality"] = obj.quality
             stamps, values = entry["ts"], entry["value"] = [], []
             out.append(entry)
-        stamps.append(obj["ts"])
-        values.append(obj["value"])
+        stamps.append(obj.ts)
+        values.append(obj.value)
     return out
 
 

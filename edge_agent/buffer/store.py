@@ -430,7 +430,8 @@ class SqliteBuffer:
                 return Batch(self.producer, batch_id, seq, tuple(samples))
             # each series' rows together (series in order of first appearance): a wire-format v2
             # document then holds one series entry per series (the same order at every resend)
-            return EncodedBatch(self.producer, batch_id, seq, tuple(chain.from_iterable(series.values())))
+            return EncodedBatch(self.producer, batch_id, seq, tuple(chain.from_iterable(series.values())),
+                                series=len(series))
 
     async def ack(self, batch: Batch | EncodedBatch) -> None:
         """The receiver has the batch: delete it and its samples for good."""

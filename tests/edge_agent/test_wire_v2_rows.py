@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from edge_agent.buffer import EncodedBatch, SqliteBuffer
+from edge_agent.buffer.encoded import MIN_SERIES_RUN
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
 from edge_agent.uplinks.http import HttpUplink, HttpUplinkConfig
@@ -69,8 +70,23 @@ def test_a_row_that_is_not_a_plain_sample_object_sends_the_batch_as_version_1() 
         batch = EncodedBatch("agent-1", "b-1", 1, (good, odd, good))
         assert batch.line(2) == batch.line(1), odd
         assert b'"version":1,' in batch.line(2)
-    batch = EncodedBatch("agent-1", "b-1", 1, (good, good))
+    batch = EncodedBatch("agent-1", "b-1", 1, (good,) * MIN_SERIES_RUN)
     assert orjson.loads(batch.line(2))["version"] == 2
+
+
+async def test_batches_with_few_samples_per_series_go_as_version_1(tmp_path: Path) -> None:
+    """Many signals each sampled once or twice per batch (a 1 Hz poll with a 1 s linger): a
+    series entry would cost more than it saves, so such a batch goes as v1."""
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1") as buf:
+        await buf.put(ticks(MIN_SERIES_RUN - 1, machines=5))
+        few = await buf.take_encoded(10_000)
+        assert few is not None and few.series == 5 * 4
+        await buf.put(ticks(MIN_SERIES_RUN + 2, machines=5))
+        await buf.ack(few)
+        enough = await buf.take_encoded(10_000)
+    assert enough is not None
+    assert b'"version":1,' in few.line(2) and wire.decode_batch(few.line(2)) == wire.decode_batch(few.line(1))
+    assert orjson.loads(enough.line(2))["version"] == 2
 
 
 def _drained(buf: SqliteBuffer) -> bool:
@@ -102,7 +118,7 @@ async def test_agent_rows_reach_real_ingest_as_version_2_with_dead_letters_namin
                 assert fwd.stats.sent_samples == len(produced) and fwd.stats.dead_lettered == 0
         # a damaged row in the middle of a batch: ingest rejects that sample only, by its index,
         # and that index picks the damaged row out of the batch (what the forwarder dead-letters)
-        good = [orjson.dumps(wire.sample_to_dict(s)) for s in ticks(3, machines=1)]
+        good = [orjson.dumps(wire.sample_to_dict(s)) for s in wire.group_by_series(ticks(8, machines=1))]
         bad = orjson.dumps({**orjson.loads(good[5]), "ts": "yesterday"})
         batch = EncodedBatch("agent-x", "b-damaged", 1, (*good[:5], bad, *good[6:]))
         assert orjson.loads(batch.line(2))["version"] == 2
