@@ -33,8 +33,8 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Callable, Iterable
-from itertools import chain
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, Final
 
 import orjson
@@ -143,7 +143,7 @@ def group_by_series(samples: Iterable[Sample]) -> tuple[Sample, ...]:
 def encode_batch(batch: Batch, *, compress: bool = False, version: int = VERSION) -> bytes:
     """Serialise ``batch`` in wire-format ``version`` (1 or 2); with ``compress`` the bytes are
     gzip (level 6). Either version keeps the samples' order (decoding gives ``batch`` back)."""
-    if version not in VERSIONS:
+    if type(version) is not int or version not in VERSIONS:
         raise ValueError(f"unknown wire-format version {version!r}; known: {VERSIONS}")
     raw = orjson.dumps(batch_to_dict(batch) if version == 1 else batch_to_dict_v2(batch))
     return gzip.compress(raw, compresslevel=6, mtime=0) if compress else raw
@@ -182,7 +182,9 @@ def decode_batch_lenient(
 
     The envelope must be valid (else ``WireFormatError``). Returns the batch with only the
     valid samples, and ``{index: reason}`` for each rejected sample (index into the
-    document's ``samples`` array, reason starting with the field name).
+    document's ``samples`` array — in version 2, the sample's number counting series after
+    series — reason starting with the field name). A version-2 series with no samples adds
+    nothing, whatever its fields.
     """
     return _decode(data, max_bytes=max_bytes, lenient=True)
 
@@ -201,7 +203,9 @@ def _decode(data: bytes | str, *, max_bytes: int, lenient: bool) -> tuple[Batch,
         raise WireFormatError("", f"document must be a JSON object, got {_kind(doc)}")
     version = doc.get("version")
     v2 = version == 2 and not isinstance(version, bool)
-    keys = _ENVELOPE_KEYS_V2 if v2 else _ENVELOPE_KEYS
+    known = version in VERSIONS and not isinstance(version, bool)
+    # an unknown version is checked against the layout its body has, so that its error is the version
+    keys = _ENVELOPE_KEYS_V2 if v2 or (not known and "series" in doc) else _ENVELOPE_KEYS
     extra = set(doc) - keys
     if extra:
         raise WireFormatError(sorted(extra)[0], "unknown field")

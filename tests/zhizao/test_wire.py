@@ -150,7 +150,7 @@ def test_missing_sample_field_is_named() -> None:
     ("change", "path"),
     [
         ({"format": "other"}, "format"),
-        ({"version": 2}, "version"),
+        ({"version": 3}, "version"),
         ({"seq": -1}, "seq"),
         ({"producer": ""}, "producer"),
         ({"batch_id": "has space"}, "batch_id"),
