@@ -90,7 +90,8 @@ async def _bench(outage: float, rate: float) -> dict[str, float]:
     tick = 0.1
     per_tick = int(rate * tick)
 
-    async with SqliteBuffer(tmp / "buffer.sqlite", "bench-agent") as buf, HttpUplink(cfg) as up:
+    async with (SqliteBuffer(tmp / "buffer.sqlite", "bench-agent", group_series=True) as buf,
+                HttpUplink(cfg) as up):
         fwd = Forwarder(
             buf,
             up,

@@ -38,7 +38,7 @@ class Agent:
         a = config.agent
         assert config.deadletter.path is not None
         self.deadletter = DeadLetter(config.deadletter.path, config.deadletter.max_bytes)
-        self.buffer: SqliteBuffer = config.buffer.build(a.id)
+        self.buffer: SqliteBuffer = config.buffer.build(a.id, group_series=True)
         self.connectors: list[Connector] = [
             build_connector(c, a.id, a.state_dir, self.deadletter) for c in config.connectors
         ]

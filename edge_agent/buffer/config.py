@@ -24,8 +24,9 @@ class BufferConfig(StrictModel):
     synchronous: Literal["normal", "full"] = "full"
     on_corrupt: Literal["quarantine", "fail"] = "quarantine"
 
-    def build(self, producer: str) -> SqliteBuffer:
-        """A (not yet opened) buffer with these settings, batches labelled ``producer``."""
+    def build(self, producer: str, *, group_series: bool = False) -> SqliteBuffer:
+        """A (not yet opened) buffer with these settings, batches labelled ``producer``
+        (``group_series``: see :attr:`SqliteBuffer.group_series`)."""
         if self.path is None:
             raise ValueError("buffer.path is not set")
         return SqliteBuffer(
@@ -38,4 +39,5 @@ class BufferConfig(StrictModel):
             commit_max_samples=self.commit_max_samples,
             synchronous=self.synchronous,
             on_corrupt=self.on_corrupt,
+            group_series=group_series,
         )

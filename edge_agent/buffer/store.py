@@ -122,6 +122,7 @@ class SqliteBuffer:
         commit_max_samples: int = 20_000,
         synchronous: Literal["normal", "full"] = "full",
         on_corrupt: Literal["quarantine", "fail"] = "quarantine",
+        group_series: bool = False,
     ) -> None:
         self.path = Path(path)
         self.producer = producer
@@ -132,6 +133,10 @@ class SqliteBuffer:
         self.commit_max_samples = commit_max_samples
         self.synchronous = synchronous
         self.on_corrupt = on_corrupt
+        self.group_series = group_series
+        """``take_encoded``/``take_bulk`` hand out a batch's rows with each series' rows together
+        (series in order of first appearance), which makes a wire-format v2 document compact. Off
+        where the rows' order carries meaning (the gateway's legacy frames)."""
         self.stats = BufferStats()
         self._db: Db | None = None
         self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zhizao-buffer")
@@ -413,25 +418,28 @@ class SqliteBuffer:
             seq, batch_id, rows = formed
             samples: list[Sample] = []
             series: dict[SeriesKey, list[bytes]] = {}
+            good: list[bytes] = []
             for data in rows:
                 try:
                     if decode:
                         samples.append(self._decoder.decode(data))
-                    else:
+                    elif self.group_series:
                         series.setdefault(row_series(data), []).append(data)
+                    else:
+                        row_series(data)  # a cheap check: a JSON object
+                        good.append(data)
                 except ValueError as exc:
                     self.stats.corrupt_rows += 1
                     log.error("buffer: damaged row in batch %s skipped: %s", batch_id, exc)
-            if not (samples or series):
+            if not (samples or series or good):
                 db.delete_batch(seq)
                 continue
             self._inflight.add(seq)
             if decode:
                 return Batch(self.producer, batch_id, seq, tuple(samples))
-            # each series' rows together (series in order of first appearance): a wire-format v2
-            # document then holds one series entry per series (the same order at every resend)
-            return EncodedBatch(self.producer, batch_id, seq, tuple(chain.from_iterable(series.values())),
-                                series=len(series))
+            if self.group_series:  # the same order at every resend (rows come back in id order)
+                good = list(chain.from_iterable(series.values()))
+            return EncodedBatch(self.producer, batch_id, seq, tuple(good), series=len(series))
 
     async def ack(self, batch: Batch | EncodedBatch) -> None:
         """The receiver has the batch: delete it and its samples for good."""

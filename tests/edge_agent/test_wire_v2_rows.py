@@ -47,7 +47,7 @@ def ticks(n: int, machines: int = 3) -> list[Sample]:
 async def test_taken_rows_are_grouped_by_series_and_both_versions_carry_them_in_that_order(
         tmp_path: Path) -> None:
     produced = ticks(50)
-    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1") as buf:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", group_series=True) as buf:
         await buf.put(produced)
         batch = await buf.take_encoded(10_000)
     assert batch is not None and len(batch) == len(produced)
@@ -61,6 +61,17 @@ async def test_taken_rows_are_grouped_by_series_and_both_versions_carry_them_in_
     doc = orjson.loads(batch.line(2))
     assert doc["version"] == 2 and len(doc["series"]) == runs
     assert len(batch.line(2)) < 0.45 * len(batch.line(1))
+
+
+async def test_without_group_series_the_rows_keep_their_order(tmp_path: Path) -> None:
+    """The gateway's legacy frames depend on the rows' order: a buffer built without
+    ``group_series`` hands them out as stored (and v2 then has one entry per run)."""
+    produced = ticks(10)
+    async with SqliteBuffer(tmp_path / "b.sqlite", "gw-1") as buf:
+        await buf.put(produced)
+        batch = await buf.take_encoded(10_000)
+    assert batch is not None and list(wire.decode_batch(batch.line(1)).samples) == produced
+    assert wire.decode_batch(batch.line(2)) == wire.decode_batch(batch.line(1))
 
 
 def test_a_row_that_is_not_a_plain_sample_object_sends_the_batch_as_version_1() -> None:
@@ -77,7 +88,7 @@ def test_a_row_that_is_not_a_plain_sample_object_sends_the_batch_as_version_1() 
 async def test_batches_with_few_samples_per_series_go_as_version_1(tmp_path: Path) -> None:
     """Many signals each sampled once or twice per batch (a 1 Hz poll with a 1 s linger): a
     series entry would cost more than it saves, so such a batch goes as v1."""
-    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1") as buf:
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", group_series=True) as buf:
         await buf.put(ticks(MIN_SERIES_RUN - 1, machines=5))
         few = await buf.take_encoded(10_000)
         assert few is not None and few.series == 5 * 4
@@ -103,7 +114,7 @@ async def test_agent_rows_reach_real_ingest_as_version_2_with_dead_letters_namin
     with run_server(settings) as url:
         for bulk in (True, False):
             async with (
-                SqliteBuffer(tmp_path / f"b-{bulk}.sqlite", f"agent-{bulk}") as buf,
+                SqliteBuffer(tmp_path / f"b-{bulk}.sqlite", f"agent-{bulk}", group_series=True) as buf,
                 HttpUplink(HttpUplinkConfig(url=url, bulk=bulk, max_batch_samples=200)) as up,
             ):
                 assert up.config.wire_version == 2

@@ -111,7 +111,8 @@ class LineAgent:
         self.buffer_path = state_dir / "agent-buffer.sqlite"
         self.drain_timeout_s = drain_timeout_s
         self.deadletter = DeadLetter(state_dir / "agent-deadletter.jsonl")
-        self.buffer = SqliteBuffer(self.buffer_path, agent_id, commit_interval=0.05)
+        self.buffer = SqliteBuffer(self.buffer_path, agent_id, commit_interval=0.05,
+                                   group_series=True)
         self.uplink: Uplink
         if mqtt_uplink is not None:  # to the site gateway through the broker
             self.uplink = MqttUplink(MqttUplinkConfig(
