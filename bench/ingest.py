@@ -1,15 +1,18 @@
 """Ingest throughput and latency, against the raw ceilings of the same stores, in one run.
 
-    python -m bench.ingest [--quick] [--batches N] [--concurrency C] [--no-influx]
+    python -m bench.ingest [--quick] [--batches N] [--rounds R] [--concurrency C] [--no-influx]
 
-1,000-sample batches (pre-encoded wire-format JSON) are posted by an asyncio httpx client with
-C connections to a real ``zhizao ingest`` subprocess (uvicorn) on this machine:
+1,000-sample batches (pre-encoded wire-format JSON, each batch's samples grouped by series as
+the agent sends them; 10 machines x 6 signals, ~17 samples per series) are posted by an asyncio
+httpx client with C connections to a real ``zhizao ingest`` subprocess (uvicorn) on this
+machine, in wire format version 2 (the agent's default) and version 1:
 
 * DuckDB: samples/s through ingest, and its ratio to bare Arrow inserts of the same batches
   into DuckDB (one transaction per batch) in this process;
 * InfluxDB (a real ``influxd``): samples/s through ingest, and its ratio to posting the same
   line protocol directly to ``influxd`` with the same concurrency — phases in the order direct,
-  ingest, ingest, direct, each on a fresh ``influxd`` (see ``_influx_part``);
+  v2, v1, v1, v2, direct, each on a fresh ``influxd`` (see ``_influx_part``), repeated for R
+  rounds (full run 3): the figures are the medians over the rounds, every round's ratio listed;
 * p50/p99 latency per batch at half the measured peak rate (open loop, paced).
 
 The last line is one JSON object. Not a test: nothing is asserted.
@@ -21,11 +24,13 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
@@ -195,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small run (< 1 minute)")
     p.add_argument("--batches", type=int, help="batches per measurement (default 300, quick 60)")
     p.add_argument("--concurrency", type=int, default=8, help="client connections (default 8)")
+    p.add_argument("--rounds", type=int, help="rounds of InfluxDB phases (default 3, quick 1)")
     p.add_argument("--no-influx", action="store_true", help="skip the InfluxDB part")
     args = p.parse_args(argv)
     n = args.batches or (60 if args.quick else 300)
@@ -239,16 +245,35 @@ def main(argv: list[str] | None = None) -> int:
                 f"duckdb_p99_ms{suffix}": round(p99, 2),
             })
         if not args.no_influx:
-            result.update(
-                asyncio.run(_influx_part(tmp, main_batches, bodies, lat_bodies, frames, args.concurrency))
-            )
+            rounds = []
+            for r in range(args.rounds or (1 if args.quick else 3)):
+                (tmp / f"round-{r}").mkdir()
+                rounds.append(asyncio.run(_influx_part(tmp / f"round-{r}", bodies, lat_bodies, frames,
+                                                       args.concurrency)))
+            result.update(_over_rounds(rounds))
     print(json.dumps(result))
     return 0
 
 
+def _over_rounds(rounds: list[dict[str, Any]]) -> dict[str, object]:
+    """Each figure's median over the rounds (latency: the first round's), every round's ratios."""
+    out: dict[str, object] = {}
+    for key, first in rounds[0].items():
+        if isinstance(first, float | int) and "_p50_" not in key and "_p99_" not in key:
+            out[key] = round(statistics.median(r[key] for r in rounds), 3)
+        else:
+            out[key] = first
+    out["influx_ratio_rounds"] = [r["influx_ratio"] for r in rounds]
+    out["influx_ratio_v1_rounds"] = [r["influx_ratio_v1"] for r in rounds]
+    out["influx_phases"] = [r["influx_phases"] for r in rounds]
+    if len(rounds) > 1:
+        print(f"over {len(rounds)} rounds: ratio v2 {out['influx_ratio_rounds']} (median "
+              f"{out['influx_ratio']}), v1 {out['influx_ratio_v1_rounds']} (median {out['influx_ratio_v1']})")
+    return out
+
+
 async def _influx_part(
     tmp: Path,
-    batches: list[Batch],
     bodies: dict[int, list[bytes]],
     lat_bodies: dict[int, list[bytes]],
     frames: list[SampleFrame],
