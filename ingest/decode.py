@@ -71,15 +71,9 @@ class _WireSample(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     quality: str = "good"
 
 
-class _WireBatch(msgspec.Struct, tag_field="version", tag=1, forbid_unknown_fields=True, gc=False):
-    format: str
-    producer: str
-    batch_id: str
-    seq: int
-    samples: list[_WireSample]
-
-
 class _WireSeries(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A version-2 series: a :class:`_WireSample` whose ``ts`` and ``value`` are arrays."""
+
     asset: str
     signal: str
     ts: list[str]
@@ -88,11 +82,18 @@ class _WireSeries(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     quality: str = "good"
 
 
-class _WireBatchV2(msgspec.Struct, tag_field="version", tag=2, forbid_unknown_fields=True, gc=False):
+class _Envelope(msgspec.Struct, tag_field="version", forbid_unknown_fields=True, gc=False):
     format: str
     producer: str
     batch_id: str
     seq: int
+
+
+class _WireBatch(_Envelope, tag=1):
+    samples: list[_WireSample]
+
+
+class _WireBatchV2(_Envelope, tag=2):
     series: list[_WireSeries]
 
 
