@@ -205,12 +205,6 @@ class Decoder:
             raise _Slow
         self._check_kinds({s.asset for s in series}, {s.signal for s in series}, {s.unit for s in series},
                           [s.quality for s in series])
-        if len(series) == 1:
-            (only,) = series
-            n = len(only.ts)
-            return self._frame([only.asset] * n, [only.signal] * n, only.ts,
-                               _series_values(series, only.value), units=[only.unit] * n,
-                               qualities=[only.quality] * n)
         sizes = [len(s.ts) for s in series]
         assets = list(chain.from_iterable(map(repeat, [s.asset for s in series], sizes)))
         signals = list(chain.from_iterable(map(repeat, [s.signal for s in series], sizes)))
