@@ -27,7 +27,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,26 @@ def percentiles(lat: list[float]) -> tuple[float, float]:
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
 
 
+@dataclass(frozen=True)
+class Through:
+    """One measurement through ingest: samples/s, p50/p99 ms at half that rate (0 when not
+    measured), and CPU µs per sample of ingest, of the store's server (0 when not given) and
+    of the client (this process) over the closed-loop run."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    ingest_cpu_us: float
+    store_cpu_us: float
+    client_cpu_us: float
+
+
+def client_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (the benchmark's client)."""
+    t = os.times()
+    return t.user + t.system
+
+
 async def bench_through_ingest(
     tmp: Path,
     name: str,
@@ -172,9 +192,10 @@ async def bench_through_ingest(
     concurrency: int,
     influx_url: str = "",
     database: str = "zhizao",
-) -> tuple[float, float, float, float]:
-    """(samples/s, p50 ms, p99 ms at half that rate, server CPU µs per sample) through a real
-    ingest subprocess; latency is measured only when ``latency_bodies`` are given (else 0)."""
+    store_pid: int | None = None,
+) -> Through:
+    """Throughput (and latency when ``latency_bodies`` are given) through a real ingest
+    subprocess; ``store_pid``'s CPU is measured over the same window as ingest's."""
     proc = IngestProcess(write_config(tmp, name, backend, influx_url, database))
     proc.start()
     try:
@@ -182,15 +203,18 @@ async def bench_through_ingest(
         headers = {"content-type": "application/json"}
         await closed_loop(url, bodies[:5], 2, headers)  # warm up (connections, caches, first insert)
         assert proc.process is not None
-        cpu0 = cpu_seconds(proc.process.pid)
+        n = (len(bodies) - 5) * BATCH
+        cpu0, store0, client0 = (cpu_seconds(proc.process.pid), cpu_seconds(store_pid) if store_pid else 0.0,
+                                 client_cpu_seconds())
         elapsed = await closed_loop(url, bodies[5:], concurrency, headers)
-        cpu_us = (cpu_seconds(proc.process.pid) - cpu0) * 1e6 / ((len(bodies) - 5) * BATCH)
-        rate = (len(bodies) - 5) * BATCH / elapsed
-        if not latency_bodies:
-            return rate, 0.0, 0.0, cpu_us
-        lat = await paced(url, latency_bodies, rate / BATCH / 2, headers)
-        p50, p99 = percentiles(lat)
-        return rate, p50, p99, cpu_us
+        cpu_us = (cpu_seconds(proc.process.pid) - cpu0) * 1e6 / n
+        store_us = (cpu_seconds(store_pid) - store0) * 1e6 / n if store_pid else 0.0
+        client_us = (client_cpu_seconds() - client0) * 1e6 / n
+        rate = n / elapsed
+        p50 = p99 = 0.0
+        if latency_bodies:
+            p50, p99 = percentiles(await paced(url, latency_bodies, rate / BATCH / 2, headers))
+        return Through(rate, p50, p99, cpu_us, store_us, client_us)
     finally:
         proc.stop()
 
@@ -229,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         result.update(load_avg=round(load, 1), duckdb_raw_samples_per_s=round(raw),
                       duckdb_target_samples_per_s=150_000)
         for version in (2, 1):
-            rate, p50, p99, cpu_us = asyncio.run(bench_through_ingest(
+            got = asyncio.run(bench_through_ingest(
                 tmp, f"duck{version}", "duckdb", bodies[version], lat_bodies[version], args.concurrency))
+            rate, p50, p99, cpu_us = got.rate, got.p50_ms, got.p99_ms, got.ingest_cpu_us
             print(
                 f"duckdb through ingest, wire v{version}: {rate:,.0f} samples/s (ratio {rate / raw:.2f} of "
                 f"bare insert); server CPU {cpu_us:.2f} µs/sample; latency at half rate p50 {p50:.1f} ms "
@@ -261,6 +286,8 @@ def _over_rounds(rounds: list[dict[str, Any]]) -> dict[str, object]:
     for key, first in rounds[0].items():
         if isinstance(first, float | int) and "_p50_" not in key and "_p99_" not in key:
             out[key] = round(statistics.median(r[key] for r in rounds), 3)
+        elif isinstance(first, dict):
+            out[key] = {k: round(statistics.median(r[key][k] for r in rounds), 3) for k in first}
         else:
             out[key] = first
     out["influx_ratio_rounds"] = [r["influx_ratio"] for r in rounds]
@@ -296,6 +323,8 @@ async def _influx_part(
     lp = [frame_lines(f, cache) for f in frames]
     rates: dict[str, list[float]] = {"direct": [], "v1": [], "v2": []}
     cpus: dict[str, list[float]] = {"v1": [], "v2": []}
+    budget: dict[str, list[tuple[float, float]]] = {"direct": [], "v1": [], "v2": []}
+    """(influxd, client) CPU µs per sample of each phase."""
     latency: dict[str, tuple[float, float]] = {}
     order = ("direct", "v2", "v1", "v1", "v2", "direct")
     for phase, kind in enumerate(order):
@@ -305,20 +334,28 @@ async def _influx_part(
             if kind == "direct":
                 url, params = f"{server.url}/write", {"db": server.database, "precision": "u"}
                 await closed_loop(url, lp[:5], 2, {}, params, expect=204)  # warm up, as ingest's
+                assert server.process is not None
+                influxd0, client0 = cpu_seconds(server.process.pid), client_cpu_seconds()
                 elapsed = await closed_loop(url, lp[5:], concurrency, {}, params, expect=204)
-                rates[kind].append((len(lp) - 5) * BATCH / elapsed)
+                n = (len(lp) - 5) * BATCH
+                budget[kind].append(((cpu_seconds(server.process.pid) - influxd0) * 1e6 / n,
+                                     (client_cpu_seconds() - client0) * 1e6 / n))
+                rates[kind].append(n / elapsed)
                 print(f"influxd direct line-protocol writes (phase {phase + 1}): "
                       f"{rates[kind][-1]:,.0f} samples/s")
                 continue
             version = int(kind[1])
             first = not rates[kind]
-            rate, lat50, lat99, cpu_us = await bench_through_ingest(
+            assert server.process is not None
+            got = await bench_through_ingest(
                 tmp, f"influx{phase}", "influxdb", bodies[version], lat_bodies[version] if first else [],
-                concurrency, server.url)
+                concurrency, server.url, store_pid=server.process.pid)
+            rate, cpu_us = got.rate, got.ingest_cpu_us
             rates[kind].append(rate)
             cpus[kind].append(cpu_us)
+            budget[kind].append((got.store_cpu_us, got.client_cpu_us))
             if first:
-                latency[kind] = (lat50, lat99)
+                latency[kind] = (got.p50_ms, got.p99_ms)
             print(f"influxdb through ingest, wire v{version} (phase {phase + 1}): {rate:,.0f} samples/s; "
                   f"ingest CPU {cpu_us:.2f} µs/sample")
         finally:
@@ -340,6 +377,9 @@ async def _influx_part(
             f"influx_p99_ms{suffix}": round(latency[kind][1], 2),
         })
     out["influx_direct_samples_per_s"] = round(direct)
+    # where each sample's CPU goes, per kind of phase (means of its two phases): the ratio's budget
+    out["influxd_cpu_us_per_sample"] = {k: round(sum(b[0] for b in v) / len(v), 3) for k, v in budget.items()}
+    out["client_cpu_us_per_sample"] = {k: round(sum(b[1] for b in v) / len(v), 3) for k, v in budget.items()}
     out["target_influx_ratio"] = 0.8
     out["influx_phases"] = [f"{kind} {round(r)}" for kind, r in zip(
         order, [rates["direct"][0], rates["v2"][0], rates["v1"][0], rates["v1"][1], rates["v2"][1],
