@@ -46,6 +46,10 @@ _VECTOR_MIN: Final = 48
 """From this many timestamps on, numpy reads them faster than one cached parse each (measured)."""
 
 
+_Values = tuple[list[str], list[float | None], list[str | None]]
+"""The ``vtype``, ``value`` and ``value_str`` columns of a frame."""
+
+
 @dataclass(slots=True)
 class DecodedBatch:
     producer: str
@@ -235,17 +239,11 @@ class Decoder:
                 raise _Slow
 
     def _frame(self, assets: list[str], signals: list[str], stamps: list[str],
-               values: tuple[list[str], list[float | None], list[str | None]], *, units: list[str | None],
-               qualities: list[str]) -> SampleFrame:
-        """The frame of checked kinds and values (``(vtype, value, value_str)`` columns):
-        timestamps are read here."""
+               values: _Values, *, units: list[str | None], qualities: list[str]) -> SampleFrame:
+        """The frame of checked kinds and values: timestamps are read here."""
         vtype, numbers, texts = values
         return SampleFrame(asset=assets, signal=signals, ts_us=self._stamps_us(stamps), vtype=vtype,
                            value=numbers, value_str=texts, unit=units, quality=qualities)
-
-
-_Values = tuple[list[str], list[float | None], list[str | None]]
-"""The ``vtype``, ``value`` and ``value_str`` columns of a frame."""
 
 
 def _values(values: list[float | int | bool | str]) -> _Values:
