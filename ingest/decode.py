@@ -216,8 +216,11 @@ class Decoder:
         qualities = list(chain.from_iterable(map(repeat, [s.quality for s in series], sizes)))
         stamps = list(chain.from_iterable([s.ts for s in series]))
         values = list(chain.from_iterable([s.value for s in series]))
-        return self._frame(assets, signals, stamps, _series_values(series, values), units=units,
-                           qualities=qualities)
+        columns, uniform = _series_values(series, values)
+        frame = self._frame(assets, signals, stamps, columns, units=units, qualities=qualities)
+        if uniform:  # every series' values share one type: a series is one kind of point
+            frame.runs = [n for n in sizes if n]
+        return frame
 
     def _check_kinds(self, assets: set[str], signals: set[str], units: set[str | None],
                      qualities: list[str]) -> None:
@@ -301,25 +304,31 @@ def _uniform(values: list[float | int | bool | str], kind: type) -> _Values:
     return ["b"] * n, list(map(float, cast(list[bool], values))), [None] * n
 
 
-def _series_values(series: list[_WireSeries], values: list[float | int | bool | str]) -> _Values:
+def _series_values(series: list[_WireSeries], values: list[float | int | bool | str]) -> tuple[_Values, bool]:
     """Columns of ``values``, the values of every series in order: at once when they share one
     type; series by series when they are long enough for that to pay (a series' values usually
-    share one type); else row by row."""
+    share one type); else row by row. The flag tells whether each series' values share one type
+    (known for the first two ways only)."""
     kinds = set(map(type, values))
     if len(kinds) == 1:
-        return _uniform(values, kinds.pop())
+        return _uniform(values, kinds.pop()), True
     if len(values) < _SERIES_RUN * len(series):
-        return _values(values)
+        return _values(values), False
     vtype: list[str] = []
     numbers: list[float | None] = []
     texts: list[str | None] = []
+    uniform = True
     for entry in series:
         kinds = set(map(type, entry.value))
-        part = _uniform(entry.value, kinds.pop()) if len(kinds) == 1 else _values(entry.value)
+        if len(kinds) == 1:
+            part = _uniform(entry.value, kinds.pop())
+        else:
+            part = _values(entry.value)
+            uniform = uniform and len(kinds) == 0
         vtype += part[0]
         numbers += part[1]
         texts += part[2]
-    return vtype, numbers, texts
+    return (vtype, numbers, texts), uniform
 
 
 def _reference(raw: bytes, max_bytes: int) -> DecodedBatch:

@@ -98,12 +98,24 @@ class SampleFrame:
     value_str: list[str | None] = field(default_factory=list)
     unit: list[str | None] = field(default_factory=list)
     quality: list[str] = field(default_factory=list)
+    runs: list[int] | None = field(default=None, compare=False)
+    """Optional hint, for writers that handle a kind of point at once (line protocol heads): the
+    lengths, in order, of runs of consecutive samples sharing asset, signal, vtype, unit and
+    quality (not necessarily maximal; summing to ``len(self)``), or ``None`` when not known.
+    Whoever changes the columns in place must drop it; :meth:`append` and :meth:`append_raw`
+    do, :meth:`extend` joins two hints. Read it through :meth:`kind_runs`."""
 
     def __len__(self) -> int:
         return len(self.ts_us)
 
+    def kind_runs(self) -> list[int] | None:
+        """:attr:`runs` if it covers exactly the frame's samples, else ``None``."""
+        runs = self.runs
+        return runs if runs is not None and sum(runs) == len(self.ts_us) else None
+
     def append(self, s: Sample) -> None:
         vtype, num, text = encode_value(s.value)
+        self.runs = None
         self.asset.append(str(s.asset))
         self.signal.append(s.signal)
         self.ts_us.append(to_us(s.ts))
@@ -117,6 +129,7 @@ class SampleFrame:
                    quality: str) -> None:
         """Append one already-validated value."""
         vtype, num, text = encode_value(value)
+        self.runs = None
         self.asset.append(asset)
         self.signal.append(signal)
         self.ts_us.append(ts_us)
@@ -134,6 +147,8 @@ class SampleFrame:
         return frame
 
     def extend(self, other: SampleFrame) -> None:
+        mine, theirs = (self.kind_runs() if len(self) else []), other.kind_runs()
+        self.runs = mine + theirs if mine is not None and theirs is not None else None
         self.asset += other.asset
         self.signal += other.signal
         self.ts_us += other.ts_us

@@ -6,7 +6,8 @@ string field values escape ``"`` and ``\\``. Timestamps are written with ``preci
 
 from __future__ import annotations
 
-from itertools import chain, compress, count, repeat
+from collections.abc import Iterable
+from itertools import accumulate, chain, compress, count, repeat
 from operator import is_not
 from typing import Final
 
@@ -64,17 +65,12 @@ def frame_lines(frame: SampleFrame, cache: LineCache) -> bytes:
     formatted by orjson (shortest round-trip floats, which InfluxDB reads exactly; ints and
     bools are written as their float with ``vtype``), each point's head comes from ``cache``,
     and the three pieces of every line (head, value, `` <time>\n``) are interleaved by one
-    ``bytes.join``.
+    ``bytes.join``. A frame that knows its runs of one kind of point (:meth:`SampleFrame.kind_runs`,
+    as decoded version-2 batches do) has its heads looked up once per run.
     """
     if not len(frame):
         return b""
-    kinds = zip(frame.asset, frame.signal, frame.vtype, frame.unit, frame.quality, strict=True)
-    try:
-        heads = list(map(cache.heads.__getitem__, kinds))
-    except KeyError:  # a kind of point not written before
-        cache.fill(frame)
-        kinds = zip(frame.asset, frame.signal, frame.vtype, frame.unit, frame.quality, strict=True)
-        heads = list(map(cache.heads.__getitem__, kinds))
+    heads = _heads(frame, cache)
     values = orjson.dumps(frame.value)[1:-1].split(b",")  # "null" where the value is a string
     if "s" in frame.vtype:
         texts = frame.value_str
@@ -90,3 +86,22 @@ def frame_lines(frame: SampleFrame, cache: LineCache) -> bytes:
     # " t1\n t2\n ...": orjson writes the integers, one replace puts the separators in place
     times = (b" " + orjson.dumps(frame.ts_us)[1:-1].replace(b",", b"\n ") + b"\n").splitlines(keepends=True)
     return b"".join(chain.from_iterable(zip(heads, values, times, strict=True)))
+
+
+def _heads(frame: SampleFrame, cache: LineCache) -> list[bytes]:
+    """Each point's head, from ``cache`` (filled first with what it lacks)."""
+    runs = frame.kind_runs()
+    asset, signal, vtype, unit, quality = frame.asset, frame.signal, frame.vtype, frame.unit, frame.quality
+
+    def kinds() -> Iterable[tuple[str, str, str, str | None, str]]:
+        if runs is None:
+            return zip(asset, signal, vtype, unit, quality, strict=True)
+        starts = accumulate(runs[:-1], initial=0)
+        return [(asset[i], signal[i], vtype[i], unit[i], quality[i]) for i in starts]
+
+    try:
+        heads = list(map(cache.heads.__getitem__, kinds()))
+    except KeyError:  # a kind of point not written before
+        cache.fill(frame)
+        heads = list(map(cache.heads.__getitem__, kinds()))
+    return heads if runs is None else list(chain.from_iterable(map(repeat, heads, runs)))
