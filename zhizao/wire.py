@@ -45,8 +45,9 @@ from zhizao.model import AssetPath, Batch, Quality, Sample, Value, check_value, 
 
 FORMAT: Final = "zhizao.batch"
 VERSION: Final = 1
-"""The version :func:`encode_batch` writes by default: what the MQTT uplink and the gateway send
-(the HTTP uplink sends v2 where it pays: ``wire_version`` in its config)."""
+"""The version :func:`encode_batch` writes by default (every reader speaks it). The agent's HTTP
+and MQTT uplinks send v2 where it pays (``wire_version`` in their config); the gateway stores and
+forwards each batch in the version it received."""
 VERSIONS: Final = (1, 2)
 """Every version this reader speaks."""
 CONTENT_TYPE: Final = "application/vnd.zhizao.batch+json"

@@ -10,9 +10,11 @@ ingest) without decoding a sample into a ``Sample``:
   a document of ~40 % of the bytes that ingest decodes ~1.5× faster).
 - **a record** (``document``): a whole batch someone else identified — an agent's batch received
   by the site gateway — stored as ONE buffer record holding its (uncompressed, validated)
-  wire-format document and its key ``(producer, batch_id, seq)``. ``n`` is its number of samples,
-  ``record_id`` the buffer's row id (how it is acked). Create one with :meth:`EncodedBatch.record`.
-  The document must be a single line (no ``\\n``: bulk requests are NDJSON).
+  wire-format document, version 1 or 2, and its key ``(producer, batch_id, seq)``. ``n`` is its
+  number of samples, ``record_id`` the buffer's row id (how it is acked). Create one with
+  :meth:`EncodedBatch.record`. The document must be a single line (no ``\\n``: bulk requests
+  are NDJSON); it is sent as it is, or as version 1 to a receiver limited to version 1
+  (:meth:`EncodedBatch.line`).
 
 :meth:`EncodedBatch.decode` gives the :class:`~zhizao.model.Batch` for everything else, and
 :meth:`EncodedBatch.samples_json` the samples' JSON objects (for the dead-letter file).
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import orjson
@@ -32,11 +34,19 @@ from zhizao import wire
 from zhizao.errors import WireFormatError
 from zhizao.model import Batch
 
+_ENVELOPE_V2: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "series"})
 MIN_SERIES_RUN = 4
 """Samples per series entry (on average) from which a batch of rows goes as wire-format v2.
 Below it a series entry costs more than it saves: ingest read 5,000 float samples at 1.27 µs
 each in v2 against 0.68 in v1 with 2 samples per series, about the same with 3-4, and 0.37
 against 0.56 with 10 (v2 is always smaller: 370 kB, 275 kB and 218 kB against 540 kB)."""
+
+
+def v2_pays(samples: int, entries: int) -> bool:
+    """Whether ``samples`` samples in ``entries`` series entries are worth sending as wire-format
+    version 2: at least :data:`MIN_SERIES_RUN` samples per entry on average. The one rule of every
+    uplink that chooses the version (the HTTP uplink's rows, the MQTT uplink's batches)."""
+    return entries * MIN_SERIES_RUN <= samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +83,11 @@ class EncodedBatch:
         return cls(producer, batch_id, seq, (), document, n, record_id)
 
     @classmethod
-    def of_batch(cls, batch: Batch) -> EncodedBatch:
-        """``batch`` as a record (its identity kept)."""
-        return cls.record(batch.producer, batch.batch_id, batch.seq, len(batch), wire.encode_batch(batch))
+    def of_batch(cls, batch: Batch, *, version: int = wire.VERSION) -> EncodedBatch:
+        """``batch`` as a record (its identity kept) in wire-format ``version`` (samples in their
+        order either way: the same batch always gives the same bytes)."""
+        return cls.record(batch.producer, batch.batch_id, batch.seq, len(batch),
+                          wire.encode_batch(batch, version=version))
 
     @property
     def is_record(self) -> bool:
@@ -85,21 +97,25 @@ class EncodedBatch:
         return self.n if self.document is not None else len(self.rows)
 
     def line(self, version: int = wire.VERSION) -> bytes:
-        """The uncompressed wire-format document, on one line: a record's document as received;
-        sample rows in wire-format ``version`` (1: the rows joined; 2: each run of consecutive
-        rows of one series as one series entry — the buffer hands out a series' rows together).
-        Samples keep the rows' order in both, so a rejection's index is the row's index.
+        """The uncompressed wire-format document, on one line, for a receiver reading versions up
+        to ``version``. A record: its document as received (version 1 or 2) — except a version-2
+        document when ``version`` is 1 (an ingest older than version 2), which goes as the
+        version-1 document of the same samples in the same order. Sample rows: in wire-format
+        ``version`` (1: the rows joined; 2: each run of consecutive rows of one series as one
+        series entry — the buffer hands out a series' rows together). Samples keep their order
+        in every case, so a rejection's index is the row's (the record's sample's) index.
 
-        Version 2 only where it pays: rows with fewer than :data:`MIN_SERIES_RUN` samples per
-        series entry on average (many signals, each sampled rarely) and rows that are not plain
-        sample objects go as version 1 — there a series entry costs more than it saves."""
+        Rows go as version 2 only where it pays (:func:`v2_pays`): rows with fewer than
+        :data:`MIN_SERIES_RUN` samples per series entry on average (many signals, each sampled
+        rarely) and rows that are not plain sample objects go as version 1 — there a series
+        entry costs more than it saves."""
         if self.document is not None:
-            return self.document
+            return self.document if version != 1 else _as_version_1(self.document)
         envelope = {"format": wire.FORMAT, "version": 2, "producer": self.producer,
                     "batch_id": self.batch_id, "seq": self.seq}
-        if version == 2 and self.series * MIN_SERIES_RUN <= len(self.rows):
+        if version == 2 and v2_pays(len(self.rows), self.series):
             series = _series_entries(self.rows)
-            if series is not None and len(series) * MIN_SERIES_RUN <= len(self.rows):
+            if series is not None and v2_pays(len(self.rows), len(series)):
                 return orjson.dumps({**envelope, "series": series})
         envelope["version"] = 1
         head = orjson.dumps(envelope)
@@ -141,6 +157,24 @@ class EncodedBatch:
                 raise ValueError(f"damaged record {self.producer}/{self.batch_id}: {exc}") from exc
         dec = decoder or SampleDecoder()
         return Batch(self.producer, self.batch_id, self.seq, tuple(dec.decode(r) for r in self.rows))
+
+
+def _as_version_1(document: bytes) -> bytes:
+    """``document`` (a record's) as version 1: a version-2 document becomes the version-1 document
+    of the same samples in the same order (:func:`zhizao.wire.flatten_series`); anything else —
+    version 1, or a document no reader accepts — is returned unchanged (ingest then names what is
+    wrong with it)."""
+    if b'"series"' not in document:
+        return document
+    try:
+        doc = orjson.loads(document)
+        if not isinstance(doc, dict) or doc.keys() != _ENVELOPE_V2 or doc["version"] != 2:
+            return document
+        samples, _ = wire.flatten_series(doc["series"])
+    except (orjson.JSONDecodeError, WireFormatError):
+        return document
+    return orjson.dumps({"format": doc["format"], "version": 1, "producer": doc["producer"],
+                         "batch_id": doc["batch_id"], "seq": doc["seq"], "samples": samples})
 
 
 class _Row(msgspec.Struct, forbid_unknown_fields=True, gc=False):

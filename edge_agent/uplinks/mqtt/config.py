@@ -15,6 +15,10 @@ class MqttUplinkConfig(BrokerConnection):
     type: Literal["mqtt"] = "mqtt"
     protocol: Literal["3.1.1", "5"] = "5"
     gzip: bool = False
+    wire_version: Literal[1, 2] = 2
+    """Wire-format version of the messages: 2 (samples grouped into series, where it pays: see
+    :func:`edge_agent.uplinks.mqtt.encode_part`) or 1, for a site gateway older than version 2
+    of the format (its check read only version 1 fast and forwarded version 1)."""
     timeout_s: float = Field(10.0, gt=0)
     max_inflight: int = Field(100, ge=1, le=65535)
     status_interval_s: float = Field(30.0, gt=0)

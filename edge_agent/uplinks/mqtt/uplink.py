@@ -6,6 +6,12 @@ asset order, so a resend carries the same ids), publishes them with QoS 1 and re
 broker acknowledged every part (PUBACK) — else :class:`~zhizao.errors.Unavailable`; the
 forwarder then resends the whole batch, and the gateway deduplicates the parts it already has.
 
+Each part goes as wire-format version 2 (``wire_version = 2``, the default) when that pays — by
+the rule of the HTTP uplink (:func:`edge_agent.buffer.encoded.v2_pays`: at least
+``MIN_SERIES_RUN`` samples per series on average), its samples grouped by series (series in
+order of first appearance, each series' samples in their order) — else as version 1, samples in
+the batch's order (:func:`encode_part`). The same batch always gives the same bytes.
+
 Status: on connect a retained birth message ``{"status": "online", ...}`` on
 ``zhizao.topics.status_topic(agent_id)``, a retained last will ``{"status": "offline"}`` if the
 agent vanishes, and a retained refresh every ``status_interval_s`` with the backlog; each
@@ -26,6 +32,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from edge_agent.buffer.encoded import v2_pays
 from edge_agent.connectors.mqtt.client import apply_auth_and_tls
 from edge_agent.uplinks.mqtt.config import MqttUplinkConfig
 from zhizao import topics, wire
@@ -33,6 +40,21 @@ from zhizao.errors import Unavailable
 from zhizao.model import Batch
 
 log = logging.getLogger(__name__)
+
+
+def encode_part(part: Batch, *, version: int = 2, compress: bool = False) -> bytes:
+    """The message payload of ``part``: wire-format version 2 when ``version`` is 2 and
+    :func:`~edge_agent.buffer.encoded.v2_pays` for its series (samples grouped by series with
+    :func:`zhizao.wire.group_by_series`, so each series is one entry), else version 1 (samples
+    in ``part``'s order). gzip when ``compress``. ``ValueError`` for a ``version`` not 1 or 2."""
+    if version not in wire.VERSIONS:
+        raise ValueError(f"unknown wire-format version {version!r}; known: {wire.VERSIONS}")
+    if version == 2:
+        series = len({(s.asset, s.signal, s.unit, s.quality) for s in part.samples})
+        if v2_pays(len(part), series):
+            grouped = Batch(part.producer, part.batch_id, part.seq, wire.group_by_series(part.samples))
+            return wire.encode_batch(grouped, compress=compress, version=2)
+    return wire.encode_batch(part, compress=compress, version=1)
 
 
 def split_by_asset(batch: Batch) -> list[Batch]:
@@ -126,7 +148,7 @@ class MqttUplink:
                 ) from None
         infos = []
         for part in split_by_asset(batch):
-            payload = wire.encode_batch(part, compress=self.config.gzip)
+            payload = encode_part(part, version=self.config.wire_version, compress=self.config.gzip)
             info = client.publish(topics.data_topic(part.samples[0].asset), payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 raise Unavailable(f"publish to the site broker failed: {mqtt.error_string(info.rc)}")
