@@ -4,13 +4,15 @@
 ``run(sink)``), so the agent's :func:`~edge_agent.supervisor.supervise` keeps it connected. Per
 message (on the event loop, in arrival order):
 
-- ``zhizao/v1/<site>/<area>/<line>/<machine>`` — a wire-format batch from an agent's MQTT uplink
-  (:mod:`zhizao.wire`, optionally gzip), checked strictly by :class:`~gateway.wirecheck.BatchChecker`
-  and stored as ONE buffer record: the agent's document as it came (decompressed) under the
-  agent's ``(producer, batch_id, seq)`` — nothing decoded into samples, nothing re-encoded. An
-  invalid envelope is dead-lettered whole (``gateway_batch``). A batch with invalid samples (the
-  rare, slow case) has them dead-lettered one by one (``gateway_sample``, with the sample) and
-  its valid samples stored re-encoded under the same identity.
+- ``zhizao/v1/<site>/<area>/<line>/<machine>`` — a wire-format batch (version 1 or 2) from an
+  agent's MQTT uplink (:mod:`zhizao.wire`, optionally gzip), checked strictly by
+  :class:`~gateway.wirecheck.BatchChecker` and stored as ONE buffer record: the agent's document
+  as it came (decompressed, in its version) under the agent's ``(producer, batch_id, seq)`` —
+  nothing decoded into samples, nothing re-encoded. An invalid envelope is dead-lettered whole
+  (``gateway_batch``). A batch with invalid samples (the rare, slow case) has them dead-lettered
+  one by one (``gateway_sample``, with its index, the sample — a version-2 one with its series'
+  fields — and, for version 2, its ``place`` such as ``series[1].ts[2]``) and its valid samples
+  stored re-encoded in the document's version, in their order, under the same identity.
 - ``zhizao/v1/agents/<id>/status`` — birth / last will (:mod:`gateway.fleet`): fleet state
   updated, fleet samples stored as a record under a deterministic id. Empty payloads (a cleared
   retained message) are only acknowledged.
@@ -31,7 +33,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -148,10 +150,11 @@ class UnsIntake:
         self._commit(msg, checked.record)
 
     def _bad_samples(self, msg: Message, producer: str, batch_id: str, rejected: dict[int, str]) -> None:
-        samples = orjson.loads(wire.decompress(msg.payload))["samples"]  # the envelope was valid
+        samples, place = _samples_of(msg.payload)
         for index, reason in sorted(rejected.items()):
+            where = {} if place is None else {"place": place(index, reason.split(":", 1)[0])}
             self.deadletter.write("gateway_sample", reason, topic=msg.topic, producer=producer,
-                                  batch_id=batch_id, index=index, sample=samples[index])
+                                  batch_id=batch_id, index=index, sample=samples[index], **where)
         self.stats.bad_payloads += 1
         log.warning("batch %s/%s on %s: %d samples rejected, kept in %s", producer, batch_id, msg.topic,
                     len(rejected), self.deadletter.path)
@@ -217,3 +220,14 @@ class UnsIntake:
         log.warning("message on %s refused (%s): %s; kept in %s", msg.topic, kind, reason,
                     self.deadletter.path)
         msg.ack()
+
+
+def _samples_of(payload: bytes) -> tuple[list[Any], Callable[[int, str], str] | None]:
+    """The sample objects of a batch whose envelope the checker found valid, in document order
+    (a version-2 document's flattened: each with its series' asset, signal, unit and quality),
+    and for version 2 the function naming a sample's field's place (``series[k].ts[j]``)."""
+    doc = orjson.loads(wire.decompress(payload))
+    if "series" in doc:
+        return wire.flatten_series(doc["series"])
+    samples: list[Any] = doc["samples"]
+    return samples, None

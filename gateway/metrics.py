@@ -74,6 +74,8 @@ class GatewayCollector(Collector):
         checked.add_metric(["fast"], gw.intake.checker.fast)
         checked.add_metric(["slow"], gw.intake.checker.slow)
         yield checked
+        yield _counter("checked_v2_batches", "Agent batches in wire-format version 2 taken by the fast path "
+                       "(stored and forwarded as v2)", gw.intake.checker.fast_v2)
         yield _counter("migrated_frames", "Frames of an older gateway moved into records at start",
                        gw.migrated_frames)
         agents = GaugeMetricFamily(P + "agents", "Agents known from status messages", labels=["state"])

@@ -1,28 +1,32 @@
 """Checking an agent's batch document strictly, without building a ``Sample`` per value.
 
 :meth:`BatchChecker.check` applies exactly the rules of :func:`zhizao.wire.decode_batch_lenient`
-to a message payload (JSON, gzip allowed) and says what the gateway stores:
+to a message payload (JSON, gzip allowed; wire-format version 1 or 2) and says what the gateway
+stores:
 
-- **fast path** (every sample valid, the normal case): the document itself — decompressed, and
-  re-serialised only when it spans several lines (bulk requests are NDJSON) — as one buffer
-  record under the agent's ``(producer, batch_id, seq)``. Valid asset paths and signal names are
-  cached; nothing is decoded into objects.
-- **slow path** (anything unusual): the reference decoder runs on the document. An invalid
+- **fast path** (every sample valid, the normal case): the document itself, in the version it
+  came in — decompressed, and re-serialised only when it spans several lines (bulk requests are
+  NDJSON) — as one buffer record under the agent's ``(producer, batch_id, seq)``. Valid asset
+  paths and signal names are cached; nothing is decoded into objects. Version 2 is the cheaper
+  one: asset, signal, unit and quality are checked once per series, not once per sample.
+- **slow path** (anything unusual): the reference decoder runs on the payload. An invalid
   envelope raises :class:`~zhizao.errors.WireFormatError` (the gateway dead-letters the message
   whole); invalid samples are returned with their index and reason (the gateway dead-letters
-  them) and the record holds the valid ones, re-encoded, under the same identity — so every
-  copy of that batch (a republish, a redelivery) becomes the same record, and ingest stores it
-  once.
+  them) and the record holds the valid ones, re-encoded in the version the document came in,
+  order kept, under the same identity — a deterministic function of the payload, so every copy of
+  that batch (a republish, a redelivery) becomes the same record, and ingest stores it once.
 
 The fast path only ever *accepts*: the moment anything looks wrong the reference decoder decides,
 so every rejection and its message are the reference ones (``tests/gateway/test_wirecheck.py``
-checks both agree).
+checks both agree, for both versions).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
-from typing import Final
+from itertools import chain, compress
+from typing import Any, Final
 
 import orjson
 
@@ -32,18 +36,25 @@ from zhizao.errors import WireFormatError
 from zhizao.model import MAX_STR_VALUE, AssetPath, valid_id, valid_signal
 
 _ENVELOPE: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "samples"})
+_ENVELOPE_V2: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "series"})
 _SAMPLE_KEYS: Final = frozenset({"asset", "signal", "ts", "value", "unit", "quality"})
+_SERIES_KEYS: Final = _SAMPLE_KEYS
+_SERIES_REQUIRED: Final = frozenset({"asset", "signal", "ts", "value"})
 _QUALITIES: Final = frozenset({"good", "uncertain", "bad"})
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**63
 _GOOD: Final = frozenset({"good"})
+_LIST: Final = frozenset({list})
+_DICT: Final = frozenset({dict})
 _VALUE_TYPES: Final = frozenset({float, int, bool, str})
+_NOT_JSON: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
 class Checked:
     """What to store for one agent batch: ``record`` (``None`` when no valid sample is left),
-    and ``{index: reason}`` of the samples refused (empty on the fast path)."""
+    and ``{index: reason}`` of the samples refused (empty on the fast path). An index counts the
+    document's samples in order (in version 2: series after series), as the reference does."""
 
     producer: str
     batch_id: str
@@ -56,50 +67,74 @@ class _Slow(Exception):
 
 
 class BatchChecker:
-    """Reusable checker keeping (bounded) caches of valid asset paths and signal names."""
+    """Reusable checker keeping (bounded) caches of valid asset paths and signal names.
+
+    ``fast`` / ``slow`` count the batches checked by each path; ``fast_v2`` those of ``fast``
+    that were version 2."""
 
     def __init__(self, cache_size: int = 100_000) -> None:
         self._assets: set[str] = set()
         self._signals: set[str] = set()
         self._cache_size = cache_size
         self.fast = 0
+        self.fast_v2 = 0
         self.slow = 0
 
     def check(self, payload: bytes, *, max_bytes: int = wire.DEFAULT_MAX_BYTES) -> Checked:
-        """See the module docstring; ``WireFormatError`` for an invalid envelope."""
+        """See the module docstring; ``WireFormatError`` (the reference one) for an invalid envelope."""
         if len(payload) > max_bytes:
             raise WireFormatError("", f"document is larger than {max_bytes} bytes")
         raw = wire.decompress(payload, max_bytes=max_bytes)
         try:
-            checked = self._fast(raw)
+            doc: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            doc = _NOT_JSON
+        try:
+            checked = self._fast(raw, doc)
         except _Slow:
             checked = None
         if checked is not None:
             self.fast += 1
             return checked
         self.slow += 1
-        batch, rejected = wire.decode_batch_lenient(raw, max_bytes=max_bytes)
-        record = EncodedBatch.of_batch(batch) if batch.samples else None
+        # the payload itself (not ``raw``): a body gzip-compressed twice must fail as in the reference
+        batch, rejected = wire.decode_batch_lenient(payload, max_bytes=max_bytes)
+        # the envelope is valid, so the version is 1 or 2 (``2.0`` is 2 to the reference too)
+        version = 2 if doc["version"] == 2 else 1
+        record = EncodedBatch.of_batch(batch, version=version) if batch.samples else None
         return Checked(batch.producer, batch.batch_id, record, rejected)
 
-    def _fast(self, raw: bytes) -> Checked:
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise _Slow from None
-        if type(doc) is not dict or doc.keys() != _ENVELOPE:
+    def _fast(self, raw: bytes, doc: Any) -> Checked:
+        if type(doc) is not dict:
             raise _Slow
-        producer, batch_id, seq, samples = doc["producer"], doc["batch_id"], doc["seq"], doc["samples"]
-        if (doc["format"] != wire.FORMAT or type(doc["version"]) is not int or doc["version"] != wire.VERSION
+        keys = doc.keys()
+        if keys == _ENVELOPE:
+            version, body = 1, "samples"
+        elif keys == _ENVELOPE_V2:
+            version, body = 2, "series"
+        else:
+            raise _Slow
+        producer, batch_id, seq = doc["producer"], doc["batch_id"], doc["seq"]
+        if (doc["format"] != wire.FORMAT or type(doc["version"]) is not int or doc["version"] != version
                 or type(producer) is not str or not valid_id(producer)
                 or type(batch_id) is not str or not valid_id(batch_id)
-                or type(seq) is not int or seq < 0 or type(samples) is not list or not samples):
+                or type(seq) is not int or seq < 0):
             raise _Slow
         if len(self._assets) > self._cache_size:
             self._assets.clear()
         if len(self._signals) > self._cache_size:
             self._signals.clear()
-        # Column by column, over the distinct values (C-level comprehensions, no per-sample branch).
+        n = self._samples(doc[body]) if version == 1 else self._series(doc[body])
+        line = raw if b"\n" not in raw else orjson.dumps(doc)
+        if version == 2:
+            self.fast_v2 += 1
+        return Checked(producer, batch_id, EncodedBatch.record(producer, batch_id, seq, n, line))
+
+    def _samples(self, samples: object) -> int:
+        """Version 1: the number of samples when every one is valid, else ``_Slow``. Column by
+        column, over the distinct values (C-level comprehensions, no per-sample branch)."""
+        if type(samples) is not list or not samples:
+            raise _Slow
         try:
             keys = set().union(*samples)  # a sample that is not an object fails below if not here
             if not keys <= _SAMPLE_KEYS:
@@ -115,6 +150,52 @@ class BatchChecker:
             qualities = {x.get("quality", "good") for x in samples} if "quality" in keys else _GOOD
         except (KeyError, TypeError):  # a required key missing, a sample not an object, an unhashable
             raise _Slow from None
+        self._check_kinds(assets, signals, units, qualities)
+        _check_stamps(stamps)
+        _check_values(values)
+        return len(samples)
+
+    def _series(self, series: object) -> int:
+        """Version 2: the number of samples when every series is well formed and every sample
+        valid, else ``_Slow``. The structure of every series is checked (as
+        :func:`zhizao.wire.flatten_series` does); asset, signal, unit and quality once per series
+        that holds samples (an empty series adds nothing, whatever its fields — as in the
+        reference); timestamps and values over the whole batch, once per distinct timestamp."""
+        if type(series) is not list or not series:
+            raise _Slow
+        if set(map(type, series)) != _DICT:
+            raise _Slow
+        # exactly a series' keys: none unknown, every required one (a dict iterates its keys)
+        if not (all(map(_SERIES_KEYS.issuperset, series)) and all(map(_SERIES_REQUIRED.issubset, series))):
+            raise _Slow
+        stamp_lists = [e["ts"] for e in series]
+        value_lists = [e["value"] for e in series]
+        if set(map(type, stamp_lists)) != _LIST or set(map(type, value_lists)) != _LIST:
+            raise _Slow
+        sizes = list(map(len, stamp_lists))
+        if sizes != list(map(len, value_lists)):
+            raise _Slow
+        n = sum(sizes)
+        if n == 0:  # no sample at all: the reference says what to store (nothing)
+            raise _Slow
+        live = series if all(sizes) else list(compress(series, sizes))
+        try:
+            assets = {e["asset"] for e in live}
+            signals = {e["signal"] for e in live}
+            units = {e.get("unit") for e in live}
+            qualities = {e.get("quality", "good") for e in live}
+            stamps = set(chain.from_iterable(stamp_lists))
+        except TypeError:  # an unhashable field or timestamp
+            raise _Slow from None
+        values = list(chain.from_iterable(value_lists))
+        self._check_kinds(assets, signals, units, qualities)
+        _check_stamps(stamps)
+        _check_values(values)
+        return n
+
+    def _check_kinds(self, assets: Set[Any], signals: Set[Any], units: Set[Any], qualities: Set[Any]) -> None:
+        """Raises ``_Slow`` unless every distinct asset, signal, unit and quality is one the
+        reference accepts (valid assets and signals are cached)."""
         if not qualities <= _QUALITIES:
             raise _Slow
         for unit in units:
@@ -132,21 +213,29 @@ class BatchChecker:
             if type(signal) is not str or not valid_signal(signal):
                 raise _Slow
             self._signals.add(signal)
-        for text in stamps:
-            if type(text) is not str:
-                raise _Slow
-            try:
-                wire.parse_ts(text)
-            except ValueError:
-                raise _Slow from None
-        kinds = {type(v) for v in values}
-        if not kinds <= _VALUE_TYPES:
+
+
+def _check_stamps(stamps: Iterable[Any]) -> None:
+    """Raises ``_Slow`` unless every timestamp is an RFC 3339 string the reference reads."""
+    for text in stamps:
+        if type(text) is not str:
             raise _Slow
-        if int in kinds:  # orjson reads integers up to 2**64 - 1; floats are always finite
-            ints = [v for v in values if type(v) is int]
-            if min(ints) < _INT_MIN or max(ints) >= _INT_MAX:
-                raise _Slow
-        if str in kinds and max(len(v) for v in values if type(v) is str) > MAX_STR_VALUE:
+        try:
+            wire.parse_ts(text)
+        except ValueError:
+            raise _Slow from None
+
+
+def _check_values(values: list[Any]) -> None:
+    """Raises ``_Slow`` unless every value is a finite number, a 64-bit integer, a boolean or a
+    string of at most ``MAX_STR_VALUE`` characters (orjson reads integers up to 2**64 - 1;
+    the floats it reads are always finite)."""
+    kinds = set(map(type, values))
+    if not kinds <= _VALUE_TYPES:
+        raise _Slow
+    if int in kinds:
+        ints = [v for v in values if type(v) is int]
+        if min(ints) < _INT_MIN or max(ints) >= _INT_MAX:
             raise _Slow
-        line = raw if b"\n" not in raw else orjson.dumps(doc)
-        return Checked(producer, batch_id, EncodedBatch.record(producer, batch_id, seq, len(samples), line))
+    if str in kinds and max(len(v) for v in values if type(v) is str) > MAX_STR_VALUE:
+        raise _Slow

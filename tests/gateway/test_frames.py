@@ -29,6 +29,13 @@ def _batches(sizes: list[int], producer: str = "agent-1") -> list[Batch]:
 reader_batches: dict[int, EncodedBatch] = {}  # decoded copy -> what the reader handed out
 
 
+@pytest.fixture(autouse=True)
+def _fresh_reader_batches() -> None:
+    """Entries a test leaves (batches never acked or released) must not outlive it: a later
+    test's object could get a stale entry's ``id()`` and be mistaken for it."""
+    reader_batches.clear()
+
+
 @pytest.fixture(params=["decoded", "encoded"])
 def mode(request: pytest.FixtureRequest) -> str:
     """``take`` (decoded samples) or ``take_encoded`` (stored rows, the HTTP uplink's path)."""

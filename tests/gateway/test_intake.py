@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,45 @@ async def test_refused_messages_are_dead_lettered_with_the_reason_and_acked(
     assert (forwarded.producer, forwarded.batch_id) == (good.producer, good.batch_id)
     assert forwarded.samples == good.samples[1:]
     assert intake.stats.bad_payloads == 4
+
+
+async def test_version_2_batches_are_stored_as_v2_records_and_their_refused_samples_named(
+    tmp_path: Path, acks: Acks
+) -> None:
+    """A valid v2 batch is stored as received (the fast path); one with invalid samples has each
+    dead-lettered with its index, the sample (its series' fields included) and its place in the
+    document, and its valid samples stored as a v2 record under the agent's identity."""
+    cfg = _config(tmp_path)
+    dl = DeadLetter(cfg.deadletter_path)
+    intake = UnsIntake(cfg, dl, FleetState())
+    first, second = simulated_batches(40, n_agents=1)["agent-0"][:2]
+    good = orjson.dumps(wire.batch_to_dict_v2(Batch(first.producer, first.batch_id, first.seq,
+                                                     wire.group_by_series(first.samples))))
+    doc = wire.batch_to_dict_v2(Batch(second.producer, second.batch_id, second.seq,
+                                      wire.group_by_series(second.samples)))
+    doc["series"][1]["ts"][2] = "yesterday"
+    doc["series"][3]["unit"] = "u" * 33
+    n3 = len(doc["series"][3]["ts"])
+    flat, _ = wire.flatten_series(doc["series"])
+    start3 = sum(len(e["ts"]) for e in doc["series"][:3])
+    topic = topics.data_topic(first.samples[0].asset)
+    async with cfg.buffer.build("gw-1") as buf:
+        await _run(intake, buf, [_msg(acks, topic, gzip.compress(good), 1),
+                                 _msg(acks, topic, orjson.dumps(doc), 2)])
+        stored = await buf.take_bulk(1000)
+    assert sorted(acks.mids) == [1, 2] and (intake.checker.fast_v2, intake.checker.slow) == (1, 1)
+    assert stored[0].document == good, "the fast path stores the document as received"
+    kept = stored[1]
+    assert kept.document is not None and orjson.loads(kept.document)["version"] == 2
+    assert (kept.producer, kept.batch_id, kept.seq) == (second.producer, second.batch_id, second.seq)
+    refused = {len(doc["series"][0]["ts"]) + 2, *range(start3, start3 + n3)}
+    assert list(kept.decode().samples) == [
+        s for i, s in enumerate(wire.group_by_series(second.samples)) if i not in refused], "in order"
+    letters = [r for r in dl.read() if r["kind"] == "gateway_sample"]
+    assert [r["index"] for r in letters] == sorted(refused)
+    assert all(r["sample"] == flat[r["index"]] for r in letters), "the refused sample, flattened"
+    assert letters[0]["place"] == "series[1].ts[2]" and letters[0]["reason"].startswith("ts:")
+    assert {r["place"] for r in letters[1:]} == {"series[3].unit"}
 
 
 async def test_raw_vendor_topics_go_through_the_agents_payload_mappings(tmp_path: Path, acks: Acks) -> None:
