@@ -25,14 +25,19 @@ GOOD = wire.batch_to_dict(simulated_batches(20, n_agents=1)["agent-0"][0])
 Doc = dict[str, Any]
 
 
-def _sample(i: int, **changes: Any) -> Callable[[Doc], None]:
+def _entry(array: str, i: int, changes: dict[str, Any]) -> Callable[[Doc], None]:
+    """Set (or, with ``_DROP``, delete) keys of entry ``i`` of the document's ``array``."""
     def change(doc: Doc) -> None:
         for key, value in changes.items():
             if value is _DROP:
-                del doc["samples"][i][key]
+                del doc[array][i][key]
             else:
-                doc["samples"][i][key] = value
+                doc[array][i][key] = value
     return change
+
+
+def _sample(i: int, **changes: Any) -> Callable[[Doc], None]:
+    return _entry("samples", i, changes)
 
 
 def _env(**changes: Any) -> Callable[[Doc], None]:
@@ -145,13 +150,7 @@ GOOD_V2 = wire.batch_to_dict_v2(Batch(GOOD_BATCH.producer, GOOD_BATCH.batch_id, 
 
 
 def _series(k: int, **changes: Any) -> Callable[[Doc], None]:
-    def change(doc: Doc) -> None:
-        for key, value in changes.items():
-            if value is _DROP:
-                del doc["series"][k][key]
-            else:
-                doc["series"][k][key] = value
-    return change
+    return _entry("series", k, changes)
 
 
 def _at(k: int, j: int, **changes: Any) -> Callable[[Doc], None]:
