@@ -33,16 +33,9 @@ import orjson
 from edge_agent.buffer import EncodedBatch
 from zhizao import wire
 from zhizao.errors import WireFormatError
-from zhizao.model import MAX_STR_VALUE, AssetPath, valid_id, valid_signal
+from zhizao.model import INT_MAX, INT_MIN, MAX_STR_VALUE, QUALITY_NAMES, AssetPath, valid_id, valid_signal
 
-_ENVELOPE: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "samples"})
-_ENVELOPE_V2: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "series"})
-_SAMPLE_KEYS: Final = frozenset({"asset", "signal", "ts", "value", "unit", "quality"})
-_SERIES_KEYS: Final = _SAMPLE_KEYS
-_SERIES_REQUIRED: Final = frozenset({"asset", "signal", "ts", "value"})
-_QUALITIES: Final = frozenset({"good", "uncertain", "bad"})
-_INT_MIN: Final = -(2**63)
-_INT_MAX: Final = 2**63
+_REQUIRED: Final = frozenset(wire.REQUIRED_KEYS)
 _GOOD: Final = frozenset({"good"})
 _LIST: Final = frozenset({list})
 _DICT: Final = frozenset({dict})
@@ -108,9 +101,9 @@ class BatchChecker:
         if type(doc) is not dict:
             raise _Slow
         keys = doc.keys()
-        if keys == _ENVELOPE:
+        if keys == wire.ENVELOPE_KEYS:
             version, body = 1, "samples"
-        elif keys == _ENVELOPE_V2:
+        elif keys == wire.ENVELOPE_KEYS_V2:
             version, body = 2, "series"
         else:
             raise _Slow
@@ -137,7 +130,7 @@ class BatchChecker:
             raise _Slow
         try:
             keys = set().union(*samples)  # a sample that is not an object fails below if not here
-            if not keys <= _SAMPLE_KEYS:
+            if not keys <= wire.SAMPLE_KEYS:
                 raise _Slow
             assets = {x["asset"] for x in samples}
             signals = {x["signal"] for x in samples}
@@ -166,7 +159,7 @@ class BatchChecker:
         if set(map(type, series)) != _DICT:
             raise _Slow
         # exactly a series' keys: none unknown, every required one (a dict iterates its keys)
-        if not (all(map(_SERIES_KEYS.issuperset, series)) and all(map(_SERIES_REQUIRED.issubset, series))):
+        if not (all(map(wire.SAMPLE_KEYS.issuperset, series)) and all(map(_REQUIRED.issubset, series))):
             raise _Slow
         stamp_lists = [e["ts"] for e in series]
         value_lists = [e["value"] for e in series]
@@ -196,7 +189,7 @@ class BatchChecker:
     def _check_kinds(self, assets: Set[Any], signals: Set[Any], units: Set[Any], qualities: Set[Any]) -> None:
         """Raises ``_Slow`` unless every distinct asset, signal, unit and quality is one the
         reference accepts (valid assets and signals are cached)."""
-        if not qualities <= _QUALITIES:
+        if not qualities <= QUALITY_NAMES:
             raise _Slow
         for unit in units:
             if unit is not None and (type(unit) is not str or len(unit) > 32):
@@ -235,7 +228,7 @@ def _check_values(values: list[Any]) -> None:
         raise _Slow
     if int in kinds:
         ints = [v for v in values if type(v) is int]
-        if min(ints) < _INT_MIN or max(ints) >= _INT_MAX:
+        if min(ints) < INT_MIN or max(ints) >= INT_MAX:
             raise _Slow
     if str in kinds and max(len(v) for v in values if type(v) is str) > MAX_STR_VALUE:
         raise _Slow

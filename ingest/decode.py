@@ -31,13 +31,10 @@ import msgspec
 
 from ingest.storage.base import SampleFrame, to_us
 from zhizao.errors import WireFormatError
-from zhizao.model import MAX_STR_VALUE, AssetPath, valid_id, valid_signal
+from zhizao.model import INT_MAX, INT_MIN, MAX_STR_VALUE, QUALITY_NAMES, AssetPath, valid_id, valid_signal
 from zhizao.stamps import canonical_epoch_us
 from zhizao.wire import FORMAT, decode_batch_lenient, decompress, parse_ts
 
-_QUALITIES: Final = frozenset({"good", "uncertain", "bad"})
-_INT_MIN: Final = -(2**63)
-_INT_MAX: Final = 2**63
 _FLOAT_ONLY: Final = frozenset({float})
 _VTYPE: Final = {float: "f", int: "i", bool: "b", str: "s"}
 _SERIES_RUN: Final = 8
@@ -235,7 +232,7 @@ class Decoder:
             if not valid_signal(signal):
                 raise _Slow
             self._signals.add(signal)
-        if not _QUALITIES.issuperset(qualities):
+        if not QUALITY_NAMES.issuperset(qualities):
             raise _Slow
         for unit in units:
             if unit is not None and len(unit) > 32:
@@ -272,7 +269,7 @@ def _values(values: list[float | int | bool | str]) -> _Values:
     texts: list[str | None] = [None] * n
     for i in of(int):
         v = cast(int, values[i])
-        if not _INT_MIN <= v < _INT_MAX:
+        if not INT_MIN <= v < INT_MAX:
             raise _Slow
         numbers[i] = float(v)
     for i in of(bool):
@@ -294,7 +291,7 @@ def _uniform(values: list[float | int | bool | str], kind: type) -> _Values:
         return ["f"] * n, cast(list[float | None], values), [None] * n
     if kind is int:
         ints = cast(list[int], values)
-        if min(ints) < _INT_MIN or max(ints) >= _INT_MAX:
+        if min(ints) < INT_MIN or max(ints) >= INT_MAX:
             raise _Slow
         return ["i"] * n, list(map(float, ints)), [None] * n
     if kind is str:

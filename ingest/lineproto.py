@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ingest.storage.base import SampleFrame
-from zhizao.model import MAX_STR_VALUE, AssetPath, valid_signal
+from zhizao.model import INT_MAX, INT_MIN, MAX_STR_VALUE, QUALITY_NAMES, AssetPath, valid_signal
 
 PRECISION_NS: Final = {
     "ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
     "m": 60_000_000_000, "h": 3_600_000_000_000,
 }
 PLAIN_MEASUREMENTS: Final = frozenset({"telemetry", "zhizao"})
-_QUALITIES: Final = frozenset({"good", "uncertain", "bad"})
 _ASSET_TAGS: Final = ("site", "area", "line", "machine")
 
 
@@ -99,7 +98,7 @@ def _field_value(raw: str) -> float | int | bool | str:
         return False
     if raw.endswith(("i", "u")):
         value = int(raw[:-1])
-        if not -(2**63) <= value < 2**63:
+        if not INT_MIN <= value < INT_MAX:
             raise ValueError("integer value outside the signed 64-bit range")
         return value
     number = float(raw)
@@ -150,7 +149,7 @@ def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> Non
     if unit is not None and len(unit) > 32:
         raise ValueError("tag unit must be at most 32 characters")
     quality = tags.get("quality", "good")
-    if quality not in _QUALITIES:
+    if quality not in QUALITY_NAMES:
         raise ValueError(f"tag quality must be one of good, uncertain, bad; got {quality!r}")
     ignored = len(set(tags) - {*_ASSET_TAGS, "unit", "quality"})
     if len(sections) == 3:

@@ -30,6 +30,13 @@ class Quality(StrEnum):
     BAD = "bad"
 
 
+QUALITY_NAMES: Final = frozenset(q.value for q in Quality)
+"""The words a ``quality`` field may hold."""
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**63
+"""Integer values lie in ``[INT_MIN, INT_MAX)``: signed 64-bit."""
+
+
 def valid_segment(text: str) -> bool:
     """True when ``text`` may be one level of an asset path (no ``/``, no wildcards)."""
     return bool(_SEGMENT_RE.match(text))
@@ -115,7 +122,7 @@ def check_value(value: object) -> None:
     if isinstance(value, bool):
         return
     if isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
+        if not INT_MIN <= value < INT_MAX:
             raise ValueError("integer value outside the signed 64-bit range")
         return
     if isinstance(value, float):

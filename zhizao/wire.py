@@ -53,10 +53,14 @@ VERSIONS: Final = (1, 2)
 CONTENT_TYPE: Final = "application/vnd.zhizao.batch+json"
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 _GZIP_MAGIC: Final = b"\x1f\x8b"
-_ENVELOPE_KEYS: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "samples"})
-_SAMPLE_KEYS: Final = frozenset({"asset", "signal", "ts", "value", "unit", "quality"})
-_ENVELOPE_KEYS_V2: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "series"})
-_SERIES_KEYS: Final = _SAMPLE_KEYS
+ENVELOPE_KEYS: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "samples"})
+"""The keys of a version-1 document (all required)."""
+ENVELOPE_KEYS_V2: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "series"})
+"""The keys of a version-2 document (all required)."""
+SAMPLE_KEYS: Final = frozenset({"asset", "signal", "ts", "value", "unit", "quality"})
+"""The keys a sample object (version 1) — or a series object (version 2) — may have."""
+REQUIRED_KEYS: Final = ("asset", "signal", "ts", "value")
+"""The keys every sample or series object must have, in the order a missing one is named."""
 _QUALITIES: Final = {q.value: q for q in Quality}
 
 
@@ -208,7 +212,7 @@ def _decode(data: bytes | str, *, max_bytes: int, lenient: bool) -> tuple[Batch,
     v2 = version == 2 and not isinstance(version, bool)
     known = version in VERSIONS and not isinstance(version, bool)
     # an unknown version is checked against the layout its body has, so that its error is the version
-    keys = _ENVELOPE_KEYS_V2 if v2 or (not known and "series" in doc) else _ENVELOPE_KEYS
+    keys = ENVELOPE_KEYS_V2 if v2 or (not known and "series" in doc) else ENVELOPE_KEYS
     extra = set(doc) - keys
     if extra:
         raise WireFormatError(sorted(extra)[0], "unknown field")
@@ -267,10 +271,10 @@ def flatten_series(series: object) -> tuple[list[dict[str, Any]], Callable[[int,
         where = f"series[{k}]"
         if not isinstance(entry, dict):
             raise WireFormatError(where, f"must be a JSON object, got {_kind(entry)}")
-        extra = set(entry) - _SERIES_KEYS
+        extra = set(entry) - SAMPLE_KEYS
         if extra:
             raise WireFormatError(f"{where}.{sorted(extra)[0]}", "unknown field")
-        for key in ("asset", "signal", "ts", "value"):
+        for key in REQUIRED_KEYS:
             if key not in entry:
                 raise WireFormatError(f"{where}.{key}", "required field is missing")
         stamps, values = entry["ts"], entry["value"]
@@ -301,8 +305,8 @@ class _FieldError(Exception):
 def _decode_sample(raw: object, assets: dict[str, AssetPath]) -> Sample:
     if not isinstance(raw, dict):
         raise _FieldError("", f"sample must be a JSON object, got {_kind(raw)}")
-    if not raw.keys() <= _SAMPLE_KEYS:
-        raise _FieldError(sorted(set(raw) - _SAMPLE_KEYS)[0], "unknown field")
+    if not raw.keys() <= SAMPLE_KEYS:
+        raise _FieldError(sorted(set(raw) - SAMPLE_KEYS)[0], "unknown field")
     try:
         asset_text, signal, ts_text, value = raw["asset"], raw["signal"], raw["ts"], raw["value"]
     except KeyError as exc:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 import orjson
@@ -34,7 +34,6 @@ from zhizao import wire
 from zhizao.errors import WireFormatError
 from zhizao.model import Batch
 
-_ENVELOPE_V2: Final = frozenset({"format", "version", "producer", "batch_id", "seq", "series"})
 MIN_SERIES_RUN = 4
 """Samples per series entry (on average) from which a batch of rows goes as wire-format v2.
 Below it a series entry costs more than it saves: ingest read 5,000 float samples at 1.27 µs
@@ -168,7 +167,7 @@ def _as_version_1(document: bytes) -> bytes:
         return document
     try:
         doc = orjson.loads(document)
-        if not isinstance(doc, dict) or doc.keys() != _ENVELOPE_V2 or doc["version"] != 2:
+        if not isinstance(doc, dict) or doc.keys() != wire.ENVELOPE_KEYS_V2 or doc["version"] != 2:
             return document
         samples, _ = wire.flatten_series(doc["series"])
     except (orjson.JSONDecodeError, WireFormatError):
