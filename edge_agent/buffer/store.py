@@ -44,13 +44,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 
 from edge_agent.buffer.codec import SampleDecoder, SeriesKey, encode_sample, row_series
 from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
@@ -97,6 +98,33 @@ class BufferStats:
 
 
 _Record = tuple[str, str, int, int, bytes]  # producer, batch_id, seq, n, document
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class _Delta:
+    """What one operation in the buffer's thread did to the counters, and the backlog right
+    after it. Operations run one at a time on that thread; each delta is added to
+    :class:`BufferStats` on the event loop in the order the operations finished, so ``stats``
+    always describes the buffer after some whole operation: ``committed`` is never ahead of
+    ``backlog_samples``, nor ``backlog_samples`` behind ``acked``."""
+
+    committed: int = 0
+    commits: int = 0
+    acked: int = 0
+    batches_acked: int = 0
+    expired: int = 0
+    overflow: int = 0
+    rejected: int = 0
+    corrupt_rows: int = 0
+    backlog: tuple[int, int, int, int, float | None] | None = None
+    """``(samples, record samples, records, bytes, oldest created)``, read after the operation."""
+
+    def read_backlog(self, db: Db) -> None:
+        self.backlog = (
+            db.count_total + db.rec_samples, db.rec_samples, db.rec_count, db.total_bytes,
+            db.oldest_created_cached,
+        )
 
 
 @dataclass
@@ -166,29 +194,29 @@ class SqliteBuffer:
 
     async def open(self) -> None:
         """Open (creating if needed) and check the database; start the group-commit task."""
-        loop = asyncio.get_running_loop()
         try:
-            self._db = await loop.run_in_executor(self._exec, self._open_sync, False)
+            self._db = await self._in_thread(lambda delta: self._open_sync(False, delta))
         except BufferCorrupt as exc:
             self.stats.corruptions += 1
             if self.on_corrupt == "fail":
                 raise
             log.error("buffer %s is corrupt (%s); moved aside, starting an empty buffer", self.path, exc)
-            self._db = await loop.run_in_executor(self._exec, self._open_sync, True)
-        self._refresh_stats()
+            self._db = await self._in_thread(lambda delta: self._open_sync(True, delta))
         self._flusher = asyncio.create_task(self._flush_loop(), name="buffer-group-commit")
         if self.stats.backlog_samples:
             log.info("buffer %s opened with a backlog of %d samples", self.path, self.stats.backlog_samples)
             self._data.set()
 
-    def _open_sync(self, quarantine: bool) -> Db:
+    def _open_sync(self, quarantine: bool, delta: _Delta) -> Db:
         if quarantine:
             stamp = time.strftime("%Y%m%dT%H%M%S")
             for suffix in ("", "-wal", "-shm"):
                 src = Path(str(self.path) + suffix)
                 if src.exists():
                     src.rename(Path(f"{self.path}.corrupt-{stamp}{suffix}"))
-        return open_db(self.path, self.synchronous, secrets.token_hex(4))
+        db = open_db(self.path, self.synchronous, secrets.token_hex(4))
+        delta.read_backlog(db)
+        return db
 
     async def close(self) -> None:
         """Commit what is pending, then close. Idempotent."""
@@ -280,10 +308,9 @@ class SqliteBuffer:
             return
         pending, self._pending, self._pending_count = self._pending, [], 0
         db = self._db
+        groups = [(p.rows, p.marks, p.records) for p in pending]
         try:
-            results = await asyncio.get_running_loop().run_in_executor(
-                self._exec, self._commit_sync, db, [(p.rows, p.marks, p.records) for p in pending]
-            )
+            results = await self._in_thread(lambda delta: self._commit_sync(db, groups, delta), db)
         except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
             for p in pending:
                 if not p.future.done():
@@ -293,13 +320,13 @@ class SqliteBuffer:
         for p, res in zip(pending, results, strict=True):
             if not p.future.done():
                 p.future.set_result(res)
-        self._refresh_stats()
         self._data.set()
 
     def _commit_sync(
         self,
         db: Db,
         groups: list[tuple[list[bytes], dict[str, str] | None, list[_Record] | None]],
+        delta: _Delta,
     ) -> list[PutResult]:
         now = time.time()
         incoming = sum(len(r) for g, _, _ in groups for r in g) + sum(
@@ -311,7 +338,7 @@ class SqliteBuffer:
                 expired = db.drop_older_than(now - self.max_age_s, self._inflight)
                 expired += db.drop_records_older_than(now - self.max_age_s, self._rec_inflight)
                 if expired:
-                    self.stats.dropped["expired"] += expired
+                    delta.expired = expired
                     log.warning("buffer: dropped %d samples older than max_age_s=%s", expired, self.max_age_s)
             excess = db.total_bytes + incoming - self.max_bytes
             if excess > 0 and self.overflow == "drop_oldest":
@@ -320,7 +347,7 @@ class SqliteBuffer:
                 if excess > 0:
                     dropped += db.drop_oldest_records(excess, self._rec_inflight)
                 if dropped:
-                    self.stats.dropped["overflow"] += dropped
+                    delta.overflow = dropped
                     log.warning(
                         "buffer full (max_bytes=%d): drop_oldest dropped %d samples", self.max_bytes, dropped
                     )
@@ -348,14 +375,14 @@ class SqliteBuffer:
             if all_marks:
                 db.set_marks(all_marks)
             if rejected_total:
-                self.stats.dropped["rejected"] += rejected_total
+                delta.rejected = rejected_total
                 log.warning(
                     "buffer full (max_bytes=%d): reject_new refused %d samples",
                     self.max_bytes,
                     rejected_total,
                 )
-        self.stats.committed += sum(r.committed for r in results)
-        self.stats.commits += 1
+        delta.committed = sum(r.committed for r in results)
+        delta.commits = 1
         return results
 
     # -- take / ack ------------------------------------------------------------------------
@@ -381,9 +408,10 @@ class SqliteBuffer:
             self._data.clear()
             db = self._db
             force = self._pending_count == 0 and time.monotonic() >= deadline
-            fut = asyncio.get_running_loop().run_in_executor(
-                self._exec, self._take_sync, db, max_items, linger, force, decode
+            take = partial(
+                self._take_sync, db=db, max_items=max_items, linger=linger, force=force, decode=decode
             )
+            fut = self._in_thread(take, db)
             try:
                 batch = await asyncio.shield(fut)
             except asyncio.CancelledError:
@@ -402,7 +430,7 @@ class SqliteBuffer:
             self.release(batch)
 
     def _take_sync(
-        self, db: Db, max_items: int, linger: float, force: bool, decode: bool
+        self, delta: _Delta, db: Db, max_items: int, linger: float, *, force: bool, decode: bool
     ) -> Batch | EncodedBatch | None:
         while True:
             formed = db.oldest_batch(self._inflight)
@@ -429,7 +457,7 @@ class SqliteBuffer:
                         row_series(data)  # a cheap check: a JSON object
                         good.append(data)
                 except ValueError as exc:
-                    self.stats.corrupt_rows += 1
+                    delta.corrupt_rows += 1
                     log.error("buffer: damaged row in batch %s skipped: %s", batch_id, exc)
             if not (samples or series or good):
                 db.delete_batch(seq)
@@ -452,17 +480,17 @@ class SqliteBuffer:
         db = self._db
         seqs = [b.seq for b in batches if not (isinstance(b, EncodedBatch) and b.record_id is not None)]
         ids = [b.record_id for b in batches if isinstance(b, EncodedBatch) and b.record_id is not None]
-        await asyncio.get_running_loop().run_in_executor(self._exec, self._ack_sync, db, seqs, ids)
+        n = sum(len(b) for b in batches)
+        await self._in_thread(lambda delta: self._ack_sync(db, seqs, ids, n, delta), db)
         for seq in seqs:
             self._inflight.discard(seq)
         for rid in ids:
             self._rec_inflight.discard(rid)
-        self.stats.acked += sum(len(b) for b in batches)
-        self.stats.batches_acked += len(batches)
-        self._refresh_stats()
 
     @staticmethod
-    def _ack_sync(db: Db, seqs: list[int], ids: list[int]) -> None:
+    def _ack_sync(db: Db, seqs: list[int], ids: list[int], n: int, delta: _Delta) -> None:
+        delta.acked = n
+        delta.batches_acked = len(seqs) + len(ids)
         if len(seqs) == 1 and not ids:
             db.delete_batch(seqs[0])
             return
@@ -505,9 +533,10 @@ class SqliteBuffer:
             force = self._pending_count == 0 and time.monotonic() >= deadline
             if self._db.count_total:
                 db = self._db
-                fut = asyncio.get_running_loop().run_in_executor(
-                    self._exec, self._take_many_sync, db, max_items, linger, force, lim
+                take = partial(
+                    self._take_many_sync, db=db, max_items=max_items, linger=linger, force=force, lim=lim
                 )
+                fut = self._in_thread(take, db)
                 try:
                     batches = await asyncio.shield(fut)
                 except asyncio.CancelledError:
@@ -527,12 +556,12 @@ class SqliteBuffer:
                 self.release(batch)
 
     def _take_many_sync(
-        self, db: Db, max_items: int, linger: float, force: bool, lim: BulkLimits
+        self, delta: _Delta, db: Db, max_items: int, linger: float, *, force: bool, lim: BulkLimits
     ) -> list[EncodedBatch]:
         out: list[EncodedBatch] = []
         n = size = 0
         while len(out) < lim.max_batches:
-            got = self._take_sync(db, max_items, linger, force and not out, False)
+            got = self._take_sync(delta, db, max_items, linger, force=force and not out, decode=False)
             if got is None:
                 break
             assert isinstance(got, EncodedBatch)
@@ -586,10 +615,49 @@ class SqliteBuffer:
             reached = max(reached, rid)
         return out, reached, gone
 
-    def _refresh_stats(self) -> None:
-        if self._db is not None:
-            self.stats.backlog_samples = self._db.count_total + self._db.rec_samples
-            self.stats.backlog_record_samples = self._db.rec_samples
-            self.stats.backlog_records = self._db.rec_count
-            self.stats.backlog_bytes = self._db.total_bytes
-            self.stats.oldest_created = self._db.oldest_created_cached
+    # -- the buffer's thread -----------------------------------------------------------------
+    def _in_thread(self, op: Callable[[_Delta], _T], db: Db | None = None) -> asyncio.Future[_T]:
+        """Run ``op`` on the buffer's thread. What it counts in its :class:`_Delta`, and the
+        backlog of ``db`` after it, reach :attr:`stats` on the event loop before any awaiter of
+        the result resumes, in the order the operations ran (also when the awaiter was
+        cancelled: the operation happened)."""
+
+        def run() -> tuple[_T, _Delta]:
+            delta = _Delta()
+            out = op(delta)
+            if db is not None:
+                delta.read_backlog(db)
+            return out, delta
+
+        loop = asyncio.get_running_loop()
+        raw = loop.run_in_executor(self._exec, run)
+        result: asyncio.Future[_T] = loop.create_future()
+
+        def done(f: asyncio.Future[tuple[_T, _Delta]]) -> None:
+            if f.cancelled():
+                result.cancel()
+            elif (exc := f.exception()) is not None:
+                if not result.done():
+                    result.set_exception(exc)
+            else:
+                out, delta = f.result()
+                self._apply(delta)
+                if not result.done():
+                    result.set_result(out)
+
+        raw.add_done_callback(done)
+        return result
+
+    def _apply(self, delta: _Delta) -> None:
+        stats = self.stats
+        stats.committed += delta.committed
+        stats.commits += delta.commits
+        stats.acked += delta.acked
+        stats.batches_acked += delta.batches_acked
+        stats.corrupt_rows += delta.corrupt_rows
+        stats.dropped["expired"] += delta.expired
+        stats.dropped["overflow"] += delta.overflow
+        stats.dropped["rejected"] += delta.rejected
+        if delta.backlog is not None:
+            (stats.backlog_samples, stats.backlog_record_samples, stats.backlog_records,
+             stats.backlog_bytes, stats.oldest_created) = delta.backlog

@@ -307,3 +307,35 @@ async def test_records_overflow_and_expiry_are_counted(tmp_path: Path) -> None:
         await buf.put_records([record(4)])
         assert buf.stats.dropped["expired"] == 30
         assert [r.seq for r in await drain_records(buf)] == [4]
+
+
+async def test_stats_are_consistent_at_every_moment(tmp_path: Path) -> None:
+    """A reader of ``stats`` on the event loop never sees samples counted as committed that are
+    not yet in the backlog (the agent's health check and tests wait on that pair)."""
+    seen: list[tuple[int, int, int, int]] = []
+    async with SqliteBuffer(
+        tmp_path / "b.sqlite", "a", commit_interval=0.001, max_bytes=200_000, overflow="drop_oldest"
+    ) as buf:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                s = buf.stats
+                dropped = sum(s.dropped.values())
+                if s.committed - s.acked - dropped != s.backlog_samples:
+                    seen.append((s.committed, s.acked, dropped, s.backlog_samples))
+                await asyncio.sleep(0)
+
+        async def consume() -> None:
+            while not stop.is_set():
+                b = await buf.take(500, linger=0.01)
+                if b is not None:
+                    await buf.ack(b)
+
+        tasks = [asyncio.create_task(watch()), asyncio.create_task(consume())]
+        for i in range(300):
+            await buf.put(samples(20, i * 20))
+        await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert not seen, f"{len(seen)} inconsistent, first (committed, acked, dropped, backlog): {seen[0]}"
