@@ -14,6 +14,11 @@ fit on the first 400 rows, about half of the test rows anomalous), not any SKAB 
   The gap between episodes (``PERIOD_S − EPISODE_ROWS``) lets the previous fault die away.
 * Columns: the kind's process signals and ``power_kw``; labels: 1 while the ledger's fault is
   active; changepoints at the fault's first and last-plus-one row (as SKAB marks them).
+* ``warm_start=True`` (the second proxy, :data:`WARM_SEEDS`): every episode but the first starts
+  ``RESTART_LEAD_S`` seconds after the machine was back from ``U(BREAK_S)`` seconds off (a break
+  in the calendar): fast signals have settled, slow ones (temperatures, τ 5-20 min) are still
+  warming up through the training rows and beyond — the case where a 400-row training window has
+  not seen a signal's normal range.
 * Faults whose effect outlasts the ledger's end (``LINGERING``: an overheated machine cools with
   its thermal lag, a worn tool stays worn) end their episode at the fault's end: after it the
   simulator gives no ground truth (neither "normal" nor "fault" would be honest labels).
@@ -37,6 +42,9 @@ FAULT_AT: Final = (500, 700)
 DURATION_S: Final = (250, 450)
 EPISODES_PER_MACHINE: Final = 20
 PROXY_SEEDS: Final = (1, 2)
+WARM_SEEDS: Final = (3, 4)
+BREAK_S: Final = (600, 1800)
+RESTART_LEAD_S: Final = 120
 LINGERING: Final = ("overheating", "tool_wear")
 
 _MACHINES: Final = {  # name -> (kind, faults that apply)
@@ -71,7 +79,22 @@ def _params(kind: str, machine_kind: str, rng: random.Random) -> dict[str, float
     return {"signal": rng.choice(signals)}
 
 
-def scenario_doc(seed: int) -> dict[str, Any]:
+def _breaks(seed: int) -> list[dict[str, str]]:
+    """A break ending ``RESTART_LEAD_S`` before each episode's start but the first."""
+    rng = random.Random(f"skab-proxy-breaks:{seed}")
+    out = []
+    for e in range(1, EPISODES_PER_MACHINE):
+        end = e * PERIOD_S - RESTART_LEAD_S
+        start = end - rng.randint(*BREAK_S)
+        out.append({"start": _clock(start), "end": _clock(end)})
+    return out
+
+
+def _clock(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def scenario_doc(seed: int, warm_start: bool = False) -> dict[str, Any]:
     """The proxy scenario (machines and scheduled faults) for one seed."""
     rng = random.Random(f"skab-proxy:{seed}")
     machines: list[dict[str, Any]] = []
@@ -91,19 +114,21 @@ def scenario_doc(seed: int) -> dict[str, Any]:
     return {"name": "skab-proxy", "site": "p", "area": "a", "start": "2026-11-23T00:00:00+00:00",
             "tick_s": 1.0,
             "calendar": {"timezone": "UTC",
-                         "shifts": [{"name": "all", "start": "00:00:00", "end": "00:00:00"}]},
+                         "shifts": [{"name": "all", "start": "00:00:00", "end": "00:00:00",
+                                     "breaks": _breaks(seed) if warm_start else []}]},
             "lines": [{"name": "l", "machines": machines}], "faults": faults}
 
 
-def proxy_runs(seeds: Sequence[int] = PROXY_SEEDS) -> list[ProxyRun]:
+def proxy_runs(seeds: Sequence[int] = PROXY_SEEDS, warm_start: bool = False) -> list[ProxyRun]:
     """Every episode of every machine for ``seeds`` (deterministic)."""
     from analytics.simline.frames import simulate
     from simulator.kinds import KINDS
     from simulator.scenario import scenario_from_dict
 
     out: list[ProxyRun] = []
+    tag = "w" if warm_start else ""
     for seed in seeds:
-        doc = scenario_doc(seed)
+        doc = scenario_doc(seed, warm_start)
         run = simulate(scenario_from_dict(doc), seed, EPISODES_PER_MACHINE * PERIOD_S)
         t0 = run.machines[next(iter(run.machines))].index[0]
         for asset, df in run.machines.items():
@@ -126,7 +151,7 @@ def proxy_runs(seeds: Sequence[int] = PROXY_SEEDS) -> list[ProxyRun]:
                     cp[d] = 1
                 sl = slice(a, a + n)
                 out.append(ProxyRun(
-                    file=SkabFile(name=f"proxy{seed}/{name}/{e}", ts=ts[sl], values=X[sl],
+                    file=SkabFile(name=f"proxy{tag}{seed}/{name}/{e}", ts=ts[sl], values=X[sl],
                                   anomaly=lab, changepoint=cp),
                     columns=cols, fault=str(f["kind"])))
     return out

@@ -116,3 +116,26 @@ def test_context_detector_scores_only_known_contexts() -> None:
     mask = det.scored_mask(test)
     assert (s[~mask] == 0).all() and (s[mask] > 0).any()
     assert (det.contributions(test)[:, 0] == 0).all()
+
+
+def test_robust_z_drift_widens_only_what_moved_during_training() -> None:
+    from analytics.detectors.robust_z import RobustZDetector
+
+    rng = np.random.default_rng(3)
+    n = 400
+    steady = rng.normal(10.0, 0.1, n)
+    warming = 20.0 + 8.0 * (1.0 - np.exp(-np.arange(n) / 300.0)) + rng.normal(0.0, 0.1, n)
+    train = np.column_stack([steady, warming])
+    plain = RobustZDetector(rel_floor=0.0).fit(train)
+    wide = RobustZDetector(rel_floor=0.0, drift=1.0).fit(train)
+    assert plain.scale_ is not None and wide.scale_ is not None
+    assert wide.scale_[0] == pytest.approx(plain.scale_[0], rel=0.1)  # stationary: about the same
+    assert wide.scale_[1] > 1.5 * plain.scale_[1]  # moved ~4.5 in training: much wider
+    # the next 700 rows of the same warm-up score lower, a jump in the steady column as high as before
+    later = np.column_stack([np.full(5, 10.0), np.full(5, 20.0 + 8.0 * (1 - np.exp(-1000 / 300.0)))])
+    assert (wide.score(later) < plain.score(later)).all()
+    jump = np.array([[11.0, float(np.median(warming))]])
+    assert wide.score(jump)[0] == pytest.approx(plain.score(jump)[0], rel=0.15)
+    assert RobustZDetector(drift=0.0).fit(train).params()["drift"] == 0.0
+    with pytest.raises(ValueError, match="drift"):
+        RobustZDetector(drift=-1.0)
