@@ -48,17 +48,17 @@ def eval_sim(args: argparse.Namespace) -> int:
 
 
 def eval_skab(args: argparse.Namespace) -> int:
-    from analytics.skab import SkabConfig, alternatives, evaluate, load_skab, render
+    from analytics.skab import SkabConfig, alternatives, evaluate, load_skab, preregistered, render
 
     if not args.data:
         raise DataError("--data", "eval skab needs --data DIR (e.g. ../shared/datasets/skab)")
     files = load_skab(args.data)
-    cfg = load_config(SkabConfig, args.config) if args.config else SkabConfig()
-    configs = [cfg, *(alternatives() if args.all else [])]
+    mine = [load_config(SkabConfig, args.config)] if args.config else preregistered()
+    configs = [*mine, *(alternatives() if args.all else [])]
     results = [evaluate(files, c) for c in configs]
     rows = sum(len(f.ts) for f in files)
     print(f"SKAB: {len(files)} files, {rows} rows; fit on the first 400 rows of each\n")
-    print(render(results))
+    print(render(results, judged=len(mine)))
     if args.json:
         for r in results:
             o = r.outliers

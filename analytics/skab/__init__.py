@@ -12,6 +12,8 @@ from analytics.skab.evaluate import (
     SkabResult,
     alternatives,
     evaluate,
+    preregistered,
+    round2_config,
     selected_on_test,
 )
 from analytics.skab.frozen import FROZEN_NAME, frozen_spec
@@ -20,4 +22,4 @@ from analytics.skab.report import render
 
 __all__ = ["FROZEN_NAME", "SIGNALS", "TRAIN_ROWS", "SkabConfig", "SkabFile", "SkabResult", "alternatives",
            "changepoints_from_flags", "evaluate", "frozen_spec", "load_skab", "nab_score", "outlier_metrics",
-           "render", "selected_on_test"]
+           "preregistered", "render", "round2_config", "selected_on_test"]

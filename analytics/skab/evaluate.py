@@ -19,7 +19,7 @@ from pydantic import Field
 
 from analytics.scoring import AnomalyModel, ModelSpec
 from analytics.skab.data import SIGNALS, SkabFile
-from analytics.skab.frozen import FROZEN_NAME, FROZEN_REFRACTORY, frozen_spec
+from analytics.skab.frozen import FROZEN_NAME, FROZEN_REFRACTORY, ROUND2_NAME, frozen_spec, round2_spec
 from analytics.skab.metrics import (
     PROFILES,
     OutlierMetrics,
@@ -89,6 +89,16 @@ def evaluate(files: Sequence[SkabFile], cfg: SkabConfig) -> SkabResult:
     if unknown:
         raise ValueError(f"unknown SKAB signals {unknown}; choose from {SIGNALS}")
     return score_predictions(cfg.name, files, [predict_file(f, cfg) for f in files], cfg.refractory)
+
+
+def round2_config() -> SkabConfig:
+    """Round 2's frozen configuration (:mod:`analytics.skab.round2`, :func:`round2_spec`)."""
+    return SkabConfig(name=ROUND2_NAME, model=round2_spec())
+
+
+def preregistered() -> list[SkabConfig]:
+    """Every configuration frozen before its one SKAB run, in the order they were frozen."""
+    return [SkabConfig(), round2_config()]
 
 
 def selected_on_test() -> SkabConfig:

@@ -63,3 +63,22 @@ def frozen_spec() -> ModelSpec:
     return ModelSpec(detector="robust_z", detector_params={"rel_floor": 0.003}, windows=[5],
                      diff_windows=[60], threshold_quantile=0.99, threshold_factor=1.5, vote_window=1,
                      vote_fraction=0.5)
+
+
+ROUND2_NAME: Final = "zhizao round 2: robust-z + drift, 8 signals, two proxies"
+ROUND2_CANDIDATE: Final = "robust-z rms floor=0.0 drift=1 w=[15] diff=[60] k=1.5 vote=1"
+"""What :func:`analytics.skab.round2.select` chose on both proxies (320 episodes, 864 candidates),
+frozen here before the configuration's one run on SKAB (see :mod:`analytics.skab.round2`)."""
+ROUND2_PROXY_RESULT: Final = {"f1": 0.778, "far": 12.49, "mar": 29.45, "nab_standard": 41.81,
+                              "nab_low_fp": 35.82, "nab_low_fn": 47.79}
+"""Its pooled result on the two proxies. Round 1's configuration scored F1 0.773, FAR 14.09 %
+there (over the 13.5 % bound: the warm-start proxy shows its weakness)."""
+
+
+def round2_spec() -> ModelSpec:
+    """Round 2's model: robust-z RMS, no scale floor, training-drift widening 1, 15 s trailing
+    means and 60 s mean |Δ|, threshold 1.5 × the training rows' 0.99 quantile, no vote. Signals,
+    training rows and changepoint spacing as in round 1."""
+    return ModelSpec(detector="robust_z", detector_params={"rel_floor": 0.0, "drift": 1.0}, windows=[15],
+                     diff_windows=[60], threshold_quantile=0.99, threshold_factor=1.5, vote_window=1,
+                     vote_fraction=0.5)
