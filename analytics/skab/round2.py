@@ -26,7 +26,13 @@ What changes, and nothing else:
   quantile of the training rows' scores × the factor, at most one changepoint per 60 rows.
 
 The chosen candidate is frozen in :mod:`analytics.skab.frozen` (``ROUND2_*``) and then run on
-SKAB once. Re-run with ``python -m analytics.skab.round2`` (both cores, about 10 minutes).
+SKAB once. Re-run with ``python -m analytics.skab.round2`` (both cores, about 6 minutes).
+
+Result (after freezing): chosen robust-z RMS, ``rel_floor`` 0, ``drift`` 1, 15 s means + 60 s
+mean |Δ|, factor 1.5, no vote — pooled proxies F1 0.778 / FAR 12.49 % / NAB 41.81; on SKAB
+F1 0.77 / FAR 27.66 % / MAR 21.75 % / NAB 26.24, worse than round 1 (``analytics/README.md``
+has the diagnosis: the missing scale floor, which no proxy signal needs, cost more on SKAB's
+Thermocouple than the drift widening saved on its Temperature).
 """
 
 from __future__ import annotations

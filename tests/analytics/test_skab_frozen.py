@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from analytics.cli import main
+from analytics.scoring import ModelSpec
 from analytics.skab import (
     SIGNALS,
     TRAIN_ROWS,
@@ -21,17 +22,32 @@ from analytics.skab import (
     evaluate,
     frozen_spec,
     load_skab,
+    preregistered,
+    round2_config,
 )
 from analytics.skab.evaluate import INVALID, fit_run_model, predict_rows, score_predictions
-from analytics.skab.frozen import FROZEN_REFRACTORY, PROXY_RESULT, SELECTED_CANDIDATE
+from analytics.skab.frozen import (
+    FROZEN_REFRACTORY,
+    PROXY_RESULT,
+    ROUND2_CANDIDATE,
+    ROUND2_PROXY_RESULT,
+    SELECTED_CANDIDATE,
+    round2_spec,
+)
 from analytics.skab.metrics import WINDOW_S, OutlierMetrics
+from analytics.skab.proxy import ProxyRun
 from analytics.skab.report import render
+from analytics.skab.round2 import candidates as round2_candidates
+from analytics.skab.round2 import runs as round2_runs
 from analytics.skab.select import MAX_FAR, candidates, run_candidate, select
 from tests.analytics.conftest import SKAB
 
 # The one run of the frozen configuration on SKAB (pooled counts and unrounded NAB scores).
 FROZEN_COUNTS = {"tp": 9528, "fp": 2496, "fn": 3243, "tn": 8534}
 FROZEN_NAB = {"standard": 30.560864105389303, "low_fp": 27.34695527054705, "low_fn": 34.80960494165061}
+# The one run of round 2's configuration (analytics.skab.round2, frozen in b737c52).
+ROUND2_COUNTS = {"tp": 9993, "fp": 3051, "fn": 2778, "tn": 7979}
+ROUND2_NAB = {"standard": 26.24273455479648, "low_fp": 23.225149265234922, "low_fn": 29.568647183512606}
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +68,28 @@ def test_frozen_result_reproduces_exactly(files: list[SkabFile]) -> None:
     assert "F1 >= 0.8 with FAR <= 13.5%: NOT met; NAB standard >= 33.0: NOT met" in render([first])
 
 
-def test_threshold_and_detector_come_from_the_training_rows_only(files: list[SkabFile]) -> None:
+def test_round2_result_reproduces_exactly(files: list[SkabFile]) -> None:
+    r = evaluate(files, round2_config())
+    o = r.outliers
+    assert {"tp": o.tp, "fp": o.fp, "fn": o.fn, "tn": o.tn} == ROUND2_COUNTS
+    assert r.nab == pytest.approx(ROUND2_NAB, abs=1e-9)
+    assert (round(o.f1, 2), round(o.far, 2), round(o.mar, 2)) == (0.77, 27.66, 21.75)
+    assert "round 2" in r.name and "NOT met; NAB standard >= 33.0: NOT met" in render([r])
+
+
+def test_round2_settings_are_the_proxies_choice() -> None:
+    cfg = round2_config()
+    assert cfg.signals == SIGNALS and cfg.refractory == FROZEN_REFRACTORY  # as round 1
+    chosen = [c for c in round2_candidates() if c.name == ROUND2_CANDIDATE]
+    assert len(chosen) == 1 and chosen[0].spec == round2_spec() == cfg.model
+    assert [c.name for c in preregistered()] == [SkabConfig().name, cfg.name]
+
+
+@pytest.mark.parametrize("spec", [frozen_spec(), round2_spec()], ids=["round1", "round2"])
+def test_threshold_and_detector_come_from_the_training_rows_only(
+    files: list[SkabFile], spec: ModelSpec
+) -> None:
     rng = np.random.default_rng(7)
-    spec = frozen_spec()
     for f in files[::5]:
         X = f.values
         base = fit_run_model(X, spec, list(SIGNALS))
@@ -95,21 +130,40 @@ def test_selection_rule() -> None:
         select([res(0.9, 50, 50)])
 
 
+@pytest.fixture(scope="module")
+def proxy_episodes() -> list[ProxyRun]:
+    """Both proxies' episodes: round 1's steady ones (the first 160), then the warm-start ones."""
+    return round2_runs()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_frozen_candidate_on_the_proxy_reproduces() -> None:
-    from analytics.skab.proxy import proxy_runs
-
-    runs = proxy_runs()
-    assert len(runs) == 160 and all(r.file.anomaly[:TRAIN_ROWS].sum() == 0 for r in runs)
+def test_frozen_candidate_on_the_proxy_reproduces(proxy_episodes: list[ProxyRun]) -> None:
+    runs = proxy_episodes[:160]
+    assert all(r.file.name.startswith(("proxy1/", "proxy2/")) for r in runs)
+    assert all(r.file.anomaly[:TRAIN_ROWS].sum() == 0 for r in runs)
     chosen = next(c for c in candidates() if c.name == SELECTED_CANDIDATE)
-    r = run_candidate(chosen, runs)
-    got = {"f1": round(r.outliers.f1, 3), "far": round(r.outliers.far, 2), "mar": round(r.outliers.mar, 2),
-           "nab_standard": round(r.nab["standard"], 2), "nab_low_fp": round(r.nab["low_fp"], 2),
-           "nab_low_fn": round(r.nab["low_fn"], 2)}
-    assert got == PROXY_RESULT
+    assert _rounded(run_candidate(chosen, runs)) == PROXY_RESULT
     silent = [np.zeros(len(r.file.ts) - TRAIN_ROWS, dtype=np.int64) for r in runs]
     assert score_predictions("none", [r.file for r in runs], silent, FROZEN_REFRACTORY).nab["standard"] == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_round2_candidate_on_both_proxies_reproduces(proxy_episodes: list[ProxyRun]) -> None:
+    assert len(proxy_episodes) == 320 and all(r.file.anomaly[:TRAIN_ROWS].sum() == 0 for r in proxy_episodes)
+    chosen = next(c for c in round2_candidates() if c.name == ROUND2_CANDIDATE)
+    assert _rounded(run_candidate(chosen, proxy_episodes)) == ROUND2_PROXY_RESULT
+    # the warm-start episodes do warm up: a temperature rises after the training rows
+    warm = next(r for r in proxy_episodes[160:] if r.file.name.endswith("/cnc/1"))
+    temp = warm.file.values[:, warm.columns.index("spindle_temp")]
+    assert temp[-1] - temp[TRAIN_ROWS] > 2.0 and temp[TRAIN_ROWS] - temp[0] > 2.0
+
+
+def _rounded(r: SkabResult) -> dict[str, float]:
+    return {"f1": round(r.outliers.f1, 3), "far": round(r.outliers.far, 2), "mar": round(r.outliers.mar, 2),
+            "nab_standard": round(r.nab["standard"], 2), "nab_low_fp": round(r.nab["low_fp"], 2),
+            "nab_low_fn": round(r.nab["low_fn"], 2)}
 
 
 def test_eval_all_labels_the_settings_read_on_skab(capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,8 +171,10 @@ def test_eval_all_labels_the_settings_read_on_skab(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     rows = [ln for ln in out.splitlines() if ln.startswith("| * ")]
     assert rows[0].startswith("| * zhizao frozen")
-    others = [ln for ln in rows if not ln.startswith("| * zhizao frozen")]
+    others = [ln for ln in rows if not ln.startswith(("| * zhizao frozen", "| * zhizao round 2"))]
     assert others and all(INVALID.strip() in ln for ln in others)
-    # the verdict line is about the frozen configuration, never about a row selected on SKAB
-    assert "targets for 'zhizao frozen" in out
+    # verdicts are about the pre-registered configurations, never about a row selected on SKAB
+    verdicts = [ln for ln in out.splitlines() if ln.startswith("targets for")]
+    assert len(verdicts) == 2 and "zhizao frozen" in verdicts[0] and "round 2" in verdicts[1]
+    assert rows[1].startswith("| * zhizao round 2")
 
