@@ -207,3 +207,13 @@ async def test_an_agent_publishing_v2_through_the_gateway_is_stored_once(
     dead = [orjson.loads(line) for line in (tmp_path / "gw-1-deadletter.jsonl").read_bytes().splitlines()]
     assert [(d["kind"], d["index"], d.get("place")) for d in dead] == [
         ("gateway_sample", 1, "series[0].ts[1]")] * 2
+
+
+def test_the_bench_counter_counts_samples_of_both_versions() -> None:
+    from gateway.mqtt.testing import count_samples
+    from zhizao import wire
+
+    batches = simulated_batches(20, n_agents=1)["agent-0"]
+    for b in batches:
+        assert count_samples(wire.encode_batch(b, version=1)) == len(b)
+        assert count_samples(wire.encode_batch(b, version=2)) == len(b)
