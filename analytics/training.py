@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from analytics.errors import DataError
 from analytics.registry import ModelMetadata, ModelRegistry
-from analytics.scoring import AnomalyModel, ModelSpec
+from analytics.scoring import AnomalyModel, ModelSpec, piece_starts
 from zhizao import signals as sig
 
 NOT_FEATURES = {sig.STATE, sig.STATE_REASON, sig.PRODUCT, sig.ANOMALY_SCORE, *sig.COUNTERS}
@@ -83,10 +83,11 @@ def fit_history(h: History, spec: ModelSpec,
     if len(X) < 50:
         raise DataError("history", f"only {len(X)} rows in running state; need at least 50 to train")
     cut = int(len(X) * (1 - validation_share))
-    model = AnomalyModel(spec=spec).fit(X[:cut], columns=h.columns)
+    starts = piece_starts(h.running)  # no window spans a stop, in training as in scoring
+    model = AnomalyModel(spec=spec).fit(X[:cut], columns=h.columns, resets=starts[:cut])
     scorer = model.stream()
-    scorer.push(X[:cut])
-    held = scorer.push(X[cut:])
+    scorer.push(X[:cut], resets=starts[:cut])
+    held = scorer.push(X[cut:], resets=starts[cut:])
     return model, {"heldout_rows": float(len(X) - cut), "heldout_flag_rate": float(held.flag.mean())}
 
 

@@ -80,12 +80,29 @@ class AnomalyModel:
     def feature_names(self) -> list[str]:
         return MultiScaleMeans(self.spec.windows, self.spec.diff_windows).names(self.columns)
 
-    def fit(self, X: FloatArray, columns: list[str] | None = None) -> Self:
+    def fit(self, X: FloatArray, columns: list[str] | None = None,
+            resets: NDArray[np.bool_] | None = None) -> Self:
+        """Learn the detector and the threshold from normal rows ``X`` (time order).
+
+        ``resets`` as in :meth:`StreamScorer.push`: where the training rows are pieces of time
+        (e.g. a machine's running periods, concatenated), the windows restart at each piece, so
+        training sees the same features scoring will — no window spans a stop. Only the first
+        piece's settling rows are left out (unless that is half of them or more): the rows after
+        a later restart stay in, so the normal range includes how the machine comes back (a
+        temperature recovering after a stop outlasts the settling rows)."""
         arr = as_matrix(X, where="training rows")
         if len(arr) < 2:
             raise ValueError("need at least 2 training rows")
+        if resets is not None and len(resets) != len(arr):
+            raise ValueError(f"resets has {len(resets)} entries for {len(arr)} training rows")
         self.columns = list(columns) if columns is not None else [f"x{i}" for i in range(arr.shape[1])]
-        feats = MultiScaleMeans(self.spec.windows, self.spec.diff_windows).transform(arr)
+        features = MultiScaleMeans(self.spec.windows, self.spec.diff_windows)
+        starts = [0] if resets is None else sorted({0, *np.flatnonzero(resets).tolist()})
+        parts = []
+        for a, b in itertools.pairwise([*starts, len(arr)]):
+            features.reset()
+            parts.append(features.transform(arr[a:b]))
+        feats = np.vstack(parts)
         if len(feats) > 2 * self.settle_rows:
             feats = feats[self.settle_rows:]
         self.detector = make_detector(self.spec.detector, **self.spec.detector_params).fit(feats)
@@ -99,6 +116,13 @@ class AnomalyModel:
         if self.detector is None:
             raise RuntimeError("AnomalyModel: call fit() before stream()")
         return StreamScorer(self)
+
+
+def piece_starts(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """For the rows ``X[mask]`` of a time-ordered ``X``: true where a piece of consecutive
+    selected rows begins (the ``resets`` of :meth:`AnomalyModel.fit` and :meth:`StreamScorer.push`)."""
+    starts: NDArray[np.bool_] = (~np.r_[False, mask[:-1]])[mask]
+    return starts
 
 
 class StreamScorer:

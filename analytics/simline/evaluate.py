@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 
 from analytics.detectors.quality import ScrapModel
 from analytics.events import EpisodeTracker
-from analytics.scoring import AnomalyModel, ModelSpec
+from analytics.scoring import AnomalyModel, ModelSpec, piece_starts
 from analytics.simline.frames import SimRun, simulate
 from zhizao.config import StrictModel
 from zhizao.events import EventSource, EventState
@@ -154,14 +154,13 @@ def health_flags(ref: pd.DataFrame, test: pd.DataFrame, cols: list[str], cfg: Si
     run_r = cr != ""
     if not run_r.any() or not (ct != "").any():
         return flag
-    pooled = AnomalyModel(spec=cfg.health).fit(Xr[run_r], columns=cols)
+    pooled = AnomalyModel(spec=cfg.health).fit(Xr[run_r], columns=cols, resets=piece_starts(run_r))
     for c in sorted(set(ct.tolist()) - {""}):
         here = ct == c
         n_ref = int((cr == c).sum())
-        model = (AnomalyModel(spec=cfg.health).fit(Xr[cr == c], columns=cols)
+        model = (AnomalyModel(spec=cfg.health).fit(Xr[cr == c], columns=cols, resets=piece_starts(cr == c))
                  if c != "running" and n_ref >= cfg.min_context_rows else pooled)
-        resets = (~np.r_[False, here[:-1]])[here]
-        flag[here] = model.stream().push(Xt[here], resets=resets).flag
+        flag[here] = model.stream().push(Xt[here], resets=piece_starts(here)).flag
     return flag
 
 

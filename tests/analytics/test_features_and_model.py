@@ -74,3 +74,30 @@ def test_absdiff_feature_catches_a_frozen_signal() -> None:
     out = AnomalyModel(spec=spec).fit(X[:2000]).stream().push(X, with_contributions=True)
     assert out.flag[2260:].all() and out.flag[2000:2200].mean() < 0.05
     assert out.contributions is not None and out.contributions[2300:].argmax(axis=1).tolist() == [4] * 200
+
+
+def test_fit_with_resets_sees_what_scoring_sees() -> None:
+    """Running periods concatenated for training: a level step between two of them (a tool
+    change while stopped) must not reach a difference window, as it does not when scoring."""
+    from analytics.scoring import piece_starts
+
+    rng = np.random.default_rng(5)
+    running = np.ones(2000, dtype=bool)
+    running[900:1000] = False  # a stop; the level restarts lower after it, like a new tool
+    level = np.where(np.arange(2000) < 950, 40.0, 2.0)
+    X = np.c_[level + rng.normal(0, 0.1, 2000), rng.normal(5, 0.1, 2000)][running]
+    spec = ModelSpec(windows=[5], diff_windows=[60], vote_window=1)
+    starts = piece_starts(running)
+    assert starts.tolist().count(True) == 2 and starts[0] and starts[900]
+    plain = AnomalyModel(spec=spec).fit(X, columns=["wear", "other"])
+    pieces = AnomalyModel(spec=spec).fit(X, columns=["wear", "other"], resets=starts)
+    k = plain.feature_names().index("wear@absdiff60")
+    p_scale, q_scale = plain.detector.scale_, pieces.detector.scale_  # type: ignore[union-attr]
+    assert q_scale[k] < p_scale[k] / 5  # the 38-unit step no longer sets its normal range
+    assert pieces.threshold < plain.threshold
+    # one piece is the same as no resets at all
+    one = np.zeros(len(X), dtype=bool)
+    one[0] = True
+    assert AnomalyModel(spec=spec).fit(X, resets=one).threshold == AnomalyModel(spec=spec).fit(X).threshold
+    with pytest.raises(ValueError, match="resets"):
+        AnomalyModel(spec=spec).fit(X, resets=one[:10])
