@@ -309,15 +309,24 @@ class SqliteBuffer:
         pending, self._pending, self._pending_count = self._pending, [], 0
         db = self._db
         groups = [(p.rows, p.marks, p.records) for p in pending]
+        fut = self._in_thread(lambda delta: self._commit_sync(db, groups, delta), db)
         try:
-            results = await self._in_thread(lambda delta: self._commit_sync(db, groups, delta), db)
-        except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
+            await asyncio.wait({fut})  # neither raises the commit's failure nor cancels it
+        except asyncio.CancelledError:  # close() mid-commit: the commit goes on; answer when it ends
+            fut.add_done_callback(lambda f: self._settle(pending, f))
+            raise
+        self._settle(pending, fut)
+
+    def _settle(self, pending: list[_Pending], fut: asyncio.Future[list[PutResult]]) -> None:
+        """Resolve every waiter of one commit with its result, or with the commit's failure."""
+        failure = RuntimeError("buffer commit cancelled") if fut.cancelled() else fut.exception()
+        if failure is not None:
             for p in pending:
                 if not p.future.done():
-                    p.future.set_exception(exc)
-            log.error("buffer commit failed: %s", exc)
+                    p.future.set_exception(failure)
+            log.error("buffer commit failed: %s", failure)
             return
-        for p, res in zip(pending, results, strict=True):
+        for p, res in zip(pending, fut.result(), strict=True):
             if not p.future.done():
                 p.future.set_result(res)
         self._data.set()

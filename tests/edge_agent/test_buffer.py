@@ -339,3 +339,42 @@ async def test_stats_are_consistent_at_every_moment(tmp_path: Path) -> None:
         stop.set()
         await asyncio.gather(*tasks)
     assert not seen, f"{len(seen)} inconsistent, first (committed, acked, dropped, backlog): {seen[0]}"
+
+
+async def test_close_during_a_commit_still_answers_the_putters(tmp_path: Path) -> None:
+    """close() cancels the group-commit task; a commit already running in the buffer's thread
+    completes, and its waiters get their result (they waited forever before)."""
+    buf = SqliteBuffer(tmp_path / "b.sqlite", "a", commit_interval=0.0)
+    await buf.open()
+    fut = buf.submit(samples(200_000))
+    await asyncio.sleep(0.3)  # the flusher is now committing in the buffer's thread
+    await buf.close()
+    res = await asyncio.wait_for(fut, 10)
+    assert res.committed == 200_000 and buf.stats.committed == 200_000
+    async with SqliteBuffer(tmp_path / "b.sqlite", "a") as again:
+        assert again.stats.backlog_samples == 200_000
+
+
+async def test_a_failed_commit_fails_its_putters_and_the_next_commit_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from edge_agent.buffer.sqlite import Db
+
+    real = Db.insert
+    calls = []
+
+    def full_once(self: Db, rows: list[bytes], now: float) -> None:
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        real(self, rows, now)
+
+    monkeypatch.setattr(Db, "insert", full_once)
+    async with SqliteBuffer(tmp_path / "b.sqlite", "a") as buf:
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            await buf.put(samples(10))
+        assert (await buf.put(samples(5, 10))).committed == 5
+        assert (buf.stats.committed, buf.stats.backlog_samples) == (5, 5)
+        assert await drain(buf) == samples(5, 10)
