@@ -19,6 +19,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -103,7 +104,8 @@ class IngestProcess:
         self.config_path = config_path
         self.port = port or free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
-        self.verify = verify
+        self.verify: ssl.SSLContext | bool = (  # httpx deprecates verify=<path>: a context trusting it
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify)
         self.log_path = log_path or config_path.with_suffix(".log")
         self.process: subprocess.Popen[bytes] | None = None
 

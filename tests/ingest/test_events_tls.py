@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import httpx
@@ -49,7 +50,7 @@ def test_https_with_cert_and_key(tmp_path: Path) -> None:
     proc = IngestProcess(config, scheme="https", verify=str(cert))
     proc.start()
     try:
-        with httpx.Client(base_url=proc.url, verify=str(cert)) as c:
+        with httpx.Client(base_url=proc.url, verify=ssl.create_default_context(cafile=str(cert))) as c:
             assert post(c, batch("b-1")).status_code == 200
             assert stored_count(c) == 10
         assert proc.url.startswith("https://")
