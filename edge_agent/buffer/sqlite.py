@@ -72,6 +72,9 @@ class Db:
 
     def __init__(self, conn: sqlite3.Connection, nonce: str) -> None:
         self.conn = conn
+        self.next_seq = self.batched_upto = self.count_total = self.bytes_total = self.batched_count = 0
+        self.rec_count = self.rec_samples = self.rec_bytes = 0
+        self.oldest_created_cached: float | None = None
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         if "nonce" not in meta:
             meta = {"nonce": nonce, "next_seq": "1", "batched_upto": "0", "schema": SCHEMA_VERSION}
@@ -89,7 +92,6 @@ class Db:
         self.rec_count, self.rec_samples, self.rec_bytes = conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(n), 0), COALESCE(SUM(length(data)), 0) FROM records"
         ).fetchone()
-        self.oldest_created_cached: float | None = None
         self._refresh_oldest()
 
     def close(self) -> None:
@@ -97,13 +99,22 @@ class Db:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """One SQLite transaction. On failure it is rolled back, and so are the counters kept
+        in memory beside the tables (they must keep describing what is stored)."""
+        saved = self._counters()
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
+            (self.next_seq, self.batched_upto, self.count_total, self.bytes_total, self.batched_count,
+             self.rec_count, self.rec_samples, self.rec_bytes, self.oldest_created_cached) = saved
             raise
         self.conn.execute("COMMIT")
+
+    def _counters(self) -> tuple[int, int, int, int, int, int, int, int, float | None]:
+        return (self.next_seq, self.batched_upto, self.count_total, self.bytes_total, self.batched_count,
+                self.rec_count, self.rec_samples, self.rec_bytes, self.oldest_created_cached)
 
     def _refresh_oldest(self) -> None:
         found = [float(row[0]) for table in ("samples", "records") if (row := self.conn.execute(

@@ -378,3 +378,30 @@ async def test_a_failed_commit_fails_its_putters_and_the_next_commit_works(
         assert (await buf.put(samples(5, 10))).committed == 5
         assert (buf.stats.committed, buf.stats.backlog_samples) == (5, 5)
         assert await drain(buf) == samples(5, 10)
+
+
+async def test_a_commit_that_fails_half_way_leaves_the_counters_as_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows inserted, then the records' insert fails: the transaction is rolled back, and the
+    in-memory counts beside the tables (the backlog, max_bytes accounting) with it."""
+    import sqlite3
+
+    from edge_agent.buffer.sqlite import Db
+
+    def full(self: Db, records: object, now: float) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async with SqliteBuffer(tmp_path / "b.sqlite", "a") as buf:
+        await buf.put(samples(7))
+        record = EncodedBatch.record("other", "x-1", 1, 3, b"{}")
+        monkeypatch.setattr(Db, "insert_records", full)
+        rows = buf.submit(samples(5, 7))  # the same group commit as the record
+        recs = buf.submit_records([record])
+        with pytest.raises(sqlite3.OperationalError):
+            await rows
+        with pytest.raises(sqlite3.OperationalError):
+            await recs
+        await buf.put(samples(1, 12))  # a later commit reads the backlog again
+        assert (buf.stats.committed, buf.stats.backlog_samples) == (8, 8)
+        assert await drain(buf) == [*samples(7), *samples(1, 12)]
