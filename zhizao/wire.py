@@ -133,9 +133,9 @@ def batch_to_dict_v2(batch: Batch) -> dict[str, Any]:
             "seq": batch.seq, "series": out}
 
 
-def group_by_series(samples: Iterable[Sample]) -> tuple[Sample, ...]:
-    """``samples`` with each series' samples together (series in order of first appearance,
-    each series' samples in their order): the order that makes a version-2 document compact."""
+def series_groups(samples: Iterable[Sample]) -> list[list[Sample]]:
+    """``samples`` split by series (asset, signal, unit, quality): series in order of first
+    appearance, each series' samples in their order. One group is one version-2 series entry."""
     groups: dict[tuple[AssetPath, str, str | None, Quality], list[Sample]] = {}
     for s in samples:
         key = (s.asset, s.signal, s.unit, s.quality)
@@ -144,7 +144,13 @@ def group_by_series(samples: Iterable[Sample]) -> tuple[Sample, ...]:
             groups[key] = [s]
         else:
             group.append(s)
-    return tuple(chain.from_iterable(groups.values()))
+    return list(groups.values())
+
+
+def group_by_series(samples: Iterable[Sample]) -> tuple[Sample, ...]:
+    """``samples`` with each series' samples together (:func:`series_groups`, joined): the order
+    that makes a version-2 document compact."""
+    return tuple(chain.from_iterable(series_groups(samples)))
 
 
 def encode_batch(batch: Batch, *, compress: bool = False, version: int = VERSION) -> bytes:

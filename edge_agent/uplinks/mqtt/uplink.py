@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from itertools import groupby
+from itertools import chain, groupby
 from types import TracebackType
 from typing import Any, Self
 
@@ -45,14 +45,14 @@ log = logging.getLogger(__name__)
 def encode_part(part: Batch, *, version: int = 2, compress: bool = False) -> bytes:
     """The message payload of ``part``: wire-format version 2 when ``version`` is 2 and
     :func:`~edge_agent.buffer.encoded.v2_pays` for its series (samples grouped by series with
-    :func:`zhizao.wire.group_by_series`, so each series is one entry), else version 1 (samples
+    :func:`zhizao.wire.series_groups`, so each series is one entry), else version 1 (samples
     in ``part``'s order). gzip when ``compress``. ``ValueError`` for a ``version`` not 1 or 2."""
     if version not in wire.VERSIONS:
         raise ValueError(f"unknown wire-format version {version!r}; known: {wire.VERSIONS}")
     if version == 2:
-        series = len({(s.asset, s.signal, s.unit, s.quality) for s in part.samples})
-        if v2_pays(len(part), series):
-            grouped = Batch(part.producer, part.batch_id, part.seq, wire.group_by_series(part.samples))
+        groups = wire.series_groups(part.samples)
+        if v2_pays(len(part), len(groups)):
+            grouped = Batch(part.producer, part.batch_id, part.seq, tuple(chain.from_iterable(groups)))
             return wire.encode_batch(grouped, compress=compress, version=2)
     return wire.encode_batch(part, compress=compress, version=1)
 
