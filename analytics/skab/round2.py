@@ -43,19 +43,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
-from analytics.scoring import ModelSpec
 from analytics.skab.evaluate import SkabResult
 from analytics.skab.proxy import PROXY_SEEDS, WARM_SEEDS, ProxyRun, proxy_runs
 from analytics.skab.select import (
-    DIFF_WINDOWS,
-    FACTORS,
-    VOTES,
-    WINDOWS,
     Candidate,
     run_candidate,
     select,
 )
-from analytics.skab.select import candidates as round1_candidates
+from analytics.skab.select import candidates as grid
 
 EXTRA_DETECTORS: Final[list[tuple[str, str, dict[str, Any]]]] = [
     (f"robust-z rms floor={floor} drift={drift}", "robust_z", {"rel_floor": floor, "drift": float(drift)})
@@ -66,13 +61,7 @@ EXTRA_DETECTORS: Final[list[tuple[str, str, dict[str, Any]]]] = [
 
 def candidates() -> list[Candidate]:
     """Round 1's grid, then the new detectors over the same settings, in tie-break order."""
-    out = round1_candidates()
-    for (label, det, params), w, dw, k, v in itertools.product(EXTRA_DETECTORS, WINDOWS, DIFF_WINDOWS,
-                                                               FACTORS, VOTES):
-        spec = ModelSpec(detector=det, detector_params=dict(params), windows=list(w), diff_windows=list(dw),
-                         threshold_quantile=0.99, threshold_factor=k, vote_window=v, vote_fraction=0.5)
-        out.append(Candidate(f"{label} w={w} diff={dw} k={k} vote={v}", spec))
-    return out
+    return [*grid(), *grid(EXTRA_DETECTORS)]
 
 
 def runs() -> list[ProxyRun]:

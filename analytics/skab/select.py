@@ -50,10 +50,11 @@ class Candidate:
     spec: ModelSpec
 
 
-def candidates() -> list[Candidate]:
-    """The pre-registered grid, in tie-break order."""
+def candidates(detectors: Sequence[tuple[str, str, dict[str, Any]]] = DETECTORS) -> list[Candidate]:
+    """The pre-registered grid of ``detectors`` × windows × mean-|Δ| windows × factors × votes,
+    in tie-break order."""
     out = []
-    for (label, det, params), w, dw, k, v in itertools.product(DETECTORS, WINDOWS, DIFF_WINDOWS, FACTORS,
+    for (label, det, params), w, dw, k, v in itertools.product(detectors, WINDOWS, DIFF_WINDOWS, FACTORS,
                                                                VOTES):
         spec = ModelSpec(detector=det, detector_params=dict(params), windows=list(w), diff_windows=list(dw),
                          threshold_quantile=0.99, threshold_factor=k, vote_window=v, vote_fraction=0.5)
