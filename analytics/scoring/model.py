@@ -10,8 +10,11 @@ Outputs per row: ``raw`` (detector score, ≥ 0), ``score = raw / (raw + thresho
 (0.5 = at the threshold), and ``flag``: true when at least ``vote_fraction`` of the last
 ``vote_window`` rows are above the threshold (a trailing majority vote that suppresses one-off
 spikes and bridges short dips; it delays onset by about ``vote_window·vote_fraction`` rows).
-With difference windows, the first ``max(diff_windows)`` rows after a start or reset are not
-scored (raw 0): their windows are still filling (and they are left out of fitting).
+Rows after a start or reset whose windows are still filling are handled by ``ModelSpec.settle``:
+``"blank"`` (the default) does not score the first ``max(diff_windows)`` rows (raw 0; left out of
+fitting); ``"median"`` scores every row, each trailing feature reading as its training median
+until its own window is full (in fitting as in scoring), so a long window does not blind the
+short ones after every restart.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,6 +53,18 @@ class ModelSpec(StrictModel):
     threshold_factor: float = Field(1.25, gt=0)
     vote_window: int = Field(15, ge=1)
     vote_fraction: float = Field(0.5, gt=0, le=1)
+    settle: Literal["blank", "median"] = "blank"
+    """Rows whose windows are still filling after a start or reset: ``"blank"`` leaves the first
+    ``max(diff_windows)`` unscored; ``"median"`` reads each filling feature as its training median."""
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """Unpickling an artifact saved before a field existed gives that field its default
+        (fields are only ever added with a default that keeps the old behaviour)."""
+        values = state.get("__dict__", {})
+        for name, info in type(self).model_fields.items():
+            if name not in values:
+                values[name] = info.get_default(call_default_factory=True)
+        super().__setstate__(state)
 
 
 @dataclass
@@ -71,11 +86,19 @@ class AnomalyModel:
     detector: Detector | None = None
     threshold: float = 0.0
     n_train: int = 0
+    medians: FloatArray | None = None
+    """Per feature, its training median (``settle="median"``: what a filling window reads as)."""
 
     @property
     def settle_rows(self) -> int:
-        """Rows after a (re)start whose difference windows are still filling: not scored (score 0)."""
-        return max(self.spec.diff_windows, default=0)
+        """Rows after a (re)start that are not scored (score 0): with ``settle="blank"``, those
+        whose difference windows are still filling; none with ``settle="median"``."""
+        return max(self.spec.diff_windows, default=0) if self.spec.settle == "blank" else 0
+
+    def feature_windows(self) -> NDArray[np.int64]:
+        """Per feature column (in :meth:`feature_names` order), the rows its window spans."""
+        d = len(self.columns)
+        return np.repeat(np.array([*self.spec.windows, *self.spec.diff_windows], dtype=np.int64), d)
 
     def feature_names(self) -> list[str]:
         return MultiScaleMeans(self.spec.windows, self.spec.diff_windows).names(self.columns)
@@ -98,13 +121,20 @@ class AnomalyModel:
         self.columns = list(columns) if columns is not None else [f"x{i}" for i in range(arr.shape[1])]
         features = MultiScaleMeans(self.spec.windows, self.spec.diff_windows)
         starts = [0] if resets is None else sorted({0, *np.flatnonzero(resets).tolist()})
-        parts = []
+        parts, ages = [], []
         for a, b in itertools.pairwise([*starts, len(arr)]):
             features.reset()
             parts.append(features.transform(arr[a:b]))
+            ages.append(np.arange(b - a))
         feats = np.vstack(parts)
-        if len(feats) > 2 * self.settle_rows:
-            feats = feats[self.settle_rows:]
+        if self.spec.settle == "median":
+            filling = np.concatenate(ages)[:, None] < self.feature_windows()[None, :]
+            self.medians = _filled_medians(feats, filling)
+            feats = np.where(filling, self.medians[None, :], feats)
+        else:
+            self.medians = None
+            if len(feats) > 2 * self.settle_rows:
+                feats = feats[self.settle_rows:]
         self.detector = make_detector(self.spec.detector, **self.spec.detector_params).fit(feats)
         s = self.detector.score(feats)
         self.threshold = max(float(np.quantile(s, self.spec.threshold_quantile)) * self.spec.threshold_factor,
@@ -116,6 +146,14 @@ class AnomalyModel:
         if self.detector is None:
             raise RuntimeError("AnomalyModel: call fit() before stream()")
         return StreamScorer(self)
+
+
+def _filled_medians(feats: FloatArray, filling: NDArray[np.bool_]) -> FloatArray:
+    """Per column, the median of its rows whose window was full (of all its rows if none was)."""
+    out: FloatArray = np.median(feats, axis=0)
+    for j in np.flatnonzero(~filling.all(axis=0)):
+        out[j] = np.median(feats[~filling[:, j], j])
+    return out
 
 
 def piece_starts(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -135,6 +173,8 @@ class StreamScorer:
         self._features = MultiScaleMeans(model.spec.windows, model.spec.diff_windows)
         self._vote = TrailingMean(model.spec.vote_window)
         self._since_reset = 0
+        self._windows = model.feature_windows()
+        self._longest = int(self._windows.max(initial=0))
 
     def get_state(self) -> dict[str, Any]:
         """The scorer's running state (trailing windows, vote, rows since reset) — picklable and
@@ -174,6 +214,10 @@ class StreamScorer:
                                contributions=np.vstack(pieces) if with_contributions else None)
         arr = as_matrix(X, len(self.model.columns), where="rows")
         feats = self._features.transform(arr)
+        if self.model.medians is not None and self._since_reset < self._longest:
+            age = self._since_reset + np.arange(len(arr))
+            filling = age[:, None] < self._windows[None, :]
+            feats = np.where(filling, self.model.medians[None, :], feats)
         raw = self._detector.score(feats)
         settle = self.model.settle_rows - self._since_reset
         if settle > 0:

@@ -101,3 +101,47 @@ def test_fit_with_resets_sees_what_scoring_sees() -> None:
     assert AnomalyModel(spec=spec).fit(X, resets=one).threshold == AnomalyModel(spec=spec).fit(X).threshold
     with pytest.raises(ValueError, match="resets"):
         AnomalyModel(spec=spec).fit(X, resets=one[:10])
+
+
+def test_median_settling_scores_every_row_and_is_chunk_invariant() -> None:
+    """``settle="median"``: no blind rows after a restart — a filling window reads as its
+    training median — and the result does not depend on how the rows are chunked."""
+    X = normal_rows(1500, 3)
+    X[1000:, 0] += 60  # a level shift the 5-row means see at once
+    spec = ModelSpec(diff_windows=[300], vote_window=1, settle="median")
+    model = AnomalyModel(spec=spec).fit(X[:800])
+    assert model.settle_rows == 0 and model.medians is not None and model.medians.shape == (6,)
+    resets = np.zeros(1500, dtype=bool)
+    resets[[0, 1000]] = True  # restart right at the shift: the 300-row window starts filling
+    whole = model.stream().push(X, resets=resets)
+    assert not whole.raw[1000:1005].any()  # every window is filling: all features read as medians
+    assert whole.flag[1005:1300].all()  # seen while the long window fills ("blank" would wait 300 rows)
+    blank = AnomalyModel(spec=spec.model_copy(update={"settle": "blank"})).fit(X[:800])
+    assert not blank.stream().push(X, resets=resets).flag[1000:1300].any()
+    s = model.stream()
+    parts = [s.push(X[a:b], resets=resets[a:b]) for a, b in [(0, 7), (7, 299), (299, 1003), (1003, 1500)]]
+    np.testing.assert_allclose(np.concatenate([p.raw for p in parts]), whole.raw, atol=1e-12)
+
+
+def test_median_settling_fits_on_what_scoring_sees() -> None:
+    """In fitting, a filling window's rows read as the median too (none are dropped), and the
+    median is that of the rows whose window was full."""
+    X = normal_rows(1000, 2)
+    spec = ModelSpec(windows=[5], diff_windows=[100], settle="median")
+    model = AnomalyModel(spec=spec).fit(X)
+    full = MultiScaleMeans([5], [100]).transform(X)
+    np.testing.assert_allclose(model.medians[2:], np.median(full[100:, 2:], axis=0))  # type: ignore[index]
+    np.testing.assert_allclose(model.medians[:2], np.median(full[5:, :2], axis=0))  # type: ignore[index]
+    assert model.n_train == 1000
+
+
+def test_an_artifact_from_before_the_settle_field_loads_as_blank() -> None:
+    import pickle
+
+    model = AnomalyModel(spec=ModelSpec(diff_windows=[20])).fit(normal_rows(300, 2))
+    state = model.spec.__getstate__()
+    del state["__dict__"]["settle"]  # what a spec pickled before the field existed holds
+    old = ModelSpec.__new__(ModelSpec)
+    old.__setstate__(state)
+    assert old.settle == "blank" and old == model.spec
+    assert pickle.loads(pickle.dumps(model)).spec.settle == "blank"
