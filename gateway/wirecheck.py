@@ -7,7 +7,8 @@ stores:
 - **fast path** (every sample valid, the normal case): the document itself, in the version it
   came in — decompressed, and re-serialised only when it spans several lines (bulk requests are
   NDJSON) — as one buffer record under the agent's ``(producer, batch_id, seq)``. Valid asset
-  paths and signal names are cached; nothing is decoded into objects. Version 2 is the cheaper
+  paths and signal names are cached; nothing is decoded into objects. The rules are those of
+  :mod:`zhizao.wirerules`, which ingest's fast decoder checks too. Version 2 is the cheaper
   one: asset, signal, unit and quality are checked once per series, not once per sample.
 - **slow path** (anything unusual): the reference decoder runs on the payload. An invalid
   envelope raises :class:`~zhizao.errors.WireFormatError` (the gateway dead-letters the message
@@ -23,7 +24,6 @@ checks both agree, for both versions).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from itertools import chain, compress
 from typing import Any, Final
@@ -33,13 +33,13 @@ import orjson
 from edge_agent.buffer import EncodedBatch
 from zhizao import wire
 from zhizao.errors import WireFormatError
-from zhizao.model import INT_MAX, INT_MIN, MAX_STR_VALUE, QUALITY_NAMES, AssetPath, valid_id, valid_signal
+from zhizao.model import valid_id
+from zhizao.wirerules import KindCache, stamps_ok, values_ok
 
 _REQUIRED: Final = frozenset(wire.REQUIRED_KEYS)
 _GOOD: Final = frozenset({"good"})
 _LIST: Final = frozenset({list})
 _DICT: Final = frozenset({dict})
-_VALUE_TYPES: Final = frozenset({float, int, bool, str})
 _NOT_JSON: Final = object()
 
 
@@ -66,9 +66,7 @@ class BatchChecker:
     that were version 2."""
 
     def __init__(self, cache_size: int = 100_000) -> None:
-        self._assets: set[str] = set()
-        self._signals: set[str] = set()
-        self._cache_size = cache_size
+        self._kinds = KindCache(cache_size)
         self.fast = 0
         self.fast_v2 = 0
         self.slow = 0
@@ -113,10 +111,6 @@ class BatchChecker:
                 or type(batch_id) is not str or not valid_id(batch_id)
                 or type(seq) is not int or seq < 0):
             raise _Slow
-        if len(self._assets) > self._cache_size:
-            self._assets.clear()
-        if len(self._signals) > self._cache_size:
-            self._signals.clear()
         n = self._samples(doc[body]) if version == 1 else self._series(doc[body])
         line = raw if b"\n" not in raw else orjson.dumps(doc)
         if version == 2:
@@ -143,9 +137,9 @@ class BatchChecker:
             qualities = {x.get("quality", "good") for x in samples} if "quality" in keys else _GOOD
         except (KeyError, TypeError):  # a required key missing, a sample not an object, an unhashable
             raise _Slow from None
-        self._check_kinds(assets, signals, units, qualities)
-        _check_stamps(stamps)
-        _check_values(values)
+        if not (self._kinds.accepts(assets, signals, units, qualities) and stamps_ok(stamps)
+                and values_ok(values, finite_floats=True)):  # orjson reads only finite floats
+            raise _Slow
         return len(samples)
 
     def _series(self, series: object) -> int:
@@ -181,54 +175,7 @@ class BatchChecker:
         except TypeError:  # an unhashable field or timestamp
             raise _Slow from None
         values = list(chain.from_iterable(value_lists))
-        self._check_kinds(assets, signals, units, qualities)
-        _check_stamps(stamps)
-        _check_values(values)
+        if not (self._kinds.accepts(assets, signals, units, qualities) and stamps_ok(stamps)
+                and values_ok(values, finite_floats=True)):  # orjson reads only finite floats
+            raise _Slow
         return n
-
-    def _check_kinds(self, assets: Set[Any], signals: Set[Any], units: Set[Any], qualities: Set[Any]) -> None:
-        """Raises ``_Slow`` unless every distinct asset, signal, unit and quality is one the
-        reference accepts (valid assets and signals are cached)."""
-        if not qualities <= QUALITY_NAMES:
-            raise _Slow
-        for unit in units:
-            if unit is not None and (type(unit) is not str or len(unit) > 32):
-                raise _Slow
-        for asset in assets - self._assets:
-            if type(asset) is not str:
-                raise _Slow
-            try:
-                AssetPath.parse(asset)
-            except ValueError:
-                raise _Slow from None
-            self._assets.add(asset)
-        for signal in signals - self._signals:
-            if type(signal) is not str or not valid_signal(signal):
-                raise _Slow
-            self._signals.add(signal)
-
-
-def _check_stamps(stamps: Iterable[Any]) -> None:
-    """Raises ``_Slow`` unless every timestamp is an RFC 3339 string the reference reads."""
-    for text in stamps:
-        if type(text) is not str:
-            raise _Slow
-        try:
-            wire.parse_ts(text)
-        except ValueError:
-            raise _Slow from None
-
-
-def _check_values(values: list[Any]) -> None:
-    """Raises ``_Slow`` unless every value is a finite number, a 64-bit integer, a boolean or a
-    string of at most ``MAX_STR_VALUE`` characters (orjson reads integers up to 2**64 - 1;
-    the floats it reads are always finite)."""
-    kinds = set(map(type, values))
-    if not kinds <= _VALUE_TYPES:
-        raise _Slow
-    if int in kinds:
-        ints = [v for v in values if type(v) is int]
-        if min(ints) < INT_MIN or max(ints) >= INT_MAX:
-            raise _Slow
-    if str in kinds and max(len(v) for v in values if type(v) is str) > MAX_STR_VALUE:
-        raise _Slow

@@ -5,10 +5,11 @@
 :func:`zhizao.wire.decode_batch_lenient` but writes straight into a
 :class:`~ingest.storage.base.SampleFrame` instead of building a ``Sample`` per value: msgspec
 checks the document's shape in C, then the columns are built by list comprehensions and the
-rules checked once per distinct value (caching validated asset paths and signal names). A
-column of canonical timestamps is read at once with numpy (:mod:`zhizao.stamps`), a short or
-odd one per stamp from a cache of validated seconds; a timestamp shared by several signals of a
-tick is read once. Values are converted only on their non-float rows. The fast path only ever
+rules (:mod:`zhizao.wirerules`, which the gateway checks too) checked once per distinct value
+(caching validated asset paths and signal names), values column by column. A column of
+canonical timestamps is read at once with numpy (:mod:`zhizao.stamps`), a short or odd one per
+stamp from a cache of validated seconds; a timestamp shared by several signals of a tick is
+read once. Values are converted only on their non-float rows. The fast path only ever
 *accepts*: the moment anything looks wrong (envelope or any sample), the whole document is
 decoded again by ``decode_batch_lenient`` itself, so every rejection — and its message — is the
 reference one. A differential test (``tests/ingest/test_decode.py``) checks both agree.
@@ -20,8 +21,6 @@ per sample.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain, compress, count, repeat
 from operator import is_
@@ -31,9 +30,10 @@ import msgspec
 
 from ingest.storage.base import SampleFrame, to_us
 from zhizao.errors import WireFormatError
-from zhizao.model import INT_MAX, INT_MIN, MAX_STR_VALUE, QUALITY_NAMES, AssetPath, valid_id, valid_signal
+from zhizao.model import valid_id
 from zhizao.stamps import canonical_epoch_us
 from zhizao.wire import FORMAT, decode_batch_lenient, decompress, parse_ts
+from zhizao.wirerules import KindCache, uniform_values_ok
 
 _FLOAT_ONLY: Final = frozenset({float})
 _VTYPE: Final = {float: "f", int: "i", bool: "b", str: "s"}
@@ -108,8 +108,7 @@ class Decoder:
     microseconds of timestamp seconds (all bounded)."""
 
     def __init__(self, cache_size: int = 100_000) -> None:
-        self._assets: set[str] = set()
-        self._signals: set[str] = set()
+        self._kinds = KindCache(cache_size)
         self._seconds: dict[str, int] = {}
         self._cache_size = cache_size
 
@@ -177,10 +176,6 @@ class Decoder:
         producer, batch_id, seq = doc.producer, doc.batch_id, doc.seq
         if doc.format != FORMAT or not valid_id(producer) or not valid_id(batch_id) or seq < 0:
             raise _Slow
-        if len(self._assets) > self._cache_size:
-            self._assets.clear()
-        if len(self._signals) > self._cache_size:
-            self._signals.clear()
         if isinstance(doc, _WireBatchV2):
             frame = self._series_frame(doc.series)
         else:
@@ -221,22 +216,10 @@ class Decoder:
 
     def _check_kinds(self, assets: set[str], signals: set[str], units: set[str | None],
                      qualities: list[str]) -> None:
-        """Raises ``_Slow`` unless every asset, signal, unit and quality is valid."""
-        for asset in assets - self._assets:
-            try:
-                AssetPath.parse(asset)
-            except ValueError:
-                raise _Slow from None
-            self._assets.add(asset)
-        for signal in signals - self._signals:
-            if not valid_signal(signal):
-                raise _Slow
-            self._signals.add(signal)
-        if not QUALITY_NAMES.issuperset(qualities):
+        """Raises ``_Slow`` unless every asset, signal, unit and quality is valid
+        (:class:`zhizao.wirerules.KindCache`)."""
+        if not self._kinds.accepts(assets, signals, units, qualities):
             raise _Slow
-        for unit in units:
-            if unit is not None and len(unit) > 32:
-                raise _Slow
 
     def _frame(self, assets: list[str], signals: list[str], stamps: list[str],
                values: _Values, *, units: list[str | None], qualities: list[str]) -> SampleFrame:
@@ -252,51 +235,50 @@ def _values(values: list[float | int | bool | str]) -> _Values:
     kinds = set(types)
     n = len(values)
     if kinds == _FLOAT_ONLY:
-        if not all(map(math.isfinite, cast(list[float], values))):
+        if not uniform_values_ok(values, float):
             raise _Slow
         return ["f"] * n, cast(list[float | None], values), [None] * n
 
     # the columns start as copies and only the non-float rows are visited (C-level iterators
-    # pick them: ``compress`` over "is this row's type T")
-    def of(kind: type) -> Iterator[int]:
-        return compress(count(), map(is_, types, repeat(kind)))
+    # pick them: ``compress`` over "is this row's type T"); each type's values are checked
+    # together, before they are written
+    def of(kind: type) -> tuple[list[int], list[float | int | bool | str]]:
+        rows = list(compress(count(), map(is_, types, repeat(kind))))
+        return rows, list(map(values.__getitem__, rows))
 
-    finite = map(math.isfinite, compress(cast(list[float], values), map(is_, types, repeat(float))))
-    if float in kinds and not all(finite):
+    floats = list(compress(values, map(is_, types, repeat(float)))) if float in kinds else []
+    if not uniform_values_ok(floats, float):
         raise _Slow
     vtype = list(map(_VTYPE.__getitem__, types))
     numbers = cast(list[float | None], list(values))
     texts: list[str | None] = [None] * n
-    for i in of(int):
-        v = cast(int, values[i])
-        if not INT_MIN <= v < INT_MAX:
+    for kind in (int, bool):
+        if kind in kinds:
+            rows, picked = of(kind)
+            if not uniform_values_ok(picked, kind):
+                raise _Slow
+            for i, number in zip(rows, map(float, picked), strict=True):
+                numbers[i] = number
+    if str in kinds:
+        rows, picked = of(str)
+        if not uniform_values_ok(picked, str):
             raise _Slow
-        numbers[i] = float(v)
-    for i in of(bool):
-        numbers[i] = float(values[i])
-    for i in of(str):
-        text = texts[i] = cast(str, values[i])
-        if len(text) > MAX_STR_VALUE:
-            raise _Slow
-        numbers[i] = None
+        for i, text in zip(rows, cast(list[str], picked), strict=True):
+            texts[i] = text
+            numbers[i] = None
     return vtype, numbers, texts
 
 
 def _uniform(values: list[float | int | bool | str], kind: type) -> _Values:
     """Columns of values that are all of type ``kind``: checked and converted by C-level passes."""
+    if not uniform_values_ok(values, kind):
+        raise _Slow
     n = len(values)
     if kind is float:
-        if not all(map(math.isfinite, cast(list[float], values))):
-            raise _Slow
         return ["f"] * n, cast(list[float | None], values), [None] * n
     if kind is int:
-        ints = cast(list[int], values)
-        if min(ints) < INT_MIN or max(ints) >= INT_MAX:
-            raise _Slow
-        return ["i"] * n, list(map(float, ints)), [None] * n
+        return ["i"] * n, list(map(float, cast(list[int], values))), [None] * n
     if kind is str:
-        if max(map(len, cast(list[str], values))) > MAX_STR_VALUE:
-            raise _Slow
         return ["s"] * n, [None] * n, cast(list[str | None], values)
     return ["b"] * n, list(map(float, cast(list[bool], values))), [None] * n
 

@@ -19,6 +19,9 @@ _SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _SIGNAL_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 MAX_STR_VALUE: Final = 1024
+"""A string value is at most this many characters."""
+MAX_UNIT: Final = 32
+"""A unit is at most this many characters (``maxLength`` of ``unit`` in the published schemas)."""
 LEVELS: Final = ("site", "area", "line", "machine")
 
 

@@ -41,7 +41,17 @@ from typing import Any, Final
 import orjson
 
 from zhizao.errors import WireFormatError
-from zhizao.model import AssetPath, Batch, Quality, Sample, Value, check_value, valid_id, valid_signal
+from zhizao.model import (
+    MAX_UNIT,
+    AssetPath,
+    Batch,
+    Quality,
+    Sample,
+    Value,
+    check_value,
+    valid_id,
+    valid_signal,
+)
 
 FORMAT: Final = "zhizao.batch"
 VERSION: Final = 1
@@ -337,8 +347,8 @@ def _decode_sample(raw: object, assets: dict[str, AssetPath]) -> Sample:
     except ValueError as exc:
         raise _FieldError("value", str(exc)) from None
     unit = raw.get("unit")
-    if unit is not None and (not isinstance(unit, str) or len(unit) > 32):
-        raise _FieldError("unit", "must be a string of at most 32 characters or null")
+    if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_UNIT):
+        raise _FieldError("unit", f"must be a string of at most {MAX_UNIT} characters or null")
     quality_text = raw.get("quality", "good")
     quality = _QUALITIES.get(quality_text) if isinstance(quality_text, str) else None
     if quality is None:
