@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ingest.storage.base import SampleFrame
-from zhizao.model import INT_MAX, INT_MIN, MAX_STR_VALUE, QUALITY_NAMES, AssetPath, valid_signal
+from zhizao.model import INT_MAX, INT_MIN, MAX_STR_VALUE, MAX_UNIT, QUALITY_NAMES, AssetPath, valid_signal
 
 PRECISION_NS: Final = {
     "ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
@@ -146,8 +146,8 @@ def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> Non
                          "tags site, area, line, machine name the asset")
     asset = AssetPath(*(tags[t] for t in _ASSET_TAGS))
     unit = tags.get("unit")
-    if unit is not None and len(unit) > 32:
-        raise ValueError("tag unit must be at most 32 characters")
+    if unit is not None and len(unit) > MAX_UNIT:
+        raise ValueError(f"tag unit must be at most {MAX_UNIT} characters")
     quality = tags.get("quality", "good")
     if quality not in QUALITY_NAMES:
         raise ValueError(f"tag quality must be one of good, uncertain, bad; got {quality!r}")

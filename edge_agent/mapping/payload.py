@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 from edge_agent.mapping.topics import TopicPattern
 from zhizao.config import StrictModel
 from zhizao.errors import ZhizaoError
-from zhizao.model import AssetPath, Quality, Sample, check_value, valid_signal
+from zhizao.model import MAX_UNIT, AssetPath, Quality, Sample, check_value, valid_signal
 
 _PATH_RE: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -300,6 +300,6 @@ class PayloadMapper:
         check_value(value)
         if unit == "":
             unit = None  # vendors write "" for unitless signals
-        if unit is not None and (not isinstance(unit, str) or len(unit) > 32):
-            raise ValueError(f"unit {unit!r} is not a short string")
+        if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_UNIT):
+            raise ValueError(f"unit {unit!r} is not a string of at most {MAX_UNIT} characters")
         return Sample(asset, signal, ts, value, unit, quality)
