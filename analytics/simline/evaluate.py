@@ -48,9 +48,13 @@ OUT_OF_SCOPE: Final = {
 
 
 def _health_spec() -> ModelSpec:
+    """The equipment-health model: robust z (max over features) on 5-s means and 60-s and 300-s
+    mean |Δ|, every row scored after a restart (``settle="median"``; chosen in session 7 on seeds
+    11-13 by a rule fixed in advance, analytics/README.md). The same settings ship as
+    ``analytics/detectors/robust_z/machine-health.toml`` for ``zhizao analytics train --config``."""
     return ModelSpec(detector="robust_z",
                      detector_params={"aggregate": "max", "use_std": False, "tail_quantile": 0.999},
-                     windows=[5], diff_windows=[60])
+                     windows=[5], diff_windows=[60, 300], settle="median")
 
 
 def _energy_spec() -> ModelSpec:

@@ -35,3 +35,16 @@ def test_a_product_is_compared_only_with_itself() -> None:
     # a product without enough reference rows falls back to the machine's model
     few = SimEvalConfig(health_by_product=True, min_context_rows=5000)
     assert (health_flags(ref, test, ["a", "b"], few) == by_machine).all()
+
+
+def test_the_shipped_health_config_is_the_validated_one() -> None:
+    """``zhizao analytics train --config analytics/detectors/robust_z/machine-health.toml`` trains
+    exactly the health model the simulated-line figures were measured with."""
+    from pathlib import Path
+
+    from analytics.scoring import ModelSpec
+    from zhizao.config import load_config
+
+    folder = Path(__file__).resolve().parents[2] / "analytics" / "detectors" / "robust_z"
+    assert load_config(ModelSpec, folder / "machine-health.toml") == SimEvalConfig().health
+    load_config(ModelSpec, folder / "sample.toml")  # the generic sample stays valid too
