@@ -34,6 +34,7 @@ from sklearn.metrics import roc_auc_score
 from analytics.detectors.quality import ScrapModel
 from analytics.events import EpisodeTracker
 from analytics.scoring import AnomalyModel, ModelSpec, piece_starts
+from analytics.scoring.presets import machine_health
 from analytics.simline.frames import SimRun, simulate
 from zhizao.config import StrictModel
 from zhizao.events import EventSource, EventState
@@ -48,13 +49,9 @@ OUT_OF_SCOPE: Final = {
 
 
 def _health_spec() -> ModelSpec:
-    """The equipment-health model: robust z (max over features) on 5-s means and 60-s and 300-s
-    mean |Δ|, every row scored after a restart (``settle="median"``; chosen in session 7 on seeds
-    11-13 by a rule fixed in advance, analytics/README.md). The same settings ship as
-    ``analytics/detectors/robust_z/machine-health.toml`` for ``zhizao analytics train --config``."""
-    return ModelSpec(detector="robust_z",
-                     detector_params={"aggregate": "max", "use_std": False, "tail_quantile": 0.999},
-                     windows=[5], diff_windows=[60, 300], settle="median")
+    """The equipment-health model (:func:`analytics.scoring.presets.machine_health`; chosen in
+    session 7 on seeds 11-13 by a rule fixed in advance, analytics/README.md)."""
+    return machine_health()
 
 
 def _energy_spec() -> ModelSpec:

@@ -38,13 +38,20 @@ def test_a_product_is_compared_only_with_itself() -> None:
 
 
 def test_the_shipped_health_config_is_the_validated_one() -> None:
-    """``zhizao analytics train --config analytics/detectors/robust_z/machine-health.toml`` trains
-    exactly the health model the simulated-line figures were measured with."""
+    """``machine-health.toml`` (``zhizao analytics train --config``, the one-box stack, the
+    simulated-line evaluation) holds exactly the settings the README's figures were measured with:
+    editing it is noticed here."""
     from pathlib import Path
 
     from analytics.scoring import ModelSpec
+    from analytics.scoring.presets import MACHINE_HEALTH, machine_health
     from zhizao.config import load_config
 
-    folder = Path(__file__).resolve().parents[2] / "analytics" / "detectors" / "robust_z"
-    assert load_config(ModelSpec, folder / "machine-health.toml") == SimEvalConfig().health
-    load_config(ModelSpec, folder / "sample.toml")  # the generic sample stays valid too
+    validated = ModelSpec(detector="robust_z",
+                          detector_params={"aggregate": "max", "use_std": False, "tail_quantile": 0.999},
+                          windows=[5], diff_windows=[60, 300], settle="median", threshold_quantile=0.99,
+                          threshold_factor=1.25, vote_window=15, vote_fraction=0.5)
+    assert machine_health() == validated == SimEvalConfig().health
+    root = Path(__file__).resolve().parents[2]
+    assert MACHINE_HEALTH.parent == root / "analytics" / "detectors" / "robust_z"
+    load_config(ModelSpec, MACHINE_HEALTH.parent / "sample.toml")  # the generic sample stays valid too
