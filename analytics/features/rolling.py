@@ -84,6 +84,10 @@ class MultiScaleMeans:
     def transform(self, X: FloatArray) -> FloatArray:
         return np.hstack([m.transform(X) for m in self._parts])
 
+    def column_windows(self, n_columns: int) -> list[int]:
+        """Per output column (in :meth:`names` order), the rows its window spans."""
+        return [w for w in [*self.windows, *self.diff_windows] for _ in range(n_columns)]
+
     def names(self, columns: Sequence[str]) -> list[str]:
         """Feature names, e.g. ``Current@mean5``, ``Current@absdiff60``."""
         return ([f"{c}@mean{w}" for w in self.windows for c in columns]

@@ -97,8 +97,8 @@ class AnomalyModel:
 
     def feature_windows(self) -> NDArray[np.int64]:
         """Per feature column (in :meth:`feature_names` order), the rows its window spans."""
-        d = len(self.columns)
-        return np.repeat(np.array([*self.spec.windows, *self.spec.diff_windows], dtype=np.int64), d)
+        windows = MultiScaleMeans(self.spec.windows, self.spec.diff_windows).column_windows(len(self.columns))
+        return np.array(windows, dtype=np.int64)
 
     def feature_names(self) -> list[str]:
         return MultiScaleMeans(self.spec.windows, self.spec.diff_windows).names(self.columns)
@@ -150,9 +150,8 @@ class AnomalyModel:
 
 def _filled_medians(feats: FloatArray, filling: NDArray[np.bool_]) -> FloatArray:
     """Per column, the median of its rows whose window was full (of all its rows if none was)."""
-    out: FloatArray = np.median(feats, axis=0)
-    for j in np.flatnonzero(~filling.all(axis=0)):
-        out[j] = np.median(feats[~filling[:, j], j])
+    out: FloatArray = np.array([np.median(col[~fill] if not fill.all() else col)
+                                for col, fill in zip(feats.T, filling.T, strict=True)])
     return out
 
 

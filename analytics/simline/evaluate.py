@@ -48,12 +48,6 @@ OUT_OF_SCOPE: Final = {
 }
 
 
-def _health_spec() -> ModelSpec:
-    """The equipment-health model (:func:`analytics.scoring.presets.machine_health`; chosen in
-    session 7 on seeds 11-13 by a rule fixed in advance, analytics/README.md)."""
-    return machine_health()
-
-
 def _energy_spec() -> ModelSpec:
     return ModelSpec(detector="expected_power", detector_params={})
 
@@ -64,7 +58,9 @@ class SimEvalConfig(StrictModel):
     shift_hours: float = Field(8.0, gt=0)
     reference_hours: float = Field(24.0, gt=0)
     reference_seed_offset: int = 1000
-    health: ModelSpec = Field(default_factory=_health_spec)
+    health: ModelSpec = Field(default_factory=machine_health)
+    """The equipment-health model (:func:`analytics.scoring.presets.machine_health`; chosen in
+    session 7 on seeds 11-13 by a rule fixed in advance, analytics/README.md)."""
     energy: ModelSpec = Field(default_factory=_energy_spec)
     load_signals: dict[str, list[str]] = Field(default_factory=lambda: {
         "cnc": ["spindle_load"], "injection_moulding": ["melt_temp", "motor_current"],
