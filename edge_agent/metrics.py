@@ -49,6 +49,11 @@ class AgentCollector(Collector):
             "bad": CounterMetricFamily(
                 P + "bad_payloads", "Messages that did not parse or map (dead-lettered)", labels=["connector"]
             ),
+            "dup": CounterMetricFamily(
+                P + "mqtt_duplicates_skipped",
+                "MQTT redeliveries of messages already committed (acknowledged, not stored again)",
+                labels=["connector"],
+            ),
             "rec": CounterMetricFamily(P + "reconnects", "Reconnects to the source", labels=["connector"]),
             "resub": CounterMetricFamily(
                 P + "resubscribes", "Subscriptions re-created by the staleness watchdog", labels=["connector"]
@@ -71,6 +76,7 @@ class AgentCollector(Collector):
             per["read"].add_metric([c.name], s.samples_read)
             per["msgs"].add_metric([c.name], s.messages)
             per["bad"].add_metric([c.name], s.bad_payloads)
+            per["dup"].add_metric([c.name], s.duplicates_skipped)
             per["rec"].add_metric([c.name], s.reconnects)
             per["resub"].add_metric([c.name], s.resubscribes)
             per["gone"].add_metric([c.name], s.vanished_nodes)

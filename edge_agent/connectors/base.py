@@ -39,6 +39,8 @@ class ConnectorStats:
     samples_read: int = 0
     messages: int = 0
     bad_payloads: int = 0
+    duplicates_skipped: int = 0
+    """Redelivered messages recognised as already committed (acknowledged, not stored again)."""
     reconnects: int = 0
     resubscribes: int = 0
     vanished_nodes: int = 0

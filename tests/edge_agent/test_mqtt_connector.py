@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -11,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.buffer import SqliteBuffer
+from edge_agent.buffer import PutResult, SqliteBuffer
 from edge_agent.connectors.mqtt import MqttConnector, MqttConnectorConfig
 from edge_agent.deadletter import DeadLetter
 from edge_agent.supervisor import supervise
@@ -132,3 +133,65 @@ async def test_messages_received_while_agent_down_are_delivered(tmp_path: Path, 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         assert len(await drain(buf)) == 10
+
+
+class CommitsThenDies:
+    """A sink whose process 'dies' between commit and PUBACK: the samples (and marks) are committed
+    to the real buffer, but the connector is never told, so it never acknowledges the messages."""
+
+    def __init__(self, buf: SqliteBuffer) -> None:
+        self.buf = buf
+        self.commits: list[asyncio.Future[PutResult]] = []
+
+    def submit(
+        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
+        self.commits.append(self.buf.submit(samples, marks))
+        return asyncio.get_running_loop().create_future()  # never resolved: no PUBACK
+
+    async def marks(self, prefix: str) -> dict[str, str]:
+        return await self.buf.marks(prefix)
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_committed_but_unacknowledged_messages_are_not_stored_twice_after_a_crash(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str
+) -> None:
+    """The broker redelivers (DUP) what the crashed process committed but never acknowledged; the
+    next process finds their digests in the buffer, acknowledges them and stores nothing twice."""
+    dl = DeadLetter(tmp_path / "dead.jsonl")
+    cfg = make_config(mosquitto, protocol)
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        dying = CommitsThenDies(buf)
+        first = MqttConnector(cfg, "agent-1", dl)
+        task = asyncio.create_task(first.run(dying))
+        await eventually(lambda: first.stats.connected, 15)
+        pub = Publisher(mosquitto)
+        for i in range(10):
+            pub.publish("acme/line2/imm-3/telemetry", acme(i))
+        await eventually(lambda: len(dying.commits) == 10, 15)
+        assert [(await c).committed for c in dying.commits] == [1] * 10
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # a new process (nothing in memory) on the same buffer and session
+        second = MqttConnector(cfg, "agent-1", dl)
+        task = asyncio.create_task(second.run(buf))
+        await eventually(lambda: second.stats.duplicates_skipped == 10, 15, "redeliveries recognised")
+        pub.publish("acme/line2/imm-3/telemetry", acme(10))
+        await eventually(lambda: second.stats.samples_read == 1, 15)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # they were acknowledged: a third process gets nothing again
+        third = MqttConnector(cfg, "agent-1", dl)
+        task = asyncio.create_task(third.run(buf))
+        await eventually(lambda: third.stats.connected, 15)
+        await asyncio.sleep(1.0)
+        assert third.stats.messages == 0
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        pub.close()
+        got = await drain(buf)
+    assert sorted(s.value for s in got) == [200.0 + i for i in range(11)], "each value once"

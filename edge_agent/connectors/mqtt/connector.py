@@ -6,7 +6,10 @@ off, QoS 1 by default), subscribe to every mapping's filter, and for each messag
 ``manual_ack``) only when the buffer has committed them. A broker that goes away raises
 :class:`~zhizao.errors.ConnectionLost`; the supervisor calls ``run`` again and the broker
 redelivers everything it has not seen acknowledged. A redelivery (DUP flag) of a message
-already committed in this process is recognised by its digest and only acknowledged.
+already committed is recognised by its digest (topic + payload) and only acknowledged (counted
+in ``duplicates_skipped``) — also after a crash between commit and PUBACK: the digest of each
+QoS ≥ 1 message is committed with its samples, in the same transaction, into a ring of
+``_DUP_SLOTS`` buffer marks that the next process reads before it connects.
 
 A message that does not map is counted, logged with the reason (at most one line per mapping
 per minute plus a count) and written to the dead-letter file with its topic and payload; it
@@ -38,6 +41,9 @@ from zhizao.errors import ConnectionLost, SecurityError
 
 log = logging.getLogger(__name__)
 _SEEN_MAX = 20_000
+_DUP_SLOTS = 4096
+"""Digests of committed messages kept in the buffer: far more than a broker has in flight
+unacknowledged to one client (Mosquitto's default is 20)."""
 
 
 class MqttConnector:
@@ -54,6 +60,9 @@ class MqttConnector:
         self._last_warn: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._runs = 0
+        self._mark_prefix = f"mqtt:{self.name}:dup:"
+        self._seq = 0
+        self._loaded = False
 
     def _client(self, loop: asyncio.AbstractEventLoop, lost: asyncio.Future[str]) -> mqtt.Client:
         cfg = self.config
@@ -90,6 +99,9 @@ class MqttConnector:
         lost: asyncio.Future[str] = loop.create_future()
         client = self._client(loop, lost)
         self._sink = sink
+        if not self._loaded:  # before connecting: redeliveries may be the first messages
+            await self._load_committed(sink)
+            self._loaded = True
         props = None
         if cfg.protocol == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -133,10 +145,24 @@ class MqttConnector:
             client.disconnect()
             client.loop_stop()
 
+    async def _load_committed(self, sink: Sink) -> None:
+        """Fill ``_seen`` with the digests an earlier process committed (oldest first)."""
+        entries: list[tuple[int, bytes]] = []
+        for value in (await sink.marks(self._mark_prefix)).values():
+            seq, _, hexdigest = value.partition(":")
+            try:
+                entries.append((int(seq), bytes.fromhex(hexdigest)))
+            except ValueError:
+                log.warning("MQTT %s: ignoring an unreadable committed-message mark %r", self.name, value)
+        for _, digest in sorted(entries):
+            self._seen[digest] = None
+        self._seq = max((seq for seq, _ in entries), default=-1) + 1
+
     def _handle(self, msg: mqtt.MQTTMessage, client: mqtt.Client) -> None:
         self.stats.messages += 1
         digest = hashlib.blake2b(msg.topic.encode() + b"\0" + msg.payload, digest_size=16).digest()
         if msg.dup and digest in self._seen:
+            self.stats.duplicates_skipped += 1
             self._ack_after_commit(client, msg, [])
             return
         try:
@@ -151,10 +177,20 @@ class MqttConnector:
         self._seen[digest] = None
         if len(self._seen) > _SEEN_MAX:
             self._seen.popitem(last=False)
-        self._ack_after_commit(client, msg, result.samples)
+        marks = None
+        if msg.qos > 0 and result.samples:  # only what the broker can redeliver
+            marks = {f"{self._mark_prefix}{self._seq % _DUP_SLOTS:04d}": f"{self._seq}:{digest.hex()}"}
+            self._seq += 1
+        self._ack_after_commit(client, msg, result.samples, marks)
 
-    def _ack_after_commit(self, client: mqtt.Client, msg: mqtt.MQTTMessage, samples: list[Any]) -> None:
-        fut = self._sink.submit(samples)
+    def _ack_after_commit(
+        self,
+        client: mqtt.Client,
+        msg: mqtt.MQTTMessage,
+        samples: list[Any],
+        marks: dict[str, str] | None = None,
+    ) -> None:
+        fut = self._sink.submit(samples, marks)
         mid, qos = msg.mid, msg.qos
 
         def done(f: asyncio.Future[Any]) -> None:
