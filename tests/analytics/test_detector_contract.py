@@ -15,14 +15,15 @@ from tests.analytics.conftest import normal_rows
 
 FACTORIES: dict[str, Callable[[], Detector]] = {name: partial(make_detector, name) for name in DETECTORS}
 FACTORIES["context"] = lambda: ContextDetector(lambda: make_detector("robust_z"), context_index=0)
+FACTORIES["expected_power+linear_base"] = partial(make_detector, "expected_power", linear_base=True)
 
 
 def data(name: str) -> tuple[np.ndarray, np.ndarray, int]:
     """(training rows, test rows whose second half is anomalous, index of the anomalous column)."""
     X = normal_rows(800, 4)
     train, test = X[:500], X[500:].copy()
-    col = 3 if name == "expected_power" else 2
-    if name == "expected_power":  # power column (last) = f(load) with noise; anomaly = excess power
+    col = 3 if name.startswith("expected_power") else 2
+    if name.startswith("expected_power"):  # power column (last) = f(load) with noise; anomaly = excess power
         rng = np.random.default_rng(1)
         for M in (train, test):
             M[:, 3] = 2.0 * M[:, 1] + rng.normal(0, 0.05, len(M))
@@ -41,7 +42,7 @@ def case(request: pytest.FixtureRequest) -> tuple[str, Detector]:
 def test_is_a_detector(case: tuple[str, Detector]) -> None:
     name, det = case
     assert isinstance(det, Detector)
-    assert det.name == name
+    assert det.name == name.split("+")[0]
     assert isinstance(det.params(), dict)
 
 
