@@ -26,4 +26,7 @@ echo "test: mypy --strict"
 .venv/bin/mypy .
 echo "test: pytest"
 # pytest exits 5 when it collects nothing; set -e turns that into a failure too.
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
+# Most tests wait on real servers more than they compute: ZHIZAO_TEST_WORKERS processes (2 by
+# default) share them, each test module on one worker (tests/conftest.py: xdist groups).
+workers="${ZHIZAO_TEST_WORKERS:-2}"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 -n "$workers" --dist loadgroup "$@"

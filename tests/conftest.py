@@ -13,6 +13,20 @@ from tests.support.servers import InfluxDB, Mosquitto
 from tests.support.webhook import WebhookReceiver, webhook_receiver
 
 
+def _xdist_group(item: pytest.Item) -> str:
+    """The unit a worker runs whole: one test module (its module-scoped fixtures are built once);
+    tests/dashboards together (they share the session-scoped filled ``stack``)."""
+    rel = item.path.relative_to(Path(__file__).parent)
+    return "dashboards" if rel.parts[0] == "dashboards" else rel.as_posix()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+
+
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A fresh Mosquitto broker (anonymous, persistent) for one test."""

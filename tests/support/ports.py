@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 import time
 
+_SPAN = 2_500
+_FIRST = 10_000
+"""Ports handed out lie below the kernel's ephemeral range (32768-60999 by default), so no
+outgoing connection can take one between ``free_port()`` and the server's bind, and each
+pytest-xdist worker draws from its own span of ``_SPAN`` ports (up to 8 workers)."""
+
+
+def _worker_span() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    k = int(worker[2:]) if worker[2:].isdigit() else 0
+    lo = _FIRST + (k % 8) * _SPAN
+    return range(lo, lo + _SPAN)
+
+
+_span = _worker_span()
+_next = itertools.cycle(_span)
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on (nor lingers on) right now, from this
+    worker's span, taken in turn (a port comes round again only after ``_SPAN`` others)."""
+    for _ in range(len(_span)):
+        port = next(_next)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {_span.start}-{_span.stop - 1}")
 
 
 def wait_listening(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
