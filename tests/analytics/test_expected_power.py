@@ -24,15 +24,15 @@ def training() -> np.ndarray:
 
 def test_a_load_above_the_training_range_is_not_read_as_waste() -> None:
     above = rows(np.linspace(11.2, 12.0, 50), np.ones(50), 2)  # normal power for a higher load
-    trees = ExpectedPowerDetector().fit(training())
-    linear = ExpectedPowerDetector(linear_base=True).fit(training())
+    trees = ExpectedPowerDetector(linear_base=False).fit(training())
+    linear = ExpectedPowerDetector().fit(training())  # the default
     assert np.median(trees.score(above)) > 5.0  # trees: flat beyond 11, +0.6..2.4 kW "excess"
     assert np.median(linear.score(above)) < 1.5
     assert np.abs(linear.residual(above)).max() < 0.5
 
 
 def test_linear_base_still_sees_excess_power_inside_and_outside_the_range() -> None:
-    det = ExpectedPowerDetector(linear_base=True).fit(training())
+    det = ExpectedPowerDetector().fit(training())
     inside, outside = rows(np.full(50, 9.5), np.ones(50), 3), rows(np.full(50, 11.8), np.ones(50), 4)
     for X in (inside, outside):
         leak = X.copy()
@@ -43,7 +43,7 @@ def test_linear_base_still_sees_excess_power_inside_and_outside_the_range() -> N
 
 
 def test_an_artifact_pickled_before_linear_base_loads_as_trees_only() -> None:
-    det = ExpectedPowerDetector().fit(training())
+    det = ExpectedPowerDetector(linear_base=False).fit(training())
     state = dict(det.__dict__)
     del state["linear_base"], state["_base"]  # the attributes an older artifact lacks
     old = ExpectedPowerDetector.__new__(ExpectedPowerDetector)

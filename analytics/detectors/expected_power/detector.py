@@ -3,7 +3,8 @@
 ``X``'s column ``target_index`` (default: the last) is the measured power; the other columns are
 the context it should depend on (state one-hot, load / cycle rate, product one-hot, ambient...).
 Fit: a gradient-boosted regression of power on the context, and the residuals' robust spread on
-the training rows. With ``linear_base=True`` a least-squares linear model of power on the context
+the training rows. With ``linear_base=True`` (the default since session 8; chosen on the simulated
+line, analytics/README.md) a least-squares linear model of power on the context
 and the pairwise products of its columns (e.g. state one-hot × load) is fitted first and the trees
 learn only its residual: trees predict a constant beyond the highest (or lowest) context they were
 trained on, so a load above the reference's range would read as excess power; the linear part
@@ -32,7 +33,7 @@ class ExpectedPowerDetector:
     name: ClassVar[str] = "expected_power"
 
     def __init__(self, target_index: int = -1, two_sided: bool = False, max_iter: int = 100,
-                 min_spread: float = 1e-3, linear_base: bool = False) -> None:
+                 min_spread: float = 1e-3, linear_base: bool = True) -> None:
         self.target_index = target_index
         self.two_sided = two_sided
         self.max_iter = max_iter
