@@ -7,11 +7,11 @@ import os
 import socket
 import time
 
-_SPAN = 2_500
+# Ports handed out lie below the kernel's ephemeral range (32768-60999 by default), so no
+# outgoing connection can take one between ``free_port()`` and the server's bind, and each
+# pytest-xdist worker draws from its own span of _SPAN ports from _FIRST on (up to 8 workers).
 _FIRST = 10_000
-"""Ports handed out lie below the kernel's ephemeral range (32768-60999 by default), so no
-outgoing connection can take one between ``free_port()`` and the server's bind, and each
-pytest-xdist worker draws from its own span of ``_SPAN`` ports (up to 8 workers)."""
+_SPAN = 2_500
 
 
 def _worker_span() -> range:
