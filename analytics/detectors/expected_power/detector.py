@@ -68,9 +68,9 @@ class ExpectedPowerDetector:
         if self.linear_base:
             self._base = make_pipeline(PolynomialFeatures(2, interaction_only=True, include_bias=False),
                                        LinearRegression()).fit(ctx, y)
-        self._model = HistGradientBoostingRegressor(max_iter=self.max_iter, random_state=0).fit(
-            ctx, y - self._linear(ctx))
-        resid = y - self._expected(ctx)
+        base = self._linear(ctx)
+        self._model = HistGradientBoostingRegressor(max_iter=self.max_iter, random_state=0).fit(ctx, y - base)
+        resid = y - (base + self._model.predict(ctx))  # as _expected, with the linear part computed once
         q75, q25 = np.quantile(resid, [0.75, 0.25])
         self._spread = max(float((q75 - q25) / 1.349), float(resid.std()), self.min_spread)
         self._d = arr.shape[1]
