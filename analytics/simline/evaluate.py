@@ -11,6 +11,8 @@ across the break). A flag becomes an episode through the shared debounced
 
 * A fault episode of an in-scope kind is *detected* when a model of its machine opens an episode
   between the fault's start and end; time-to-detect = max(episode start, fault start) − fault start.
+  The health model's tracker observes the ticks it scores only (the live scorer's behaviour): a
+  stop neither opens nor clears its episodes.
 * A *false alarm* is an episode overlapping no fault of that machine (nor the ``grace_s`` after one).
 * Scrap: ROC AUC of the scrap probabilities of every cycle of the test run (per machine model,
   pooled over machines; in the summary pooled over seeds and per seed), labels from the
@@ -32,7 +34,7 @@ from pydantic import Field
 from sklearn.metrics import roc_auc_score
 
 from analytics.detectors.quality import ScrapModel
-from analytics.events import EpisodeTracker
+from analytics.events import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S, EpisodeTracker
 from analytics.scoring import AnomalyModel, ModelSpec, piece_starts
 from analytics.scoring.presets import machine_health
 from analytics.simline.frames import SimRun, simulate
@@ -66,8 +68,9 @@ class SimEvalConfig(StrictModel):
         "cnc": ["spindle_load"], "injection_moulding": ["melt_temp", "motor_current"],
         "compressor": ["air_flow"], "assembly": ["motor_current"]})
     """Per machine kind: the signals expected power depends on (besides state)."""
-    open_after_s: float = 60.0
-    clear_after_s: float = 300.0
+    open_after_s: float = ANOMALY_OPEN_AFTER_S
+    clear_after_s: float = ANOMALY_CLEAR_AFTER_S
+    """The debounce the scoring service and the one-box stack default to (one value for all)."""
     grace_s: float = 600.0
     health_by_product: bool = False
     """Health model per product: a machine's running ticks are compared only with running ticks
@@ -108,7 +111,14 @@ def _state_onehot(df: pd.DataFrame) -> np.ndarray:
     return np.stack([(st == s).astype(float) for s in STATES], axis=1)
 
 
-def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig) -> list[tuple[Any, Any]]:
+def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig,
+              scored: np.ndarray | None = None) -> list[tuple[Any, Any]]:
+    """The (start, end) of each episode the debounced tracker makes of ``flag`` (end None: still
+    open at the end). Only ticks where ``scored`` is true are observations — as in the live
+    :class:`~analytics.scoring.live.MachineScorer`, a tick the model does not score (the machine
+    not running) neither opens nor clears an episode, so one stays open across a stop."""
+    if scored is not None:
+        index, flag = index[scored], np.asarray(flag)[scored]
     tracker = EpisodeTracker(source=EventSource.ANOMALY, rule="eval", open_after_s=cfg.open_after_s,
                              clear_after_s=cfg.clear_after_s)
     out: list[tuple[Any, Any]] = []
@@ -228,7 +238,8 @@ def evaluate_seed(scenario: Any, seed: int, cfg: SimEvalConfig,
         kind = test.kinds[asset]
         mine = [f for f in test.faults() if f["machine"] == asset]
         windows = [(pd.Timestamp(f["start"]), pd.Timestamp(f["end"])) for f in mine]
-        eps = {name: _episodes(df.index, fl, cfg) for name, fl in
+        observed = {"health": contexts(df, cfg.health_by_product) != ""}  # energy: every tick
+        eps = {name: _episodes(df.index, fl, cfg, observed.get(name)) for name, fl in
                machine_flags(ref.machines[asset], df, kind, cfg).items()}
         for f, (fs, fe) in zip(mine, windows, strict=True):
             if f["kind"] in OUT_OF_SCOPE:

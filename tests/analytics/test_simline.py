@@ -59,3 +59,28 @@ def test_episode_debounce() -> None:
     flag[300:500] = True
     eps = _episodes(idx, flag, SimEvalConfig(open_after_s=60, clear_after_s=60))
     assert eps == [(idx[300], idx[500])]
+
+
+def test_a_stop_neither_clears_nor_opens_an_episode() -> None:
+    """Ticks the model does not score (the machine stopped) are no observation, as in the live
+    scorer: an episode open before a stop stays open after it, and flagged ticks on both sides
+    of a stop count together towards ``open_after_s``."""
+    import pandas as pd
+
+    idx = pd.date_range("2026-01-01", periods=3000, freq="1s", tz="UTC")
+    cfg = SimEvalConfig(open_after_s=60, clear_after_s=300)
+    scored = np.ones(3000, dtype=bool)
+    scored[400:1400] = False  # a 1000-s stop, longer than clear_after_s
+    flag = np.zeros(3000, dtype=bool)
+    flag[100:400] = True  # anomalous until the machine stops ...
+    flag[1400:1500] = True  # ... and again for 100 s after it restarts
+    # every tick an observation (the old evaluation): the stop cleared the first episode
+    assert _episodes(idx, flag, cfg) == [(idx[100], idx[400]), (idx[1400], idx[1500])]
+    # the stop is no observation: one episode, from the first flag to the first scored clear tick
+    assert _episodes(idx, flag, cfg, scored) == [(idx[100], idx[1500])]
+
+    short = np.zeros(3000, dtype=bool)
+    short[370:400] = True  # 30 s before the stop, 40 s after it: 70 s of scored anomaly
+    short[1400:1440] = True
+    assert _episodes(idx, short, cfg) == []
+    assert _episodes(idx, short, cfg, scored) == [(idx[370], idx[1440])]
