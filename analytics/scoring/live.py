@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analytics.detectors import top_contributors
-from analytics.events import EpisodeTracker
+from analytics.events import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S, EpisodeTracker
 from analytics.scoring.model import AnomalyModel
 from ingest.storage.base import SampleFrame
 from zhizao import signals as sig
@@ -35,8 +35,9 @@ from zhizao.events import Contributor, Event, EventSource
 class MachineScorer:
     """See module docstring. Not thread-safe: one instance per machine, driven from one task."""
 
-    def __init__(self, asset: str, model: AnomalyModel, *, rule: str = "anomaly", open_after_s: float = 0.0,
-                 clear_after_s: float = 30.0, top_k: int = 3) -> None:
+    def __init__(self, asset: str, model: AnomalyModel, *, rule: str = "anomaly",
+                 open_after_s: float = ANOMALY_OPEN_AFTER_S, clear_after_s: float = ANOMALY_CLEAR_AFTER_S,
+                 top_k: int = 3) -> None:
         self.asset = asset
         self.model = model
         self._scorer = model.stream()

@@ -78,7 +78,7 @@ class LiveAnalytics:
         self.lag = timedelta(seconds=lag_s)
         self.stats = AnalyticsStats()
         self.scoring = {
-            asset: ScoringState(MachineScorer(asset, model, rule="anomaly", clear_after_s=60.0),
+            asset: ScoringState(MachineScorer(asset, model, rule="anomaly"),
                                 last=start - timedelta(microseconds=1))
             for asset, model in models.items()
         }

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from analytics.events.config import SinksConfig
+from analytics.events.debounce import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S
 from ingest.settings import StorageSettings
 from ingest.storage.base import AssetPrefix
 from zhizao.config import StrictModel, load_config
@@ -95,9 +96,9 @@ class ServiceConfig(StrictModel):
     registry_poll_s: float = Field(10.0, gt=0)
     """How often the registry is checked for a promoted (or rolled back) model and the catalogue
     for new machines."""
-    open_after_s: float = Field(0.0, ge=0)
+    open_after_s: float = Field(ANOMALY_OPEN_AFTER_S, ge=0)
     """Debounce: an episode opens after the flag held this long (data time)."""
-    clear_after_s: float = Field(60.0, ge=0)
+    clear_after_s: float = Field(ANOMALY_CLEAR_AFTER_S, ge=0)
     """An episode resolves after the flag was clear this long (data time)."""
     top_k: int = Field(3, ge=1)
     """Contributors per event."""

@@ -4,12 +4,14 @@ an HTTP webhook receiver, ingest's /api/v1/events), plus KPI threshold rules fee
 from __future__ import annotations
 
 import asyncio
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import httpx
+import numpy as np
 
 from analytics.events import EpisodeTracker, SinksConfig, ThresholdRule, build_emitter
 from analytics.kpi.alerts import KpiAlerter
@@ -20,6 +22,7 @@ from tests.support.webhook import WebhookReceiver
 from zhizao.events import Event, EventSource, EventState
 from zhizao.topics import ALERTS_FILTER
 
+ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
@@ -48,6 +51,29 @@ def test_debounce_open_update_resolve_with_one_id() -> None:
 def _report(oee: float, planned_s: float = 3600.0) -> dict[str, Any]:
     rec = {"machine": "p/a/l/m1", "oee": oee, "planned_time_s": planned_s, "data_quality": {"ok": True}}
     return {"windows": [{"start": "s", "end": "e", "machines": [rec], "lines": []}]}
+
+
+def test_anomaly_debounce_default_is_one_value_everywhere(tmp_path: Path) -> None:
+    """The scoring service, the one-box stack's scorer and eval sim default to the same debounce,
+    so the false-alarm figures eval sim reports are those of an installation left at defaults."""
+    from analytics.events import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S
+    from analytics.scoring import AnomalyModel, ModelSpec
+    from analytics.scoring.live import MachineScorer
+    from analytics.scoring.service.config import ServiceConfig
+    from analytics.simline import SimEvalConfig
+
+    default = (ANOMALY_OPEN_AFTER_S, ANOMALY_CLEAR_AFTER_S)
+    assert default == (60.0, 300.0)
+    svc = ServiceConfig.model_validate({"scopes": ["plant1/a1/line1"], "ingest": {"url": "http://127.0.0.1:1"}})
+    assert (svc.open_after_s, svc.clear_after_s) == default
+    sample = tomllib.loads((ROOT / "analytics/scoring/service/sample.toml").read_text())
+    assert (sample["open_after_s"], sample["clear_after_s"]) == default  # the documented config says so too
+    sim = SimEvalConfig()
+    assert (sim.open_after_s, sim.clear_after_s) == default
+    rows = np.array([[float(i % 7), float(i % 5)] for i in range(400)])
+    model = AnomalyModel(spec=ModelSpec()).fit(rows, columns=["a", "b"])
+    tracker = MachineScorer("plant1/a1/line1/m", model).tracker  # the one-box stack's scorer
+    assert (tracker.open_after_s, tracker.clear_after_s) == default
 
 
 def test_kpi_rule_with_hysteresis_and_too_little_planned_time() -> None:

@@ -1,0 +1,18 @@
+"""The anomaly alarms' default debounce — one value for every place an anomaly episode is made.
+
+The scoring service (:class:`analytics.scoring.service.config.ServiceConfig`), the one-box stack
+(:mod:`zhizao.stack.analytics`), :class:`analytics.scoring.live.MachineScorer` and ``eval sim``
+(:class:`analytics.simline.SimEvalConfig`) all default to it, so the figures ``eval sim`` reports
+describe the alarms an integrator running the defaults gets (analytics/README.md, session 9).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ANOMALY_OPEN_AFTER_S: Final = 60.0
+"""An anomaly episode opens once the model's flag has held this long (data time): one bad minute
+of a noisy signal is not an alarm."""
+ANOMALY_CLEAR_AFTER_S: Final = 300.0
+"""An anomaly episode resolves once the flag has been clear this long (data time): a fault that
+flickers around the threshold stays one alarm."""
