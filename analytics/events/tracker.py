@@ -4,9 +4,12 @@ Feed :meth:`EpisodeTracker.observe` one observation per key (an asset) whenever 
 is evaluated. An episode opens only after the condition has held for ``open_after_s``
 (debounce: one bad reading is not an alarm) and resolves only after it has been clear for
 ``clear_after_s``. The event's ``start`` is when the condition first held and ``end`` when it
-first cleared, so the debounce never distorts the episode's times. While open, an update is
-returned each time the peak worsens (stores upsert on ``id``). ``None`` as ``active`` means
-"inside the hysteresis band": no change either way.
+first cleared, so the debounce never distorts the episode's times. Both delays are measured
+between observations: ``resumed=True`` marks the first observation after a stretch with none (a
+machine that was stopped, a gap in the data) — the condition is not assumed to have held, or to
+have been clear, through it, so both timers restart there; an open episode stays open. While
+open, an update is returned each time the peak worsens (stores upsert on ``id``). ``None`` as
+``active`` means "inside the hysteresis band": no change either way.
 
 Used by the KPI alerter (``source=kpi``) and by the anomaly scorer (``source=anomaly``).
 Not thread-safe; one tracker per rule/model, driven from one task.
@@ -51,9 +54,12 @@ class EpisodeTracker:
 
     def observe(self, asset: str, ts: datetime, active: bool | None, value: float | None = None, *,
                 message: str = "", contributors: list[Contributor] | None = None,
-                details: dict[str, Any] | None = None) -> list[Event]:
-        """Record one evaluation at ``ts``; returns the events to emit (possibly none)."""
+                details: dict[str, Any] | None = None, resumed: bool = False) -> list[Event]:
+        """Record one evaluation at ``ts``; returns the events to emit (possibly none).
+        ``resumed``: the first evaluation after an unobserved stretch (module docstring)."""
         st = self._keys.setdefault(asset, _State())
+        if resumed:
+            st.pending_since = st.clear_since = None
         if active is None:
             return []
         if active:

@@ -11,7 +11,10 @@
   the top contributing signals.
 
 Rows outside comparable operating states (``running`` false) are not scored: no sample is
-written for them and the episode state does not change. :func:`write_back` sends both outputs.
+written for them and the episode state does not change. The first row scored after such rows (a
+return to running) or after a ``resets`` gap restarts the trailing windows — as training does,
+so no window spans a stop — and is the tracker's ``resumed`` observation: the debounce timers
+restart there, an open episode stays open across the stop. :func:`write_back` sends both outputs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class MachineScorer:
         self.tracker = EpisodeTracker(source=EventSource.ANOMALY, rule=rule, threshold=0.5,
                                       open_after_s=open_after_s, clear_after_s=clear_after_s)
         self.top_k = top_k
+        self._last_running = True
+        """Whether the last row of the previous :meth:`process` call was scored."""
         n = len(model.columns)
         # feature j (window w, column c) belongs to signal column j % n
         self._owner = np.arange(len(model.feature_names())) % n
@@ -51,8 +56,8 @@ class MachineScorer:
     def snapshot(self) -> bytes:
         """The scorer's and the episode tracker's state, pickled (not the model): :meth:`restore`
         on a scorer of the same model continues exactly here — same scores, same episode ids."""
-        return pickle.dumps({"scorer": self._scorer.get_state(), "tracker": self.tracker},
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps({"scorer": self._scorer.get_state(), "tracker": self.tracker,
+                             "last_running": self._last_running}, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, blob: bytes) -> None:
         """Inverse of :meth:`snapshot` (only for blobs this process or a trusted one wrote)."""
@@ -62,25 +67,30 @@ class MachineScorer:
         if not isinstance(tracker, EpisodeTracker):
             raise TypeError("scorer snapshot holds no EpisodeTracker")
         self.tracker = tracker
+        self._last_running = bool(state.get("last_running", True))  # snapshots before it: no restart
 
     def process(self, ts_us: NDArray[np.int64], X: NDArray[np.float64],
                 running: NDArray[np.bool_] | None = None,
                 resets: NDArray[np.bool_] | None = None) -> tuple[SampleFrame, list[Event]]:
         """Score the next rows; ``resets[i]`` restarts the trailing windows before row ``i`` (a gap
-        in time). Rows with ``running`` false are skipped (a reset on one carries to the next row)."""
+        in time). Rows with ``running`` false are skipped; the next kept row restarts the windows
+        (so does a reset on a skipped row) and resumes the tracker (module docstring)."""
         keep = np.ones(len(ts_us), dtype=bool) if running is None else np.asarray(running, dtype=bool)
         frame = SampleFrame()
         events: list[Event] = []
+        if not len(keep):
+            return frame, events
+        restart = np.zeros(len(keep), dtype=bool) if resets is None else np.asarray(resets, dtype=bool).copy()
+        restart |= ~np.r_[self._last_running, keep[:-1]]  # the row after a skipped one: back to running
+        self._last_running = bool(keep[-1])
         if not keep.any():
             return frame, events
-        kept_resets = None
-        if resets is not None and np.asarray(resets).any():
-            # a reset flagged on a skipped row applies to the next kept row
-            marks = np.cumsum(np.asarray(resets, dtype=np.int64))
-            idx = np.flatnonzero(keep)
-            prev = np.r_[0, marks[idx][:-1]]
-            kept_resets = marks[idx] > prev
-        res = self._scorer.push(X[keep], with_contributions=True, resets=kept_resets)
+        # a restart on a skipped row applies to the next kept row
+        marks = np.cumsum(restart.astype(np.int64))
+        idx = np.flatnonzero(keep)
+        kept_resets = marks[idx] > np.r_[0, marks[idx][:-1]]
+        res = self._scorer.push(X[keep], with_contributions=True,
+                                resets=kept_resets if kept_resets.any() else None)
         assert res.contributions is not None
         per_signal = np.zeros((len(res.score), len(self.model.columns)))
         np.add.at(per_signal.T, self._owner, res.contributions.T)
@@ -95,13 +105,15 @@ class MachineScorer:
         frame.value_str += [None] * n
         frame.unit += [None] * n
         frame.quality += ["good"] * n
-        for t, score, flag, shares in zip(times, scores, res.flag.tolist(), per_signal, strict=True):
+        for t, score, flag, shares, resumed in zip(times, scores, res.flag.tolist(), per_signal,
+                                                   kept_resets.tolist(), strict=True):
             contributors = None
             if flag:  # contributors only where the tracker uses them (opening / worsening an episode)
                 contributors = [Contributor(signal=s, weight=round(w, 4))
                                 for s, w in top_contributors(self.model.columns, shares, self.top_k)]
             ts = datetime.fromtimestamp(t / 1e6, tz=UTC)
-            events += self.tracker.observe(self.asset, ts, bool(flag), score, contributors=contributors)
+            events += self.tracker.observe(self.asset, ts, bool(flag), score, contributors=contributors,
+                                           resumed=resumed)
         return frame, events
 
 

@@ -114,27 +114,35 @@ def _state_onehot(df: pd.DataFrame) -> np.ndarray:
 def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig,
               scored: np.ndarray | None = None) -> list[tuple[Any, Any]]:
     """The (start, end) of each episode the debounced tracker makes of ``flag`` (end None: still
-    open at the end). Only ticks where ``scored`` is true are observations — as in the live
-    :class:`~analytics.scoring.live.MachineScorer`, a tick the model does not score (the machine
-    not running) neither opens nor clears an episode, so one stays open across a stop."""
+    open at the end), observing the ticks the live
+    :class:`~analytics.scoring.live.MachineScorer` would: only those where ``scored`` is true; the
+    first of each run of scored ticks (a return to running) is a ``resumed`` observation. A stop
+    thus neither opens nor clears an episode, and the debounce timers restart after it."""
+    resumed = np.zeros(len(index), dtype=bool)
     if scored is not None:
+        scored = np.asarray(scored, dtype=bool)
+        resumed = piece_starts(scored).copy()
+        resumed[:1] = False  # the first observation follows nothing
         index, flag = index[scored], np.asarray(flag)[scored]
     tracker = EpisodeTracker(source=EventSource.ANOMALY, rule="eval", open_after_s=cfg.open_after_s,
                              clear_after_s=cfg.clear_after_s)
     out: list[tuple[Any, Any]] = []
-    changes = np.flatnonzero(np.diff(np.r_[False, flag]) != 0)  # only state changes matter
-    for i in changes:
-        for e in tracker.observe("m", index[i].to_pydatetime(), bool(flag[i]), 1.0):
+
+    def observe(i: int) -> None:
+        for e in tracker.observe("m", index[i].to_pydatetime(), bool(flag[i]), 1.0, resumed=bool(resumed[i])):
             if e.state is EventState.RESOLVED:
                 out.append((pd.Timestamp(e.start), pd.Timestamp(e.end)))
-        # the debounce needs the condition re-observed after open_after_s / clear_after_s
-        for delay in (cfg.open_after_s, cfg.clear_after_s):
+
+    # only the flag's changes and the resumptions move the tracker; between two of them the flag
+    # holds, and the debounce needs it re-observed once open_after_s / clear_after_s later
+    keys = np.flatnonzero((np.diff(np.r_[False, flag]) != 0) | resumed)
+    for n, i in enumerate(keys):
+        observe(int(i))
+        nxt = keys[n + 1] if n + 1 < len(keys) else len(index)
+        for delay in sorted((cfg.open_after_s, cfg.clear_after_s)):
             j = int(np.searchsorted(index, index[i] + pd.Timedelta(seconds=delay)))
-            k = changes[changes > i]
-            if j < len(index) and (not len(k) or j < k[0]):
-                for e in tracker.observe("m", index[j].to_pydatetime(), bool(flag[i]), 1.0):
-                    if e.state is EventState.RESOLVED:
-                        out.append((pd.Timestamp(e.start), pd.Timestamp(e.end)))
+            if j < nxt:
+                observe(j)
     out += [(pd.Timestamp(e.start), None) for e in tracker.open_events()]
     return out
 

@@ -63,15 +63,16 @@ def test_episode_debounce() -> None:
 
 def test_a_stop_neither_clears_nor_opens_an_episode() -> None:
     """Ticks the model does not score (the machine stopped) are no observation, as in the live
-    scorer: an episode open before a stop stays open after it, and flagged ticks on both sides
-    of a stop count together towards ``open_after_s``."""
+    scorer: an episode open before a stop stays open after it, and the debounce timers restart at
+    the return to running — neither ``open_after_s`` nor ``clear_after_s`` is counted across a
+    stop."""
     import pandas as pd
 
-    idx = pd.date_range("2026-01-01", periods=3000, freq="1s", tz="UTC")
+    idx = pd.date_range("2026-01-01", periods=4000, freq="1s", tz="UTC")
     cfg = SimEvalConfig(open_after_s=60, clear_after_s=300)
-    scored = np.ones(3000, dtype=bool)
+    scored = np.ones(4000, dtype=bool)
     scored[400:1400] = False  # a 1000-s stop, longer than clear_after_s
-    flag = np.zeros(3000, dtype=bool)
+    flag = np.zeros(4000, dtype=bool)
     flag[100:400] = True  # anomalous until the machine stops ...
     flag[1400:1500] = True  # ... and again for 100 s after it restarts
     # every tick an observation (the old evaluation): the stop cleared the first episode
@@ -79,8 +80,17 @@ def test_a_stop_neither_clears_nor_opens_an_episode() -> None:
     # the stop is no observation: one episode, from the first flag to the first scored clear tick
     assert _episodes(idx, flag, cfg, scored) == [(idx[100], idx[1500])]
 
-    short = np.zeros(3000, dtype=bool)
-    short[370:400] = True  # 30 s before the stop, 40 s after it: 70 s of scored anomaly
+    # a clear tick on restart, a second stop, then anomalous again: the two clear observations
+    # 600 s apart are not 300 s of observed clear (the overheating machine that trips)
+    scored2 = scored.copy()
+    scored2[1401:2000] = False
+    flag2 = np.zeros(4000, dtype=bool)
+    flag2[100:400] = True
+    flag2[2001:2500] = True  # ticks 1400 and 2000: clear, each right after a stop
+    assert _episodes(idx, flag2, cfg, scored2) == [(idx[100], idx[2500])]
+
+    short = np.zeros(4000, dtype=bool)
+    short[370:400] = True  # 30 s before the stop, 40 s after it: neither is 60 s of anomaly
     short[1400:1440] = True
     assert _episodes(idx, short, cfg) == []
-    assert _episodes(idx, short, cfg, scored) == [(idx[370], idx[1440])]
+    assert _episodes(idx, short, cfg, scored) == []
