@@ -127,7 +127,7 @@ class ExpectedPowerDetector:
 
 @dataclass(frozen=True)
 class _CellBounds:
-    """Per operating cell (the values of the 0/1 context columns), the interval each continuous
+    """Per operating cell (which 0/1 context columns are above 0.5), the interval each continuous
     column is clipped to: [q0.001 − m·w, q0.999 + m·w] of the cell's training rows. Row ``k`` of
     ``lo``/``hi`` is cell ``codes[k]``'s; their last row (all training rows) serves other cells."""
 
@@ -137,6 +137,9 @@ class _CellBounds:
     hi: FloatArray
 
     MIN_ROWS: ClassVar[int] = 30
+    MIN_EXACT: ClassVar[float] = 0.9
+    """A column in [0, 1] is a 0/1 context column when this share of its training rows is exactly 0
+    or 1 (a window mean of a one-hot state is fractional only across a transition)."""
 
     @staticmethod
     def _code(ctx: FloatArray, binary: NDArray[np.bool_]) -> NDArray[np.int64]:
@@ -146,7 +149,9 @@ class _CellBounds:
 
     @classmethod
     def fit(cls, ctx: FloatArray, margin: float) -> _CellBounds:
-        binary: NDArray[np.bool_] = np.asarray(np.isin(ctx, (0.0, 1.0)).all(axis=0), dtype=bool)
+        # a one-hot column as the model sees it: its trailing mean, 0 or 1 except at transitions
+        in_unit = ((ctx >= 0.0) & (ctx <= 1.0)).all(axis=0)
+        binary: NDArray[np.bool_] = in_unit & (np.isin(ctx, (0.0, 1.0)).mean(axis=0) >= cls.MIN_EXACT)
         if int(binary.sum()) > 62:
             raise ValueError(f"expected_power: {int(binary.sum())} 0/1 context columns (at most 62)")
         code = cls._code(ctx, binary)
