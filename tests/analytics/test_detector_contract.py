@@ -16,7 +16,7 @@ from tests.analytics.conftest import normal_rows
 FACTORIES: dict[str, Callable[[], Detector]] = {name: partial(make_detector, name) for name in DETECTORS}
 FACTORIES["context"] = lambda: ContextDetector(lambda: make_detector("robust_z"), context_index=0)
 FACTORIES["expected_power+trees"] = partial(make_detector, "expected_power", linear_base=False)
-FACTORIES["expected_power+margin"] = partial(make_detector, "expected_power", extrapolation_margin=0.5)
+FACTORIES["expected_power+unbounded"] = partial(make_detector, "expected_power", extrapolation_margin=None)
 
 
 def data(name: str) -> tuple[np.ndarray, np.ndarray, int]:

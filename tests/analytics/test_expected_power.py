@@ -80,7 +80,7 @@ def test_the_margin_bounds_a_narrow_slope_carried_far_beyond_its_range() -> None
     """Down straight from a break, melt still cold: the power of down, not waste."""
     cold_down = moulding(np.linspace(62.0, 200.0, 50), np.ones(50), 8)
     cold_down[:, 4] = 4.0  # what down draws, whatever the melt
-    unbounded = ExpectedPowerDetector().fit(moulding_training())
+    unbounded = ExpectedPowerDetector(extrapolation_margin=None).fit(moulding_training())
     bounded = ExpectedPowerDetector(extrapolation_margin=0.5).fit(moulding_training())
     assert np.median(unbounded.score(cold_down)) > 5.0  # 0.005 kW/°C carried 160 °C: "excess"
     # held at 217 °C (222 − 0.5 × 10): the tilt over 5 °C, about one spread
@@ -90,6 +90,9 @@ def test_the_margin_bounds_a_narrow_slope_carried_far_beyond_its_range() -> None
     assert bounded.score(leak).min() > 5.0
     inside = moulding(np.full(50, 227.0), np.ones(50), 9)
     np.testing.assert_allclose(bounded.score(inside), unbounded.score(inside), atol=0.2)
+    default = ExpectedPowerDetector().fit(moulding_training())  # margin 1.0: held at 212 °C
+    assert default.params()["extrapolation_margin"] == 1.0
+    assert np.median(default.score(cold_down)) < 2.0
 
 
 def test_the_margin_keeps_a_load_just_above_the_range_extrapolated() -> None:

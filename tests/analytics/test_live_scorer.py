@@ -67,6 +67,7 @@ def test_an_episode_stays_open_across_stops_and_debounce_restarts_after_them(mod
     _, events = scorer.process(ts, X, running)
     assert len({e.id for e in events}) == 1, "one episode: neither stop resolved it, however long"
     (done,) = [e for e in events if e.state is EventState.RESOLVED]  # 400 s cool at the end
+    assert done.end is not None
     assert _at(100) <= done.start <= _at(115) and _at(2600) <= done.end <= _at(2615)  # the model's vote
 
     short = MachineScorer("m", model, open_after_s=60, clear_after_s=300)

@@ -54,10 +54,11 @@ def test_the_shipped_health_config_is_the_validated_one() -> None:
                           windows=[5], diff_windows=[60, 300], settle="median", threshold_quantile=0.99,
                           threshold_factor=1.25, vote_window=15, vote_fraction=0.5)
     assert machine_health() == validated == SimEvalConfig().health
-    # the energy model chosen on seeds 61-65 (session 8): the detector's default, linear_base on
+    # the energy model chosen on seeds 61-65 (session 8) and 81-85 (session 9): the detector's
+    # default, linear_base on, extrapolating at most 1.0 x the range of the operating cell
     energy = SimEvalConfig().energy
     det = make_detector(energy.detector, **energy.detector_params)
-    assert isinstance(det, ExpectedPowerDetector) and det.linear_base
+    assert isinstance(det, ExpectedPowerDetector) and det.linear_base and det.extrapolation_margin == 1.0
     root = Path(__file__).resolve().parents[2]
     assert MACHINE_HEALTH.parent == root / "analytics" / "detectors" / "robust_z"
     load_config(ModelSpec, MACHINE_HEALTH.parent / "sample.toml")  # the generic sample stays valid too

@@ -13,7 +13,8 @@ context column is clipped to [q0.001 − m·w, q0.999 + m·w] (w = q0.999 − q0
 in the same *operating cell* — the same values of the 0/1 context columns (the state one-hot), or
 all training rows for a cell with fewer than 30 of them — so a slope fitted over a narrow range
 (melt temperature while down, over 10 °C) is not carried 160 °C beyond it (a cold restart after a
-break). ``None``: unbounded. Score: ``max(power − expected, 0) / spread`` (``two_sided=False``, default:
+break). Default 1.0 (chosen in session 9 on the simulated line, analytics/README.md); ``None``:
+unbounded. Score: ``max(power − expected, 0) / spread`` (``two_sided=False``, default:
 only *excess* power is waste — a compressed-air leak, a dragging bearing) or ``|residual|/spread``.
 Contributions: the whole score is attributed to the power column (the context is not anomalous,
 the power given that context is).
@@ -41,7 +42,7 @@ class ExpectedPowerDetector:
 
     def __init__(self, target_index: int = -1, two_sided: bool = False, max_iter: int = 100,
                  min_spread: float = 1e-3, linear_base: bool = True, *,
-                 extrapolation_margin: float | None = None) -> None:
+                 extrapolation_margin: float | None = 1.0) -> None:
         if extrapolation_margin is not None and not extrapolation_margin >= 0:
             raise ValueError(f"extrapolation_margin must be >= 0 or None, not {extrapolation_margin!r}")
         self.target_index = target_index
