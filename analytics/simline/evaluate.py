@@ -9,8 +9,11 @@ each time the machine re-enters ``running`` (a machine warming up after a break 
 across the break). A flag becomes an episode through the shared debounced
 :class:`~analytics.events.EpisodeTracker` (``open_after_s``, ``clear_after_s``).
 
-* A fault episode of an in-scope kind is *detected* when a model of its machine opens an episode
-  between the fault's start and end; time-to-detect = max(episode start, fault start) − fault start.
+* A fault episode of an in-scope kind is *detected* when a model of its machine raises an alarm
+  (the tracker opens an episode, ``open_after_s`` after the condition first held) before the
+  fault ends, for an episode overlapping the fault; time-to-detect = max(alarm raised, fault
+  start) − fault start (until session 9 it was counted from the episode's start, the first
+  flagged tick: ``open_after_s`` less).
   The health model's tracker observes the ticks it scores only (the live scorer's behaviour): a
   stop neither opens nor clears its episodes.
 * A *false alarm* is an episode overlapping no fault of that machine (nor the ``grace_s`` after one).
@@ -26,7 +29,7 @@ behaviour — handled by the KPI engine's data-quality flags.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -111,10 +114,18 @@ def _state_onehot(df: pd.DataFrame) -> np.ndarray:
     return np.stack([(st == s).astype(float) for s in STATES], axis=1)
 
 
+class Episode(NamedTuple):
+    start: pd.Timestamp
+    """When the condition first held (the event's ``start``)."""
+    end: pd.Timestamp | None
+    """When it first cleared for good (None: still open at the end of the run)."""
+    raised: pd.Timestamp
+    """When the alarm went out: the tracker emitted the open event, ``open_after_s`` later."""
+
+
 def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig,
-              scored: np.ndarray | None = None) -> list[tuple[Any, Any]]:
-    """The (start, end) of each episode the debounced tracker makes of ``flag`` (end None: still
-    open at the end), observing the ticks the live
+              scored: np.ndarray | None = None) -> list[Episode]:
+    """Each episode the debounced tracker makes of ``flag``, observing the ticks the live
     :class:`~analytics.scoring.live.MachineScorer` would: only those where ``scored`` is true; the
     first of each run of scored ticks (a return to running) is a ``resumed`` observation. A stop
     thus neither opens nor clears an episode, and the debounce timers restart after it."""
@@ -126,12 +137,15 @@ def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig,
         index, flag = index[scored], np.asarray(flag)[scored]
     tracker = EpisodeTracker(source=EventSource.ANOMALY, rule="eval", open_after_s=cfg.open_after_s,
                              clear_after_s=cfg.clear_after_s)
-    out: list[tuple[Any, Any]] = []
+    out: list[Episode] = []
+    raised: dict[str, pd.Timestamp] = {}
 
     def observe(i: int) -> None:
         for e in tracker.observe("m", index[i].to_pydatetime(), bool(flag[i]), 1.0, resumed=bool(resumed[i])):
-            if e.state is EventState.RESOLVED:
-                out.append((pd.Timestamp(e.start), pd.Timestamp(e.end)))
+            if e.state is EventState.OPEN:
+                raised.setdefault(e.id, index[i])
+            elif e.state is EventState.RESOLVED:
+                out.append(Episode(pd.Timestamp(e.start), pd.Timestamp(e.end), raised[e.id]))
 
     # only the flag's changes and the resumptions move the tracker; between two of them the flag
     # holds, and the debounce needs it re-observed once open_after_s / clear_after_s later
@@ -143,7 +157,7 @@ def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig,
             j = int(np.searchsorted(index, index[i] + pd.Timedelta(seconds=delay)))
             if j < nxt:
                 observe(j)
-    out += [(pd.Timestamp(e.start), None) for e in tracker.open_events()]
+    out += [Episode(pd.Timestamp(e.start), None, raised[e.id]) for e in tracker.open_events()]
     return out
 
 
@@ -254,7 +268,9 @@ def evaluate_seed(scenario: Any, seed: int, cfg: SimEvalConfig,
                 continue
             r = FaultResult(seed, asset, f["kind"], fs, fe)
             for name, es in eps.items():
-                hits = [max(s, fs) for s, e in es if s < fe and (e is None or e >= fs)]
+                # the alarm must go out before the fault ends; detected at max(raised, fault start)
+                hits = [max(ep.raised, fs) for ep in es
+                        if ep.raised < fe and (ep.end is None or ep.end >= fs)]
                 if hits:
                     r.detected_by.append(name)
                     ttd = (min(hits) - fs).total_seconds()
@@ -262,8 +278,8 @@ def evaluate_seed(scenario: Any, seed: int, cfg: SimEvalConfig,
             results.append(r)
         grace = pd.Timedelta(seconds=cfg.grace_s)
         false_alarms[asset] = sum(
-            1 for es in eps.values() for s, e in es
-            if not any(s <= fe + grace and (e is None or e >= fs) for fs, fe in windows))
+            1 for es in eps.values() for ep in es
+            if not any(ep.start <= fe + grace and (ep.end is None or ep.end >= fs) for fs, fe in windows))
         scored = scrap_scores(ref.machines[asset], df, kind, cfg)
         if scored is not None:
             ys.append(scored[0])

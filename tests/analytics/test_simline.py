@@ -58,7 +58,7 @@ def test_episode_debounce() -> None:
     flag[100:130] = True  # 30 s: shorter than open_after_s, no episode
     flag[300:500] = True
     eps = _episodes(idx, flag, SimEvalConfig(open_after_s=60, clear_after_s=60))
-    assert eps == [(idx[300], idx[500])]
+    assert eps == [(idx[300], idx[500], idx[360])]  # the alarm went out 60 s after the first flag
 
 
 def test_a_stop_neither_clears_nor_opens_an_episode() -> None:
@@ -76,9 +76,9 @@ def test_a_stop_neither_clears_nor_opens_an_episode() -> None:
     flag[100:400] = True  # anomalous until the machine stops ...
     flag[1400:1500] = True  # ... and again for 100 s after it restarts
     # every tick an observation (the old evaluation): the stop cleared the first episode
-    assert _episodes(idx, flag, cfg) == [(idx[100], idx[400]), (idx[1400], idx[1500])]
+    assert _episodes(idx, flag, cfg) == [(idx[100], idx[400], idx[160]), (idx[1400], idx[1500], idx[1460])]
     # the stop is no observation: one episode, from the first flag to the first scored clear tick
-    assert _episodes(idx, flag, cfg, scored) == [(idx[100], idx[1500])]
+    assert _episodes(idx, flag, cfg, scored) == [(idx[100], idx[1500], idx[160])]
 
     # a clear tick on restart, a second stop, then anomalous again: the two clear observations
     # 600 s apart are not 300 s of observed clear (the overheating machine that trips)
@@ -87,7 +87,7 @@ def test_a_stop_neither_clears_nor_opens_an_episode() -> None:
     flag2 = np.zeros(4000, dtype=bool)
     flag2[100:400] = True
     flag2[2001:2500] = True  # ticks 1400 and 2000: clear, each right after a stop
-    assert _episodes(idx, flag2, cfg, scored2) == [(idx[100], idx[2500])]
+    assert _episodes(idx, flag2, cfg, scored2) == [(idx[100], idx[2500], idx[160])]
 
     short = np.zeros(4000, dtype=bool)
     short[370:400] = True  # 30 s before the stop, 40 s after it: neither is 60 s of anomaly
