@@ -195,3 +195,57 @@ async def test_committed_but_unacknowledged_messages_are_not_stored_twice_after_
         pub.close()
         got = await drain(buf)
     assert sorted(s.value for s in got) == [200.0 + i for i in range(11)], "each value once"
+
+
+class FailsFirstCommits:
+    """A sink whose first ``n`` commits fail (disk full): the connector must not acknowledge those
+    messages, and must store the broker's redeliveries of them."""
+
+    def __init__(self, buf: SqliteBuffer, n: int) -> None:
+        self.buf, self.failures = buf, n
+
+    def submit(
+        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
+        if samples and self.failures > 0:
+            self.failures -= 1
+            fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+            fut.set_exception(OSError("database or disk is full"))  # what a failed group commit gives
+            return fut
+        return self.buf.submit(samples, marks)
+
+    async def marks(self, prefix: str) -> dict[str, str]:
+        return await self.buf.marks(prefix)
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_a_failed_commit_is_stored_when_the_broker_redelivers(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str
+) -> None:
+    """The same connector reconnects (the supervisor's next ``run``): the broker redelivers (DUP)
+    the messages whose commit failed, and they are stored — not taken for duplicates."""
+    dl = DeadLetter(tmp_path / "dead.jsonl")
+    cfg = make_config(mosquitto, protocol)
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        sink = FailsFirstCommits(buf, 3)
+        conn = MqttConnector(cfg, "agent-1", dl)
+        task = asyncio.create_task(conn.run(sink))
+        await eventually(lambda: conn.stats.connected, 15)
+        pub = Publisher(mosquitto)
+        for i in range(5):
+            pub.publish("acme/line2/imm-3/telemetry", acme(i))
+        await eventually(lambda: conn.stats.messages == 5, 15)
+        await asyncio.sleep(0.5)  # the two good commits land
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        task = asyncio.create_task(conn.run(sink))  # same process, same session: redeliveries
+        await eventually(lambda: conn.stats.messages == 8, 15, "the 3 unacknowledged messages redelivered")
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        pub.close()
+        assert conn.stats.duplicates_skipped == 0
+        got = await drain(buf)
+    assert sorted(s.value for s in got) == [200.0 + i for i in range(5)], "each value once, none lost"

@@ -9,7 +9,10 @@ redelivers everything it has not seen acknowledged. A redelivery (DUP flag) of a
 already committed is recognised by its digest (topic + payload) and only acknowledged (counted
 in ``duplicates_skipped``) — also after a crash between commit and PUBACK: the digest of each
 QoS ≥ 1 message is committed with its samples, in the same transaction, into a ring of
-``_DUP_SLOTS`` buffer marks that the next process reads before it connects.
+``_DUP_SLOTS`` buffer marks that the next process reads before it connects. A digest counts as
+seen only while its commit is pending or done: a redelivery that arrives while the original's
+commit is pending is acknowledged only if that commit succeeds, and a commit that fails forgets
+the digest, so the broker's next redelivery is stored.
 
 A message that does not map is counted, logged with the reason (at most one line per mapping
 per minute plus a count) and written to the dead-letter file with its topic and payload; it
@@ -56,7 +59,8 @@ class MqttConnector:
         self.deadletter = deadletter
         self.mapper = PayloadMapper(config.mappings)
         self.stats = ConnectorStats()
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._seen: OrderedDict[bytes, asyncio.Future[Any] | None] = OrderedDict()
+        """Digest -> the pending commit of its samples, or None once committed."""
         self._last_warn: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._runs = 0
@@ -163,7 +167,11 @@ class MqttConnector:
         digest = hashlib.blake2b(msg.topic.encode() + b"\0" + msg.payload, digest_size=16).digest()
         if msg.dup and digest in self._seen:
             self.stats.duplicates_skipped += 1
-            self._ack_after_commit(client, msg, [])
+            pending = self._seen[digest]
+            if pending is None:
+                self._ack_after_commit(client, msg, [])
+            else:  # the original is still being committed: acknowledge only if that succeeds
+                self._ack_when(pending, client, msg)
             return
         try:
             result = self.mapper.map(msg.topic, bytes(msg.payload))
@@ -174,14 +182,25 @@ class MqttConnector:
         if result.problems:
             self._bad(msg, "; ".join(result.problems), result.mapping)
         self.stats.got(len(result.samples))
-        self._seen[digest] = None
-        if len(self._seen) > _SEEN_MAX:
-            self._seen.popitem(last=False)
         marks = None
         if msg.qos > 0 and result.samples:  # only what the broker can redeliver
             marks = {f"{self._mark_prefix}{self._seq % _DUP_SLOTS:04d}": f"{self._seq}:{digest.hex()}"}
             self._seq += 1
-        self._ack_after_commit(client, msg, result.samples, marks)
+        fut = self._ack_after_commit(client, msg, result.samples, marks)
+        self._seen[digest] = fut
+        self._seen.move_to_end(digest)
+        if len(self._seen) > _SEEN_MAX:
+            self._seen.popitem(last=False)
+
+        def settled(f: asyncio.Future[Any]) -> None:
+            if self._seen.get(digest) is not f:
+                return  # evicted, or a later message with the same content took the slot
+            if f.cancelled() or f.exception() is not None:
+                del self._seen[digest]  # not committed: the broker's redelivery must be stored
+            else:
+                self._seen[digest] = None
+
+        fut.add_done_callback(settled)
 
     def _ack_after_commit(
         self,
@@ -189,8 +208,13 @@ class MqttConnector:
         msg: mqtt.MQTTMessage,
         samples: list[Any],
         marks: dict[str, str] | None = None,
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         fut = self._sink.submit(samples, marks)
+        self._ack_when(fut, client, msg)
+        return fut
+
+    def _ack_when(self, fut: asyncio.Future[Any], client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        """PUBACK ``msg`` once ``fut`` (a buffer commit) has succeeded; never if it failed."""
         mid, qos = msg.mid, msg.qos
 
         def done(f: asyncio.Future[Any]) -> None:
