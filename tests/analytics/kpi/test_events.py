@@ -63,7 +63,7 @@ def test_anomaly_debounce_default_is_one_value_everywhere(tmp_path: Path) -> Non
     from analytics.simline import SimEvalConfig
 
     default = (ANOMALY_OPEN_AFTER_S, ANOMALY_CLEAR_AFTER_S)
-    assert default == (60.0, 300.0)
+    assert default == (120.0, 300.0)
     svc = ServiceConfig.model_validate({"scopes": ["plant1/a1/line1"], "ingest": {"url": "http://127.0.0.1:1"}})
     assert (svc.open_after_s, svc.clear_after_s) == default
     sample = tomllib.loads((ROOT / "analytics/scoring/service/sample.toml").read_text())
