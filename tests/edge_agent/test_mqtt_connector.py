@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -13,6 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.buffer import PutResult, SqliteBuffer
+from edge_agent.connectors.base import Sink
 from edge_agent.connectors.mqtt import MqttConnector, MqttConnectorConfig
 from edge_agent.deadletter import DeadLetter
 from edge_agent.supervisor import supervise
@@ -135,12 +136,40 @@ async def test_messages_received_while_agent_down_are_delivered(tmp_path: Path, 
         assert len(await drain(buf)) == 10
 
 
-class CommitsThenDies:
+@contextlib.asynccontextmanager
+async def running(conn: MqttConnector, sink: Sink) -> AsyncIterator[None]:
+    """``conn`` connected and running into ``sink`` inside the block; one ``run``, cancelled at the end."""
+    task = asyncio.create_task(conn.run(sink))
+    try:
+        await eventually(lambda: conn.stats.connected, 15)
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class WrappedBuffer:
+    """A sink in front of the real buffer; subclasses change what ``submit`` reports."""
+
+    def __init__(self, buf: SqliteBuffer) -> None:
+        self.buf = buf
+
+    def submit(
+        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
+        return self.buf.submit(samples, marks)
+
+    async def marks(self, prefix: str) -> dict[str, str]:
+        return await self.buf.marks(prefix)
+
+
+class CommitsThenDies(WrappedBuffer):
     """A sink whose process 'dies' between commit and PUBACK: the samples (and marks) are committed
     to the real buffer, but the connector is never told, so it never acknowledges the messages."""
 
     def __init__(self, buf: SqliteBuffer) -> None:
-        self.buf = buf
+        super().__init__(buf)
         self.commits: list[asyncio.Future[PutResult]] = []
 
     def submit(
@@ -148,9 +177,6 @@ class CommitsThenDies:
     ) -> asyncio.Future[PutResult]:
         self.commits.append(self.buf.submit(samples, marks))
         return asyncio.get_running_loop().create_future()  # never resolved: no PUBACK
-
-    async def marks(self, prefix: str) -> dict[str, str]:
-        return await self.buf.marks(prefix)
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
@@ -197,12 +223,13 @@ async def test_committed_but_unacknowledged_messages_are_not_stored_twice_after_
     assert sorted(s.value for s in got) == [200.0 + i for i in range(11)], "each value once"
 
 
-class FailsFirstCommits:
+class FailsFirstCommits(WrappedBuffer):
     """A sink whose first ``n`` commits fail (disk full): the connector must not acknowledge those
     messages, and must store the broker's redeliveries of them."""
 
     def __init__(self, buf: SqliteBuffer, n: int) -> None:
-        self.buf, self.failures = buf, n
+        super().__init__(buf)
+        self.failures = n
 
     def submit(
         self, samples: Sequence[Sample], marks: dict[str, str] | None = None
@@ -212,10 +239,7 @@ class FailsFirstCommits:
             fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
             fut.set_exception(OSError("database or disk is full"))  # what a failed group commit gives
             return fut
-        return self.buf.submit(samples, marks)
-
-    async def marks(self, prefix: str) -> dict[str, str]:
-        return await self.buf.marks(prefix)
+        return super().submit(samples, marks)
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
@@ -229,22 +253,15 @@ async def test_a_failed_commit_is_stored_when_the_broker_redelivers(
     async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
         sink = FailsFirstCommits(buf, 3)
         conn = MqttConnector(cfg, "agent-1", dl)
-        task = asyncio.create_task(conn.run(sink))
-        await eventually(lambda: conn.stats.connected, 15)
         pub = Publisher(mosquitto)
-        for i in range(5):
-            pub.publish("acme/line2/imm-3/telemetry", acme(i))
-        await eventually(lambda: conn.stats.messages == 5, 15)
-        await asyncio.sleep(0.5)  # the two good commits land
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        task = asyncio.create_task(conn.run(sink))  # same process, same session: redeliveries
-        await eventually(lambda: conn.stats.messages == 8, 15, "the 3 unacknowledged messages redelivered")
-        await asyncio.sleep(0.5)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with running(conn, sink):
+            for i in range(5):
+                pub.publish("acme/line2/imm-3/telemetry", acme(i))
+            await eventually(lambda: conn.stats.messages == 5, 15)
+            await asyncio.sleep(0.5)  # the two good commits land
+        async with running(conn, sink):  # same process, same session: the broker redelivers
+            await eventually(lambda: conn.stats.messages == 8, 15, "the 3 unacknowledged ones redelivered")
+            await asyncio.sleep(0.5)
         pub.close()
         assert conn.stats.duplicates_skipped == 0
         got = await drain(buf)
