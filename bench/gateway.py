@@ -39,9 +39,10 @@ import httpx
 
 from gateway.mqtt.testing import Counter, FakeAgent
 from gateway.testing import GatewayProcess, duckdb_counts, ingest_written, simulated_batches, write_config
-from ingest.testing import IngestProcess, free_port
+from ingest.testing import IngestProcess
 from tests.support.servers import Mosquitto
 from zhizao.model import Batch
+from zhizao.net import free_port
 from zhizao.wire import CONTENT_TYPE, encode_batch
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -34,13 +33,7 @@ from ingest.app import create_app
 from ingest.auth import Scope, TokenFile
 from ingest.settings import Settings
 from ingest.storage.base import Store
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from zhizao.net import free_port
 
 
 def server_settings(tmp_path: Path, *, auth: bool = False, backend: str = "duckdb") -> Settings:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from simulator.machine import Emission
 from simulator.mqtt.payloads import encode_payload, topic_for
 from simulator.scenario import Scenario
 from zhizao.model import AssetPath, Sample, Value
+from zhizao.net import free_port
 from zhizao.wire import format_ts
 
 if TYPE_CHECKING:
@@ -39,13 +39,6 @@ log = logging.getLogger(__name__)
 _INT_SIGNALS = ("parts_total", "parts_good", "parts_scrap")
 _STR_SIGNALS = ("state", "state_reason", "product")
 DEFAULT_DURATION_S = 7 * 86400.0
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _initial(signal: str) -> Value:
@@ -154,7 +147,7 @@ class SimulatorRuntime:
         ]
         assert self.opcua_port is not None
         if self.opcua_port == 0:
-            self.opcua_port = _free_port(self.opcua_host)
+            self.opcua_port = free_port(self.opcua_host)
         server = OpcUaServer(
             machines,
             host=self.opcua_host,

@@ -32,7 +32,7 @@ from analytics.registry import ModelRegistry
 from analytics.scoring.service import ScoringService, ServiceConfig, load_service_config
 from ingest.storage.base import SampleFrame
 from ingest.storage.duckdb.store import DuckDBStore
-from ingest.testing import free_port, run_server, server_settings
+from ingest.testing import run_server, server_settings
 from simulator.engine import generate
 from simulator.scenario import FaultConfig, Scenario, load_scenario
 from tests.support.servers import InfluxDB, Mosquitto
@@ -40,6 +40,7 @@ from tests.support.waiting import eventually
 from tests.support.webhook import WebhookReceiver
 from zhizao.events import Event
 from zhizao.model import Batch, Sample
+from zhizao.net import free_port
 from zhizao.topics import ALERTS_FILTER, alert_topic
 from zhizao.wire import encode_batch
 

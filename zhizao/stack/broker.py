@@ -10,22 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import warnings
 from types import TracebackType
 from typing import Any, Self
 
 from zhizao.errors import ConnectionLost
+from zhizao.net import free_port
 
 log = logging.getLogger(__name__)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class EmbeddedBroker:

@@ -27,9 +27,10 @@ from simulator.plant_export import plant_config
 from simulator.runtime import SimulatorRuntime
 from simulator.scenario import Scenario
 from zhizao.model import AssetPath
+from zhizao.net import free_port
 from zhizao.stack.agent import LineAgent
 from zhizao.stack.analytics import LiveAnalytics
-from zhizao.stack.broker import EmbeddedBroker, free_port
+from zhizao.stack.broker import EmbeddedBroker
 from zhizao.stack.ingest import IngestServer
 from zhizao.stack.mosquitto import LocalMosquitto
 from zhizao.stack.site_gateway import SiteGateway

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Self
 
 from zhizao.errors import ConnectionLost
-from zhizao.stack.broker import free_port
+from zhizao.net import free_port
 
 
 class LocalMosquitto:
