@@ -172,7 +172,8 @@ class _CellBounds:
             return out
         code = self._code(ctx, self.binary)
         k = np.searchsorted(self.codes, code)
-        k = np.where((k < len(self.codes)) & (self.codes[np.minimum(k, len(self.codes) - 1)] == code)
-                     if len(self.codes) else False, k, len(self.codes))  # unknown cell: all rows
+        known = k < len(self.codes)
+        known[known] = self.codes[k[known]] == code[known]
+        k[~known] = len(self.codes)  # a cell training did not see (enough of): all rows' bounds
         out[:, cont] = np.clip(ctx[:, cont], self.lo[k], self.hi[k])
         return out
