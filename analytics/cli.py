@@ -70,9 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--to", dest="end", required=True, help="ISO-8601 end")
     tr.add_argument("--duckdb", help="DuckDB store file (default: the ingest config's store)")
     tr.add_argument("--ingest-config", help="ingest TOML/YAML config whose [storage] to read")
-    tr.add_argument("--signals", help="comma-separated signals (default: every numeric process signal)")
+    tr.add_argument("--model", choices=["health", "energy"], default="health",
+                    help="health: process signals, running rows (registry scope = the machine path); "
+                         "energy: expected power from state + load signals, every row (scope PATH#energy)")
+    tr.add_argument("--signals", help="comma-separated signals; health: default every numeric process "
+                                      "signal; energy: the load signals power depends on (required)")
+    tr.add_argument("--power-signal", default="power_kw",
+                    help="energy: the measured power, the model's target (default power_kw)")
     tr.add_argument("--registry", default=DEFAULT_REGISTRY)
-    tr.add_argument("--config", help="TOML/YAML ModelSpec")
+    tr.add_argument("--config", help="TOML/YAML ModelSpec (default: health ModelSpec(), energy "
+                                     "analytics/detectors/expected_power/sample.toml)")
 
     sv = sub.add_parser("serve", help="the scoring service: score stored data live, write anomaly_score "
                                       "and anomaly events back")

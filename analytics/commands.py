@@ -119,9 +119,10 @@ def train(args: argparse.Namespace) -> int:
 
     start, end = _when(args.start, "--from"), _when(args.end, "--to")
     signals = [s.strip() for s in args.signals.split(",")] if args.signals else None
+    spec = load_config(ModelSpec, args.config) if args.config else None  # None: the model's preset
     meta = asyncio.run(train_from_store(args.scope, start, end, registry=ModelRegistry(args.registry),
-                                        spec=_spec(args.config), duckdb=args.duckdb,
-                                        ingest_config=args.ingest_config, signals=signals))
+                                        spec=spec, duckdb=args.duckdb, ingest_config=args.ingest_config,
+                                        signals=signals, model=args.model, power=args.power_signal))
     print(f"trained {meta.scope} {meta.version}: {meta.training.rows} rows, "
           f"features {', '.join(meta.columns)}; "
           f"validation {meta.validation}")

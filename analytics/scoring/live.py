@@ -4,7 +4,8 @@
 ``process`` call scores the next rows (time order, online), and returns
 
 * a :class:`~ingest.storage.base.SampleFrame` of ``anomaly_score`` samples (one per scored row,
-  in [0, 1), signal :data:`zhizao.signals.ANOMALY_SCORE`) to write back to the store, and
+  in [0, 1), signal :data:`zhizao.signals.ANOMALY_SCORE` or, for a model other than ``health``,
+  ``anomaly_score.<model>``: :mod:`analytics.scoring.context`) to write back to the store, and
 * the anomaly :class:`~zhizao.events.Event` updates (open / peak update / resolved, one id per
   episode) from the shared :class:`analytics.events.EpisodeTracker` (debounced: an episode opens
   after the flag held ``open_after_s`` and resolves after it was clear ``clear_after_s``), with
@@ -40,9 +41,11 @@ class MachineScorer:
 
     def __init__(self, asset: str, model: AnomalyModel, *, rule: str = "anomaly",
                  open_after_s: float = ANOMALY_OPEN_AFTER_S, clear_after_s: float = ANOMALY_CLEAR_AFTER_S,
-                 top_k: int = 3) -> None:
+                 top_k: int = 3, signal: str = sig.ANOMALY_SCORE) -> None:
         self.asset = asset
         self.model = model
+        self.signal = signal
+        """The score series written (``anomaly_score``, or ``anomaly_score.<model>``)."""
         self._scorer = model.stream()
         self.tracker = EpisodeTracker(source=EventSource.ANOMALY, rule=rule, threshold=0.5,
                                       open_after_s=open_after_s, clear_after_s=clear_after_s)
@@ -98,7 +101,7 @@ class MachineScorer:
         scores: list[float] = [float(v) for v in res.score.tolist()]
         n = len(times)
         frame.asset += [self.asset] * n
-        frame.signal += [sig.ANOMALY_SCORE] * n
+        frame.signal += [self.signal] * n
         frame.ts_us += times
         frame.vtype += ["f"] * n
         frame.value += scores

@@ -88,6 +88,10 @@ class AnomalyModel:
     n_train: int = 0
     medians: FloatArray | None = None
     """Per feature, its training median (``settle="median"``: what a filling window reads as)."""
+    states: Literal["running", "all"] = "running"
+    """Which of a machine's rows the live scorers give it: ``"running"`` only (equipment health,
+    compared in a comparable operating state) or ``"all"`` (an energy model, whose columns hold the
+    state): :mod:`analytics.scoring.context`. Artifacts saved before it read the class default."""
 
     @property
     def settle_rows(self) -> int:

@@ -39,22 +39,19 @@ from sklearn.metrics import roc_auc_score
 from analytics.detectors.quality import ScrapModel
 from analytics.events import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S, EpisodeTracker
 from analytics.scoring import AnomalyModel, ModelSpec, piece_starts
-from analytics.scoring.presets import machine_health
+from analytics.scoring.context import design, state_columns
+from analytics.scoring.presets import energy, machine_health
 from analytics.simline.frames import SimRun, simulate
 from zhizao.config import StrictModel
 from zhizao.events import EventSource, EventState
+from zhizao.signals import POWER_KW
 
-STATES: Final = ("running", "idle", "setup", "down", "off")
 OUT_OF_SCOPE: Final = {
     "clock_skew": "timestamps offset: a data-quality flag of the KPI engine, not machine behaviour",
     "counter_reset": "counter bookkeeping: handled by the KPI counters (reset detection)",
     "maintenance_step": "the machine is in setup (not scored) while it lasts; the level step after it "
                         "is the new normal after maintenance",
 }
-
-
-def _energy_spec() -> ModelSpec:
-    return ModelSpec(detector="expected_power", detector_params={})
 
 
 class SimEvalConfig(StrictModel):
@@ -66,7 +63,7 @@ class SimEvalConfig(StrictModel):
     health: ModelSpec = Field(default_factory=machine_health)
     """The equipment-health model (:func:`analytics.scoring.presets.machine_health`; chosen in
     session 7 on seeds 11-13 by a rule fixed in advance, analytics/README.md)."""
-    energy: ModelSpec = Field(default_factory=_energy_spec)
+    energy: ModelSpec = Field(default_factory=energy)
     load_signals: dict[str, list[str]] = Field(default_factory=lambda: {
         "cnc": ["spindle_load"], "injection_moulding": ["melt_temp", "motor_current"],
         "compressor": ["air_flow"], "assembly": ["motor_current"]})
@@ -107,11 +104,6 @@ class SeedResult:
 
 def _matrix(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
     return np.asarray(df[cols].astype(float).ffill().bfill().fillna(0.0).to_numpy())
-
-
-def _state_onehot(df: pd.DataFrame) -> np.ndarray:
-    st = df["state"].ffill().to_numpy()
-    return np.stack([(st == s).astype(float) for s in STATES], axis=1)
 
 
 class Episode(NamedTuple):
@@ -199,11 +191,14 @@ def machine_flags(ref: pd.DataFrame, test: pd.DataFrame, kind: str,
     from simulator.kinds import KINDS
 
     hflag = health_flags(ref, test, list(KINDS[kind].signal_names), cfg)
-    load = cfg.load_signals.get(kind, [])
-    ctx_cols = [*[f"state={s}" for s in STATES], *load, "power_kw"]
-    energy = AnomalyModel(spec=cfg.energy).fit(
-        np.c_[_state_onehot(ref), _matrix(ref, [*load, "power_kw"])], columns=ctx_cols)
-    eflag = energy.stream().push(np.c_[_state_onehot(test), _matrix(test, [*load, "power_kw"])]).flag
+    load = [*cfg.load_signals.get(kind, []), POWER_KW]
+    ctx_cols = [*state_columns(), *load]  # as zhizao analytics train --model energy builds them
+
+    def rows(df: pd.DataFrame) -> np.ndarray:
+        return design(ctx_cols, load, _matrix(df, load), df["state"].ffill().to_numpy(dtype=object))
+
+    emodel = AnomalyModel(spec=cfg.energy, states="all").fit(rows(ref), columns=ctx_cols)
+    eflag = emodel.stream().push(rows(test)).flag
     return {"health": hflag, "energy": eflag}
 
 

@@ -120,9 +120,9 @@ def config(tmp: Path, url: str, registry: Path, **over: Any) -> dict[str, Any]:
     return doc
 
 
-def scores(url: str, asset: str) -> tuple[list[int], list[float]]:
+def scores(url: str, asset: str, signal: str = "anomaly_score") -> tuple[list[int], list[float]]:
     r = httpx.get(f"{url}/api/v1/series", params={
-        "asset": asset, "signal": "anomaly_score", "epoch": "us", "start": "2026-11-22T00:00:00Z",
+        "asset": asset, "signal": signal, "epoch": "us", "start": "2026-11-22T00:00:00Z",
         "end": "2026-11-24T00:00:00Z"})
     series = r.json()["series"]
     if not series:
@@ -585,3 +585,64 @@ async def test_a_step_redone_after_its_writes_stores_nothing_twice(
     assert ts == running_seconds(fault_run, IMM)
     (ev,) = events(ingest, IMM)
     assert ev["state"] == "resolved" and ev["contributors"][0]["signal"] == "vibration_rms"
+
+
+COMP = f"{LINE}/comp-1"
+LEAK_AT_S, LEAK_S = 1500, 1500
+
+
+async def test_energy_model_scores_every_state_and_flags_an_air_leak_live(
+        tmp_path: Path, ingest: str, registry: Path) -> None:
+    """The energy model served live, as ``eval sim`` scores it: trained with ``train --model
+    energy`` on the fault-free reference, scored by the service beside the health models on every
+    row (idle, off and running), written as ``anomaly_score.energy``; the compressed-air leak —
+    which shows only in power — raises an ``energy-model-…`` event blaming ``power_kw``."""
+    sc = _scenario()
+    ref = sc.model_copy(update={"faults": []})
+    async with DuckDBStore(tmp_path / "ref.duckdb") as s:
+        await s.write(SampleFrame.from_samples(list(generate(ref, 2, 3600))))
+    argv = ["train", "--scope", COMP, "--model", "energy", "--signals", "air_flow", "--from",
+            sc.start.isoformat(), "--to", (sc.start + timedelta(hours=1)).isoformat(),
+            "--duckdb", str(tmp_path / "ref.duckdb"), "--registry", str(registry)]
+    assert await asyncio.to_thread(analytics_main, argv) == 0
+    reg = ModelRegistry(registry)
+    assert f"{COMP}#energy" in reg.scopes() and COMP not in reg.scopes()
+    meta = reg.metadata(f"{COMP}#energy")
+    assert meta.detector == "expected_power"
+    assert meta.columns == ["state=running", "state=idle", "state=setup", "state=down", "state=off",
+                            "air_flow", "power_kw"]
+
+    leak = FaultConfig(machine="line1/comp-1", kind="air_leak", at=LEAK_AT_S, duration_s=LEAK_S)
+    run = list(generate(sc.model_copy(update={"faults": [leak]}), 1, 3600))
+    post(ingest, run)
+    cfg = ServiceConfig.model_validate(config(tmp_path, ingest, registry, models=["health", "energy"],
+                                              clear_after_s=300.0))
+    svc = ScoringService(cfg)
+    task = asyncio.create_task(svc.run())
+    try:
+        await eventually(lambda: done(svc, f"{COMP}#energy", end_us(run)), 90, "comp-1's energy scored")
+        await eventually(lambda: done(svc, IMM, end_us(run)), 60, "imm-1's health scored")
+    finally:
+        svc.stop()
+        await task
+    _, doc = svc.health()
+    machines = {m["machine"]: m for m in doc["machines"]}
+    assert machines[f"{COMP}#energy"]["status"] == "ok" and machines[f"{COMP}#energy"]["model"] == "v0001"
+    assert machines[COMP]["status"] == "no_model"                  # no health model for comp-1: that one only
+    assert machines[IMM]["status"] == "ok" and machines[f"{IMM}#energy"]["status"] == "no_model"
+
+    ts, values = scores(ingest, COMP, "anomaly_score.energy")
+    ticks = sorted({int(s.ts.timestamp() * 1e6) for s in run if str(s.asset) == COMP})
+    running = set(running_seconds(run, COMP))
+    assert len(set(ts)) == len(ts) and all(0 <= v < 1 for v in values)
+    assert set(ts) <= set(ticks) and len(ts) >= 0.95 * len(ticks)  # every state, not only running
+    assert len(set(ts) - running) > 300                              # idle, and off in the break
+    assert scores(ingest, COMP) == ([], [])                          # no health series without a model
+    assert scores(ingest, IMM)[0] == running_seconds(run, IMM)      # health scoring unchanged beside it
+
+    evs = [Event.model_validate(e) for e in events(ingest, COMP)]
+    assert evs and all(e.rule == "energy-model-v0001" for e in evs)
+    leak_start = sc.start + timedelta(seconds=LEAK_AT_S)
+    leak_end = leak_start + timedelta(seconds=LEAK_S)
+    assert all(leak_start <= e.start < leak_end for e in evs), evs  # the leak, and no false alarm
+    assert evs[0].contributors[0].signal == "power_kw"

@@ -68,8 +68,11 @@ async def store(tmp_path: Path) -> DuckDBStore:
 async def test_history_keeps_process_signals_and_running_rows(store: DuckDBStore) -> None:
     async with store as s:
         h = await load_history(s, ASSET, T0, T0 + timedelta(hours=1))
+        # named signals: the state is still read (until session 10 it was not: every row counted)
+        named = await load_history(s, ASSET, T0, T0 + timedelta(hours=1), signals=["vibration_rms"])
     assert h.columns == ["motor_temp", "vibration_rms"]  # counters and state are not features
     assert len(h.ts_us) == 3000 and 0.9 < h.running.mean() < 0.96
+    assert named.columns == ["vibration_rms"] and (named.running == h.running).all()
 
 
 async def test_train_command_then_live_scoring_writes_back(store: DuckDBStore, tmp_path: Path) -> None:
@@ -105,6 +108,30 @@ async def test_train_command_then_live_scoring_writes_back(store: DuckDBStore, t
     assert fault_ts <= first.start <= fault_ts + timedelta(seconds=30)
     assert first.contributors[0].signal == "vibration_rms"
     assert len({e.id for e in sink.events}) == 1  # one episode, no false alarm before the fault
+
+
+async def test_energy_training_sees_every_state_and_names_what_is_missing(
+        store: DuckDBStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``train --model energy``: every row (idle too), the state as one-hot columns, the power
+    last, under scope ``<machine>#energy``; without load signals, or with a power signal the
+    machine lacks, a clear error and exit code 1, nothing saved."""
+    reg = tmp_path / "models"
+    base = ["train", "--scope", ASSET, "--from", T0.isoformat(), "--to",
+            (T0 + timedelta(hours=1)).isoformat(), "--duckdb", str(tmp_path / "z.duckdb"),
+            "--registry", str(reg), "--model", "energy"]
+    assert await _run_cli(base) == 1
+    assert "the energy model needs its load signals" in capsys.readouterr().err
+    assert await _run_cli([*base, "--signals", "motor_temp", "--power-signal", "vibration_rms"]) == 0
+    assert await _run_cli([*base, "--signals", "motor_temp", "--power-signal", "power_kw"]) == 1
+    assert "power_kw" in capsys.readouterr().err
+    registry = ModelRegistry(reg)
+    assert registry.scopes() == [f"{ASSET}#energy"] and registry.versions(f"{ASSET}#energy") == ["v0001"]
+    meta = registry.metadata(f"{ASSET}#energy")
+    assert meta.columns == ["state=running", "state=idle", "state=setup", "state=down", "state=off",
+                            "motor_temp", "vibration_rms"]
+    assert meta.training.rows == int(3000 * 0.8)  # every row, idle ones too (health keeps running rows)
+    model = registry.load(f"{ASSET}#energy")
+    assert model.states == "all" and model.spec.detector == "expected_power"
 
 
 async def _run_cli(argv: list[str]) -> int:

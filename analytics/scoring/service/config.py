@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from analytics.events.config import SinksConfig
 from analytics.events.debounce import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S
+from analytics.scoring.context import check_model_name
 from ingest.settings import StorageSettings
 from ingest.storage.base import AssetPrefix
 from zhizao.config import StrictModel, load_config
@@ -62,7 +63,12 @@ class ServiceConfig(StrictModel):
     """Machine paths (``site/area/line/machine``) or prefixes (``site``, ``site/area``,
     ``site/area/line``), resolved through the catalogue at start and at every registry poll."""
     registry: str = "zhizao-models"
-    """Model registry directory (``zhizao analytics train`` writes it); one model per machine path."""
+    """Model registry directory (``zhizao analytics train`` writes it)."""
+    models: list[str] = Field(default_factory=lambda: ["health"], min_length=1)
+    """The models scored on every machine, each with its own cursor, score series and events
+    (:mod:`analytics.scoring.context`): ``health`` (registry scope = the machine path, series
+    ``anomaly_score``) and e.g. ``energy`` (scope ``<path>#energy``, series ``anomaly_score.energy``).
+    A machine without an active version of a model is reported (``no_model``) for that model only."""
     state_dir: str = "zhizao-scoring-state"
     """Where each machine's cursor, scorer and episode state are persisted (one file per machine)."""
     producer: str = "zhizao-scoring"
@@ -113,6 +119,15 @@ class ServiceConfig(StrictModel):
     """Where anomaly events go (``analytics/events``): ingest ``/api/v1/events``, MQTT, webhooks."""
     health: HealthConfig = Field(default_factory=HealthConfig)
 
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str]) -> list[str]:
+        for name in v:
+            check_model_name(name)
+        if len(set(v)) != len(v):
+            raise ValueError(f"models {v} names a model twice")
+        return v
 
     @field_validator("producer")
     @classmethod

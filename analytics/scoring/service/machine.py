@@ -1,4 +1,8 @@
-"""One machine in the scoring service: its promoted model, its cursor, one step at a time.
+"""One model of one machine in the scoring service: its promoted version, its cursor, one step at a time.
+
+A worker scores machine ``asset`` with model ``model`` (``health``, ``energy``, ...: registry scope
+``asset`` or ``asset#model``, :mod:`analytics.scoring.context`); a machine with two models has two
+workers, each with its own cursor, state file, score series and events.
 
 A step scores the machine's *closed* windows (fixed grid of ``window_s``, aligned to the epoch):
 ``[a, b)`` is closed once every model signal has data at or after ``b + lateness_s`` (the
@@ -7,10 +11,12 @@ advancing for ``quiet_close_s`` of wall time (then up to the last data). The ste
 ``[cursor, end)`` as ``bucket_s`` means (the very first step from ``lookback_s`` earlier), aligns
 and forward-fills the signals as training does — the last known value of each signal and the last
 known ``state`` are carried from step to step (persisted), since both may be reported only on
-change — keeps ``running`` rows (when the machine publishes ``state``), scores them with
-:class:`~analytics.scoring.live.MachineScorer`, writes each window's ``anomaly_score`` samples as
-one batch with id ``s.<machine key>.<model version>.<window start µs>`` (so a redone step stores
-nothing twice), hands the events to the sinks, then persists the state (:mod:`.state`).
+change — keeps ``running`` rows (when the machine publishes ``state``; a model with
+``states == "all"`` keeps every row and sees the state as columns), scores them with
+:class:`~analytics.scoring.live.MachineScorer`, writes each window's ``anomaly_score`` (or
+``anomaly_score.<model>``) samples as one batch with id
+``s.<scope key>.<model version>.<window start µs>`` (so a redone step stores nothing twice), hands
+the events to the sinks, then persists the state (:mod:`.state`).
 
 Late data: rows whose timestamp is before the cursor when they arrive are stored by ingest but
 never scored (the window was closed); ``lateness_s`` is the allowance. Within a window, order of
@@ -33,6 +39,7 @@ import numpy as np
 from analytics.errors import ModelMismatch, RegistryError
 from analytics.events import EventEmitter
 from analytics.registry import ModelRegistry
+from analytics.scoring.context import HEALTH, model_scope, score_signal, signal_columns
 from analytics.scoring.live import MachineScorer
 from analytics.scoring.model import AnomalyModel
 from analytics.scoring.rows import Rows, aligned_rows
@@ -47,13 +54,16 @@ log = logging.getLogger(__name__)
 US = 1_000_000
 
 
-def rule_of(version: str) -> str:
-    """The events' ``rule``: names the model version that raised them."""
-    return f"model-{version}"
+def rule_of(version: str, model: str = HEALTH) -> str:
+    """The events' ``rule``: names the model (other than ``health``) and the version that raised
+    them: ``model-v0003``, ``energy-model-v0001`` (part of each event's id)."""
+    return f"model-{version}" if model == HEALTH else f"{model}-model-{version}"
 
 
-def batch_id(asset: str, version: str, window_start_us: int) -> str:
-    return f"s.{asset_key(asset)}.{version}.{window_start_us}"
+def batch_id(scope: str, version: str, window_start_us: int) -> str:
+    """The id of one window's score batch: model scope (machine path, or ``path#model``), version
+    and window start."""
+    return f"s.{asset_key(scope)}.{version}.{window_start_us}"
 
 
 @dataclass
@@ -66,8 +76,14 @@ class StepResult:
 class MachineWorker:
     """See module docstring. Driven by one task; ``status`` is ``ok`` or the kind of problem."""
 
-    def __init__(self, asset: str, cfg: ServiceConfig, registry: ModelRegistry, states: StateStore) -> None:
+    def __init__(self, asset: str, cfg: ServiceConfig, registry: ModelRegistry, states: StateStore,
+                 model: str = HEALTH) -> None:
         self.asset = asset
+        """The machine path (what is read, and what scores and events are about)."""
+        self.model_name = model
+        self.scope = model_scope(asset, model)
+        """Registry scope, state key, metric label and log name: ``asset`` or ``asset#<model>``."""
+        self.signal = score_signal(model)
         self.cfg = cfg
         self.registry = registry
         self.states = states
@@ -88,30 +104,30 @@ class MachineWorker:
     def _report(self, status: str, problem: str) -> None:
         if (status, problem) != (self.status, self.problem):
             level = logging.WARNING if status in ("no_model", "missing_signals") else logging.ERROR
-            log.log(level, "machine %s: %s: %s", self.asset, status, problem)
+            log.log(level, "machine %s: %s: %s", self.scope, status, problem)
             m.FAILURES.labels(status).inc()
         self.status, self.problem = status, problem
-        m.UP.labels(self.asset).set(0)
+        m.UP.labels(self.scope).set(0)
 
     def refresh_model(self) -> None:
         """Load the registry's active model when it changed (see module docstring)."""
         try:
-            active = self.registry.active(self.asset)
+            active = self.registry.active(self.scope)
         except (OSError, ValueError) as exc:
             self._report("registry", f"cannot read the registry: {exc}")
             return
         if active is None:
             self._park()
-            self._report("no_model", f"no promoted model for {self.asset} in {self.registry.root}")
+            self._report("no_model", f"no promoted model for {self.scope} in {self.registry.root}")
             return
         if active == self.version and self.status == "registry":  # the registry is readable again
             self.status, self.problem = "ok", ""
-            m.UP.labels(self.asset).set(1)
+            m.UP.labels(self.scope).set(1)
         if active in (self.version, self._refused):
             return
         try:
-            meta = self.registry.metadata(self.asset, active)
-            model = self.registry.load(self.asset, active, features=meta.features)
+            meta = self.registry.metadata(self.scope, active)
+            model = self.registry.load(self.scope, active, features=meta.features)
         except (ModelMismatch, RegistryError, OSError, ValueError) as exc:
             self._refused = active
             self._park()
@@ -123,20 +139,21 @@ class MachineWorker:
             self._switch(active, model)
         except ValueError:
             return  # unreadable state file: reported by _load_state, the machine waits
-        log.info("machine %s: scoring with model %s%s", self.asset, active, f" (was {old})" if old else "")
+        log.info("machine %s: scoring with model %s%s", self.scope, active, f" (was {old})" if old else "")
 
     def _park(self) -> None:
         """Stop scoring (the promoted model is unusable or gone); the cursor and state stay."""
         if self.version is not None:
-            m.MODEL.labels(self.asset, self.version).set(0)
+            m.MODEL.labels(self.scope, self.version).set(0)
         self.version, self.model, self.scorer = None, None, None
 
     def _switch(self, version: str, model: AnomalyModel) -> None:
         if self.version is not None:
-            m.MODEL.labels(self.asset, self.version).set(0)
+            m.MODEL.labels(self.scope, self.version).set(0)
         saved = self.state if self.state is not None else self._load_state()
-        scorer = MachineScorer(self.asset, model, rule=rule_of(version), open_after_s=self.cfg.open_after_s,
-                               clear_after_s=self.cfg.clear_after_s, top_k=self.cfg.top_k)
+        scorer = MachineScorer(self.asset, model, rule=rule_of(version, self.model_name),
+                               open_after_s=self.cfg.open_after_s, clear_after_s=self.cfg.clear_after_s,
+                               top_k=self.cfg.top_k, signal=self.signal)
         if saved is not None and saved.version == version and saved.scorer is not None:
             scorer.restore(saved.scorer)
         elif saved is not None:
@@ -146,29 +163,30 @@ class MachineWorker:
                        else self._old_scorer(saved))
                 if old is not None:
                     self._pending_close = old.tracker.close_all(from_us(saved.cursor_us))
-            saved = MachineState(asset=self.asset, version=version, cursor_us=saved.cursor_us,
+            saved = MachineState(asset=self.scope, version=version, cursor_us=saved.cursor_us,
                                  scorer=scorer.snapshot(), last_row_us=None, carry=saved.carry,
                                  carry_state=saved.carry_state, pending=saved.pending)
         self.version, self.model, self.scorer, self.state = version, model, scorer, saved
-        m.MODEL.labels(self.asset, version).set(1)
+        m.MODEL.labels(self.scope, version).set(1)
         self.status, self.problem = "ok", ""
-        m.UP.labels(self.asset).set(1)
+        m.UP.labels(self.scope).set(1)
 
     def _old_scorer(self, saved: MachineState) -> MachineScorer | None:
         """The previous model's scorer at the cursor (only its episode tracker is used)."""
         try:
-            old_model = self.registry.load(self.asset, saved.version)
-            old = MachineScorer(self.asset, old_model, rule=rule_of(saved.version))
+            old_model = self.registry.load(self.scope, saved.version)
+            old = MachineScorer(self.asset, old_model, rule=rule_of(saved.version, self.model_name),
+                                signal=self.signal)
             assert saved.scorer is not None
             old.restore(saved.scorer)
         except (ModelMismatch, RegistryError, OSError, ValueError, TypeError) as exc:
-            log.warning("machine %s: open episodes of %s not resolved (%s)", self.asset, saved.version, exc)
+            log.warning("machine %s: open episodes of %s not resolved (%s)", self.scope, saved.version, exc)
             return None
         return old
 
     def _load_state(self) -> MachineState | None:
         try:
-            return self.states.load(self.asset)
+            return self.states.load(self.scope)
         except ValueError as exc:
             self._report("state", str(exc))
             raise
@@ -179,14 +197,15 @@ class MachineWorker:
         """End (µs) of the last closed window given the signals' last-seen times; ``None`` when a
         model signal has no data yet (reported as ``missing_signals``)."""
         assert self.model is not None
-        missing = [c for c in self.model.columns if c not in last_seen_us]
+        signals = signal_columns(self.model.columns)
+        missing = [c for c in signals if c not in last_seen_us]
         if missing:
             self._report("missing_signals", f"model signals {missing} have no data in the catalogue")
             return None
         if self.status == "missing_signals":
             self.status, self.problem = "ok", ""
-            m.UP.labels(self.asset).set(1)
-        wm = min(last_seen_us[c] for c in self.model.columns)
+            m.UP.labels(self.scope).set(1)
+        wm = min(last_seen_us[c] for c in signals)
         if wm != self.watermark_us:
             self.watermark_us, self._wm_changed_at = wm, now_wall
         w = int(self.cfg.window_s * US)
@@ -211,7 +230,7 @@ class MachineWorker:
         if self.state is None:
             assert self.watermark_us is not None
             start = (self.watermark_us - int(self.cfg.backfill_s * US)) // w * w
-            self.state = MachineState(asset=self.asset, version=self.version, cursor_us=start,
+            self.state = MachineState(asset=self.scope, version=self.version, cursor_us=start,
                                       scorer=self.scorer.snapshot())
         st = self.state
         n = min((end - st.cursor_us) // w, self.cfg.max_windows_per_round)
@@ -237,7 +256,8 @@ class MachineWorker:
                     w: int) -> StepResult:
         assert self.scorer is not None and self.model is not None and self.version is not None
         got = await self._rows(io, st, until)
-        ts, X, running = got.ts, got.values, got.running
+        ts, X = got.ts, got.values
+        running = got.running if self.model.states == "running" else None  # "all": every row
         resets = None
         if len(ts):
             prev = np.r_[st.last_row_us if st.last_row_us is not None else ts[0], ts[:-1]]
@@ -246,15 +266,15 @@ class MachineWorker:
         windows = await self._write(io, frame, st.cursor_us, w)
         last_row = int(ts[-1]) if len(ts) else st.last_row_us
         pending = await self._deliver(emitter, st, events)
-        new = MachineState(asset=self.asset, version=self.version, cursor_us=until,
+        new = MachineState(asset=self.scope, version=self.version, cursor_us=until,
                            scorer=self.scorer.snapshot(), last_row_us=last_row, carry=got.carry,
                            carry_state=got.carry_state, pending=pending)
         self.states.save(new)
         self.state, self._pending_close = new, []
         rows = len(frame)
-        m.ROWS.labels(self.asset).inc(rows)
-        m.WINDOWS.labels(self.asset).inc((until - st.cursor_us) // w)
-        m.EVENTS.labels(self.asset).inc(len(events))
+        m.ROWS.labels(self.scope).inc(rows)
+        m.WINDOWS.labels(self.scope).inc((until - st.cursor_us) // w)
+        m.EVENTS.labels(self.scope).inc(len(events))
         self._gauges()
         return StepResult(rows=rows, windows=windows, events=len(events))
 
@@ -270,10 +290,10 @@ class MachineWorker:
         parts = []
         for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(fts)].tolist(), strict=True):
             window = cursor_us + int(idx[a]) * w
-            key = BatchKey(self.cfg.producer, batch_id(self.asset, self.version, window))
+            key = BatchKey(self.cfg.producer, batch_id(self.scope, self.version, window))
             parts.append((_slice(frame, a, b), key))
         results = await io.write_many(parts)
-        m.DUPLICATES.labels(self.asset).inc(sum(r.duplicate for r in results))
+        m.DUPLICATES.labels(self.scope).inc(sum(r.duplicate for r in results))
         return len(parts)
 
     async def _deliver(self, emitter: EventEmitter | None, st: MachineState, events: list[Event]
@@ -289,7 +309,7 @@ class MachineWorker:
             return {}
         if len(pending) > self.cfg.max_pending_events:
             drop = list(pending)[: len(pending) - self.cfg.max_pending_events]
-            log.error("machine %s: %d undelivered event updates dropped (ids %s)", self.asset, len(drop),
+            log.error("machine %s: %d undelivered event updates dropped (ids %s)", self.scope, len(drop),
                       ", ".join(drop[:10]))
             m.FAILURES.labels("events_dropped").inc(len(drop))
             for k in drop:
@@ -305,9 +325,9 @@ class MachineWorker:
     def _gauges(self) -> None:
         if self.state is None:
             return
-        m.CURSOR.labels(self.asset).set(self.state.cursor_us / US)
+        m.CURSOR.labels(self.scope).set(self.state.cursor_us / US)
         if self.watermark_us is not None:
-            m.LAG.labels(self.asset).set(max(self.watermark_us - self.state.cursor_us, 0) / US)
+            m.LAG.labels(self.scope).set(max(self.watermark_us - self.state.cursor_us, 0) / US)
 
     async def _rows(self, io: ScoreIO, st: MachineState, end_us: int) -> Rows:
         """Aligned rows with ``cursor <= ts < end_us`` (module docstring). The last known values and

@@ -4,7 +4,9 @@ Every ``interval_s`` one round: the catalogue of each configured scope is read (
 machines and gives each signal's last-seen time, the watermark), then every machine with a usable
 promoted model scores its closed windows (:class:`~.machine.MachineWorker`). Every
 ``registry_poll_s`` new machines are picked up and each machine's active model is re-checked, so a
-promotion or a rollback takes effect without a restart.
+promotion or a rollback takes effect without a restart. Each model named in ``models`` (``health``,
+``energy``, ...) is a worker of its own per machine, named by its registry scope (``asset`` or
+``asset#model``) in logs, metrics and ``/healthz``.
 
 Failures never end the loop. The store (or ingest) unreachable: the round stops, the failure is
 logged and counted (``zhizao_scoring_failures_total{kind="store_unavailable"}``) and the next
@@ -26,6 +28,7 @@ from typing import Any, Self
 
 from analytics.events import EventEmitter, build_emitter
 from analytics.registry import ModelRegistry
+from analytics.scoring.context import model_scope
 from analytics.scoring.service import metrics as m
 from analytics.scoring.service.config import ServiceConfig
 from analytics.scoring.service.machine import MachineWorker
@@ -132,25 +135,25 @@ class ScoringService:
             if now - self._last_poll >= self.cfg.registry_poll_s:
                 self._poll(seen)
                 self._last_poll = now
-            for asset, worker in self.workers.items():
+            for scope, worker in self.workers.items():
                 t_step = time.monotonic()
                 try:
-                    res = await worker.step(self.io, emitter, seen.get(asset, {}), now)
+                    res = await worker.step(self.io, emitter, seen.get(worker.asset, {}), now)
                 except Rejected as exc:
                     if f"rejected: {exc}" != self.last_error:  # the same refusal is logged once
-                        log.error("machine %s: request refused, retried every round: %s", asset, exc)
+                        log.error("machine %s: request refused, retried every round: %s", scope, exc)
                     self._fail("rejected", exc)
                     continue
                 except StoreUnavailable:
                     raise
                 except OSError as exc:  # the state folder (disk full, permissions): the step is redone
                     if f"state: {exc}" != self.last_error:
-                        log.error("machine %s: cannot save its state, the step is redone: %s", asset, exc)
+                        log.error("machine %s: cannot save its state, the step is redone: %s", scope, exc)
                     self._fail("state", exc)
                     continue
                 except Exception as exc:  # the supervisor loop: one machine's bug never stops the others
                     self._fail("internal", exc)
-                    log.exception("machine %s: step failed, retried next round", asset)
+                    log.exception("machine %s: step failed, retried next round", scope)
                     continue
                 self.rows += res.rows
                 self.events += res.events
@@ -179,9 +182,12 @@ class ScoringService:
     def _poll(self, seen: dict[str, dict[str, int]]) -> None:
         wanted = {s for s in self.cfg.scopes if len(s.split("/")) == len(LEVELS)}
         wanted |= set(seen)
-        for asset in sorted(wanted - set(self.workers)):
-            log.info("machine %s: found", asset)
-            self.workers[asset] = MachineWorker(asset, self.cfg, self.registry, self.states)
+        for asset in sorted(wanted):
+            for model in self.cfg.models:
+                scope = model_scope(asset, model)
+                if scope not in self.workers:
+                    log.info("machine %s: found", scope)
+                    self.workers[scope] = MachineWorker(asset, self.cfg, self.registry, self.states, model)
         for worker in self.workers.values():
             worker.refresh_model()
 
@@ -193,10 +199,10 @@ class ScoringService:
         if now - last > self.cfg.health.stall_after_s:
             problems.append(f"no successful round for {now - last:.0f} s: {self.last_error}")
         machines = []
-        for asset, w in sorted(self.workers.items()):
+        for scope, w in sorted(self.workers.items()):
             st = w.state
             machines.append({
-                "machine": asset, "status": w.status, "problem": w.problem, "model": w.version,
+                "machine": scope, "status": w.status, "problem": w.problem, "model": w.version,
                 "cursor": None if st is None else st.cursor_us / 1e6,
                 "lag_s": None if st is None or w.watermark_us is None
                 else max(w.watermark_us - st.cursor_us, 0) / 1e6,
