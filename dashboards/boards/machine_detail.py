@@ -10,6 +10,8 @@ from dashboards.grafana import Annotation, Dashboard, Panel, Target
 from zhizao.signals import ANOMALY_SCORE, PARTS_GOOD, POWER_KW, STATE
 
 UID = "zhizao-machine-detail"
+SCORES = f"^{ANOMALY_SCORE}(\\.|$)"
+"""Every model's score series: ``anomaly_score`` (health) and ``anomaly_score.<model>``."""
 PROCESS = '"signal" !~ /^(kpi\\.|anomaly|state|product|parts_|energy_kwh|power_kw)/'
 """Process signals: every numeric signal except the well-known ones drawn elsewhere."""
 
@@ -30,11 +32,13 @@ def machine_detail() -> Dashboard:
               unit="short", width=24, height=9,
               description="Every numeric process signal of the machine (mean per interval)."),
         Panel("Anomaly score", "timeseries",
-              [Target(q.series("max", f"{q.MACHINES} AND {q.sig(ANOMALY_SCORE)}", ("machine",)),
-                      "$tag_machine")],
+              [Target(q.series("max", f"{q.MACHINES} AND {q.sig_re(SCORES)}", ("machine", "signal")),
+                      "$tag_machine $tag_signal")],
               unit="percentunit", width=12, height=8, min=0, max=1, thresholds=ANOMALY_STEPS,
               threshold_style="line+area",
-              description="0..1, higher is more anomalous; the red line is the model's alert threshold."),
+              description="0..1, higher is more anomalous; the red line is the model's alert threshold. "
+                          "anomaly_score: equipment health (process signals, running only); "
+                          "anomaly_score.energy: measured vs expected power, in every state."),
         Panel("Top contributing signals (open anomalies)", "table",
               [Target(q.contributors(), result_format="table")],
               unit="percentunit", width=12, height=8,

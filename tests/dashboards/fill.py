@@ -23,7 +23,9 @@ from analytics.events.config import ThresholdRule
 from analytics.kpi.alerts import KpiAlerter
 from analytics.kpi.config import KpiConfig
 from analytics.kpi_feed.feed import KpiFeed
+from analytics.scoring.context import ENERGY, design, score_signal, state_columns
 from analytics.scoring.model import AnomalyModel
+from analytics.scoring.presets import energy
 from dashboards.boards.quality import SCRAP_PROBABILITY
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.deadletter import DeadLetter
@@ -80,12 +82,14 @@ def post_samples(client: httpx.Client, samples: list[Sample], producer: str, siz
         assert resp.status_code in (200, 201, 202), resp.text
 
 
-def _matrix(samples: list[Sample], start: datetime) -> dict[str, tuple[list[str], np.ndarray]]:
-    """Per machine: its numeric process signals as a (second, signal) matrix, gaps filled."""
+def _matrix(samples: list[Sample], start: datetime,
+            exclude: frozenset[str] | set[str] = NOT_FEATURES) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Per machine: its numeric signals (default: process signals) as a (second, signal) matrix,
+    gaps filled."""
     cols: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     t0 = int(start.timestamp())
     for s in samples:
-        if s.signal in NOT_FEATURES or isinstance(s.value, str | bool):
+        if s.signal in exclude or isinstance(s.value, str | bool):
             continue
         cols[str(s.asset)][s.signal][int(s.ts.timestamp()) - t0] = float(s.value)
     n = MINUTES * 60
@@ -110,19 +114,7 @@ def _matrix(samples: list[Sample], start: datetime) -> dict[str, tuple[list[str]
 
 def running_mask(samples: list[Sample], start: datetime) -> dict[str, np.ndarray]:
     """Per machine, per second: was it running (its last ``state`` sample)."""
-    n = MINUTES * 60
-    t0 = int(start.timestamp())
-    changes: dict[str, list[tuple[int, bool]]] = defaultdict(list)
-    for s in samples:
-        if s.signal == signals.STATE:
-            changes[str(s.asset)].append((int(s.ts.timestamp()) - t0, s.value == "running"))
-    out: dict[str, np.ndarray] = {}
-    for asset, points in changes.items():
-        mask = np.zeros(n, bool)
-        for k, running in sorted(points):
-            mask[max(k, 0):] = running
-        out[asset] = mask
-    return out
+    return {asset: labels == "running" for asset, labels in state_labels(samples, start).items()}
 
 
 def anomaly_scores(matrices: dict[str, tuple[list[str], np.ndarray]], running: dict[str, np.ndarray],
@@ -159,6 +151,43 @@ def anomaly_scores(matrices: dict[str, tuple[list[str], np.ndarray]], running: d
                 message="process signals far from normal operation",
                 contributors=[Contributor(signal=s, weight=round(w, 4)) for s, w in top]))
     return out, events
+
+
+def state_labels(samples: list[Sample], start: datetime) -> dict[str, np.ndarray]:
+    """Per machine, per second: its state (its last ``state`` sample; ``None`` before the first)."""
+    n = MINUTES * 60
+    t0 = int(start.timestamp())
+    changes: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for s in samples:
+        if s.signal == signals.STATE:
+            changes[str(s.asset)].append((int(s.ts.timestamp()) - t0, str(s.value)))
+    out: dict[str, np.ndarray] = {}
+    for asset, points in changes.items():
+        labels = np.full(n, None, dtype=object)
+        for k, state in sorted(points):
+            labels[max(k, 0):] = state
+        out[asset] = labels
+    return out
+
+
+def energy_scores(samples: list[Sample], states: dict[str, np.ndarray], start: datetime) -> list[Sample]:
+    """Per machine with ``power_kw``: the energy model as ``train --model energy`` builds it (state
+    one-hot + power, every second), fit on the first third, ``anomaly_score.energy`` after it."""
+    out: list[Sample] = []
+    train = MINUTES * 60 // 3
+    power = _matrix([s for s in samples if s.signal == signals.POWER_KW], start, exclude=set())
+    for asset, (names, X) in power.items():
+        if asset not in states:
+            continue
+        columns = [*state_columns(), signals.POWER_KW]
+        rows = design(columns, names, X, states[asset][:len(X)])
+        model = AnomalyModel(spec=energy(), states="all").fit(rows[:train], columns)
+        scored = model.stream().push(rows[train:])
+        path = AssetPath.parse(asset)
+        for k in range(0, len(scored.score), 5):
+            ts = start + timedelta(seconds=train + k)
+            out.append(Sample(path, score_signal(ENERGY), ts, round(float(scored.score[k]), 4)))
+    return out
 
 
 def scrap_probabilities(samples: list[Sample], matrices: dict[str, tuple[list[str], np.ndarray]],
@@ -254,6 +283,7 @@ def fill(client: httpx.Client, sc: Scenario, workdir: Path) -> Filled:
     asyncio.run(through_agent(str(client.base_url), line2, workdir))
     matrices = _matrix(samples, start)
     scores, events = anomaly_scores(matrices, running_mask(samples, start), start)
+    scores += energy_scores(samples, state_labels(samples, start), start)
     post_samples(client, scores + scrap_probabilities(samples, matrices, start), "analytics-test")
     fleet, agents = fleet_samples(start, end)
     post_samples(client, fleet, "fleet-test")

@@ -47,6 +47,28 @@ def test_fleet_board_charts_the_real_edge_agent(stack: Stack) -> None:
     assert not failed, "\n".join(failed)
 
 
+def test_anomaly_panel_draws_every_model_of_the_machine(stack: Stack) -> None:
+    """Machine detail's anomaly panel: the health score and the energy model's score
+    (``anomaly_score.energy``) of the selected machine, one series each."""
+    doc = json.loads((GENERATED_DIR / "zhizao-machine-detail.json").read_text())
+    panel = next(p for p in doc["panels"] if p["title"] == "Anomaly score")
+    query = panel["targets"][0]["query"]
+    site, _, line, machine = FAULTY.split("/")
+    for name, value in (("site", site), ("line", line), ("machine", machine)):
+        query = query.replace(f"${name}", value)
+    start, end = (int(t.timestamp() * 1000) for t in (stack.filled.start, stack.filled.end))
+    query = query.replace("$timeFilter", f"time >= {start}ms AND time <= {end}ms")
+    query = query.replace("$__interval", "1m")
+    client = InfluxQL(stack.influx.url, "zhizao")
+    try:
+        series, error = client.run(query)
+    finally:
+        client.close()
+    assert error is None, error
+    assert sorted(s["tags"]["signal"] for s in series) == ["anomaly_score", "anomaly_score.energy"]
+    assert all(s["values"] for s in series)
+
+
 def _variables(doc: dict[str, object]) -> set[str]:
     templating = doc.get("templating")
     assert isinstance(templating, dict)
