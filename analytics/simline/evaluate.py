@@ -54,6 +54,13 @@ OUT_OF_SCOPE: Final = {
 }
 
 
+LOAD_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
+    "cnc": ("spindle_load",), "injection_moulding": ("melt_temp", "motor_current"),
+    "compressor": ("air_flow",), "assembly": ("motor_current",)}
+"""Per simulated machine kind: the signals its expected power depends on, besides the state (the
+energy model's load columns here and in the one-box stack)."""
+
+
 class SimEvalConfig(StrictModel):
     """Hyper-parameters, fixed once for every machine and seed."""
 
@@ -64,9 +71,8 @@ class SimEvalConfig(StrictModel):
     """The equipment-health model (:func:`analytics.scoring.presets.machine_health`; chosen in
     session 7 on seeds 11-13 by a rule fixed in advance, analytics/README.md)."""
     energy: ModelSpec = Field(default_factory=energy)
-    load_signals: dict[str, list[str]] = Field(default_factory=lambda: {
-        "cnc": ["spindle_load"], "injection_moulding": ["melt_temp", "motor_current"],
-        "compressor": ["air_flow"], "assembly": ["motor_current"]})
+    load_signals: dict[str, list[str]] = Field(
+        default_factory=lambda: {kind: list(names) for kind, names in LOAD_SIGNALS.items()})
     """Per machine kind: the signals expected power depends on (besides state)."""
     open_after_s: float = ANOMALY_OPEN_AFTER_S
     clear_after_s: float = ANOMALY_CLEAR_AFTER_S

@@ -43,8 +43,10 @@ def test_ci_scenario_passes_with_reports(tmp_path: Path) -> None:
     assert "anomaly event" in faults["bearing_wear on line1/cnc-1"]["detail"]
     assert faults["sensor_dropout on line1/pack-1"]["ok"] is True
     assert "telemetry_gap:screw_torque" in faults["sensor_dropout on line1/pack-1"]["detail"]
+    leak = faults["air_leak on line1/comp-1"]  # only the energy model can see it (rule "energy")
+    assert leak["ok"] is True and ":energy:plant1/a1/line1/comp-1:" in leak["detail"], leak
     assert set(faults) == {"bearing_wear on line1/cnc-1", "sensor_dropout on line1/pack-1",
-                           "overheating on line1/imm-1"}  # every injected fault is reported
+                           "overheating on line1/imm-1", "air_leak on line1/comp-1"}  # every injected fault
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "0"
     assert int(suite.get("tests") or 0) == len(doc["results"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from analytics.scoring import AnomalyModel, ModelSpec
-from ingest.storage.base import SampleFrame, SeriesQuery
+from ingest.storage.base import EventQuery, SampleFrame, SeriesQuery
 from ingest.storage.duckdb.store import DuckDBStore
 from zhizao import signals as sig
 from zhizao.model import AssetPath, Sample
@@ -47,3 +47,46 @@ async def test_quiet_signals_and_state_are_carried_across_rounds(tmp_path: Path)
     stamps = scores[0].timestamps()
     assert len(stamps) == len(set(stamps)) == 20 * 60  # each running second once, none while idle
     assert stamps[0] == T0 and stamps[-1] == T0 + timedelta(minutes=20) - timedelta(seconds=1)
+
+
+async def test_an_energy_model_scores_every_state_beside_the_health_model(tmp_path: Path) -> None:
+    """Two models of one machine (scopes ``<machine>`` and ``<machine>#energy``): health scores the
+    running seconds into ``anomaly_score``, energy every second — idle too — into
+    ``anomaly_score.energy``; a power excess while idle opens an ``energy`` episode blaming power."""
+    from analytics.scoring.context import design, state_columns
+    from analytics.scoring.presets import energy
+
+    rng = np.random.default_rng(2)
+    states = np.array(["running"] * 900 + ["idle"] * 300, dtype=object)
+    power = np.where(states == "running", 10.0, 2.0) + 0.1 * rng.standard_normal(len(states))
+    columns = [*state_columns(), sig.POWER_KW]
+    rows = design(columns, [sig.POWER_KW], power[:, None], states)
+    emodel = AnomalyModel(energy(), states="all").fit(rows, columns=columns)
+    train = np.column_stack([1.0 + 0.05 * rng.standard_normal(600), np.full(600, 21.0)])
+    health = AnomalyModel(ModelSpec()).fit(train, columns=["vibration_rms", "coolant_temp"])
+    samples = _samples()  # running 20 min, then idle 10 min
+    # power: running 10 kW, idle 2 kW from minute 20, and 3 kW more than that from minute 25
+    kw = [10.0 if i < 1200 else 2.0 + (3.0 if i >= 1500 else 0.0) for i in range(1800)]
+    samples += [Sample(M, sig.POWER_KW, T0 + timedelta(seconds=i), float(v + 0.1 * rng.standard_normal()))
+                for i, v in enumerate(kw)]
+    async with DuckDBStore(tmp_path / "z.duckdb") as store:
+        await store.write(SampleFrame.from_samples(samples))
+        plant = PlantConfig.model_validate({"calendar": {"shifts": [{"name": "a", "start": "06:00",
+                                                                      "end": "14:00"}]}})
+        models = {str(M): health, f"{M}#energy": emodel}
+        live = LiveAnalytics(store, plant, [str(M)], models, start=T0, lag_s=0)
+        for minute in range(2, 31, 2):
+            await live.round(T0 + timedelta(minutes=minute), lag=timedelta(0))
+        await live.final_round(T0 + timedelta(minutes=31))
+        assert live.stats.failures == 0, live.stats
+        got = await store.query(SeriesQuery(str(M), T0, T0 + timedelta(hours=1),
+                                            (sig.ANOMALY_SCORE, f"{sig.ANOMALY_SCORE}.energy")))
+        events = await store.query_events(EventQuery(asset=str(M)))
+    by_signal = {s.signal: s.timestamps() for s in got}
+    assert len(by_signal[sig.ANOMALY_SCORE]) == 20 * 60          # running seconds only
+    assert len(set(by_signal[f"{sig.ANOMALY_SCORE}.energy"])) == 30 * 60   # every second, idle too
+    assert live.stats.per_machine == {str(M): 20 * 60, f"{M}#energy": 30 * 60}
+    energy_events = [e for e in events if e.rule == "energy"]
+    assert len(energy_events) == 1 and energy_events[0].contributors[0].signal == sig.POWER_KW
+    assert T0 + timedelta(minutes=25) <= energy_events[0].start <= T0 + timedelta(minutes=27)
+    assert not [e for e in events if e.rule == "anomaly"]         # the health model saw nothing wrong

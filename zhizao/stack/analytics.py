@@ -4,9 +4,11 @@
 ``interval_s`` (wall time) one round: each machine's new rows — read and aligned by
 :func:`~analytics.scoring.rows.aligned_rows`, as the scoring service reads them — are scored by its
 :class:`~analytics.scoring.live.MachineScorer` — ``anomaly_score`` samples written back, anomaly
-episodes upserted as events. KPIs need no loop on one box: the KPI API mounted on ingest computes
-them from the raw data on request (the web dashboard asks it). The KPI feed (``kpi.*`` series for
-Grafana) is not run here: there is no Grafana on one box.
+episodes upserted as events; a machine's energy model (scope ``<machine>#energy``) scores every
+row and writes ``anomaly_score.energy``, its episodes with rule ``energy``. KPIs need no loop on
+one box: the KPI API mounted on ingest computes them from the raw data on request (the web
+dashboard asks it). The KPI feed (``kpi.*`` series for Grafana) is not run here: there is no
+Grafana on one box.
 Time is the *line's* time (``clock()``, the simulated clock), and
 scoring stays ``lag_s`` behind it so rows still in the agent's buffer are not skipped;
 :meth:`final_round` scores everything up to the end once the data is drained. A failed round
@@ -21,12 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import numpy as np
-
 from analytics.kpi.config import KpiConfig
 from analytics.kpi.service import kpi_report
 from analytics.kpi.windows import GroupBy
 from analytics.scoring import AnomalyModel
+from analytics.scoring.context import HEALTH, score_signal, split_scope
 from analytics.scoring.live import MachineScorer
 from analytics.scoring.rows import aligned_rows
 from ingest.storage.base import Store, from_us, to_us
@@ -77,11 +78,9 @@ class LiveAnalytics:
         self.interval_s = interval_s
         self.lag = timedelta(seconds=lag_s)
         self.stats = AnalyticsStats()
-        self.scoring = {
-            asset: ScoringState(MachineScorer(asset, model, rule="anomaly"),
-                                last=start - timedelta(microseconds=1))
-            for asset, model in models.items()
-        }
+        self.scoring = {scope: ScoringState(_scorer(scope, model), last=start - timedelta(microseconds=1))
+                        for scope, model in models.items()}
+        """Per registry scope (``<machine>``, ``<machine>#energy``): its scorer and progress."""
 
     async def run(self, clock: Callable[[], datetime]) -> None:
         """Rounds every ``interval_s`` until cancelled."""
@@ -96,8 +95,8 @@ class LiveAnalytics:
     async def round(self, now: datetime, *, lag: timedelta) -> None:
         self.stats.rounds += 1
         try:
-            for asset, state in self.scoring.items():
-                await self._score(asset, state, now - lag)
+            for scope, state in self.scoring.items():
+                await self._score(scope, state, now - lag)
             if self.watch_flags:
                 await self._watch_flags(now - lag)
         except StoreUnavailable as exc:
@@ -118,25 +117,33 @@ class LiveAnalytics:
                     key = (rec["machine"], str(flag["kind"]), str(flag.get("signal", "")))
                     self.flags_seen.setdefault(key, until)
 
-    async def _score(self, asset: str, st: ScoringState, until: datetime) -> None:
+    async def _score(self, scope: str, st: ScoringState, until: datetime) -> None:
         if until <= st.last:
             return
         start_us = to_us(st.last) + 1
-        got = await aligned_rows(self.store.query, asset, st.scorer.model.columns, start_us=start_us,
-                                 end_us=to_us(until), read_from_us=start_us - LOOKBACK_US, bucket_s=1.0,
+        got = await aligned_rows(self.store.query, st.scorer.asset, st.scorer.model.columns,
+                                 start_us=start_us, end_us=to_us(until),
+                                 read_from_us=start_us - LOOKBACK_US, bucket_s=1.0,
                                  carry=st.carry or None, carry_state=st.carry_state, max_buckets=10_000_000)
         st.carry, st.carry_state = got.carry or {}, got.carry_state
         if not len(got.ts):
             return
-        running = got.running if got.running is not None else np.ones(len(got.ts), dtype=bool)
+        running = got.running if st.scorer.model.states == "running" else None  # "all": every row
         frame, events = st.scorer.process(got.ts, got.values, running)
         if len(frame):
             await self.store.write(frame)
         if events:
             await self.store.upsert_events(events)
         st.last = from_us(int(got.ts[-1]))
-        st.rows += int(running.sum())
+        st.rows += len(frame)
         st.events += len(events)
-        self.stats.scored_rows += int(running.sum())
+        self.stats.scored_rows += len(frame)
         self.stats.events += len(events)
-        self.stats.per_machine[asset] = st.rows
+        self.stats.per_machine[scope] = st.rows
+
+
+def _scorer(scope: str, model: AnomalyModel) -> MachineScorer:
+    """The scorer of ``scope``'s model: rule ``anomaly`` (health) or the model's name, its score
+    series (:func:`~analytics.scoring.context.score_signal`)."""
+    asset, name = split_scope(scope)
+    return MachineScorer(asset, model, rule="anomaly" if name == HEALTH else name, signal=score_signal(name))

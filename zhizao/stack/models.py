@@ -2,8 +2,11 @@
 
 A plant commissions its models on a period it knows was healthy; the simulated line's
 equivalent is an offline run of the scenario with every scheduled and random fault removed and
-another seed (:func:`reference_models`). Each machine gets one :class:`AnomalyModel` fitted on its
-running-state rows (``analytics.training`` rules: counters, state and product are not features).
+another seed (:func:`reference_models`). Each machine gets, by the ``analytics.training`` rules,
+an equipment-health :class:`AnomalyModel` fitted on its running-state rows (counters, state and
+product are not features) and — with ``energy`` — an energy model (expected power from the state
+and its kind's load signals, every row: :func:`~analytics.training.fit_energy`), keyed by
+registry scope (``<machine>`` and ``<machine>#energy``, :mod:`analytics.scoring.context`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import pandas as pd
 
 from analytics.errors import DataError
 from analytics.scoring import AnomalyModel, ModelSpec
-from analytics.training import NOT_FEATURES, align, fit_history
+from analytics.scoring.context import ENERGY, model_scope
+from analytics.scoring.presets import energy as energy_spec
+from analytics.simline.evaluate import LOAD_SIGNALS
+from analytics.training import NOT_FEATURES, align, fit_energy, fit_history
 from simulator.engine import generate
 from simulator.scenario import RandomFaults, Scenario
 from zhizao import signals as sig
@@ -58,9 +64,12 @@ def _series(samples: list[Sample]) -> tuple[dict[str, pd.Series], pd.Series | No
 
 
 def reference_models(scenario: Scenario, seed: int, duration_s: float = 3600.0,
-                     spec: ModelSpec | None = None) -> dict[str, AnomalyModel]:
-    """Asset path -> model fitted on ``duration_s`` of the fault-free line (seed ``seed`` + offset).
-    Machines with too little running data are left out (logged)."""
+                     spec: ModelSpec | None = None, *, energy: bool = True) -> dict[str, AnomalyModel]:
+    """Registry scope -> model fitted on ``duration_s`` of the fault-free line (seed ``seed`` +
+    offset): each machine's health model and, with ``energy``, the energy model of each machine
+    that reports ``power_kw`` (its kind's :data:`~analytics.simline.evaluate.LOAD_SIGNALS`). A model
+    a machine has too little data for is left out (logged)."""
+    kinds = {str(asset): m.kind for asset, m in scenario.machines()}
     by_asset: dict[str, list[Sample]] = defaultdict(list)
     for s in generate(clean_scenario(scenario), seed + REFERENCE_SEED_OFFSET, duration_s):
         by_asset[str(s.asset)].append(s)
@@ -69,8 +78,15 @@ def reference_models(scenario: Scenario, seed: int, duration_s: float = 3600.0,
         numeric, state = _series(samples)
         try:
             model, _ = fit_history(align(numeric, state), spec or default_spec())
+            models[asset] = model
         except DataError as exc:
             log.warning("no anomaly model for %s: %s", asset, exc)
+        wanted = [*LOAD_SIGNALS.get(kinds.get(asset, ""), ()), sig.POWER_KW]
+        if not energy or not all(name in numeric for name in wanted):
             continue
-        models[asset] = model
+        try:
+            model, _ = fit_energy(align({n: numeric[n] for n in wanted}, state), energy_spec())
+            models[model_scope(asset, ENERGY)] = model
+        except DataError as exc:
+            log.warning("no energy model for %s: %s", asset, exc)
     return models
