@@ -9,7 +9,9 @@ between observations: ``resumed=True`` marks the first observation after a stret
 machine that was stopped, a gap in the data) — the condition is not assumed to have held, or to
 have been clear, through it, so both timers restart there; an open episode stays open. While
 open, an update is returned each time the peak worsens (stores upsert on ``id``). ``None`` as
-``active`` means "inside the hysteresis band": no change either way.
+``active`` means "inside the hysteresis band": no change either way. ``details["raised_at"]``
+(RFC 3339, data time) is when the episode opened — the alarm went out — ``open_after_s`` or more
+after ``start``; it stays the same in every update of the episode.
 
 Used by the KPI alerter (``source=kpi``) and by the anomaly scorer (``source=anomaly``).
 Not thread-safe; one tracker per rule/model, driven from one task.
@@ -22,6 +24,10 @@ from datetime import datetime
 from typing import Any
 
 from zhizao.events import Contributor, Event, EventSource, EventState, Severity
+from zhizao.wire import format_ts
+
+RAISED_AT = "raised_at"
+"""``Event.details`` key: when the episode opened (the alarm went out), RFC 3339 UTC."""
 
 
 def episode_id(source: EventSource, rule: str, asset: str, start: datetime) -> str:
@@ -73,13 +79,14 @@ class EpisodeTracker:
                     id=episode_id(self.source, self.rule, asset, st.pending_since), source=self.source,
                     rule=self.rule, asset=asset, severity=self.severity, start=st.pending_since,
                     value=value, peak=value, threshold=self.threshold, message=message,
-                    contributors=contributors or [], details=details or {})
+                    contributors=contributors or [], details={**(details or {}), RAISED_AT: format_ts(ts)})
                 return [st.event]
             if value is not None and self._worse(value, st.event.peak):
+                raised = {RAISED_AT: st.event.details[RAISED_AT]} if RAISED_AT in st.event.details else {}
                 st.event = st.event.model_copy(update={
                     "value": value, "peak": value, "message": message or st.event.message,
                     "contributors": contributors if contributors is not None else st.event.contributors,
-                    "details": details if details is not None else st.event.details})
+                    "details": {**details, **raised} if details is not None else st.event.details})
                 return [st.event]
             if value is not None:
                 st.event = st.event.model_copy(update={"value": value})

@@ -80,7 +80,9 @@ class FaultExpectation(StrictModel):
     """``<line>/<machine>`` as in the scenario's ``faults``."""
     kind: str
     detect_within_s: float = Field(gt=0)
-    """Simulated seconds from the fault's start to its detection (anomaly event or data-quality flag)."""
+    """Simulated seconds from the fault's start to its detection: an anomaly alarm going out (its
+    episode's ``raised_at``, the on-delay after the episode's start; until session 10 the start
+    was counted) or the first data-quality flag."""
 
 
 class Expectations(StrictModel):

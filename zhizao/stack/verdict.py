@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from analytics.events.tracker import RAISED_AT
 from simulator.scenario import Scenario
 from zhizao.events import Event, EventSource
 from zhizao.stack.expectations import COUNTS, DEFAULT_KPIS, Expectations, KpiExpectation, default_tolerance
@@ -123,7 +124,7 @@ def detections(scenario: Scenario, ledger: list[dict[str, Any]], events: list[Ev
         hits: list[tuple[datetime, str]] = []
         for e in episodes:
             if e.asset == machine and start <= e.start <= end + GRACE:
-                hits.append((e.start, f"anomaly event {e.id}"))
+                hits.append((_raised(e), f"anomaly event {e.id}"))
                 explained.add(e.id)
             elif e.asset == machine and e.start < start and (e.end is None or e.end >= start):
                 explained.add(e.id)  # an episode already open when the fault began is not a false alarm
@@ -138,6 +139,13 @@ def detections(scenario: Scenario, ledger: list[dict[str, Any]], events: list[Ev
                              first[1] if first else ""))
     false_alarms = [e for e in episodes if e.id not in explained]
     return out, false_alarms
+
+
+def _raised(e: Event) -> datetime:
+    """When the episode's alarm went out (``details["raised_at"]``, the tracker's on-delay after
+    ``start``); ``start`` for an event that does not say."""
+    raised = e.details.get(RAISED_AT)
+    return parse_ts(raised) if isinstance(raised, str) else e.start
 
 
 def fault_results(exp: Expectations, found: list[Detection], false_alarms: list[Event],

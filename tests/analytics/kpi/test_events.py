@@ -21,6 +21,7 @@ from tests.support.servers import Mosquitto
 from tests.support.webhook import WebhookReceiver
 from zhizao.events import Event, EventSource, EventState
 from zhizao.topics import ALERTS_FILTER
+from zhizao.wire import parse_ts
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -38,8 +39,10 @@ def test_debounce_open_update_resolve_with_one_id() -> None:
     assert tr.observe("p/a/l/m", _at(2), True, 0.5) == []
     (opened,) = tr.observe("p/a/l/m", _at(4), True, 0.55)
     assert opened.state is EventState.OPEN and opened.start == _at(2) and opened.peak == 0.55
-    (worse,) = tr.observe("p/a/l/m", _at(5), True, 0.4)
+    assert parse_ts(opened.details["raised_at"]) == _at(4)          # when the alarm went out
+    (worse,) = tr.observe("p/a/l/m", _at(5), True, 0.4, details={"window": "w"})
     assert worse.id == opened.id and worse.peak == 0.4
+    assert worse.details == {"window": "w", "raised_at": opened.details["raised_at"]}
     assert tr.observe("p/a/l/m", _at(6), True, 0.45) == []         # not worse: no message
     assert tr.observe("p/a/l/m", _at(7), None, 0.61) == []         # hysteresis band: no verdict
     assert tr.observe("p/a/l/m", _at(8), False, 0.7) == []         # clearing, debounced
