@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import signal
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from zhizao.errors import ConfigError, ZhizaoError
+
+if TYPE_CHECKING:
+    from analytics.scoring import AnomalyModel
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "stack" / "scenarios" / "demo.yaml"
 DAY_S = 86400.0
@@ -78,7 +85,7 @@ async def _run(args: argparse.Namespace, scenario: object, data_dir: Path, conso
     from rich.live import Live
 
     from zhizao.stack.line import Line, LineOptions
-    from zhizao.stack.models import reference_models
+    from zhizao.stack.models import demo_models
     from zhizao.stack.status import status_table
     from zhizao.stack.timeline import rebase
 
@@ -88,10 +95,12 @@ async def _run(args: argparse.Namespace, scenario: object, data_dir: Path, conso
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _on_signal, stop, loop, sig)
-    with console.status("training the anomaly models on a clean reference run of the line ..."):
-        models = await asyncio.to_thread(reference_models, sc, args.seed, 3600.0)
+    # the models train on a clean simulated day in a worker process (≈ 30 s, a core of its own)
+    # while the line starts; scoring then catches up from the start of the run
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    training = loop.run_in_executor(pool, demo_models, sc, args.seed)
     opts = LineOptions(scenario=sc, data_dir=data_dir, seed=args.seed, speed=args.speed, duration_s=sim_s,
-                       host=args.host, port=args.port, models=models)
+                       host=args.host, port=args.port, models={})
     try:
         with console.status("starting broker, ingest, simulator and edge agent ..."):
             line = await Line(opts).__aenter__()
@@ -101,6 +110,7 @@ async def _run(args: argparse.Namespace, scenario: object, data_dir: Path, conso
         return 1
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/"
     console.print(f"[bold]zhizao demo[/] is running — open [bold underline cyan]{url}[/]")
+    attach = asyncio.create_task(_attach_models(training, line, console))
     reason = "stopped"
     try:
         with Live(status_table(line, url, "running"), console=console, refresh_per_second=2,
@@ -118,6 +128,8 @@ async def _run(args: argparse.Namespace, scenario: object, data_dir: Path, conso
             waiter.cancel()
             live.update(status_table(line, url, f"{reason} · stopping"))
     finally:
+        attach.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
         undelivered = await _shutdown(line, console)
     read, sent = line.agent.samples_read, line.agent.forwarder.stats.sent_samples
     if undelivered:
@@ -127,6 +139,21 @@ async def _run(args: argparse.Namespace, scenario: object, data_dir: Path, conso
         console.print(f"[green]stopped cleanly ({reason}): {read} samples read, {sent} delivered, "
                       "nothing left in the buffer.[/] Data: " + str(data_dir))
     return 0
+
+
+async def _attach_models(training: asyncio.Future[dict[str, AnomalyModel]], line: object,
+                         console: Console) -> None:
+    """Hand the trained models to the line's analytics (they score from the start of the run)."""
+    from zhizao.stack.line import Line
+
+    assert isinstance(line, Line)
+    try:
+        models = await training
+    except (BrokenProcessPool, ZhizaoError, OSError, ValueError) as exc:  # the demo goes on, and says so
+        console.print(f"zhizao demo: no anomaly models ({type(exc).__name__}: {exc})", markup=False,
+                      style="yellow")
+        return
+    line.analytics.add_models(models)
 
 
 async def _shutdown(line: object, console: Console) -> int:

@@ -90,3 +90,26 @@ async def test_an_energy_model_scores_every_state_beside_the_health_model(tmp_pa
     assert len(energy_events) == 1 and energy_events[0].contributors[0].signal == sig.POWER_KW
     assert T0 + timedelta(minutes=25) <= energy_events[0].start <= T0 + timedelta(minutes=27)
     assert not [e for e in events if e.rule == "anomaly"]         # the health model saw nothing wrong
+
+
+async def test_models_added_while_the_line_runs_score_from_its_start(tmp_path: Path) -> None:
+    """The demo trains its models while the line already runs: models handed over later score
+    every running second from the start of the run, once."""
+    rng = np.random.default_rng(1)
+    train = np.column_stack([1.0 + 0.05 * rng.standard_normal(600), np.full(600, 21.0)])
+    model = AnomalyModel(ModelSpec()).fit(train, columns=["vibration_rms", "coolant_temp"])
+    async with DuckDBStore(tmp_path / "z.duckdb") as store:
+        await store.write(SampleFrame.from_samples(_samples()))
+        plant = PlantConfig.model_validate({"calendar": {"shifts": [{"name": "a", "start": "06:00",
+                                                                      "end": "14:00"}]}})
+        live = LiveAnalytics(store, plant, [str(M)], {}, start=T0, lag_s=0)
+        for minute in range(2, 12, 2):  # no model yet: nothing scored
+            await live.round(T0 + timedelta(minutes=minute), lag=timedelta(0))
+        assert live.stats.scored_rows == 0
+        live.add_models({str(M): model})
+        live.add_models({str(M): model})  # a scope already scored is kept as it is
+        for minute in range(12, 31, 2):
+            await live.round(T0 + timedelta(minutes=minute), lag=timedelta(0))
+        scores = await store.query(SeriesQuery(str(M), T0, T0 + timedelta(hours=1), (sig.ANOMALY_SCORE,)))
+    stamps = scores[0].timestamps()
+    assert len(stamps) == len(set(stamps)) == 20 * 60 and stamps[0] == T0

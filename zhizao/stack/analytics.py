@@ -78,9 +78,17 @@ class LiveAnalytics:
         self.interval_s = interval_s
         self.lag = timedelta(seconds=lag_s)
         self.stats = AnalyticsStats()
-        self.scoring = {scope: ScoringState(_scorer(scope, model), last=start - timedelta(microseconds=1))
-                        for scope, model in models.items()}
+        self.scoring: dict[str, ScoringState] = {}
         """Per registry scope (``<machine>``, ``<machine>#energy``): its scorer and progress."""
+        self.add_models(models)
+
+    def add_models(self, models: dict[str, AnomalyModel]) -> None:
+        """Score these models too (scopes not scored yet), from the start of the run: models
+        trained while the line already runs catch up from the store."""
+        for scope, model in models.items():
+            if scope not in self.scoring:
+                before = self.start - timedelta(microseconds=1)
+                self.scoring[scope] = ScoringState(_scorer(scope, model), last=before)
 
     async def run(self, clock: Callable[[], datetime]) -> None:
         """Rounds every ``interval_s`` until cancelled."""

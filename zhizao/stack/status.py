@@ -31,8 +31,9 @@ def status_table(line: Line, url: str, state: str) -> Panel:
     where.add_row("ingest", f"{line.ingest.url} · DuckDB {o.data_dir / 'zhizao.duckdb'}")
     scopes = list(line.analytics.scoring)
     energy = sum(scope.endswith("#energy") for scope in scopes)
-    where.add_row("analytics", f"KPI API {line.ingest.url}/api/v1/kpis · anomaly models: health for "
-                               f"{len(scopes) - energy} machines, energy for {energy}")
+    models = (f"health for {len(scopes) - energy} machines, energy for {energy}" if scopes
+              else "training on a clean simulated day of the line ...")
+    where.add_row("analytics", f"KPI API {line.ingest.url}/api/v1/kpis · anomaly models: {models}")
     where.add_row("dashboard", Text(url, style="bold underline cyan"))
     flow = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
     for col in ("line time (UTC)", "ticks", "MQTT msgs", "agent read", "buffered", "delivered",
