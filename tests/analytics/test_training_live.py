@@ -121,7 +121,9 @@ async def test_energy_training_sees_every_state_and_names_what_is_missing(
             "--registry", str(reg), "--model", "energy"]
     assert await _run_cli(base) == 1
     assert "the energy model needs its load signals" in capsys.readouterr().err
+    capsys.readouterr()
     assert await _run_cli([*base, "--signals", "motor_temp", "--power-signal", "vibration_rms"]) == 0
+    assert "warning: trained on 1 h of history" in capsys.readouterr().err  # the presets: 24-h references
     assert await _run_cli([*base, "--signals", "motor_temp", "--power-signal", "power_kw"]) == 1
     assert "power_kw" in capsys.readouterr().err
     registry = ModelRegistry(reg)
