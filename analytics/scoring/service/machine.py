@@ -334,7 +334,7 @@ class MachineWorker:
         state are carried from the previous step; the first step reads ``lookback_s`` earlier."""
         assert self.model is not None
         columns = self.model.columns
-        first = st.carry is None or any(c not in st.carry for c in columns)
+        first = st.carry is None or any(c not in st.carry for c in signal_columns(columns))
         read_from = st.cursor_us - (int(self.cfg.lookback_s * US) if first else 0)
         return await aligned_rows(io.query, self.asset, columns, start_us=st.cursor_us, end_us=end_us,
                                   read_from_us=read_from, bucket_s=self.cfg.bucket_s, carry=st.carry,
