@@ -19,7 +19,7 @@ from simulator.kinds import COMMON_UNITS, KINDS
 from simulator.ledger import LedgerBuilder
 from simulator.machine import Emission, MachineSim
 from simulator.scenario import Scenario
-from zhizao.model import AssetPath, Quality, Sample, Value, valid_signal
+from zhizao.model import AssetPath, Sample, trusted_sample, valid_signal
 from zhizao.plant import ShiftWindow
 
 
@@ -140,26 +140,6 @@ def _fmt(ts: datetime) -> str:
     return format_ts(ts)
 
 
-_new = object.__new__
-_set = object.__setattr__
-
-
-def _sample(  # noqa: PLR0917 - mirrors Sample(...)
-    asset: AssetPath, signal: str, ts: datetime, value: Value, unit: str | None, q: Quality
-) -> Sample:
-    """A :class:`Sample` without re-running its validation: the engine's timestamps are UTC,
-    its values finite numbers, counters ints and short strings by construction, and signal names
-    are checked once per run (``tests/simulator`` re-validates generated samples). ~3x faster."""
-    s: Sample = _new(Sample)
-    _set(s, "asset", asset)
-    _set(s, "signal", signal)
-    _set(s, "ts", ts)
-    _set(s, "value", value)
-    _set(s, "unit", unit)
-    _set(s, "quality", q)
-    return s
-
-
 class Generated:
     """Iterator of :class:`Sample` (tick order; within a tick by machine then signal) with
     ``ledger`` available once iteration is over (or computed on demand)."""
@@ -180,7 +160,7 @@ class Generated:
                 units = self.units[k]
                 asset = assets[k]
                 for name, value, quality in out:
-                    yield _sample(asset, name, ts, value, units[name], quality)
+                    yield trusted_sample(asset, name, ts, value, units[name], quality)  # valid by design
 
     def __iter__(self) -> Iterator[Sample]:
         return self

@@ -8,12 +8,14 @@ through ``Sample`` so a damaged row is an error, never a wrong value.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Final
 
 import orjson
 
 from zhizao.model import AssetPath, Quality, Sample
-from zhizao.wire import parse_ts, sample_to_dict
+from zhizao.wire import format_ts, parse_ts, sample_to_dict
 
 _QUALITIES: Final = {q.value: q for q in Quality}
 
@@ -21,6 +23,30 @@ _QUALITIES: Final = {q.value: q for q in Quality}
 def encode_sample(s: Sample) -> bytes:
     """The row bytes of ``s`` (its wire-format JSON object)."""
     return orjson.dumps(sample_to_dict(s))
+
+
+def encode_samples(samples: Iterable[Sample]) -> list[bytes]:
+    """The row bytes of each of ``samples``: exactly ``[encode_sample(s) for s in samples]``, but
+    the asset path and timestamp texts are formatted once per run of samples sharing them (the
+    samples of one message share both), not once per sample."""
+    rows: list[bytes] = []
+    append, dumps, good = rows.append, orjson.dumps, Quality.GOOD
+    last_asset: AssetPath | None = None
+    last_ts: datetime | None = None
+    asset_text = ts_text = ""
+    for s in samples:
+        asset, ts = s.asset, s.ts
+        if asset is not last_asset:
+            last_asset, asset_text = asset, str(asset)
+        if ts is not last_ts:  # by identity: the samples of one message share their objects
+            last_ts, ts_text = ts, format_ts(ts)
+        out: dict[str, Any] = {"asset": asset_text, "signal": s.signal, "ts": ts_text, "value": s.value}
+        if s.unit is not None:
+            out["unit"] = s.unit
+        if s.quality is not good:
+            out["quality"] = s.quality.value
+        append(dumps(out))
+    return rows
 
 
 SeriesKey = tuple[object, object, object, object]

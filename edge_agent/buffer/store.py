@@ -53,7 +53,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 
-from edge_agent.buffer.codec import SampleDecoder, SeriesKey, encode_sample, row_series
+from edge_agent.buffer.codec import SampleDecoder, SeriesKey, encode_samples, row_series
 from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
 from edge_agent.buffer.sqlite import BufferCorrupt, Db, RecordRow, open_db
 from zhizao.model import Batch, Sample
@@ -246,7 +246,7 @@ class SqliteBuffer:
         if self._closed:
             raise RuntimeError("buffer is closed")
         fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
-        rows = [encode_sample(s) for s in samples]
+        rows = encode_samples(samples)
         self._pending.append(_Pending(rows, fut, marks))
         self._pending_count += len(rows)
         if self._pending_count >= self.commit_max_samples or len(self._pending) == 1:

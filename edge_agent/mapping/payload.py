@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from math import isfinite
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,11 +34,24 @@ from pydantic import Field, field_validator
 from edge_agent.mapping.topics import TopicPattern
 from zhizao.config import StrictModel
 from zhizao.errors import ZhizaoError
-from zhizao.model import MAX_UNIT, AssetPath, Quality, Sample, check_value, valid_signal
+from zhizao.model import (
+    MAX_UNIT,
+    AssetPath,
+    Quality,
+    Sample,
+    check_value,
+    trusted_sample,
+    valid_signal,
+)
 
 _PATH_RE: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_SCALE: Final = {"epoch_s": 1.0, "epoch_ms": 1e-3, "epoch_us": 1e-6}
+_ZERO: Final = timedelta(0)
+_CACHE_MAX: Final = 10_000
+"""Entries of each per-mapper cache (topics, valid signal names); emptied when full."""
+_PATHS: dict[str, list[tuple[str, str]]] = {}
+"""Field path -> its parsed parts (paths come from configuration: few)."""
 
 
 class MappingError(ZhizaoError):
@@ -52,8 +66,13 @@ def get_path(doc: Any, path: str) -> Any:
     """The value at dotted ``path`` (``a.b[2].c``; ``""`` is ``doc``); ``KeyError`` names what is missing."""
     if not path:
         return doc
+    parts = _PATHS.get(path)
+    if parts is None:
+        parts = _PATH_RE.findall(path)
+        if len(_PATHS) < _CACHE_MAX:
+            _PATHS[path] = parts
     cur = doc
-    for key, index in _PATH_RE.findall(path):
+    for key, index in parts:
         if key:
             if not isinstance(cur, dict) or key not in cur:
                 raise KeyError(f"field {path!r}: no {key!r}")
@@ -170,11 +189,23 @@ class MapResult:
 
 
 class PayloadMapper:
-    """Applies the first mapping whose topic pattern matches a message."""
+    """Applies the first mapping whose topic pattern matches a message.
+
+    Per message, the topic's mapping and asset path are looked up in a cache (topics repeat), and
+    each field :class:`~zhizao.model.Sample` checks is checked once: the signal name (valid names
+    cached), the value, the unit here and the timestamp once per message; the samples are then
+    built without ``Sample.__post_init__`` running the same checks again
+    (:func:`~zhizao.model.trusted_sample`).
+    A timestamp that is not UTC (a naive ``received``) goes through ``Sample`` and fails there, for
+    each sample, as before."""
 
     def __init__(self, mappings: list[JsonMapping]) -> None:
         self.mappings = [(m, TopicPattern(m.topic)) for m in mappings]
         self._assets: dict[str, AssetPath] = {}
+        self._routes: dict[str, tuple[JsonMapping, AssetPath]] = {}
+        """Topic -> its mapping and asset path (only topics that mapped; at most ``_CACHE_MAX``)."""
+        self._signals: set[str] = set()
+        """Signal names seen valid (at most ``_CACHE_MAX``)."""
 
     @property
     def filters(self) -> list[str]:
@@ -183,10 +214,20 @@ class PayloadMapper:
 
     def map(self, topic: str, payload: bytes, received: datetime | None = None) -> MapResult:
         """Map one message; ``MappingError`` when nothing of it can be used."""
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        return self._apply(route[0], route[1], payload, received)
+
+    def _route(self, topic: str) -> tuple[JsonMapping, AssetPath]:
         for mapping, pattern in self.mappings:
             captures = pattern.match(topic)
             if captures is not None:
-                return self._apply(mapping, captures, payload, received)
+                route = (mapping, self._asset(mapping, captures))
+                if len(self._routes) >= _CACHE_MAX:
+                    self._routes.clear()
+                self._routes[topic] = route
+                return route
         raise MappingError(f"no mapping matches topic {topic!r}")
 
     def _asset(self, mapping: JsonMapping, captures: dict[str, str]) -> AssetPath:
@@ -207,9 +248,8 @@ class PayloadMapper:
         return asset
 
     def _apply(
-        self, mapping: JsonMapping, captures: dict[str, str], payload: bytes, received: datetime | None
+        self, mapping: JsonMapping, asset: AssetPath, payload: bytes, received: datetime | None
     ) -> MapResult:
-        asset = self._asset(mapping, captures)
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
@@ -224,8 +264,9 @@ class PayloadMapper:
                 raise MappingError(f"timestamp: {exc.args[0]}") from None
             except (ValueError, OverflowError) as exc:
                 raise MappingError(f"timestamp field {spec.field!r}: {exc}") from None
+        vs = mapping.values
         try:
-            entries = list(self._entries(mapping.values, doc))
+            entries = self._entries(vs, doc)
         except KeyError as exc:
             raise MappingError(f"values: {exc.args[0]}") from None
         qualities: Any = {}
@@ -235,18 +276,60 @@ class PayloadMapper:
             except KeyError:
                 qualities = {}
         result = MapResult(mapping.name)
-        vs = mapping.values
+        samples, problems = result.samples, result.problems
+        # what each sample needs, read once per message (the checks and their order are those of
+        # the one-sample-at-a-time version: name, value field, quality, value, unit)
+        include, exclude, rename, units = vs.include, vs.exclude, mapping.rename, mapping.units
+        entry_fields = vs.layout != "flat"
+        value_field, unit_field, quality_field = vs.value_field, vs.unit_field, vs.quality_field
+        qmap, quality_default = mapping.quality.map, mapping.quality.default
+        per_signal = qualities if isinstance(qualities, dict) else None
+        build = trusted_sample if ts.tzinfo is not None and ts.utcoffset() == _ZERO else Sample
+        valid = self._signals
         for name, entry in entries:
-            if (vs.include is not None and name not in vs.include) or name in vs.exclude:
+            if (include is not None and name not in include) or name in exclude:
                 continue
             try:
-                result.samples.append(
-                    self._sample(mapping, asset, ts, name=name, entry=entry, qualities=qualities)
-                )
+                signal = rename.get(name, name)
+                if signal not in valid:
+                    if not valid_signal(signal):
+                        raise ValueError("not a valid signal name")
+                    if len(valid) >= _CACHE_MAX:
+                        valid.clear()
+                    valid.add(signal)
+                unit: Any = units.get(signal)
+                quality_raw: Any = None
+                if entry_fields and isinstance(entry, dict):
+                    if value_field is None or value_field not in entry:
+                        raise KeyError(f"no value field {value_field!r}")
+                    value = entry[value_field]
+                    if unit_field and entry.get(unit_field) is not None:
+                        unit = entry[unit_field]
+                    if quality_field:
+                        quality_raw = entry.get(quality_field)
+                else:
+                    value = entry
+                if per_signal is not None and name in per_signal:
+                    quality_raw = per_signal[name]
+                quality = quality_default
+                if quality_raw is not None:
+                    key = str(quality_raw).lower() if not isinstance(quality_raw, bool) else str(quality_raw)
+                    if key not in qmap:
+                        raise ValueError(f"quality {quality_raw!r} is not in quality.map")
+                    quality = qmap[key]
+                if value is None:
+                    raise ValueError("value is null")
+                if type(value) is not float or not isfinite(value):
+                    check_value(value)  # a finite float is valid: the common case skips the call
+                if unit == "":
+                    unit = None  # vendors write "" for unitless signals
+                if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_UNIT):
+                    raise ValueError(f"unit {unit!r} is not a string of at most {MAX_UNIT} characters")
+                samples.append(build(asset, signal, ts, value, unit, quality))
             except (ValueError, KeyError) as exc:
                 reason = exc.args[0] if exc.args else str(exc)
-                result.problems.append(f"signal {name!r}: {reason}")
-        if not result.samples and not result.problems:
+                problems.append(f"signal {name!r}: {reason}")
+        if not samples and not problems:
             raise MappingError(f"no signals found at values.path {vs.path!r} ({vs.layout} layout)")
         return result
 
@@ -267,39 +350,4 @@ class PayloadMapper:
             raise KeyError(f"{vs.path!r} is not an object")
         return list(where.items())
 
-    @staticmethod
-    def _sample(
-        mapping: JsonMapping, asset: AssetPath, ts: datetime, *, name: str, entry: Any, qualities: Any
-    ) -> Sample:
-        vs = mapping.values
-        signal = mapping.rename.get(name, name)
-        if not valid_signal(signal):
-            raise ValueError("not a valid signal name")
-        unit: Any = mapping.units.get(signal)
-        quality_raw: Any = None
-        if isinstance(entry, dict) and vs.layout != "flat":
-            if vs.value_field is None or vs.value_field not in entry:
-                raise KeyError(f"no value field {vs.value_field!r}")
-            value = entry[vs.value_field]
-            if vs.unit_field and entry.get(vs.unit_field) is not None:
-                unit = entry[vs.unit_field]
-            if vs.quality_field:
-                quality_raw = entry.get(vs.quality_field)
-        else:
-            value = entry
-        if isinstance(qualities, dict) and name in qualities:
-            quality_raw = qualities[name]
-        quality = mapping.quality.default
-        if quality_raw is not None:
-            key = str(quality_raw).lower() if not isinstance(quality_raw, bool) else str(quality_raw)
-            if key not in mapping.quality.map:
-                raise ValueError(f"quality {quality_raw!r} is not in quality.map")
-            quality = mapping.quality.map[key]
-        if value is None:
-            raise ValueError("value is null")
-        check_value(value)
-        if unit == "":
-            unit = None  # vendors write "" for unitless signals
-        if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_UNIT):
-            raise ValueError(f"unit {unit!r} is not a string of at most {MAX_UNIT} characters")
-        return Sample(asset, signal, ts, value, unit, quality)
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from edge_agent.mapping import JsonMapping, MappingError, PayloadMapper, TopicPattern, get_path
-from zhizao.model import AssetPath, Quality
+from zhizao.model import AssetPath, Quality, Sample
 
 MQTT_DIR = Path(__file__).resolve().parents[2] / "edge_agent" / "connectors" / "mqtt"
 
@@ -113,3 +114,54 @@ def test_get_path() -> None:
     assert get_path(doc, "a.b[0].c") == 5 and get_path(doc, "") is doc
     with pytest.raises(KeyError, match="no element"):
         get_path(doc, "a.b[3]")
+
+
+def test_mapped_samples_equal_the_ones_sample_builds_with_its_checks(mapper: PayloadMapper) -> None:
+    """The mapper checks each field once and builds samples without ``Sample.__post_init__``
+    checking them again: the samples are those the checking constructor gives, and ``Sample``'s
+    fields are the ones the mapper sets (a new field must be set there too)."""
+    fields = [f.name for f in dataclasses.fields(Sample)]
+    assert fields == ["asset", "signal", "ts", "value", "unit", "quality"]
+    payload = {
+        "ts": 1795392000250,
+        "metrics": {
+            "melt_temp": {"value": 231.5, "unit": "degC"},
+            "parts_total": {"value": 12, "unit": ""},
+            "door_open": {"value": True},
+            "state": {"value": "running", "unit": None},
+            "bad": {"value": [1]},
+        },
+        "status": {"melt_temp": "stale"},
+    }
+    res = mapper.map("acme/line2/imm-3/telemetry", orjson.dumps(payload))
+    assert [s.signal for s in res.samples] == ["melt_temp", "parts_total", "door_open", "state"]
+    assert res.problems == ["signal 'bad': value must be a number, boolean or string, got list"]
+    for s in res.samples:
+        checked = Sample(s.asset, s.signal, s.ts, s.value, s.unit, s.quality)
+        assert type(s) is Sample and s == checked and hash(s) == hash(checked)
+    assert res.samples[1].unit is None and res.samples[0].quality is Quality.UNCERTAIN
+
+
+def test_a_receive_time_that_is_not_utc_is_refused_for_each_signal() -> None:
+    """Without a timestamp field the receive time is used: one that is not aware UTC is refused by
+    ``Sample``, per signal, as before the mapper checked it once per message."""
+    m = JsonMapping.model_validate({"name": "n", "topic": "n/+machine", "asset": "p/a/l/{machine}",
+                                    "timestamp": {"field": None}, "values": {"layout": "flat"}})
+    res = PayloadMapper([m]).map("n/m1", b'{"x": 1, "y": 2.5}', received=datetime(2026, 1, 1))
+    assert res.samples == [] and res.problems == [
+        "signal 'x': ts must be timezone-aware UTC", "signal 'y': ts must be timezone-aware UTC"]
+    ok = PayloadMapper([m]).map("n/m1", b'{"x": 1}', received=datetime(2026, 1, 1, tzinfo=UTC))
+    assert ok.problems == [] and ok.samples[0].ts == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_topics_are_cached_only_when_they_map(mapper: PayloadMapper) -> None:
+    payload = b'{"ts": 1, "metrics": {"a": 1.0}}'
+    for _ in range(2):
+        with pytest.raises(MappingError, match="asset from topic"):
+            mapper.map("acme/line2/bad machine!/telemetry", payload)
+        with pytest.raises(MappingError, match="no mapping matches"):
+            mapper.map("other/topic", payload)
+    first = mapper.map("acme/line2/imm-3/telemetry", payload).samples[0]
+    again = mapper.map("acme/line2/imm-3/telemetry", payload).samples[0]
+    assert first == again and first.asset is again.asset
+    assert mapper.map("acme/line2/imm-4/telemetry", payload).samples[0].asset.machine == "imm-4"
