@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -21,6 +21,7 @@ from tests.edge_agent.test_mapping import sample_mapping
 from tests.support.servers import Mosquitto
 from tests.support.waiting import eventually
 from zhizao.backoff import Backoff
+from zhizao.errors import ConnectionLost
 from zhizao.model import Sample
 
 
@@ -136,6 +137,10 @@ async def test_messages_received_while_agent_down_are_delivered(tmp_path: Path, 
         assert len(await drain(buf)) == 10
 
 
+def messages_reach(conn: MqttConnector, n: int) -> Callable[[], bool]:
+    return lambda: conn.stats.messages == n
+
+
 @contextlib.asynccontextmanager
 async def running(conn: MqttConnector, sink: Sink) -> AsyncIterator[None]:
     """``conn`` connected and running into ``sink`` inside the block; one ``run``, cancelled at the end."""
@@ -195,8 +200,8 @@ async def test_committed_but_unacknowledged_messages_are_not_stored_twice_after_
         pub = Publisher(mosquitto)
         for i in range(10):
             pub.publish("acme/line2/imm-3/telemetry", acme(i))
-        await eventually(lambda: len(dying.commits) == 10, 15)
-        assert [(await c).committed for c in dying.commits] == [1] * 10
+        await eventually(lambda: first.stats.samples_read == 10, 15)  # submitted (in one or more bursts)
+        assert sum([(await c).committed for c in dying.commits]) == 10
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -206,6 +211,7 @@ async def test_committed_but_unacknowledged_messages_are_not_stored_twice_after_
         await eventually(lambda: second.stats.duplicates_skipped == 10, 15, "redeliveries recognised")
         pub.publish("acme/line2/imm-3/telemetry", acme(10))
         await eventually(lambda: second.stats.samples_read == 1, 15)
+        await asyncio.sleep(0.5)  # its commit, and the PUBACKs that follow commits
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -255,9 +261,9 @@ async def test_a_failed_commit_is_stored_when_the_broker_redelivers(
         conn = MqttConnector(cfg, "agent-1", dl)
         pub = Publisher(mosquitto)
         async with running(conn, sink):
-            for i in range(5):
+            for i in range(5):  # one at a time: each message is a burst (a submit) of its own
                 pub.publish("acme/line2/imm-3/telemetry", acme(i))
-            await eventually(lambda: conn.stats.messages == 5, 15)
+                await eventually(messages_reach(conn, i + 1), 15)
             await asyncio.sleep(0.5)  # the two good commits land
         async with running(conn, sink):  # same process, same session: the broker redelivers
             await eventually(lambda: conn.stats.messages == 8, 15, "the 3 unacknowledged ones redelivered")
@@ -266,3 +272,90 @@ async def test_a_failed_commit_is_stored_when_the_broker_redelivers(
         assert conn.stats.duplicates_skipped == 0
         got = await drain(buf)
     assert sorted(s.value for s in got) == [200.0 + i for i in range(5)], "each value once, none lost"
+
+
+class RaisesOnFirstSubmit(WrappedBuffer):
+    """A sink whose first ``submit`` raises (a closed buffer, a bug): not a commit that failed."""
+
+    def __init__(self, buf: SqliteBuffer) -> None:
+        super().__init__(buf)
+        self.raised = False
+
+    def submit(
+        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
+        if samples and not self.raised:
+            self.raised = True
+            raise RuntimeError("buffer is closed")
+        return super().submit(samples, marks)
+
+
+async def test_a_submit_that_raises_ends_the_run_and_the_redelivery_is_stored(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """``submit`` raising ends the run with ``ConnectionLost`` (its cause kept); nothing of that
+    burst was acknowledged or taken as committed, so the broker's redelivery is stored."""
+    dl = DeadLetter(tmp_path / "dead.jsonl")
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        sink = RaisesOnFirstSubmit(buf)
+        conn = MqttConnector(make_config(mosquitto), "agent-1", dl)
+        task = asyncio.create_task(conn.run(sink))
+        await eventually(lambda: conn.stats.connected, 15)
+        pub = Publisher(mosquitto)
+        pub.publish("acme/line2/imm-3/telemetry", acme(0))
+        with pytest.raises(ConnectionLost, match="RuntimeError: buffer is closed") as info:
+            await asyncio.wait_for(task, 15)
+        assert isinstance(info.value.__cause__, RuntimeError) and not conn.stats.connected
+        async with running(conn, sink):  # the supervisor's next run
+            await eventually(lambda: conn.stats.samples_read == 2, 15, "the redelivery")
+            await asyncio.sleep(0.5)
+        pub.close()
+        assert conn.stats.duplicates_skipped == 0
+        got = await drain(buf)
+    assert [s.value for s in got] == [200.0]
+
+
+class CountsOutstanding(WrappedBuffer):
+    """Counts the samples submitted whose commit has not ended, and the most there ever were."""
+
+    def __init__(self, buf: SqliteBuffer) -> None:
+        super().__init__(buf)
+        self.outstanding = self.most = 0
+
+    def submit(
+        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
+        self.outstanding += len(samples)
+        self.most = max(self.most, self.outstanding)
+        fut = super().submit(samples, marks)
+        fut.add_done_callback(lambda _: setattr(self, "outstanding", self.outstanding - len(samples)))
+        return fut
+
+
+async def test_reading_stops_while_too_many_messages_wait_for_their_commit(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog arrives faster than commits end (Mosquitto sends a queued backlog past its
+    in-flight limit): the connector stops reading at ``_MAX_HELD`` unacknowledged messages (so
+    the digest ring covers every committed one the broker could redeliver) and reads on as commits
+    settle; all arrive, once."""
+    from edge_agent.connectors.mqtt import aio, connector
+
+    monkeypatch.setattr(connector, "_MAX_HELD", 8)
+    monkeypatch.setattr(aio, "PACKETS_PER_WAKEUP", 4)
+    dl = DeadLetter(tmp_path / "dead.jsonl")
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.05) as buf:
+        sink = CountsOutstanding(buf)
+        conn = MqttConnector(make_config(mosquitto), "agent-1", dl)
+        async with running(conn, sink):
+            pass  # the persistent session and its subscriptions
+        pub = Publisher(mosquitto)
+        for i in range(200):
+            pub.client.publish("acme/line2/imm-3/telemetry", acme(i), qos=1)
+        pub.publish("acme/line2/imm-3/telemetry", acme(200))
+        pub.close()
+        async with running(conn, sink):
+            await eventually(lambda: conn.stats.samples_read == 201 and sink.outstanding == 0, 30)
+        assert 8 <= sink.most <= 8 + 4, sink.most
+        got = await drain(buf)
+    assert sorted(s.value for s in got) == [200.0 + i for i in range(201)]

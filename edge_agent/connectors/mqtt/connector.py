@@ -16,8 +16,15 @@ the digest, so the broker's next redelivery is stored.
 
 A message that does not map is counted, logged with the reason (at most one line per mapping
 per minute plus a count) and written to the dead-letter file with its topic and payload; it
-is then acknowledged, so it does not block the session. Paho's network thread only hands
-messages to the event loop; all work happens on the loop.
+is then acknowledged, so it does not block the session.
+
+paho's I/O runs on the event loop (:class:`~edge_agent.connectors.mqtt.aio.PahoOnLoop`, no network
+thread): the messages read in one wake-up of the socket's reader form a burst; each is mapped as
+it is read, and at the end of the wake-up the burst's samples and marks go to the buffer in one
+``submit``. When that commit succeeds the burst's PUBACKs are queued in arrival order and go out
+together; when it fails none is sent and the burst's digests are forgotten. At ``_MAX_HELD``
+messages read whose commit has not ended the connector stops reading the socket until commits
+settle (the digest ring must cover every committed message the broker may redeliver).
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import ssl
 import time
 from collections import OrderedDict
 from typing import Any
@@ -35,18 +41,46 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent.buffer import PutResult
 from edge_agent.connectors.base import ConnectorStats, Sink
+from edge_agent.connectors.mqtt.aio import PahoOnLoop
 from edge_agent.connectors.mqtt.client import apply_auth_and_tls
 from edge_agent.connectors.mqtt.config import MqttConnectorConfig
 from edge_agent.deadletter import DeadLetter
 from edge_agent.mapping import MappingError, PayloadMapper
-from zhizao.errors import ConnectionLost, SecurityError
+from zhizao.model import Sample
 
 log = logging.getLogger(__name__)
 _SEEN_MAX = 20_000
 _DUP_SLOTS = 4096
-"""Digests of committed messages kept in the buffer: far more than a broker has in flight
-unacknowledged to one client (Mosquitto's default is 20)."""
+"""Digests of committed messages kept in the buffer: more than the connector ever holds
+unacknowledged (``_MAX_HELD``), so every committed message a broker can redeliver is known."""
+_MAX_HELD = _DUP_SLOTS // 2
+"""Messages read whose commit has not ended (for QoS >= 1: not yet acknowledged) at most: at this
+many the connector stops reading until commits settle below half of it. Brokers bound what they
+send unacknowledged (Mosquitto: ``max_inflight_messages``, 20 by default) but not always:
+Mosquitto 2.0.11 sent far more of a backlog queued for an offline session once the first PUBACKs
+came; and QoS 0 has no such bound. It also bounds the samples waiting in memory for a commit."""
+
+
+class _Burst:
+    """Messages read in one wake-up of the reader: submitted to the buffer together, acknowledged
+    together once committed."""
+
+    __slots__ = ("acks", "client", "digests", "held", "marks", "samples", "waiters")
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.client = client
+        self.samples: list[Sample] = []
+        self.marks: dict[str, str] = {}
+        self.acks: list[tuple[int, int]] = []
+        """(mid, qos) of its QoS >= 1 messages, in arrival order."""
+        self.digests: list[bytes] = []
+        self.waiters: list[tuple[mqtt.Client, int, int]] = []
+        """Redeliveries (DUP) of its messages that arrived before its commit ended: acknowledged
+        only if it succeeds."""
+        self.held = 0
+        """Messages settled with it: its own and its waiters (see ``_MAX_HELD``)."""
 
 
 class MqttConnector:
@@ -59,8 +93,12 @@ class MqttConnector:
         self.deadletter = deadletter
         self.mapper = PayloadMapper(config.mappings)
         self.stats = ConnectorStats()
-        self._seen: OrderedDict[bytes, asyncio.Future[Any] | None] = OrderedDict()
-        """Digest -> the pending commit of its samples, or None once committed."""
+        self._seen: OrderedDict[bytes, _Burst | None] = OrderedDict()
+        """Digest -> the burst whose commit is pending, or None once committed."""
+        self._burst: _Burst | None = None
+        self._held = 0
+        """Messages read whose burst has not settled (see ``_MAX_HELD``)."""
+        self._session: PahoOnLoop | None = None
         self._last_warn: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._runs = 0
@@ -68,7 +106,7 @@ class MqttConnector:
         self._seq = 0
         self._loaded = False
 
-    def _client(self, loop: asyncio.AbstractEventLoop, lost: asyncio.Future[str]) -> mqtt.Client:
+    def _client(self) -> mqtt.Client:
         cfg = self.config
         v5 = cfg.protocol == "5"
         client = mqtt.Client(
@@ -80,51 +118,30 @@ class MqttConnector:
             manual_ack=True,
         )
         apply_auth_and_tls(client, cfg.username, cfg.password, cfg.tls)
-
-        def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            loop.call_soon_threadsafe(self._handle, msg, client)
-
-        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-            loop.call_soon_threadsafe(_resolve, lost, f"disconnected: {reason}")
-
-        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-            if reason.is_failure:
-                loop.call_soon_threadsafe(_resolve, lost, f"connection refused: {reason}")
-
-        client.on_message = on_message
-        client.on_disconnect = on_disconnect
-        client.on_connect = on_connect
+        client.on_message = self._on_message
         return client
 
     async def run(self, sink: Sink) -> None:
         """Read until cancelled; ``ConnectionLost`` when the broker goes away."""
         cfg = self.config
-        loop = asyncio.get_running_loop()
-        lost: asyncio.Future[str] = loop.create_future()
-        client = self._client(loop, lost)
         self._sink = sink
         if not self._loaded:  # before connecting: redeliveries may be the first messages
             await self._load_committed(sink)
             self._loaded = True
+        client = self._client()
+        session = self._session = PahoOnLoop(client, after_read=self._flush)
         props = None
         if cfg.protocol == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = cfg.session_expiry_s
         try:
-            try:
-                await asyncio.to_thread(
-                    client.connect,
-                    cfg.host,
-                    cfg.port,
-                    keepalive=cfg.keepalive_s,
-                    clean_start=cfg.clean_start if cfg.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-                    properties=props,
-                )
-            except ssl.SSLError as exc:
-                raise SecurityError(f"MQTT TLS to {cfg.host}:{cfg.port} failed: {exc}") from exc
-            except OSError as exc:
-                raise ConnectionLost(f"MQTT broker {cfg.host}:{cfg.port} unreachable: {exc}") from exc
-            client.loop_start()
+            await session.connect(
+                cfg.host,
+                cfg.port,
+                keepalive=cfg.keepalive_s,
+                clean_start=cfg.clean_start if cfg.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=props,
+            )
             for flt in self.mapper.filters:
                 client.subscribe(flt, qos=cfg.qos)
             self._runs += 1
@@ -139,15 +156,14 @@ class MqttConnector:
                 self.client_id,
                 ", ".join(self.mapper.filters),
             )
-            reason = await lost
-            if "refused" in reason and "authori" in reason.lower():
-                raise SecurityError(f"MQTT broker {cfg.host}:{cfg.port} {reason}")
-            raise ConnectionLost(f"MQTT broker {cfg.host}:{cfg.port} {reason}")
+            await session.wait_closed()
         finally:
             self.stats.connected = False
-            client.on_disconnect = None
-            client.disconnect()
-            client.loop_stop()
+            if self._burst is not None:  # read, never submitted (the I/O failed): not acknowledged
+                burst, self._burst = self._burst, None
+                self._forget(burst, committed=False)
+            self._session = None
+            session.close()
 
     async def _load_committed(self, sink: Sink) -> None:
         """Fill ``_seen`` with the digests an earlier process committed (oldest first)."""
@@ -162,74 +178,91 @@ class MqttConnector:
             self._seen[digest] = None
         self._seq = max((seq for seq, _ in entries), default=-1) + 1
 
-    def _handle(self, msg: mqtt.MQTTMessage, client: mqtt.Client) -> None:
+    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        """paho's ``on_message``, on the loop (inside ``loop_read``): adds ``msg`` to the burst."""
         self.stats.messages += 1
-        digest = hashlib.blake2b(msg.topic.encode() + b"\0" + msg.payload, digest_size=16).digest()
+        topic, payload = msg.topic, bytes(msg.payload)
+        digest = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
+        burst = self._burst
+        if burst is None:
+            burst = self._burst = _Burst(client)
+        self._held += 1
         if msg.dup and digest in self._seen:
             self.stats.duplicates_skipped += 1
             pending = self._seen[digest]
-            if pending is None:
-                self._ack_after_commit(client, msg, [])
-            else:  # the original is still being committed: acknowledge only if that succeeds
-                self._ack_when(pending, client, msg)
+            if pending is None:  # committed: acknowledged with this burst (after what came before)
+                burst.held += 1
+                if msg.qos > 0:
+                    burst.acks.append((msg.mid, msg.qos))
+            else:  # the original is still being committed: acknowledged only if it is
+                pending.held += 1
+                if msg.qos > 0:
+                    pending.waiters.append((client, msg.mid, msg.qos))
             return
+        burst.held += 1
+        if msg.qos > 0:
+            burst.acks.append((msg.mid, msg.qos))
         try:
-            result = self.mapper.map(msg.topic, bytes(msg.payload))
+            result = self.mapper.map(topic, payload)
         except MappingError as exc:
-            self._bad(msg, exc.reason, "unmapped")
-            self._ack_after_commit(client, msg, [])
+            self._bad(topic, payload, exc.reason, "unmapped")
             return
         if result.problems:
-            self._bad(msg, "; ".join(result.problems), result.mapping)
+            self._bad(topic, payload, "; ".join(result.problems), result.mapping)
         self.stats.got(len(result.samples))
-        marks = None
         if msg.qos > 0 and result.samples:  # only what the broker can redeliver
-            marks = {f"{self._mark_prefix}{self._seq % _DUP_SLOTS:04d}": f"{self._seq}:{digest.hex()}"}
+            burst.marks[f"{self._mark_prefix}{self._seq % _DUP_SLOTS:04d}"] = f"{self._seq}:{digest.hex()}"
             self._seq += 1
-        fut = self._ack_after_commit(client, msg, result.samples, marks)
-        self._seen[digest] = fut
+        burst.samples += result.samples
+        burst.digests.append(digest)
+        self._seen[digest] = burst
         self._seen.move_to_end(digest)
         if len(self._seen) > _SEEN_MAX:
             self._seen.popitem(last=False)
 
-        def settled(f: asyncio.Future[Any]) -> None:
-            if self._seen.get(digest) is not f:
-                return  # evicted, or a later message with the same content took the slot
-            if f.cancelled() or f.exception() is not None:
-                del self._seen[digest]  # not committed: the broker's redelivery must be stored
-            else:
-                self._seen[digest] = None
+    def _flush(self) -> None:
+        """After each wake-up of the reader: the burst to the buffer; its PUBACKs once committed."""
+        burst = self._burst
+        if burst is None:
+            return
+        self._burst = None
+        try:
+            fut = self._sink.submit(burst.samples, burst.marks or None)
+        except BaseException:
+            self._forget(burst, committed=False)
+            raise
+        fut.add_done_callback(lambda f: self._settled(burst, f))
+        if self._held >= _MAX_HELD and self._session is not None:
+            self._session.pause_reading()
 
-        fut.add_done_callback(settled)
-
-    def _ack_after_commit(
-        self,
-        client: mqtt.Client,
-        msg: mqtt.MQTTMessage,
-        samples: list[Any],
-        marks: dict[str, str] | None = None,
-    ) -> asyncio.Future[Any]:
-        fut = self._sink.submit(samples, marks)
-        self._ack_when(fut, client, msg)
-        return fut
-
-    def _ack_when(self, fut: asyncio.Future[Any], client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
-        """PUBACK ``msg`` once ``fut`` (a buffer commit) has succeeded; never if it failed."""
-        mid, qos = msg.mid, msg.qos
-
-        def done(f: asyncio.Future[Any]) -> None:
-            if f.cancelled() or f.exception() is not None:
-                return  # not committed: no PUBACK, the broker redelivers
-            if qos > 0:
+    def _settled(self, burst: _Burst, fut: asyncio.Future[PutResult]) -> None:
+        committed = not fut.cancelled() and fut.exception() is None
+        if committed:  # else no PUBACK: the broker redelivers
+            ack = burst.client.ack
+            for mid, qos in burst.acks:
+                ack(mid, qos)
+            for client, mid, qos in burst.waiters:
                 client.ack(mid, qos)
+        self._forget(burst, committed=committed)
 
-        fut.add_done_callback(done)
+    def _forget(self, burst: _Burst, *, committed: bool) -> None:
+        """Settle the burst's digests: committed (None), or forgotten so that the broker's
+        redelivery is stored. A digest evicted, or taken by a later message, is left alone. Its
+        messages are no longer held: reading resumes below half of ``_MAX_HELD``."""
+        self._held -= burst.held
+        if self._held < _MAX_HELD // 2 and self._session is not None:
+            self._session.resume_reading()
+        seen = self._seen
+        for digest in burst.digests:
+            if seen.get(digest) is burst:
+                if committed:
+                    seen[digest] = None
+                else:
+                    del seen[digest]
 
-    def _bad(self, msg: mqtt.MQTTMessage, reason: str, key: str) -> None:
+    def _bad(self, topic: str, payload: bytes, reason: str, key: str) -> None:
         self.stats.bad_payloads += 1
-        self.deadletter.write(
-            "mqtt_payload", reason, connector=self.name, topic=msg.topic, payload=bytes(msg.payload)
-        )
+        self.deadletter.write("mqtt_payload", reason, connector=self.name, topic=topic, payload=payload)
         now = time.monotonic()
         if now - self._last_warn.get(key, 0.0) >= 60.0:
             extra = self._suppressed.pop(key, 0)
@@ -237,7 +270,7 @@ class MqttConnector:
             log.warning(
                 "MQTT %s: payload on %s not mapped: %s%s; kept in %s",
                 self.name,
-                msg.topic,
+                topic,
                 reason,
                 more,
                 self.deadletter.path,
@@ -245,8 +278,3 @@ class MqttConnector:
             self._last_warn[key] = now
         else:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
-
-
-def _resolve(fut: asyncio.Future[str], reason: str) -> None:
-    if not fut.done():
-        fut.set_result(reason)
