@@ -6,16 +6,15 @@ loop for each message. The broker's PUBACK is sent only when the handler calls `
 (after its data is durable); a message never acked is redelivered by the broker after the next
 connect. Returns never: raises :class:`~zhizao.errors.ConnectionLost` when the connection drops
 (the supervisor reconnects), :class:`~zhizao.errors.SecurityError` for TLS or authorisation
-failures. paho's network thread only hands messages over to the loop (in order, one wake-up of the
-loop per burst of messages).
+failures. paho's I/O runs on the event loop (:class:`~edge_agent.connectors.mqtt.aio.PahoOnLoop`,
+no network thread): ``on_message`` is called as each message is read, in order, and the PUBACKs
+acked in one pass of the loop go out together. An exception raised by ``on_message`` ends the
+connection (``ConnectionLost``, the exception logged with its traceback): the broker redelivers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import ssl
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +25,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge_agent.connectors.mqtt.aio import PahoOnLoop
 from edge_agent.connectors.mqtt.client import apply_auth_and_tls
 from gateway.config import BrokerConfig
-from zhizao.errors import ConnectionLost, SecurityError
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +59,7 @@ class BrokerSession:
         self.client_id = client_id
         self.filters = filters
 
-    def _client(self, loop: asyncio.AbstractEventLoop, lost: asyncio.Future[str],
-                on_message: Callable[[Message], None], on_connected: Callable[[], None]) -> mqtt.Client:
+    def _client(self, on_message: Callable[[Message], None]) -> mqtt.Client:
         cfg = self.config
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTProtocolVersion.MQTTv5,
@@ -69,42 +67,11 @@ class BrokerSession:
         )
         apply_auth_and_tls(client, cfg.username, cfg.password, cfg.tls)
 
-        # paho's thread queues messages; the loop handles every queued one per wake-up, in order
-        # (one cross-thread wake-up per burst, not per message).
-        queued: deque[mqtt.MQTTMessage] = deque()
-        scheduled = False
-
-        def drain() -> None:
-            nonlocal scheduled
-            scheduled = False  # before draining: a message queued from now on schedules a new drain
-            while queued:
-                msg = queued.popleft()
-                on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain), bool(msg.dup), client,
-                                   msg.mid, msg.qos))
-
         def on_msg(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            nonlocal scheduled
-            queued.append(msg)
-            if not scheduled:
-                scheduled = True
-                loop.call_soon_threadsafe(drain)
-
-        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-            loop.call_soon_threadsafe(_resolve, lost, f"disconnected: {reason}")
-
-        def on_connect(_c: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-            if reason.is_failure:
-                loop.call_soon_threadsafe(_resolve, lost, f"connection refused: {reason}")
-                return
-            opts = SubscribeOptions(qos=1)
-            client.subscribe([(f, opts) for f in self.filters])
-            loop.call_soon_threadsafe(on_connected)
-            log.info("MQTT connected to %s:%d as %s (session present: %s), subscribed to %s",
-                     cfg.host, cfg.port, self.client_id, flags.session_present, ", ".join(self.filters))
+            on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain), bool(msg.dup), client,
+                               msg.mid, msg.qos))
 
         client.on_message = on_msg
-        client.on_disconnect = on_disconnect
-        client.on_connect = on_connect
         return client
 
     async def run(self, on_message: Callable[[Message], None],
@@ -112,32 +79,23 @@ class BrokerSession:
         """Receive until the connection drops (see the module docstring); ``on_connected`` is
         called (on the loop) after each successful CONNACK."""
         cfg = self.config
-        loop = asyncio.get_running_loop()
-        lost: asyncio.Future[str] = loop.create_future()
-        client = self._client(loop, lost, on_message, on_connected)
+        client = self._client(on_message)
+
+        def connected(flags: Any) -> None:
+            opts = SubscribeOptions(qos=1)
+            client.subscribe([(f, opts) for f in self.filters])
+            on_connected()
+            log.info("MQTT connected to %s:%d as %s (session present: %s), subscribed to %s",
+                     cfg.host, cfg.port, self.client_id, flags.session_present, ", ".join(self.filters))
+
+        session = PahoOnLoop(client, on_connected=connected)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = cfg.session_expiry_s
         props.ReceiveMaximum = cfg.receive_maximum
         try:
-            try:
-                await asyncio.to_thread(client.connect, cfg.host, cfg.port, keepalive=cfg.keepalive_s,
-                                        clean_start=False, properties=props)
-            except ssl.SSLError as exc:
-                raise SecurityError(f"MQTT TLS to {cfg.host}:{cfg.port} failed: {exc}") from exc
-            except OSError as exc:
-                raise ConnectionLost(f"MQTT broker {cfg.host}:{cfg.port} unreachable: {exc}") from exc
-            client.loop_start()
-            reason = await lost
-            if "refused" in reason and "authori" in reason.lower():
-                raise SecurityError(f"MQTT broker {cfg.host}:{cfg.port} {reason}")
-            raise ConnectionLost(f"MQTT broker {cfg.host}:{cfg.port} {reason}")
+            await session.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=False,
+                                  properties=props)
+            await session.wait_closed()
         finally:
-            client.on_disconnect = None
             client.on_message = None
-            client.disconnect()
-            client.loop_stop()
-
-
-def _resolve(fut: asyncio.Future[str], reason: str) -> None:
-    if not fut.done():
-        fut.set_result(reason)
+            session.close()
