@@ -64,7 +64,8 @@ Method:
   difference.
 
 Figures: messages/s and values/s (values = messages x 10); CPU of this process per message
-(``time.process_time``: event loop, paho's network thread and the buffer's thread); the ratios
+(``time.process_time``: the event loop — which runs paho's I/O for the connector since session 10 —
+the buffer's thread, and for ``raw`` aiomqtt's paho); the ratios
 ``raw_ratio`` = qos1 / raw, ``marks_cost_ratio`` = qos1 / qos0 (marks, PUBACKs and the
 acknowledgement-after-commit window together), ``marks_only_ratio`` = qos1 / qos1_nomarks and
 ``qos0_raw_ratio`` = qos0 / raw.
