@@ -31,14 +31,21 @@ def _samples() -> list[Sample]:
     return out
 
 
-async def test_quiet_signals_and_state_are_carried_across_rounds(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
+def _health_model(rng: np.random.Generator) -> AnomalyModel:
     train = np.column_stack([1.0 + 0.05 * rng.standard_normal(600), np.full(600, 21.0)])
-    model = AnomalyModel(ModelSpec()).fit(train, columns=["vibration_rms", "coolant_temp"])
+    return AnomalyModel(ModelSpec()).fit(train, columns=["vibration_rms", "coolant_temp"])
+
+
+def _plant() -> PlantConfig:
+    shift = {"name": "a", "start": "06:00", "end": "14:00"}
+    return PlantConfig.model_validate({"calendar": {"shifts": [shift]}})
+
+
+async def test_quiet_signals_and_state_are_carried_across_rounds(tmp_path: Path) -> None:
+    model = _health_model(np.random.default_rng(1))
     async with DuckDBStore(tmp_path / "z.duckdb") as store:
         await store.write(SampleFrame.from_samples(_samples()))
-        plant = PlantConfig.model_validate({"calendar": {"shifts": [{"name": "a", "start": "06:00",
-                                                                      "end": "14:00"}]}})
+        plant = _plant()
         live = LiveAnalytics(store, plant, [str(M)], {str(M): model}, start=T0, lag_s=0)
         for minute in range(2, 31, 2):  # rounds every 2 simulated minutes: the 5-minute look-back
             await live.round(T0 + timedelta(minutes=minute), lag=timedelta(0))  # is soon past the state
@@ -62,8 +69,7 @@ async def test_an_energy_model_scores_every_state_beside_the_health_model(tmp_pa
     columns = [*state_columns(), sig.POWER_KW]
     rows = design(columns, [sig.POWER_KW], power[:, None], states)
     emodel = AnomalyModel(energy(), states="all").fit(rows, columns=columns)
-    train = np.column_stack([1.0 + 0.05 * rng.standard_normal(600), np.full(600, 21.0)])
-    health = AnomalyModel(ModelSpec()).fit(train, columns=["vibration_rms", "coolant_temp"])
+    health = _health_model(rng)
     samples = _samples()  # running 20 min, then idle 10 min
     # power: running 10 kW, idle 2 kW from minute 20, and 3 kW more than that from minute 25
     kw = [10.0 if i < 1200 else 2.0 + (3.0 if i >= 1500 else 0.0) for i in range(1800)]
@@ -71,8 +77,7 @@ async def test_an_energy_model_scores_every_state_beside_the_health_model(tmp_pa
                 for i, v in enumerate(kw)]
     async with DuckDBStore(tmp_path / "z.duckdb") as store:
         await store.write(SampleFrame.from_samples(samples))
-        plant = PlantConfig.model_validate({"calendar": {"shifts": [{"name": "a", "start": "06:00",
-                                                                      "end": "14:00"}]}})
+        plant = _plant()
         models = {str(M): health, f"{M}#energy": emodel}
         live = LiveAnalytics(store, plant, [str(M)], models, start=T0, lag_s=0)
         for minute in range(2, 31, 2):
@@ -95,13 +100,10 @@ async def test_an_energy_model_scores_every_state_beside_the_health_model(tmp_pa
 async def test_models_added_while_the_line_runs_score_from_its_start(tmp_path: Path) -> None:
     """The demo trains its models while the line already runs: models handed over later score
     every running second from the start of the run, once."""
-    rng = np.random.default_rng(1)
-    train = np.column_stack([1.0 + 0.05 * rng.standard_normal(600), np.full(600, 21.0)])
-    model = AnomalyModel(ModelSpec()).fit(train, columns=["vibration_rms", "coolant_temp"])
+    model = _health_model(np.random.default_rng(1))
     async with DuckDBStore(tmp_path / "z.duckdb") as store:
         await store.write(SampleFrame.from_samples(_samples()))
-        plant = PlantConfig.model_validate({"calendar": {"shifts": [{"name": "a", "start": "06:00",
-                                                                      "end": "14:00"}]}})
+        plant = _plant()
         live = LiveAnalytics(store, plant, [str(M)], {}, start=T0, lag_s=0)
         for minute in range(2, 12, 2):  # no model yet: nothing scored
             await live.round(T0 + timedelta(minutes=minute), lag=timedelta(0))
