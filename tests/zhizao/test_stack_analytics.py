@@ -115,3 +115,34 @@ async def test_models_added_while_the_line_runs_score_from_its_start(tmp_path: P
         scores = await store.query(SeriesQuery(str(M), T0, T0 + timedelta(hours=1), (sig.ANOMALY_SCORE,)))
     stamps = scores[0].timestamps()
     assert len(stamps) == len(set(stamps)) == 20 * 60 and stamps[0] == T0
+
+
+class _AddingStore:
+    """The store, with ``add_models`` called from inside a round's read — as the demo's task that
+    hands over the trained models can run while a round waits on the store."""
+
+    def __init__(self, store: DuckDBStore, models: dict[str, AnomalyModel]) -> None:
+        self.store, self.models = store, models
+        self.live: LiveAnalytics | None = None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def query(self, q: SeriesQuery) -> object:
+        if self.live is not None and self.models:
+            self.live.add_models(self.models)
+            self.models = {}
+        return await self.store.query(q)
+
+
+async def test_models_added_during_a_round_do_not_break_it(tmp_path: Path) -> None:
+    model = _health_model(np.random.default_rng(1))
+    async with DuckDBStore(tmp_path / "z.duckdb") as store:
+        await store.write(SampleFrame.from_samples(_samples()))
+        adding = _AddingStore(store, {f"{M}#second": model})
+        live = LiveAnalytics(adding, _plant(), [str(M)], {str(M): model}, start=T0, lag_s=0)  # type: ignore[arg-type]
+        adding.live = live
+        await live.round(T0 + timedelta(minutes=10), lag=timedelta(0))
+        await live.round(T0 + timedelta(minutes=20), lag=timedelta(0))
+    assert live.stats.failures == 0 and set(live.scoring) == {str(M), f"{M}#second"}
+    assert live.stats.per_machine == {str(M): 20 * 60, f"{M}#second": 20 * 60}

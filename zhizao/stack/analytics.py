@@ -103,7 +103,8 @@ class LiveAnalytics:
     async def round(self, now: datetime, *, lag: timedelta) -> None:
         self.stats.rounds += 1
         try:
-            for scope, state in self.scoring.items():
+            # a copy: add_models may run while this round waits on the store
+            for scope, state in list(self.scoring.items()):
                 await self._score(scope, state, now - lag)
             if self.watch_flags:
                 await self._watch_flags(now - lag)
