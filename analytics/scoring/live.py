@@ -76,9 +76,11 @@ class MachineScorer:
                 running: NDArray[np.bool_] | None = None,
                 resets: NDArray[np.bool_] | None = None) -> tuple[SampleFrame, list[Event]]:
         """Score the next rows; ``resets[i]`` restarts the trailing windows before row ``i`` (a gap
-        in time). Rows with ``running`` false are skipped; the next kept row restarts the windows
+        in time). Rows with ``running`` false are skipped — unless the model scores every state
+        (``model.states == "all"``: an energy model) —; the next kept row restarts the windows
         (so does a reset on a skipped row) and resumes the tracker (module docstring)."""
-        keep = np.ones(len(ts_us), dtype=bool) if running is None else np.asarray(running, dtype=bool)
+        every = running is None or self.model.states == "all"
+        keep = np.ones(len(ts_us), dtype=bool) if every else np.asarray(running, dtype=bool)
         frame = SampleFrame()
         events: list[Event] = []
         if not len(keep):

@@ -137,8 +137,7 @@ class LiveAnalytics:
         st.carry, st.carry_state = got.carry or {}, got.carry_state
         if not len(got.ts):
             return
-        running = got.running if st.scorer.model.states == "running" else None  # "all": every row
-        frame, events = st.scorer.process(got.ts, got.values, running)
+        frame, events = st.scorer.process(got.ts, got.values, got.running)
         if len(frame):
             await self.store.write(frame)
         if events:

@@ -256,8 +256,7 @@ class MachineWorker:
                     w: int) -> StepResult:
         assert self.scorer is not None and self.model is not None and self.version is not None
         got = await self._rows(io, st, until)
-        ts, X = got.ts, got.values
-        running = got.running if self.model.states == "running" else None  # "all": every row
+        ts, X, running = got.ts, got.values, got.running
         resets = None
         if len(ts):
             prev = np.r_[st.last_row_us if st.last_row_us is not None else ts[0], ts[:-1]]
