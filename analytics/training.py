@@ -31,7 +31,15 @@ from numpy.typing import NDArray
 from analytics.errors import DataError
 from analytics.registry import ModelMetadata, ModelRegistry
 from analytics.scoring import AnomalyModel, ModelSpec, piece_starts
-from analytics.scoring.context import ENERGY, HEALTH, design, is_score_signal, model_scope, state_columns
+from analytics.scoring.context import (
+    ENERGY,
+    HEALTH,
+    design,
+    is_score_signal,
+    model_scope,
+    state_columns,
+    state_labels,
+)
 from analytics.scoring.presets import energy
 from zhizao import signals as sig
 
@@ -63,9 +71,8 @@ def align(series: dict[str, pd.Series], state: pd.Series | None) -> History:
         raise DataError("history", "signals never overlap in time")
     labels: NDArray[np.object_] | None = None
     if state is not None and len(state):
-        st = state.sort_index().reindex(df.index, method="ffill")
-        running = (st == sig.MachineState.RUNNING.value).to_numpy()
-        labels = st.astype(object).where(st.notna(), None).to_numpy(dtype=object)
+        labels = state_labels(state.sort_index().reindex(df.index, method="ffill"))
+        running = labels == sig.MachineState.RUNNING.value
     else:
         running = np.ones(len(df), dtype=bool)
     index = df.index.tz_convert(None) if getattr(df.index, "tz", None) is not None else df.index
@@ -103,13 +110,8 @@ def fit_history(h: History, spec: ModelSpec,
     X = h.values[h.running]
     if len(X) < 50:
         raise DataError("history", f"only {len(X)} rows in running state; need at least 50 to train")
-    cut = int(len(X) * (1 - validation_share))
     starts = piece_starts(h.running)  # no window spans a stop, in training as in scoring
-    model = AnomalyModel(spec=spec).fit(X[:cut], columns=h.columns, resets=starts[:cut])
-    scorer = model.stream()
-    scorer.push(X[:cut], resets=starts[:cut])
-    held = scorer.push(X[cut:], resets=starts[cut:])
-    return model, {"heldout_rows": float(len(X) - cut), "heldout_flag_rate": float(held.flag.mean())}
+    return _fit_validated(AnomalyModel(spec=spec), X, h.columns, validation_share, starts)
 
 
 def fit_energy(h: History, spec: ModelSpec, power: str = sig.POWER_KW,
@@ -124,11 +126,19 @@ def fit_energy(h: History, spec: ModelSpec, power: str = sig.POWER_KW,
     columns = [*(state_columns() if h.state is not None else []),
                *[c for c in h.columns if c != power], power]
     X = design(columns, h.columns, h.values, h.state)
+    return _fit_validated(AnomalyModel(spec=spec, states="all"), X, columns, validation_share)
+
+
+def _fit_validated(model: AnomalyModel, X: NDArray[np.float64], columns: list[str], validation_share: float,
+                   resets: NDArray[np.bool_] | None = None) -> tuple[AnomalyModel, dict[str, float]]:
+    """Fit ``model`` on the first rows of ``X``, score all of them in order; the share of the
+    held-out last ``validation_share`` flagged is the validation false-alarm rate."""
     cut = int(len(X) * (1 - validation_share))
-    model = AnomalyModel(spec=spec, states="all").fit(X[:cut], columns=columns)
+    head, tail = (None, None) if resets is None else (resets[:cut], resets[cut:])
+    model.fit(X[:cut], columns=columns, resets=head)
     scorer = model.stream()
-    scorer.push(X[:cut])
-    held = scorer.push(X[cut:])
+    scorer.push(X[:cut], resets=head)
+    held = scorer.push(X[cut:], resets=tail)
     return model, {"heldout_rows": float(len(X) - cut), "heldout_flag_rate": float(held.flag.mean())}
 
 

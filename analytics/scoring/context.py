@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from zhizao import signals as sig
@@ -76,10 +77,20 @@ def signal_columns(columns: Sequence[str]) -> list[str]:
     return [c for c in columns if not c.startswith(STATE_PREFIX)]
 
 
+def state_labels(state: pd.Series) -> NDArray[np.object_]:
+    """The machine state per row of an aligned (forward-filled) ``state`` series, ``None`` where
+    it is not known yet (what :func:`design` takes)."""
+    labels: NDArray[np.object_] = state.astype(object).where(state.notna(), None).to_numpy(dtype=object)
+    return labels
+
+
 def design(columns: Sequence[str], signals: Sequence[str], values: NDArray[np.float64],
            state: NDArray[np.object_] | None) -> NDArray[np.float64]:
     """The model matrix (rows × ``columns``) from ``values`` (rows × ``signals``) and the machine
-    state per row (``None`` or a missing entry: every ``state=`` column 0)."""
+    state per row (``None`` or a missing entry: every ``state=`` column 0). ``values`` itself when
+    the columns are exactly the signals (a health model: no copy on the scoring path)."""
+    if list(columns) == list(signals):
+        return values
     n = len(values)
     index = {s: i for i, s in enumerate(signals)}
     out = np.empty((n, len(columns)), dtype=np.float64)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from analytics.scoring.context import design, signal_columns
+from analytics.scoring.context import design, signal_columns, state_labels
 from ingest.storage.base import Agg, Series, SeriesQuery, from_us
 from zhizao import signals as sig
 
@@ -83,11 +83,11 @@ async def aligned_rows(query: Callable[[SeriesQuery], Awaitable[Sequence[Series]
         known = state.sort_index().reindex(df.index, method="ffill")
         if carry_state is not None:
             known = known.fillna(carry_state)
-        out.state = known.astype(object).where(known.notna(), None).to_numpy(dtype=object)
-        out.running = (known == sig.MachineState.RUNNING.value).to_numpy()
+        out.state = state_labels(known)
     elif carry_state is not None:
         out.state = np.full(len(df), carry_state, dtype=object)
-        out.running = np.full(len(df), carry_state == sig.MachineState.RUNNING.value)
+    if out.state is not None:
+        out.running = out.state == sig.MachineState.RUNNING.value
     out.ts = df.index.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
     out.values = design(columns, signals, df.to_numpy(dtype=np.float64), out.state)
     return out
