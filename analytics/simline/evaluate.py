@@ -38,13 +38,15 @@ from sklearn.metrics import roc_auc_score
 
 from analytics.detectors.quality import ScrapModel
 from analytics.events import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S, EpisodeTracker
+from analytics.events.tracker import RAISED_AT
 from analytics.scoring import AnomalyModel, ModelSpec, piece_starts
 from analytics.scoring.context import design, state_columns
 from analytics.scoring.presets import energy, machine_health
 from analytics.simline.frames import SimRun, simulate
 from zhizao.config import StrictModel
-from zhizao.events import EventSource, EventState
+from zhizao.events import Event, EventSource, EventState
 from zhizao.signals import POWER_KW
+from zhizao.wire import parse_ts
 
 OUT_OF_SCOPE: Final = {
     "clock_skew": "timestamps offset: a data-quality flag of the KPI engine, not machine behaviour",
@@ -136,14 +138,11 @@ def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig,
     tracker = EpisodeTracker(source=EventSource.ANOMALY, rule="eval", open_after_s=cfg.open_after_s,
                              clear_after_s=cfg.clear_after_s)
     out: list[Episode] = []
-    raised: dict[str, pd.Timestamp] = {}
 
     def observe(i: int) -> None:
         for e in tracker.observe("m", index[i].to_pydatetime(), bool(flag[i]), 1.0, resumed=bool(resumed[i])):
-            if e.state is EventState.OPEN:
-                raised.setdefault(e.id, index[i])
-            elif e.state is EventState.RESOLVED:
-                out.append(Episode(pd.Timestamp(e.start), pd.Timestamp(e.end), raised[e.id]))
+            if e.state is EventState.RESOLVED:
+                out.append(_episode(e))
 
     # only the flag's changes and the resumptions move the tracker; between two of them the flag
     # holds, and the debounce needs it re-observed once open_after_s / clear_after_s later
@@ -155,8 +154,14 @@ def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig,
             j = int(np.searchsorted(index, index[i] + pd.Timedelta(seconds=delay)))
             if j < nxt:
                 observe(j)
-    out += [Episode(pd.Timestamp(e.start), None, raised[e.id]) for e in tracker.open_events()]
+    out += [_episode(e) for e in tracker.open_events()]
     return out
+
+
+def _episode(e: Event) -> Episode:
+    """The episode of a tracker event; raised = ``details.raised_at`` (when the alarm went out)."""
+    return Episode(pd.Timestamp(e.start), None if e.end is None else pd.Timestamp(e.end),
+                   pd.Timestamp(parse_ts(e.details[RAISED_AT])))
 
 
 def contexts(df: pd.DataFrame, by_product: bool) -> np.ndarray:
