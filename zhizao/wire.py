@@ -95,9 +95,11 @@ def parse_ts(text: str) -> datetime:
         raise ValueError(f"timestamp {text!r} is outside the years 1-9999 in UTC") from None
 
 
-def sample_to_dict(s: Sample) -> dict[str, Any]:
-    """The JSON object of one sample (keys as in the schema)."""
-    out: dict[str, Any] = {"asset": str(s.asset), "signal": s.signal, "ts": format_ts(s.ts), "value": s.value}
+def sample_to_dict(s: Sample, asset: str | None = None, ts: str | None = None) -> dict[str, Any]:
+    """The JSON object of one sample (keys as in the schema); ``asset``/``ts``: ``str(s.asset)``
+    and ``format_ts(s.ts)`` when the caller has them already (samples sharing them)."""
+    out: dict[str, Any] = {"asset": str(s.asset) if asset is None else asset, "signal": s.signal,
+                           "ts": format_ts(s.ts) if ts is None else ts, "value": s.value}
     if s.unit is not None:
         out["unit"] = s.unit
     if s.quality is not Quality.GOOD:

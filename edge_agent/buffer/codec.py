@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
@@ -30,7 +30,7 @@ def encode_samples(samples: Iterable[Sample]) -> list[bytes]:
     the asset path and timestamp texts are formatted once per run of samples sharing them (the
     samples of one message share both), not once per sample."""
     rows: list[bytes] = []
-    append, dumps, good = rows.append, orjson.dumps, Quality.GOOD
+    append, dumps = rows.append, orjson.dumps
     last_asset: AssetPath | None = None
     last_ts: datetime | None = None
     asset_text = ts_text = ""
@@ -40,12 +40,7 @@ def encode_samples(samples: Iterable[Sample]) -> list[bytes]:
             last_asset, asset_text = asset, str(asset)
         if ts is not last_ts:  # by identity: the samples of one message share their objects
             last_ts, ts_text = ts, format_ts(ts)
-        out: dict[str, Any] = {"asset": asset_text, "signal": s.signal, "ts": ts_text, "value": s.value}
-        if s.unit is not None:
-            out["unit"] = s.unit
-        if s.quality is not good:
-            out["quality"] = s.quality.value
-        append(dumps(out))
+        append(dumps(sample_to_dict(s, asset_text, ts_text)))
     return rows
 
 
