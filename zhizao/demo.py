@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,6 +83,7 @@ async def _run(args: argparse.Namespace, scenario: object, data_dir: Path, conso
 
     from zhizao.stack.line import Line, LineOptions
     from zhizao.stack.models import demo_models
+    from zhizao.stack.offload import in_process
     from zhizao.stack.status import status_table
     from zhizao.stack.timeline import rebase
 
@@ -96,41 +94,44 @@ async def _run(args: argparse.Namespace, scenario: object, data_dir: Path, conso
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _on_signal, stop, loop, sig)
     # the models train on a clean simulated day in a worker process (≈ 30 s, a core of its own)
-    # while the line starts; scoring then catches up from the start of the run
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    training = loop.run_in_executor(pool, demo_models, sc, args.seed)
-    opts = LineOptions(scenario=sc, data_dir=data_dir, seed=args.seed, speed=args.speed, duration_s=sim_s,
-                       host=args.host, port=args.port, models={})
-    try:
-        with console.status("starting broker, ingest, simulator and edge agent ..."):
-            line = await Line(opts).__aenter__()
-    except (ZhizaoError, OSError, TimeoutError) as exc:
-        console.print(f"zhizao demo: could not start: {exc} (is port {args.port} free? try --port)",
-                      markup=False)
-        return 1
-    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/"
-    console.print(f"[bold]zhizao demo[/] is running — open [bold underline cyan]{url}[/]")
-    attach = asyncio.create_task(_attach_models(training, line, console))
-    reason = "stopped"
-    try:
-        with Live(status_table(line, url, "running"), console=console, refresh_per_second=2,
-                  transient=False) as live:
-            waiter = asyncio.create_task(stop.wait())
-            deadline = loop.time() + args.duration if args.duration else None
-            while not stop.is_set():
-                if deadline is not None and loop.time() >= deadline:
-                    reason = f"--duration {args.duration:g} s reached"
-                    break
-                await asyncio.wait([waiter], timeout=1.0)
-                live.update(status_table(line, url, "simulated day complete" if line.sim.done else "running"))
-            if stop.is_set():
-                reason = "interrupted"
-            waiter.cancel()
-            live.update(status_table(line, url, f"{reason} · stopping"))
-    finally:
-        attach.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
-        undelivered = await _shutdown(line, console)
+    # while the line starts; scoring then catches up from the start of the run. Stopping earlier
+    # ends the training instead of waiting for it.
+    async with in_process(demo_models, sc, args.seed) as training:
+        opts = LineOptions(scenario=sc, data_dir=data_dir, seed=args.seed, speed=args.speed,
+                           duration_s=sim_s, host=args.host, port=args.port, models={})
+        try:
+            with console.status("starting broker, ingest, simulator and edge agent ..."):
+                line = await Line(opts).__aenter__()
+        except (ZhizaoError, OSError, TimeoutError) as exc:
+            console.print(f"zhizao demo: could not start: {exc} (is port {args.port} free? try --port)",
+                          markup=False)
+            return 1
+        url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/"
+        console.print(f"[bold]zhizao demo[/] is running — open [bold underline cyan]{url}[/]")
+        attach = asyncio.create_task(_attach_models(training, line, console))
+        reason = "stopped"
+        try:
+            with Live(status_table(line, url, "running"), console=console, refresh_per_second=2,
+                      transient=False) as live:
+                waiter = asyncio.create_task(stop.wait())
+                deadline = loop.time() + args.duration if args.duration else None
+                while not stop.is_set():
+                    if deadline is not None and loop.time() >= deadline:
+                        reason = f"--duration {args.duration:g} s reached"
+                        break
+                    await asyncio.wait([waiter], timeout=1.0)
+                    live.update(status_table(line, url,
+                                             "simulated day complete" if line.sim.done else "running"))
+                if stop.is_set():
+                    reason = "interrupted"
+                waiter.cancel()
+                live.update(status_table(line, url, f"{reason} · stopping"))
+        finally:
+            attach.cancel()
+            if not training.done():
+                console.print("zhizao demo: model training ended unfinished (the demo stopped first)",
+                              style="yellow")
+            undelivered = await _shutdown(line, console)
     read, sent = line.agent.samples_read, line.agent.forwarder.stats.sent_samples
     if undelivered:
         console.print(f"[yellow]stopped ({reason}); {undelivered} samples not yet delivered are kept in "
@@ -149,7 +150,7 @@ async def _attach_models(training: asyncio.Future[dict[str, AnomalyModel]], line
     assert isinstance(line, Line)
     try:
         models = await training
-    except (BrokenProcessPool, ZhizaoError, OSError, ValueError) as exc:  # the demo goes on, and says so
+    except Exception as exc:  # noqa: BLE001 — whatever failed the training, the demo goes on, and says so
         console.print(f"zhizao demo: no anomaly models ({type(exc).__name__}: {exc})", markup=False,
                       style="yellow")
         return

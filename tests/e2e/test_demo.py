@@ -104,6 +104,29 @@ def test_demo_dashboard_shows_live_data_and_kpis_then_ctrl_c_stops_cleanly(
     assert m is not None and int(m.group(1)) == int(m.group(2)) > 10_000, out[-2000:]
 
 
+def test_ctrl_c_while_the_models_train_ends_the_training_instead_of_waiting(tmp_path: Path) -> None:
+    """The demo's models train for about 30 s in a worker process; a Ctrl-C before then stops the
+    demo cleanly and ends that worker (it used to be joined: the demo hung until training ended)."""
+    port = free_port()
+    log = tmp_path / "demo.log"
+    proc = spawn("demo", "--speed", "30", "--port", str(port), cwd=tmp_path, log=log)
+    try:
+        _wait(lambda: f"127.0.0.1:{port}/" in log.read_text(errors="replace") or proc.poll() is not None,
+              90, "the demo to print its URL")
+        assert proc.poll() is None, log.read_text(errors="replace")
+        assert "no anomaly models" not in log.read_text(errors="replace")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(90) == 0, log.read_text(errors="replace")[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = log.read_text(errors="replace")
+    assert "model training ended unfinished (the demo stopped first)" in out, out[-3000:]
+    assert "stopped cleanly (interrupted)" in out, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+
+
 @pytest.mark.parametrize("args", [["--speed", "0"], ["--port", "x"]])
 def test_demo_refuses_bad_arguments(tmp_path: Path, args: list[str]) -> None:
     from tests.e2e.conftest import zhizao
