@@ -99,6 +99,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edge_agent.connectors.mqtt.dedup import DUP_SLOTS
+
 VALUES_PER_MESSAGE = 10
 MACHINES = 20
 _SIGNALS = (  # simulator.kinds INJECTION_MOULDING's analog signals: (name, unit, typical value)
@@ -112,7 +114,6 @@ _SIGNALS = (  # simulator.kinds INJECTION_MOULDING's analog signals: (name, unit
     ("vibration_rms", "mm/s", 2.2),
     ("power_kw", "kW", 18.0),
 )
-_DUP_SLOTS = 4096  # edge_agent.connectors.mqtt.connector._DUP_SLOTS
 _STALL_S = 90.0
 _RAW_KEEPALIVE_S = 600  # a PINGRESP queued behind the backlog must not cut the ceiling's connection
 _ACME = Path(__file__).resolve().parent.parent / "edge_agent" / "connectors" / "mqtt" / "acme.toml"
@@ -401,7 +402,7 @@ class _Agent:
             rows, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT data) FROM samples").fetchone()
             (marks,) = db.execute("SELECT COUNT(*) FROM marks WHERE key LIKE 'mqtt:vendor:dup:%'").fetchone()
         db.close()
-        want_marks = min(n, _DUP_SLOTS) if self.qos > 0 and self.with_marks else 0
+        want_marks = min(n, DUP_SLOTS) if self.qos > 0 and self.with_marks else 0
         exact = rows == distinct == expected and marks == want_marks and connector.stats.bad_payloads == 0
         st = connector.stats
         return {"seconds": seconds, "cpu": cpu, "collected": distinct / VALUES_PER_MESSAGE, "rows": rows,
@@ -470,7 +471,7 @@ def _commit_cost(n: int, per_commit: int, tmp: Path, reps: int) -> dict[str, flo
                 with db.transaction():
                     db.insert(chunk, time.time())
                     if marks:
-                        db.set_marks({f"mqtt:vendor:dup:{j % _DUP_SLOTS:04d}": f"{j}:{digests[j].hex()}"
+                        db.set_marks({f"mqtt:vendor:dup:{j % DUP_SLOTS:04d}": f"{j}:{digests[j].hex()}"
                                       for j in range(i, min(i + per_commit, n))})
                 spent += time.perf_counter() - start
             db.close()

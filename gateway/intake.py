@@ -18,7 +18,21 @@ message (on the event loop, in arrival order):
   retained message) are only acknowledged.
 - anything else — a raw vendor topic, mapped with the agent's :class:`~edge_agent.mapping.PayloadMapper`
   and stored under the gateway's own id (``<gateway id>``, ``<boot nonce>-<n>``). Unmappable
-  payloads are dead-lettered (``mqtt_payload``).
+  payloads are dead-lettered (``mqtt_payload``). Vendor payloads carry no identity, and a new
+  process has a new nonce: so a raw message's redelivery (DUP flag) after its record was committed
+  is recognised by its digest (topic + payload) and only acknowledged (counted in
+  ``duplicates_skipped``) — also after a crash between commit and PUBACK: the digest of each QoS ≥ 1
+  raw message is committed with its record, in the same transaction (``submit_records(records,
+  marks)``), into the ring of buffer marks ``mqtt:broker:dup:*`` that the next process reads before
+  it connects. The edge agent's MQTT connector does the same with the same code
+  (:mod:`edge_agent.connectors.mqtt.dedup`, whose docstring states the contract): a digest counts
+  as seen only while its commit is pending or done; a redelivery arriving while the original's
+  commit is pending is acknowledged only if that commit succeeds; a failed commit forgets the
+  digest, so the broker's next redelivery is stored; a payload published twice (no DUP flag) is
+  stored twice. At ``_MAX_HELD`` raw messages whose commit has not ended the intake stops reading
+  until commits settle below half of it (the ring must cover every committed message the broker
+  may redeliver; Mosquitto does not always keep to the Receive Maximum). Agent batches and status
+  messages need no ring: their records' identities are functions of the payload.
 
 Every message is acknowledged to the broker only once its record is committed to the buffer
 (``sink.submit_records`` resolved; records of many messages share one group commit); a message
@@ -42,6 +56,7 @@ import orjson
 
 from edge_agent.buffer import EncodedBatch, PutResult
 from edge_agent.connectors.base import ConnectorStats, Sink
+from edge_agent.connectors.mqtt.dedup import MAX_HELD, CommittedDigests, digest_of
 from edge_agent.deadletter import DeadLetter
 from edge_agent.mapping import MappingError, PayloadMapper
 from gateway import fleet
@@ -54,13 +69,21 @@ from zhizao.model import Batch
 
 log = logging.getLogger(__name__)
 _STATUS_PREFIX = topics.ROOT + "/agents/"
+_MAX_HELD = MAX_HELD
+"""Raw messages read whose commit has not ended at most: at this many the intake stops reading
+until commits settle below half of it (see :data:`~edge_agent.connectors.mqtt.dedup.MAX_HELD`)."""
 
 
 @runtime_checkable
 class RecordSink(Protocol):
-    """Where the intake commits records (the agent's :class:`~edge_agent.buffer.SqliteBuffer`)."""
+    """Where the intake commits records, and marks with them (the agent's
+    :class:`~edge_agent.buffer.SqliteBuffer`)."""
 
-    def submit_records(self, records: Sequence[EncodedBatch]) -> asyncio.Future[PutResult]: ...
+    def submit_records(
+        self, records: Sequence[EncodedBatch], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]: ...
+
+    async def marks(self, prefix: str) -> dict[str, str]: ...
 
 
 @dataclass(slots=True)
@@ -89,6 +112,11 @@ class UnsIntake:
         self._counter = 0
         self._runs = 0
         self._sink: RecordSink | None = None
+        self._ring: CommittedDigests[asyncio.Future[PutResult]] = CommittedDigests(self.name)
+        """Digests of the raw messages whose record is being committed (by that future), or was."""
+        self._loaded = False
+        self._held = 0
+        """Raw messages read whose commit has not ended (see ``_MAX_HELD``)."""
         self.checker = BatchChecker()
         b = config.broker
         shared = f"$share/{b.share_group}/" if b.share_group else ""
@@ -97,9 +125,12 @@ class UnsIntake:
             [shared + f for f in self.mapper.filters] if self.mapper is not None else [])
         self.session = BrokerSession(b, b.client_id or config.id, self.filters)
 
-    async def run(self, sink: Sink) -> None:
+    async def run(self, sink: Sink | RecordSink) -> None:
         """One connection (see :class:`gateway.mqtt.BrokerSession`); ``ConnectionLost`` when it drops."""
-        self.bind(sink)
+        record_sink = self.bind(sink)
+        if not self._loaded:  # before connecting: redeliveries may be the first messages
+            await self._ring.load(record_sink)
+            self._loaded = True
         try:
             await self.session.run(self.handle, self._connected)
         finally:
@@ -111,12 +142,13 @@ class UnsIntake:
             self.stats.reconnects += 1
         self.stats.connected = True
 
-    def bind(self, sink: Sink | RecordSink) -> None:
+    def bind(self, sink: Sink | RecordSink) -> RecordSink:
         """Where :meth:`handle` commits records (``run`` binds the sink it is given, which must
-        take records: the agent's buffer does)."""
+        take records: the agent's buffer does); returns it."""
         if not isinstance(sink, RecordSink):
             raise TypeError(f"the gateway's intake needs a buffer taking records, got {type(sink).__name__}")
         self._sink = sink
+        return sink
 
     def handle(self, msg: Message) -> None:
         """Route one message (see the module docstring); called on the event loop."""
@@ -180,6 +212,10 @@ class UnsIntake:
         if self.mapper is None:
             self._bad(msg, "mqtt_payload", "no mapping for this topic")
             return
+        digest = digest_of(msg.topic, msg.payload)
+        if self._ring.is_redelivery(digest, msg.dup):
+            self._redelivered(msg, digest)
+            return
         try:
             result = self.mapper.map(msg.topic, msg.payload)
         except MappingError as exc:
@@ -195,16 +231,58 @@ class UnsIntake:
         self._counter += 1
         batch = Batch(self.config.id, f"{self.nonce}-{self._counter:010d}", self._counter,
                       tuple(result.samples))
-        self._commit(msg, EncodedBatch.of_batch(batch))
+        redeliverable = msg.qos > 0
+        marks = dict([self._ring.mark(digest)]) if redeliverable else None
+        fut = self._commit(msg, EncodedBatch.of_batch(batch), marks)
+        if redeliverable:
+            self._ring.remember(digest, fut)
+        self._hold()
 
-    def _commit(self, msg: Message, record: EncodedBatch) -> None:
+        def settled(f: asyncio.Future[PutResult]) -> None:
+            if redeliverable:
+                self._ring.settle((digest,), f, committed=_committed(f))
+            self._release()
+
+        fut.add_done_callback(settled)
+
+    def _redelivered(self, msg: Message, digest: bytes) -> None:
+        """A redelivery of a raw message whose record was committed (only acknowledged) or is
+        being committed (acknowledged if that commit succeeds; else the broker redelivers again)."""
+        self.stats.duplicates_skipped += 1
+        pending = self._ring.pending(digest)
+        if pending is None:
+            msg.ack()
+            return
+        self._hold()
+
+        def settled(f: asyncio.Future[PutResult]) -> None:
+            if _committed(f):
+                msg.ack()
+            self._release()
+
+        pending.add_done_callback(settled)
+
+    def _hold(self) -> None:
+        self._held += 1
+        if self._held >= _MAX_HELD:
+            self.session.pause_reading()
+
+    def _release(self) -> None:
+        self._held -= 1
+        if self._held < _MAX_HELD // 2:
+            self.session.resume_reading()
+
+    def _commit(self, msg: Message, record: EncodedBatch,
+                marks: dict[str, str] | None = None) -> asyncio.Future[PutResult]:
+        """Submit ``record`` (and ``marks``, in the same transaction); ``msg`` is acknowledged
+        once it is committed. Returns the commit's future."""
         assert self._sink is not None
         n = len(record)
         self.stats.got(n)
-        fut = self._sink.submit_records([record])
+        fut = self._sink.submit_records([record], marks)
 
         def done(f: asyncio.Future[PutResult]) -> None:
-            if f.cancelled() or f.exception() is not None:
+            if not _committed(f):
                 self.counts.uncommitted += 1
                 return  # no PUBACK: the broker redelivers after the next connect
             if f.result().rejected:
@@ -213,6 +291,7 @@ class UnsIntake:
             msg.ack()
 
         fut.add_done_callback(done)
+        return fut
 
     def _bad(self, msg: Message, kind: str, reason: str, **context: Any) -> None:
         self.stats.bad_payloads += 1
@@ -220,6 +299,10 @@ class UnsIntake:
         log.warning("message on %s refused (%s): %s; kept in %s", msg.topic, kind, reason,
                     self.deadletter.path)
         msg.ack()
+
+
+def _committed(fut: asyncio.Future[PutResult]) -> bool:
+    return not fut.cancelled() and fut.exception() is None
 
 
 def _samples_of(payload: bytes) -> tuple[list[Any], Callable[[int, str], str] | None]:

@@ -3,8 +3,8 @@
 Every figure the dashboards' fleet convention charts is here too, under ``zhizao_gateway_*``:
 buffer backlog and drops (the agent's :class:`~edge_agent.buffer.BufferStats`), forwarding
 (the agent's :class:`~edge_agent.forwarder.ForwarderStats`, summed over the parallel forwarders),
-intake (messages by kind, refused payloads, reconnects, batches by check path), frames migrated
-from an older gateway's buffer, and the fleet (agents online/offline).
+intake (messages by kind, refused payloads, raw redeliveries recognised, reconnects, batches by
+check path), frames migrated from an older gateway's buffer, and the fleet (agents online/offline).
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class GatewayCollector(Collector):
                        s.bad_payloads)
         yield _counter("uncommitted_messages", "Messages left un-acknowledged after a failed commit",
                        c.uncommitted)
+        yield _counter("duplicates_skipped", "Raw vendor messages the broker redelivered after their "
+                       "commit: acknowledged, not stored again", s.duplicates_skipped)
         yield _counter("samples_received", "Samples received from the broker", s.samples_read)
         yield _gauge("buffer_backlog_batches", "Agent batches (records) waiting in the durable buffer",
                      b.backlog_records)

@@ -19,7 +19,8 @@ Contract (one producer of samples, any number of ``put`` callers, one or more up
 Records (whole pre-encoded batches, see :class:`~edge_agent.buffer.encoded.EncodedBatch`): the
 site gateway stores each agent batch as ONE record holding its wire-format document and its own
 ``(producer, batch_id, seq)``. ``submit_records``/``put_records`` commit them with the same group
-commit (and the same ``PutResult``, counted in samples); ``take_bulk`` hands out records — oldest
+commit (and the same ``PutResult``, counted in samples; ``submit_records`` takes marks as ``submit``
+does, committed in the same transaction); ``take_bulk`` hands out records — oldest
 first, several at once up to :class:`~edge_agent.buffer.encoded.BulkLimits` — and, when there are
 none, encoded batches formed from sample rows (as ``take_encoded``); ``ack``/``ack_many`` delete
 exactly what was handed out (a record by its id), ``release`` hands it back (taken again first).
@@ -257,9 +258,14 @@ class SqliteBuffer:
         """Commit ``samples`` durably (group commit); see the module docstring."""
         return await self.submit(samples)
 
-    def submit_records(self, records: Sequence[EncodedBatch]) -> asyncio.Future[PutResult]:
+    def submit_records(
+        self, records: Sequence[EncodedBatch], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
         """Queue whole-document records (:meth:`EncodedBatch.record`) for the next group commit;
-        the future resolves once they are committed (``PutResult`` counts their samples)."""
+        the future resolves once they are committed (``PutResult`` counts their samples).
+
+        ``marks`` are committed in the same transaction (when the records are), as with
+        :meth:`submit`: the gateway remembers there which vendor messages it has committed."""
         if self._closed:
             raise RuntimeError("buffer is closed")
         rows: list[_Record] = []
@@ -268,7 +274,7 @@ class SqliteBuffer:
                 raise ValueError("submit_records takes records (EncodedBatch.record), not sample rows")
             rows.append((r.producer, r.batch_id, r.seq, r.n, r.document))
         fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending([], fut, None, rows))
+        self._pending.append(_Pending([], fut, marks, rows))
         self._pending_count += sum(r[3] for r in rows)
         if self._pending_count >= self.commit_max_samples or len(self._pending) == 1:
             self._wake.set()

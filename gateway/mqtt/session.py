@@ -10,6 +10,8 @@ failures. paho's I/O runs on the event loop (:class:`~edge_agent.connectors.mqtt
 no network thread): ``on_message`` is called as each message is read, in order, and the PUBACKs
 acked in one pass of the loop go out together. An exception raised by ``on_message`` ends the
 connection (``ConnectionLost``, the exception logged with its traceback): the broker redelivers.
+:meth:`BrokerSession.pause_reading` / :meth:`BrokerSession.resume_reading` stop and restart reading
+the current connection (flow control; a new connection starts reading).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class Message:
     _qos: int
     _acked: bool = False
 
+    @property
+    def qos(self) -> int:
+        return self._qos
+
     def ack(self) -> None:
         if not self._acked and self._qos > 0:
             self._acked = True
@@ -58,6 +64,16 @@ class BrokerSession:
         self.config = config
         self.client_id = client_id
         self.filters = filters
+        self._conn: PahoOnLoop | None = None
+
+    def pause_reading(self) -> None:
+        """Stop reading the current connection until :meth:`resume_reading` (no-op without one)."""
+        if self._conn is not None:
+            self._conn.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._conn is not None:
+            self._conn.resume_reading()
 
     def _client(self, on_message: Callable[[Message], None]) -> mqtt.Client:
         cfg = self.config
@@ -88,7 +104,7 @@ class BrokerSession:
             log.info("MQTT connected to %s:%d as %s (session present: %s), subscribed to %s",
                      cfg.host, cfg.port, self.client_id, flags.session_present, ", ".join(self.filters))
 
-        session = PahoOnLoop(client, on_connected=connected)
+        session = self._conn = PahoOnLoop(client, on_connected=connected)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = cfg.session_expiry_s
         props.ReceiveMaximum = cfg.receive_maximum
@@ -98,4 +114,5 @@ class BrokerSession:
             await session.wait_closed()
         finally:
             client.on_message = None
+            self._conn = None
             session.close()

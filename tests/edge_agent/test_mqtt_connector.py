@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -13,12 +13,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.buffer import PutResult, SqliteBuffer
-from edge_agent.connectors.base import Sink
 from edge_agent.connectors.mqtt import MqttConnector, MqttConnectorConfig
 from edge_agent.deadletter import DeadLetter
 from edge_agent.supervisor import supervise
 from tests.edge_agent.test_mapping import sample_mapping
 from tests.support.servers import Mosquitto
+from tests.support.sinks import CommitsThenDies, CountsOutstanding, WrappedBuffer, running
 from tests.support.waiting import eventually
 from zhizao.backoff import Backoff
 from zhizao.errors import ConnectionLost
@@ -139,49 +139,6 @@ async def test_messages_received_while_agent_down_are_delivered(tmp_path: Path, 
 
 def messages_reach(conn: MqttConnector, n: int) -> Callable[[], bool]:
     return lambda: conn.stats.messages == n
-
-
-@contextlib.asynccontextmanager
-async def running(conn: MqttConnector, sink: Sink) -> AsyncIterator[None]:
-    """``conn`` connected and running into ``sink`` inside the block; one ``run``, cancelled at the end."""
-    task = asyncio.create_task(conn.run(sink))
-    try:
-        await eventually(lambda: conn.stats.connected, 15)
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-class WrappedBuffer:
-    """A sink in front of the real buffer; subclasses change what ``submit`` reports."""
-
-    def __init__(self, buf: SqliteBuffer) -> None:
-        self.buf = buf
-
-    def submit(
-        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
-    ) -> asyncio.Future[PutResult]:
-        return self.buf.submit(samples, marks)
-
-    async def marks(self, prefix: str) -> dict[str, str]:
-        return await self.buf.marks(prefix)
-
-
-class CommitsThenDies(WrappedBuffer):
-    """A sink whose process 'dies' between commit and PUBACK: the samples (and marks) are committed
-    to the real buffer, but the connector is never told, so it never acknowledges the messages."""
-
-    def __init__(self, buf: SqliteBuffer) -> None:
-        super().__init__(buf)
-        self.commits: list[asyncio.Future[PutResult]] = []
-
-    def submit(
-        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
-    ) -> asyncio.Future[PutResult]:
-        self.commits.append(self.buf.submit(samples, marks))
-        return asyncio.get_running_loop().create_future()  # never resolved: no PUBACK
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
@@ -313,23 +270,6 @@ async def test_a_submit_that_raises_ends_the_run_and_the_redelivery_is_stored(
         assert conn.stats.duplicates_skipped == 0
         got = await drain(buf)
     assert [s.value for s in got] == [200.0]
-
-
-class CountsOutstanding(WrappedBuffer):
-    """Counts the samples submitted whose commit has not ended, and the most there ever were."""
-
-    def __init__(self, buf: SqliteBuffer) -> None:
-        super().__init__(buf)
-        self.outstanding = self.most = 0
-
-    def submit(
-        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
-    ) -> asyncio.Future[PutResult]:
-        self.outstanding += len(samples)
-        self.most = max(self.most, self.outstanding)
-        fut = super().submit(samples, marks)
-        fut.add_done_callback(lambda _: setattr(self, "outstanding", self.outstanding - len(samples)))
-        return fut
 
 
 async def test_reading_stops_while_too_many_messages_wait_for_their_commit(

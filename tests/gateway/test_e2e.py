@@ -30,6 +30,7 @@ def test_every_simulated_value_arrives_exactly_once(
     assert sent is not None and float(sent.group(1)) >= expected  # plus the agents' status samples
     assert 'zhizao_gateway_messages_total{kind="agent_batch"}' in metrics
     assert "zhizao_gateway_broker_connected 1.0" in metrics
+    assert "zhizao_gateway_duplicates_skipped_total 0.0" in metrics  # no raw vendor redelivery here
     assert gw.get("/livez").status_code == 200
     assert {a["agent_id"] for a in gw.get("/fleet").json()} == set(batches)
     for agent in agents:

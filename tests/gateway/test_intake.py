@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 import pytest
 
-from edge_agent.buffer import SqliteBuffer
+from edge_agent.buffer import EncodedBatch, PutResult, SqliteBuffer
 from edge_agent.deadletter import DeadLetter
 from gateway.config import GatewayConfig
 from gateway.fleet import FleetState
@@ -130,11 +132,13 @@ async def test_version_2_batches_are_stored_as_v2_records_and_their_refused_samp
     assert {r["place"] for r in letters[1:]} == {"series[3].unit"}
 
 
-async def test_raw_vendor_topics_go_through_the_agents_payload_mappings(tmp_path: Path, acks: Acks) -> None:
-    cfg = _config(tmp_path, mappings=[{
-        "name": "acme", "topic": "acme/+line/+machine/telemetry", "asset": "plant/a1/{line}/{machine}",
+ACME = {"name": "acme", "topic": "acme/+line/+machine/telemetry", "asset": "plant/a1/{line}/{machine}",
         "timestamp": {"field": "ts", "format": "epoch_ms"},
-        "values": {"layout": "object", "path": "metrics", "value_field": "value", "unit_field": "unit"}}])
+        "values": {"layout": "object", "path": "metrics", "value_field": "value", "unit_field": "unit"}}
+
+
+async def test_raw_vendor_topics_go_through_the_agents_payload_mappings(tmp_path: Path, acks: Acks) -> None:
+    cfg = _config(tmp_path, mappings=[ACME])
     intake = UnsIntake(cfg, DeadLetter(cfg.deadletter_path), FleetState())
     assert intake.filters == ["$share/zhizao-gateways/zhizao/v1/+/+/+/+", "zhizao/v1/agents/+/status",
                               "$share/zhizao-gateways/acme/+/+/telemetry"]
@@ -189,3 +193,64 @@ def test_sample_config_is_valid() -> None:
     from gateway.testing import REPO
 
     assert main(["--config", str(REPO / "gateway" / "sample-gateway.toml"), "--check"]) == 0
+
+
+class HeldCommits:
+    """A record sink whose commits the test ends (resolves or fails), one future per submit."""
+
+    def __init__(self) -> None:
+        self.commits: list[tuple[list[EncodedBatch], dict[str, str] | None, asyncio.Future[PutResult]]] = []
+
+    def submit_records(
+        self, records: Sequence[EncodedBatch], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
+        fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+        self.commits.append((list(records), marks, fut))
+        return fut
+
+    async def marks(self, prefix: str) -> dict[str, str]:
+        return {}
+
+
+async def test_a_raw_redelivery_waits_for_the_pending_commit_and_a_failed_commit_forgets_it(
+    tmp_path: Path, acks: Acks
+) -> None:
+    """A redelivery (DUP) arriving while the original's commit is pending is acknowledged only if
+    that commit succeeds; a failed commit forgets the digest, so the next redelivery is stored (with
+    its ring mark); once committed, a redelivery is only acknowledged. QoS 0 takes no ring slot."""
+    cfg = _config(tmp_path, mappings=[ACME])
+    intake = UnsIntake(cfg, DeadLetter(cfg.deadletter_path), FleetState())
+    sink = HeldCommits()
+    intake.bind(sink)
+    topic, payload = "acme/line2/imm-3/telemetry", orjson.dumps(
+        {"ts": 1795392000250, "metrics": {"melt_temp": {"value": 231.5, "unit": "degC"}}})
+
+    def receive(mid: int, *, dup: bool, qos: int = 1) -> None:
+        intake.handle(Message(topic, payload, False, dup, acks, mid, qos))  # type: ignore[arg-type]
+
+    async def end_commit(index: int, error: Exception | None = None) -> None:
+        fut = sink.commits[index][2]
+        if error is None:
+            fut.set_result(PutResult(1))
+        else:
+            fut.set_exception(error)
+        await asyncio.sleep(0)  # the done callbacks
+
+    receive(1, dup=False)
+    receive(2, dup=True)  # the connection dropped before the PUBACK; the commit goes on
+    assert len(sink.commits) == 1 and intake.stats.duplicates_skipped == 1
+    await end_commit(0, OSError("database or disk is full"))
+    assert acks.mids == [] and intake.counts.uncommitted == 1, "no PUBACK: the broker redelivers"
+    receive(3, dup=True)  # the digest was forgotten: stored
+    receive(4, dup=True)
+    assert len(sink.commits) == 2 and intake.stats.duplicates_skipped == 2
+    [(_, first_marks, _), (_, marks, _)] = sink.commits
+    assert first_marks is not None and marks is not None
+    assert list(first_marks) != list(marks), "each commit its own ring slot"
+    await end_commit(1)
+    assert acks.mids == [3, 4]
+    receive(5, dup=True)
+    assert acks.mids == [3, 4, 5] and intake.stats.duplicates_skipped == 3 and len(sink.commits) == 2
+    receive(6, dup=False)  # the same payload published again: stored again
+    receive(7, dup=False, qos=0)
+    assert len(sink.commits) == 4 and sink.commits[3][1] is None, "QoS 0 is never redelivered"

@@ -9,10 +9,11 @@ redelivers everything it has not seen acknowledged. A redelivery (DUP flag) of a
 already committed is recognised by its digest (topic + payload) and only acknowledged (counted
 in ``duplicates_skipped``) — also after a crash between commit and PUBACK: the digest of each
 QoS ≥ 1 message is committed with its samples, in the same transaction, into a ring of
-``_DUP_SLOTS`` buffer marks that the next process reads before it connects. A digest counts as
-seen only while its commit is pending or done: a redelivery that arrives while the original's
-commit is pending is acknowledged only if that commit succeeds, and a commit that fails forgets
-the digest, so the broker's next redelivery is stored.
+buffer marks that the next process reads before it connects (:mod:`~edge_agent.connectors.mqtt.dedup`,
+shared with the site gateway). A digest counts as seen only while its commit is pending or done:
+a redelivery that arrives while the original's commit is pending is acknowledged only if that
+commit succeeds, and a commit that fails forgets the digest, so the broker's next redelivery is
+stored.
 
 A message that does not map is counted, logged with the reason (at most one line per mapping
 per minute plus a count) and written to the dead-letter file with its topic and payload; it
@@ -30,10 +31,8 @@ settle (the digest ring must cover every committed message the broker may redeli
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -46,21 +45,15 @@ from edge_agent.connectors.base import ConnectorStats, Sink
 from edge_agent.connectors.mqtt.aio import PahoOnLoop
 from edge_agent.connectors.mqtt.client import apply_auth_and_tls
 from edge_agent.connectors.mqtt.config import MqttConnectorConfig
+from edge_agent.connectors.mqtt.dedup import MAX_HELD, CommittedDigests, digest_of
 from edge_agent.deadletter import DeadLetter
 from edge_agent.mapping import MappingError, PayloadMapper
 from zhizao.model import Sample
 
 log = logging.getLogger(__name__)
-_SEEN_MAX = 20_000
-_DUP_SLOTS = 4096
-"""Digests of committed messages kept in the buffer: more than the connector ever holds
-unacknowledged (``_MAX_HELD``), so every committed message a broker can redeliver is known."""
-_MAX_HELD = _DUP_SLOTS // 2
-"""Messages read whose commit has not ended (for QoS >= 1: not yet acknowledged) at most: at this
-many the connector stops reading until commits settle below half of it. Brokers bound what they
-send unacknowledged (Mosquitto: ``max_inflight_messages``, 20 by default) but not always:
-Mosquitto 2.0.11 sent far more of a backlog queued for an offline session once the first PUBACKs
-came; and QoS 0 has no such bound. It also bounds the samples waiting in memory for a commit."""
+_MAX_HELD = MAX_HELD
+"""Messages read whose commit has not ended at most: at this many the connector stops reading
+until commits settle below half of it (see :data:`~edge_agent.connectors.mqtt.dedup.MAX_HELD`)."""
 
 
 class _Burst:
@@ -93,8 +86,8 @@ class MqttConnector:
         self.deadletter = deadletter
         self.mapper = PayloadMapper(config.mappings)
         self.stats = ConnectorStats()
-        self._seen: OrderedDict[bytes, _Burst | None] = OrderedDict()
-        """Digest -> the burst whose commit is pending, or None once committed."""
+        self._ring: CommittedDigests[_Burst] = CommittedDigests(config.name)
+        """Digests of the messages whose burst is being committed, or was committed."""
         self._burst: _Burst | None = None
         self._held = 0
         """Messages read whose burst has not settled (see ``_MAX_HELD``)."""
@@ -102,8 +95,6 @@ class MqttConnector:
         self._last_warn: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._runs = 0
-        self._mark_prefix = f"mqtt:{self.name}:dup:"
-        self._seq = 0
         self._loaded = False
 
     def _client(self) -> mqtt.Client:
@@ -126,7 +117,7 @@ class MqttConnector:
         cfg = self.config
         self._sink = sink
         if not self._loaded:  # before connecting: redeliveries may be the first messages
-            await self._load_committed(sink)
+            await self._ring.load(sink)
             self._loaded = True
         client = self._client()
         session = self._session = PahoOnLoop(client, after_read=self._flush)
@@ -165,31 +156,18 @@ class MqttConnector:
             self._session = None
             session.close()
 
-    async def _load_committed(self, sink: Sink) -> None:
-        """Fill ``_seen`` with the digests an earlier process committed (oldest first)."""
-        entries: list[tuple[int, bytes]] = []
-        for value in (await sink.marks(self._mark_prefix)).values():
-            seq, _, hexdigest = value.partition(":")
-            try:
-                entries.append((int(seq), bytes.fromhex(hexdigest)))
-            except ValueError:
-                log.warning("MQTT %s: ignoring an unreadable committed-message mark %r", self.name, value)
-        for _, digest in sorted(entries):
-            self._seen[digest] = None
-        self._seq = max((seq for seq, _ in entries), default=-1) + 1
-
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         """paho's ``on_message``, on the loop (inside ``loop_read``): adds ``msg`` to the burst."""
         self.stats.messages += 1
         topic, payload = msg.topic, bytes(msg.payload)
-        digest = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
+        digest = digest_of(topic, payload)
         burst = self._burst
         if burst is None:
             burst = self._burst = _Burst(client)
         self._held += 1
-        if msg.dup and digest in self._seen:
+        if self._ring.is_redelivery(digest, msg.dup):
             self.stats.duplicates_skipped += 1
-            pending = self._seen[digest]
+            pending = self._ring.pending(digest)
             if pending is None:  # committed: acknowledged with this burst (after what came before)
                 burst.held += 1
                 if msg.qos > 0:
@@ -211,14 +189,11 @@ class MqttConnector:
             self._bad(topic, payload, "; ".join(result.problems), result.mapping)
         self.stats.got(len(result.samples))
         if msg.qos > 0 and result.samples:  # only what the broker can redeliver
-            burst.marks[f"{self._mark_prefix}{self._seq % _DUP_SLOTS:04d}"] = f"{self._seq}:{digest.hex()}"
-            self._seq += 1
+            key, value = self._ring.mark(digest)
+            burst.marks[key] = value
         burst.samples += result.samples
         burst.digests.append(digest)
-        self._seen[digest] = burst
-        self._seen.move_to_end(digest)
-        if len(self._seen) > _SEEN_MAX:
-            self._seen.popitem(last=False)
+        self._ring.remember(digest, burst)
 
     def _flush(self) -> None:
         """After each wake-up of the reader: the burst to the buffer; its PUBACKs once committed."""
@@ -252,13 +227,7 @@ class MqttConnector:
         self._held -= burst.held
         if self._held < _MAX_HELD // 2 and self._session is not None:
             self._session.resume_reading()
-        seen = self._seen
-        for digest in burst.digests:
-            if seen.get(digest) is burst:
-                if committed:
-                    seen[digest] = None
-                else:
-                    del seen[digest]
+        self._ring.settle(burst.digests, burst, committed=committed)
 
     def _bad(self, topic: str, payload: bytes, reason: str, key: str) -> None:
         self.stats.bad_payloads += 1
