@@ -45,6 +45,8 @@ class ConnectorStats:
     resubscribes: int = 0
     vanished_nodes: int = 0
     connected: bool = False
+    """True while the connector collects: connected *and* ready (OPC UA: its monitored items
+    created; MQTT: subscribed). A value the source serves while this is true is collected."""
     last_data: float | None = None
 
     def got(self, n: int) -> None:

@@ -137,6 +137,33 @@ async def test_subscribe_values_units_qualities_restart_and_vanished_node(tmp_pa
     assert all(isinstance(s.value, int) and s.unit is None for s in parts)
 
 
+async def test_up_means_collecting_the_monitored_items_exist_when_up_turns_true(tmp_path: Path) -> None:
+    """``connected`` (the agent's ``connector_up``, the health endpoint's "connected") turns true only
+    once every node's monitored item exists on the server, so a value written from then on is
+    collected. It used to turn true at the session's connect, before the items were created: a
+    restarted agent reported up while values were still going uncollected."""
+    port = free_port()
+    conn = OpcUaConnector(config(port, subscribe_batch_size=1), "agent-1", tmp_path)
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        async with server(port) as srv:
+            task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
+            await eventually(lambda: conn.stats.connected, interval=0)  # the first pass it is true
+            items_at_up = _monitored_items(srv)
+            await write_round(srv, 1)
+            await eventually(
+                lambda: any(s.signal == "spindle_speed" and s.value == 1001.0 for s in conn_samples(buf))
+            )
+            await stop(task)
+    assert items_at_up == len(conn.tags) == 5
+
+
+def _monitored_items(srv: OpcUaServer) -> int:
+    """Monitored items of every subscription on the simulator's asyncua server."""
+    assert srv._server is not None
+    subs = srv._server.iserver.subscription_service.subscriptions.values()
+    return sum(len(s.monitored_item_srv._monitored_items) for s in subs)
+
+
 def written(s: Sample) -> bool:
     """Written by the test (not the server's initial value, stamped with the wall clock)."""
     return T0 < s.ts <= T0 + timedelta(seconds=100)

@@ -150,7 +150,6 @@ class OpcUaConnector:
                 [t.unit for t in self.tags],
                 [_parse_ts(stored.get(self._mark_key(t))) for t in self.tags],
             )
-            self.stats.connected = True
             flusher = asyncio.create_task(self._flush_loop(sink))
             try:
                 if cfg.mode == "subscribe":
@@ -280,6 +279,7 @@ class OpcUaConnector:
         )
         started = time.monotonic()
         ok = await self._create_items(sub)
+        self.stats.connected = True  # up = collecting: the values served from now on are delivered
         log.info(
             "OPC UA %s: subscribed %d of %d nodes in %.2f s (batches of %d)",
             self.name,
@@ -330,6 +330,7 @@ class OpcUaConnector:
         active = list(range(len(self.tags)))
         seen: dict[int, tuple[Any, Any, Any]] = {}
         interval = cfg.poll_interval_ms / 1000
+        self.stats.connected = True  # up = collecting: the first read follows at once
         while not lost.is_set():
             started = time.monotonic()
             gone: set[int] = set()
