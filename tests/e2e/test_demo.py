@@ -61,7 +61,7 @@ def test_demo_dashboard_shows_live_data_and_kpis_then_ctrl_c_stops_cleanly(
     log = tmp_path / "demo.log"
     proc = spawn("demo", "--duration", "150", "--speed", "30", "--port", str(port), cwd=tmp_path, log=log)
     try:
-        _wait(lambda: f"{url}/" in log.read_text(errors="replace") or proc.poll() is not None, 90,
+        _wait(lambda: f"{url}/" in log.read_text(errors="replace") or proc.poll() is not None, 180,
               "the demo to print its URL")
         assert proc.poll() is None, log.read_text(errors="replace")
         _wait(lambda: _kpis(url), 60, "all four machines in the catalogue")
@@ -112,7 +112,7 @@ def test_ctrl_c_while_the_models_train_ends_the_training_instead_of_waiting(tmp_
     proc = spawn("demo", "--speed", "30", "--port", str(port), cwd=tmp_path, log=log)
     try:
         _wait(lambda: f"127.0.0.1:{port}/" in log.read_text(errors="replace") or proc.poll() is not None,
-              90, "the demo to print its URL")
+              180, "the demo to print its URL")
         assert proc.poll() is None, log.read_text(errors="replace")
         assert "no anomaly models" not in log.read_text(errors="replace")
         proc.send_signal(signal.SIGINT)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import socket
 import time
 
 # Ports handed out lie below the kernel's ephemeral range (32768-60999 by default), so no
 # outgoing connection can take one between ``free_port()`` and the server's bind, and each
-# pytest-xdist worker draws from its own span of _SPAN ports from _FIRST on (up to 8 workers).
+# pytest-xdist worker draws from its own span of _SPAN ports from _FIRST on (up to 8 workers),
+# starting at a random place in it: two test sessions run at once on one machine (a developer's
+# and CI's) would otherwise hand out the same ports in the same order and race for each bind.
 _FIRST = 10_000
 _SPAN = 2_500
 
@@ -22,7 +25,7 @@ def _worker_span() -> range:
 
 
 _span = _worker_span()
-_next = itertools.cycle(_span)
+_next = itertools.islice(itertools.cycle(_span), random.randrange(len(_span)), None)
 
 
 def free_port() -> int:

@@ -24,10 +24,15 @@ def _pid_then_sleep(path: str, seconds: float) -> str:
     return "slept"
 
 
+def _read_pid(path: Path) -> int | None:
+    text = path.read_text() if path.exists() else ""
+    return int(text) if text else None
+
+
 async def _pid_of(path: Path) -> int:
     for _ in range(600):  # the worker is spawned: it imports this module first
-        if path.exists() and path.read_text():
-            return int(path.read_text())
+        if (pid := _read_pid(path)) is not None:
+            return pid
         await asyncio.sleep(0.05)
     raise AssertionError("the worker never started")
 
