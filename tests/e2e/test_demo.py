@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,22 @@ def test_ctrl_c_while_the_models_train_ends_the_training_instead_of_waiting(tmp_
     out = log.read_text(errors="replace")
     assert "model training ended unfinished (the demo stopped first)" in out, out[-3000:]
     assert "stopped cleanly (interrupted)" in out, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+
+
+def test_a_port_in_use_is_named_and_the_demo_exits_1(tmp_path: Path) -> None:
+    """Another server holds the port: one line naming it, exit 1, no traceback (uvicorn used to
+    raise SystemExit(3) out of the event loop, after a minute of tracebacks)."""
+    from tests.e2e.conftest import zhizao
+
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        run = zhizao("demo", "--port", str(port), cwd=tmp_path, timeout=180)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out[-3000:]
+    assert f"could not start: ingest cannot listen on http://127.0.0.1:{port}" in out, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
 
 

@@ -2,7 +2,10 @@
 
 ``async with IngestServer(settings, plant) as ingest`` serves ``create_app(settings)`` with the
 KPI API (``analytics.kpi.api``) and the web dashboard (``dashboards.web``) mounted, and returns
-once the store is open and the port accepts requests. ``ingest.store`` is the app's store (for
+once the store is open and the port accepts requests. The listening socket is bound here, before
+uvicorn starts (it is handed the socket): a port in use is a :class:`~zhizao.errors.ConnectionLost`
+naming the address, at once — uvicorn itself would log its error and raise ``SystemExit`` out
+of the event loop. ``ingest.store`` is the app's store (for
 the in-process analytics loops, which run in the same loop); ``ingest.url`` its base URL. On exit
 uvicorn finishes the requests in flight, the lifespan closes the store (DuckDB checkpoints).
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
@@ -42,6 +46,20 @@ def build_app(settings: Settings, plant: PlantConfig) -> FastAPI:
     return app
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (``SO_REUSEADDR``, as uvicorn binds); ``OSError`` when
+    the address is taken or not this machine's."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its signal handlers: SIGINT/SIGTERM belong to the command running the whole
     stack, which stops ingest last (after the agent drained into it)."""
@@ -70,7 +88,11 @@ class IngestServer:
         return store
 
     async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._server.serve(), name="zhizao-ingest")
+        try:
+            sock = listening_socket(self.settings.host, self.settings.port)
+        except OSError as exc:
+            raise ConnectionLost(f"ingest cannot listen on {self.url}: {exc.strerror or exc}") from exc
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="zhizao-ingest")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
         while not self._server.started:
