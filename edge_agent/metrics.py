@@ -62,7 +62,9 @@ class AgentCollector(Collector):
                 P + "skipped_nodes", "OPC UA nodes reported missing and skipped", labels=["connector"]
             ),
             "up": GaugeMetricFamily(
-                P + "connector_up", "1 while collecting from the source (OPC UA: once its monitored items exist)", labels=["connector"]
+                P + "connector_up",
+                "1 while collecting from the source (OPC UA: once its monitored items exist)",
+                labels=["connector"],
             ),
             "age": GaugeMetricFamily(
                 P + "connector_last_data_age_seconds",

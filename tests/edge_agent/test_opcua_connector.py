@@ -144,16 +144,18 @@ async def test_up_means_collecting_the_monitored_items_exist_when_up_turns_true(
     restarted agent reported up while values were still going uncollected."""
     port = free_port()
     conn = OpcUaConnector(config(port, subscribe_batch_size=1), "agent-1", tmp_path)
-    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
-        async with server(port) as srv:
-            task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
-            await eventually(lambda: conn.stats.connected, interval=0)  # the first pass it is true
-            items_at_up = _monitored_items(srv)
-            await write_round(srv, 1)
-            await eventually(
-                lambda: any(s.signal == "spindle_speed" and s.value == 1001.0 for s in conn_samples(buf))
-            )
-            await stop(task)
+    async with (
+        SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
+        server(port) as srv,
+    ):
+        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
+        await eventually(lambda: conn.stats.connected, interval=0)  # the first pass it is true
+        items_at_up = _monitored_items(srv)
+        await write_round(srv, 1)
+        await eventually(
+            lambda: any(s.signal == "spindle_speed" and s.value == 1001.0 for s in conn_samples(buf))
+        )
+        await stop(task)
     assert items_at_up == len(conn.tags) == 5
 
 
