@@ -72,13 +72,13 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("asyncua").setLevel(logging.ERROR)
-    if args.cmd == "certs":
-        from edge_agent.certs import show_certificates
-
-        return asyncio.run(show_certificates(cfg, fetch_server=args.server))
     try:
+        if args.cmd == "certs":
+            from edge_agent.certs import show_certificates
+
+            return asyncio.run(show_certificates(cfg, fetch_server=args.server))
         return asyncio.run(_run(cfg, digest))
-    except ZhizaoError as exc:
+    except ZhizaoError as exc:  # e.g. a TLS file gone since the config was checked: one line
         log.error("agent failed: %s", exc)
         return 1
 

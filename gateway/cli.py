@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-from zhizao.errors import ConfigError
+from zhizao.errors import ConfigError, ZhizaoError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,3 +70,6 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"zhizao gateway: {exc}", file=sys.stderr)
         return 2
+    except ZhizaoError as exc:  # e.g. a TLS file gone since the config was checked: one line
+        logging.getLogger("gateway").error("gateway failed: %s", exc)
+        return 1

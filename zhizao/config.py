@@ -3,16 +3,24 @@
 Every component's config is a pydantic model with ``extra="forbid"``; :func:`load_config`
 turns every problem (syntax, unknown key, wrong type, bad value) into one
 :class:`~zhizao.errors.ConfigError` listing each problem with its dotted key.
+
+File paths a component reads are typed :data:`ExistingFile` / :data:`ExistingFolder` (or checked
+with :func:`check_existing`), and files it creates :data:`FileInExistingFolder`, so a typo in a
+path is a config error naming the key (``tls.ca_file: file not found: /etc/zhizao/ca.pem``)
+rather than a failure when the component first opens the file. Paths are checked as given
+(relative ones against the working directory, as the component opens them).
 """
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from zhizao.errors import ConfigError
 
@@ -23,6 +31,62 @@ class StrictModel(BaseModel):
     """Base for config models: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def _kind(path: Path) -> Literal["file", "folder", "missing", "unknown"]:
+    """What is at ``path``; ``"unknown"`` when a permission denies looking (the component, often
+    another user than the person checking the config, may still be able to: not an error here)."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError:
+        return "unknown"
+    return "folder" if stat.S_ISDIR(mode) else "file"
+
+
+def check_existing(path: Path, kind: Literal["file", "folder", "any"] = "file") -> Path:
+    """``path`` if a ``kind`` is there (``any``: a file or a folder), else a pydantic error
+    (``file not found: /x``) that :func:`validate` reports under the field's key."""
+    found = _kind(path)
+    if found == "missing":
+        raise PydanticCustomError(
+            "path_not_found", "{kind} not found: {path}",
+            {"kind": "folder" if kind == "folder" else "file", "path": str(path)},
+        )
+    if kind != "any" and found not in (kind, "unknown"):
+        raise PydanticCustomError("path_kind", "not a {kind}: {path} is a {found}",
+                                  {"kind": kind, "path": str(path), "found": found})
+    return path
+
+
+def check_parent_exists(path: Path) -> Path:
+    """``path`` (a file a component creates when missing) if it is not a folder and the folder
+    it goes in exists: a typo must not create folders."""
+    found = _kind(path)
+    if found == "folder":
+        raise PydanticCustomError("path_kind", "not a file: {path} is a folder", {"path": str(path)})
+    if found == "missing" and _kind(path.parent) not in ("folder", "unknown"):
+        raise PydanticCustomError(
+            "path_not_found", "folder not found: {folder} (folders are not created: check the path)",
+            {"folder": str(path.parent)},
+        )
+    return path
+
+
+ExistingFile = Annotated[Path, AfterValidator(check_existing)]
+"""A path to a file that must exist when the config is validated."""
+
+
+def check_existing_folder(path: Path) -> Path:
+    """:func:`check_existing` for a folder."""
+    return check_existing(path, "folder")
+
+
+ExistingFolder = Annotated[Path, AfterValidator(check_existing_folder)]
+"""A path to a folder that must exist when the config is validated."""
+FileInExistingFolder = Annotated[Path, AfterValidator(check_parent_exists)]
+"""A file a component may create (when missing), in a folder that must exist."""
 
 
 def read_document(path: Path) -> dict[str, Any]:

@@ -128,3 +128,244 @@ def test_certs_creates_the_client_certificate_once(
     assert main(["certs", "--config", str(cfg)]) == 0
     assert capsys.readouterr().out == first, "the same certificate on every run"
     assert (tmp_path / "pki" / "sim-opcua-cert.der").exists()
+
+
+# -- files named in the config: checked when it is validated, named when they fail later -------
+def _agent_toml(tmp_path: Path, *, mqtt_tls: str, http_tls: str, opcua_security: str = "",
+                identity: str = "") -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(f"""
+[agent]
+id = "cell-1"
+state_dir = "{tmp_path / 'state'}"
+[health]
+enabled = false
+[[connectors]]
+type = "opcua"
+endpoint = "opc.tcp://127.0.0.1:1/x"
+browse = [{{ pattern = "Objects/*" }}]
+[connectors.security]
+{opcua_security}
+[connectors.identity]
+{identity}
+[[connectors]]
+type = "mqtt"
+name = "vendor-mqtt"
+host = "127.0.0.1"
+mappings = [{{ name = "x", topic = "a/+machine/b", asset = "p/a/l/{{machine}}" }}]
+[connectors.tls]
+{mqtt_tls}
+[uplink]
+type = "http"
+url = "https://127.0.0.1:1"
+{http_tls}
+""")
+    return path
+
+
+def test_missing_tls_and_security_files_are_config_errors_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """check-config and the run itself (exit 2, before anything connects) name each missing file."""
+    nope = tmp_path / "nope"
+    path = _agent_toml(
+        tmp_path,
+        mqtt_tls=f'ca_file = "{nope}/ca.pem"\ncert_file = "{nope}/agent.crt"\nkey_file = "{tmp_path}"',
+        http_tls=f'verify = "{nope}/bundle.pem"\nclient_cert = "{nope}/c.crt"\nclient_key = "{nope}/c.key"',
+        opcua_security=f'mode = "SignAndEncrypt"\npolicy = "Basic256Sha256"\ntrust_dir = "{nope}/trusted"',
+        identity=f'type = "certificate"\ncert = "{nope}/user.der"\nkey = "{nope}/user.pem"',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_agent_config(path)
+    assert dict(info.value.problems) == {
+        "connectors[0].opcua.security.trust_dir": f"folder not found: {nope}/trusted",
+        "connectors[0].opcua.identity.cert": f"file not found: {nope}/user.der",
+        "connectors[0].opcua.identity.key": f"file not found: {nope}/user.pem",
+        "connectors[1].mqtt.tls.ca_file": f"file not found: {nope}/ca.pem",
+        "connectors[1].mqtt.tls.cert_file": f"file not found: {nope}/agent.crt",
+        "connectors[1].mqtt.tls.key_file": f"not a file: {tmp_path} is a folder",
+        "uplink.http.verify": f"file not found: {nope}/bundle.pem",
+        "uplink.http.client_cert": f"file not found: {nope}/c.crt",
+        "uplink.http.client_key": f"file not found: {nope}/c.key",
+    }
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert f"connectors[1].mqtt.tls.ca_file: file not found: {nope}/ca.pem" in capsys.readouterr().err
+    assert main(["--config", str(path)]) == 2
+    assert f"uplink.http.verify: file not found: {nope}/bundle.pem" in capsys.readouterr().err
+
+
+def test_existing_tls_and_security_files_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.certs import self_signed
+
+    cert, key = self_signed(tmp_path)
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    path = _agent_toml(
+        tmp_path,
+        mqtt_tls=f'ca_file = "{cert}"\ncert_file = "{cert}"\nkey_file = "{key}"',
+        http_tls=f'verify = "{trusted}"\nclient_cert = "{cert}"\nclient_key = "{key}"',
+        opcua_security=f'mode = "Sign"\npolicy = "Basic256Sha256"\ntrust_dir = "{trusted}"\n'
+                       f'client_cert = "{tmp_path}/new-cert.der"\nclient_key = "{tmp_path}/new-key.pem"',
+        identity=f'type = "certificate"\ncert = "{cert}"\nkey = "{key}"',
+    )
+    assert main(["check-config", "--config", str(path)]) == 0, capsys.readouterr().err
+    assert "OK" in capsys.readouterr().out
+    assert not (tmp_path / "new-cert.der").exists(), "checking creates nothing"
+
+
+def test_opcua_client_cert_in_a_missing_folder_is_refused_not_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nope = tmp_path / "nope"
+    path = _agent_toml(
+        tmp_path, mqtt_tls="", http_tls="",
+        opcua_security=f'mode = "SignAndEncrypt"\npolicy = "Basic256Sha256"\n'
+                       f'server_cert_fingerprints = ["{"AB:" * 31}AB"]\n'
+                       f'client_cert = "{nope}/opcua-cert.der"\nclient_key = "{tmp_path}/opcua-key.pem"',
+    )
+    for argv in (["check-config", "--config", str(path)], ["certs", "--config", str(path)],
+                 ["--config", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"connectors[0].opcua.security.client_cert: folder not found: {nope} " in err, err
+        assert "client_key" not in err, "its folder exists: the key may be generated there"
+    assert not nope.exists() and not (tmp_path / "opcua-key.pem").exists()
+
+
+def test_a_generated_client_certificate_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _agent_toml(
+        tmp_path, mqtt_tls="", http_tls="",
+        opcua_security=f'mode = "SignAndEncrypt"\npolicy = "Basic256Sha256"\n'
+                       f'server_cert_fingerprints = ["{"AB:" * 31}AB"]\n'
+                       f'client_cert = "{tmp_path}/opcua-cert.der"\nclient_key = "{tmp_path}/opcua-key.pem"',
+    )
+    caplog.set_level("INFO", logger="edge_agent")
+    assert main(["certs", "--config", str(path)]) == 0
+    fp = capsys.readouterr().out.split("fingerprint:        ")[1].split()[0]
+    generated = [r for r in caplog.records if "generated" in r.getMessage()]
+    assert [r.levelname for r in generated] == ["INFO"]
+    assert str(tmp_path / "opcua-cert.der") in generated[0].getMessage() and fp in generated[0].getMessage()
+    caplog.clear()
+    assert main(["certs", "--config", str(path)]) == 0
+    assert not [r for r in caplog.records if "generated" in r.getMessage()], "reused: nothing to say"
+
+
+async def test_a_tls_file_gone_after_validation_is_one_error_line_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The supervisor reports it as a SecurityError (one line, no traceback) and retries slowly."""
+    import asyncio
+
+    from edge_agent.buffer import SqliteBuffer
+    from edge_agent.connectors.mqtt import MqttConnector
+    from edge_agent.deadletter import DeadLetter
+    from edge_agent.supervisor import supervise
+    from tests.support.certs import self_signed
+    from zhizao.backoff import Backoff
+
+    ca, _ = self_signed(tmp_path)
+    cfg, _ = load_agent_config(_agent_toml(tmp_path, mqtt_tls=f'ca_file = "{ca}"', http_tls=""))
+    ca.unlink()
+    conn = MqttConnector(cfg.connectors[1], "cell-1", DeadLetter(tmp_path / "dl.jsonl"))  # type: ignore[arg-type]
+    async with SqliteBuffer(tmp_path / "b.sqlite", "cell-1") as buf:
+        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.01, cap=0.05),
+                                             slow_retry_s=0.05))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if len(caplog.records) >= 2:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) >= 2 and not any(r.exc_info for r in errors), "no traceback"
+    assert f"connector vendor-mqtt: tls.ca_file: file not found: {ca}" in errors[0].getMessage()
+
+
+async def test_http_uplink_files_gone_after_validation_raise_security_errors(tmp_path: Path) -> None:
+    from edge_agent.uplinks.http import HttpUplink, HttpUplinkConfig
+    from tests.support.certs import self_signed
+    from zhizao.errors import SecurityError
+
+    cert, key = self_signed(tmp_path)
+    token = tmp_path / "token"
+    token.write_text("t0k3n\n")
+    cfg = HttpUplinkConfig(url="https://127.0.0.1:1", verify=cert, client_cert=cert, client_key=key,
+                           token_file=token)
+    async with HttpUplink(cfg):
+        pass
+    token.unlink()
+    with pytest.raises(SecurityError, match=f"cannot read token_file {token}: No such file"):
+        await HttpUplink(cfg).__aenter__()
+    token.write_text("t0k3n\n")
+    key.write_text("not a key")
+    with pytest.raises(SecurityError, match=f"client certificate client_cert = {cert}, client_key = {key}"):
+        await HttpUplink(cfg).__aenter__()
+    cert.unlink()
+    with pytest.raises(SecurityError, match=f"cannot load the CA bundle verify = {cert}: No such file"):
+        await HttpUplink(cfg).__aenter__()
+
+
+def test_agent_run_with_an_unreadable_token_file_fails_on_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _agent_toml(tmp_path, mqtt_tls="", http_tls=f'token_file = "{tmp_path}/gone.token"')
+    assert main(["--config", str(path)]) == 1
+    failed = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failed) == 1 and f"token_file {tmp_path}/gone.token" in failed[0].getMessage()
+
+
+async def test_http_uplink_presents_its_client_certificate_with_a_ca_bundle_path(tmp_path: Path) -> None:
+    """Mutual TLS with ``verify = <CA bundle>``: httpx 0.28 given ``verify=<str>`` ignores ``cert``,
+    so the uplink builds the context itself. A server requiring a client certificate accepts it."""
+    import asyncio
+    import socket
+    import ssl
+    import threading
+
+    from edge_agent.uplinks.http import HttpUplink, HttpUplinkConfig
+    from tests.edge_agent.test_buffer import samples
+    from tests.support.certs import self_signed
+    from zhizao.model import Batch
+
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "cli").mkdir()
+    server_cert, server_key = self_signed(tmp_path / "srv")
+    client_cert, client_key = self_signed(tmp_path / "cli", "client")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(client_cert))
+    ctx.load_cert_chain(server_cert, server_key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.create_server(("127.0.0.1", 0))
+    peers: list[object] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                peers.append(tls.getpeercert())
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += tls.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.lower().split(b"\r\n")
+                                  if line.startswith(b"content-length:")))
+                while len(body) < length:  # all of it, or closing resets the connection
+                    body += tls.recv(65536)
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+                            b"Connection: close\r\n\r\n{}")
+        except ssl.SSLError as exc:
+            peers.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    cfg = HttpUplinkConfig(url=f"https://127.0.0.1:{listener.getsockname()[1]}", verify=server_cert,
+                           client_cert=client_cert, client_key=client_key, gzip=False, timeout_s=5)
+    try:
+        async with HttpUplink(cfg) as up:
+            await up.send(Batch("cell-1", "b-1", 1, tuple(samples(2))))
+    finally:
+        await asyncio.to_thread(thread.join, 5)
+        listener.close()
+    assert len(peers) == 1 and isinstance(peers[0], dict), peers

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 
 from edge_agent.mapping import JsonMapping
-from zhizao.config import StrictModel
+from zhizao.config import ExistingFile, StrictModel
 
 
 class TlsConfig(StrictModel):
-    """TLS to the broker: CA bundle, optional client certificate."""
+    """TLS to the broker: CA bundle, optional client certificate. The files must exist when the
+    config is validated."""
 
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: ExistingFile | None = None
+    """PEM bundle of the CA(s) that signed the broker's certificate; default: the system CAs."""
+    cert_file: ExistingFile | None = None
+    key_file: ExistingFile | None = None
     insecure: bool = False
     """Skip the broker host name check (never in production)."""
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from zhizao.config import StrictModel
+from zhizao.config import ExistingFile, ExistingFolder, FileInExistingFolder, StrictModel
 from zhizao.model import AssetPath, valid_signal
 
 Policy = Literal["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
@@ -25,16 +24,17 @@ class SecurityConfig(StrictModel):
 
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     policy: Policy | None = None
-    client_cert: Path | None = None
-    """DER certificate of this agent; generated once (with ``client_key``) if missing. Default:
-    ``<state_dir>/pki/<connector>-cert.der``."""
-    client_key: Path | None = None
+    client_cert: FileInExistingFolder | None = None
+    """DER certificate of this agent; generated once (with ``client_key``) if missing, in a folder
+    that must exist (a mistyped path is an error, never a new folder). Default:
+    ``<state_dir>/pki/<connector>-cert.der`` (``pki`` created when missing)."""
+    client_key: FileInExistingFolder | None = None
     application_uri: str | None = None
     """Must match the certificate; default ``urn:zhizao:agent:<agent id>``."""
     server_cert_fingerprints: list[str] = Field(default_factory=list)
     """Pinned server certificates: SHA-256 fingerprints (``sha256:AB:CD:...``)."""
-    trust_dir: Path | None = None
-    """Folder of trusted server certificates (DER or PEM)."""
+    trust_dir: ExistingFolder | None = None
+    """Folder of trusted server certificates (DER or PEM); must exist."""
 
     @field_validator("server_cert_fingerprints")
     @classmethod
@@ -65,8 +65,9 @@ class IdentityConfig(StrictModel):
     type: Literal["anonymous", "username", "certificate"] = "anonymous"
     username: str | None = None
     password: SecretStr | None = None
-    cert: Path | None = None
-    key: Path | None = None
+    cert: ExistingFile | None = None
+    """For ``type = "certificate"``: the user certificate (DER or PEM); must exist."""
+    key: ExistingFile | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> IdentityConfig:

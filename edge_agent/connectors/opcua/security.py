@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from edge_agent.connectors.opcua.config import SecurityConfig
 from zhizao.errors import SecurityError
 
 ua: Any = importlib.import_module("asyncua.ua")
+log = logging.getLogger(__name__)
 
 POLICIES: dict[str, type[sp.SecurityPolicy]] = {
     "Basic256Sha256": sp.SecurityPolicyBasic256Sha256,
@@ -49,28 +51,49 @@ def load_der(path: Path) -> bytes:
 
 
 async def ensure_client_certificate(cert: Path, key: Path, application_uri: str) -> str:
-    """Create the client certificate and key unless they exist; returns the certificate's fingerprint."""
+    """Create the client certificate and key unless both exist; returns the certificate's fingerprint.
+
+    A certificate it creates is logged (INFO: path and fingerprint, to give the server
+    administrator). Folders: a configured path's folder is checked by the config (a mistyped path
+    is a config error, never a new folder); the default ``<state_dir>/pki`` is created here.
+    """
     from asyncua.crypto.cert_gen import setup_self_signed_certificate
 
-    if not _both_exist(cert, key):
-        try:
-            await setup_self_signed_certificate(
-                key,
-                cert,
-                application_uri,
-                socket.gethostname(),
-                [ExtendedKeyUsageOID.CLIENT_AUTH],
-                {"countryName": "CN", "organizationName": "zhizao", "commonName": application_uri},
-            )
-            _private(key)
-        except OSError as exc:
-            raise SecurityError(f"cannot create the client certificate {cert}: {exc}") from exc
-    return fingerprint(load_der(cert))
+    if _both_exist(cert, key):
+        return fingerprint(_read_cert(cert))
+    try:
+        _make_folders(cert, key)
+        await setup_self_signed_certificate(
+            key,
+            cert,
+            application_uri,
+            socket.gethostname(),
+            [ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"countryName": "CN", "organizationName": "zhizao", "commonName": application_uri},
+        )
+        _private(key)
+    except OSError as exc:
+        raise SecurityError(f"cannot create the client certificate {cert}: {exc}") from exc
+    fp = fingerprint(_read_cert(cert))
+    log.info("generated the OPC UA client certificate %s (key %s, application URI %s), fingerprint "
+             "sha256:%s: give it to the server administrator to trust", cert, key, application_uri, fp)
+    return fp
 
 
 def _both_exist(cert: Path, key: Path) -> bool:
-    cert.parent.mkdir(parents=True, exist_ok=True)
-    return cert.exists() and key.exists()
+    return cert.is_file() and key.is_file()
+
+
+def _make_folders(*files: Path) -> None:
+    for folder in {f.parent for f in files}:
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _read_cert(cert: Path) -> bytes:
+    try:
+        return load_der(cert)
+    except (OSError, ValueError) as exc:
+        raise SecurityError(f"cannot read the client certificate {cert}: {exc}") from exc
 
 
 def _private(key: Path) -> None:

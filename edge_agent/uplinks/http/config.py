@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from edge_agent.buffer.encoded import BulkLimits
-from zhizao.config import StrictModel
+from zhizao.config import ExistingFile, StrictModel, check_existing
+from zhizao.errors import SecurityError
 
 
 class HttpUplinkConfig(StrictModel):
@@ -19,14 +20,17 @@ class HttpUplinkConfig(StrictModel):
     """Base URL of ingest (``https://ingest.example:8000``); batches go to ``<url>/api/v1/batches``."""
     token: SecretStr | None = None
     token_file: Path | None = None
+    """Read when the uplink starts (not checked with the config: it may be written by then)."""
     gzip: bool = True
     wire_version: Literal[1, 2] = 2
     """Wire-format version of the batches sent: 2 (samples grouped into series, what ingest reads
     fastest) or 1, for an ingest older than version 2 of the format."""
     verify: bool | Path = True
-    """TLS: ``true`` (system CAs), ``false`` (never in production) or a CA bundle path."""
-    client_cert: Path | None = None
-    client_key: Path | None = None
+    """TLS: ``true`` (system CAs), ``false`` (never in production) or the path of a CA bundle
+    (PEM file) or of a folder of hashed CA certificates; the path must exist."""
+    client_cert: ExistingFile | None = None
+    """Mutual TLS: this client's PEM certificate (with ``client_key``); must exist."""
+    client_key: ExistingFile | None = None
     timeout_s: float = Field(10.0, gt=0)
     max_batch_samples: int = Field(5000, ge=1, le=100_000)
     linger_s: float = Field(1.0, ge=0)
@@ -44,6 +48,11 @@ class HttpUplinkConfig(StrictModel):
     """Uncompressed body bytes of one bulk request (below ingest's ``limits.max_body_bytes``).
     A request ingest still finds too large (413) is split in halves and resent."""
 
+    @field_validator("verify")
+    @classmethod
+    def _ca_bundle_exists(cls, v: bool | Path) -> bool | Path:
+        return check_existing(v, "any") if isinstance(v, Path) else v
+
     @model_validator(mode="after")
     def _one_token_source(self) -> HttpUplinkConfig:
         if self.token is not None and self.token_file is not None:
@@ -59,7 +68,12 @@ class HttpUplinkConfig(StrictModel):
         return BulkLimits(self.bulk_max_batches, self.bulk_max_samples, self.bulk_max_bytes)
 
     def bearer_token(self) -> str | None:
-        """The token (read from ``token_file`` when given there)."""
+        """The token (read from ``token_file`` when given there); ``SecurityError`` naming the
+        file when it cannot be read."""
         if self.token_file is not None:
-            return self.token_file.read_text(encoding="utf-8").strip()
+            try:
+                return self.token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise SecurityError(f"HTTP uplink: cannot read token_file {self.token_file}: {why}") from exc
         return self.token.get_secret_value() if self.token is not None else None

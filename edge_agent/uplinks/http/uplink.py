@@ -35,6 +35,7 @@ import asyncio
 import email.utils
 import gzip
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 from datetime import UTC
@@ -49,7 +50,7 @@ import orjson
 from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
 from edge_agent.uplinks.http.config import HttpUplinkConfig
 from zhizao import wire
-from zhizao.errors import PartialWrite, Rejected, Unavailable
+from zhizao.errors import PartialWrite, Rejected, SecurityError, Unavailable
 from zhizao.model import Batch
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,38 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
+def tls_context(config: HttpUplinkConfig) -> ssl.SSLContext | bool:
+    """What httpx gets as ``verify``: ``True``/``False`` as configured, or a context with the
+    configured CA bundle (file or folder) and client certificate.
+
+    Raises :class:`~zhizao.errors.SecurityError` naming the file that cannot be loaded (gone
+    since the config was validated, not PEM, key not matching): never a weaker setting.
+    """
+    verify, cert, key = config.verify, config.client_cert, config.client_key
+    if not isinstance(verify, Path) and cert is None:
+        return verify  # httpx's own: certifi's CAs (or SSL_CERT_FILE/SSL_CERT_DIR), or no check
+    if isinstance(verify, Path):
+        try:
+            ctx = (ssl.create_default_context(capath=str(verify)) if verify.is_dir()
+                   else ssl.create_default_context(cafile=str(verify)))
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise SecurityError(f"HTTP uplink: cannot load the CA bundle verify = {verify}: "
+                                f"{_reason(exc)}") from exc
+    else:
+        ctx = httpx.create_ssl_context(verify=verify)
+    if cert is not None:
+        try:
+            ctx.load_cert_chain(str(cert), str(key) if key is not None else None)
+        except (OSError, ValueError) as exc:
+            raise SecurityError(f"HTTP uplink: cannot load the client certificate client_cert = {cert}, "
+                                f"client_key = {key}: {_reason(exc)}") from exc
+    return ctx
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc.strerror) if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
 class HttpUplink:
     """Sends batches to ingest over HTTP (see the module docstring)."""
 
@@ -96,25 +129,18 @@ class HttpUplink:
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> Self:
+        """Open the connection pool; ``SecurityError`` naming the file when the token file, the
+        CA bundle or the client certificate cannot be used."""
         headers = {"Content-Type": wire.CONTENT_TYPE, "User-Agent": "zhizao-edge-agent"}
         token = self.config.bearer_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if self.config.gzip:
             headers["Content-Encoding"] = "gzip"
-        verify: bool | str = (
-            str(self.config.verify) if isinstance(self.config.verify, Path) else self.config.verify
-        )
-        cert = (
-            (str(self.config.client_cert), str(self.config.client_key))
-            if self.config.client_cert and self.config.client_key
-            else None
-        )
         self._client = httpx.AsyncClient(
             headers=headers,
             timeout=self.config.timeout_s,
-            verify=verify,
-            cert=cert,
+            verify=tls_context(self.config),
             transport=self._transport,
         )
         anyio.Event()  # httpcore loads anyio's asyncio backend at the first request (~40 ms): now instead
