@@ -27,6 +27,14 @@ ENERGY_KWH: Final = "energy_kwh"
 """float, monotonic active energy counter in kWh."""
 ANOMALY_SCORE: Final = "anomaly_score"
 """float in [0, 1], written back by analytics (higher = more anomalous)."""
+SCRAP_PROBABILITY: Final = "scrap_probability"
+"""float in [0, 1], predicted probability that the current part is scrap, written by analytics'
+quality model."""
+DERIVED_PREFIXES: Final = ("kpi.", "anomaly", SCRAP_PROBABILITY)
+"""Signal prefixes of the series zhizao writes back itself — the KPI feed (``kpi.``), anomaly
+scores and contributors (``anomaly_score*``, ``anomaly.contrib.``), scrap probabilities — never a
+machine's process signal: ``zhizao check`` leaves them out of its completeness counts, the web
+dashboard out of a machine's key signals."""
 
 COUNTERS: Final = (PARTS_TOTAL, PARTS_GOOD, PARTS_SCRAP, ENERGY_KWH)
 

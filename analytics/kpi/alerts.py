@@ -17,6 +17,7 @@ from analytics.events.config import ThresholdRule
 from analytics.events.emitter import EventEmitter
 from analytics.events.tracker import EpisodeTracker
 from analytics.kpi.config import KpiConfig
+from analytics.kpi.record import PRODUCTION_RATIOS
 from analytics.kpi.service import kpi_report
 from analytics.kpi.windows import GroupBy
 from ingest.storage.base import Store
@@ -60,6 +61,8 @@ class KpiAlerter:
             if rule.kpi not in rec:
                 raise KeyError(f"rule {rule.name}: unknown KPI {rule.kpi!r}")
             value = rec[rule.kpi]
+            if rec.get("producing") is False and rule.kpi in PRODUCTION_RATIOS:
+                value = None  # a compressor's OEE of 0 is no production problem: no verdict
             active = rule_state(rule, value, rec["planned_time_s"])
             msg = f"{rule.kpi} {value:.4g} {rule.op} {rule.threshold:g} over the last {rule.window_s:g} s" \
                 if isinstance(value, int | float) else ""

@@ -7,6 +7,8 @@ record carries ``data_quality: {"ok": bool, "flags": [...]}``. Kinds:
 count), ``counter_rollover`` (signal, count), ``bad_quality_samples`` (signal, count),
 ``clock_skew`` (offset_s, corrected), ``unknown_state`` (unknown_time_s), ``off_in_planned_time``
 (off_time_s), ``missing_ideal_cycle_time`` (product, count), ``count_mismatch`` (total vs good+scrap).
+A flag marked ``kpi_input: False`` (a gap in a signal no KPI is computed from: a process signal,
+an anomaly score) is reported but leaves ``ok`` true: the KPIs are as good without it.
 """
 
 from __future__ import annotations
@@ -69,4 +71,5 @@ def clock_jumps(counter: Series, start: float, end: float) -> list[tuple[float, 
 
 
 def summarise(flags: list[Flag]) -> dict[str, Any]:
-    return {"ok": not flags, "flags": flags}
+    """``ok`` is false when a flag concerns the KPIs' inputs; every flag is listed."""
+    return {"ok": all(f.get("kpi_input") is False for f in flags), "flags": flags}

@@ -13,6 +13,9 @@ from analytics.kpi.dataquality import Flag, summarise
 _TIME_FIELDS = ("planned_time_s", "run_time_s", "idle_time_s", "setup_time_s", "down_time_s",
                 "unknown_time_s", "ideal_time_s")
 _COUNT_FIELDS = ("total_count", "good_count", "scrap_count", "failures")
+PRODUCTION_RATIOS = ("performance", "quality", "oee", "first_pass_yield_ratio")
+"""Ratios that only mean something for a machine that makes parts: on a machine record with
+``producing: false`` (a compressor) they are the definitions' 0 or 1, not a measurement."""
 
 
 def _add_into(a: dict[str, float], b: dict[str, float]) -> None:

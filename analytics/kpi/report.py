@@ -37,7 +37,10 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
     """The KPI report of ``scope``: for each window, every machine, every line and the scope total.
 
     Machines the plant file lists under the scope but that sent no data still get a record
-    (with a ``no_data`` flag), so a silent machine is visible instead of missing."""
+    (with a ``no_data`` flag), so a silent machine is visible instead of missing. A machine record
+    says whether the machine makes parts (``producing``): a utility's Performance, Quality and OEE
+    (:data:`~analytics.kpi.record.PRODUCTION_RATIOS`) follow the definitions (0, 1, 0) but mean
+    nothing, and readers show them as not applicable."""
     names = set(machines) | {m.asset for m in plant.machines if _under(m.asset, scope)}
     data = {a: machines.get(a, MachineData(a)) for a in names}
     prepared = prepare(data, plant, dq)
@@ -50,8 +53,8 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
         mrecs: list[dict[str, Any]] = []
         for asset in sorted(per_machine):
             t = per_machine[asset][k]
-            mrecs.append({"machine": asset, **derive(t, currency)})
             producing = _producing(plant, asset)
+            mrecs.append({"machine": asset, "producing": producing, **derive(t, currency)})
             lines.setdefault(_line_of(asset), Totals()).add(t, producing=producing)
             total.add(t, producing=producing)
         out_windows.append({

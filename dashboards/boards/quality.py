@@ -6,12 +6,11 @@ from analytics.kpi_feed.names import kpi_signal
 from dashboards import influxql as q
 from dashboards.boards.common import PLANT_VARS, SCRAP_STEPS
 from dashboards.grafana import Dashboard, Panel, Target, Threshold
+from zhizao.signals import SCRAP_PROBABILITY
 
 UID = "zhizao-quality"
 FPY_STEPS = [Threshold(None, "red"), Threshold(0.95, "orange"), Threshold(0.98, "green")]
 SCRAP_BY_PRODUCT = q.sig_re(r"^kpi\.shift\.scrap_by_product\.")
-SCRAP_PROBABILITY = "scrap_probability"
-"""Predicted probability (0..1) that the current part is scrap, written by analytics' quality model."""
 
 
 def quality() -> Dashboard:

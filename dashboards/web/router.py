@@ -2,10 +2,10 @@
 
 Routes: ``GET /`` (the page), ``GET /ui/{file}`` (its script and style, from ``static/``, nothing
 else), ``GET /ui/config.json`` (what the page needs to know: refresh period, chart span, the KPI
-endpoint). The page itself reads ingest's public read API from the browser — ``/api/v1/catalogue``,
-``/latest``, ``/series``, ``/events`` and the KPI router's ``/api/v1/kpis`` — with the token given
-once as ``?token=...`` (kept in the browser's localStorage) when ingest requires one. Plain
-JavaScript and inline SVG: no front-end library, no CDN, nothing to build.
+endpoint, the prefixes of derived series). The page itself reads ingest's public read API from the
+browser — ``/api/v1/catalogue``, ``/latest``, ``/series``, ``/events`` and the KPI router's
+``/api/v1/kpis`` — with the token given once as ``?token=...`` (kept in the browser's localStorage)
+when ingest requires one. Plain JavaScript and inline SVG: no front-end library, no CDN, nothing to build.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import Field
 
 from zhizao.config import StrictModel
+from zhizao.signals import DERIVED_PREFIXES
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 _TYPES: Final = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -54,7 +55,7 @@ def web_router(settings: WebSettings | None = None) -> APIRouter:
 
     @router.get("/ui/config.json", include_in_schema=False)
     async def config() -> JSONResponse:
-        return JSONResponse(cfg.model_dump())
+        return JSONResponse({**cfg.model_dump(), "derived_prefixes": list(DERIVED_PREFIXES)})
 
     @router.get("/ui/{name}", include_in_schema=False)
     async def static(name: str) -> FileResponse:

@@ -26,7 +26,6 @@ from analytics.kpi_feed.feed import KpiFeed
 from analytics.scoring.context import ENERGY, design, score_signal, state_columns
 from analytics.scoring.model import AnomalyModel
 from analytics.scoring.presets import energy
-from dashboards.boards.quality import SCRAP_PROBABILITY
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
@@ -42,6 +41,7 @@ from zhizao.events import Contributor, Event, EventSource, Severity
 from zhizao.fleet import FleetReport
 from zhizao.model import AssetPath, Batch, Sample
 from zhizao.plant import PlantConfig
+from zhizao.signals import SCRAP_PROBABILITY
 from zhizao.wire import encode_batch
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,6 +5,7 @@
 (() => {
   const STATES = ["running", "idle", "setup", "down", "off"];
   const KEY_SIGNALS = ["power_kw", "parts_good", "anomaly_score"];
+  const PRODUCTION_KPIS = ["oee", "performance", "quality", "good_count"];  // not applicable to a utility
   const HIDDEN = /^(kpi\.|anomaly\.|fleet\.|state|state_reason|product)$|^(kpi|anomaly|fleet)\./;
   const ANOMALY_THRESHOLD = 0.5; // scores are raw / (raw + threshold): 0.5 is the model's threshold
   const S = {cfg: null, token: null, catalogue: null, catalogueAt: 0, updates: 0, busy: false};
@@ -42,6 +43,32 @@
   const num = (v, unit) => (v === null || v === undefined) ? "–" : `${ZCharts.fmt(Number(v))}${unit ? " " + unit : ""}`;
   const field = (name, value, text) => h("span", {class: `value f-${name}`, "data-field": name,
                                                    "data-value": value === null || value === undefined ? "" : String(value)}, text);
+  // Series zhizao writes itself (KPI feed, anomaly scores ...): never a machine's process signal.
+  const derived = signal => (S.cfg.derived_prefixes || []).some(p => signal.startsWith(p));
+  // A machine that makes no parts (a compressor: no ideal cycle time in the plant file) has no
+  // OEE, Performance, Quality or good parts: the API's 0 / 100 % are the definitions' defaults.
+  const notApplicable = (rec, name) => rec.producing === false && PRODUCTION_KPIS.includes(name);
+  const NA_TITLE = "Not applicable: this machine makes no parts (no production counter, no ideal cycle time " +
+    "in the plant file). It is left out of the line's OEE; its energy counts in the line's kWh per good part.";
+  const kpiField = (rec, name, fmt) => notApplicable(rec, name)
+    ? h("span", {class: `value f-${name} na`, "data-field": name, "data-value": String(rec[name]),
+                 "data-na": "no-production", title: NA_TITLE}, "–")
+    : field(name, rec[name], fmt(rec[name]));
+  // Top contributors of an anomaly, at most three, without those that round to 0 % (the top one stays).
+  const contributors = cs => [...cs].sort((a, b) => b.weight - a.weight).slice(0, 3)
+    .filter((c, i) => i === 0 || Math.round(100 * c.weight) >= 1);
+  // KPI data quality: the flags that concern the KPIs' inputs (the API's ok is false on them).
+  const dqFlags = rec => rec.data_quality && rec.data_quality.ok === false
+    ? rec.data_quality.flags.filter(f => f.kpi_input !== false) : [];
+  const flagText = f => `${f.kind.replace(/_/g, " ")}${f.signal ? ` of ${f.signal}` : ""}` +
+    (f.gap_s !== undefined ? ` (${ZCharts.fmt(f.gap_s)} s in ${f.count} gap${f.count === 1 ? "" : "s"})`
+      : f.count !== undefined ? ` (${f.count})` : f.unknown_time_s !== undefined ? ` (${ZCharts.fmt(f.unknown_time_s)} s)` : "");
+  const dqMarker = rec => {
+    const flags = dqFlags(rec);
+    if (!rec.data_quality || !flags.length) return null;
+    return h("span", {class: "dq-warn", "data-field": "data_quality", "data-value": "false",
+                      title: `KPI data quality: ${flags.map(flagText).join("; ")}`}, "⚠");
+  };
   const stateBadge = st => h("span", {class: `state s-${STATES.includes(st) ? st : "unknown"}`,
                                       "data-field": "state", "data-value": st || ""}, st || "unknown");
 
@@ -108,7 +135,7 @@
     return h("ul", {class: "alerts"}, events.map(e => h("li", {class: `sev-${e.severity}`, "data-event": e.id},
       h("b", {}, e.severity), " ", h("a", {href: `#/machine/${e.asset}`}, e.asset.split("/").pop()), " · ",
       e.rule, " · ", e.message || "", e.value !== null && e.value !== undefined ? ` (${ZCharts.fmt(e.value)})` : "",
-      e.contributors && e.contributors.length ? h("small", {}, " — ", e.contributors.slice(0, 3)
+      e.contributors && e.contributors.length ? h("small", {class: "contrib"}, " — ", contributors(e.contributors)
         .map(c => `${c.signal} ${(100 * c.weight).toFixed(0)} %`).join(", ")) : null,
       h("small", {class: "muted"}, " since ", new Date(e.start).toLocaleTimeString()))));
   }
@@ -129,27 +156,32 @@
                              agg: "max", bucket: bucket(t), epoch: "ms"}),
     ]);
     const L = k.lines[line] || {};
+    const products = Object.keys(L.count_by_product || {});
+    const SUM_NOTE = "* Good parts adds up the good parts of every producing machine of the line, unlike parts " +
+      `counted alike${products.length ? ` (${products.join(", ")})` : ""}; kWh / good part divides all the line's ` +
+      "energy (compressors included) by that sum. Compare a line with itself over time, not with another line.";
+    const SUM_TITLE = SUM_NOTE.slice(2);
     const tiles = h("section", {class: "tiles", "data-line": line, ...kpiAttrs(k)},
       tile("OEE", "oee", L.oee, pct(L.oee)), tile("Availability", "availability", L.availability, pct(L.availability)),
       tile("Performance", "performance", L.performance, pct(L.performance)),
       tile("Quality", "quality", L.quality, pct(L.quality)),
-      tile("Good parts", "good_count", L.good_count, num(L.good_count)),
-      tile("kWh / good part", "kwh_per_good_part", L.kwh_per_good_part, num(L.kwh_per_good_part, "kWh")),
+      tile("Good parts *", "good_count", L.good_count, num(L.good_count), SUM_TITLE),
+      tile("kWh / good part *", "kwh_per_good_part", L.kwh_per_good_part, num(L.kwh_per_good_part, "kWh"), SUM_TITLE),
       tile("Energy", "energy_kwh", L.energy_kwh, num(L.energy_kwh, "kWh")),
       tile("Scrap rate", "scrap_ratio", L.scrap_ratio, pct(L.scrap_ratio)));
     const rows = machines.map((m, i) => {
       const vals = Object.fromEntries(latest[i].values.map(v => [v.signal, v]));
       const rec = k.machines[m] || {};
       const procs = latest[i].values.filter(v => typeof v.value === "number" && !HIDDEN.test(v.signal)
-                                            && !KEY_SIGNALS.includes(v.signal) && !v.signal.startsWith("parts_")
+                                            && !derived(v.signal) && !KEY_SIGNALS.includes(v.signal) && !v.signal.startsWith("parts_")
                                             && v.signal !== "energy_kwh").slice(0, 3);
       const score = vals.anomaly_score ? vals.anomaly_score.value : null;
       return h("tr", {"data-machine": m, class: score !== null && score >= ANOMALY_THRESHOLD ? "anomalous" : ""},
-        h("td", {}, h("a", {href: `#/machine/${m}`}, m.split("/").pop())),
+        h("td", {}, h("a", {href: `#/machine/${m}`}, m.split("/").pop()), dqMarker(rec)),
         h("td", {}, stateBadge(vals.state ? vals.state.value : null)),
-        h("td", {}, field("oee", rec.oee, pct(rec.oee))),
+        h("td", {}, kpiField(rec, "oee", pct)),
         h("td", {}, field("power_kw", vals.power_kw && vals.power_kw.value, num(vals.power_kw && vals.power_kw.value, "kW"))),
-        h("td", {}, field("good_count", rec.good_count, num(rec.good_count))),
+        h("td", {}, kpiField(rec, "good_count", num)),
         h("td", {}, field("kwh_per_good_part", rec.kwh_per_good_part, num(rec.kwh_per_good_part, "kWh"))),
         h("td", {}, field("anomaly_score", score, score === null ? "–" : ZCharts.fmt(score))),
         h("td", {class: "signals"}, procs.map(v => h("span", {class: "sig", "data-signal": v.signal},
@@ -164,7 +196,7 @@
       h("h1", {}, line, t.replay ? h("small", {class: "muted"}, ` · data up to ${new Date(t.end).toLocaleString()}`) : null),
       k.missing ? h("p", {class: "muted", "data-field": "kpi-missing"},
         `No KPIs: ${S.cfg.kpi_path} is not mounted (give ingest a KPI config with the plant file).`) : null,
-      tiles, table,
+      tiles, h("p", {class: "note muted", "data-note": "line-sums"}, SUM_NOTE), table,
       h("div", {class: "cols"},
         h("section", {}, h("h2", {}, `Power, last ${S.cfg.span_min} min (kW)`), toChart(power.series, {...chartOpts, min: 0})),
         h("section", {}, h("h2", {}, "Anomaly score"),
@@ -172,8 +204,11 @@
       h("section", {}, h("h2", {}, `Open alerts (${events.events.length})`), alertList(events.events)));
   }
 
-  function tile(label, name, value, text) {
-    return h("div", {class: "tile"}, h("div", {class: "label"}, label), field(name, value, text));
+  function tile(label, name, value, text, title) {
+    return h("div", {class: "tile", ...(title ? {title} : {})}, h("div", {class: "label"}, label), field(name, value, text));
+  }
+  function kpiTile(label, rec, name, fmt) {
+    return h("div", {class: "tile"}, h("div", {class: "label"}, label), kpiField(rec, name, fmt));
   }
 
   async function machinePage(asset) {
@@ -197,7 +232,7 @@
       ? h("div", {class: "banner anomaly", "data-field": "anomaly", "data-value": "true"}, "Anomaly: ",
           open.length ? `${open[0].rule} since ${new Date(open[0].start).toLocaleTimeString()}` : `score ${ZCharts.fmt(score)}`,
           open.length && open[0].contributors.length
-            ? h("span", {class: "contrib"}, " — driven by ", open[0].contributors.slice(0, 3)
+            ? h("span", {class: "contrib"}, " — driven by ", contributors(open[0].contributors)
                 .map(c => `${c.signal} (${(100 * c.weight).toFixed(0)} %)`).join(", ")) : null)
       : h("div", {class: "banner ok", "data-field": "anomaly", "data-value": "false"}, "No anomaly");
     const numeric = series.series.filter(s => !HIDDEN.test(s.signal) && s.signal !== "anomaly_score"
@@ -210,11 +245,11 @@
         h("td", {class: "muted"}, new Date(v.ts).toLocaleTimeString())))));
     return h("div", {class: "machine", "data-machine": asset},
       h("h1", {}, h("a", {href: `#/line/${line}`}, line), " / ", asset.split("/").pop(), " ",
-        stateBadge(vals.state ? vals.state.value : null)),
+        stateBadge(vals.state ? vals.state.value : null), " ", dqMarker(rec)),
       banner,
       h("section", {class: "tiles", ...kpiAttrs(k)},
-        tile("OEE", "oee", rec.oee, pct(rec.oee)), tile("Availability", "availability", rec.availability, pct(rec.availability)),
-        tile("Performance", "performance", rec.performance, pct(rec.performance)), tile("Quality", "quality", rec.quality, pct(rec.quality)),
+        kpiTile("OEE", rec, "oee", pct), tile("Availability", "availability", rec.availability, pct(rec.availability)),
+        kpiTile("Performance", rec, "performance", pct), kpiTile("Quality", rec, "quality", pct),
         tile("kWh / good part", "kwh_per_good_part", rec.kwh_per_good_part, num(rec.kwh_per_good_part, "kWh")),
         tile("Anomaly score", "anomaly_score", score, score === null ? "–" : ZCharts.fmt(score))),
       h("div", {class: "cols"},
