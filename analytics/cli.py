@@ -3,7 +3,9 @@
 Subcommands: ``kpi`` (the KPI engine, in :mod:`analytics.kpi.cli`), ``eval skab``, ``score``,
 ``train``, ``models list|show|promote|rollback``, ``serve`` (the scoring service), ``kpi-feed``
 (KPIs written back as series, :mod:`analytics.kpi_feed`). Exit codes: 0 ok,
-1 failure (data or model problem, reported on stderr), 2 usage or configuration error.
+1 failure (data or model problem, a missing input file or output directory; reported on stderr),
+2 usage or configuration error: argparse's, an invalid config file, and a ``DataError`` whose
+``where`` is a command-line option (``--warmup``, ``--columns`` naming a column the file lacks...).
 """
 
 from __future__ import annotations
@@ -55,13 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("score", help="score a CSV online: timestamp,score,is_anomaly")
     sc.add_argument("file", type=Path)
     sc.add_argument("--out", required=True, type=Path, help="output CSV ('-' for stdout)")
-    sc.add_argument("--time-col",
-                    help="timestamp column (default: one named timestamp/time/datetime, else the first)")
+    when = sc.add_mutually_exclusive_group()
+    when.add_argument("--time-col",
+                      help="timestamp column: ISO-8601 date/times or numbers (seconds) (default: the one "
+                           "named timestamp/time/datetime/date/ts/_time, else the first column if it "
+                           "holds ISO-8601 date/times; otherwise an error)")
+    when.add_argument("--no-time", action="store_true",
+                      help="no time column: score the rows in file order, the row index as time")
     sc.add_argument("--columns", help="comma-separated value columns (default: every numeric column)")
-    sc.add_argument("--sep", default=",", help="field separator (default ',')")
-    sc.add_argument("--warmup", type=int, default=400, help="rows used to fit the model (default 400)")
-    sc.add_argument("--max-gap", type=float, help="seconds; a larger step restarts the windows "
-                                                   "(default 10x the warm-up's median step)")
+    sc.add_argument("--sep", default=",", help="field separator, literal, one or more characters "
+                                               "(default ','; 'tab' or '\\t' for a tab)")
+    sc.add_argument("--decimal", default=".", help="decimal mark of the values (default '.'; ',' for 1,5)")
+    sc.add_argument("--warmup", type=int, default=400, help="rows used to fit the model (default 400, >= 2)")
+    sc.add_argument("--max-gap", type=float, help="seconds (rows with --no-time); a larger step restarts "
+                                                   "the windows (default 10x the warm-up's median step)")
     sc.add_argument("--config", help="TOML/YAML ModelSpec (detector, windows, threshold, vote)")
 
     tr = sub.add_parser("train", help="train a machine's model from stored history into the registry")
@@ -124,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (DataError, ModelMismatch, RegistryError) as exc:
         print(f"zhizao analytics {args.cmd}: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, DataError) and exc.where.startswith("--") else 1
     except ZhizaoError as exc:
         print(f"zhizao analytics {args.cmd}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -72,24 +72,41 @@ def eval_skab(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    from analytics.scoring.csv_scorer import score_csv
+    from analytics.scoring.csv_scorer import check_options, score_csv
 
-    if not args.file.exists():
-        raise DataError(str(args.file), "no such file")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     sep = "\t" if args.sep in ("\\t", "tab") else args.sep
+    check_options(sep=sep, warmup=args.warmup, decimal=args.decimal, max_gap=args.max_gap)
     spec = _spec(args.config)
-    ctx: Any = nullcontext(sys.stdout) if str(args.out) == "-" else _atomic_open(args.out)
+    if not args.file.exists():
+        raise DataError(str(args.file), "no such file")
+    to_stdout = str(args.out) == "-"
+    if not to_stdout:
+        _check_output(args.out)
+    ctx: Any = nullcontext(sys.stdout) if to_stdout else _atomic_open(args.out)
     with ctx as out:
         summary = score_csv(args.file, out, sep=sep, time_col=args.time_col, columns=columns,
-                            warmup=args.warmup, max_gap=args.max_gap, spec=spec)
+                            warmup=args.warmup, max_gap=args.max_gap, spec=spec, no_time=args.no_time,
+                            decimal=args.decimal)
     for line in summary.lines():
         print(line, file=sys.stderr)
     return 0
 
 
+def _check_output(path: Path) -> None:
+    """Before any work: the output's directory exists and it is not a directory itself (like a
+    missing input file, a data/file-system failure: exit 1)."""
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise DataError(str(path), f"cannot write the output: directory {str(parent)!r} {what}")
+    if path.is_dir():
+        raise DataError(str(path), "cannot write the output: it is a directory")
+
+
 class _atomic_open:
-    """Write to ``path.tmp`` and rename on success, so a failed run leaves no half-written output."""
+    """Write to ``path.tmp`` and rename on success, so a failed run leaves no half-written output;
+    a file-system failure (permissions, full disk) is a ``DataError`` naming the path."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -97,15 +114,22 @@ class _atomic_open:
         self.fh: IO[str] | None = None
 
     def __enter__(self) -> IO[str]:
-        self.fh = self.tmp.open("w", encoding="utf-8", newline="")
+        try:
+            self.fh = self.tmp.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise DataError(str(self.path), f"cannot write the output: {exc.strerror or exc}") from exc
         return self.fh
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         assert self.fh is not None
-        self.fh.close()
-        if exc_type is None:
-            self.tmp.replace(self.path)
-        else:
+        try:
+            self.fh.close()
+            if exc_type is None:
+                self.tmp.replace(self.path)
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise DataError(str(self.path), f"cannot write the output: {exc.strerror or exc}") from exc
+        if exc_type is not None:
             self.tmp.unlink(missing_ok=True)
 
 

@@ -26,11 +26,13 @@ from typing import Any, Literal, Self
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from analytics.detectors import Detector, FloatArray, as_matrix, make_detector
+from analytics.detectors import Detector, FloatArray, as_matrix, check_detector, detector_class, make_detector
 from analytics.features import MultiScaleMeans, TrailingMean
 from zhizao.config import StrictModel
+
+DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"rel_floor": 0.003}
 
 
 class ModelSpec(StrictModel):
@@ -44,7 +46,10 @@ class ModelSpec(StrictModel):
     """
 
     detector: str = "robust_z"
-    detector_params: dict[str, Any] = Field(default_factory=lambda: {"rel_floor": 0.003})
+    """A name of :data:`analytics.detectors.DETECTORS` (checked when the spec is made or loaded)."""
+    detector_params: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_DETECTOR_PARAMS),
+                                            validate_default=True)
+    """Keyword arguments of the detector's constructor (checked against it, nothing is fitted)."""
     windows: list[int] = Field(default_factory=lambda: [5], min_length=1)
     """Trailing-mean windows (rows) applied to every column."""
     diff_windows: list[int] = Field(default_factory=list)
@@ -56,6 +61,29 @@ class ModelSpec(StrictModel):
     settle: Literal["blank", "median"] = "blank"
     """Rows whose windows are still filling after a start or reset: ``"blank"`` leaves the first
     ``max(diff_windows)`` unscored; ``"median"`` reads each filling feature as its training median."""
+
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, v: str) -> str:
+        detector_class(v)  # ValueError naming the choices
+        return v
+
+    @field_validator("detector_params")
+    @classmethod
+    def _detector_accepts(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("detector")
+        if name is None:  # the detector itself is invalid: reported on its own key
+            return v
+        try:
+            check_detector(name, v)
+        except ValueError as exc:
+            note = ""
+            if v == DEFAULT_DETECTOR_PARAMS:
+                shown = ", ".join(f"{k} = {val}" for k, val in DEFAULT_DETECTOR_PARAMS.items())
+                note = (f" (detector_params defaults to robust_z's {{ {shown} }}; set "
+                        f"detector_params = {{}} for {name}'s own defaults)")
+            raise ValueError(f"{exc}{note}") from None
+        return v
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         """Unpickling an artifact saved before a field existed gives that field its default
