@@ -137,6 +137,8 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling against the sample config)"
+        elif err["type"] == "value_error":  # a validator's own message, without pydantic's prefix
+            msg = msg.removeprefix("Value error, ")
         problems.append((key, msg))
     return problems
 

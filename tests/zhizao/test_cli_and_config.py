@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from zhizao import ConfigError
 from zhizao.cli import COMMANDS, main
@@ -52,6 +52,25 @@ def test_config_errors_name_every_key(tmp_path: Path) -> None:
     keys = {key for key, _ in info.value.problems}
     assert keys == {"id", "colour", "uplink.url", "uplink.batch_size"}
     assert "agent.toml" in str(info.value)
+
+
+class _Shift(StrictModel):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("a shift needs a name")
+        return v
+
+
+def test_a_validators_message_is_reported_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "shift.toml"
+    path.write_text('name = " "\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(_Shift, path)
+    assert info.value.problems == [("name", "a shift needs a name")]  # not "Value error, a shift ..."
 
 
 def test_config_syntax_errors_and_yaml(tmp_path: Path) -> None:
