@@ -25,14 +25,13 @@ from analytics.kpi.windows import GroupBy
 from ingest.storage.base import Agg, EventQuery, SeriesQuery, Store
 from simulator.scenario import Scenario
 from zhizao.events import EventSource
+from zhizao.signals import DERIVED_PREFIXES
 from zhizao.stack.expectations import Expectations
 from zhizao.stack.line import Line, LineOptions
 from zhizao.stack.models import reference_models
 from zhizao.stack.verdict import Result, completeness_results, detections, fault_results, kpi_results
 
 log = logging.getLogger(__name__)
-DERIVED_PREFIXES = ("kpi.", "anomaly")
-"""Series analytics writes back (not served by the simulator, not counted for completeness)."""
 
 
 def has_mosquitto() -> bool:
