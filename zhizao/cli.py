@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -84,7 +86,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         print(f"zhizao {name}: not built yet in this version", file=sys.stderr)
         return 2
-    return command(args[1:])
+    try:
+        return command(args[1:])
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a socket's, not the reader of our output's
+        return 141  # as a command killed by SIGPIPE: `zhizao analytics score ... --out - | head`
+
+
+def _stdout_closed() -> bool:
+    """True when standard output is a pipe whose reader went away (its write end polls as an
+    error); then points stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        closed = any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError):  # no real stdout (a test's capture)
+        return False
+    if closed:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+    return closed
 
 
 if __name__ == "__main__":

@@ -83,3 +83,19 @@ def test_config_syntax_errors_and_yaml(tmp_path: Path) -> None:
     assert load_config(_Agent, good).uplink.batch_size == 1000
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(_Agent, tmp_path / "missing.toml")
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    """``zhizao analytics score F --out - | head``: the reader leaves early; exit 141 (as SIGPIPE
+    would) and no BrokenPipeError traceback."""
+    csv = tmp_path / "in.csv"
+    rows = [f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d},{i % 7},{i % 5}" for i in range(3600)]
+    csv.write_text("timestamp,a,b\n" + "\n".join(rows) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "zhizao.cli", "analytics", "score", str(csv), "--out", "-"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"timestamp,score")
+    proc.stdout.close()  # as head does after its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
