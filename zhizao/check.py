@@ -2,8 +2,10 @@
 
 Exit codes: 0 every expectation met, 1 at least one failed, 2 usage/configuration error (the
 message names the bad key). The expectations live in the scenario file's ``expectations`` section
-(``zhizao/stack/expectations.py`` documents it); the report is a table on the terminal, and
-optionally JUnit XML (``--junit``) and JSON (``--json``) for CI systems.
+(``zhizao/stack/expectations.py`` documents it; a file without one is checked against the defaults:
+every line's KPIs vs the ledger, no sample lost, false alarms reported but not limited); the
+report is a table on the terminal, and optionally JUnit XML (``--junit``) and JSON (``--json``) for
+CI systems.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play a scenario through simulator → agent → ingest → analytics and compare the "
                     "results with the simulator's ground truth (KPIs, faults detected, false alarms, "
                     "data completeness). Exit 0 = every expectation met, 1 = one failed, 2 = bad input.")
-    p.add_argument("--scenario", required=True, type=Path, help="scenario file (TOML/YAML) with an "
-                   "'expectations' section")
+    p.add_argument("--scenario", required=True, type=Path,
+                   help="scenario file (TOML/YAML); its optional 'expectations' section says what to "
+                        "check (without one: every line's KPIs vs the ledger, no sample lost, false "
+                        "alarms reported; zhizao/stack/expectations.py)")
     p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     p.add_argument("--speed", type=float, default=40.0,
                    help="simulated seconds per wall second (default 40; 0 = as fast as the box can, "
