@@ -284,3 +284,20 @@ def test_machines_with_kpi_data_quality_problems_are_marked(stack: Stack, browse
     # The packer's skewed clock; its anomaly-score gaps are not named (checked above). Others may be
     # marked too: the page's window ends at the newest data, past the last state sample of a replay.
     assert "clock skew" in marked[f"{LINE2}/pack-1"], marked
+
+
+CHART = """
+const s = {name: 'a', ts: [0, 1000, 2000, 3000, 60000, 61000, 62000], values: [1, 2, 3, 2, 1, null, 2]};
+const svg = ZCharts.lineChart([s], {start: 0, end: 62000});
+return svg.querySelector('path.series').getAttribute('d');
+"""
+
+
+def test_a_chart_breaks_its_line_where_the_data_stops(stack: Stack, browser: webdriver.Chrome) -> None:
+    """No straight line drawn across a stretch without data (an unscored stop), nor across a null:
+    a new subpath starts after a step longer than 3x the series' median step."""
+    browser.get(f"{stack.url}/#/line/{LINE}")
+    _wait_updates(browser, 1)
+    d: str = browser.execute_script(CHART)
+    pens = [part[0] for part in d.replace("M", "|M").replace("L", "|L").split("|") if part]
+    assert pens == ["M", "L", "L", "L", "M", "M"], d  # 3 s -> 60 s: new subpath; null: new subpath

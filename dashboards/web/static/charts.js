@@ -1,6 +1,8 @@
 // Inline SVG charts: no library. lineChart(series, opts) returns an <svg> element.
 // series: [{name, ts: [ms...], values: [number|null...], color}]; opts: {height, unit, min, max,
-// threshold, start, end}. Values outside [min, max] are clipped; nulls break the line.
+// threshold, start, end}. Values outside [min, max] are clipped; nulls break the line, and so does a
+// step longer than 3x the series' median step (no data there: a stopped machine is not scored, and
+// a straight line across would draw values nobody measured).
 "use strict";
 const ZCharts = (() => {
   const NS = "http://www.w3.org/2000/svg";
@@ -19,6 +21,13 @@ const ZCharts = (() => {
     if (a >= 1000) return v.toFixed(0);
     if (a >= 10) return v.toFixed(1);
     return v.toFixed(2);
+  }
+  function medianStep(ts) {
+    const steps = [];
+    for (let k = 1; k < ts.length; k++) if (ts[k] > ts[k - 1]) steps.push(ts[k] - ts[k - 1]);
+    if (!steps.length) return Infinity;
+    steps.sort((a, b) => a - b);
+    return steps[Math.floor(steps.length / 2)];
   }
   function lineChart(series, opts) {
     const W = 600, H = opts.height || 160, L = 44, R = 8, T = 8, B = 18;
@@ -47,12 +56,14 @@ const ZCharts = (() => {
                                   class: "threshold"}));
     }
     series.forEach((s, i) => {
-      let d = "", pen = false;
+      const gap = 3 * medianStep(s.ts);
+      let d = "", pen = false, last = -Infinity;
       s.ts.forEach((t, k) => {
         const v = s.values[k];
         if (v === null || !Number.isFinite(v) || t < t0 || t > t1) { pen = false; return; }
-        d += `${pen ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
+        d += `${pen && t - last <= gap ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
         pen = true;
+        last = t;
       });
       const color = s.color || PALETTE[i % PALETTE.length];
       const path = el("path", {d, class: "series", stroke: color});
