@@ -91,8 +91,8 @@ def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     csv = tmp_path / "in.csv"
     rows = [f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d},{i % 7},{i % 5}" for i in range(3600)]
     csv.write_text("timestamp,a,b\n" + "\n".join(rows) + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "zhizao.cli", "analytics", "score", str(csv), "--out", "-"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "zhizao.cli", "analytics", "score", str(csv), "--out", "-"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline().startswith(b"timestamp,score")
     proc.stdout.close()  # as head does after its lines
