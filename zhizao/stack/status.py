@@ -15,14 +15,20 @@ from rich.text import Text
 from zhizao.stack.line import Line
 
 
+def _count(n: int) -> str:
+    """Exact below a million, then 3 significant digits (``18.8M``): eight columns fit 80 characters;
+    the exact counts are in the summary printed at the stop."""
+    return str(n) if n < 1_000_000 else f"{n / 1e6:.3g}M" if n < 1_000_000_000 else f"{n / 1e9:.3g}G"
+
+
 def status_table(line: Line, url: str, state: str) -> Panel:
     o = line.options
     sc = o.scenario
     sim = line.sim
     agent = line.agent
     where = Table.grid(padding=(0, 2))
-    where.add_column(style="bold")
-    where.add_column()
+    where.add_column(style="bold", no_wrap=True)
+    where.add_column(overflow="fold")  # a narrow terminal wraps a long path instead of cutting it
     opc = sim.endpoint or "—"
     mqtt = line.broker.url if line.broker else "—"
     where.add_row("simulator", f"{sc.name}: {len(sc.machines())} machines · OPC UA {opc} · MQTT → {mqtt}")
@@ -35,19 +41,20 @@ def status_table(line: Line, url: str, state: str) -> Panel:
               else "training on a clean simulated day of the line ...")
     where.add_row("analytics", f"KPI API {line.ingest.url}/api/v1/kpis · anomaly models: {models}")
     where.add_row("dashboard", Text(url, style="bold underline cyan"))
-    flow = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-    for col in ("line time (UTC)", "ticks", "MQTT msgs", "agent read", "buffered", "delivered",
-                "scored", "anomalies"):
-        flow.add_column(col, justify="right")
+    flow = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
+    for col in ("time UTC", "ticks", "MQTT msgs", "read", "buffered", "delivered", "scored",
+                "alarms"):
+        flow.add_column(col, justify="right", overflow="fold")  # never "1877…" for 18774
     now = line.sim_now()
-    mqtt = str(sim.mqtt_published) + (f" ({sim.mqtt_dropped} dropped)" if sim.mqtt_dropped else "")
-    flow.add_row(f"{now:%m-%d %H:%M:%S}", str(sim.ticks_done), mqtt,
-                 str(agent.samples_read), str(agent.backlog), str(agent.forwarder.stats.sent_samples),
-                 str(line.analytics.stats.scored_rows), str(line.analytics.stats.events))
+    mqtt = _count(sim.mqtt_published) + (f" ({sim.mqtt_dropped} dropped)" if sim.mqtt_dropped else "")
+    flow.add_row(f"{now:%H:%M:%S}", _count(sim.ticks_done), mqtt, _count(agent.samples_read),
+                 _count(agent.backlog), _count(agent.forwarder.stats.sent_samples),
+                 _count(line.analytics.stats.scored_rows), _count(line.analytics.stats.events))
     done = (now - sc.start).total_seconds()
-    bar = ProgressBar(total=max(o.duration_s, 1.0), completed=min(done, o.duration_s), width=60)
+    bar = ProgressBar(total=max(o.duration_s, 1.0), completed=min(done, o.duration_s))
     speed = f"×{o.speed:g}" if o.speed else "as fast as possible"
-    progress = Text(f"{done / 60:.1f} of {o.duration_s / 60:.0f} simulated minutes at {speed}"
+    progress = Text(f"line time {now:%Y-%m-%d %H:%M:%S} UTC · {done / 60:.1f} of "
+                    f"{o.duration_s / 60:.0f} simulated minutes at {speed}"
                     + (f" · lagging {sim.lag_s:.0f} s" if sim.lag_s > 5 else ""))
-    return Panel(Group(where, Text(""), flow, Text(""), bar, progress),
+    return Panel(Group(where, Text(""), flow, Text(""), progress, bar),
                  title=f"zhizao demo · {state}", subtitle="Ctrl-C stops everything cleanly")
