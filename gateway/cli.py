@@ -1,8 +1,9 @@
 """``zhizao gateway``: run a site gateway (plant broker's unified namespace → durable buffer → ingest).
 
 Usage: ``zhizao gateway --config gateway.toml [--check] [--log-level info]``. ``--check``
-validates the configuration and exits. Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 failure,
-2 usage or configuration error. Also runnable as ``python -m gateway``.
+validates the configuration and exits; ``zhizao gateway check-config --config gateway.toml`` is the
+same, spelled as the agent's (``zhizao agent check-config``). Exit codes: 0 clean stop
+(SIGTERM/SIGINT), 1 failure, 2 usage or configuration error. Also runnable as ``python -m gateway``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ async def _run(config_path: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["check-config"]:  # the agent's spelling of --check
+        argv = [*argv[1:], "--check"]
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -179,6 +179,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     bad.write_text('id = "gw 1"\nsite = "plant"\n[broker]\nport = 1883\nshare_grup = "x"\n'
                    '[uplink.http]\nurl = "ftp://x"\n')
     assert main(["--config", str(bad), "--check"]) == 2
+    assert main(["check-config", "--config", str(bad)]) == 2  # the agent's spelling, the same check
     from gateway.config import load
     from zhizao.errors import ConfigError
 
