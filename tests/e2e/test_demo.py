@@ -4,10 +4,13 @@ cleanly with every sample read delivered to ingest."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,24 @@ def _wait(cond: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@contextlib.contextmanager
+def _running(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """The demo process, killed on the way out if a check failed while it ran."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _ctrl_c(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """SIGINT, as a terminal's Ctrl-C: the demo stops with exit 0; its whole output."""
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(90) == 0, log.read_text(errors="replace")[-3000:]
+    return log.read_text(errors="replace")
+
+
 def _kpis(url: str) -> dict[str, Any] | None:
     try:
         cat: dict[str, Any] = httpx.get(f"{url}/api/v1/catalogue", timeout=5).json()
@@ -60,8 +81,8 @@ def test_demo_dashboard_shows_live_data_and_kpis_then_ctrl_c_stops_cleanly(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "demo.log"
-    proc = spawn("demo", "--duration", "150", "--speed", "30", "--port", str(port), cwd=tmp_path, log=log)
-    try:
+    with _running(spawn("demo", "--duration", "150", "--speed", "30", "--port", str(port), cwd=tmp_path,
+                        log=log)) as proc:
         _wait(lambda: f"{url}/" in log.read_text(errors="replace") or proc.poll() is not None, 180,
               "the demo to print its URL")
         assert proc.poll() is None, log.read_text(errors="replace")
@@ -93,13 +114,7 @@ def test_demo_dashboard_shows_live_data_and_kpis_then_ctrl_c_stops_cleanly(
         rep = httpx.get(f"{url}/api/v1/kpis", params=q, timeout=30).json()
         api_line = next(ln for ln in rep["windows"][-1]["lines"] if ln["line"] == LINE)
         assert api_line["good_count"] >= float(snap["tiles"]["good_count"])
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(90) == 0, log.read_text(errors="replace")[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    out = log.read_text(errors="replace")
+        out = _ctrl_c(proc, log)
     assert "stopped cleanly (interrupted)" in out, out[-3000:]
     m = re.search(r"(\d+) samples read, (\d+) delivered, nothing left in the buffer", out)
     assert m is not None and int(m.group(1)) == int(m.group(2)) > 10_000, out[-2000:]
@@ -110,19 +125,12 @@ def test_ctrl_c_while_the_models_train_ends_the_training_instead_of_waiting(tmp_
     demo cleanly and ends that worker (it used to be joined: the demo hung until training ended)."""
     port = free_port()
     log = tmp_path / "demo.log"
-    proc = spawn("demo", "--speed", "30", "--port", str(port), cwd=tmp_path, log=log)
-    try:
+    with _running(spawn("demo", "--speed", "30", "--port", str(port), cwd=tmp_path, log=log)) as proc:
         _wait(lambda: f"127.0.0.1:{port}/" in log.read_text(errors="replace") or proc.poll() is not None,
               180, "the demo to print its URL")
         assert proc.poll() is None, log.read_text(errors="replace")
         assert "no anomaly models" not in log.read_text(errors="replace")
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(90) == 0, log.read_text(errors="replace")[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    out = log.read_text(errors="replace")
+        out = _ctrl_c(proc, log)
     assert "model training ended unfinished (the demo stopped first)" in out, out[-3000:]
     assert "stopped cleanly (interrupted)" in out, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
