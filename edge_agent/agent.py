@@ -3,7 +3,9 @@
 ``await Agent(config, config_hash).run(stop)`` runs until ``stop`` is set, then shuts down in
 the order that loses nothing: connectors stop and hand over what they read, the buffer commits
 it, the forwarder stops (a batch in flight stays in the buffer, resent under the same id on the
-next start), the uplink closes, the buffer closes.
+next start), the uplink closes, the buffer closes. With ``agent.site`` set it also commits its
+own health every ``agent.fleet_report_s`` to the buffer, forwarded like data: the fleet
+convention's samples on ``<site>/fleet/agents/<id>`` (:mod:`zhizao.fleet`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.buffer import SqliteBuffer
@@ -25,6 +28,7 @@ from edge_agent.supervisor import supervise
 from edge_agent.uplinks.registry import build_uplink
 from zhizao import __version__
 from zhizao.backoff import Backoff
+from zhizao.fleet import FleetReport
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,26 @@ class Agent:
                 log.exception("forwarder failed; restarting it in 1 s")
                 await asyncio.sleep(1.0)
 
+    def fleet_report(self, site: str) -> FleetReport:
+        """This agent's health now, as the fleet convention's figures (:mod:`zhizao.fleet`)."""
+        b, fw = self.buffer.stats, self.forwarder.stats
+        return FleetReport(
+            site=site, node_id=self.config.agent.id,
+            backlog_samples=b.backlog_samples, backlog_age_s=b.backlog_age(),
+            dropped_total=sum(b.dropped.values()),
+            dead_letters_total=fw.dead_lettered + sum(c.stats.bad_payloads for c in self.connectors),
+            reconnects_total=sum(c.stats.reconnects for c in self.connectors), sent_total=fw.sent_samples,
+        )
+
+    async def _report_loop(self, site: str) -> None:
+        """Every ``fleet_report_s``: the agent's health into its own buffer, forwarded like data."""
+        while True:
+            await asyncio.sleep(self.config.agent.fleet_report_s)
+            try:
+                await self.buffer.submit(self.fleet_report(site).samples(datetime.now(UTC)))
+            except Exception:
+                log.warning("fleet-health report not stored", exc_info=True)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (see the module docstring)."""
         cfg = self.config
@@ -106,6 +130,11 @@ class Agent:
                 asyncio.create_task(supervise(c, self.buffer), name=f"connector-{c.name}")
                 for c in self.connectors
             ]
+            if cfg.agent.site is not None:
+                readers.append(asyncio.create_task(self._report_loop(cfg.agent.site), name="fleet-report"))
+            else:
+                log.info("agent.site not set: no fleet-health samples (the Edge fleet dashboard will not "
+                         "list this agent; /metrics has the same figures)")
             try:
                 await stop.wait()
             finally:

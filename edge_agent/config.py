@@ -20,6 +20,7 @@ from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
 from edge_agent.uplinks.http.config import HttpUplinkConfig
 from edge_agent.uplinks.mqtt.config import MqttUplinkConfig
 from zhizao.config import StrictModel, load_config
+from zhizao.model import valid_segment
 
 ConnectorConfig = Annotated[OpcUaConnectorConfig | MqttConnectorConfig, Field(discriminator="type")]
 UplinkConfig = Annotated[HttpUplinkConfig | MqttUplinkConfig, Field(discriminator="type")]
@@ -30,6 +31,18 @@ class AgentSection(StrictModel):
     """Producer id of this agent's batches (ingest deduplicates on it): unique per box, stable."""
     state_dir: Path = Path("/var/lib/zhizao")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    site: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    """The agent's site: when set, the agent reports its own health every ``fleet_report_s`` as
+    samples on ``<site>/fleet/agents/<id>`` through its uplink (:mod:`zhizao.fleet`, the *Edge
+    fleet* dashboard's convention); unset, it does not (its metrics endpoint still has them)."""
+    fleet_report_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _id_is_a_fleet_segment(self) -> AgentSection:
+        if self.site is not None and not valid_segment(self.id):
+            raise ValueError(f"with site set, the id is a path segment of <site>/fleet/agents/<id>: "
+                             f"{self.id!r} may hold only letters, digits, '_', '.', '-'")
+        return self
 
 
 class DeadLetterConfig(StrictModel):
