@@ -58,6 +58,7 @@ from edge_agent.buffer.codec import SampleDecoder, SeriesKey, encode_samples, ro
 from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
 from edge_agent.buffer.sqlite import BufferCorrupt, Db, RecordRow, open_db
 from zhizao.model import Batch, Sample
+from zhizao.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,8 @@ class SqliteBuffer:
             self._wake.clear()
             if self._pending_count < self.commit_max_samples:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full_or_timeout(), self.commit_interval)
+                    async with asyncio.timeout(self.commit_interval):  # not wait_for: zhizao.waiting
+                        await self._full_or_timeout()
             await self._commit_pending()
 
     async def _full_or_timeout(self) -> None:
@@ -437,8 +439,7 @@ class SqliteBuffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0 and force:
                 return None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._data.wait(), max(0.01, min(remaining, linger) or 0.05))
+            await wait_event(self._data, max(0.01, min(remaining, linger) or 0.05))
 
     def _release_orphan(self, fut: asyncio.Future[Batch | EncodedBatch | None]) -> None:
         if not fut.cancelled() and fut.exception() is None and (batch := fut.result()) is not None:
@@ -562,8 +563,7 @@ class SqliteBuffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0 and force:
                 return []
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._data.wait(), max(0.01, min(remaining, linger) or 0.05))
+            await wait_event(self._data, max(0.01, min(remaining, linger) or 0.05))
 
     def _release_orphans(self, fut: asyncio.Future[list[EncodedBatch]]) -> None:
         if not fut.cancelled() and fut.exception() is None:
@@ -676,3 +676,4 @@ class SqliteBuffer:
         if delta.backlog is not None:
             (stats.backlog_samples, stats.backlog_record_samples, stats.backlog_records,
              stats.backlog_bytes, stats.oldest_created) = delta.backlog
+

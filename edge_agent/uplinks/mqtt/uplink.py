@@ -38,6 +38,7 @@ from edge_agent.uplinks.mqtt.config import MqttUplinkConfig
 from zhizao import topics, wire
 from zhizao.errors import Unavailable
 from zhizao.model import Batch
+from zhizao.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +140,8 @@ class MqttUplink:
         client = self._client
         if client is None:
             raise RuntimeError("MqttUplink used outside 'async with'")
-        if not self._connected.is_set():
-            try:
-                await asyncio.wait_for(self._connected.wait(), self.config.timeout_s)
-            except TimeoutError:
-                raise Unavailable(
-                    f"site broker {self.config.host}:{self.config.port} not connected"
-                ) from None
+        if not await wait_event(self._connected, self.config.timeout_s):
+            raise Unavailable(f"site broker {self.config.host}:{self.config.port} not connected")
         infos = []
         for part in split_by_asset(batch):
             payload = encode_part(part, version=self.config.wire_version, compress=self.config.gzip)
