@@ -238,14 +238,18 @@ async def test_connector_over_tls(
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 async def test_connector_refused_credentials_and_untrusted_broker_are_security_errors(
-    tmp_path: Path, secured: tuple[Mosquitto, int, Path], protocol: str
+    tmp_path: Path, secured: tuple[Mosquitto, int, Path], protocol: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker, tls_port, _ = secured
     dl = DeadLetter(tmp_path / "dead.jsonl")
     async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1") as buf:
         wrong = MqttConnector(secured_config(broker.port, "wrong", protocol, None), "agent-1", dl)
-        with pytest.raises(SecurityError, match="refused: Not authorized"):
+        with caplog.at_level(logging.INFO, "edge_agent.connectors.mqtt"), \
+                pytest.raises(SecurityError, match="refused: Not authorized"):
             await asyncio.wait_for(wrong.run(buf), 15)
+        # never reported connected: that waits for the broker's CONNACK (it said "connected" first)
+        assert not [r for r in caplog.records if "connected to" in r.getMessage()], caplog.text
+        assert wrong.stats.reconnects == 0
         other_ca, _ = self_signed(tmp_path, "other")
         untrusted = MqttConnector(secured_config(tls_port, "secret", protocol, other_ca), "agent-1", dl)
         with pytest.raises(SecurityError, match=r"MQTT TLS to 127\.0\.0\.1:\d+ failed"):

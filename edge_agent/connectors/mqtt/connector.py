@@ -120,7 +120,16 @@ class MqttConnector:
             await self._ring.load(sink)
             self._loaded = True
         client = self._client()
-        session = self._session = PahoOnLoop(client, after_read=self._flush)
+
+        def accepted(_flags: Any) -> None:  # the CONNACK: the broker took the login and the session
+            self._runs += 1
+            if self._runs > 1:
+                self.stats.reconnects += 1
+            self.stats.connected = True
+            log.info("MQTT %s connected to %s:%d as %s, subscribed to %s", self.name, cfg.host, cfg.port,
+                     self.client_id, ", ".join(self.mapper.filters))
+
+        session = self._session = PahoOnLoop(client, on_connected=accepted, after_read=self._flush)
         props = None
         if cfg.protocol == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -133,20 +142,8 @@ class MqttConnector:
                 clean_start=cfg.clean_start if cfg.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                 properties=props,
             )
-            for flt in self.mapper.filters:
+            for flt in self.mapper.filters:  # queued: sent once the CONNACK came
                 client.subscribe(flt, qos=cfg.qos)
-            self._runs += 1
-            if self._runs > 1:
-                self.stats.reconnects += 1
-            self.stats.connected = True
-            log.info(
-                "MQTT %s connected to %s:%d as %s, subscribed to %s",
-                self.name,
-                cfg.host,
-                cfg.port,
-                self.client_id,
-                ", ".join(self.mapper.filters),
-            )
             await session.wait_closed()
         finally:
             self.stats.connected = False
