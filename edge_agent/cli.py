@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from zhizao.errors import ConfigError, ZhizaoError
+from zhizao.liblogs import quiet_libraries
 
 log = logging.getLogger("edge_agent")
 
@@ -72,6 +73,7 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("asyncua").setLevel(logging.ERROR)
+    quiet_libraries()
     try:
         if args.cmd == "certs":
             from edge_agent.certs import show_certificates

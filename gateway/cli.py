@@ -16,6 +16,7 @@ import signal
 import sys
 
 from zhizao.errors import ConfigError, ZhizaoError
+from zhizao.liblogs import quiet_libraries
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +62,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
     try:
         if args.check:
             from gateway.config import load

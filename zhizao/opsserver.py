@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import orjson
 
+from zhizao.errors import ZhizaoError
+
 log = logging.getLogger(__name__)
 
 Answer = tuple[int, str, bytes]
@@ -63,7 +65,8 @@ def _answer(routes: Mapping[str, Route], method: bytes, path: str) -> Answer:
 
 @contextlib.asynccontextmanager
 async def serve_ops(host: str, port: int, routes: Mapping[str, Route], *, name: str) -> AsyncIterator[int]:
-    """Serve ``routes`` while the context is open; yields the bound port (``port`` 0 picks one)."""
+    """Serve ``routes`` while the context is open; yields the bound port (``port`` 0 picks one).
+    An address that cannot be bound (in use) is a :class:`~zhizao.errors.ZhizaoError` naming it."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -81,7 +84,11 @@ async def serve_ops(host: str, port: int, routes: Mapping[str, Route], *, name: 
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(handle, host, port, limit=_MAX_HEAD)
+    try:
+        server = await asyncio.start_server(handle, host, port, limit=_MAX_HEAD)
+    except OSError as exc:  # a port in use, an address not of this machine: one line, not a traceback
+        raise ZhizaoError(f"{name}: cannot serve http://{host}:{port}: {exc.strerror or exc} "
+                          "(another process on that port? set another health port)") from exc
     bound = int(server.sockets[0].getsockname()[1])
     log.info("%s: %s on http://%s:%d", name, ", ".join(sorted(routes)), host, bound)
     try:

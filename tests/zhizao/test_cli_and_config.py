@@ -27,9 +27,10 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "unknown command" in capsys.readouterr().err
 
 
-def test_console_script_runs() -> None:
+@pytest.mark.parametrize("module", ["zhizao.cli", "zhizao"])
+def test_console_script_runs(module: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "zhizao.cli", "--version"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and "zhizao" in proc.stdout
 

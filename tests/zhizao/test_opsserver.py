@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
+from zhizao.errors import ZhizaoError
 from zhizao.opsserver import Answer, alive, health_answer, json_answer, serve_ops
 
 
@@ -38,3 +40,12 @@ async def test_a_silent_client_is_dropped_and_others_are_served() -> None:
             assert (await c.get(f"http://127.0.0.1:{port}/livez")).status_code == 200
         assert await asyncio.wait_for(reader.read(), 10) == b""  # closed after 5 s, no answer
         writer.close()
+
+
+async def test_a_port_in_use_is_one_error_naming_the_address() -> None:
+    """The agent's health port taken (e.g. by an agent that did not stop): a ZhizaoError, which
+    the agent's and gateway's commands print on one line with exit 1 — it was a raw traceback."""
+    async with serve_ops("127.0.0.1", 0, {"/livez": alive}, name="agent") as port:
+        with pytest.raises(ZhizaoError, match=rf"agent: cannot serve http://127\.0\.0\.1:{port}: .*in use"):
+            async with serve_ops("127.0.0.1", port, {"/livez": alive}, name="agent"):
+                pass

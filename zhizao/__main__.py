@@ -1,0 +1,5 @@
+"""``python -m zhizao``: the ``zhizao`` command."""
+
+from zhizao.cli import main
+
+raise SystemExit(main())
