@@ -140,7 +140,8 @@ async def apply_security(client: Client, cfg: SecurityConfig, cert: Path, key: P
         )
         raise SecurityError(
             f"{endpoint} offers no endpoint with {cfg.policy}/{cfg.mode} (it offers {', '.join(offered)}); "
-            "refusing to connect with weaker security"
+            "set security.policy and security.mode to one it offers — the agent connects with exactly "
+            "the configured security, never another"
         )
     server_der = _first_cert(chosen[0].ServerCertificate)
     fp = hashlib.sha256(server_der).hexdigest()
