@@ -5,7 +5,12 @@
     zhizao ingest token list [--config FILE]
     zhizao ingest token revoke TOKEN_ID [--config FILE]
 
-Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
+``--config`` may come before or after the sub-command (``zhizao ingest --config F token list``).
+The tokens file is ``auth.tokens_file``; a relative path is taken against the working directory,
+by ``serve`` and ``token`` alike (as every path in a zhizao config, see ``zhizao.config``).
+
+Exit codes: 0 ok, 1 failure (``token list``/``token revoke`` without a tokens file, unknown token
+id), 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -24,10 +29,15 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zhizao ingest", description="zhizao ingest service and token admin")
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the API (default)")
-    for target in (p, serve):
-        target.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
-        target.add_argument("--port", type=int, help="listen port (default from config: 8080)")
-        target.add_argument("--config", type=Path, help="TOML/YAML config (see ingest/sample.toml)")
+    p.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default from config: 8080)")
+    p.add_argument("--config", type=Path, help="TOML/YAML config (see ingest/sample.toml)")
+    # The sub-commands accept the same options after their name. Their defaults are SUPPRESS so an
+    # option not given after the sub-command keeps the value given before it (argparse would
+    # otherwise overwrite ``zhizao ingest --config F token list``'s --config with None).
+    serve.add_argument("--host", default=argparse.SUPPRESS, help="listen address")
+    serve.add_argument("--port", type=int, default=argparse.SUPPRESS, help="listen port")
+    serve.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML/YAML config")
     token = sub.add_parser("token", help="create, list or revoke bearer tokens")
     tsub = token.add_subparsers(dest="action", required=True)
     create = tsub.add_parser("create", help="issue a token (printed once; only its hash is kept)")
@@ -38,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     revoke = tsub.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("token_id")
     for t in (create, tsub.choices["list"], revoke):
-        t.add_argument("--config", type=Path, help="config naming auth.tokens_file")
+        t.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                       help="config naming auth.tokens_file (may also come before `token`)")
     return p
 
 
@@ -64,14 +75,22 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
             print(f"# id {record.id}, name {record.name}, scopes {','.join(record.scopes)}; "
                   f"stored hashed in {tokens.path} — copy it now, it is not shown again", file=sys.stderr)
         elif args.action == "list":
-            for r in tokens.records():
+            if not tokens.path.exists():
+                print(f"zhizao ingest: no tokens file {tokens.path} (create a token first, or check "
+                      "auth.tokens_file and --config)", file=sys.stderr)
+                return 1
+            records = tokens.records()
+            if not records:
+                print(f"# no tokens in {tokens.path}", file=sys.stderr)
+            for r in records:
                 state = f"revoked {r.revoked}" if r.revoked else "active"
                 print(f"{r.id}\t{r.name}\t{','.join(r.scopes)}\t{r.created}\t{state}")
         else:
             try:
                 r = tokens.revoke(args.token_id)
             except KeyError:
-                print(f"zhizao ingest: no token with id {args.token_id!r} in {tokens.path}", file=sys.stderr)
+                where = tokens.path if tokens.path.exists() else f"{tokens.path} (the file does not exist)"
+                print(f"zhizao ingest: no token with id {args.token_id!r} in {where}", file=sys.stderr)
                 return 1
             print(f"revoked {r.id} ({r.name})")
     except ConfigError as exc:

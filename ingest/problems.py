@@ -21,6 +21,8 @@ _TITLES = {
     429: "Too many requests", 500: "Internal server error", 503: "Service unavailable",
 }
 
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class Problem(Exception):
     """Raise anywhere in a request to answer with a problem document.
@@ -50,14 +52,18 @@ def problem_response(p: Problem, instance: str = "") -> Response:
 
 def problem_of(exc: Exception, retry_after_s: int, where: str) -> Problem:
     """The problem answering ``exc`` raised while handling ``where`` (``"METHOD /path"``):
-    itself for a :class:`Problem`, 503 with ``Retry-After`` for ``StoreUnavailable`` (nothing
-    was stored), 500 for anything else (a bug: logged with its traceback)."""
+    itself for a :class:`Problem`, 503 with ``Retry-After`` for ``StoreUnavailable`` (for a
+    write: nothing was stored; for a read — GET, HEAD, OPTIONS — nothing could be read), 500 for
+    anything else (a bug: logged with its traceback)."""
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable on %s: %s", where, exc)
-        return Problem(503, f"storage is unavailable, nothing was stored; retry in {retry_after_s} s ({exc})",
-                       headers={"Retry-After": str(retry_after_s)})
+        if where.split(" ", 1)[0].upper() in _READS:
+            detail = f"storage is unavailable, cannot read; retry in {retry_after_s} s ({exc})"
+        else:
+            detail = f"storage is unavailable, nothing was stored; retry in {retry_after_s} s ({exc})"
+        return Problem(503, detail, headers={"Retry-After": str(retry_after_s)})
     log.error("unexpected error on %s", where, exc_info=exc)
     return Problem(500, f"internal error ({type(exc).__name__}); nothing was acknowledged — see the "
                    "ingest log")
@@ -75,7 +81,8 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         errors = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err.get("loc", ()))
-            errors.append({"field": loc, "message": str(err.get("msg", ""))})
+            message = str(err.get("msg", "")).removeprefix("Value error, ")  # pydantic's prefix: noise
+            errors.append({"field": loc, "message": message})
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]) or "invalid request"
         return problem_response(Problem(422, detail, errors=errors), request.url.path)
 

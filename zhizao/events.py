@@ -13,7 +13,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from zhizao.model import LEVELS, valid_segment
 
 
 class EventSource(StrEnum):
@@ -43,7 +45,9 @@ class Contributor(BaseModel):
 
 class Event(BaseModel):
     """One alert or anomaly episode. ``asset`` is a machine path or a wider scope
-    (``site/area/line``); ``rule`` names the KPI rule or the model that raised it."""
+    (``site/area/line``: 1-4 levels, each as in :func:`zhizao.model.valid_segment`); ``rule``
+    names the KPI rule or the model that raised it. ``end``, when set, is not before ``start``.
+    (Validated when an event is built or parsed; ``model_copy`` does not validate.)"""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +67,26 @@ class Event(BaseModel):
     message: str = ""
     contributors: list[Contributor] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("asset")
+    @classmethod
+    def _check_asset(cls, asset: str) -> str:
+        parts = asset.split("/")
+        if not 1 <= len(parts) <= len(LEVELS):
+            raise ValueError(f"{asset!r} must be 1 to 4 levels site/area/line/machine")
+        for level, part in zip(LEVELS, parts, strict=False):
+            if not valid_segment(part):
+                raise ValueError(f"{asset!r}: {level} {part!r} is invalid: use 1-64 letters, digits, "
+                                 "'_', '.', '-' (not starting with '_', '.', '-')")
+        return asset
+
+    @field_validator("end")
+    @classmethod
+    def _check_end(cls, end: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("start")
+        if end is not None and start is not None and end < start:
+            raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
+        return end
 
     def resolved(self, end: datetime, value: float | None = None) -> Event:
         """A copy of this event closed at ``end``."""

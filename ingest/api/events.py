@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, Discriminator, Tag
 
 from ingest.api.deps import CanRead, CanWrite, StoreDep
 from ingest.problems import Problem
@@ -22,6 +22,24 @@ class EventsResponse(BaseModel):
 
 class UpsertResult(BaseModel):
     upserted: int
+
+
+def _shape(body: Any) -> str | None:
+    """Which alternative a body is, by its JSON shape: an array is a list of events, an object
+    one event. Errors then name only that alternative (``body.list.0.asset``, ``body.event.asset``), not
+    every member of the union."""
+    if isinstance(body, list):
+        return "list"
+    if isinstance(body, dict | Event):
+        return "event"
+    return None
+
+
+EventsBody = Annotated[
+    Annotated[list[Event], Tag("list")] | Annotated[Event, Tag("event")],
+    Discriminator(_shape, custom_error_type="events_body",
+                  custom_error_message="expected one event (a JSON object) or a list of events (an array)"),
+]
 
 
 @router.get("/events", response_model=EventsResponse)
@@ -49,7 +67,8 @@ async def get_events(
 
 
 @router.post("/events", response_model=UpsertResult)
-async def post_events(store: StoreDep, _auth: CanWrite, events: list[Event] | Event) -> UpsertResult:
+async def post_events(store: StoreDep, _auth: CanWrite,
+                      events: Annotated[EventsBody, Body()]) -> UpsertResult:
     """Insert or replace one event or a list of events by ``id`` (open, update, resolve)."""
     items = events if isinstance(events, list) else [events]
     await store.upsert_events(items)

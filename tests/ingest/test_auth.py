@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ingest.auth import Scope
-from ingest.cli import main
+from ingest.cli import _parser, main
+from ingest.settings import load_settings
 from ingest.testing import create_token, run_server, server_settings
 from tests.ingest.helpers import assert_problem, batch, post, stored_count
 
@@ -80,3 +82,64 @@ def test_token_cli_create_list_revoke(tmp_path: Path, capsys: object) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[auth]\nenabeld = true\n")
     assert main(["token", "list", "--config", str(bad)]) == 2
+
+
+def _served_config(tmp_path: Path, tokens_file: str) -> Path:
+    conf = tmp_path / "conf"
+    conf.mkdir(exist_ok=True)
+    path = conf / "ingest.toml"
+    path.write_text(f'[storage.duckdb]\npath = "{tmp_path / "ingest.duckdb"}"\n'
+                    f'[auth]\nenabled = true\ntokens_file = "{tokens_file}"\n')
+    return path
+
+
+def _accepted_by_server(config: Path, token: str) -> bool:
+    with run_server(load_settings(config)) as url, httpx.Client(base_url=url) as c:
+        return post(c, batch("b-1"), authorization=f"Bearer {token}").status_code == 200
+
+
+def test_token_cli_honours_config_before_the_subcommand(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``zhizao ingest --config F token create`` writes F's tokens file, which the server reads."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    config = _served_config(tmp_path, str(tmp_path / "tokens.json"))
+    assert main(["--config", str(config), "token", "create", "--name", "agent-7"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert (tmp_path / "tokens.json").exists()
+    assert not (work / "zhizao-tokens.json").exists()
+    assert main(["--config", str(config), "token", "list"]) == 0
+    assert "agent-7" in capsys.readouterr().out
+    assert _accepted_by_server(config, token)
+    assert main(["--config", str(config), "token", "revoke", token.split("_")[1]]) == 0
+    assert "revoked" in capsys.readouterr().out
+    # the option after the sub-command still wins over nothing, and serve keeps it too
+    args = _parser().parse_args(["--config", str(config), "serve", "--port", "9"])
+    assert (args.config, args.port) == (config, 9)
+    args = _parser().parse_args(["serve", "--config", str(config)])
+    assert (args.config, args.port, args.host) == (config, None, None)
+
+
+def test_token_cli_relative_tokens_file_is_the_servers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative ``auth.tokens_file`` is taken against the working directory by ``token`` and by
+    the server alike (documented in ingest/README.md)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    config = _served_config(tmp_path, "secrets/tokens.json")
+    assert main(["token", "create", "--name", "agent-7", "--config", str(config)]) == 0
+    token = capsys.readouterr().out.strip()
+    assert (work / "secrets" / "tokens.json").exists()
+    assert _accepted_by_server(config, token)
+
+
+def test_token_cli_list_without_tokens_file_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path)
+    assert main(["--config", str(config), "token", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "no tokens file" in err and str(tmp_path / "tokens.json") in err
+    assert main(["token", "revoke", "abcd", "--config", str(config)]) == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import ssl
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
+from pydantic import ValidationError
 
 from ingest.auth import Scope
 from ingest.testing import IngestProcess, create_token, run_server, server_settings
 from tests.ingest.helpers import assert_problem, batch, post, stored_count
 from tests.support.certs import self_signed
+from zhizao.events import Event, EventSource
 
 
 def test_events_post_and_query_with_scopes(tmp_path: Path) -> None:
@@ -62,3 +66,51 @@ def test_https_with_cert_and_key(tmp_path: Path) -> None:
         assert not plain_http_works
     finally:
         proc.kill()
+
+
+def test_invalid_events_are_refused_naming_the_field(tmp_path: Path) -> None:
+    """A bad asset or an end before the start answers 422 naming the field; nothing is stored.
+    A bad event inside a list is reported under the list alternative only (no union noise)."""
+    ok = {"id": "ev-1", "source": "kpi", "rule": "oee_low", "asset": "plant/a1/line1",
+          "start": "2026-11-23T08:00:00Z"}
+    with run_server(server_settings(tmp_path)) as url, httpx.Client(base_url=url) as c:
+        r = c.post("/api/v1/events", json={**ok, "asset": "not a path!!"})
+        assert_problem(r, 422, "body.event.asset: 'not a path!!'")
+        assert [e["field"] for e in r.json()["errors"]] == ["body.event.asset"]
+        r = c.post("/api/v1/events", json={**ok, "end": "2026-11-23T07:59:59Z"})
+        assert_problem(r, 422, "body.event.end: end 2026-11-23T07:59:59+00:00 is before start")
+        r = c.post("/api/v1/events", json=[ok, {**ok, "id": "ev-2", "asset": "plant/a1/line1/cnc 1"}])
+        assert_problem(r, 422)
+        assert r.json()["detail"].startswith("body.list.1.asset: ")
+        assert [e["field"] for e in r.json()["errors"]] == ["body.list.1.asset"]
+        r = c.post("/api/v1/events", json=[ok, {**ok, "id": "ev-3", "end": "2026-11-23T07:00:00Z"}])
+        assert [e["field"] for e in r.json()["errors"]] == ["body.list.1.end"]
+        assert_problem(c.post("/api/v1/events", json="ev-1"), 422, "one event (a JSON object) or a list")
+        assert c.get("/api/v1/events").json()["events"] == []
+        assert c.post("/api/v1/events", json=[ok, {**ok, "id": "ev-2", "end": ok["start"]}]).json() == {
+            "upserted": 2}
+
+
+def test_event_model_validates_asset_and_end() -> None:
+    start = datetime(2026, 11, 23, 8, tzinfo=UTC)
+    for asset in ("plant", "plant/a1/line1/cnc-1"):
+        assert Event(id="e", source=EventSource.KPI, rule="r", asset=asset, start=start).asset == asset
+    for asset in ("", "not a path!!", "plant//line1", "a/b/c/d/e", "plant/a1/*"):
+        with pytest.raises(ValidationError, match="asset"):
+            Event(id="e", source=EventSource.KPI, rule="r", asset=asset, start=start)
+    with pytest.raises(ValidationError, match=r"end .* is before start"):
+        Event(id="e", source=EventSource.KPI, rule="r", asset="plant", start=start,
+              end=start - timedelta(seconds=1))
+
+
+def test_bad_event_errors_name_only_the_shape_sent(tmp_path: Path) -> None:
+    """One event or a list is told apart by the JSON shape, so an error names only that
+    alternative — not ``body.list[Event]...; body.Event: Input should be a valid dictionary``."""
+    ok = {"id": "ev-1", "source": "kpi", "rule": "oee_low", "asset": "plant/a1/line1",
+          "start": "2026-11-23T08:00:00Z"}
+    with run_server(server_settings(tmp_path)) as url, httpx.Client(base_url=url) as c:
+        r = c.post("/api/v1/events", json=[ok, {**ok, "id": "ev-2", "nope": 1}])
+        assert_problem(r, 422, "body.list.1.nope: Extra inputs are not permitted")
+        assert [e["field"] for e in r.json()["errors"]] == ["body.list.1.nope"]
+        r = c.post("/api/v1/events", json={**ok, "source": "gossip"})
+        assert [e["field"] for e in r.json()["errors"]] == ["body.event.source"]

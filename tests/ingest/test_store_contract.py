@@ -172,6 +172,53 @@ async def test_events_upsert_by_id_and_query(store: Store) -> None:
     assert {e.id for e in before} == {e1.id, e3.id}
 
 
+async def test_events_with_same_key_but_different_ids_are_distinct(store: Store) -> None:
+    """Events are identified by ``id`` only: same source, asset, rule and start do not merge them."""
+    e5 = Event(id="ev-5", source=EventSource.KPI, rule="oee_low", asset=str(M1), start=T0, value=0.5)
+    e6 = Event(id="ev-6", source=EventSource.KPI, rule="oee_low", asset=str(M1), start=T0, value=0.6)
+    await store.upsert_events([e5, e6])
+    assert [(e.id, e.value) for e in await store.query_events(EventQuery())] == [("ev-5", 0.5), ("ev-6", 0.6)]
+    await store.upsert_events([e6.model_copy(update={"value": 0.9})])  # same id: replaced
+    await store.upsert_events([e5.resolved(T0 + timedelta(minutes=1))])
+    got = await store.query_events(EventQuery())
+    assert [(e.id, e.value, e.state) for e in got] == [
+        ("ev-5", 0.5, EventState.RESOLVED), ("ev-6", 0.9, EventState.OPEN)]
+
+
+async def test_events_time_filter_keeps_long_episodes(store: Store) -> None:
+    """``[start, end)`` overlap: an episode that began long before ``start`` is returned while it is
+    open or ended at/after ``start``; one that ended before, or starts at/after ``end``, is not."""
+    day = timedelta(days=1)
+    t = T0 + timedelta(days=30)
+    def ev(i: str, start: object, end: object = None) -> Event:
+        e = Event(id=i, source=EventSource.ANOMALY, rule="m", asset=str(M1), start=start)
+        return e if end is None else e.resolved(end)  # type: ignore[arg-type]
+    events = [ev("still-open", T0), ev("ended-after", T0, t + timedelta(hours=1)),
+              ev("ended-at-start", T0 + day, t), ev("ended-before", T0, t - timedelta(seconds=1)),
+              ev("inside", t + timedelta(minutes=5), t + timedelta(minutes=6)),
+              ev("after-end", t + day), ev("at-end", t + timedelta(hours=2))]
+    await store.upsert_events(events)
+    got = await store.query_events(EventQuery(start=t, end=t + timedelta(hours=2)))
+    assert [e.id for e in got] == ["inside", "ended-at-start", "ended-after", "still-open"]
+    open_only = await store.query_events(
+        EventQuery(start=t, end=t + timedelta(hours=2), state=EventState.OPEN))
+    assert [e.id for e in open_only] == ["still-open"]
+    since = await store.query_events(EventQuery(start=t + timedelta(hours=3)))
+    assert [e.id for e in since] == ["after-end", "at-end", "still-open"]
+
+
+async def test_repeated_timestamps_duckdb_keeps_all_influxdb_the_last(store: Store) -> None:
+    """As documented in ingest/README.md: a repeated (asset, signal, timestamp) replaces the
+    earlier sample in InfluxDB (its data model), while DuckDB keeps every sample."""
+    await store.write(SampleFrame.from_samples([sample(M1, "power_kw", i, float(i)) for i in range(3)]))
+    await store.write(SampleFrame.from_samples([sample(M1, "power_kw", i, 10.0 + i) for i in range(2)]))
+    values = (await store.query(q(str(M1), 0, 10)))[0].values()
+    if store.name == "duckdb":
+        assert sorted(values) == [0.0, 1.0, 2.0, 10.0, 11.0]  # type: ignore[type-var]
+    else:
+        assert values == [10.0, 11.0, 2.0]
+
+
 async def test_dedup_records_are_bounded(store: Store) -> None:
     frame = SampleFrame.from_samples([sample(M1, "power_kw", 0, 1.0)])
     for i in range(3):

@@ -25,6 +25,11 @@ def test_influxdb_down_gives_503_then_recovers(tmp_path: Path, influxdb: InfluxD
         r = post(c, batch("b-2", signal="temp"))
         assert_problem(r, 503, "nothing was stored")
         assert int(r.headers["retry-after"]) >= 1
+        # a read says it could not read, not that nothing was stored
+        for path, params in (("/api/v1/latest", {"asset": "plant/a1/line1/cnc-1"}), ("/api/v1/events", {})):
+            r = c.get(path, params=params)
+            assert_problem(r, 503, "storage is unavailable, cannot read")
+            assert "stored" not in r.json()["detail"] and int(r.headers["retry-after"]) >= 1
         assert_problem(c.get("/readyz"), 503, "not reachable")
         influxdb.start()
         assert c.get("/readyz").status_code == 200

@@ -343,31 +343,64 @@ class InfluxStore:
     # ---- events -----------------------------------------------------------------------------
 
     async def upsert_events(self, events: Sequence[Event]) -> None:
+        """One point per event: series key (source, asset, rule, event_id), time = start, so two
+        events differing only in ``id`` never overwrite each other and an update of an id (same
+        source, asset, rule, start) replaces its point. ``end_us`` (µs; ``_OPEN_END`` while the
+        event has no end) lets :meth:`query_events` select overlapping episodes in InfluxDB."""
         if not events:
             return
         lines = []
         now = time.time_ns()
         for e in events:
+            end_us = _OPEN_END if e.end is None else to_us(e.end)
             lines.append(
-                f"{EVENTS},source={e.source.value},asset={tag_value(e.asset)},rule={tag_value(e.rule)} "
+                f"{EVENTS},source={e.source.value},asset={tag_value(e.asset)},rule={tag_value(e.rule)},"
+                f"event_id={tag_value(e.id)} "
                 f"id={field_str(e.id)},state={field_str(e.state.value)},doc={field_str(e.model_dump_json())},"
-                f"updated={now}i {to_us(e.start)}")
+                f"end_us={end_us}i,updated={now}i {to_us(e.start)}")
         await self._post_write("\n".join(lines).encode())
 
     async def query_events(self, q: EventQuery) -> list[Event]:
+        """Only episodes overlapping ``[q.start, q.end)`` leave InfluxDB: started before ``q.end``
+        (``time``) and ending at or after ``q.start`` or still open (``end_us``). Points written
+        before the ``event_id`` tag existed (no ``end_us`` either) are always read, and for their
+        ids any newer tagged version is looked up, so an old open point never shadows its update."""
         cond = []
         if q.end is not None:
             cond.append(f"time < {to_us(q.end) * 1000}")
+        if q.start is not None:
+            cond.append(f'("end_us" >= {to_us(q.start)} OR "event_id" = \'\')')
         if q.source is not None:
             cond.append(f'"source" = {quote(q.source.value)}')
         where = f"WHERE {' AND '.join(cond)}" if cond else ""
-        rows = await self.influxql(f'SELECT "doc", "updated" FROM "{EVENTS}" {where}')
+        rows = await self.influxql(f'SELECT "doc", "updated" FROM "{EVENTS}" {where} GROUP BY "event_id"')
         best: dict[str, tuple[int, Event]] = {}
-        for s in rows:
-            for _t, doc, updated in s["values"]:
-                e = Event.model_validate_json(doc)
-                if e.id not in best or best[e.id][0] <= updated:
-                    best[e.id] = (updated, e)
+        legacy: set[str] = set()
+
+        def take(series: list[dict[str, Any]]) -> None:
+            for s in series:
+                untagged = not (s.get("tags") or {}).get("event_id")
+                for _t, doc, updated in s["values"]:
+                    e = Event.model_validate_json(doc)
+                    if untagged:
+                        legacy.add(e.id)
+                    if e.id not in best or best[e.id][0] <= updated:
+                        best[e.id] = (updated, e)
+
+        take(rows)
+        if legacy:  # a legacy point's id may have been updated since, as a tagged point
+            for chunk in _chunks(sorted(legacy), 200):
+                ids = " OR ".join(f'"event_id" = {quote(i)}' for i in chunk)
+                take(await self.influxql(f'SELECT "doc", "updated" FROM "{EVENTS}" WHERE {ids} '
+                                         'GROUP BY "event_id"'))
         events = [e for _, e in best.values() if event_matches(e, q)]
         events.sort(key=lambda e: (-to_us(e.start), e.id))
         return events[: q.limit]
+
+
+_OPEN_END = 2**63 - 1
+"""``end_us`` of an event without an end (int64 max): every ``end_us >= start`` holds."""
+
+
+def _chunks(items: list[str], n: int) -> list[list[str]]:
+    return [items[i:i + n] for i in range(0, len(items), n)]
