@@ -108,10 +108,11 @@ class EpisodeTracker:
         return value > peak if self.higher_is_worse else value < peak
 
     def close_all(self, ts: datetime) -> list[Event]:
-        """Resolve every open episode at ``ts`` (shutdown)."""
+        """Resolve every open episode at ``ts`` (shutdown), or at its start if ``ts`` is earlier (an
+        event never ends before it starts: ingest refuses one that does)."""
         out = []
         for st in self._keys.values():
             if st.event is not None and st.event.state is EventState.OPEN:
-                out.append(st.event.resolved(ts))
+                out.append(st.event.resolved(max(ts, st.event.start)))
                 st.event = None
         return out

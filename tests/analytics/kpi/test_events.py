@@ -51,6 +51,16 @@ def test_debounce_open_update_resolve_with_one_id() -> None:
     assert done.peak == 0.4 and tr.open_events() == []
 
 
+def test_close_all_never_ends_an_episode_before_it_started() -> None:
+    """A shutdown whose clock is behind the data (scoring catching up) resolves open episodes at
+    their start at the latest: ingest refuses an event whose end is before its start."""
+    tr = EpisodeTracker(source=EventSource.ANOMALY, rule="model-v1", threshold=0.5)
+    (opened,) = tr.observe("p/a/l/m", _at(10), True, 0.9)
+    (done,) = tr.close_all(_at(3))
+    assert done.id == opened.id and done.state is EventState.RESOLVED and done.end == opened.start
+    Event.model_validate(done.model_dump())  # as ingest parses it
+
+
 def _report(oee: float, planned_s: float = 3600.0) -> dict[str, Any]:
     rec = {"machine": "p/a/l/m1", "oee": oee, "planned_time_s": planned_s, "data_quality": {"ok": True}}
     return {"windows": [{"start": "s", "end": "e", "machines": [rec], "lines": []}]}
