@@ -5,7 +5,9 @@ Subcommands: ``kpi`` (the KPI engine, in :mod:`analytics.kpi.cli`), ``eval skab`
 (KPIs written back as series, :mod:`analytics.kpi_feed`). Exit codes: 0 ok,
 1 failure (data or model problem, a missing input file or output directory; reported on stderr),
 2 usage or configuration error: argparse's, an invalid config file, and a ``DataError`` whose
-``where`` is a command-line option (``--warmup``, ``--columns`` naming a column the file lacks...).
+``where`` is a command-line option (``--warmup``, ``--columns`` naming a column the file lacks, a
+``--duckdb`` file that does not exist...) and a ``UsageError`` (a ``models`` scope or version, a
+``train --scope`` that is not a machine or that the store has no data of).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from analytics.errors import DataError, ModelMismatch, RegistryError
+from analytics.errors import DataError, ModelMismatch, RegistryError, UsageError
+from analytics.timeargs import TIME_HELP
 from zhizao.errors import ConfigError, ZhizaoError
 
 DEFAULT_REGISTRY = "zhizao-models"
@@ -74,11 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--config", help="TOML/YAML ModelSpec (detector, windows, threshold, vote)")
 
     tr = sub.add_parser("train", help="train a machine's model from stored history into the registry")
-    tr.add_argument("--scope", required=True, help="machine asset path site/area/line/machine")
-    tr.add_argument("--from", dest="start", required=True, help="ISO-8601 start (UTC if no offset)")
-    tr.add_argument("--to", dest="end", required=True, help="ISO-8601 end")
-    tr.add_argument("--duckdb", help="DuckDB store file (default: the ingest config's store)")
-    tr.add_argument("--ingest-config", help="ingest TOML/YAML config whose [storage] to read")
+    tr.add_argument("--scope", required=True,
+                    help="machine asset path site/area/line/machine (one machine; not a line or site)")
+    tr.add_argument("--from", dest="start", required=True, help=f"start: {TIME_HELP}")
+    tr.add_argument("--to", dest="end", required=True, help="end (same forms)")
+    store = tr.add_mutually_exclusive_group()
+    store.add_argument("--duckdb", help="DuckDB store file to read (must exist)")
+    store.add_argument("--ingest-config", help="ingest TOML/YAML config whose [storage] to read "
+                                               "(without either: ingest's defaults, ./zhizao.duckdb, "
+                                               "which must exist)")
     tr.add_argument("--model", choices=["health", "energy"], default="health",
                     help="health: process signals, running rows (registry scope = the machine path); "
                          "energy: expected power from state + load signals, every row (scope PATH#energy)")
@@ -86,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "signal; energy: the load signals power depends on (required)")
     tr.add_argument("--power-signal", default="power_kw",
                     help="energy: the measured power, the model's target (default power_kw)")
-    tr.add_argument("--registry", default=DEFAULT_REGISTRY)
+    tr.add_argument("--registry", default=DEFAULT_REGISTRY,
+                    help=f"model registry directory (default {DEFAULT_REGISTRY})")
     tr.add_argument("--config", help="TOML/YAML ModelSpec (default: health ModelSpec(), energy "
                                      "analytics/detectors/expected_power/sample.toml)")
 
@@ -98,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     mo = sub.add_parser("models", help="list, show, promote or roll back stored models")
     mo.add_argument("action", choices=["list", "show", "promote", "rollback"])
-    mo.add_argument("scope", nargs="?")
-    mo.add_argument("version", nargs="?")
-    mo.add_argument("--registry", default=DEFAULT_REGISTRY)
+    mo.add_argument("scope", nargs="?", help="registry scope: a machine path, PATH#energy for its energy "
+                                             "model (see `models list`)")
+    mo.add_argument("version", nargs="?", help="promote: v0002, or just 2")
+    mo.add_argument("--registry", default=DEFAULT_REGISTRY,
+                    help=f"model registry directory (default {DEFAULT_REGISTRY})")
     return p
 
 
@@ -133,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (DataError, ModelMismatch, RegistryError) as exc:
         print(f"zhizao analytics {args.cmd}: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, DataError) and exc.where.startswith("--") else 1
+        usage = isinstance(exc, UsageError) or (isinstance(exc, DataError) and exc.where.startswith("--"))
+        return 2 if usage else 1
     except ZhizaoError as exc:
         print(f"zhizao analytics {args.cmd}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

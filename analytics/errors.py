@@ -1,6 +1,7 @@
 """Errors raised by analytics, all :class:`zhizao.errors.ZhizaoError` subclasses.
 
 ``DataError`` names the input and what is wrong with it (a CSV column, a row, a matrix shape);
+``UsageError`` (and ``UnknownScope``) when the command line names what does not exist;
 ``ModelMismatch`` is raised when a stored model cannot be used with this installation or this data.
 """
 
@@ -24,3 +25,13 @@ class ModelMismatch(ZhizaoError):
 
 class RegistryError(ZhizaoError):
     """A model registry operation failed (unknown scope or version, nothing to roll back to...)."""
+
+
+class UsageError(DataError):
+    """The command line names something that does not exist or is not of the form expected (a
+    scope, a version): the CLIs exit 2 whatever ``where`` is (a positional argument too)."""
+
+
+class UnknownScope(UsageError):
+    """No machine (or model) under the asset prefix or scope asked for (``where`` is the option or
+    parameter that named it). The message lists what is known."""

@@ -3,6 +3,9 @@
 - ``GET /api/v1/kpis?scope=<asset prefix>&from=<RFC 3339>&to=<RFC 3339>&group_by=shift|day|machine``
 - ``GET /api/v1/kpis/improvement?scope=&baseline_from=&baseline_to=&from=&to=``
 
+A ``scope`` with no machine under it (neither in the plant file nor in the store) is 404, the
+detail listing the known lines and machines; a malformed one, or bad times, 422.
+
 Mount it in ingest's ``create_app``::
 
     from analytics.kpi.api import create_router
@@ -19,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
+from analytics.errors import UnknownScope
 from analytics.kpi.config import KpiConfig
 from analytics.kpi.service import improvement_report, kpi_report
 from analytics.kpi.windows import GroupBy
@@ -62,7 +66,11 @@ def create_router(plant: PlantConfig, cfg: KpiConfig, *, store_dep: Callable[...
         """KPIs of every machine and line under ``scope`` and their total, per window
         (field names carry units; definitions in analytics/kpi/README.md)."""
         _check(scope, start, end)
-        return await kpi_report(store, plant, cfg, scope, start=start, end=end, group_by=group_by)
+        try:
+            return await kpi_report(store, plant, cfg, scope, start=start, end=end, group_by=group_by,
+                                    strict=True)
+        except UnknownScope as exc:
+            raise HTTPException(404, str(exc)) from None
 
     @router.get("/kpis/improvement")
     async def get_improvement(
@@ -78,7 +86,10 @@ def create_router(plant: PlantConfig, cfg: KpiConfig, *, store_dep: Callable[...
         target (energy efficiency, operating cost, productivity) is met."""
         _check(scope, baseline_from, baseline_to, "baseline_")
         _check(scope, start, end)
-        return await improvement_report(store, plant, cfg, scope, baseline=(baseline_from, baseline_to),
-                                        current=(start, end))
+        try:
+            return await improvement_report(store, plant, cfg, scope, baseline=(baseline_from, baseline_to),
+                                            current=(start, end), strict=True)
+        except UnknownScope as exc:
+            raise HTTPException(404, str(exc)) from None
 
     return router

@@ -8,8 +8,12 @@
         sinks until interrupted; --once evaluates once, at --at or now, and prints the events)
 
 The store is ingest's: ``--ingest-config ingest.toml`` (its ``[storage]``: DuckDB or InfluxDB), or
-``--duckdb FILE`` for a DuckDB file directly. Exit codes: 0 ok, 1 store unavailable, 2 usage or
-configuration error.
+``--duckdb FILE`` for a DuckDB file directly. Times (``--from``, ``--to``, ``--baseline-*``, ``--at``)
+are ISO-8601 dates or date-times, UTC when they carry no offset (as ``zhizao analytics train``'s).
+A ``--scope`` with no machine under it, in the plant file or in the store, is refused naming the
+known lines and machines. Tables fit the console's width (``COLUMNS``): the widest columns are
+dropped first (``--json`` has every field). Exit codes: 0 ok, 1 store unavailable, 2 usage or
+configuration error (an unknown ``--scope`` too).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -24,21 +29,23 @@ from typing import Any
 
 from rich.console import Console
 
+from analytics.errors import DataError
 from analytics.kpi.config import KpiConfig, load_kpi_config
 from analytics.kpi.render import render, render_improvement
 from analytics.kpi.service import improvement_report, kpi_report
 from analytics.kpi.windows import GroupBy
+from analytics.storeargs import read_storage
+from analytics.timeargs import TIME_HELP, parse_time
 from zhizao.config import load_config
 from zhizao.errors import ConfigError, StoreUnavailable
 from zhizao.plant import PlantConfig
-from zhizao.wire import parse_ts
 
 
 def _ts(text: str) -> datetime:
     try:
-        return parse_ts(text)
+        return parse_time(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,26 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--config", help="KPI config (analytics/kpi/sample.toml), which names the plant file")
     cfg.add_argument("--plant", help="plant file (zhizao.plant.PlantConfig; 'zhizao sim export-plant')")
     p.add_argument("--scope", help="asset prefix: site, site/area, site/area/line or machine")
-    p.add_argument("--from", dest="start", type=_ts, help="RFC 3339 with offset")
-    p.add_argument("--to", dest="end", type=_ts, help="RFC 3339 with offset")
+    p.add_argument("--from", dest="start", type=_ts, help=f"range start: {TIME_HELP}")
+    p.add_argument("--to", dest="end", type=_ts, help="range end (same forms)")
     p.add_argument("--group-by", choices=[g.value for g in GroupBy], default="shift")
-    p.add_argument("--baseline-from", type=_ts, help="improvement mode: baseline start")
-    p.add_argument("--baseline-to", type=_ts, help="improvement mode: baseline end")
+    p.add_argument("--baseline-from", type=_ts, help="improvement mode: baseline start (same forms)")
+    p.add_argument("--baseline-to", type=_ts, help="improvement mode: baseline end (same forms)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--watch", metavar="EVENTS_CONFIG", help="run the KPI alert rules of this file")
     p.add_argument("--once", action="store_true", help="with --watch: evaluate once and exit")
-    p.add_argument("--at", type=_ts, help="with --watch --once: evaluate as of this time (default now)")
+    p.add_argument("--at", type=_ts,
+                   help="with --watch --once: evaluate as of this time (same forms; default now)")
     return p
 
 
 def _open_store(args: argparse.Namespace) -> Any:
-    from ingest.settings import StorageSettings, load_settings
     from ingest.storage.registry import open_store
 
-    if args.duckdb:
-        storage = StorageSettings.model_validate({"backend": "duckdb", "duckdb": {"path": args.duckdb}})
-        return open_store(storage)
-    return open_store(load_settings(args.ingest_config).storage)
+    return open_store(read_storage(args.duckdb, args.ingest_config))  # a DuckDB file must exist
 
 
 async def _run(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -> dict[str, Any]:
@@ -78,9 +82,9 @@ async def _run(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -> 
         if args.baseline_from is not None:
             return await improvement_report(store, plant, cfg, args.scope,
                                             baseline=(args.baseline_from, args.baseline_to),
-                                            current=(args.start, args.end))
+                                            current=(args.start, args.end), strict=True, where="--scope")
         return await kpi_report(store, plant, cfg, args.scope, start=args.start, end=args.end,
-                                group_by=GroupBy(args.group_by))
+                                group_by=GroupBy(args.group_by), strict=True, where="--scope")
 
 
 async def _watch(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -> None:
@@ -106,6 +110,17 @@ async def _watch(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -
         await alerter.run(store, plant, cfg, emitter, interval_s=events_cfg.interval_s, stop=stop)
 
 
+PIPED_WIDTH = 220
+"""Table width when stdout is not a terminal and ``COLUMNS`` is not set (a file, a pipe): every
+column fits, as before tables were fitted to the console."""
+
+
+def _console() -> Console:
+    """The terminal's width (``COLUMNS`` if set); :data:`PIPED_WIDTH` when writing to a file or pipe."""
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    return Console(width=PIPED_WIDTH if piped else None)
+
+
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -127,7 +142,7 @@ def main(argv: list[str]) -> int:
             asyncio.run(_watch(args, plant, cfg))
             return 0
         report = asyncio.run(_run(args, plant, cfg))
-    except ConfigError as exc:
+    except (ConfigError, DataError) as exc:  # an unknown --scope, a --duckdb file that does not exist
         print(f"zhizao analytics kpi: {exc}", file=sys.stderr)
         return 2
     except StoreUnavailable as exc:
@@ -139,7 +154,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
     elif args.baseline_from is not None:
-        render_improvement(report, Console(width=160))
+        render_improvement(report, _console())
     else:
-        render(report, Console(width=220))
+        render(report, _console())
     return 0

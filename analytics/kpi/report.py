@@ -25,7 +25,7 @@ def _ts(x: float) -> str:
     return format_ts(datetime.fromtimestamp(x, UTC))
 
 
-def _line_of(asset: str) -> str:
+def line_of(asset: str) -> str:
     try:
         return AssetPath.parse(asset).line_path
     except ValueError:
@@ -41,7 +41,7 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
     says whether the machine makes parts (``producing``): a utility's Performance, Quality and OEE
     (:data:`~analytics.kpi.record.PRODUCTION_RATIOS`) follow the definitions (0, 1, 0) but mean
     nothing, and readers show them as not applicable."""
-    names = set(machines) | {m.asset for m in plant.machines if _under(m.asset, scope)}
+    names = set(machines) | {m.asset for m in plant.machines if under(m.asset, scope)}
     data = {a: machines.get(a, MachineData(a)) for a in names}
     prepared = prepare(data, plant, dq)
     per_machine = {a: [p.window(w, plant) for w in windows] for a, p in prepared.items()}
@@ -55,14 +55,14 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
             t = per_machine[asset][k]
             producing = _producing(plant, asset)
             mrecs.append({"machine": asset, "producing": producing, **derive(t, currency)})
-            lines.setdefault(_line_of(asset), Totals()).add(t, producing=producing)
+            lines.setdefault(line_of(asset), Totals()).add(t, producing=producing)
             total.add(t, producing=producing)
         out_windows.append({
             "window": w.id, "start": _ts(w.start), "end": _ts(w.end),
             "planned_time_s": sum(b - a for a, b in w.planned),
             "machines": mrecs,
             "lines": [{"line": ln, **derive(lt, currency),
-                       "peak_kw": summed_peak_kw([p for a, p in prepared.items() if _line_of(a) == ln], w)}
+                       "peak_kw": summed_peak_kw([p for a, p in prepared.items() if line_of(a) == ln], w)}
                       for ln, lt in sorted(lines.items())],
             "total": {**derive(total, currency), "peak_kw": summed_peak_kw(list(prepared.values()), w)},
         })
@@ -76,5 +76,5 @@ def _producing(plant: PlantConfig, asset: str) -> bool:
     return spec is None or bool(spec.ideal_cycle_time_s)
 
 
-def _under(asset: str, scope: str) -> bool:
+def under(asset: str, scope: str) -> bool:
     return scope in ("", "*") or asset == scope or asset.startswith(scope.rstrip("/") + "/")

@@ -76,9 +76,34 @@ def test_models_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert '"version": "v0002"' in capsys.readouterr().out
     assert main(["models", "rollback", SCOPE, *r]) == 0
     assert "v0001 is active" in capsys.readouterr().out
-    assert main(["models", "show", "nope/x", *r]) == 1
-    assert "no active model" in capsys.readouterr().err
-    assert main(["models", "promote", SCOPE, *r]) == 1
+    # the scope and version are the user's arguments: a wrong one is a usage error (2), listing the known
+    for argv in (["show", "nope/x"], ["promote", "nope/x", "1"], ["rollback", "nope/x"]):
+        assert main(["models", *argv, *r]) == 2
+        assert f"no models for 'nope/x' in {tmp_path}; known scopes: {SCOPE}" in capsys.readouterr().err
+    assert main(["models", "show", *r]) == 2
+    assert f"needs a scope; known scopes: {SCOPE}" in capsys.readouterr().err
+    assert main(["models", "promote", SCOPE, *r]) == 2
+    assert "needs a version; 'plant1/press/line1/m1' has v0001, v0002" in capsys.readouterr().err
+    assert main(["models", "promote", SCOPE, "9", *r]) == 2
+    assert "no version '9'; versions: v0001, v0002" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["2", "v2", "v0002", "V02"])
+def test_models_promote_takes_a_bare_number(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            given: str) -> None:
+    reg = ModelRegistry(tmp_path)
+    reg.save(SCOPE, model(0))
+    reg.save(SCOPE, model(1))
+    assert main(["models", "promote", SCOPE, given, "--registry", str(tmp_path)]) == 0
+    assert f"{SCOPE}: v0002 is active" in capsys.readouterr().out and reg.active(SCOPE) == "v0002"
+    assert main(["models", "show", SCOPE, "1", "--registry", str(tmp_path)]) == 0
+    assert '"version": "v0001"' in capsys.readouterr().out
+
+
+def test_registry_option_says_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in ("models", "train"):
+        assert main([cmd, "--help"]) == 0
+        assert "model registry directory (default zhizao-models)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_kpi_subcommand_dispatches_or_says_not_built(capsys: pytest.CaptureFixture[str]) -> None:

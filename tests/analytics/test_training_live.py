@@ -140,3 +140,62 @@ async def _run_cli(argv: list[str]) -> int:
     import asyncio
 
     return await asyncio.to_thread(main, argv)
+
+
+def _train_args(tmp_path: Path, scope: str = ASSET, hours: float = 1.0) -> list[str]:
+    return ["train", "--scope", scope, "--from", T0.isoformat(),
+            "--to", (T0 + timedelta(hours=hours)).isoformat(), "--registry", str(tmp_path / "models")]
+
+
+async def test_train_refuses_a_scope_that_is_not_one_machine(
+        store: DuckDBStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A line used to train one model on every machine's signals and make it active: exit 2 now,
+    naming the expected form; nothing saved."""
+    db = ["--duckdb", str(tmp_path / "z.duckdb")]
+    for scope, kind in (("plant1/assembly/line1", "a line"), ("plant1", "a site")):
+        assert await _run_cli([*_train_args(tmp_path, scope), *db]) == 2
+        err = capsys.readouterr().err
+        assert f"--scope: '{scope}' is {kind}" in err and "site/area/line/machine" in err
+    assert ModelRegistry(tmp_path / "models").scopes() == []
+
+
+async def test_train_never_creates_a_store_and_says_which_data_is_missing(
+        store: DuckDBStore, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # ingest's default store: ./zhizao.duckdb
+    assert await _run_cli(_train_args(tmp_path)) == 2
+    assert "name the store with --duckdb FILE or --ingest-config FILE" in capsys.readouterr().err
+    assert await _run_cli([*_train_args(tmp_path), "--duckdb", "nowhere.duckdb"]) == 2
+    assert "--duckdb: no DuckDB file 'nowhere.duckdb'" in capsys.readouterr().err
+    assert not (tmp_path / "zhizao.duckdb").exists() and not (tmp_path / "nowhere.duckdb").exists()
+
+    db = ["--duckdb", str(tmp_path / "z.duckdb")]
+    assert await _run_cli([*_train_args(tmp_path, "plant1/assembly/line1/press9"), *db]) == 2
+    err = capsys.readouterr().err
+    assert f"no data of machine 'plant1/assembly/line1/press9' at all; machines it has: {ASSET}" in err
+    later = ["train", "--scope", ASSET, "--from", "2026-02-01", "--to", "2026-02-02", *db,
+             "--registry", str(tmp_path / "models")]
+    assert await _run_cli(later) == 1
+    err = capsys.readouterr().err
+    assert ("no numeric process signal between 2026-02-01T00:00:00.000000Z and 2026-02-02T00:00:00.000000Z "
+            "(its last sample in the store is at 2026-01-05T06:49:59") in err
+
+
+async def test_train_prints_validation_readably_and_warns_when_it_flags_its_own_history(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with DuckDBStore(tmp_path / "z.duckdb") as s:
+        await s.write(machine_frame(3000, T0))  # healthy
+        # then an hour whose held-out rows (the last 20 %) are shifted
+        await s.write(machine_frame(3000, T0 + timedelta(hours=2), fault_from=2500))
+    db = ["--duckdb", str(tmp_path / "z.duckdb")]
+    assert await _run_cli([*_train_args(tmp_path), *db]) == 0
+    cap = capsys.readouterr()
+    assert "validation heldout_rows = 564, heldout_flag_rate = 0\n" in cap.out and "{" not in cap.out
+    assert "flags" not in cap.err
+    shifted = ["train", "--scope", ASSET, "--from", (T0 + timedelta(hours=2)).isoformat(),
+               "--to", (T0 + timedelta(hours=3)).isoformat(), *db, "--registry", str(tmp_path / "models")]
+    assert await _run_cli(shifted) == 0  # warned, not refused
+    cap = capsys.readouterr()
+    meta = ModelRegistry(tmp_path / "models").metadata(ASSET, "v0002")
+    rate = meta.validation["heldout_flag_rate"]
+    assert rate > 0.2 and f"warning: the model flags {rate:.0%} of its own held-out" in cap.err

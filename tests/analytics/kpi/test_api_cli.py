@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -27,6 +28,7 @@ from ingest.storage.duckdb.store import DuckDBStore
 from tests.analytics.kpi.test_engine import PLANT, T0, _shift
 from tests.support.ports import free_port
 from tests.support.webhook import WebhookReceiver
+from zhizao.model import AssetPath, Sample
 from zhizao.wire import format_ts
 
 FROM, TO = format_ts(T0), format_ts(T0 + timedelta(hours=1))
@@ -102,7 +104,9 @@ def _plant_file(tmp_path: Path) -> Path:
     return p
 
 
-def test_cli_json_and_table(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_json_and_table(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped: every column (test_render.py: narrower)
     args = ["--duckdb", str(db), "--plant", str(_plant_file(tmp_path)), "--scope", "p",
             "--from", FROM, "--to", TO]
     assert main([*args, "--json"]) == 0
@@ -110,7 +114,8 @@ def test_cli_json_and_table(db: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert rep["windows"][0]["machines"][0]["oee"] == pytest.approx(0.8 * (400 / 2400) * (35 / 40))
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "p/a/l/m1" in out and "0.800" in out and "TOTAL" in out
+    # one machine: its line and the scope total would repeat its figures, so only its row is shown
+    assert "p/a/l/m1" in out and "0.800" in out and "TOTAL" not in out and "p/a/l " not in out
     assert main([*args, "--baseline-from", FROM, "--baseline-to", TO]) == 0
     assert "energy_efficiency" in capsys.readouterr().out
 
@@ -155,3 +160,67 @@ def test_cli_watch_once_emits_alerts_to_a_webhook(db: Path, tmp_path: Path, webh
     assert (event["rule"], event["asset"], event["state"]) == ("oee-low", "p/a/l/m1", "open")
     assert event["source"] == "kpi"
     assert [d.json()["events"][0]["id"] for d in webhook.received] == [event["id"]]
+
+
+def test_a_scope_with_no_machine_is_refused_naming_the_known_ones(
+        db: Path, tmp_path: Path, server: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """A scope under which neither the plant file nor the store has a machine used to give a TOTAL
+    with Quality 1.0 and data quality ok (exit 0, HTTP 200): now exit 2 / 404, known ones listed."""
+    args = ["--duckdb", str(db), "--plant", str(_plant_file(tmp_path)), "--from", FROM, "--to", TO]
+    for extra in ([], ["--baseline-from", FROM, "--baseline-to", TO]):
+        assert main([*args, *extra, "--scope", "p/a/l7"]) == 2
+        err = capsys.readouterr().err
+        assert "--scope: no machine under 'p/a/l7'" in err
+        assert "known lines: p/a/l;" in err and "machines: p/a/l/m1" in err
+    url, token = server
+    h = {"Authorization": f"Bearer {token}"}
+    r = httpx.get(f"{url}/api/v1/kpis", params={"scope": "p/a/l7", "from": FROM, "to": TO}, headers=h)
+    assert r.status_code == 404 and "no machine under 'p/a/l7'" in r.text and "p/a/l/m1" in r.text
+    r = httpx.get(f"{url}/api/v1/kpis/improvement", headers=h, params={
+        "scope": "p/a/l7", "baseline_from": FROM, "baseline_to": TO, "from": FROM, "to": TO})
+    assert r.status_code == 404 and "p/a/l/m1" in r.text
+
+
+async def test_a_machine_the_store_knows_but_silent_in_the_range_gets_a_no_data_record(
+        db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not in the plant file, no data in the range, but in the store's catalogue: a record flagged
+    no_data (it exists, it said nothing), not "unknown scope"."""
+    m9 = AssetPath.parse("q/a/l/m9")
+    other = [Sample(m9, s.signal, s.ts - timedelta(days=2), s.value) for s in _shift()]
+    async with DuckDBStore(str(db)) as store:
+        await store.write(SampleFrame.from_samples(other))
+    args = ["--duckdb", str(db), "--plant", str(_plant_file(tmp_path)), "--scope", "q",
+            "--from", FROM, "--to", TO, "--json"]
+    assert await asyncio.to_thread(main, args) == 0
+    (m,) = json.loads(capsys.readouterr().out)["windows"][0]["machines"]
+    assert m["machine"] == "q/a/l/m9" and "no_data" in {f["kind"] for f in m["data_quality"]["flags"]}
+
+
+def test_cli_times_without_offset_are_utc_like_train(db: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--duckdb", str(db), "--plant", str(_plant_file(tmp_path)), "--scope", "p", "--json"]
+    assert main([*base, "--from", FROM, "--to", TO]) == 0
+    with_offset = json.loads(capsys.readouterr().out)
+    assert main([*base, "--from", "2026-11-23T06:00", "--to", "2026-11-23 15:00+08:00"]) == 0
+    assert json.loads(capsys.readouterr().out) == with_offset
+    assert main([*base, "--from", "2026-11-23", "--to", "2026-11-24"]) == 0  # dates: midnight UTC
+    assert json.loads(capsys.readouterr().out)["windows"][0]["machines"][0]["good_count"] == 35
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--from", "23.11.2026", "--to", TO])
+    assert exc.value.code == 2 and "not an ISO-8601 date or date-time" in capsys.readouterr().err
+
+
+def test_the_shared_time_parser() -> None:
+    """One parser for ``train`` and ``kpi`` (analytics/timeargs.py): dates, date-times, with or
+    without offset (UTC), always returned in UTC."""
+    from datetime import UTC, datetime
+
+    from analytics.timeargs import parse_time
+
+    six = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    for text in ("2026-11-23T06:00", "2026-11-23 06:00:00", "2026-11-23T06:00:00Z", "2026-11-23T14:00+08:00"):
+        got = parse_time(text)
+        assert got == six and got.utcoffset() == timedelta(0), text
+    assert parse_time("2026-11-23") == six - timedelta(hours=6)
+    with pytest.raises(ValueError, match="not an ISO-8601"):
+        parse_time("yesterday")
