@@ -20,7 +20,7 @@ from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
 from edge_agent.uplinks.http.config import HttpUplinkConfig
 from edge_agent.uplinks.mqtt.config import MqttUplinkConfig
 from zhizao.config import StrictModel, load_config
-from zhizao.model import valid_segment
+from zhizao.model import SEGMENT_PATTERN, valid_segment
 
 ConnectorConfig = Annotated[OpcUaConnectorConfig | MqttConnectorConfig, Field(discriminator="type")]
 UplinkConfig = Annotated[HttpUplinkConfig | MqttUplinkConfig, Field(discriminator="type")]
@@ -31,7 +31,7 @@ class AgentSection(StrictModel):
     """Producer id of this agent's batches (ingest deduplicates on it): unique per box, stable."""
     state_dir: Path = Path("/var/lib/zhizao")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    site: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    site: str | None = Field(None, pattern=SEGMENT_PATTERN)
     """The agent's site: when set, the agent reports its own health every ``fleet_report_s`` as
     samples on ``<site>/fleet/agents/<id>`` through its uplink (:mod:`zhizao.fleet`, the *Edge
     fleet* dashboard's convention); unset, it does not (its metrics endpoint still has them)."""

@@ -17,8 +17,7 @@ from edge_agent.connectors.mqtt import BrokerConnection
 from edge_agent.mapping import JsonMapping
 from edge_agent.uplinks.http import HttpUplinkConfig
 from zhizao.config import StrictModel, load_config
-
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+from zhizao.model import SEGMENT_PATTERN
 
 
 class BrokerConfig(BrokerConnection):
@@ -65,9 +64,9 @@ class HealthConfig(StrictModel):
 class GatewayConfig(StrictModel):
     """The whole gateway configuration (see ``gateway/sample-gateway.toml``)."""
 
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=SEGMENT_PATTERN)
     """This gateway's id: producer of its own batches, MQTT client id, fleet asset name."""
-    site: str = Field(pattern=_ID)
+    site: str = Field(pattern=SEGMENT_PATTERN)
     """Site of the gateway (its fleet asset ``<site>/fleet/gateways/<id>``), and of agents whose
     status message names no site."""
     broker: BrokerConfig

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from zhizao.model import LEVELS, valid_segment
+from zhizao.model import check_asset_prefix
 
 
 class EventSource(StrEnum):
@@ -71,14 +71,7 @@ class Event(BaseModel):
     @field_validator("asset")
     @classmethod
     def _check_asset(cls, asset: str) -> str:
-        parts = asset.split("/")
-        if not 1 <= len(parts) <= len(LEVELS):
-            raise ValueError(f"{asset!r} must be 1 to 4 levels site/area/line/machine")
-        for level, part in zip(LEVELS, parts, strict=False):
-            if not valid_segment(part):
-                raise ValueError(f"{asset!r}: {level} {part!r} is invalid: use 1-64 letters, digits, "
-                                 "'_', '.', '-' (not starting with '_', '.', '-')")
-        return asset
+        return check_asset_prefix(asset)
 
     @field_validator("end")
     @classmethod

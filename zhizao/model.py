@@ -15,7 +15,9 @@ from typing import Final
 
 Value = float | int | bool | str
 
-_SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+SEGMENT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+"""One level of an asset path (also the form of ids that become one: a site, an agent's fleet id)."""
+_SEGMENT_RE: Final = re.compile(SEGMENT_PATTERN)
 _SIGNAL_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 MAX_STR_VALUE: Final = 1024
@@ -43,6 +45,20 @@ INT_MAX: Final = 2**63
 def valid_segment(text: str) -> bool:
     """True when ``text`` may be one level of an asset path (no ``/``, no wildcards)."""
     return bool(_SEGMENT_RE.match(text))
+
+
+def check_asset_prefix(text: str) -> str:
+    """Validate a 1-4 level asset prefix (``site``, ``site/area``, ... ``site/area/line/machine``):
+    the scope of a query, a KPI or an event. Returns it unchanged; raises ``ValueError`` naming
+    the bad level."""
+    parts = text.split("/")
+    if not 1 <= len(parts) <= len(LEVELS):
+        raise ValueError(f"{text!r} must be 1 to 4 levels site/area/line/machine")
+    for level, part in zip(LEVELS, parts, strict=False):
+        if not valid_segment(part):
+            raise ValueError(f"{text!r}: {level} {part!r} is invalid: use 1-64 letters, digits, "
+                             "'_', '.', '-' (not starting with '_', '.', '-')")
+    return text
 
 
 def valid_signal(text: str) -> bool:

@@ -26,7 +26,8 @@ from analytics.errors import UnknownScope
 from analytics.kpi.config import KpiConfig
 from analytics.kpi.service import improvement_report, kpi_report
 from analytics.kpi.windows import GroupBy
-from ingest.storage.base import Store, check_asset_prefix
+from ingest.storage.base import Store
+from zhizao.model import check_asset_prefix
 from zhizao.plant import PlantConfig
 
 MAX_RANGE_DAYS = 93

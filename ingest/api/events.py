@@ -10,8 +10,9 @@ from pydantic import BaseModel, Discriminator, Tag
 
 from ingest.api.deps import CanRead, CanWrite, StoreDep
 from ingest.problems import Problem
-from ingest.storage.base import EventQuery, check_asset_prefix
+from ingest.storage.base import EventQuery
 from zhizao.events import Event, EventSource, EventState
+from zhizao.model import check_asset_prefix
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -60,7 +61,7 @@ async def get_events(
         try:
             check_asset_prefix(asset)
         except ValueError as exc:
-            raise Problem(422, str(exc), reason="bad_query") from None
+            raise Problem(422, f"asset: {exc}", reason="bad_query") from None
     events = await store.query_events(EventQuery(asset=asset or None, start=start, end=end, state=state,
                                                  source=source, limit=limit))
     return EventsResponse(events=events)

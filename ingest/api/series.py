@@ -13,8 +13,8 @@ from pydantic import BaseModel
 
 from ingest.api.deps import CanRead, StoreDep
 from ingest.problems import Problem
-from ingest.storage.base import Agg, SeriesQuery, check_asset_prefix
-from zhizao.model import AssetPath
+from ingest.storage.base import Agg, SeriesQuery
+from zhizao.model import AssetPath, check_asset_prefix
 from zhizao.wire import format_ts
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
@@ -73,7 +73,11 @@ async def get_series(
     to the epoch, at most ``limit``; strings are aggregated with ``last`` (``count`` counts them).
     """
     try:
-        q = SeriesQuery(asset=check_asset_prefix(asset), start=_aware(start, "start"), end=_aware(end, "end"),
+        check_asset_prefix(asset)
+    except ValueError as exc:
+        raise Problem(422, f"asset: {exc}", reason="bad_query") from None
+    try:
+        q = SeriesQuery(asset=asset, start=_aware(start, "start"), end=_aware(end, "end"),
                         signals=tuple(signal or ()), agg=agg,
                         bucket=parse_duration(bucket) if bucket else None, limit=limit)
     except ValueError as exc:
@@ -151,7 +155,7 @@ async def get_catalogue(store: StoreDep, _auth: CanRead,
         try:
             check_asset_prefix(prefix)
         except ValueError as exc:
-            raise Problem(422, str(exc), reason="bad_query") from None
+            raise Problem(422, f"prefix: {exc}", reason="bad_query") from None
     entries = await store.catalogue(prefix or None)
     signals = []
     for e in entries:

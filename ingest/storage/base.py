@@ -24,7 +24,7 @@ import numpy.typing as npt
 from pydantic import AfterValidator
 
 from zhizao.events import Event, EventSource, EventState
-from zhizao.model import LEVELS, AssetPath, Quality, Sample, Value, valid_segment
+from zhizao.model import AssetPath, Quality, Sample, Value, check_asset_prefix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,20 +42,6 @@ def to_us(ts: datetime) -> int:
 
 def from_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=int(us))
-
-
-def check_asset_prefix(text: str) -> str:
-    """Validate a 1-4 level asset prefix (``site``, ``site/area``, ... ``site/area/line/machine``).
-
-    Returns it unchanged; raises ``ValueError`` naming the bad level.
-    """
-    parts = text.split("/")
-    if not 1 <= len(parts) <= len(LEVELS):
-        raise ValueError(f"asset {text!r} must have 1 to 4 levels site/area/line/machine")
-    for level, part in zip(LEVELS, parts, strict=False):
-        if not valid_segment(part):
-            raise ValueError(f"asset {level} {part!r} is invalid: use 1-64 letters, digits, '_', '.', '-'")
-    return text
 
 
 AssetPrefix = Annotated[str, AfterValidator(check_asset_prefix)]

@@ -28,7 +28,6 @@ from ingest.storage.base import (
     Series,
     SeriesQuery,
     WriteResult,
-    check_asset_prefix,
     decode_value,
     from_us,
 )
@@ -39,7 +38,7 @@ from ingest.storage.duckdb.writer import Writer, WriteRequest, frame_to_arrow
 from ingest.storage.events_common import event_matches
 from zhizao.errors import StoreUnavailable
 from zhizao.events import Event
-from zhizao.model import Quality
+from zhizao.model import Quality, check_asset_prefix
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,8 +6,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from ingest.storage.base import Agg, Series, SeriesQuery, check_asset_prefix
-from zhizao.model import LEVELS
+from ingest.storage.base import Agg, Series, SeriesQuery
+from zhizao.model import LEVELS, check_asset_prefix
 
 TAGS: Final = (*LEVELS, "signal")
 
