@@ -21,6 +21,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.connectors.base import Connector
 from edge_agent.connectors.registry import build_connector
 from edge_agent.deadletter import DeadLetter
+from edge_agent.fleet import health_report
 from edge_agent.forwarder import Forwarder
 from edge_agent.health import Health, HealthServer
 from edge_agent.metrics import AgentCollector, AgentMetrics
@@ -90,14 +91,8 @@ class Agent:
 
     def fleet_report(self, site: str) -> FleetReport:
         """This agent's health now, as the fleet convention's figures (:mod:`zhizao.fleet`)."""
-        b, fw = self.buffer.stats, self.forwarder.stats
-        return FleetReport(
-            site=site, node_id=self.config.agent.id,
-            backlog_samples=b.backlog_samples, backlog_age_s=b.backlog_age(),
-            dropped_total=sum(b.dropped.values()),
-            dead_letters_total=fw.dead_lettered + sum(c.stats.bad_payloads for c in self.connectors),
-            reconnects_total=sum(c.stats.reconnects for c in self.connectors), sent_total=fw.sent_samples,
-        )
+        return health_report(site, self.config.agent.id, self.buffer.stats, [self.forwarder.stats],
+                             [c.stats for c in self.connectors])
 
     async def _report_loop(self, site: str) -> None:
         """Every ``fleet_report_s``: the agent's health into its own buffer, forwarded like data."""

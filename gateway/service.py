@@ -33,6 +33,7 @@ from typing import Self
 
 from edge_agent.buffer import EncodedBatch
 from edge_agent.deadletter import DeadLetter
+from edge_agent.fleet import health_report
 from edge_agent.forwarder import Forwarder
 from edge_agent.supervisor import supervise
 from edge_agent.uplinks.http import HttpUplink
@@ -42,7 +43,6 @@ from gateway.fleet import FleetState
 from gateway.frames import migrate_frames
 from gateway.intake import UnsIntake
 from zhizao.backoff import Backoff
-from zhizao.fleet import FleetReport
 from zhizao.model import Batch
 
 log = logging.getLogger(__name__)
@@ -118,15 +118,8 @@ class Gateway:
 
     async def report(self) -> None:
         """Commit one fleet-health report of this gateway to the buffer (forwarded like data)."""
-        b = self.buffer.stats
-        fw = self.forwarders
-        rep = FleetReport(
-            site=self.config.site, node_id=self.config.id, kind="gateways",
-            backlog_samples=b.backlog_samples, backlog_age_s=b.backlog_age(),
-            dropped_total=sum(b.dropped.values()),
-            dead_letters_total=sum(f.stats.dead_lettered for f in fw) + self.intake.stats.bad_payloads,
-            reconnects_total=self.intake.stats.reconnects, sent_total=sum(f.stats.sent_samples for f in fw),
-        )
+        rep = health_report(self.config.site, self.config.id, self.buffer.stats,
+                            [f.stats for f in self.forwarders], [self.intake.stats], kind="gateways")
         self._reports += 1
         samples = rep.samples(datetime.now(UTC))
         batch = Batch(self.config.id, f"report-{self.intake.nonce}-{self._reports:08d}", self._reports,
