@@ -79,6 +79,9 @@ class SimEvalConfig(StrictModel):
     open_after_s: float = ANOMALY_OPEN_AFTER_S
     clear_after_s: float = ANOMALY_CLEAR_AFTER_S
     """The debounce the scoring service and the one-box stack default to (one value for all)."""
+    hold_across_gaps: bool = False
+    """The anomaly debounce's timers pause through a stop instead of restarting
+    (:attr:`analytics.events.EpisodeTracker.hold_across_gaps`)."""
     grace_s: float = 600.0
     health_by_product: bool = False
     """Health model per product: a machine's running ticks are compared only with running ticks
@@ -136,7 +139,7 @@ def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig,
         resumed[:1] = False  # the first observation follows nothing
         index, flag = index[scored], np.asarray(flag)[scored]
     tracker = EpisodeTracker(source=EventSource.ANOMALY, rule="eval", open_after_s=cfg.open_after_s,
-                             clear_after_s=cfg.clear_after_s)
+                             clear_after_s=cfg.clear_after_s, hold_across_gaps=cfg.hold_across_gaps)
     out: list[Episode] = []
 
     def observe(i: int) -> None:
@@ -145,15 +148,18 @@ def _episodes(index: pd.DatetimeIndex, flag: np.ndarray, cfg: SimEvalConfig,
                 out.append(_episode(e))
 
     # only the flag's changes and the resumptions move the tracker; between two of them the flag
-    # holds, and the debounce needs it re-observed once open_after_s / clear_after_s later
-    keys = np.flatnonzero((np.diff(np.r_[False, flag]) != 0) | resumed)
+    # holds, and the debounce needs it re-observed when its timer is due (tracker.due); the last
+    # tick before a resumption is observed too: the tracker measures a stretch from it
+    keys = np.flatnonzero((np.diff(np.r_[False, flag]) != 0) | resumed | np.r_[resumed[1:], False])
     for n, i in enumerate(keys):
         observe(int(i))
         nxt = keys[n + 1] if n + 1 < len(keys) else len(index)
-        for delay in sorted((cfg.open_after_s, cfg.clear_after_s)):
-            j = int(np.searchsorted(index, index[i] + pd.Timedelta(seconds=delay)))
-            if j < nxt:
-                observe(j)
+        j = int(i)
+        while (due := tracker.due("m")) is not None:
+            j = max(j + 1, int(np.searchsorted(index, pd.Timestamp(due))))
+            if j >= nxt:
+                break
+            observe(j)
     out += [_episode(e) for e in tracker.open_events()]
     return out
 
