@@ -15,6 +15,10 @@ ANOMALY_OPEN_AFTER_S: Final = 120.0
 or two is not an alarm. 120 s was chosen in session 9 over 60 s and 180 s on the simulated line by
 a rule fixed in advance (analytics/README.md); every alarm goes out this long after its first
 flagged tick."""
+ANOMALY_HOLD_ACROSS_GAPS: Final = False
+"""Whether the anomaly debounce's timers pause through a stop (or a data gap) instead of restarting
+(:attr:`analytics.events.EpisodeTracker.hold_across_gaps`); decided in session 12 on the simulated
+line by a rule fixed in advance (analytics/README.md)."""
 ANOMALY_CLEAR_AFTER_S: Final = 300.0
 """An anomaly episode resolves once the flag has been clear this long (data time): a fault that
 flickers around the threshold stays one alarm."""

@@ -47,6 +47,13 @@ class _State:
     """The previous observation's time (any ``active``)."""
     event: Event | None = None
 
+    def __setstate__(self, state: tuple[None, dict[str, Any]] | dict[str, Any]) -> None:
+        """Unpickle, filling fields a snapshot from an older version lacks with their defaults (a
+        live scorer's saved state outlives an upgrade)."""
+        self.__init__()  # type: ignore[misc]
+        for name, value in (state[1] if isinstance(state, tuple) else state).items():
+            setattr(self, name, value)
+
 
 @dataclass
 class EpisodeTracker:
@@ -119,6 +126,11 @@ class EpisodeTracker:
         done = st.event.resolved(st.clear_since, value)
         st.event, st.clear_since = None, None
         return [done]
+
+    def adopt_state(self, other: EpisodeTracker) -> None:
+        """Take ``other``'s episodes and timers (a restored snapshot), keeping this tracker's
+        settings (rule, delays, ``hold_across_gaps``)."""
+        self._keys = other._keys
 
     def due(self, asset: str) -> datetime | None:
         """When the next change is due if the condition keeps its state and is observed without

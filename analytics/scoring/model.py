@@ -103,6 +103,9 @@ class ScoredChunk:
     score: FloatArray
     flag: NDArray[np.bool_]
     contributions: FloatArray | None = None
+    warming: NDArray[np.bool_] | None = None
+    """Rows within :attr:`AnomalyModel.warmup_rows` of a (re)start: their flag is false whatever
+    the data (``None``: not computed)."""
 
 
 @dataclass
@@ -126,6 +129,25 @@ class AnomalyModel:
         """Rows after a (re)start that are not scored (score 0): with ``settle="blank"``, those
         whose difference windows are still filling; none with ``settle="median"``."""
         return max(self.spec.diff_windows, default=0) if self.spec.settle == "blank" else 0
+
+    @property
+    def warmup_rows(self) -> int:
+        """Rows after a (re)start whose flag is false whatever the data says: the rows no feature
+        reads yet (``settle="blank"``: the unscored rows; ``"median"``: until the shortest window
+        fills, if the all-median row scores below the threshold), then the rows the vote needs to
+        reach ``vote_fraction`` of its window with every row above. A flag false there is "not yet
+        judged", not "normal"."""
+        blind = 0
+        if self.spec.settle == "blank":
+            blind = self.settle_rows
+        elif self.medians is not None and self.detector is not None:
+            typical = float(self.detector.score(self.medians[None, :])[0])
+            windows = self.feature_windows()
+            blind = int(windows.min()) if len(windows) and typical <= self.threshold else 0
+        k = 1
+        while k / min(blind + k, self.spec.vote_window) < self.spec.vote_fraction - 1e-12:
+            k += 1
+        return blind + k - 1
 
     def feature_windows(self) -> NDArray[np.int64]:
         """Per feature column (in :meth:`feature_names` order), the rows its window spans."""
@@ -206,6 +228,7 @@ class StreamScorer:
         self._since_reset = 0
         self._windows = model.feature_windows()
         self._longest = int(self._windows.max(initial=0))
+        self._warmup = model.warmup_rows
 
     def get_state(self) -> dict[str, Any]:
         """The scorer's running state (trailing windows, vote, rows since reset) — picklable and
@@ -242,7 +265,8 @@ class StreamScorer:
             return ScoredChunk(raw=np.concatenate([p.raw for p in parts]),
                                score=np.concatenate([p.score for p in parts]),
                                flag=np.concatenate([p.flag for p in parts]),
-                               contributions=np.vstack(pieces) if with_contributions else None)
+                               contributions=np.vstack(pieces) if with_contributions else None,
+                               warming=np.concatenate([p.warming for p in parts if p.warming is not None]))
         arr = as_matrix(X, len(self.model.columns), where="rows")
         feats = self._features.transform(arr)
         if self.model.medians is not None and self._since_reset < self._longest:
@@ -253,9 +277,10 @@ class StreamScorer:
         settle = self.model.settle_rows - self._since_reset
         if settle > 0:
             raw[:settle] = 0.0
+        warming = np.arange(len(arr)) < self._warmup - self._since_reset
         self._since_reset += len(arr)
         above = (raw > self.model.threshold).astype(np.float64)[:, None]
         flag = self._vote.transform(above)[:, 0] >= self.model.spec.vote_fraction - 1e-12
         score = raw / (raw + self.model.threshold)
         contrib = self._detector.contributions(feats) if with_contributions else None
-        return ScoredChunk(raw=raw, score=score, flag=flag, contributions=contrib)
+        return ScoredChunk(raw=raw, score=score, flag=flag, contributions=contrib, warming=warming)

@@ -37,7 +37,12 @@ from pydantic import Field
 from sklearn.metrics import roc_auc_score
 
 from analytics.detectors.quality import ScrapModel
-from analytics.events import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S, EpisodeTracker
+from analytics.events import (
+    ANOMALY_CLEAR_AFTER_S,
+    ANOMALY_HOLD_ACROSS_GAPS,
+    ANOMALY_OPEN_AFTER_S,
+    EpisodeTracker,
+)
 from analytics.events.tracker import RAISED_AT
 from analytics.scoring import AnomalyModel, ModelSpec, piece_starts
 from analytics.scoring.context import design, state_columns
@@ -79,7 +84,7 @@ class SimEvalConfig(StrictModel):
     open_after_s: float = ANOMALY_OPEN_AFTER_S
     clear_after_s: float = ANOMALY_CLEAR_AFTER_S
     """The debounce the scoring service and the one-box stack default to (one value for all)."""
-    hold_across_gaps: bool = False
+    hold_across_gaps: bool = ANOMALY_HOLD_ACROSS_GAPS
     """The anomaly debounce's timers pause through a stop instead of restarting
     (:attr:`analytics.events.EpisodeTracker.hold_across_gaps`)."""
     grace_s: float = 600.0
@@ -181,7 +186,19 @@ def contexts(df: pd.DataFrame, by_product: bool) -> np.ndarray:
     return np.where(run, label, "")
 
 
+class Flags(NamedTuple):
+    flag: np.ndarray
+    """The model's online flag per tick."""
+    warming: np.ndarray
+    """Ticks in the model's warm-up after a (re)start (:attr:`AnomalyModel.warmup_rows`)."""
+
+
 def health_flags(ref: pd.DataFrame, test: pd.DataFrame, cols: list[str], cfg: SimEvalConfig) -> np.ndarray:
+    """The health model's online flag per tick of ``test`` (:func:`health_scores`)."""
+    return health_scores(ref, test, cols, cfg).flag
+
+
+def health_scores(ref: pd.DataFrame, test: pd.DataFrame, cols: list[str], cfg: SimEvalConfig) -> Flags:
     """The health model's online flag per tick of ``test``: each tick is scored only by the model
     of its context (:func:`contexts`), its windows restarting whenever the machine re-enters that
     context. A context with fewer than ``min_context_rows`` reference rows (a product the
@@ -189,25 +206,29 @@ def health_flags(ref: pd.DataFrame, test: pd.DataFrame, cols: list[str], cfg: Si
     Xr, Xt = _matrix(ref, cols), _matrix(test, cols)
     cr, ct = contexts(ref, cfg.health_by_product), contexts(test, cfg.health_by_product)
     flag = np.zeros(len(test), dtype=bool)
+    warming = np.zeros(len(test), dtype=bool)
     run_r = cr != ""
     if not run_r.any() or not (ct != "").any():
-        return flag
+        return Flags(flag, warming)
     pooled = AnomalyModel(spec=cfg.health).fit(Xr[run_r], columns=cols, resets=piece_starts(run_r))
     for c in sorted(set(ct.tolist()) - {""}):
         here = ct == c
         n_ref = int((cr == c).sum())
         model = (AnomalyModel(spec=cfg.health).fit(Xr[cr == c], columns=cols, resets=piece_starts(cr == c))
                  if c != "running" and n_ref >= cfg.min_context_rows else pooled)
-        flag[here] = model.stream().push(Xt[here], resets=piece_starts(here)).flag
-    return flag
+        chunk = model.stream().push(Xt[here], resets=piece_starts(here))
+        flag[here] = chunk.flag
+        assert chunk.warming is not None
+        warming[here] = chunk.warming
+    return Flags(flag, warming)
 
 
 def machine_flags(ref: pd.DataFrame, test: pd.DataFrame, kind: str,
-                  cfg: SimEvalConfig) -> dict[str, np.ndarray]:
+                  cfg: SimEvalConfig) -> dict[str, Flags]:
     """Per model ("health", "energy"): the online 0/1 flag of every tick of ``test``."""
     from simulator.kinds import KINDS
 
-    hflag = health_flags(ref, test, list(KINDS[kind].signal_names), cfg)
+    health = health_scores(ref, test, list(KINDS[kind].signal_names), cfg)
     load = [*cfg.load_signals.get(kind, []), POWER_KW]
     ctx_cols = [*state_columns(), *load]  # as zhizao analytics train --model energy builds them
 
@@ -215,8 +236,9 @@ def machine_flags(ref: pd.DataFrame, test: pd.DataFrame, kind: str,
         return design(ctx_cols, load, _matrix(df, load), df["state"].ffill().to_numpy(dtype=object))
 
     emodel = AnomalyModel(spec=cfg.energy, states="all").fit(rows(ref), columns=ctx_cols)
-    eflag = emodel.stream().push(rows(test)).flag
-    return {"health": hflag, "energy": eflag}
+    energy = emodel.stream().push(rows(test))
+    assert energy.warming is not None
+    return {"health": health, "energy": Flags(energy.flag, energy.warming)}
 
 
 def cycles(df: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -272,9 +294,14 @@ def evaluate_seed(scenario: Any, seed: int, cfg: SimEvalConfig,
         kind = test.kinds[asset]
         mine = [f for f in test.faults() if f["machine"] == asset]
         windows = [(pd.Timestamp(f["start"]), pd.Timestamp(f["end"])) for f in mine]
-        observed = {"health": contexts(df, cfg.health_by_product) != ""}  # energy: every tick
-        eps = {name: _episodes(df.index, fl, cfg, observed.get(name)) for name, fl in
-               machine_flags(ref.machines[asset], df, kind, cfg).items()}
+        flags = machine_flags(ref.machines[asset], df, kind, cfg)
+        observed = {"health": contexts(df, cfg.health_by_product) != "",  # energy: every tick
+                    "energy": np.ones(len(df), dtype=bool)}
+        if cfg.hold_across_gaps:  # as the live scorer: a warm-up after a restart is not observed
+            observed = {name: seen & ~(flags[name].warming & ~flags[name].flag)
+                        for name, seen in observed.items()}
+        eps = {name: _episodes(df.index, fl.flag, cfg, None if name == "energy" and not cfg.hold_across_gaps
+                               else observed[name]) for name, fl in flags.items()}
         for f, (fs, fe) in zip(mine, windows, strict=True):
             if f["kind"] in OUT_OF_SCOPE:
                 continue

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analytics.events import EpisodeTracker
-from analytics.events.tracker import RAISED_AT
+from analytics.events.tracker import RAISED_AT, _State
 from analytics.scoring import piece_starts
 from analytics.simline.evaluate import Episode, SimEvalConfig, _episode, _episodes
 from zhizao.events import EventSource, EventState
@@ -112,3 +113,15 @@ def test_eval_sims_sparse_observation_equals_observing_every_scored_tick(hold: b
     dense = _dense(index, flag, scored, cfg)
     assert len(dense) > 3                                                   # the case is not trivial
     assert _episodes(index, flag, cfg, scored) == dense
+
+
+def test_a_tracker_pickled_before_the_gap_fields_existed_still_works() -> None:
+    """The scoring service restores its trackers from snapshots; one written by the previous
+    version has states with only ``pending_since``, ``clear_since`` and ``event``."""
+    tr = EpisodeTracker(source=EventSource.ANOMALY, rule="r", open_after_s=120)
+    _run(tr, [(0.0, True, False)])
+    st = tr._keys["m"]
+    old = _State.__new__(_State)
+    old.__setstate__((None, {"pending_since": st.pending_since, "clear_since": None, "event": None}))
+    tr._keys["m"] = pickle.loads(pickle.dumps(old))
+    assert _run(tr, [(60.0, True, False), (120.0, True, False)]) == [(120.0, "open")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,27 @@ def test_an_artifact_from_before_the_settle_field_loads_as_blank() -> None:
     old.__setstate__(state)
     assert old.settle == "blank" and old == model.spec
     assert pickle.loads(pickle.dumps(model)).spec.settle == "blank"
+
+
+@pytest.mark.parametrize("spec", [
+    {"settle": "median", "windows": [5], "diff_windows": [60, 300], "vote_window": 15, "vote_fraction": 0.5},
+    {"settle": "blank", "windows": [5], "diff_windows": [20], "vote_window": 15, "vote_fraction": 0.5},
+    {"settle": "median", "windows": [1], "diff_windows": [], "vote_window": 1, "vote_fraction": 1.0},
+    {"settle": "median", "windows": [10], "diff_windows": [30], "vote_window": 9, "vote_fraction": 0.7},
+])
+def test_warmup_rows_is_where_the_first_flag_can_come_after_a_restart(spec: dict[str, Any]) -> None:
+    """``warmup_rows``: rows after a (re)start whose flag is false whatever the data — rows far
+    out from the first one on are flagged exactly from there, after a start as after a reset."""
+    rng = np.random.default_rng(1)
+    X = np.c_[rng.normal(0, 1, 3000), rng.normal(5, 1, 3000)]
+    model = AnomalyModel(spec=ModelSpec(detector="robust_z", **spec)).fit(X)
+    far = X[:200] + 100.0
+    rows = np.r_[X[:50], far]
+    chunk = model.stream().push(rows, resets=np.r_[np.zeros(50, bool), True, np.zeros(199, bool)])
+    assert chunk.warming is not None
+    for start in (0, 50):  # the stream's start, and a reset onto far-out rows
+        if start == 50:
+            assert int(np.argmax(chunk.flag[50:])) == model.warmup_rows
+        assert chunk.warming[start:start + model.warmup_rows].all()
+        assert not chunk.warming[start + model.warmup_rows]
+    assert not chunk.flag[50:50 + model.warmup_rows].any()

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from analytics.events.config import SinksConfig
-from analytics.events.debounce import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S
+from analytics.events.debounce import ANOMALY_CLEAR_AFTER_S, ANOMALY_HOLD_ACROSS_GAPS, ANOMALY_OPEN_AFTER_S
 from analytics.scoring.context import check_model_name
 from ingest.settings import StorageSettings
 from ingest.storage.base import AssetPrefix
@@ -106,6 +106,8 @@ class ServiceConfig(StrictModel):
     """Debounce: an episode opens after the flag held this long (data time)."""
     clear_after_s: float = Field(ANOMALY_CLEAR_AFTER_S, ge=0)
     """An episode resolves after the flag was clear this long (data time)."""
+    hold_across_gaps: bool = ANOMALY_HOLD_ACROSS_GAPS
+    """Both delays pause through a stop or a data gap instead of restarting after it."""
     top_k: int = Field(3, ge=1)
     """Contributors per event."""
     redeliver_s: float = Field(30.0, gt=0)

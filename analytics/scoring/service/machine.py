@@ -153,7 +153,8 @@ class MachineWorker:
         saved = self.state if self.state is not None else self._load_state()
         scorer = MachineScorer(self.asset, model, rule=rule_of(version, self.model_name),
                                open_after_s=self.cfg.open_after_s, clear_after_s=self.cfg.clear_after_s,
-                               top_k=self.cfg.top_k, signal=self.signal)
+                               hold_across_gaps=self.cfg.hold_across_gaps, top_k=self.cfg.top_k,
+                               signal=self.signal)
         if saved is not None and saved.version == version and saved.scorer is not None:
             scorer.restore(saved.scorer)
         elif saved is not None:
