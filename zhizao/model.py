@@ -44,7 +44,7 @@ INT_MAX: Final = 2**63
 
 def valid_segment(text: str) -> bool:
     """True when ``text`` may be one level of an asset path (no ``/``, no wildcards)."""
-    return bool(_SEGMENT_RE.match(text))
+    return bool(_SEGMENT_RE.fullmatch(text))
 
 
 def check_asset_prefix(text: str) -> str:
@@ -63,12 +63,12 @@ def check_asset_prefix(text: str) -> str:
 
 def valid_signal(text: str) -> bool:
     """True when ``text`` is a valid signal name (``spindle_speed``, ``axis.x.load``)."""
-    return bool(_SIGNAL_RE.match(text))
+    return bool(_SIGNAL_RE.fullmatch(text))
 
 
 def valid_id(text: str) -> bool:
     """True when ``text`` is a valid producer or batch id."""
-    return bool(_ID_RE.match(text))
+    return bool(_ID_RE.fullmatch(text))
 
 
 @dataclass(frozen=True, slots=True, order=True)

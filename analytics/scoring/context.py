@@ -42,7 +42,7 @@ _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 def check_model_name(name: str) -> str:
     """``name`` if it is a valid model name (``health``, ``energy``, ``[a-z][a-z0-9_]{0,31}``),
     else ``ValueError``."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise ValueError(f"model name {name!r} is invalid: use 1-32 lower-case letters, digits, '_'")
     return name
 

@@ -177,7 +177,7 @@ def _numeric(raw: pd.Series, decimal: str) -> pd.Series:
 def _not_numbers(df: pd.DataFrame, cols: list[str], decimal: str) -> str:
     """Why the columns ``cols`` hold no number: decimal commas if they look like it."""
     for c in cols:
-        sample = next((v for v in df[c] if _DECIMAL_COMMA.match(str(v).strip())), None)
+        sample = next((v for v in df[c] if _DECIMAL_COMMA.fullmatch(str(v).strip())), None)
         if sample is not None and decimal != ",":
             return (f"values are not numbers: column {c!r} has {sample!r}; decimal commas? pass "
                     "--decimal ',' (or convert them to decimal points)")

@@ -37,7 +37,7 @@ class TopicPattern:
                 if "+" in level or "#" in level:
                     raise ValueError(f"topic pattern {pattern!r}: wildcard inside level {level!r}")
                 name, kind = level, "="
-            if kind != "=" and name is not None and not _NAME_RE.match(name):
+            if kind != "=" and name is not None and not _NAME_RE.fullmatch(name):
                 raise ValueError(f"topic pattern {pattern!r}: wildcard name {name!r} is not an identifier")
             self._levels.append((kind, name))
             filter_levels.append(kind if kind != "=" else level)

@@ -127,6 +127,11 @@ def _doc(**sample_overrides: object) -> dict[str, object]:
         ({"value": None}, "samples[2].value", "number, boolean or string"),
         ({"quality": "great"}, "samples[2].quality", "good, uncertain, bad"),
         ({"signal": "9lives"}, "samples[2].signal", "invalid signal"),
+        # Python's '$' also matches before a final newline: a name ending in one once passed,
+        # then broke InfluxDB's line protocol for the whole site (security review, session 12)
+        ({"signal": "spindle_speed\n"}, "samples[2].signal", "invalid signal"),
+        ({"asset": "plant/a1/line1/cnc-1\n"}, "samples[2].asset", "machine"),
+        ({"asset": "plant/a1\n/line1/cnc-1"}, "samples[2].asset", "area"),
         ({"colour": "red"}, "samples[2].colour", "unknown field"),
     ],
 )
@@ -196,3 +201,15 @@ def test_sample_rejects_naive_time_and_nan() -> None:
         Sample(ASSET, "x", datetime(2026, 1, 1), 1.0)
     with pytest.raises(ValueError, match="finite"):
         Sample(ASSET, "x", T0, float("nan"))
+
+
+@pytest.mark.parametrize("name", ["x\n", "x\r\n", "\nx", "x\n\n"])
+def test_names_with_line_breaks_are_invalid_everywhere(name: str) -> None:
+    """Every name check (segment, signal, id, asset path) is a whole-string match."""
+    from zhizao.model import AssetPath, valid_id, valid_segment, valid_signal
+
+    assert not valid_segment(name) and not valid_signal(name) and not valid_id(name)
+    with pytest.raises(ValueError):
+        AssetPath.parse(f"p/a/l/{name}")
+    with pytest.raises(ValueError):
+        Sample(ASSET, name, T0, 1.0)
