@@ -199,7 +199,9 @@ def _known_scope(reg: ModelRegistry, scope: str | None, action: str) -> str:
 def models(args: argparse.Namespace) -> int:
     reg = ModelRegistry(args.registry)
     if args.action == "list":
-        scopes = [args.scope] if args.scope else reg.scopes()
+        # a scope the registry has no model of is refused like by show/promote/rollback (and like
+        # an unknown KPI scope): exit 2, naming the scopes that have models
+        scopes = [_known_scope(reg, args.scope, "list")] if args.scope else reg.scopes()
         if not scopes:
             print(f"no models in {reg.root}")
         for scope in scopes:

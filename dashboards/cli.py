@@ -2,8 +2,10 @@
 
 * ``generate [--out DIR]`` writes ``generated/<uid>.json`` from the Python boards.
 * ``check`` fails (exit 1) when the committed JSON is stale or a board breaks the structure rules;
-  with ``--influx-url`` it also runs every panel's query against that InfluxDB over the last
-  ``--hours`` and fails on any query that errors or returns no rows.
+  with ``--influx-url`` it also runs every panel's query against that InfluxDB over ``--hours``
+  (default 8) ending at ``--end`` — by default the newest sample in the database (simulated data
+  is stamped in the scenario's time, not now), else ``now`` or a given time — says which window
+  it used and where the data lies, and fails on any query that errors or returns no rows.
 * ``push --url URL --token TOKEN [--influx-url ...]`` publishes to an existing Grafana (idempotent:
   datasource and folder created when missing, dashboards overwritten by uid).
 
@@ -33,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--influx-url", help="also run every panel query against this InfluxDB")
     chk.add_argument("--database", default="zhizao")
     chk.add_argument("--influx-token", default=os.environ.get("ZHIZAO_INFLUX_TOKEN"))
-    chk.add_argument("--hours", type=float, default=8.0, help="time range to query (default: %(default)s)")
+    chk.add_argument("--hours", type=_hours, default=8.0,
+                     help="length of the time range to query, hours (default: %(default)s)")
+    chk.add_argument("--end", type=_end, default="latest", metavar="latest|now|TIME",
+                     help="end of the time range: 'latest' = the newest sample in the database (default; "
+                          "a simulator run is stamped in its scenario's time), 'now', or an RFC 3339 time "
+                          "with offset, e.g. 2026-11-23T08:00:00Z")
     chk.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                      help="template variable value (default: the first value found)")
     push = sub.add_parser("push", help="publish the dashboards to an existing Grafana")
@@ -46,6 +53,28 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--influx-token", default=os.environ.get("ZHIZAO_INFLUX_TOKEN"))
     push.add_argument("--folder", default="zhizao", help="folder uid and title (default: %(default)s)")
     return parser
+
+
+def _hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
+    if not 0 < hours <= 24 * 366:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {24 * 366} hours, got {text}")
+    return hours
+
+
+def _end(text: str) -> str | datetime:
+    if text in ("latest", "now"):
+        return text
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not 'latest', 'now' or an RFC 3339 time: {text!r}") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; append 'Z' for UTC")
+    return when.astimezone(UTC)
 
 
 def main(argv: list[str]) -> int:
@@ -75,15 +104,30 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _run_queries(args: argparse.Namespace) -> list[str]:
-    from dashboards.verify import InfluxQL, run_board
+    from dashboards.influxql import MEASUREMENT
+    from dashboards.verify import InfluxQL, data_span, run_board
 
     overrides = dict(v.split("=", 1) for v in args.var if "=" in v)
-    end = datetime.now(UTC)
-    start = end - timedelta(hours=args.hours)
     client = InfluxQL(args.influx_url, args.database, args.influx_token)
     failed: list[str] = []
     try:
+        span = data_span(client, MEASUREMENT)
+        where = f'"{MEASUREMENT}" of database {args.database!r}'
+        held = f"samples in {where}: {_iso(span[0])} .. {_iso(span[1])}" if span else f"no samples in {where}"
+        if isinstance(args.end, datetime):
+            end, how = args.end, "ending at --end"
+        elif args.end == "latest" and span is not None:
+            # just past the newest sample: the time filter's end is exclusive
+            end, how = span[1] + timedelta(seconds=1), "ending at the newest sample"
+        else:
+            end, how = datetime.now(UTC), "ending now"
+        start = end - timedelta(hours=args.hours)
+        print(f"window {_iso(start)} .. {_iso(end)} ({args.hours:g} h {how}); {held}")
         for doc in boards().values():
             for run in run_board(client, doc, start, end, overrides=overrides):
                 status = "ok" if run.ok else f"FAIL {run.error or 'no rows'}"
@@ -92,6 +136,15 @@ def _run_queries(args: argparse.Namespace) -> list[str]:
                     failed.append(f"{run.board} {run.where}: {run.error or 'no rows'}")
     finally:
         client.close()
+    note = None
+    if failed and span is None:
+        note = f"{held}: every panel is empty until data arrives (check --influx-url and --database)"
+    elif failed and span is not None and (span[1] < start or span[0] >= end):
+        note = (f"the window {_iso(start)} .. {_iso(end)} holds no samples ({held}): "
+                "run with --end latest (the default) or an --end inside the data")
+    if note is not None:
+        print(f"problem: {note}", file=sys.stderr)
+        failed.append(note)
     return failed
 
 

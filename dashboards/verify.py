@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -59,6 +59,21 @@ class InfluxQL:
         result = (body.get("results") or [{}])[0]
         error = result.get("error") or body.get("error")
         return list(result.get("series") or []), error
+
+
+def data_span(client: InfluxQL, measurement: str) -> tuple[datetime, datetime] | None:
+    """The times of the oldest and the newest point of ``measurement`` (any series), or ``None``
+    when it holds none. ``quality`` is the field every sample carries."""
+    found: list[datetime] = []
+    for selector in ("first", "last"):
+        series, error = client.run(f'SELECT {selector}("quality") FROM "{measurement}"')
+        if error is not None:
+            raise Unavailable(f"InfluxDB could not tell the time span of {measurement!r}: {error}")
+        values = [v for s in series for v in (s.get("values") or [])]
+        if not values:
+            return None
+        found.append(datetime.fromtimestamp(values[0][0] / 1000, UTC))
+    return found[0], found[1]
 
 
 def rows(series: list[dict[str, Any]]) -> int:

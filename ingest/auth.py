@@ -82,8 +82,25 @@ class TokenFile:
         return self._by_hash.get(_hash(token))
 
     def create(self, name: str, scopes: list[Scope]) -> tuple[str, TokenRecord]:
-        """Add a token; returns ``(token, record)`` — the token itself is never stored."""
+        """Add a token; returns ``(token, record)`` — the token itself is never stored.
+
+        ``ValueError`` (nothing written) for a name that is empty, only blanks, has surrounding
+        blanks or control characters (``token list`` prints tab-separated lines), or that an active
+        (not revoked) token already has: a name says whom a token is for, so two live tokens of one
+        name cannot be told apart when one must be revoked. A revoked token's name may be reused.
+        """
+        if not name.strip():
+            raise ValueError("--name must not be empty: it says whom the token is for (e.g. agent-7)")
+        if name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError(f"--name {name!r} must not start or end with blanks nor contain control "
+                             "characters (tabs, newlines)")
         self._reload(force=True)
+        taken = [r for r in self._records if r.name == name and r.revoked is None]
+        if taken:
+            ids = ", ".join(r.id for r in taken)
+            raise ValueError(f"an active token named {name!r} already exists in {self.path} (id {ids}); "
+                             f"choose another name, or revoke it first (zhizao ingest token revoke "
+                             f"{taken[0].id}) to issue a new one under this name")
         token_id = secrets.token_hex(4)
         token = f"zz_{token_id}_{secrets.token_urlsafe(32)}"
         record = TokenRecord(token_id, name, sorted({s.value for s in scopes}), _hash(token),

@@ -10,7 +10,8 @@ The tokens file is ``auth.tokens_file``; a relative path is taken against the wo
 by ``serve`` and ``token`` alike (as every path in a zhizao config, see ``zhizao.config``).
 
 Exit codes: 0 ok, 1 failure (``token list``/``token revoke`` without a tokens file, unknown token
-id), 2 usage or configuration error.
+id), 2 usage or configuration error (``token create`` with an empty name or the name of an active
+token).
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "create":
             scopes = [Scope(s) for s in (args.scope or ["write"])]
-            token, record = tokens.create(args.name, scopes)
+            try:
+                token, record = tokens.create(args.name, scopes)
+            except ValueError as exc:
+                print(f"zhizao ingest token create: {exc}", file=sys.stderr)
+                return 2
             print(token)
             print(f"# id {record.id}, name {record.name}, scopes {','.join(record.scopes)}; "
                   f"stored hashed in {tokens.path} — copy it now, it is not shown again", file=sys.stderr)

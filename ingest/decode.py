@@ -12,7 +12,9 @@ stamp from a cache of validated seconds; a timestamp shared by several signals o
 read once. Values are converted only on their non-float rows. The fast path only ever
 *accepts*: the moment anything looks wrong (envelope or any sample), the whole document is
 decoded again by ``decode_batch_lenient`` itself, so every rejection — and its message — is the
-reference one. A differential test (``tests/ingest/test_decode.py``) checks both agree.
+reference one (but one: a number beyond a double's range, which the reference calls invalid JSON
+at a character offset, is refused the same, naming its field and sample — :class:`OutOfRange`).
+A differential test (``tests/ingest/test_decode.py``) checks both agree.
 
 Version 2 (samples grouped into series) is the cheaper one to read: msgspec decodes two flat
 arrays per series, and asset, signal, unit and quality are checked once per series, not once
@@ -21,6 +23,9 @@ per sample.
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain, compress, count, repeat
 from operator import is_
@@ -310,8 +315,98 @@ def _series_values(series: list[_WireSeries], values: list[float | int | bool | 
     return (vtype, numbers, texts), uniform
 
 
+class OutOfRange(WireFormatError):
+    """A JSON number beyond a 64-bit float's range (``1e400``): JSON's grammar allows it, but it
+    would read as infinity. The shared wire rules (``zhizao.wire``, the gateway) refuse the whole
+    document as not valid JSON, so ingest does too — with the place named: ``path`` is the field
+    (``samples[3].value``, ``series[1].value[4]``) and ``sample`` the sample's index in the batch
+    (counting as rejections do), or ``None`` when the number is not in a sample."""
+
+    def __init__(self, path: str, message: str, sample: int | None) -> None:
+        super().__init__(path, message)
+        self.sample = sample
+
+
+class _Huge(str):
+    """The literal text of a JSON number beyond a double's range."""
+
+
+def _float(text: str) -> float | _Huge:
+    value = float(text)
+    return _Huge(text) if math.isinf(value) else value
+
+
+def _int(text: str) -> int | _Huge:
+    try:
+        value = int(text)
+        float(value)  # orjson reads an integer beyond 64 bits as a float: too large, it is infinity
+    except (ValueError, OverflowError):  # ValueError: more digits than int() reads
+        return _Huge(text)
+    return value
+
+
+def _no_constant(text: str) -> None:
+    raise ValueError(f"{text} is not JSON")
+
+
+def out_of_range(raw: bytes) -> OutOfRange | None:
+    """The first number in ``raw`` (a document JSON-wise valid but for numbers beyond a double's
+    range) that would read as infinity, as an :class:`OutOfRange`; ``None`` when there is none or
+    the document is not valid JSON for another reason. Slow (the standard library's parser): only
+    for explaining a refusal."""
+    try:
+        doc = json.loads(raw, parse_float=_float, parse_int=_int, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+    found = _first_huge(doc, [])
+    if found is None:
+        return None
+    text, where = found
+    path = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(where))
+    sample: int | None = None
+    if len(where) >= 3 and where[0] == "samples" and isinstance(where[1], int):
+        sample = where[1]
+    elif len(where) >= 3 and where[0] == "series" and isinstance(where[1], int) and isinstance(doc, dict):
+        before = sum(len(e["value"]) for e in doc["series"][:where[1]]
+                     if isinstance(e, dict) and isinstance(e.get("value"), list))
+        sample = before + where[3] if len(where) == 4 and where[2] in ("ts", "value") and \
+            isinstance(where[3], int) else None
+    which = f" (sample {sample} of the batch, counting from 0)" if sample is not None else ""
+    return OutOfRange(path, f"the number {text[:40]} is beyond the range of a 64-bit float (about "
+                            f"±1.8e308) and would read as infinity{which}. The batch is refused as a "
+                            "whole: nothing of it was stored, and resending it unchanged cannot succeed",
+                       sample)
+
+
+def _first_huge(node: object, where: list[str | int]) -> tuple[str, list[str | int]] | None:
+    """Depth first in document order: the first :class:`_Huge` under ``node`` and its path."""
+    if isinstance(node, _Huge):
+        return str(node), where
+    items: Iterable[tuple[str | int, object]]
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return None
+    for key, child in items:
+        found = _first_huge(child, [*where, key])
+        if found is not None:
+            return found
+    return None
+
+
 def _reference(raw: bytes, max_bytes: int) -> DecodedBatch:
-    batch, rejected = decode_batch_lenient(raw, max_bytes=max_bytes)
+    try:
+        batch, rejected = decode_batch_lenient(raw, max_bytes=max_bytes)
+    except WireFormatError as exc:
+        # the reference's words for it are orjson's ("number is infinity when parsed as double:
+        # line 1 column 261"): name the field and the sample instead
+        if not exc.path and exc.message.startswith("not valid JSON"):
+            located = out_of_range(raw)
+            if located is not None:
+                raise located from None
+        raise
     frame = SampleFrame.from_samples(batch.samples)
     return DecodedBatch(batch.producer, batch.batch_id, batch.seq, frame, rejected,
                         len(batch.samples) + len(rejected))

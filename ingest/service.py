@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ingest.decode import DecodedBatch, Decoder
+from ingest.decode import DecodedBatch, Decoder, OutOfRange
 from ingest.metrics import Metrics
 from ingest.problems import Problem
 from ingest.ratelimit import RateLimiter
@@ -202,5 +202,9 @@ def _wire_problem(exc: WireFormatError, max_bytes: int) -> Problem:
     if "larger than" in exc.message or "inflates to more than" in exc.message:
         return Problem(413, f"{exc}; the limit is {max_bytes} bytes", reason="body_too_large",
                        limit=max_bytes)
-    return Problem(400, f"invalid batch: {exc}", reason="wire_format",
-                   errors=[{"field": exc.path, "message": exc.message}])
+    error: dict[str, object] = {"field": exc.path, "message": exc.message}
+    if isinstance(exc, OutOfRange) and exc.sample is not None:
+        # "sample", never "index": a 400 whose errors carry an "index" reads to the agent's HTTP uplink
+        # as per-sample rejections (the rest stored), which this whole-batch refusal is not
+        error["sample"] = exc.sample
+    return Problem(400, f"invalid batch: {exc}", reason="wire_format", errors=[error])

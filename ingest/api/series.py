@@ -24,7 +24,7 @@ _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0
 
 def parse_duration(text: str) -> timedelta:
     """``"60s"``, ``"5m"``, ``"1h"``, ``"250ms"`` or plain seconds; ``ValueError`` otherwise."""
-    m = _DURATION.match(text.strip())
+    m = _DURATION.fullmatch(text.strip())
     if not m:
         raise ValueError(f"duration {text!r} is not like 60s, 5m, 1h, 250ms")
     seconds = float(m.group(1)) * _UNITS[m.group(2)]
@@ -69,6 +69,9 @@ async def get_series(
 ) -> Response:
     """Points of the signals of one machine or everything under a line/area/site, in time order.
 
+    One series per (asset, signal, unit): a signal reported in two units, or whose unit changed in
+    the range, comes as two series, each with its unit (samples without a unit as one more, unit
+    ``null``) — never mixed in one; sorted by asset, signal, unit (``null`` first).
     Raw: the earliest ``limit`` points per series. Bucketed: one point per non-empty bucket aligned
     to the epoch, at most ``limit``; strings are aggregated with ``last`` (``count`` counts them).
     """
@@ -79,7 +82,7 @@ async def get_series(
     try:
         q = SeriesQuery(asset=asset, start=_aware(start, "start"), end=_aware(end, "end"),
                         signals=tuple(signal or ()), agg=agg,
-                        bucket=parse_duration(bucket) if bucket else None, limit=limit)
+                        bucket=parse_duration(bucket) if bucket else None, limit=limit, by_unit=True)
     except ValueError as exc:
         raise Problem(422, str(exc), reason="bad_query") from None
     result = await store.query(q)

@@ -189,6 +189,11 @@ class SeriesQuery:
     start; ``bucket`` defaults to, and is widened to, ``ceil((end - start) / limit)`` so a series
     never has more than ``limit`` points. ``mean``/``min``/``max`` apply to numbers and booleans;
     string series are aggregated with ``last`` whatever ``agg`` says (``count`` counts them).
+
+    ``by_unit``: one series per (asset, signal, unit) — samples without a unit form their own —
+    so a signal reported in two units, or whose unit changed, never mixes them (each series has
+    its unit, ``limit`` applies to each); sorted by (asset, signal, unit), no unit first. Without
+    it (the default, what KPIs and models read) a signal is one series whatever its units.
     """
 
     asset: str
@@ -198,6 +203,7 @@ class SeriesQuery:
     agg: Agg | None = None
     bucket: timedelta | None = None
     limit: int = 100_000
+    by_unit: bool = False
 
     def __post_init__(self) -> None:
         check_asset_prefix(self.asset)
@@ -325,6 +331,11 @@ class EventQuery:
     limit: int = 1000
 
 
+def series_order(s: Series) -> tuple[str, str, bool, str]:
+    """The order of query results: asset, signal, then unit (no unit first; by code point)."""
+    return s.asset, s.signal, s.unit is not None, s.unit or ""
+
+
 def asset_matches(asset: str, prefix: str) -> bool:
     return asset == prefix or asset.startswith(prefix + "/")
 
@@ -356,7 +367,8 @@ class Store(Protocol):
         """The result recorded for ``key`` if that batch was stored before."""
 
     async def query(self, q: SeriesQuery) -> list[Series]:
-        """Series matching ``q``, sorted by (asset, signal)."""
+        """Series matching ``q``, sorted by (asset, signal) — and unit (:func:`series_order`) with
+        ``q.by_unit``."""
 
     async def latest(self, asset: str) -> list[LatestValue]:
         """The most recent value of each signal of machine ``asset`` (4-level path), by signal."""

@@ -88,6 +88,29 @@ def test_models_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no version '9'; versions: v0001, v0002" in capsys.readouterr().err
 
 
+def test_models_list_of_an_unknown_scope_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``models list SCOPE`` for a scope without models: not an empty success but a usage error
+    (exit 2, as ``show``/``promote``/``rollback`` and an unknown KPI scope), naming the scopes that
+    have models; a known scope lists only its own versions."""
+    r = ["--registry", str(tmp_path)]
+    assert main(["models", "list", "plant1/press/line1/m9", *r]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert (f"no models for 'plant1/press/line1/m9' in {tmp_path}; "
+            "known scopes: none (the registry is empty)") in out.err
+    reg = ModelRegistry(tmp_path)
+    reg.save(SCOPE, model(0))
+    reg.save(f"{SCOPE}#energy", model(1))
+    assert main(["models", "list", "plant1/press/line1/m9", *r]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert (f"zhizao analytics models: SCOPE: no models for 'plant1/press/line1/m9' in {tmp_path}; "
+            f"known scopes: {SCOPE}, {SCOPE}#energy") in out.err
+    assert main(["models", "list", SCOPE, *r]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"* {SCOPE} v0001 robust_z rows=300 "
+                                                    f"created={reg.metadata(SCOPE).created:%Y-%m-%dT%H:%M:%SZ}"]
+
+
 @pytest.mark.parametrize("given", ["2", "v2", "v0002", "V02"])
 def test_models_promote_takes_a_bare_number(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             given: str) -> None:

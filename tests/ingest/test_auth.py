@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -13,6 +16,8 @@ from ingest.cli import _parser, main
 from ingest.settings import load_settings
 from ingest.testing import create_token, run_server, server_settings
 from tests.ingest.helpers import assert_problem, batch, post, stored_count
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_tokens_and_scopes(tmp_path: Path) -> None:
@@ -143,3 +148,54 @@ def test_token_cli_list_without_tokens_file_says_so(
     assert "no tokens file" in err and str(tmp_path / "tokens.json") in err
     assert main(["token", "revoke", "abcd", "--config", str(config)]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def _zhizao(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real command line, ``python -m zhizao ...``, in a subprocess."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "zhizao", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_token_create_refuses_an_empty_name(tmp_path: Path, name: str) -> None:
+    config = _config(tmp_path)
+    done = _zhizao("ingest", "token", "create", "--name", name, "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 2, done
+    assert done.stdout == ""  # no token printed
+    assert "--name must not be empty" in done.stderr
+    assert not (tmp_path / "tokens.json").exists()
+
+
+def test_token_create_refuses_the_name_of_an_active_token(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    first = _zhizao("ingest", "token", "create", "--name", "agent-7", "--config", str(config), cwd=tmp_path)
+    assert first.returncode == 0, first
+    token_id = first.stdout.strip().split("_")[1]
+    again = _zhizao("ingest", "token", "create", "--name", "agent-7", "--scope", "read", "--config",
+                    str(config), cwd=tmp_path)
+    assert again.returncode == 2, again
+    assert again.stdout == ""
+    assert f"an active token named 'agent-7' already exists in {tmp_path / 'tokens.json'} (id {token_id})" \
+        in again.stderr
+    assert f"zhizao ingest token revoke {token_id}" in again.stderr
+    listed = _zhizao("ingest", "token", "list", "--config", str(config), cwd=tmp_path)
+    assert [line.split("\t")[1] for line in listed.stdout.splitlines()] == ["agent-7"]
+    # another name is fine; once revoked, the name may be issued again (rotation)
+    assert _zhizao("ingest", "token", "create", "--name", "agent-8", "--config", str(config),
+                   cwd=tmp_path).returncode == 0
+    revoked = _zhizao("ingest", "token", "revoke", token_id, "--config", str(config), cwd=tmp_path)
+    assert revoked.returncode == 0, revoked
+    reissued = _zhizao("ingest", "token", "create", "--name", "agent-7", "--config", str(config),
+                       cwd=tmp_path)
+    assert reissued.returncode == 0, reissued
+    names = [line.split("\t")[1] for line in
+             _zhizao("ingest", "token", "list", "--config", str(config), cwd=tmp_path).stdout.splitlines()]
+    assert sorted(names) == ["agent-7", "agent-7", "agent-8"]  # the revoked one and its successor
+
+
+def test_token_create_refuses_control_characters_in_the_name(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    assert main(["token", "create", "--name", "agent\t7", "--config", str(config)]) == 2
+    assert main(["token", "create", "--name", " agent-7", "--config", str(config)]) == 2
+    assert not (tmp_path / "tokens.json").exists()

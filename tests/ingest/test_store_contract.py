@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.storage.base import Agg, BatchKey, EventQuery, SampleFrame, SeriesQuery, Store
+from ingest.storage.base import Agg, BatchKey, EventQuery, SampleFrame, Series, SeriesQuery, Store
 from tests.ingest.conftest import M1, M2, OTHER_LINE, T0, make_store, sample
 from zhizao.events import Event, EventSource, EventState
-from zhizao.model import Quality
+from zhizao.model import Quality, Sample
 
 
 def q(asset: str, start: float, end: float, **kw: object) -> SeriesQuery:
@@ -274,3 +274,68 @@ async def test_awkward_values_round_trip_exactly(store: Store) -> None:
     assert series["parts_total"].values() == [2**53, -2**40, 0]
     assert series["state"].values() == texts
     assert series["melt_temp"].timestamps() == [T0 - timedelta(seconds=86_400 * 365 * 60)]
+
+
+def _mixed_units() -> list[Sample]:
+    """cnc-1's power in kW (0-9 s), then in W (10-19 s), and without a unit (0.5 s, 1.5 s, 20-24 s);
+    its temperature in two units whose names need quoting and sort by code point; cnc-2's power
+    in one unit."""
+    return [
+        *(sample(M1, "power", i, float(i), "kW") for i in range(10)),
+        *(sample(M1, "power", i, i * 1000.0, "W", Quality.UNCERTAIN if i == 12 else Quality.GOOD)
+          for i in range(10, 20)),
+        sample(M1, "power", 0.5, -1.0), sample(M1, "power", 1.5, -2.0),
+        *(sample(M1, "power", i, 5.0) for i in range(20, 25)),
+        *(sample(M1, "temp", i, 20.0, "°C") for i in range(5)),
+        *(sample(M1, "temp", i, 68.0, "deg'F \\ x") for i in range(5, 10)),
+        *(sample(M2, "power", i, 2.0, "kW") for i in range(10)),
+    ]
+
+
+def _secs(s: Series) -> list[float]:
+    return [(t - T0).total_seconds() for t in s.timestamps()]
+
+
+async def test_by_unit_one_series_per_unit_raw(store: Store) -> None:
+    await store.write(SampleFrame.from_samples(_mixed_units()))
+    got = await store.query(q("plant/a1/line1", 0, 60, by_unit=True))
+    assert [(s.asset, s.signal, s.unit) for s in got] == [
+        (str(M1), "power", None), (str(M1), "power", "W"), (str(M1), "power", "kW"),
+        (str(M1), "temp", "deg'F \\ x"), (str(M1), "temp", "°C"), (str(M2), "power", "kW")]
+    none, watt, kilo, fahrenheit, celsius, other = got
+    assert (_secs(none), none.values()) == ([0.5, 1.5, 20, 21, 22, 23, 24], [-1.0, -2.0, *[5.0] * 5])
+    assert (_secs(watt), watt.values()) == (list(range(10, 20)), [i * 1000.0 for i in range(10, 20)])
+    assert watt.quality is not None and watt.quality.tolist()[2] == "uncertain"
+    assert (_secs(kilo), kilo.values()) == (list(range(10)), [float(i) for i in range(10)])
+    assert fahrenheit.values() == [68.0] * 5 and celsius.values() == [20.0] * 5
+    assert other.values() == [2.0] * 10
+    # the limit applies to each unit's series
+    got = await store.query(q(str(M1), 0, 60, signals=("power",), by_unit=True, limit=3))
+    assert [(s.unit, _secs(s)) for s in got] == [(None, [0.5, 1.5, 20]), ("W", [10, 11, 12]),
+                                                   ("kW", [0, 1, 2])]
+    # without by_unit (what KPIs and models read): one series per signal, every point in time order
+    merged = await store.query(q(str(M1), 0, 60, signals=("power",)))
+    assert len(merged) == 1
+    assert _secs(merged[0]) == sorted([*range(25), 0.5, 1.5])
+
+
+async def test_by_unit_one_series_per_unit_bucketed(store: Store) -> None:
+    await store.write(SampleFrame.from_samples(_mixed_units()))
+    expected = {  # per unit (none, W, kW): values of the 10-s buckets
+        Agg.MEAN: ([-1.5, 5.0], [14500.0], [4.5]), Agg.MIN: ([-2.0, 5.0], [10000.0], [0.0]),
+        Agg.MAX: ([-1.0, 5.0], [19000.0], [9.0]), Agg.LAST: ([-2.0, 5.0], [19000.0], [9.0]),
+        Agg.COUNT: ([2, 5], [10], [10]),
+    }
+    for agg, (none, watt, kilo) in expected.items():
+        got = await store.query(q(str(M1), 0, 60, signals=("power",), agg=agg, bucket=timedelta(seconds=10),
+                                  by_unit=True))
+        assert [(s.unit, _secs(s), s.values()) for s in got] == [
+            (None, [0, 20], none), ("W", [10], watt), ("kW", [0], kilo)], agg
+    got = await store.query(q(str(M1), 0, 60, signals=("power",), agg=Agg.MEAN, bucket=timedelta(seconds=5),
+                              by_unit=True, limit=1000))
+    assert [(s.unit, _secs(s)) for s in got] == [(None, [0, 20]), ("W", [10, 15]), ("kW", [0, 5])]
+    # the limit widens the bucket (60 s in 2 points: 30 s) and bounds each unit's series
+    got = await store.query(q(str(M1), 0, 60, signals=("power",), agg=Agg.COUNT, by_unit=True, limit=2))
+    assert [(s.unit, s.values()) for s in got] == [(None, [7]), ("W", [10]), ("kW", [10])]
+    merged = await store.query(q(str(M1), 0, 60, signals=("power",), agg=Agg.COUNT, limit=2))
+    assert [s.values() for s in merged] == [[27]]

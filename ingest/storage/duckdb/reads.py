@@ -39,8 +39,16 @@ def _where(q: SeriesQuery) -> tuple[str, list[Any]]:
     return " AND ".join(where), params
 
 
+def _key(q: SeriesQuery) -> tuple[str, str]:
+    """What makes one series (``GROUP BY``/``PARTITION BY``) and its order (``ORDER BY``)."""
+    if q.by_unit:
+        return "asset, signal, unit", "asset, signal, unit NULLS FIRST"
+    return "asset, signal", "asset, signal"
+
+
 def _bucket_sql(q: SeriesQuery, cond: str) -> str:
     assert q.agg is not None
+    key, order = _key(q)
     b = q.bucket_us()
     agg = {
         Agg.MEAN: "avg(value)", Agg.MIN: "min(value)", Agg.MAX: "max(value)",
@@ -53,12 +61,13 @@ def _bucket_sql(q: SeriesQuery, cond: str) -> str:
         vtype, vstr = f"(CASE WHEN {last_vt} = 3 THEN 3 ELSE 0 END)::UTINYINT", "arg_max(value_str, ts)"
     else:
         vtype, vstr = last_vt, "arg_max(value_str, ts)"
+    unit = "unit" if q.by_unit else "arg_max(unit, ts)"
     return (
         f"SELECT asset, signal, (epoch_us(ts) // {b}) * {b} AS t, {vtype} AS vt, {agg}::DOUBLE AS value, "
-        f"{vstr} AS value_str, arg_max(unit, ts) AS unit FROM samples WHERE {cond} "
-        f"GROUP BY asset, signal, t "
-        f"QUALIFY row_number() OVER (PARTITION BY asset, signal ORDER BY t) <= {int(q.limit)} "
-        "ORDER BY asset, signal, t")
+        f"{vstr} AS value_str, {unit} AS unit FROM samples WHERE {cond} "
+        f"GROUP BY {key}, t "
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY t) <= {int(q.limit)} "
+        f"ORDER BY {order}, t")
 
 
 def run_query(cur: duckdb.DuckDBPyConnection, q: SeriesQuery) -> list[Series]:
@@ -70,24 +79,29 @@ def run_query(cur: duckdb.DuckDBPyConnection, q: SeriesQuery) -> list[Series]:
             return []
         assets = table.column("asset").to_numpy(zero_copy_only=False)
         signals = table.column("signal").to_numpy(zero_copy_only=False)
-        change = np.flatnonzero((assets[1:] != assets[:-1]) | (signals[1:] != signals[:-1])) + 1
+        new = (assets[1:] != assets[:-1]) | (signals[1:] != signals[:-1])
+        if q.by_unit:
+            units = table.column("unit").to_numpy(zero_copy_only=False)
+            new |= units[1:] != units[:-1]
+        change = np.flatnonzero(new) + 1
         starts = [0, *change.tolist()]
         groups = [(str(assets[i]), str(signals[i])) for i in starts]
         sizes = np.diff([*starts, table.num_rows]).tolist()
         return _build(table, groups, sizes, with_quality=False)
+    key, order = _key(q)
     cur.execute("BEGIN TRANSACTION")  # one snapshot for the counts and the rows
     try:
         counts = cur.execute(
-            f"SELECT asset, signal, count(*) FROM samples WHERE {cond} GROUP BY asset, signal "
-            "ORDER BY asset, signal", params).fetchall()
+            f"SELECT asset, signal, count(*) FROM samples WHERE {cond} GROUP BY {key} "
+            f"ORDER BY {order}", params).fetchall()
         if not counts:
             return []
         limited = any(n > q.limit for _, _, n in counts)
-        qualify = (f"QUALIFY row_number() OVER (PARTITION BY asset, signal ORDER BY ts) <= {int(q.limit)} "
+        qualify = (f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY ts) <= {int(q.limit)} "
                    if limited else "")
         table = cur.sql(
             f"SELECT epoch_us(ts) AS t, {_VT} AS vt, value, value_str, unit, {_QC} AS qc FROM samples "
-            f"WHERE {cond} {qualify}ORDER BY asset, signal, t", params=params).to_arrow_table()
+            f"WHERE {cond} {qualify}ORDER BY {order}, t", params=params).to_arrow_table()
     finally:
         cur.execute("COMMIT")
     return _build(table, [(a, s) for a, s, _ in counts], [min(n, q.limit) for _, _, n in counts],

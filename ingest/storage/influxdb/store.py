@@ -37,12 +37,22 @@ from ingest.storage.base import (
     WriteResult,
     decode_value,
     from_us,
+    series_order,
     to_us,
 )
 from ingest.storage.events_common import event_matches
 from ingest.storage.influxdb.http1 import WritePool, tls_context
 from ingest.storage.influxdb.lineproto import LineCache, field_str, frame_lines, tag_value
-from ingest.storage.influxdb.query import TAGS, parse_series, prefix_condition, quote, series_sql
+from ingest.storage.influxdb.query import (
+    TAGS,
+    aggregate_rows,
+    parse_series,
+    prefix_condition,
+    quote,
+    series_condition,
+    series_sql,
+    units_sql,
+)
 from zhizao.errors import ConfigError, StoreUnavailable
 from zhizao.events import Event
 from zhizao.model import LEVELS, Quality
@@ -146,6 +156,10 @@ class InfluxStore:
 
     async def influxql(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
         """Run InfluxQL; returns the ``series`` of the first statement (``[]`` when empty)."""
+        return (await self.influxql_all(q, write=write))[0]
+
+    async def influxql_all(self, q: str, *, write: bool = False) -> list[list[dict[str, Any]]]:
+        """Run InfluxQL (one or more statements); the ``series`` of each statement, in order."""
         params = {**self._params, "epoch": "u"}
         params.pop("rp", None)
         try:  # credentials stay in the query string (1.x reads u/p only there); q in the body for POST
@@ -157,12 +171,14 @@ class InfluxStore:
             raise StoreUnavailable(f"InfluxDB query answered {resp.status_code}: {resp.text[:300]}")
         doc = orjson.loads(resp.content)
         results = doc.get("results") or [{}]
-        if "error" in results[0]:
-            if "database not found" in results[0]["error"]:
-                return []
-            raise StoreUnavailable(f"InfluxDB query error: {results[0]['error']}")
-        series: list[dict[str, Any]] = results[0].get("series", [])
-        return series
+        out: list[list[dict[str, Any]]] = []
+        for result in results:
+            if "error" in result:
+                if "database not found" in result["error"]:
+                    return [[] for _ in results]
+                raise StoreUnavailable(f"InfluxDB query error: {result['error']}")
+            out.append(result.get("series", []))
+        return out
 
     async def ping(self) -> None:
         """``/ping`` answers, and an empty write is not refused for credentials (401/403)."""
@@ -309,10 +325,69 @@ class InfluxStore:
     # ---- reads ------------------------------------------------------------------------------
 
     async def query(self, q: SeriesQuery) -> list[Series]:
-        out = [parse_series(s, q.agg) for s in await self.influxql(series_sql(q, self.measurement))]
+        if not q.by_unit:
+            out = [parse_series(s, q.agg) for s in await self.influxql(series_sql(q, self.measurement))]
+        else:
+            out = await self._query_by_unit(q)
         out = [s for s in out if len(s)]
-        out.sort(key=lambda s: (s.asset, s.signal))
+        out.sort(key=series_order)
         return out
+
+    async def _query_by_unit(self, q: SeriesQuery) -> list[Series]:
+        """``q`` with one series per unit. The unit is a field, not a tag (bounded cardinality,
+        ``storage/README.md``), so InfluxDB cannot group by it: the query runs as without
+        ``by_unit``, beside a statement telling the units of each series; a series holding one
+        unit (or none) is answered from it, one holding several (rare) is queried again per unit
+        (``"unit" = '...'``) — its points without a unit, which no condition selects, are read raw
+        and split here (:func:`aggregate_rows` for bucketed queries)."""
+        merged, told = await asyncio.gather(
+            self.influxql(series_sql(q, self.measurement)), self.influxql_all(units_sql(q, self.measurement)))
+        counts, distinct = [*told, [], []][:2]
+        units: dict[tuple[str, ...], tuple[list[str], bool]] = {}
+        for s in distinct:
+            units[tuple(s["tags"][t] for t in TAGS)] = ([str(r[1]) for r in s["values"]], False)
+        for s in counts:
+            key = tuple(s["tags"][t] for t in TAGS)
+            _, n, with_unit = s["values"][0]
+            units[key] = (units.get(key, ([], False))[0], (with_unit or 0) < n)
+        out: list[Series] = []
+        for s in merged:
+            tags = s["tags"]
+            named, unitless = units.get(tuple(tags[t] for t in TAGS), ([], False))
+            if len(named) + unitless <= 1:
+                out.append(parse_series(s, q.agg))
+                continue
+            one = f"time >= {q.start_us * 1000} AND time < {q.end_us * 1000} AND {series_condition(tags)}"
+            for unit in named:
+                where = f'{one} AND "unit" = {quote(unit)}'
+                for part in await self.influxql(series_sql(q, self.measurement, where=where)):
+                    out.append(parse_series(part, q.agg))
+            if unitless:
+                out.append(await self._unitless(q, tags))
+        return out
+
+    async def _unitless(self, q: SeriesQuery, tags: dict[str, str], page: int = 100_000) -> Series:
+        """The points without a unit of the series ``tags`` name, answering ``q``: read raw in pages
+        of ``page`` points (every point of the series in the range, until ``q.limit`` unitless ones
+        for a raw query), the others skipped."""
+        columns = ["time", "value", "value_str", "vtype", "unit", "quality"]
+        fields = ", ".join(f'"{c}"' for c in columns[1:])
+        rows: list[list[Any]] = []
+        start_ns = q.start_us * 1000
+        while True:
+            got = await self.influxql(
+                f'SELECT {fields} FROM "{self.measurement}" WHERE time >= {start_ns} AND '
+                f"time < {q.end_us * 1000} AND {series_condition(tags)} ORDER BY time ASC LIMIT {page}")
+            values: list[list[Any]] = got[0]["values"] if got else []
+            unit = got[0]["columns"].index("unit") if got else 0
+            rows += [r for r in values if r[unit] is None]
+            if len(values) < page or (q.agg is None and len(rows) >= q.limit):
+                break
+            start_ns = (values[-1][0] + 1) * 1000  # InfluxDB keeps one point per series and time
+        if q.agg is None:
+            return parse_series({"tags": tags, "columns": columns, "values": rows[:q.limit]}, None)
+        return parse_series({"tags": tags, "columns": columns[:5],
+                             "values": aggregate_rows(rows, q.agg, q.bucket_us(), q.limit)}, q.agg)
 
     async def _last_rows(self, where: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
         rows = await self.influxql(
