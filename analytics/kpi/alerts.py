@@ -7,7 +7,6 @@ by machine or line, so debounce and the open/resolve lifecycle are the same as f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from ingest.storage.base import Store
 from zhizao.errors import StoreUnavailable
 from zhizao.events import Event, EventSource
 from zhizao.plant import PlantConfig
+from zhizao.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,7 @@ class KpiAlerter:
                 await emitter.emit(await self.evaluate(store, plant, cfg, utc(datetime.now())))
             except StoreUnavailable as exc:
                 log.warning("KPI alerts skipped this round: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+            await wait_event(stop, interval_s)
 
 
 def _site(plant: PlantConfig) -> str:

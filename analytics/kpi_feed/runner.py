@@ -17,6 +17,7 @@ from analytics.kpi_feed.config import FeedConfig
 from analytics.kpi_feed.feed import KpiFeed
 from ingest.storage.registry import open_store
 from zhizao.errors import StoreUnavailable
+from zhizao.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,7 @@ class Runner:
         while not self._stop.is_set():
             written = await self.tick()
             log.debug("KPI feed wrote %d samples", written)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval_s)
+            await wait_event(self._stop, self.interval_s)
 
 
 async def serve(cfg: FeedConfig) -> None:

@@ -20,7 +20,6 @@ ingest on a shared box).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from zhizao.backoff import Backoff
 from zhizao.errors import Rejected, StoreUnavailable, Unavailable
 from zhizao.events import Event
 from zhizao.model import LEVELS
+from zhizao.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,7 @@ class ScoringService:
                 if ok:
                     backoff.reset()
                 delay = self.cfg.interval_s if ok else max(self.cfg.interval_s, backoff.next())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                await wait_event(self._stop, delay)
 
     def _fail(self, kind: str, exc: BaseException) -> None:
         self.failures[kind] = self.failures.get(kind, 0) + 1
