@@ -11,6 +11,12 @@ makes a version active and remembers the previous one; ``rollback`` re-activates
 Writes go to a temp file then ``os.replace`` so a crash never leaves a half-written file.
 ``load`` verifies the artifact's SHA-256 and :func:`check_compatible` *before* unpickling it
 (joblib unpickles code: only load registries you trust).
+
+Trust: the SHA-256 in ``metadata.json`` sits beside the artifact, so it detects corruption, not
+tampering — whoever can write the registry can run code in every process that loads from it
+(the scoring service, ``zhizao demo``, ``analytics score --model``). Keep it writable by the
+trainer only (analytics/README.md, "Model registry: trust"). Names read from the registry's own
+files (``active.json``'s versions) are checked to be versions before they become paths.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +33,29 @@ import joblib
 from analytics.errors import ModelMismatch, RegistryError
 from analytics.registry.metadata import ModelMetadata, check_compatible, now
 from analytics.scoring.model import AnomalyModel
+from zhizao.model import valid_segment
+
+_VERSION_RE = re.compile(r"v[0-9]{4,}")
+
+
+_MODEL_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 def _slug(scope: str) -> str:
     s = scope.strip("/")
-    if not s or ".." in s.split("/"):
-        raise RegistryError(f"invalid scope {scope!r}")
+    path, hash_, model = s.partition("#")  # "<asset>#<model>": a machine's model other than health
+    if (not path or not all(valid_segment(level) and level != ".." for level in path.split("/"))
+            or (hash_ and not _MODEL_RE.fullmatch(model))):
+        raise RegistryError(f"invalid scope {scope!r}: levels of letters, digits, '_', '.', '-' "
+                            "separated by '/', optionally '#' and a model name")
     return s.replace("/", "__")
+
+
+def _version(text: object, where: str) -> str:
+    """``text`` if it is a version name (``v0001``); a :class:`RegistryError` naming ``where``."""
+    if not isinstance(text, str) or not _VERSION_RE.fullmatch(text):
+        raise RegistryError(f"{where}: {text!r} is not a model version (v0001, v0002, …)")
+    return text
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -64,7 +87,16 @@ class ModelRegistry:
         p = self._dir(scope) / "active.json"
         if not p.exists():
             return {"active": None, "history": []}
-        doc: dict[str, Any] = json.loads(p.read_text())
+        try:
+            doc = json.loads(p.read_text())
+        except (ValueError, OSError) as exc:
+            raise RegistryError(f"{p}: cannot read the active-version pointer ({exc})") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("history", []), list):
+            raise RegistryError(f"{p}: expected {{\"active\": \"v0001\", \"history\": [...]}}")
+        if doc.get("active") is not None:
+            _version(doc["active"], f"{p} active")
+        for v in doc.get("history", []):
+            _version(v, f"{p} history")
         return doc
 
     def _set_pointer(self, scope: str, active: str, history: list[str]) -> None:
@@ -77,6 +109,8 @@ class ModelRegistry:
 
     def metadata(self, scope: str, version: str | None = None) -> ModelMetadata:
         v = version or self.active(scope)
+        if v is not None:
+            _version(v, f"scope {scope!r}")
         if v is None:
             raise RegistryError(f"scope {scope!r} has no active model (versions: {self.versions(scope)})")
         p = self._dir(scope) / v / "metadata.json"

@@ -63,6 +63,36 @@ def test_refuses_a_tampered_artifact(tmp_path: Path) -> None:
         reg.load(SCOPE)
 
 
+@pytest.mark.parametrize("active", ["../../../tmp/evil", "v0001/../../x", "/etc", 7])
+def test_a_version_read_from_active_json_must_be_a_version(tmp_path: Path, active: object) -> None:
+    """``active.json`` is the registry's own file, but its names become paths: a hand-edited or
+    planted ``"../.."`` is refused, not followed to an artifact elsewhere (security review L7)."""
+    import json
+
+    reg = ModelRegistry(tmp_path)
+    reg.save(SCOPE, model())
+    (tmp_path / "plant1__press__line1__m1" / "active.json").write_text(
+        json.dumps({"active": active, "history": ["v0001"]}))
+    with pytest.raises(RegistryError, match="is not a model version"):
+        reg.load(SCOPE)
+    with pytest.raises(RegistryError, match="is not a model version"):
+        reg.metadata(SCOPE, "../v0001")
+
+
+def test_a_broken_active_json_is_named(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path)
+    reg.save(SCOPE, model())
+    (tmp_path / "plant1__press__line1__m1" / "active.json").write_text("{not json")
+    with pytest.raises(RegistryError, match=r"active\.json: cannot read"):
+        reg.active(SCOPE)
+
+
+@pytest.mark.parametrize("scope", ["plant1/../../x", "plant1/a b/l/m", "plant1/a\\b/l/m", "p/a/l/m\n"])
+def test_a_scope_is_an_asset_path(tmp_path: Path, scope: str) -> None:
+    with pytest.raises(RegistryError, match="invalid scope"):
+        ModelRegistry(tmp_path).save(scope, model())
+
+
 def test_models_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reg = ModelRegistry(tmp_path)
     reg.save(SCOPE, model(0))
