@@ -3,7 +3,13 @@
     zhizao agent --config agent.toml                 run (same as: zhizao agent run --config ...)
     zhizao agent check-config --config agent.toml    validate; print every problem with its key
     zhizao agent certs --config agent.toml           create (once) and show the client certificates
-    zhizao agent certs --config agent.toml --server  also show each server's certificate fingerprint
+    zhizao agent certs --config agent.toml --server  also show each server's certificate (to pin it)
+    zhizao agent certs --server opc.tcp://host:4840  show a server's certificates (no config needed)
+
+Before anything runs, the config is validated for this machine: the folders and files it names
+(``state_dir``, ``buffer.path``, ``deadletter.path``, ``token_file``, TLS files) are checked,
+each problem named by its key (exit 2). ``certs`` accepts a secure OPC UA connector with nothing
+pinned yet: it is how the server certificate to pin is found (trust on first use).
 
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
 """
@@ -36,10 +42,13 @@ def _parser() -> argparse.ArgumentParser:
         ("certs", "create (once) and show the agent's OPC UA client certificates"),
     ):
         s = sub.add_parser(name, help=text, description=text)
-        s.add_argument("--config", "-c", required=True, type=Path, help="agent TOML config")
+        s.add_argument("--config", "-c", required=name != "certs", type=Path, help="agent TOML config")
         if name == "certs":
             s.add_argument(
-                "--server", action="store_true", help="also fetch and show each server's certificate"
+                "--server", nargs="?", const=True, default=False, metavar="ENDPOINT",
+                help="also fetch and show each connector's server certificate (fingerprint, subject, "
+                     "validity, pinned or not); with opc.tcp://... that server's instead (no --config "
+                     "needed): to pin it before anything is trusted",
             )
     return p
 
@@ -56,8 +65,10 @@ def main(argv: list[str]) -> int:
         return 2
     from edge_agent.config import load_agent_config
 
+    if args.cmd == "certs":
+        return _certs(args.config, args.server)
     try:
-        cfg, digest = load_agent_config(args.config)
+        cfg, digest = load_agent_config(args.config, on_this_host=True)
     except ConfigError as exc:
         print(f"zhizao agent: {exc}", file=sys.stderr)
         return 2
@@ -68,21 +79,45 @@ def main(argv: list[str]) -> int:
             f"uplink: {cfg.uplink.type}"
         )
         return 0
-    logging.basicConfig(
-        level=getattr(logging, cfg.agent.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("asyncua").setLevel(logging.ERROR)
-    quiet_libraries()
+    _logging(cfg.agent.log_level)
     try:
-        if args.cmd == "certs":
-            from edge_agent.certs import show_certificates
-
-            return asyncio.run(show_certificates(cfg, fetch_server=args.server))
         return asyncio.run(_run(cfg, digest))
     except ZhizaoError as exc:  # e.g. a TLS file gone since the config was checked: one line
         log.error("agent failed: %s", exc)
         return 1
+
+
+def _certs(config: Path | None, server: bool | str) -> int:
+    from edge_agent.certs import show_certificates
+    from edge_agent.config import AgentConfig, load_agent_config
+
+    if isinstance(server, str) and not server.startswith("opc.tcp://"):
+        print(f"zhizao agent certs: --server takes an opc.tcp:// endpoint, not {server!r}", file=sys.stderr)
+        return 2
+    if config is None and not isinstance(server, str):
+        print("zhizao agent certs: give --config, or --server opc.tcp://... to see a server's "
+              "certificates", file=sys.stderr)
+        return 2
+    cfg: AgentConfig | None = None
+    if config is not None:
+        try:
+            cfg, _ = load_agent_config(config, on_this_host=True, untrusted_servers_ok=True)
+        except ConfigError as exc:
+            print(f"zhizao agent: {exc}", file=sys.stderr)
+            return 2
+    _logging(cfg.agent.log_level if cfg else "info")
+    try:
+        return asyncio.run(show_certificates(cfg, server=server))
+    except ZhizaoError as exc:  # e.g. the client certificate cannot be written: one line
+        log.error("agent certs failed: %s", exc)
+        return 1
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
+    quiet_libraries()
 
 
 async def _run(cfg: object, digest: str) -> int:

@@ -12,14 +12,21 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from edge_agent.buffer import BufferConfig
+from edge_agent.config_paths import (
+    check_file_in_writable_folder,
+    check_writable_folder,
+    host_context,
+    on_this_host,
+)
 from edge_agent.connectors.mqtt.config import MqttConnectorConfig
 from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
 from edge_agent.uplinks.http.config import HttpUplinkConfig
 from edge_agent.uplinks.mqtt.config import MqttUplinkConfig
-from zhizao.config import StrictModel, load_config
+from zhizao.config import StrictModel, read_document, validation_problems
+from zhizao.errors import ConfigError
 from zhizao.model import SEGMENT_PATTERN, valid_segment
 
 ConnectorConfig = Annotated[OpcUaConnectorConfig | MqttConnectorConfig, Field(discriminator="type")]
@@ -29,13 +36,21 @@ UplinkConfig = Annotated[HttpUplinkConfig | MqttUplinkConfig, Field(discriminato
 class AgentSection(StrictModel):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
     """Producer id of this agent's batches (ingest deduplicates on it): unique per box, stable."""
-    state_dir: Path = Path("/var/lib/zhizao")
+    state_dir: Path = Field(Path("."), validate_default=True)
+    """Buffer, dead-letter file, certificates, browse cache (defaults of their paths): an existing,
+    writable folder (checked on the machine that loads the config; never created). Default: the
+    working directory (the systemd unit's is ``/var/lib/zhizao``)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     site: str | None = Field(None, pattern=SEGMENT_PATTERN)
     """The agent's site: when set, the agent reports its own health every ``fleet_report_s`` as
     samples on ``<site>/fleet/agents/<id>`` through its uplink (:mod:`zhizao.fleet`, the *Edge
     fleet* dashboard's convention); unset, it does not (its metrics endpoint still has them)."""
     fleet_report_s: float = Field(30.0, gt=0)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir_exists(cls, v: Path, info: ValidationInfo) -> Path:
+        return check_writable_folder(v) if on_this_host(info) else v
 
     @model_validator(mode="after")
     def _id_is_a_fleet_segment(self) -> AgentSection:
@@ -47,8 +62,13 @@ class AgentSection(StrictModel):
 
 class DeadLetterConfig(StrictModel):
     path: Path | None = None
-    """Default ``<state_dir>/deadletter.jsonl``."""
+    """Default ``<state_dir>/deadletter.jsonl``; its folder must exist and be writable."""
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+
+    @field_validator("path")
+    @classmethod
+    def _folder_exists(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return check_file_in_writable_folder(v) if v is not None and on_this_host(info) else v
 
 
 class HealthConfig(StrictModel):
@@ -84,8 +104,23 @@ class AgentConfig(StrictModel):
         return self
 
 
-def load_agent_config(path: str | Path) -> tuple[AgentConfig, str]:
-    """The validated config and its hash (``sha256:`` of the file, first 12 hex digits)."""
-    cfg = load_config(AgentConfig, path)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+def load_agent_config(
+    path: str | Path, *, on_this_host: bool = False, untrusted_servers_ok: bool = False
+) -> tuple[AgentConfig, str]:
+    """The validated config and its hash (``sha256:`` of the file, first 12 hex digits).
+
+    ``on_this_host`` (``zhizao agent check-config``, ``certs``, run): also check, naming each key,
+    the paths on this machine — ``agent.state_dir`` an existing writable folder, ``buffer.path`` and
+    ``deadletter.path`` in one, ``uplink.token_file`` an existing readable file
+    (:mod:`edge_agent.config_paths`). ``untrusted_servers_ok`` (``certs``): a secure OPC UA connector
+    may have no pinned fingerprint or trust folder yet.
+    """
+    p = Path(path)
+    doc = read_document(p)
+    context = host_context(untrusted_servers_ok=untrusted_servers_ok) if on_this_host else None
+    try:
+        cfg = AgentConfig.model_validate(doc, context=context)
+    except ValidationError as exc:
+        raise ConfigError(str(p), validation_problems(exc)) from exc
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
     return cfg, f"sha256:{digest}"

@@ -35,7 +35,7 @@ async def _run(config_path: str) -> int:
     from gateway.config import load
     from gateway.service import Gateway
 
-    config = load(config_path)
+    config = load(config_path, on_this_host=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
         if args.check:
             from gateway.config import load
 
-            cfg = load(args.config)
+            cfg = load(args.config, on_this_host=True)
             print(f"configuration OK: gateway {cfg.id} at site {cfg.site}, broker {cfg.broker.host}:"
                   f"{cfg.broker.port}, ingest {cfg.uplink.http.url}")
             return 0

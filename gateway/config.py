@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from edge_agent.buffer import BufferConfig
+from edge_agent.config_paths import check_file_in_writable_folder, host_context, on_this_host
 from edge_agent.connectors.mqtt import BrokerConnection
 from edge_agent.mapping import JsonMapping
 from edge_agent.uplinks.http import HttpUplinkConfig
-from zhizao.config import StrictModel, load_config
+from zhizao.config import StrictModel, read_document, validation_problems
+from zhizao.errors import ConfigError
 from zhizao.model import SEGMENT_PATTERN
+
+_DEFAULT_BUFFER = "gateway-buffer.sqlite"
 
 
 class BrokerConfig(BrokerConnection):
@@ -70,18 +74,51 @@ class GatewayConfig(StrictModel):
     """Site of the gateway (its fleet asset ``<site>/fleet/gateways/<id>``), and of agents whose
     status message names no site."""
     broker: BrokerConfig
-    buffer: BufferConfig = Field(
-        default_factory=lambda: BufferConfig(path=Path("/var/lib/zhizao/gateway-buffer.sqlite"))
-    )
+    buffer: BufferConfig = Field(default_factory=lambda: {"path": _DEFAULT_BUFFER}, validate_default=True)
+    """Default path ``gateway-buffer.sqlite`` in the working directory (the systemd unit's is
+    ``/var/lib/zhizao``); its folder must exist and be writable on the machine that loads the config."""
     uplink: UplinkConfig
-    deadletter_path: Path = Path("/var/lib/zhizao/gateway-deadletter.jsonl")
+    deadletter_path: Path = Field(Path("gateway-deadletter.jsonl"), validate_default=True)
+    """Refused payloads and samples; default in the working directory; its folder must exist and be
+    writable on the machine that loads the config (never created)."""
     health: HealthConfig = Field(default_factory=HealthConfig)
     fleet_report_s: float = Field(30.0, gt=0)
     """Interval of the gateway's own fleet-health samples (``zhizao.fleet`` convention)."""
     window_samples: int = Field(10_000, ge=10, le=1_000_000)
     """Rows read at a time when moving an older gateway's frames into records at start."""
 
+    @field_validator("buffer", mode="before")
+    @classmethod
+    def _default_buffer_path(cls, v: object) -> object:
+        """``[buffer]`` without a path: the default one (checked like a given one)."""
+        if isinstance(v, dict) and v.get("path") is None:
+            return {**v, "path": _DEFAULT_BUFFER}
+        return v
 
-def load(path: str | Path) -> GatewayConfig:
-    """Read and validate a gateway config file; ``ConfigError`` lists every problem by key."""
-    return load_config(GatewayConfig, path)
+    @field_validator("buffer")
+    @classmethod
+    def _buffer_path(cls, v: BufferConfig) -> BufferConfig:
+        if v.path is None:  # a BufferConfig built in code without a path
+            v.path = Path(_DEFAULT_BUFFER)
+        return v
+
+    @field_validator("deadletter_path")
+    @classmethod
+    def _deadletter_folder(cls, v: Path, info: ValidationInfo) -> Path:
+        return check_file_in_writable_folder(v) if on_this_host(info) else v
+
+
+def load(path: str | Path, *, on_this_host: bool = False) -> GatewayConfig:
+    """Read and validate a gateway config file; ``ConfigError`` lists every problem by key.
+
+    ``on_this_host`` (``--check`` and the run): also check, naming each key, the paths on this
+    machine — ``buffer.path`` and ``deadletter_path`` in an existing writable folder,
+    ``uplink.http.token_file`` an existing readable file (:mod:`edge_agent.config_paths`);
+    without it a config meant for another machine (a container's) can be validated here.
+    """
+    p = Path(path)
+    try:
+        doc = read_document(p)
+        return GatewayConfig.model_validate(doc, context=host_context() if on_this_host else None)
+    except ValidationError as exc:
+        raise ConfigError(str(p), validation_problems(exc)) from exc

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from edge_agent.buffer.store import SqliteBuffer
+from edge_agent.config_paths import check_file_in_writable_folder, on_this_host
 from zhizao.config import StrictModel
 
 
@@ -15,7 +16,9 @@ class BufferConfig(StrictModel):
     """Where and how much to buffer; see ``edge_agent/sample-agent.toml`` for every option."""
 
     path: Path | None = None
-    """The SQLite file; the agent defaults it to ``<state_dir>/buffer.sqlite``."""
+    """The SQLite file; the agent defaults it to ``<state_dir>/buffer.sqlite``, the gateway to
+    ``gateway-buffer.sqlite`` in its working directory. Checked on the machine that loads the
+    config: its folder must exist and be writable (it is never created)."""
     max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     max_age_s: float = Field(7 * 86400.0, gt=0)
     overflow: Literal["drop_oldest", "reject_new"] = "drop_oldest"
@@ -23,6 +26,11 @@ class BufferConfig(StrictModel):
     commit_max_samples: int = Field(20_000, ge=1)
     synchronous: Literal["normal", "full"] = "full"
     on_corrupt: Literal["quarantine", "fail"] = "quarantine"
+
+    @field_validator("path")
+    @classmethod
+    def _folder_exists(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return check_file_in_writable_folder(v) if v is not None and on_this_host(info) else v
 
     def build(self, producer: str, *, group_series: bool = False) -> SqliteBuffer:
         """A (not yet opened) buffer with these settings, batches labelled ``producer``

@@ -24,7 +24,9 @@ def agent_toml(
     health_port: int = 0,
     agent_id: str = "e2e-agent",
 ) -> str:
-    """A full agent config reading the simulator over OPC UA and MQTT, sending to ``receiver_url``."""
+    """A full agent config reading the simulator over OPC UA and MQTT, sending to ``receiver_url``;
+    creates ``state_dir`` (the agent never creates it: an installer does)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
     mappings = "\n".join((MQTT_DIR / f"{v}.toml").read_text() for v in ("acme", "brightline"))
     return f"""
 [agent]

@@ -20,7 +20,9 @@ def test_sample_config_is_valid() -> None:
     cfg, digest = load_agent_config(SAMPLE)
     assert cfg.agent.id == "cell-1" and digest.startswith("sha256:")
     assert [c.type for c in cfg.connectors] == ["opcua", "mqtt"]
-    assert cfg.buffer.path == Path("/var/lib/zhizao/buffer.sqlite")
+    # defaults in the working directory (the systemd unit's is /var/lib/zhizao): out of the box
+    assert cfg.agent.state_dir == Path(".")
+    assert cfg.buffer.path == Path("buffer.sqlite") and cfg.deadletter.path == Path("deadletter.jsonl")
     assert len(cfg.connectors[1].mappings) == 2  # type: ignore[union-attr]
 
 
@@ -119,7 +121,8 @@ def test_every_plugin_sample_config_is_valid() -> None:
 def test_certs_creates_the_client_certificate_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = SAMPLE.read_text().replace('state_dir = "/var/lib/zhizao"', f'state_dir = "{tmp_path}"')
+    text = SAMPLE.read_text().replace('state_dir = "."', f'state_dir = "{tmp_path}"')
+    assert text != SAMPLE.read_text()
     cfg = tmp_path / "agent.toml"
     cfg.write_text(text)
     assert main(["certs", "--config", str(cfg)]) == 0
@@ -133,6 +136,7 @@ def test_certs_creates_the_client_certificate_once(
 # -- files named in the config: checked when it is validated, named when they fail later -------
 def _agent_toml(tmp_path: Path, *, mqtt_tls: str, http_tls: str, opcua_security: str = "",
                 identity: str = "") -> Path:
+    (tmp_path / "state").mkdir(exist_ok=True)
     path = tmp_path / "agent.toml"
     path.write_text(f"""
 [agent]
@@ -309,12 +313,19 @@ async def test_http_uplink_files_gone_after_validation_raise_security_errors(tmp
 
 
 def test_agent_run_with_an_unreadable_token_file_fails_on_one_line(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _agent_toml(tmp_path, mqtt_tls="", http_tls=f'token_file = "{tmp_path}/gone.token"')
+    token = tmp_path / "agent.token"
+    path = _agent_toml(tmp_path, mqtt_tls="", http_tls=f'token_file = "{token}"')
+    # missing: a config error naming the key, like a TLS file (check-config and the run, exit 2)
+    for argv in (["check-config", "--config", str(path)], ["--config", str(path)]):
+        assert main(argv) == 2
+        assert f"uplink.http.token_file: file not found: {token}" in capsys.readouterr().err
+    # there but unusable when the uplink starts: one error line naming it (exit 1)
+    token.write_bytes(b"\xff\xfe not text")
     assert main(["--config", str(path)]) == 1
     failed = [r for r in caplog.records if r.levelname == "ERROR"]
-    assert len(failed) == 1 and f"token_file {tmp_path}/gone.token" in failed[0].getMessage()
+    assert len(failed) == 1 and f"token_file {token}" in failed[0].getMessage()
 
 
 async def test_http_uplink_presents_its_client_certificate_with_a_ca_bundle_path(tmp_path: Path) -> None:
@@ -369,3 +380,139 @@ async def test_http_uplink_presents_its_client_certificate_with_a_ca_bundle_path
         await asyncio.to_thread(thread.join, 5)
         listener.close()
     assert len(peers) == 1 and isinstance(peers[0], dict), peers
+
+
+# -- folders the agent writes in: checked with the config, never created ------------------------
+def _paths_toml(tmp_path: Path, agent: str, tables: str = "") -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(f"""
+[agent]
+id = "cell-1"
+{agent}
+{tables}
+[health]
+enabled = false
+[[connectors]]
+type = "opcua"
+endpoint = "opc.tcp://127.0.0.1:1/x"
+browse = [{{ pattern = "Objects/*" }}]
+[uplink]
+type = "http"
+url = "http://127.0.0.1:1"
+""")
+    return path
+
+
+def test_state_buffer_and_deadletter_in_missing_folders_are_config_errors_not_new_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo (/vra/lib/zhizao) is exit 2 naming the key — check-config, certs and the run — with
+    the wording of the OPC UA client_cert check; nothing is created."""
+    vra = tmp_path / "vra"
+    path = _paths_toml(
+        tmp_path, f'state_dir = "{vra}/lib/zhizao"',
+        f'[buffer]\npath = "{vra}/buf/buffer.db"\n[deadletter]\npath = "{vra}/dl/deadletter.jsonl"',
+    )
+    expected = [
+        f"agent.state_dir: folder not found: {vra}/lib/zhizao",
+        f"buffer.path: folder not found: {vra}/buf (folders are not created: check the path)",
+        f"deadletter.path: folder not found: {vra}/dl (folders are not created: check the path)",
+    ]
+    for argv in (["check-config", "--config", str(path)], ["certs", "--config", str(path)],
+                 ["--config", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        for line in expected:
+            assert line in err, err
+    assert not vra.exists(), "no folder created"
+    with pytest.raises(ConfigError) as info:
+        load_agent_config(path, on_this_host=True)
+    assert [k for k, _ in info.value.problems] == ["agent.state_dir", "buffer.path", "deadletter.path"]
+
+    # the default buffer and dead-letter file go in state_dir: only it is named
+    path = _paths_toml(tmp_path, f'state_dir = "{vra}/lib/zhizao"')
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"agent.state_dir: folder not found: {vra}/lib/zhizao" in err and "buffer.path" not in err
+    # a file where a folder is meant
+    (tmp_path / "afile").write_text("")
+    afile = _paths_toml(tmp_path, f'state_dir = "{tmp_path}/afile"')
+    assert main(["check-config", "--config", str(afile)]) == 2
+    assert f"agent.state_dir: not a folder: {tmp_path}/afile is a file" in capsys.readouterr().err
+
+
+def test_default_state_dir_is_the_working_directory_and_existing_folders_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _paths_toml(tmp_path, "")
+    cfg, _ = load_agent_config(path, on_this_host=True)
+    assert cfg.agent.state_dir == Path(".") and cfg.buffer.path == Path("buffer.sqlite")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "d").mkdir()
+    path = _paths_toml(tmp_path, f'state_dir = "{tmp_path}"',
+                       f'[buffer]\npath = "{tmp_path}/b/x.db"\n[deadletter]\npath = "{tmp_path}/d/x.jsonl"')
+    assert main(["check-config", "--config", str(path)]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.toml", "b", "d"], "checking creates nothing"
+    # validating a config meant for another machine (a container's) checks no path here
+    elsewhere = _paths_toml(tmp_path, 'state_dir = "/nonexistent/zhizao"')
+    assert load_agent_config(elsewhere)[0].agent.state_dir == Path("/nonexistent/zhizao")
+
+
+def test_folders_and_files_this_user_cannot_write_or_read_are_config_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The permission bits decide (as root, the test asks as a user without root's bypass would)."""
+    import os
+    import stat
+
+    if os.geteuid() == 0:
+        def as_a_user(p: Path, mode: int) -> bool:
+            bits = os.stat(p).st_mode
+            return all(not mode & m or bits & b for m, b in
+                       ((os.R_OK, stat.S_IRUSR), (os.W_OK, stat.S_IWUSR), (os.X_OK, stat.S_IXUSR)))
+
+        monkeypatch.setattr("edge_agent.config_paths._may", as_a_user)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "buffer.db").write_text("")
+    token = tmp_path / "agent.token"
+    token.write_text("t0k3n\n")
+    path = _paths_toml(
+        tmp_path, f'state_dir = "{ro}"',
+        f'[buffer]\npath = "{ro}/buffer.db"\n[deadletter]\npath = "{ro}/new.jsonl"',
+    )
+    path.write_text(path.read_text() + f'token_file = "{token}"\n')
+    ro.chmod(0o555)
+    (ro / "buffer.db").chmod(0o444)
+    token.chmod(0o000)
+    try:
+        assert main(["check-config", "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+    finally:
+        ro.chmod(0o755)
+        token.chmod(0o600)
+    assert f"agent.state_dir: folder not writable: {ro} (by " in err, err
+    assert f"buffer.path: file not writable: {ro}/buffer.db (by " in err
+    assert f"deadletter.path: folder not writable: {ro} (by " in err
+    assert f"uplink.http.token_file: file not readable: {token} (by " in err
+
+
+def test_token_file_is_checked_with_the_config_like_the_tls_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    token = tmp_path / "etc" / "agent.token"
+    path = _paths_toml(tmp_path, f'state_dir = "{state}"')
+    path.write_text(path.read_text() + f'token_file = "{token}"\n')
+    for argv in (["check-config", "--config", str(path)], ["--config", str(path)]):
+        assert main(argv) == 2
+        assert f"uplink.http.token_file: file not found: {token}" in capsys.readouterr().err
+    token.parent.mkdir()
+    token.mkdir()
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert f"uplink.http.token_file: not a file: {token} is a folder" in capsys.readouterr().err
+    token.rmdir()
+    token.write_text("t0k3n\n")
+    assert main(["check-config", "--config", str(path)]) == 0, capsys.readouterr().err

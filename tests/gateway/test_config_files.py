@@ -60,13 +60,16 @@ def test_existing_files_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_a_file_unreadable_at_start_is_one_error_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The ingest token file (read at start) is missing: exit 1 with one line naming it."""
-    path = _config(tmp_path, http=f'token_file = "{tmp_path}/gone.token"')
+    """The ingest token file (read at start) exists but cannot be read as text: exit 1 with one
+    line naming it. (A missing one is a config error naming its key, exit 2: the test above.)"""
+    token = tmp_path / "bad.token"
+    token.write_bytes(b"\xff\xfe\x00")
+    path = _config(tmp_path, http=f'token_file = "{token}"')
     with caplog.at_level(logging.INFO):
         assert main(["--config", str(path)]) == 1
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and not errors[0].exc_info
-    assert f"cannot read token_file {tmp_path}/gone.token" in errors[0].getMessage()
+    assert f"cannot read token_file {token}" in errors[0].getMessage()
 
 
 def test_broker_tls_files_gone_or_bad_after_validation_raise_security_errors(tmp_path: Path) -> None:
@@ -88,3 +91,47 @@ def test_broker_tls_files_gone_or_bad_after_validation_raise_security_errors(tmp
     cert.unlink()
     with pytest.raises(SecurityError, match=f"^tls.ca_file: file not found: {cert}$"):
         apply_auth_and_tls(mqtt.Client(CallbackAPIVersion.VERSION2), None, None, tls)
+
+
+def test_buffer_deadletter_and_token_paths_are_checked_on_this_host(tmp_path: Path) -> None:
+    """``load(path, on_this_host=True)``: a typo in the buffer or dead-letter folder, or a missing
+    token file, is a config error naming its key (folders are never created); without it a config
+    for another machine (a container's) validates here."""
+    vra = tmp_path / "vra"
+    path = _config(tmp_path, http=f'token_file = "{tmp_path}/etc/gateway.token"')
+    text = path.read_text()
+    text = text.replace(f'deadletter_path = "{tmp_path}/', f'deadletter_path = "{vra}/dl/')
+    text = text.replace(f'path = "{tmp_path}/gw-1-buffer', f'path = "{vra}/lib/gw-1-buffer')
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(path, on_this_host=True)
+    assert dict(info.value.problems) == {
+        "deadletter_path": f"folder not found: {vra}/dl (folders are not created: check the path)",
+        "buffer.path": f"folder not found: {vra}/lib (folders are not created: check the path)",
+        "uplink.http.token_file": f"file not found: {tmp_path}/etc/gateway.token",
+    }
+    assert not vra.exists()
+    for argv in (["--config", str(path), "--check"], ["--config", str(path)]):  # the CLI checks this host
+        assert main(argv) == 2
+        assert not vra.exists()
+    assert load(path).buffer.path == vra / "lib" / "gw-1-buffer.sqlite"  # not on this host: as given
+    (vra / "dl").mkdir(parents=True)
+    (vra / "lib").mkdir()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "gateway.token").write_text("t0k3n\n")
+    assert load(path, on_this_host=True).uplink.http.token_file == tmp_path / "etc" / "gateway.token"
+
+
+def test_default_buffer_and_deadletter_paths_are_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "gw.toml"
+    path.write_text('id = "gw-1"\nsite = "plant"\n[broker]\nhost = "127.0.0.1"\n'
+                    '[uplink.http]\nurl = "http://127.0.0.1:1"\n')
+    cfg = load(path, on_this_host=True)
+    assert cfg.buffer.path == Path("gateway-buffer.sqlite")
+    assert cfg.deadletter_path == Path("gateway-deadletter.jsonl")
+    path.write_text(path.read_text() + "[buffer]\nmax_bytes = 4096\n")
+    assert load(path, on_this_host=True).buffer.path == Path("gateway-buffer.sqlite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.toml"], "loading creates nothing"

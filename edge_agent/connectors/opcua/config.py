@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from edge_agent.config_paths import untrusted_servers_ok
 from zhizao.config import ExistingFile, ExistingFolder, FileInExistingFolder, StrictModel
 from zhizao.model import AssetPath, valid_signal
 
@@ -40,20 +41,21 @@ class SecurityConfig(StrictModel):
     @classmethod
     def _fps(cls, v: list[str]) -> list[str]:
         for fp in v:
-            if not _FP_RE.match(fp):
+            if not _FP_RE.fullmatch(fp):
                 raise ValueError(f"{fp!r} is not a SHA-256 fingerprint (64 hex digits, ':' allowed)")
         return [normalise_fingerprint(fp) for fp in v]
 
     @model_validator(mode="after")
-    def _coherent(self) -> SecurityConfig:
+    def _coherent(self, info: ValidationInfo) -> SecurityConfig:
         if self.mode == "None":
             if self.policy is not None:
                 raise ValueError("policy given with mode = 'None'; set mode = 'Sign' or 'SignAndEncrypt'")
             return self
         if self.policy is None:
             raise ValueError(f"mode = {self.mode!r} needs a policy ({', '.join(Policy.__args__)})")  # type: ignore[attr-defined]
-        if not self.server_cert_fingerprints and self.trust_dir is None:
-            raise ValueError("a secure mode needs server_cert_fingerprints or trust_dir to trust the server")
+        if not self.server_cert_fingerprints and self.trust_dir is None and not untrusted_servers_ok(info):
+            raise ValueError("a secure mode needs server_cert_fingerprints or trust_dir to trust the server "
+                             "('zhizao agent certs --config F --server' shows its certificate to pin)")
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("client_cert and client_key go together")
         return self

@@ -13,6 +13,8 @@ import hashlib
 import importlib
 import logging
 import socket
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +165,60 @@ async def apply_security(client: Client, cfg: SecurityConfig, cert: Path, key: P
         await client.set_security(policy, str(cert), str(key), server_certificate=server_der, mode=mode)
     except (ValueError, OSError) as exc:
         raise SecurityError(f"cannot use client certificate {cert}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCertificate:
+    """A certificate an OPC UA server presents on its endpoints (``GetEndpoints``, unsecured)."""
+
+    der: bytes
+    endpoints: tuple[str, ...]
+    """``<policy>/<mode>`` of each endpoint presenting it (``Basic256Sha256/SignAndEncrypt``)."""
+
+    @property
+    def fingerprint(self) -> str:
+        """``AB:CD:...`` (SHA-256), as ``security.server_cert_fingerprints`` takes it."""
+        return fingerprint(self.der)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.der).hexdigest()
+
+    def describe(self) -> tuple[str, str, str]:
+        """Subject, ``not before``, ``not after`` (UTC, ISO 8601); ``?`` when it cannot be parsed."""
+        try:
+            cert = x509.load_der_x509_certificate(self.der)
+        except ValueError:
+            return "? (not an X.509 certificate)", "?", "?"
+        subject = cert.subject.rfc4514_string()
+        return subject, _iso(cert.not_valid_before_utc), _iso(cert.not_valid_after_utc)
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def server_certificates(
+    endpoint: str, request_timeout_s: float, policy: str | None = None
+) -> list[ServerCertificate]:
+    """Every certificate the server at ``endpoint`` presents (only on ``policy``'s endpoints when
+    given), fetched with the discovery service every server offers without security: nothing needs
+    to be trusted or pinned first. ``ConnectionLost`` if the server cannot be reached."""
+    from zhizao.errors import ConnectionLost
+
+    client = Client(endpoint, timeout=request_timeout_s)
+    try:
+        endpoints = await client.connect_and_get_server_endpoints()
+    except (OSError, TimeoutError, ua.UaError) as exc:
+        raise ConnectionLost(f"OPC UA server {endpoint} unreachable: {exc or type(exc).__name__}") from exc
+    uri = POLICIES[policy].URI if policy else None
+    found: dict[bytes, list[str]] = {}
+    for ep in endpoints:
+        if not ep.ServerCertificate or (uri and ep.SecurityPolicyUri != uri):
+            continue
+        name = f"{ep.SecurityPolicyUri.rsplit('#', 1)[-1]}/{ep.SecurityMode.name}"
+        found.setdefault(_first_cert(ep.ServerCertificate), []).append(name)
+    return [ServerCertificate(der, tuple(names)) for der, names in found.items()]
 
 
 def _first_cert(der_chain: bytes) -> bytes:

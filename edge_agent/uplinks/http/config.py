@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from edge_agent.buffer.encoded import BulkLimits
+from edge_agent.config_paths import check_readable_file, on_this_host
 from zhizao.config import ExistingFile, StrictModel, check_existing
 from zhizao.errors import SecurityError
 
@@ -20,7 +21,8 @@ class HttpUplinkConfig(StrictModel):
     """Base URL of ingest (``https://ingest.example:8000``); batches go to ``<url>/api/v1/batches``."""
     token: SecretStr | None = None
     token_file: Path | None = None
-    """Read when the uplink starts (not checked with the config: it may be written by then)."""
+    """Read when the uplink starts; checked with the config on the machine that loads it (must
+    exist and be readable: ``uplink.token_file: file not found: /etc/zhizao/agent.token``)."""
     gzip: bool = True
     wire_version: Literal[1, 2] = 2
     """Wire-format version of the batches sent: 2 (samples grouped into series, what ingest reads
@@ -47,6 +49,11 @@ class HttpUplinkConfig(StrictModel):
     bulk_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Uncompressed body bytes of one bulk request (below ingest's ``limits.max_body_bytes``).
     A request ingest still finds too large (413) is split in halves and resent."""
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_file_exists(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return check_readable_file(v) if v is not None and on_this_host(info) else v
 
     @field_validator("verify")
     @classmethod
