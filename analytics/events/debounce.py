@@ -17,8 +17,10 @@ a rule fixed in advance (analytics/README.md); every alarm goes out this long af
 flagged tick."""
 ANOMALY_HOLD_ACROSS_GAPS: Final = False
 """Whether the anomaly debounce's timers pause through a stop (or a data gap) instead of restarting
-(:attr:`analytics.events.EpisodeTracker.hold_across_gaps`); decided in session 12 on the simulated
-line by a rule fixed in advance (analytics/README.md)."""
+(:attr:`analytics.events.EpisodeTracker.hold_across_gaps`). Not adopted in session 12: on the
+simulated line's dev seeds it changed no episode, and the rule fixed in advance asked for a lower
+mean time-to-detect (analytics/README.md). An integrator whose machines stop often may turn it on
+(``hold_across_gaps`` in the scoring service's config)."""
 ANOMALY_CLEAR_AFTER_S: Final = 300.0
 """An anomaly episode resolves once the flag has been clear this long (data time): a fault that
 flickers around the threshold stays one alarm."""

@@ -69,7 +69,7 @@ def _report(oee: float, planned_s: float = 3600.0) -> dict[str, Any]:
 def test_anomaly_debounce_default_is_one_value_everywhere(tmp_path: Path) -> None:
     """The scoring service, the one-box stack's scorer and eval sim default to the same debounce,
     so the false-alarm figures eval sim reports are those of an installation left at defaults."""
-    from analytics.events import ANOMALY_CLEAR_AFTER_S, ANOMALY_OPEN_AFTER_S
+    from analytics.events import ANOMALY_CLEAR_AFTER_S, ANOMALY_HOLD_ACROSS_GAPS, ANOMALY_OPEN_AFTER_S
     from analytics.scoring import AnomalyModel, ModelSpec
     from analytics.scoring.live import MachineScorer
     from analytics.scoring.service.config import ServiceConfig
@@ -81,12 +81,14 @@ def test_anomaly_debounce_default_is_one_value_everywhere(tmp_path: Path) -> Non
     assert (svc.open_after_s, svc.clear_after_s) == default
     sample = tomllib.loads((ROOT / "analytics/scoring/service/sample.toml").read_text())
     assert (sample["open_after_s"], sample["clear_after_s"]) == default  # the documented config says so too
+    assert sample["hold_across_gaps"] is ANOMALY_HOLD_ACROSS_GAPS is svc.hold_across_gaps is False
     sim = SimEvalConfig()
     assert (sim.open_after_s, sim.clear_after_s) == default
     rows = np.array([[float(i % 7), float(i % 5)] for i in range(400)])
     model = AnomalyModel(spec=ModelSpec()).fit(rows, columns=["a", "b"])
     tracker = MachineScorer("plant1/a1/line1/m", model).tracker  # the one-box stack's scorer
     assert (tracker.open_after_s, tracker.clear_after_s) == default
+    assert tracker.hold_across_gaps is sim.hold_across_gaps is ANOMALY_HOLD_ACROSS_GAPS
 
 
 def test_kpi_rule_with_hysteresis_and_too_little_planned_time() -> None:
