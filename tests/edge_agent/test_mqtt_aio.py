@@ -101,6 +101,56 @@ async def test_a_long_burst_is_read_over_several_wakeups_in_order(
     assert wakeups >= n // 7
 
 
+async def test_a_long_burst_reads_at_most_two_wakeups_per_pass_of_the_loop(
+    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a backlog is read, one pass of the loop runs at most two wake-ups of the reader (the
+    socket's reader and the one drain the wake-up before queued): drains never pile up from pass
+    to pass, so a pass stays short and what else waits on the loop (the buffer's group-commit
+    timer, the keepalive) runs on time."""
+    monkeypatch.setattr(aio, "PACKETS_PER_WAKEUP", 5)
+    n = 2000
+    client = paho_client("passes", clean_session=False)
+    session = PahoOnLoop(client)
+    try:
+        await session.connect(mosquitto.host, mosquitto.port, keepalive=30)
+        client.subscribe("passes/#", qos=1)
+        await asyncio.sleep(0.3)  # the SUBACK
+    finally:
+        session.close()
+    pub = Publisher(mosquitto)
+    for i in range(n):
+        pub.client.publish("passes/x", str(i).encode(), qos=1)
+    pub.client.publish("passes/x", b"end", qos=1).wait_for_publish(10)
+    pub.close()
+    got: list[bytes] = []
+    wakeups = 0
+    per_pass: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def after_read() -> None:
+        nonlocal wakeups
+        wakeups += 1
+
+    def probe(seen: int = 0) -> None:  # runs once per pass of the loop
+        per_pass.append(wakeups - seen)
+        if got[-1:] != [b"end"]:
+            loop.call_soon(probe, wakeups)
+
+    client = paho_client("passes", clean_session=False)
+    client.on_message = lambda _c, _u, msg: got.append(bytes(msg.payload))
+    session = PahoOnLoop(client, after_read=after_read)
+    try:
+        await session.connect(mosquitto.host, mosquitto.port, keepalive=30)
+        probe()
+        await eventually(lambda: got[-1:] == [b"end"], 30)
+    finally:
+        session.close()
+    assert got == [str(i).encode() for i in range(n)] + [b"end"]
+    assert wakeups >= n // 5
+    assert max(per_pass) <= 2, per_pass
+
+
 async def test_an_exception_in_a_callback_ends_the_connection(
     mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:

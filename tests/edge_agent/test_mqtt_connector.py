@@ -137,6 +137,48 @@ async def test_messages_received_while_agent_down_are_delivered(tmp_path: Path, 
         assert len(await drain(buf)) == 10
 
 
+async def test_messages_with_mqtt5_properties_take_paho_s_path_and_are_stored_once(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PUBLISH carrying MQTT 5 properties (here a user property the broker forwards) is decoded
+    by paho (``on_message``), the others by the connector's client: all are stored once, in order,
+    and acknowledged after their commit."""
+    from paho.mqtt.enums import MQTTProtocolVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    through_paho: list[str] = []
+    on_message = MqttConnector._on_message
+
+    def counted(self: MqttConnector, client: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        through_paho.append(msg.topic)
+        on_message(self, client, u, msg)
+
+    monkeypatch.setattr(MqttConnector, "_on_message", counted)
+    dl = DeadLetter(tmp_path / "dead.jsonl")
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        sink = CountsOutstanding(buf)
+        conn = MqttConnector(make_config(mosquitto), "agent-1", dl)
+        async with running(conn, sink):
+            await asyncio.sleep(0.3)  # the SUBACK
+            pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sim-pub-v5",
+                              protocol=MQTTProtocolVersion.MQTTv5)
+            pub.connect(mosquitto.host, mosquitto.port)
+            pub.loop_start()
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.UserProperty = ("vendor", "acme")
+            for i in range(10):
+                pub.publish("acme/line2/imm-3/telemetry", acme(i), qos=1,
+                            properties=props if i % 2 else None).wait_for_publish(5)
+            pub.disconnect()
+            pub.loop_stop()
+            await eventually(lambda: conn.stats.samples_read == 10 and sink.outstanding == 0, 15)
+        got = await drain(buf)
+    assert len(through_paho) == 5, "the five with a property"
+    assert [s.value for s in got] == [200.0 + i for i in range(10)]
+    assert conn.stats.messages == 10 and conn.stats.bad_payloads == conn.stats.duplicates_skipped == 0
+
+
 def messages_reach(conn: MqttConnector, n: int) -> Callable[[], bool]:
     return lambda: conn.stats.messages == n
 

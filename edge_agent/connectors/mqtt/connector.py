@@ -20,7 +20,10 @@ per minute plus a count) and written to the dead-letter file with its topic and 
 is then acknowledged, so it does not block the session.
 
 paho's I/O runs on the event loop (:class:`~edge_agent.connectors.mqtt.aio.PahoOnLoop`, no network
-thread): the messages read in one wake-up of the socket's reader form a burst; each is mapped as
+thread), and the common PUBLISH (QoS 0/1, no MQTT 5 properties) reaches the connector as plain
+fields, without paho's message and properties objects
+(:class:`~edge_agent.connectors.mqtt.inbound.LeanClient`; the others come through ``on_message``,
+to the same handling): the messages read in one wake-up of the socket's reader form a burst; each is mapped as
 it is read, and at the end of the wake-up the burst's samples and marks go to the buffer in one
 ``submit``. When that commit succeeds the burst's PUBACKs are queued in arrival order and go out
 together; when it fails none is sent and the burst's digests are forgotten. At ``_MAX_HELD``
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -45,7 +49,8 @@ from edge_agent.connectors.base import ConnectorStats, Sink
 from edge_agent.connectors.mqtt.aio import PahoOnLoop
 from edge_agent.connectors.mqtt.client import apply_auth_and_tls
 from edge_agent.connectors.mqtt.config import MqttConnectorConfig
-from edge_agent.connectors.mqtt.dedup import MAX_HELD, CommittedDigests, digest_of
+from edge_agent.connectors.mqtt.dedup import MAX_HELD, CommittedDigests, digest_of, digest_of_raw
+from edge_agent.connectors.mqtt.inbound import LeanClient
 from edge_agent.deadletter import DeadLetter
 from edge_agent.mapping import MappingError, PayloadMapper
 from zhizao.model import Sample
@@ -100,7 +105,7 @@ class MqttConnector:
     def _client(self) -> mqtt.Client:
         cfg = self.config
         v5 = cfg.protocol == "5"
-        client = mqtt.Client(
+        client = LeanClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
@@ -109,7 +114,8 @@ class MqttConnector:
             manual_ack=True,
         )
         apply_auth_and_tls(client, cfg.username, cfg.password, cfg.tls)
-        client.on_message = self._on_message
+        client.on_publish_fields = partial(self._on_publish, client)  # the common PUBLISH
+        client.on_message = self._on_message  # the others (MQTT 5 properties, …): paho's message
         return client
 
     async def run(self, sink: Sink) -> None:
@@ -154,29 +160,41 @@ class MqttConnector:
             session.close()
 
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        """paho's ``on_message``, on the loop (inside ``loop_read``): adds ``msg`` to the burst."""
-        self.stats.messages += 1
+        """paho's ``on_message`` (a PUBLISH :class:`LeanClient` leaves to paho), on the loop."""
         topic, payload = msg.topic, bytes(msg.payload)
-        digest = digest_of(topic, payload)
+        self._add(client, topic, payload, digest_of(topic, payload), msg.dup, msg.qos, msg.mid)
+
+    def _on_publish(  # noqa: PLR0917 - LeanClient's handler
+        self, client: mqtt.Client, topic: str, raw_topic: bytes, payload: bytes, dup: bool, qos: int, mid: int
+    ) -> None:
+        """:class:`LeanClient`'s handler of the common PUBLISH, on the loop (inside ``loop_read``)."""
+        self._add(client, topic, payload, digest_of_raw(raw_topic, payload), dup, qos, mid)
+
+    def _add(  # noqa: PLR0917 - the fields of one message
+        self, client: mqtt.Client, topic: str, payload: bytes, digest: bytes, dup: bool, qos: int, mid: int
+    ) -> None:
+        """Adds one message to the burst (``digest``: :func:`digest_of` of topic and payload)."""
+        self.stats.messages += 1
         burst = self._burst
         if burst is None:
             burst = self._burst = _Burst(client)
         self._held += 1
-        if self._ring.is_redelivery(digest, msg.dup):
+        ring = self._ring
+        if ring.is_redelivery(digest, dup):
             self.stats.duplicates_skipped += 1
-            pending = self._ring.pending(digest)
+            pending = ring.pending(digest)
             if pending is None:  # committed: acknowledged with this burst (after what came before)
                 burst.held += 1
-                if msg.qos > 0:
-                    burst.acks.append((msg.mid, msg.qos))
+                if qos > 0:
+                    burst.acks.append((mid, qos))
             else:  # the original is still being committed: acknowledged only if it is
                 pending.held += 1
-                if msg.qos > 0:
-                    pending.waiters.append((client, msg.mid, msg.qos))
+                if qos > 0:
+                    pending.waiters.append((client, mid, qos))
             return
         burst.held += 1
-        if msg.qos > 0:
-            burst.acks.append((msg.mid, msg.qos))
+        if qos > 0:
+            burst.acks.append((mid, qos))
         try:
             result = self.mapper.map(topic, payload)
         except MappingError as exc:
@@ -184,13 +202,14 @@ class MqttConnector:
             return
         if result.problems:
             self._bad(topic, payload, "; ".join(result.problems), result.mapping)
-        self.stats.got(len(result.samples))
-        if msg.qos > 0 and result.samples:  # only what the broker can redeliver
-            key, value = self._ring.mark(digest)
+        samples = result.samples
+        self.stats.got(len(samples))
+        if qos > 0 and samples:  # only what the broker can redeliver
+            key, value = ring.mark(digest)
             burst.marks[key] = value
-        burst.samples += result.samples
+        burst.samples += samples
         burst.digests.append(digest)
-        self._ring.remember(digest, burst)
+        ring.remember(digest, burst)
 
     def _flush(self) -> None:
         """After each wake-up of the reader: the burst to the buffer; its PUBACKs once committed."""

@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
+_blake2b = hashlib.blake2b
 
 DUP_SLOTS = 4096
 """Digests of committed messages kept in the buffer: more than a user ever holds unacknowledged
@@ -67,7 +68,12 @@ class MarkSource(Protocol):
 
 def digest_of(topic: str, payload: bytes) -> bytes:
     """The identity of a message: 16 bytes of blake2b over topic, ``\\0`` and payload."""
-    return hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
+    return _blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
+
+
+def digest_of_raw(topic: bytes, payload: bytes) -> bytes:
+    """:func:`digest_of` from the topic's UTF-8 bytes as they came (no decoding, no encoding)."""
+    return _blake2b(topic + b"\0" + payload, digest_size=16).digest()
 
 
 class CommittedDigests(Generic[Owner]):
@@ -106,16 +112,16 @@ class CommittedDigests(Generic[Owner]):
     def mark(self, dig: bytes) -> tuple[str, str]:
         """``(key, value)`` of the next slot of the ring, holding ``dig``: to commit with the
         message's data (QoS >= 1 messages with data only: what the broker can redeliver)."""
-        key = f"{self.prefix}{self._seq % DUP_SLOTS:04d}"
-        value = f"{self._seq}:{dig.hex()}"
-        self._seq += 1
-        return key, value
+        seq = self._seq
+        self._seq = seq + 1
+        return f"{self.prefix}{seq % DUP_SLOTS:04d}", f"{seq}:{dig.hex()}"
 
     def remember(self, dig: bytes, owner: Owner) -> None:
         """``dig`` is being committed by ``owner`` (seen from now on; the newest)."""
         seen = self._seen
+        if dig in seen:
+            seen.move_to_end(dig)
         seen[dig] = owner
-        seen.move_to_end(dig)
         if len(seen) > SEEN_MAX:
             seen.popitem(last=False)
 
