@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need when missing (Debian: mosquitto, influxdb, chromium,
-# chromium-driver; Python: .venv with zhizao[dev]), then runs ruff, mypy --strict and pytest.
+# chromium-driver, systemd; Python: .venv with zhizao[dev]), then runs ruff, mypy --strict and pytest.
 # Fails on any failure, including "no tests collected". Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v systemd-analyze >/dev/null || missing+=(systemd)  # tests/deploy verifies the units
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test: installing Debian packages: ${missing[*]}"
   sudo=""

@@ -1,12 +1,22 @@
 #!/bin/sh
 # Install the zhizao edge agent on Debian / Raspberry Pi OS (arm64, armhf, amd64).
-#   sudo ./install.sh [PIP-SPEC]      PIP-SPEC defaults to "zhizao" (or a wheel / git URL / local path)
+#   sudo ./install.sh [PIP-SPEC]      PIP-SPEC defaults to "zhizao==$ZHIZAO_VERSION" (the version this
+#                                     installer ships with), or a wheel file built from this repository
 # Creates the system user "zhizao", a virtualenv in /opt/zhizao/venv (wheels only: no compiler
-# needed on the box), /etc/zhizao/agent.toml from the sample if absent, state in /var/lib/zhizao,
-# and enables the systemd unit. Safe to run again (upgrades the package, keeps the config).
-set -eu
-
-SPEC="${1:-zhizao}"
+# needed on the box, and no package code runs during the install), /etc/zhizao/agent.toml from the
+# sample if absent, state in /var/lib/zhizao, and enables the systemd unit. Safe to run again
+# (upgrades the package, keeps the config).
+#
+# Supply chain: pip runs as root (the venv must not be writable by the service user), so the
+# installer never builds from source (--only-binary=:all:: installing a wheel runs no code) and
+# pins zhizao to one version. To verify every file against known hashes, pass a lock file:
+#   sudo ZHIZAO_REQUIREMENTS=/path/requirements.lock ./install.sh
+# (`pip-compile --generate-hashes` or `pip download` + `pip hash` on a trusted machine): pip then
+# installs with --require-hashes and refuses anything not listed with its sha256. A local wheel
+# (sudo ./install.sh ./zhizao-0.1.0-py3-none-any.whl) avoids the package index for zhizao itself.
+ZHIZAO_VERSION=0.1.0
+SPEC="${1:-zhizao==$ZHIZAO_VERSION}"
+REQUIREMENTS="${ZHIZAO_REQUIREMENTS:-}"
 PREFIX=/opt/zhizao
 ETC=/etc/zhizao
 STATE=/var/lib/zhizao
@@ -34,17 +44,30 @@ fi
 install -d -o root -g zhizao -m 0750 "$ETC"
 install -d -o zhizao -g zhizao -m 0750 "$STATE" "$STATE/pki"
 
-echo "== virtualenv $PREFIX/venv ($SPEC)"
+if [ -n "$REQUIREMENTS" ]; then
+    echo "== virtualenv $PREFIX/venv (hash-checked: $REQUIREMENTS)"
+else
+    echo "== virtualenv $PREFIX/venv ($SPEC)"
+fi
 python3 -m venv "$PREFIX/venv"
-"$PREFIX/venv/bin/pip" install -q --upgrade pip
-# --only-binary: every dependency ships aarch64/armv7/x86_64 wheels or is pure Python
-"$PREFIX/venv/bin/pip" install -q --upgrade --only-binary=:all: "$SPEC" || \
-    "$PREFIX/venv/bin/pip" install -q --upgrade --prefer-binary "$SPEC"
+# --only-binary: every dependency ships aarch64/armv7/x86_64 wheels or is pure Python; no sdist is
+# ever built (that would run its code as root). No fallback: a missing wheel is an error.
+if [ -n "$REQUIREMENTS" ]; then
+    "$PREFIX/venv/bin/pip" install -q --upgrade --only-binary=:all: --require-hashes -r "$REQUIREMENTS"
+else
+    "$PREFIX/venv/bin/pip" install -q --upgrade --only-binary=:all: "$SPEC"
+fi
+chown -R root:root "$PREFIX"
+chmod -R go-w "$PREFIX"
 
 echo "== configuration"
 if [ ! -f "$ETC/agent.toml" ]; then
     SAMPLE="$("$PREFIX/venv/bin/python" -c 'import edge_agent, pathlib; print(pathlib.Path(edge_agent.__file__).with_name("sample-agent.toml"))')"
     install -o root -g zhizao -m 0640 "$SAMPLE" "$ETC/agent.toml"
+    # the sample's state_dir is "." (the unit's working directory): name the folder, so that
+    # 'agent certs' or 'check-config' run from any directory use the same buffer and certificates
+    sed -i "s|^state_dir = \".\"|state_dir = \"$STATE\"|" "$ETC/agent.toml"
+    grep -q "^state_dir = \"$STATE\"" "$ETC/agent.toml" || { echo "state_dir not set in $ETC/agent.toml" >&2; exit 1; }
     echo "   wrote $ETC/agent.toml from the sample: set [agent] id, connectors and uplink, then:"
     echo "   $PREFIX/venv/bin/zhizao agent check-config --config $ETC/agent.toml"
 fi

@@ -100,8 +100,9 @@ def test_component_configs_are_valid_and_commands_exist() -> None:
         cmd = [expand(str(a), env) for a in services[name]["command"]]
         assert cmd[0] in COMMANDS, f"{name}: zhizao has no command {cmd[0]}"
     ingest = services["ingest"]
+    # the InfluxDB tokens are scoped ones issued at start (influx-tokens), never INFLUX_TOKEN: any value here
     settings = load_settings(_mounted(ingest, "/etc/zhizao/ingest.toml"),
-                             env={"ZHIZAO_INGEST_INFLUX_TOKEN": env["INFLUX_TOKEN"]})
+                             env={"ZHIZAO_INGEST_INFLUX_TOKEN": "scoped-ingest-token"})
     assert settings.storage.backend == "influxdb" and settings.storage.influxdb.database == env[
         "ZHIZAO_INFLUX_DATABASE"]
     assert settings.host == "0.0.0.0" and settings.auth.enabled
@@ -111,10 +112,16 @@ def test_component_configs_are_valid_and_commands_exist() -> None:
     assert (_mounted(ingest, kpi).parent / kpi_cfg.plant) == _mounted(ingest, "/etc/zhizao/plant.toml")
     feed_svc = services["kpi-feed"]
     assert [expand(str(a), env) for a in feed_svc["command"]][:2] == ["analytics", "kpi-feed"]
+    tokens_script = (COMPOSE_DIR / "influxdb" / "zhizao-tokens.sh").read_text()
+    # its token: written into the volume it mounts at /run/zhizao-env
+    assert f"issue kpi-feed {TOKEN_ENV} " in tokens_script
+    assert "influx-token-kpi-feed:/run/zhizao-env:ro" in feed_svc["volumes"]
     feed = load_feed_config(_mounted(feed_svc, "/etc/zhizao/kpi-feed.toml"),
-                            env={TOKEN_ENV: expand(feed_svc["environment"][TOKEN_ENV], env)})
+                            env={TOKEN_ENV: "scoped-feed-token"})
+    # the same store as ingest's, but its own token
     assert feed.storage.influxdb.model_dump() == {**settings.storage.influxdb.model_dump(),
-                                                  "timeout_s": feed.storage.influxdb.timeout_s}
+                                                  "timeout_s": feed.storage.influxdb.timeout_s,
+                                                  "token": "scoped-feed-token"}
     assert feed.kpi_config == kpi and _mounted(feed_svc, kpi) == _mounted(ingest, kpi)
     assert feed.heartbeat_file is not None and feed.heartbeat_file in str(feed_svc["healthcheck"]["test"])
     gw = load_gateway_config(_mounted(services["gateway"], "/etc/zhizao/gateway.toml"))
@@ -141,8 +148,14 @@ def test_grafana_provisioning_matches_dashboards() -> None:
     assert mounts[path] == ROOT / "dashboards/generated" and list(mounts[path].glob("*.json"))
     ds_text = (ROOT / "dashboards/provisioning/datasources/zhizao.yaml").read_text()
     code = "\n".join(line.split("#")[0] for line in ds_text.splitlines())
+    # ZHIZAO_INFLUX_TOKEN: exported by the entry point from the file influx-tokens writes into its volume
+    tokens_script = (COMPOSE_DIR / "influxdb" / "zhizao-tokens.sh").read_text()
+    from_file = {"ZHIZAO_INFLUX_TOKEN"} if (
+        "influx-token-grafana:/run/zhizao-env:ro" in svc["volumes"]
+        and "issue grafana ZHIZAO_INFLUX_TOKEN " in tokens_script
+        and svc["entrypoint"][:2] == ["/bin/sh", "/zhizao/entrypoint.sh"]) else set()
     for var in set(VAR.findall(code)):
-        assert var in svc["environment"], f"grafana lacks {var} for the datasource"
+        assert var in svc["environment"] or var in from_file, f"grafana lacks {var} for the datasource"
     ds = yaml.safe_load(ds_text)["datasources"][0]
     assert ds["uid"] == "zhizao-influxdb"
 
