@@ -78,8 +78,13 @@ def main(argv: list[str]) -> int:
             f"{args.config}: OK ({digest}); agent {cfg.agent.id}; connectors: {kinds}; "
             f"uplink: {cfg.uplink.type}"
         )
+        sys.stdout.flush()  # the OK line first, also when both streams go to one log
+        for warning in cfg.plaintext_warnings():
+            print(f"WARNING {warning}", file=sys.stderr)
         return 0
     _logging(cfg.agent.log_level)
+    for warning in cfg.plaintext_warnings():
+        log.warning("%s", warning)
     try:
         return asyncio.run(_run(cfg, digest))
     except ZhizaoError as exc:  # e.g. a TLS file gone since the config was checked: one line

@@ -103,6 +103,19 @@ class AgentConfig(StrictModel):
             raise ValueError(f"connector names must be unique (set name = ...); repeated: {', '.join(dupes)}")
         return self
 
+    def plaintext_warnings(self) -> list[str]:
+        """One line per secret that would cross the network unencrypted to a host that is not this
+        machine's loopback — an MQTT password without TLS, a bearer token over ``http://`` — naming
+        its key and the host; a connection with ``allow_plaintext = true`` gives none. Printed by
+        ``check-config`` and logged at start; never a refusal (isolated plant networks exist). An
+        OPC UA password over security mode None is refused at validation instead (see
+        :class:`~edge_agent.connectors.opcua.config.OpcUaConnectorConfig`)."""
+        found: list[str] = []
+        for i, c in enumerate(self.connectors):
+            if isinstance(c, MqttConnectorConfig):
+                found += c.plaintext_warnings(f"connectors[{i}].mqtt")
+        return found + self.uplink.plaintext_warnings(f"uplink.{self.uplink.type}")
+
 
 def load_agent_config(
     path: str | Path, *, on_this_host: bool = False, untrusted_servers_ok: bool = False

@@ -36,6 +36,8 @@ async def _run(config_path: str) -> int:
     from gateway.service import Gateway
 
     config = load(config_path, on_this_host=True)
+    for warning in config.plaintext_warnings():
+        logging.getLogger("gateway").warning("%s", warning)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -70,6 +72,9 @@ def main(argv: list[str]) -> int:
             cfg = load(args.config, on_this_host=True)
             print(f"configuration OK: gateway {cfg.id} at site {cfg.site}, broker {cfg.broker.host}:"
                   f"{cfg.broker.port}, ingest {cfg.uplink.http.url}")
+            sys.stdout.flush()  # the OK line first, also when both streams go to one log
+            for warning in cfg.plaintext_warnings():
+                print(f"WARNING {warning}", file=sys.stderr)
             return 0
         return asyncio.run(_run(args.config))
     except ConfigError as exc:

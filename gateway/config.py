@@ -107,6 +107,13 @@ class GatewayConfig(StrictModel):
     def _deadletter_folder(cls, v: Path, info: ValidationInfo) -> Path:
         return check_file_in_writable_folder(v) if on_this_host(info) else v
 
+    def plaintext_warnings(self) -> list[str]:
+        """One line per secret that would cross the network unencrypted to a host that is not this
+        machine's loopback (the broker password without ``[broker.tls]``, the bearer token over an
+        ``http://`` ingest URL), naming its key and the host; none for a connection with
+        ``allow_plaintext = true``. Printed by ``--check``, logged at start; never a refusal."""
+        return self.broker.plaintext_warnings("broker") + self.uplink.http.plaintext_warnings("uplink.http")
+
 
 def load(path: str | Path, *, on_this_host: bool = False) -> GatewayConfig:
     """Read and validate a gateway config file; ``ConfigError`` lists every problem by key.

@@ -13,10 +13,12 @@ rather than a failure when the component first opens the file. Paths are checked
 
 from __future__ import annotations
 
+import ipaddress
 import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
@@ -147,3 +149,45 @@ def load_config(model: type[M], path: str | Path) -> M:
     """Read and validate a config file; raises ``ConfigError`` listing every problem."""
     p = Path(path)
     return validate(model, read_document(p), str(p))
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (as written in a config: a name, an IPv4 or IPv6 address, IPv6 possibly in
+    brackets) is this machine's loopback: ``localhost``, 127.0.0.0/8, ``::1`` (or an IPv4-mapped
+    127.x). Names are never resolved: validating a config must not depend on DNS."""
+    h = host.strip().lower().removesuffix(".")
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    if h == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(h.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+def url_host(url: str) -> tuple[str, str]:
+    """The host of a URL (``""`` when it has none) and ``host:port`` as given, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:  # not a number: the URL's own check reports it
+        port = None
+    return host, host_port(host, port)
+
+
+def host_port(host: str, port: int | None) -> str:
+    """``host:port`` for messages (``[::1]:1883`` for an IPv6 address)."""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return shown if port is None else f"{shown}:{port}"
+
+
+def plaintext_warning(key: str, secret: str, host: str, how: str, fix: str) -> str:
+    """One line saying that the ``secret`` at config ``key`` crosses the network to ``host``
+    unencrypted (``how``), what fixes it and how to silence it (``allow_plaintext = true``)."""
+    return (f"{key}: the {secret} goes to {host} unencrypted ({how}); {fix}, or set allow_plaintext = true "
+            f"on this connection if its network is trusted")

@@ -32,7 +32,8 @@ class WebhookConfig(StrictModel):
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
     secret: str | None = None
-    """HMAC-SHA256 key; the signature goes in ``X-Zhizao-Signature``."""
+    """HMAC-SHA256 key: each delivery carries ``X-Zhizao-Signature: t=<unix seconds>,v1=<hex HMAC of
+    "<t>.<body>">`` (:mod:`analytics.events.signature`, checked by ``verify_webhook_signature``)."""
     timeout_s: float = Field(10.0, gt=0)
 
 

@@ -129,6 +129,8 @@ def test_component_configs_are_valid_and_commands_exist() -> None:
     assert str(gw.uplink.http.token_file).startswith("/secrets/")
     agent, _ = load_agent_config(_mounted(services["agent"], "/etc/zhizao/agent.toml"))
     assert agent.uplink.type == "mqtt" and agent.uplink.host == "mosquitto"
+    # plaintext on the compose network is a decision written in the file, not a warning at each start
+    assert gw.plaintext_warnings() == [] and agent.plaintext_warnings() == []
     sim = services["simulator"]
     args = sim_parser().parse_args([expand(str(a), env) for a in sim["command"][1:]])
     scenario, _ = load_play(_mounted(sim, str(args.scenario)))
@@ -217,3 +219,4 @@ def test_k8s_component_configs_are_valid(name: str, tmp_path: Path) -> None:
         rendered.write_text(path.read_text().replace("@POD_NAME@", "gateway-0"))
         gw = load_gateway_config(rendered)
         assert gw.id == "gateway-0" and gw.broker.share_group and gw.broker.host == "emqx"
+        assert gw.plaintext_warnings() == []  # in-cluster plaintext: decided in the file, with its reason

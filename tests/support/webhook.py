@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +14,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Delivery:
-    """One POST the receiver got: its raw body and ``X-Zhizao-Signature`` ("" when absent)."""
+    """One POST the receiver got: its raw body, ``X-Zhizao-Signature`` ("" when absent) and when it
+    arrived (``time.time()``: the ``now`` a receiver checks the signature's timestamp against)."""
 
     body: bytes
     signature: str
+    received_at: float = field(default_factory=time.time)
 
     def json(self) -> Any:
         return json.loads(self.body)

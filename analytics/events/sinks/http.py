@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Sequence
 from typing import Any, Self
 
 import httpx
 import orjson
 
+from analytics.events.signature import SIGNATURE_HEADER, sign_webhook
 from analytics.events.sinks.base import event_json
 from zhizao.errors import Rejected, Unavailable
 from zhizao.events import Event
@@ -69,7 +68,8 @@ class IngestSink(_HttpSink):
 
 class WebhookSink(_HttpSink):
     """POSTs ``{"events": [...]}`` to a webhook. With ``secret``, header ``X-Zhizao-Signature:
-    sha256=<hex HMAC-SHA256 of the body>`` lets the receiver verify the sender."""
+    t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` lets the receiver verify the sender and
+    refuse an old (replayed) delivery (:mod:`analytics.events.signature`; a retry is signed anew)."""
 
     name = "webhook"
 
@@ -84,5 +84,4 @@ class WebhookSink(_HttpSink):
     def _sign(self, body: bytes) -> dict[str, str]:
         if not self._secret:
             return self._headers
-        mac = hmac.new(self._secret.encode(), body, hashlib.sha256).hexdigest()
-        return {**self._headers, "X-Zhizao-Signature": f"sha256={mac}"}
+        return {**self._headers, SIGNATURE_HEADER: sign_webhook(self._secret, body)}

@@ -7,7 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 
 from edge_agent.mapping import JsonMapping
-from zhizao.config import ExistingFile, StrictModel
+from zhizao.config import ExistingFile, StrictModel, host_port, is_loopback_host, plaintext_warning
 
 
 class TlsConfig(StrictModel):
@@ -40,12 +40,26 @@ class BrokerConnection(StrictModel):
     password: SecretStr | None = None
     tls: TlsConfig | None = None
     keepalive_s: int = Field(30, ge=5, le=3600)
+    allow_plaintext: bool = False
+    """A ``password`` sent without ``tls`` to a host that is not this machine's loopback crosses the
+    network unencrypted: accepted, with one warning naming the key and the host at check-config and
+    at start. ``true`` silences it, for a network you trust; prefer a ``tls`` table."""
 
     @model_validator(mode="after")
     def _auth(self) -> Self:
         if self.password is not None and self.username is None:
             raise ValueError("password given without username")
         return self
+
+    def plaintext_warnings(self, key: str) -> list[str]:
+        """One line when the password goes unencrypted to a host that is not loopback (``key``:
+        this connection's dotted key, e.g. ``broker``); none with ``allow_plaintext``."""
+        if self.allow_plaintext or self.password is None or self.tls is not None:
+            return []
+        if is_loopback_host(self.host):
+            return []
+        return [plaintext_warning(f"{key}.password", "MQTT password", host_port(self.host, self.port),
+                                  "MQTT without TLS", "add a tls table (port 8883 usually)")]
 
 
 class MqttConnectorConfig(BrokerConnection):

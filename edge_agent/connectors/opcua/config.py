@@ -8,7 +8,14 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from edge_agent.config_paths import untrusted_servers_ok
-from zhizao.config import ExistingFile, ExistingFolder, FileInExistingFolder, StrictModel
+from zhizao.config import (
+    ExistingFile,
+    ExistingFolder,
+    FileInExistingFolder,
+    StrictModel,
+    is_loopback_host,
+    url_host,
+)
 from zhizao.model import AssetPath, valid_signal
 
 Policy = Literal["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
@@ -141,12 +148,34 @@ class OpcUaConnectorConfig(StrictModel):
     """Re-subscribe when a subscription delivered nothing (not even a keep-alive) this long;
     default 10 publishing intervals, at least 5 s."""
     request_timeout_s: float = Field(10.0, gt=0)
+    allow_plaintext: bool = False
+    """Identity ``username`` with security ``mode = "None"`` to a server that is not this machine's
+    loopback is refused unless this is ``true``: the channel is neither encrypted nor is the server
+    authenticated, so the password reaches whoever answers at the endpoint, in clear when the
+    server's user-token policy does not encrypt it. Prefer ``mode = "SignAndEncrypt"`` (a policy and
+    the server's pinned certificate: ``zhizao agent certs --server``); ``true`` only on a network
+    you trust."""
 
     @model_validator(mode="after")
     def _something(self) -> OpcUaConnectorConfig:
         if not self.nodes and not self.browse:
             raise ValueError("give nodes and/or browse patterns to read")
         return self
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> OpcUaConnectorConfig:
+        if self.identity.type != "username" or self.security.mode != "None" or self.allow_plaintext:
+            return self
+        host, where = url_host(self.endpoint)
+        if is_loopback_host(host):
+            return self
+        raise ValueError(
+            f"identity type 'username' with security mode 'None' would send the password "
+            f"to {where} unprotected (no encryption, server not authenticated): set "
+            f"security.mode = 'SignAndEncrypt' with a policy and the server's pinned certificate "
+            f"('zhizao agent certs --server'), or allow_plaintext = true on this connector if its network "
+            f"is trusted"
+        )
 
     @property
     def stale_after(self) -> float:

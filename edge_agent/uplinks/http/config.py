@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from edge_agent.buffer.encoded import BulkLimits
 from edge_agent.config_paths import check_readable_file, on_this_host
-from zhizao.config import ExistingFile, StrictModel, check_existing
+from zhizao.config import (
+    ExistingFile,
+    StrictModel,
+    check_existing,
+    is_loopback_host,
+    plaintext_warning,
+    url_host,
+)
 from zhizao.errors import SecurityError
 
 
@@ -49,6 +57,11 @@ class HttpUplinkConfig(StrictModel):
     bulk_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Uncompressed body bytes of one bulk request (below ingest's ``limits.max_body_bytes``).
     A request ingest still finds too large (413) is split in halves and resent."""
+    allow_plaintext: bool = False
+    """An ``http://`` URL to a host that is not this machine's loopback with a bearer token (or a
+    password in the URL) sends that secret unencrypted: it is accepted, with one warning naming the
+    key and the host at check-config and at start. ``true`` silences it, for a network you trust;
+    prefer ``https://``."""
 
     @field_validator("token_file")
     @classmethod
@@ -67,6 +80,22 @@ class HttpUplinkConfig(StrictModel):
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("client_cert and client_key go together")
         return self
+
+    def plaintext_warnings(self, key: str) -> list[str]:
+        """One line per secret this uplink sends unencrypted to a host that is not loopback
+        (``key``: this table's dotted key, e.g. ``uplink.http``); none with ``allow_plaintext``."""
+        parts = urlsplit(self.url)
+        host, where = url_host(self.url)
+        if self.allow_plaintext or parts.scheme != "http" or is_loopback_host(host):
+            return []
+        how, fix = "http://", "use https://"
+        found = []
+        if self.token is not None or self.token_file is not None:
+            field = "token" if self.token is not None else "token_file"
+            found.append(plaintext_warning(f"{key}.{field}", "bearer token", where, how, fix))
+        if parts.password is not None:
+            found.append(plaintext_warning(f"{key}.url", "password in the URL", where, how, fix))
+        return found
 
     def bulk_limits(self) -> BulkLimits | None:
         """What one bulk request may hold, or ``None`` when ``bulk`` is off."""
