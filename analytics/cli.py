@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 from analytics.errors import DataError, ModelMismatch, RegistryError, UsageError
 from analytics.timeargs import TIME_HELP
 from zhizao.errors import ConfigError, ZhizaoError
+from zhizao.liblogs import quiet_libraries
 
 DEFAULT_REGISTRY = "zhizao-models"
 
@@ -132,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     from analytics import commands
 
+    if args.cmd == "serve" and not args.check:  # the service's log: one line per event worth knowing
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        quiet_libraries()  # httpx would log every request to ingest or InfluxDB at INFO
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "eval": commands.evaluate, "score": commands.score,
         "train": commands.train, "models": commands.models, "serve": commands.serve,

@@ -9,13 +9,21 @@ message (on the event loop, in arrival order):
   :class:`~gateway.wirecheck.BatchChecker` and stored as ONE buffer record: the agent's document
   as it came (decompressed, in its version) under the agent's ``(producer, batch_id, seq)`` —
   nothing decoded into samples, nothing re-encoded. An invalid envelope is dead-lettered whole
-  (``gateway_batch``). A batch with invalid samples (the rare, slow case) has them dead-lettered
+  (``gateway_batch``). **The topic is authoritative**: it names the machine (the broker's ACLs
+  say who may publish where), so a batch holding a sample of any other asset is dead-lettered
+  whole (``gateway_batch``, "asset … not of topic …", counted in ``counts.wrong_asset``) — nothing
+  of it stored. A batch with invalid samples (the rare, slow case) has them dead-lettered
   one by one (``gateway_sample``, with its index, the sample — a version-2 one with its series'
   fields — and, for version 2, its ``place`` such as ``series[1].ts[2]``) and its valid samples
   stored re-encoded in the document's version, in their order, under the same identity.
 - ``zhizao/v1/agents/<id>/status`` — birth / last will (:mod:`gateway.fleet`): fleet state
   updated, fleet samples stored as a record under a deterministic id. Empty payloads (a cleared
   retained message) are only acknowledged.
+- ``zhizao/v1/alerts/...`` — events, not data: a line's alerts (``alerts/<site>/<area>/<line>``)
+  match the data filter, and are only acknowledged (``counts.alerts_skipped``), never stored nor
+  dead-lettered. ``alerts`` and ``agents`` are namespaces, not sites (:data:`zhizao.topics.RESERVED_SITES`):
+  a wire-format batch published there (a site so named), or any other topic under
+  ``zhizao/v1/agents/``, is dead-lettered (``gateway_batch``) saying so.
 - anything else — a raw vendor topic, mapped with the agent's :class:`~edge_agent.mapping.PayloadMapper`
   and stored under the gateway's own id (``<gateway id>``, ``<boot nonce>-<n>``). Unmappable
   payloads are dead-lettered (``mqtt_payload``). Vendor payloads carry no identity, and a new
@@ -94,6 +102,10 @@ class IntakeCounts:
     status_messages: int = 0
     raw_messages: int = 0
     uncommitted: int = 0
+    alerts_skipped: int = 0
+    """Messages on ``zhizao/v1/alerts/...`` (a line's alerts match the data filter): acknowledged only."""
+    wrong_asset: int = 0
+    """Agent batches dead-lettered for a sample whose asset is not the topic's."""
 
 
 class UnsIntake:
@@ -154,23 +166,54 @@ class UnsIntake:
         """Route one message (see the module docstring); called on the event loop."""
         self.stats.messages += 1
         topic = msg.topic
-        if topic.startswith(_STATUS_PREFIX) and topic.endswith("/status"):
-            self._status(msg, topic[len(_STATUS_PREFIX):-len("/status")])
+        if topic.startswith(_STATUS_PREFIX):
+            agent_id = topics.agent_of_status_topic(topic)
+            if agent_id is not None:
+                self._status(msg, agent_id)
+            else:
+                self._reserved(msg, "agents")
+            return
+        if topics.is_alert_topic(topic):
+            self._alert(msg)
             return
         try:
             asset = topics.asset_of_data_topic(topic)
         except ValueError:
             asset = None
         if asset is not None and self.config.broker.subscribe_data:
-            self._agent_batch(msg)
+            self._agent_batch(msg, str(asset))
         else:
             self._raw(msg)
 
-    def _agent_batch(self, msg: Message) -> None:
+    def _alert(self, msg: Message) -> None:
+        """An alert (events are not data: acknowledged only), or a batch of a site named ``alerts``."""
+        if _looks_like_batch(msg.payload):
+            self._reserved(msg, "alerts")
+            return
+        self.counts.alerts_skipped += 1
+        msg.ack()
+
+    def _reserved(self, msg: Message, namespace: str) -> None:
+        self._bad(msg, "gateway_batch", f"{topics.ROOT}/{namespace}/ is the namespace of "
+                  f"{'alert events' if namespace == 'alerts' else 'agent status (agents/<id>/status)'}, "
+                  f"not of data: no site may be named {namespace!r} (rename the site in the agent's "
+                  "asset paths); nothing of this message stored")
+
+    def _agent_batch(self, msg: Message, topic_asset: str) -> None:
         try:
             checked = self.checker.check(msg.payload)
         except WireFormatError as exc:
             self._bad(msg, "gateway_batch", f"invalid batch: {exc}")
+            return
+        strays = checked.assets - {topic_asset}
+        if strays:
+            self.counts.wrong_asset += 1
+            more = f" and {len(strays) - 3} more" if len(strays) > 3 else ""
+            shown = ", ".join(sorted(strays)[:3]) + more
+            self._bad(msg, "gateway_batch", f"batch {checked.producer}/{checked.batch_id} holds samples of "
+                      f"asset {shown}, not of its topic's asset {topic_asset}: the topic is authoritative "
+                      f"(an agent publishes each machine's samples on {topics.ROOT}/<that machine>); "
+                      "nothing of it stored", producer=checked.producer, batch_id=checked.batch_id)
             return
         if checked.rejected:
             self._bad_samples(msg, checked.producer, checked.batch_id, checked.rejected)
@@ -299,6 +342,15 @@ class UnsIntake:
         log.warning("message on %s refused (%s): %s; kept in %s", msg.topic, kind, reason,
                     self.deadletter.path)
         msg.ack()
+
+
+def _looks_like_batch(payload: bytes) -> bool:
+    """Whether ``payload`` is a zhizao wire-format document (JSON, maybe gzip, with its ``format``)."""
+    try:
+        doc = orjson.loads(wire.decompress(payload))
+    except (WireFormatError, orjson.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == wire.FORMAT
 
 
 def _committed(fut: asyncio.Future[PutResult]) -> bool:

@@ -58,11 +58,13 @@ class GatewayCollector(Collector):
         yield _counter("broker_reconnects", "Reconnections to the plant broker", s.reconnects)
         msgs = CounterMetricFamily(P + "messages", "Messages received, by kind", labels=["kind"])
         for kind, n in (("agent_batch", c.agent_batches), ("status", c.status_messages),
-                        ("raw", c.raw_messages)):
+                        ("raw", c.raw_messages), ("alert_skipped", c.alerts_skipped)):
             msgs.add_metric([kind], n)
         yield msgs
         yield _counter("bad_payloads", "Messages or samples refused at intake (dead-letter file)",
                        s.bad_payloads)
+        yield _counter("wrong_asset_batches", "Agent batches refused at intake (dead-letter file) for a "
+                       "sample whose asset is not the one its topic names", c.wrong_asset)
         yield _counter("uncommitted_messages", "Messages left un-acknowledged after a failed commit",
                        c.uncommitted)
         yield _counter("duplicates_skipped", "Raw vendor messages the broker redelivered after their "

@@ -47,12 +47,14 @@ _NOT_JSON: Final = object()
 class Checked:
     """What to store for one agent batch: ``record`` (``None`` when no valid sample is left),
     and ``{index: reason}`` of the samples refused (empty on the fast path). An index counts the
-    document's samples in order (in version 2: series after series), as the reference does."""
+    document's samples in order (in version 2: series after series), as the reference does.
+    ``assets``: the distinct asset paths of the samples stored (of ``record``)."""
 
     producer: str
     batch_id: str
     record: EncodedBatch | None
     rejected: dict[int, str] = field(default_factory=dict)
+    assets: frozenset[str] = frozenset()
 
 
 class _Slow(Exception):
@@ -93,7 +95,8 @@ class BatchChecker:
         # the envelope is valid, so the version is 1 or 2 (``2.0`` is 2 to the reference too)
         version = 2 if doc["version"] == 2 else 1
         record = EncodedBatch.of_batch(batch, version=version) if batch.samples else None
-        return Checked(batch.producer, batch.batch_id, record, rejected)
+        return Checked(batch.producer, batch.batch_id, record, rejected,
+                       frozenset({str(s.asset) for s in batch.samples}))
 
     def _fast(self, raw: bytes, doc: Any) -> Checked:
         if type(doc) is not dict:
@@ -111,15 +114,17 @@ class BatchChecker:
                 or type(batch_id) is not str or not valid_id(batch_id)
                 or type(seq) is not int or seq < 0):
             raise _Slow
-        n = self._samples(doc[body]) if version == 1 else self._series(doc[body])
+        n, assets = self._samples(doc[body]) if version == 1 else self._series(doc[body])
         line = raw if b"\n" not in raw else orjson.dumps(doc)
         if version == 2:
             self.fast_v2 += 1
-        return Checked(producer, batch_id, EncodedBatch.record(producer, batch_id, seq, n, line))
+        return Checked(producer, batch_id, EncodedBatch.record(producer, batch_id, seq, n, line),
+                       assets=frozenset(assets))
 
-    def _samples(self, samples: object) -> int:
-        """Version 1: the number of samples when every one is valid, else ``_Slow``. Column by
-        column, over the distinct values (C-level comprehensions, no per-sample branch)."""
+    def _samples(self, samples: object) -> tuple[int, set[str]]:
+        """Version 1: the number of samples and their assets when every one is valid, else
+        ``_Slow``. Column by column, over the distinct values (C-level comprehensions, no
+        per-sample branch)."""
         if type(samples) is not list or not samples:
             raise _Slow
         try:
@@ -140,11 +145,11 @@ class BatchChecker:
         if not (self._kinds.accepts(assets, signals, units, qualities) and stamps_ok(stamps)
                 and values_ok(values, finite_floats=True)):  # orjson reads only finite floats
             raise _Slow
-        return len(samples)
+        return len(samples), assets
 
-    def _series(self, series: object) -> int:
-        """Version 2: the number of samples when every series is well formed and every sample
-        valid, else ``_Slow``. The structure of every series is checked (as
+    def _series(self, series: object) -> tuple[int, set[str]]:
+        """Version 2: the number of samples and their assets when every series is well formed and
+        every sample valid, else ``_Slow``. The structure of every series is checked (as
         :func:`zhizao.wire.flatten_series` does); asset, signal, unit and quality once per series
         that holds samples (an empty series adds nothing, whatever its fields — as in the
         reference); timestamps and values over the whole batch, once per distinct timestamp."""
@@ -178,4 +183,4 @@ class BatchChecker:
         if not (self._kinds.accepts(assets, signals, units, qualities) and stamps_ok(stamps)
                 and values_ok(values, finite_floats=True)):  # orjson reads only finite floats
             raise _Slow
-        return n
+        return n, assets

@@ -29,7 +29,7 @@ from ingest.settings import Settings
 from ingest.storage.base import Store
 from ingest.storage.registry import open_store
 from zhizao import __version__
-from zhizao.errors import StoreUnavailable
+from zhizao.errors import ConfigError, StoreUnavailable
 
 log = logging.getLogger("ingest")
 
@@ -112,6 +112,21 @@ async def _housekeeping(service: IngestService) -> None:
         await asyncio.sleep(3600)
 
 
+def warn_unbound_tokens(tokens: TokenFile) -> None:
+    """One WARNING per active write token from before producer bindings (it writes as any producer)."""
+    try:
+        unbound = tokens.unbound()
+    except ConfigError as exc:  # answered per request (500) as before; say it at start too
+        log.error("%s", exc)
+        return
+    for r in unbound:
+        log.warning("token %s (%s) in %s is not bound to producers (created before bindings): it may "
+                    "write batches as ANY producer, as a site gateway's forwarder token does. Re-create it "
+                    "bound: issue one with 'zhizao ingest token create --name %s-2 --producer %s' (an "
+                    "agent: its agent id; a site gateway: --forwarder instead), give it to the client, "
+                    "then 'zhizao ingest token revoke %s'", r.id, r.name, tokens.path, r.name, r.name, r.id)
+
+
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
                routers: Sequence[APIRouter] = ()) -> FastAPI:
     """Build the ingest app. ``store`` (already entered) overrides ``settings.storage``;
@@ -124,6 +139,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         if not settings.auth.enabled:
             log.warning("AUTHENTICATION IS DISABLED (auth.enabled = false): anyone who can reach this "
                         "port can write and read data. Use this for the one-box demo only.")
+        else:
+            warn_unbound_tokens(app.state.tokens)
         async with contextlib.AsyncExitStack() as stack:
             active = store
             if active is None:

@@ -1,7 +1,8 @@
 """``zhizao ingest``: run the service, or manage its tokens.
 
     zhizao ingest [serve] [--host H] [--port P] [--config FILE]
-    zhizao ingest token create --name agent-7 [--scope write] [--scope read] [--config FILE]
+    zhizao ingest token create --name agent-7 [--scope write] [--scope read]
+                               [--producer P ... | --forwarder] [--config FILE]
     zhizao ingest token list [--config FILE]
     zhizao ingest token revoke TOKEN_ID [--config FILE]
 
@@ -9,9 +10,15 @@
 The tokens file is ``auth.tokens_file``; a relative path is taken against the working directory,
 by ``serve`` and ``token`` alike (as every path in a zhizao config, see ``zhizao.config``).
 
+A write token may write batches only as the producers it is bound to: by default the producer of
+its own name (an agent's token is named after its ``agent.id``); ``--producer P`` (repeatable)
+binds it to P instead; ``--forwarder`` lets it write as any producer (a site gateway's token).
+``token list`` shows the binding in its last column.
+
 Exit codes: 0 ok, 1 failure (``token list``/``token revoke`` without a tokens file, unknown token
 id), 2 usage or configuration error (``token create`` with an empty name or the name of an active
-token).
+token, ``--producer``/``--forwarder`` without the write scope or together, a ``--producer`` that is
+not a producer id).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from pathlib import Path
 from ingest.auth import Scope, TokenFile
 from ingest.settings import Settings, load_settings
 from zhizao.errors import ConfigError
+from zhizao.liblogs import quiet_libraries
+from zhizao.model import valid_id
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="the producer/user the token is for")
     create.add_argument("--scope", action="append", choices=[s.value for s in Scope],
                         help="repeatable; default write")
-    tsub.add_parser("list", help="list tokens (ids, names, scopes, revoked)")
+    create.add_argument("--producer", action="append", default=[], metavar="P",
+                        help="repeatable: the producers this write token may write batches as "
+                             "(default: the producer named --name)")
+    create.add_argument("--forwarder", action="store_true",
+                        help="may write batches as any producer (a site gateway's token, which forwards "
+                             "other agents' batches)")
+    tsub.add_parser("list", help="list tokens (id, name, scopes, created, state, the producers it "
+                                 "may write batches as)")
     revoke = tsub.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("token_id")
     for t in (create, tsub.choices["list"], revoke):
@@ -72,13 +88,18 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "create":
             scopes = [Scope(s) for s in (args.scope or ["write"])]
             try:
-                token, record = tokens.create(args.name, scopes)
+                token, record = tokens.create(args.name, scopes, producers=args.producer,
+                                              forwarder=args.forwarder)
             except ValueError as exc:
                 print(f"zhizao ingest token create: {exc}", file=sys.stderr)
                 return 2
             print(token)
-            print(f"# id {record.id}, name {record.name}, scopes {','.join(record.scopes)}; "
-                  f"stored hashed in {tokens.path} — copy it now, it is not shown again", file=sys.stderr)
+            print(f"# id {record.id}, name {record.name}, scopes {','.join(record.scopes)}, writes as: "
+                  f"{record.binding()}; stored hashed in {tokens.path} — copy it now, it is not shown "
+                  "again", file=sys.stderr)
+            if record.writes and not record.forwarder and not any(map(valid_id, record.producers or [])):
+                print(f"# note: {record.name!r} is not a producer id, so this token can write no batch "
+                      "(line protocol and events only); give --producer P to bind it", file=sys.stderr)
         elif args.action == "list":
             if not tokens.path.exists():
                 print(f"zhizao ingest: no tokens file {tokens.path} (create a token first, or check "
@@ -89,7 +110,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"# no tokens in {tokens.path}", file=sys.stderr)
             for r in records:
                 state = f"revoked {r.revoked}" if r.revoked else "active"
-                print(f"{r.id}\t{r.name}\t{','.join(r.scopes)}\t{r.created}\t{state}")
+                print(f"{r.id}\t{r.name}\t{','.join(r.scopes)}\t{r.created}\t{state}\t{r.binding()}")
         else:
             try:
                 r = tokens.revoke(args.token_id)
@@ -116,6 +137,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.port = args.port
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries()  # httpx logs every InfluxDB request line at INFO: one line per batch
     tls = settings.tls
     if (tls.cert is None) != (tls.key is None):
         print("zhizao ingest: tls.cert and tls.key must be given together", file=sys.stderr)

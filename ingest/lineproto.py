@@ -19,6 +19,7 @@ InfluxDB's partial write).
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Final
@@ -30,8 +31,17 @@ PRECISION_NS: Final = {
     "ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
     "m": 60_000_000_000, "h": 3_600_000_000_000,
 }
+_PRECISION_NAMES: Final = {scale: name for name, scale in reversed(PRECISION_NS.items())}
 PLAIN_MEASUREMENTS: Final = frozenset({"telemetry", "zhizao"})
 _ASSET_TAGS: Final = ("site", "area", "line", "machine")
+MAX_NS: Final = 9_223_372_036_854_775_806
+"""InfluxDB's range of timestamps (``models.MaxNanoTime``; ``-MAX_NS`` the least): 1677-09-21 to
+2262-04-11, as nanoseconds since the epoch in a signed 64-bit integer."""
+_INT: Final = re.compile(r"-?[0-9]+")
+_UINT: Final = re.compile(r"[0-9]+")
+_FLOAT: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""Line protocol's numbers, ASCII digits only: Python's ``int``/``float`` also take ``1_7``, ``١٧``,
+``nan`` or `` 7``, which InfluxDB refuses."""
 
 
 @dataclass
@@ -97,10 +107,14 @@ def _field_value(raw: str) -> float | int | bool | str:
     if raw in ("f", "F", "false", "False", "FALSE"):
         return False
     if raw.endswith(("i", "u")):
+        if not (_INT if raw.endswith("i") else _UINT).fullmatch(raw[:-1]):
+            raise ValueError(f"{raw[:40]!r} is not an integer (ASCII digits, then i or u)")
         value = int(raw[:-1])
         if not INT_MIN <= value < INT_MAX:
             raise ValueError("integer value outside the signed 64-bit range")
         return value
+    if not _FLOAT.fullmatch(raw):
+        raise ValueError(f"{raw[:40]!r} is not a number, a boolean or a double-quoted string")
     number = float(raw)
     if not math.isfinite(number):
         raise ValueError("value must be finite")
@@ -153,10 +167,13 @@ def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> Non
         raise ValueError(f"tag quality must be one of good, uncertain, bad; got {quality!r}")
     ignored = len(set(tags) - {*_ASSET_TAGS, "unit", "quality"})
     if len(sections) == 3:
-        try:
-            ts_ns = int(sections[2]) * scale
-        except ValueError:
-            raise ValueError(f"timestamp {sections[2]!r} is not an integer") from None
+        raw_ts = sections[2]
+        if not _INT.fullmatch(raw_ts):
+            raise ValueError(f"timestamp {raw_ts[:40]!r} is not an integer (ASCII digits)")
+        ts_ns = int(raw_ts) * scale
+        if not -MAX_NS <= ts_ns <= MAX_NS:
+            raise ValueError(f"timestamp {raw_ts[:40]} (precision {_PRECISION_NAMES[scale]}) is outside "
+                             "InfluxDB's range, 1677-09-21 to 2262-04-11")
     else:
         ts_ns = default_ns
     fields: list[tuple[str, float | int | bool | str]] = []

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from ingest.storage.base import DataRefused
 from zhizao.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,15 @@ def problem_response(p: Problem, instance: str = "") -> Response:
 def problem_of(exc: Exception, retry_after_s: int, where: str) -> Problem:
     """The problem answering ``exc`` raised while handling ``where`` (``"METHOD /path"``):
     itself for a :class:`Problem`, 503 with ``Retry-After`` for ``StoreUnavailable`` (for a
-    write: nothing was stored; for a read — GET, HEAD, OPTIONS — nothing could be read), 500 for
-    anything else (a bug: logged with its traceback)."""
+    write: nothing was stored; for a read — GET, HEAD, OPTIONS — nothing could be read), 422 for
+    ``DataRefused`` (the store refused the data itself: permanent, never 503), 500 for anything
+    else (a bug: logged with its traceback)."""
     if isinstance(exc, Problem):
         return exc
+    if isinstance(exc, DataRefused):
+        log.warning("store refused the data on %s: %s", where, exc.reason)
+        return Problem(422, f"the store refused the data, nothing was acknowledged; resending it unchanged "
+                       f"cannot succeed: {exc.reason}", reason="store_refused")
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable on %s: %s", where, exc)
         if where.split(" ", 1)[0].upper() in _READS:
@@ -96,3 +102,4 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(StoreUnavailable, on_error)
+    app.add_exception_handler(DataRefused, on_error)

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ingest.auth import TokenRecord
 from ingest.decode import DecodedBatch, Decoder, OutOfRange
 from ingest.metrics import Metrics
 from ingest.problems import Problem
 from ingest.ratelimit import RateLimiter
 from ingest.settings import Settings
-from ingest.storage.base import BatchKey, SampleFrame, Store, WriteResult
+from ingest.storage.base import BatchKey, DataRefused, SampleFrame, Store, WriteResult
 from zhizao.errors import StoreUnavailable, WireFormatError
 from zhizao.wire import decompress
 
@@ -68,18 +69,32 @@ class IngestService:
         return problem
 
     async def write_frame(self, frame: SampleFrame, key: BatchKey | None, source: str) -> WriteResult:
-        """Store ``frame`` within the configured write timeout; ``StoreUnavailable`` otherwise."""
-        return (await self.write_frames([(frame, key)], source))[0]
+        """Store ``frame`` within the configured write timeout; ``StoreUnavailable`` otherwise,
+        ``Problem`` 422 when the store refuses the data itself (:func:`refused_problem`)."""
+        result = (await self.write_frames([(frame, key)], source))[0]
+        if isinstance(result, DataRefused):
+            raise self.refuse(refused_problem(result))
+        return result
 
     async def write_frames(self, items: Sequence[tuple[SampleFrame, BatchKey | None]],
-                           source: str) -> list[WriteResult]:
+                           source: str) -> list[WriteResult | DataRefused]:
         """Store every frame (handed to the store together, so they share its group commit) within
-        the configured write timeout; ``StoreUnavailable`` unless all of them were committed."""
+        the configured write timeout; ``StoreUnavailable`` unless all of them were committed or
+        refused. A frame whose data the store refused (a permanent verdict on that frame alone, the
+        others are stored) has its :class:`DataRefused` in its place."""
         timeout = self.settings.storage.write_timeout_s
         store = self.store
         try:
-            results = await asyncio.wait_for(
-                asyncio.gather(*(store.write(frame, key) for frame, key in items)), timeout)
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(store.write(frame, key) for frame, key in items), return_exceptions=True),
+                timeout)
+            failure = next((a for a in answers if isinstance(a, StoreUnavailable)), None) or \
+                next((a for a in answers if isinstance(a, BaseException) and not isinstance(a, DataRefused)),
+                     None)
+            if failure is not None:
+                raise failure
+            results: list[WriteResult | DataRefused] = [a for a in answers if not isinstance(a, BaseException)
+                                                        or isinstance(a, DataRefused)]
         except TimeoutError:
             self.metrics.store_errors.labels("write").inc()
             self.metrics.store_up.set(0)
@@ -94,10 +109,10 @@ class IngestService:
             raise Problem(500, f"internal store error ({type(exc).__name__}); nothing was acknowledged "
                           "— see the ingest log", reason="store_bug") from None
         self.metrics.store_up.set(1)
-        written = sum(r.accepted for r in results if not r.duplicate)
+        written = sum(r.accepted for r in results if isinstance(r, WriteResult) and not r.duplicate)
         if written:
             self.metrics.samples_written.labels(source).inc(written)
-        return list(results)
+        return results
 
     def _decode(self, body: bytes) -> DecodedBatch:
         """Decode one wire-format document; ``Problem`` 413/400 for an oversized or bad one."""
@@ -112,6 +127,30 @@ class IngestService:
                 f"the limit is {limits.max_samples_per_batch} per batch",
                 reason="too_many_samples", limit=limits.max_samples_per_batch))
         return decoded
+
+    def _authorise(self, writer: TokenRecord | None, producers: Iterable[str]) -> None:
+        """403 unless ``writer`` (``None``: auth disabled) may write batches as every one of
+        ``producers`` (:meth:`~ingest.auth.TokenRecord.may_write_as`). Called once the batch is
+        decoded and before the rate limit and the store: a refused batch takes nothing from any
+        producer's rate, stores nothing and marks nothing as seen for deduplication."""
+        if writer is None:
+            return
+        refused = sorted({p for p in producers if not writer.may_write_as(p)})
+        if not refused:
+            return
+        names = ", ".join(repr(p) for p in refused)
+        log.warning("token %s (%s) refused: it may not write as producer %s (it writes as: %s)",
+                    writer.id, writer.name, names, writer.binding())
+        raise self.refuse(Problem(
+            403, f"token {writer.id} ({writer.name}) may not write batches as producer {names}; it "
+            f"writes as: {writer.binding()}. Nothing was stored. An agent's token is named after its "
+            f"agent id (zhizao ingest token create --name {refused[0]}), or bound with --producer; a "
+            "site gateway's token is created with --forwarder", reason="producer_not_allowed"))
+
+    def take_rate(self, producer: str, n: int) -> None:
+        """Take ``n`` samples from ``producer``'s rate limit, or raise 429 (for line-protocol
+        writes, whose producer is the token's name: they share that producer's limit)."""
+        self._take_rate({producer: n})
 
     def _take_rate(self, counts: dict[str, int]) -> None:
         """Take ``counts`` samples per producer from the rate limiter, or raise 429 (nothing taken
@@ -143,21 +182,25 @@ class IngestService:
         return BatchOutcome(decoded.producer, decoded.batch_id, decoded.seq, result.accepted,
                             decoded.rejected, result.duplicate)
 
-    async def ingest_batch(self, body: bytes) -> BatchOutcome:
-        """Decode and store one wire-format batch (``body`` possibly gzip)."""
+    async def ingest_batch(self, body: bytes, writer: TokenRecord | None = None) -> BatchOutcome:
+        """Decode and store one wire-format batch (``body`` possibly gzip) sent with the token of
+        ``writer`` (``None``: auth disabled); 403 when the token may not write as its producer."""
         decoded = self._decode(body)
+        self._authorise(writer, (decoded.producer,))
         self._take_rate({decoded.producer: decoded.total})
         self._count_rejected(decoded)
         result = await self.write_frame(decoded.frame, BatchKey(decoded.producer, decoded.batch_id), "batch")
         return self._outcome(decoded, result)
 
-    async def ingest_bulk(self, body: bytes) -> BulkOutcome:
-        """Decode and store many wire-format batches sent as NDJSON (``body`` possibly gzip).
+    async def ingest_bulk(self, body: bytes, writer: TokenRecord | None = None) -> BulkOutcome:
+        """Decode and store many wire-format batches sent as NDJSON (``body`` possibly gzip), with
+        the token of ``writer`` (``None``: auth disabled).
 
         Contract: every non-blank line is one batch, answered in order by a :class:`BatchOutcome`
         or, when that line alone is bad (envelope, too many samples), a :class:`LineError` — the
-        other lines are stored anyway. Whole-request problems raise ``Problem`` (413 too many
-        lines or samples, 429 rate limit) before anything is stored. All valid lines are handed
+        other lines are stored anyway. Whole-request problems raise ``Problem`` (403 a line whose
+        producer the token may not write as, 413 too many lines or samples, 429 rate limit) before
+        anything is stored. All valid lines are handed
         to the store together (one group commit / one InfluxDB write) and the call returns only
         after every one is durable; ``StoreUnavailable`` (503) means some may be stored and some
         not — resending is safe, the stored ones come back as duplicates.
@@ -184,6 +227,9 @@ class IngestService:
             decoded.append(d)
             counts[d.producer] = counts.get(d.producer, 0) + d.total
             total += d.total
+        # a line the token may not write refuses the whole request (403, nothing stored), so a
+        # misconfigured token keeps the data in the sender's buffer instead of dead-lettering it
+        self._authorise(writer, counts)
         if total > limits.max_bulk_samples:
             raise self.refuse(Problem(
                 413, f"bulk request has {total} samples; the limit is {limits.max_bulk_samples} "
@@ -194,8 +240,21 @@ class IngestService:
             self._count_rejected(d)
         items = [(d.frame, BatchKey(d.producer, d.batch_id)) for d in valid]
         results = await self.write_frames(items, "bulk")
-        by_id = {id(d): self._outcome(d, r) for d, r in zip(valid, results, strict=True)}
+        by_id: dict[int, BatchOutcome | LineError] = {}
+        for d, r in zip(valid, results, strict=True):
+            if isinstance(r, DataRefused):  # that line only, as POST /api/v1/batches would answer it
+                refused = self.refuse(refused_problem(r))
+                by_id[id(d)] = LineError(refused.status, refused.detail)
+            else:
+                by_id[id(d)] = self._outcome(d, r)
         return BulkOutcome([by_id[id(d)] if isinstance(d, DecodedBatch) else d for d in decoded])
+
+
+def refused_problem(exc: DataRefused) -> Problem:
+    """422 for data the store refused (InfluxDB could not parse a point, a field type conflict):
+    permanent — the agent dead-letters the batch (no per-sample ``index``: the whole batch)."""
+    return Problem(422, f"the store refused this batch's data, nothing of it was acknowledged; resending "
+                   f"it unchanged cannot succeed: {exc.reason}", reason="store_refused")
 
 
 def _wire_problem(exc: WireFormatError, max_bytes: int) -> Problem:

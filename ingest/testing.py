@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -44,9 +44,13 @@ def server_settings(tmp_path: Path, *, auth: bool = False, backend: str = "duckd
     })
 
 
-def create_token(settings: Settings, name: str, *scopes: Scope) -> str:
-    """Issue a token in ``settings.auth.tokens_file``; returns the secret."""
-    token, _ = TokenFile(Path(settings.auth.tokens_file)).create(name, list(scopes or (Scope.WRITE,)))
+def create_token(settings: Settings, name: str, *scopes: Scope, producers: Sequence[str] = (),
+                 forwarder: bool = False) -> str:
+    """Issue a token in ``settings.auth.tokens_file``; returns the secret. A write token writes
+    batches as the producer ``name`` only, unless bound to ``producers`` or made a ``forwarder``
+    (any producer) — as ``zhizao ingest token create --producer P`` / ``--forwarder``."""
+    token, _ = TokenFile(Path(settings.auth.tokens_file)).create(
+        name, list(scopes or (Scope.WRITE,)), producers=producers, forwarder=forwarder)
     return token
 
 

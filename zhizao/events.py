@@ -9,13 +9,33 @@ stored by ingest and served at ``GET /api/v1/events``.
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from zhizao.model import check_asset_prefix
+
+MAX_RULE: Final = 256
+"""Characters of ``Event.rule``."""
+MAX_MESSAGE: Final = 4096
+"""Characters of ``Event.message``."""
+MAX_DETAILS_BYTES: Final = 16 * 1024
+"""``Event.details`` as compact JSON (UTF-8), in bytes."""
+MAX_CONTRIBUTORS: Final = 1000
+
+
+def check_tag_text(text: str) -> str:
+    """``text`` unchanged unless it holds a control character (line breaks, tabs, NUL ...: Unicode
+    category Cc) or a backslash — what a field stored as an InfluxDB tag (``id``, ``rule``) cannot
+    carry faithfully (``ingest/storage/influxdb/lineproto.py``); ``ValueError`` naming it then."""
+    for i, c in enumerate(text):
+        if c == "\\" or unicodedata.category(c) == "Cc":
+            raise ValueError(f"must not contain control characters or backslashes; found {c!r} at {i}")
+    return text
 
 
 class EventSource(StrEnum):
@@ -53,7 +73,8 @@ class Event(BaseModel):
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,255}$")
     source: EventSource
-    rule: str
+    rule: str = Field(max_length=MAX_RULE)
+    """No control characters, no backslash (:func:`check_tag_text`): stored as a tag."""
     asset: str
     severity: Severity = Severity.WARNING
     state: EventState = EventState.OPEN
@@ -64,14 +85,28 @@ class Event(BaseModel):
     peak: float | None = None
     """The worst value/score seen during the episode."""
     threshold: float | None = None
-    message: str = ""
-    contributors: list[Contributor] = Field(default_factory=list)
+    message: str = Field("", max_length=MAX_MESSAGE)
+    contributors: list[Contributor] = Field(default_factory=list, max_length=MAX_CONTRIBUTORS)
     details: dict[str, Any] = Field(default_factory=dict)
+    """At most ``MAX_DETAILS_BYTES`` as JSON."""
 
     @field_validator("asset")
     @classmethod
     def _check_asset(cls, asset: str) -> str:
         return check_asset_prefix(asset)
+
+    @field_validator("id", "rule")
+    @classmethod
+    def _check_tag(cls, text: str) -> str:
+        return check_tag_text(text)
+
+    @field_validator("details")
+    @classmethod
+    def _check_details(cls, details: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(details, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        if size > MAX_DETAILS_BYTES:
+            raise ValueError(f"is {size} bytes as JSON; the limit is {MAX_DETAILS_BYTES}")
+        return details
 
     @field_validator("end")
     @classmethod

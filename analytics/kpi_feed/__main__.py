@@ -11,6 +11,7 @@ import sys
 from analytics.kpi_feed.config import load_feed_config
 from analytics.kpi_feed.runner import serve
 from zhizao.errors import ConfigError
+from zhizao.liblogs import quiet_libraries
 
 
 def main(argv: list[str]) -> int:
@@ -24,6 +25,7 @@ def main(argv: list[str]) -> int:
         print(exc, file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries()  # httpx would log every request to ingest or InfluxDB at INFO
     try:
         asyncio.run(serve(cfg))
     except KeyboardInterrupt:

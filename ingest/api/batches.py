@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from ingest.api.body import read_body
 from ingest.api.deps import authorize, service_of
-from ingest.auth import Scope
+from ingest.auth import Scope, TokenRecord
 from ingest.problems import PROBLEM_JSON, Problem
 from ingest.service import BatchOutcome, IngestService, LineError
 
@@ -89,7 +89,8 @@ def batch_schemas() -> dict[str, dict[str, Any]]:
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {PROBLEM_JSON: {}}}
     for code, text in ((400, "Malformed batch envelope"), (401, "No valid token"),
-                       (403, "Token lacks the write scope"), (413, "Body or batch too large"),
+                       (403, "Token lacks the write scope, or may not write as a batch's producer"),
+                       (413, "Body or batch too large"),
                        (415, "Unsupported Content-Type or Content-Encoding"),
                        (429, "Producer rate limit exceeded"), (503, "Store unavailable; nothing stored"))
 }
@@ -110,22 +111,24 @@ async def post_batch(request: Request) -> Response:
     # The hottest route (served by ingest.app.WriteFront): no FastAPI dependencies and no
     # response-model round trip (together ~0.1 ms of CPU per request, measured); the token is
     # checked first, the answer has BatchResult's shape (tests/ingest/test_write_front.py).
-    service, body = await _write_request(request, _MEDIA, default="application/json")
-    outcome = await service.ingest_batch(body)
+    service, writer, body = await _write_request(request, _MEDIA, default="application/json")
+    outcome = await service.ingest_batch(body, writer)
     return _json_answer(_result(outcome))
 
 
 async def _write_request(request: Request, media: tuple[str, ...], *,
-                         default: str) -> tuple[IngestService, bytes]:
-    """The service and raw body of a write request, checked in this order: the token (401/403),
-    the Content-Type (415; ``default`` when absent), then the body (see :func:`read_body`)."""
+                         default: str) -> tuple[IngestService, TokenRecord | None, bytes]:
+    """The service, the token's record (``None`` with auth disabled) and raw body of a write
+    request, checked in this order: the token (401/403), the Content-Type (415; ``default`` when
+    absent), then the body (see :func:`read_body`). The producers the token may write as are
+    checked by the service once the body is decoded (403)."""
     service = service_of(request)
-    await authorize(request, Scope.WRITE)
+    writer = await authorize(request, Scope.WRITE)
     ctype = request.headers.get("content-type", default).split(";")[0].strip().lower()
     if ctype not in media:
         raise service.refuse(Problem(415, f"Content-Type {ctype!r} is not supported; send {media[0]}",
                                      reason="bad_content_type"))
-    return service, await read_body(request, service)
+    return service, writer, await read_body(request, service)
 
 
 def _result(outcome: BatchOutcome) -> dict[str, Any]:
@@ -163,8 +166,8 @@ async def post_bulk(request: Request) -> Response:
     ``limits.max_bulk_batches`` lines and ``limits.max_bulk_samples`` samples per request (413).
     Send ``Content-Encoding: gzip`` to compress the whole body.
     """
-    service, body = await _write_request(request, _NDJSON, default="")  # a hot route too: see post_batch
-    outcome = await service.ingest_bulk(body)
+    service, writer, body = await _write_request(request, _NDJSON, default="")  # hot route: see post_batch
+    outcome = await service.ingest_bulk(body, writer)
     lines: list[dict[str, Any]] = []
     accepted = duplicates = errors = 0
     for n, item in enumerate(outcome.lines):

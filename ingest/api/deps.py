@@ -1,7 +1,14 @@
 """Dependencies shared by the routes: the service, the store, and scope checks.
 
 Scope checks run before the route reads its body, so an unauthenticated or out-of-scope
-request is refused (401/403) before any body validation and writes nothing.
+request is refused (401/403) before any body validation and writes nothing. Which producers a
+write token may write batches as is checked by the service once the batch is decoded
+(:meth:`ingest.service.IngestService.ingest_batch`), before anything is stored.
+
+A token is read from ``Authorization`` (``Bearer``/``Token``, or ``Basic`` with the token as
+password); only on the InfluxDB-compatible routes (:data:`QUERY_TOKEN_PATHS`) also from the query
+string (``?u=&p=<token>``, as InfluxDB 1.x clients send it) — anywhere else a token in a URL would
+end up in proxy logs and browser history, so it is not looked at there.
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ ServiceDep = Annotated[IngestService, Depends(get_service)]
 StoreDep = Annotated[Store, Depends(_store)]
 
 
+QUERY_TOKEN_PATHS: frozenset[str] = frozenset({"/write", "/query", "/api/v2/write"})
+"""The InfluxDB-compatible routes, the only ones taking a token from the query string (``p``)."""
+
+
 def _token_of(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -56,8 +67,10 @@ def _token_of(request: Request) -> str | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
         return password or None
-    # InfluxDB 1.x clients put the password (our token) in the query string
-    return request.query_params.get("p") or None
+    # InfluxDB 1.x clients put the password (our token) in the query string: on their routes only
+    if request.scope["path"] in QUERY_TOKEN_PATHS:
+        return request.query_params.get("p") or None
+    return None
 
 
 async def authorize(request: Request, scope: Scope) -> TokenRecord | None:

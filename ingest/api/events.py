@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, Discriminator, Tag
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
-from ingest.api.deps import CanRead, CanWrite, StoreDep
+from ingest.api.body import read_body
+from ingest.api.deps import CanRead, CanWrite, ServiceDep, StoreDep
 from ingest.problems import Problem
 from ingest.storage.base import EventQuery
+from zhizao.errors import WireFormatError
 from zhizao.events import Event, EventSource, EventState
 from zhizao.model import check_asset_prefix
+from zhizao.wire import decompress
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -41,6 +45,11 @@ EventsBody = Annotated[
     Discriminator(_shape, custom_error_type="events_body",
                   custom_error_message="expected one event (a JSON object) or a list of events (an array)"),
 ]
+_EVENTS_BODY: TypeAdapter[list[Event] | Event] = TypeAdapter(EventsBody)
+_BODY_SCHEMA = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "oneOf": [{"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+              {"$ref": "#/components/schemas/Event"}], "title": "Events"}}}}}
+_JSON = ("application/json", "")
 
 
 @router.get("/events", response_model=EventsResponse)
@@ -67,10 +76,33 @@ async def get_events(
     return EventsResponse(events=events)
 
 
-@router.post("/events", response_model=UpsertResult)
-async def post_events(store: StoreDep, _auth: CanWrite,
-                      events: Annotated[EventsBody, Body()]) -> UpsertResult:
-    """Insert or replace one event or a list of events by ``id`` (open, update, resolve)."""
+@router.post("/events", response_model=UpsertResult, openapi_extra=_BODY_SCHEMA)
+async def post_events(request: Request, service: ServiceDep, store: StoreDep,
+                      _auth: CanWrite) -> UpsertResult:
+    """Insert or replace one event or a list of events by ``id`` (open, update, resolve).
+
+    The body (JSON, ``Content-Encoding: gzip`` optional) is read up to ``limits.max_body_bytes``
+    (413 beyond, also after inflating) — never whole into memory first, as a declared body
+    parameter would be; an invalid event answers 422 naming its field (``body.event.<field>``,
+    ``body.list.<index>.<field>``).
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in _JSON and not ctype.endswith("+json"):
+        raise service.refuse(Problem(415, f"Content-Type {ctype!r} is not supported; send application/json",
+                                     reason="bad_content_type"))
+    limit = service.settings.limits.max_body_bytes
+    body = await read_body(request, service)
+    try:
+        body = decompress(body, max_bytes=limit)
+    except WireFormatError as exc:
+        too_large = "inflates to more than" in exc.message or "larger than" in exc.message
+        raise service.refuse(Problem(413, f"{exc}; the limit is {limit} bytes", reason="body_too_large",
+                                     limit=limit) if too_large else
+                             Problem(400, f"invalid body: {exc}", reason="bad_encoding")) from None
+    try:
+        events = _EVENTS_BODY.validate_json(body)
+    except ValidationError as exc:  # answered as FastAPI answers a body parameter's errors
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
     items = events if isinstance(events, list) else [events]
     await store.upsert_events(items)
     return UpsertResult(upserted=len(items))

@@ -53,11 +53,16 @@ class TokenOut(BaseModel):
     scopes: list[str]
     created: str
     revoked: str | None
+    producers: list[str] | None
+    """The producers it may write batches as (``[]``: none, or any for a forwarder); ``null``: a token
+    from before bindings, which writes as any producer until re-created bound."""
+    forwarder: bool
 
 
 @router.get("/api/v1/admin/tokens", response_model=list[TokenOut], tags=["admin"])
 async def list_tokens(request: Request, _auth: CanAdmin) -> list[TokenOut]:
     """Tokens (never their secrets or hashes). Needs the admin scope."""
     tokens: TokenFile = request.app.state.tokens
-    return [TokenOut(id=r.id, name=r.name, scopes=r.scopes, created=r.created, revoked=r.revoked)
+    return [TokenOut(id=r.id, name=r.name, scopes=r.scopes, created=r.created, revoked=r.revoked,
+                     producers=r.producers, forwarder=r.forwarder)
             for r in tokens.records()]

@@ -1,4 +1,11 @@
-"""InfluxDB-compatible writes: ``POST /api/v2/write`` (Telegraf ``outputs.influxdb_v2``) and ``/write``."""
+"""InfluxDB-compatible writes: ``POST /api/v2/write`` (Telegraf ``outputs.influxdb_v2``) and ``/write``.
+
+Line protocol carries no producer and no batch id (nothing to deduplicate, nothing a token could
+write on another producer's behalf): the *producer* of a line-protocol write is the name of the
+token that sent it (``line-protocol`` with auth disabled), and its values count against that
+producer's rate limit (``limits.rate_samples_per_s``), as a batch of that producer would. Any token
+with the write scope may write line protocol, whatever producers it is bound to for batches.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from fastapi.responses import Response
 from ingest import lineproto
 from ingest.api.body import read_body
 from ingest.api.deps import CanWrite, ServiceDep
+from ingest.auth import TokenRecord
 from ingest.problems import Problem
 from ingest.service import IngestService
 
@@ -21,7 +29,13 @@ log = logging.getLogger(__name__)
 _TEXT = {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
-async def _write(request: Request, service: IngestService, precision: str) -> Response:
+def line_protocol_producer(writer: TokenRecord | None) -> str:
+    """The producer a line-protocol write counts as: the token's name (auth off: ``line-protocol``)."""
+    return "line-protocol" if writer is None else writer.name
+
+
+async def _write(request: Request, service: IngestService, precision: str,
+                 writer: TokenRecord | None) -> Response:
     body = await read_body(request, service)
     limit = service.settings.limits.max_body_bytes
     if body.startswith(b"\x1f\x8b"):
@@ -49,6 +63,7 @@ async def _write(request: Request, service: IngestService, precision: str) -> Re
             f"{service.settings.limits.max_samples_per_batch}", reason="too_many_samples"))
     service.metrics.ignored_tags.inc(parsed.ignored_tags)
     if len(parsed.frame):
+        service.take_rate(line_protocol_producer(writer), len(parsed.frame))
         await service.write_frame(parsed.frame, None, "line_protocol")
     if parsed.errors:
         service.metrics.samples_rejected.labels("line_protocol").inc(len(parsed.errors))
@@ -62,16 +77,16 @@ async def _write(request: Request, service: IngestService, precision: str) -> Re
 
 
 @router.post("/api/v2/write", status_code=204, openapi_extra={"requestBody": _TEXT})
-async def write_v2(request: Request, service: ServiceDep, _auth: CanWrite,
+async def write_v2(request: Request, service: ServiceDep, *, writer: CanWrite,
                    precision: Annotated[str, Query(pattern="^(ns|us|ms|s)$")] = "ns",
                    org: str | None = None, bucket: str | None = None) -> Response:
     """InfluxDB 2.x write API. ``org`` and ``bucket`` are accepted and ignored (one store)."""
-    return await _write(request, service, precision)
+    return await _write(request, service, precision, writer)
 
 
 @router.post("/write", status_code=204, openapi_extra={"requestBody": _TEXT})
-async def write_v1(request: Request, service: ServiceDep, _auth: CanWrite,
+async def write_v1(request: Request, service: ServiceDep, *, writer: CanWrite,
                    precision: Annotated[str, Query(pattern="^(ns|n|us|u|ms|s|m|h)$")] = "ns",
                    db: str | None = None, rp: str | None = None) -> Response:
-    """InfluxDB 1.x write API (token as Bearer/Token header or the ``p`` query parameter)."""
-    return await _write(request, service, precision)
+    """InfluxDB 1.x write API (token as Bearer/Token header, basic auth, or the ``p`` query parameter)."""
+    return await _write(request, service, precision, writer)

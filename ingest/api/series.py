@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from ingest.api.deps import CanRead, StoreDep
 from ingest.problems import Problem
 from ingest.storage.base import Agg, SeriesQuery
-from zhizao.model import AssetPath, check_asset_prefix
+from zhizao.model import AssetPath, check_asset_prefix, valid_signal
 from zhizao.wire import format_ts
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
@@ -79,6 +79,10 @@ async def get_series(
         check_asset_prefix(asset)
     except ValueError as exc:
         raise Problem(422, f"asset: {exc}", reason="bad_query") from None
+    for name in signal or ():  # never into a store's query language unchecked
+        if not valid_signal(name):
+            raise Problem(422, f"signal: {name[:80]!r} is not a valid signal name (letters, digits, _ . -; "
+                          "starting with a letter or _; at most 128 characters)", reason="bad_query")
     try:
         q = SeriesQuery(asset=asset, start=_aware(start, "start"), end=_aware(end, "end"),
                         signals=tuple(signal or ()), agg=agg,
@@ -119,7 +123,7 @@ async def get_latest(store: StoreDep, _auth: CanRead,
     try:
         AssetPath.parse(asset)
     except ValueError as exc:
-        raise Problem(422, str(exc), reason="bad_query") from None
+        raise Problem(422, f"asset: {exc}", reason="bad_query") from None
     values = await store.latest(asset)
     return LatestResponse(asset=asset, values=[
         LatestOut(signal=v.signal, ts=format_ts(v.ts), value=v.value, unit=v.unit, quality=v.quality.value)

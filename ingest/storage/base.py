@@ -24,7 +24,7 @@ import numpy.typing as npt
 from pydantic import AfterValidator
 
 from zhizao.events import Event, EventSource, EventState
-from zhizao.model import AssetPath, Quality, Sample, Value, check_asset_prefix
+from zhizao.model import AssetPath, Quality, Sample, Value, check_asset_prefix, valid_signal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -172,6 +172,17 @@ class WriteResult:
     duplicate: bool = False
 
 
+class DataRefused(Exception):
+    """The backend refused the data itself (InfluxDB answered 400: a point it cannot parse, a field
+    type conflict): a permanent refusal — resending the same data can never succeed, unlike
+    ``StoreUnavailable``. ``write`` raises it only for the frame at fault (a grouped write is split
+    so that the other frames of its group are stored); the API answers 422 naming the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Agg(StrEnum):
     MEAN = "mean"
     MIN = "min"
@@ -209,6 +220,10 @@ class SeriesQuery:
         check_asset_prefix(self.asset)
         if self.limit < 1:
             raise ValueError("limit must be >= 1")
+        bad = next((s for s in self.signals if not valid_signal(s)), None)
+        if bad is not None:
+            raise ValueError(f"signal: {bad!r} is not a valid signal name (letters, digits, _ . -; "
+                             "starting with a letter or _; at most 128 characters)")
         if to_us(self.end) <= to_us(self.start):
             raise ValueError("end must be after start")
         if self.bucket is not None and self.bucket <= timedelta(0):

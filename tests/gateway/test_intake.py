@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from gateway.intake import UnsIntake
 from gateway.mqtt import Message
 from gateway.testing import simulated_batches
 from zhizao import topics, wire
-from zhizao.model import Batch
+from zhizao.model import AssetPath, Batch
 
 
 @dataclass
@@ -255,3 +256,55 @@ async def test_a_raw_redelivery_waits_for_the_pending_commit_and_a_failed_commit
     receive(6, dup=False)  # the same payload published again: stored again
     receive(7, dup=False, qos=0)
     assert len(sink.commits) == 4 and sink.commits[3][1] is None, "QoS 0 is never redelivered"
+
+
+async def test_the_topic_is_authoritative_and_reserved_namespaces_hold_no_data(
+    tmp_path: Path, acks: Acks
+) -> None:
+    """A batch with a sample of another asset than its topic's is dead-lettered whole and counted,
+    on the fast path (v1, v2 gzip) and the slow one (a batch with an invalid sample too: not half
+    stored); alerts are only acknowledged (gzip or not); a batch under ``alerts/`` or a 4-level
+    topic under ``agents/`` (a site so named) is dead-lettered saying the name is reserved."""
+    cfg = _config(tmp_path)
+    dl = DeadLetter(cfg.deadletter_path)
+    intake = UnsIntake(cfg, dl, FleetState())
+    batches = simulated_batches(20, n_agents=1)["agent-0"]
+    mine = batches[0]
+    other = next(b for b in batches if b.samples[0].asset != mine.samples[0].asset)
+    topic = topics.data_topic(mine.samples[0].asset)
+    mixed = Batch(mine.producer, "mixed-1", 1, (*mine.samples[:3], other.samples[0]))
+    slow = wire.batch_to_dict(Batch(mine.producer, "mixed-2", 2, (*mine.samples[:3], *other.samples[:2])))
+    slow["samples"][0]["ts"] = "yesterday"
+    reserved = Batch("agent-0", "r-1", 1, tuple(
+        dataclasses.replace(s, asset=AssetPath("alerts", "a1", "line1", "m1")) for s in mine.samples[:2]))
+    agents_site = Batch("agent-0", "r-2", 2, tuple(
+        dataclasses.replace(s, asset=AssetPath("agents", "a1", "line1", "status")) for s in mine.samples[:2]))
+    alert = orjson.dumps({"id": "e1", "source": "kpi", "rule": "oee_low", "asset": "plant1/a1/line1",
+                          "start": "2026-11-24T10:00:00Z"})
+    async with cfg.buffer.build("gw-1") as buf:
+        await _run(intake, buf, [
+            _msg(acks, topic, wire.encode_batch(mixed), 1),
+            _msg(acks, topic, wire.encode_batch(mixed, compress=True, version=2), 2),
+            _msg(acks, topic, orjson.dumps(slow), 3),
+            _msg(acks, topics.alert_topic("plant1/a1/line1"), alert, 4),
+            _msg(acks, topics.alert_topic("plant1/a1/line1/cnc-1"), gzip.compress(alert), 5),
+            _msg(acks, topics.data_topic(reserved.samples[0].asset), wire.encode_batch(reserved), 6),
+            _msg(acks, topics.data_topic(agents_site.samples[0].asset), wire.encode_batch(agents_site), 7),
+            _msg(acks, topic, wire.encode_batch(mine), 8),
+        ])
+        stored = await _stored(buf)
+    assert sorted(acks.mids) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert stored == [mine], "only the batch of the topic's own machine"
+    letters = dl.read()
+    assert [(r["topic"], r["kind"]) for r in letters] == [(topic, "gateway_batch")] * 3 + [
+        (topics.data_topic(reserved.samples[0].asset), "gateway_batch"),
+        (topics.data_topic(agents_site.samples[0].asset), "gateway_batch")]
+    for r, batch_id in zip(letters[:3], ["mixed-1", "mixed-1", "mixed-2"], strict=True):
+        assert (r["producer"], r["batch_id"]) == ("agent-0", batch_id)
+        assert f"holds samples of asset {other.samples[0].asset}, not of its topic's asset " \
+            f"{mine.samples[0].asset}" in r["reason"]
+    assert "no site may be named 'alerts'" in letters[3]["reason"]
+    assert "no site may be named 'agents'" in letters[4]["reason"]
+    counts = intake.counts
+    assert (counts.wrong_asset, counts.alerts_skipped, counts.status_messages) == (3, 2, 0)
+    assert intake.stats.bad_payloads == 5

@@ -144,10 +144,10 @@ async def test_an_agent_publishing_v2_through_the_gateway_is_stored_once(
     service = ingest._app.state.service
     bulk = service.ingest_bulk
 
-    async def spy(body: bytes) -> Any:  # ingest's own thread and loop: list.append is enough
+    async def spy(body: bytes, *rest: Any) -> Any:  # ingest's own thread and loop: list.append is enough
         lines.extend(orjson.loads(line) for line in wire.decompress(body, max_bytes=2**30).split(b"\n")
                      if line.strip())
-        return await bulk(body)
+        return await bulk(body, *rest)  # rest: the token's record
 
     monkeypatch.setattr(service, "ingest_bulk", spy)
     gw = gateway_factory()

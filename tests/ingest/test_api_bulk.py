@@ -108,7 +108,7 @@ def test_whole_request_limits_store_nothing(client: httpx.Client) -> None:
 def test_bulk_needs_a_write_token_before_reading_the_body(tmp_path: Path) -> None:
     settings = server_settings(tmp_path, auth=True)
     reader = create_token(settings, "reader", Scope.READ)
-    writer = create_token(settings, "writer", Scope.WRITE)
+    writer = create_token(settings, "agent-1", Scope.WRITE)  # the producer it writes as
     with run_server(settings) as url, httpx.Client(base_url=url, timeout=10) as c:
         assert_problem(c.post("/api/v1/batches/bulk", content=b"{garbage", headers=NDJSON), 401)
         assert_problem(c.post("/api/v1/batches/bulk", content=ndjson(batch()),

@@ -25,7 +25,9 @@ def test_tokens_and_scopes(tmp_path: Path) -> None:
     writer = create_token(settings, "agent-1", Scope.WRITE)
     reader = create_token(settings, "grafana", Scope.READ)
     admin = create_token(settings, "ops", Scope.ADMIN)
-    revoked = create_token(settings, "old-agent", Scope.WRITE)
+    # the previous token of agent-1, under another name: bound to agent-1 (a token writes only as
+    # the producers it is bound to, by default its own name)
+    revoked = create_token(settings, "old-agent", Scope.WRITE, producers=["agent-1"])
     stored = (tmp_path / "tokens.json").read_text()
     assert writer not in stored and reader not in stored  # only hashes are kept
     revoked_id = revoked.split("_")[1]
@@ -100,7 +102,8 @@ def _served_config(tmp_path: Path, tokens_file: str) -> Path:
 
 def _accepted_by_server(config: Path, token: str) -> bool:
     with run_server(load_settings(config)) as url, httpx.Client(base_url=url) as c:
-        return post(c, batch("b-1"), authorization=f"Bearer {token}").status_code == 200
+        # the CLI's token is named agent-7, so it writes as producer agent-7
+        return post(c, batch("b-1", producer="agent-7"), authorization=f"Bearer {token}").status_code == 200
 
 
 def test_token_cli_honours_config_before_the_subcommand(

@@ -26,6 +26,7 @@ import httpx
 import numpy as np
 import orjson
 
+from analytics.scoring.rows import merge_units
 from analytics.scoring.service.config import IngestApiConfig
 from ingest.settings import StorageSettings
 from ingest.storage.base import (
@@ -150,7 +151,9 @@ class IngestApiIO:
         if q.bucket is not None:
             params.append(("bucket", f"{q.bucket / timedelta(microseconds=1):.0f}us"))
         doc = await self._call("GET", "/api/v1/series", params=params)
-        return [_series(s) for s in doc["series"]]
+        series = [_series(s) for s in doc["series"]]
+        # the API answers one series per unit; Store.query without by_unit one per signal
+        return series if q.by_unit else merge_units(series, q.agg)
 
     async def write_many(self, parts: Sequence[tuple[SampleFrame, BatchKey]]) -> list[WriteResult]:
         """One ``POST /api/v1/batches/bulk`` per up to :attr:`BULK_LINES` batches (each still

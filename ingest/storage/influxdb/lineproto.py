@@ -1,11 +1,19 @@
 """Serialising frames and events into InfluxDB line protocol (zhizao's schema, see the README).
 
-Tag values are asset-path segments and signal names, which by construction need no escaping;
-string field values escape ``"`` and ``\\``. Timestamps are written with ``precision=u``.
+Safe by construction, whatever validated the names before: every measurement, tag key, tag value
+and field key goes through :func:`measurement`, :func:`tag_key`/:func:`tag_value` or
+:func:`field_key`, which escape what line protocol lets them escape (``,``, ``=``, space) and
+refuse — ``ValueError`` naming the text — what it cannot carry: a line break (LF or CR: it
+would end the line, and the rest would become a broken point that makes InfluxDB refuse the whole
+write) and a backslash (InfluxDB 1.x keeps backslashes in keys and tag values literally, except
+one before a separator or at the end, which escapes it: no escaping round-trips). String field
+values escape the double quote and the backslash (they may hold line breaks). Timestamps are
+written with ``precision=u``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from itertools import accumulate, chain, compress, count, repeat
 from operator import is_not
@@ -16,7 +24,19 @@ import orjson
 from ingest.storage.base import SampleFrame
 
 _STR_ESCAPE: Final = str.maketrans({'"': '\\"', "\\": "\\\\"})
-_TAG_ESCAPE: Final = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\\": "\\\\", "\n": " "})
+_TAG_ESCAPE: Final = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+"""Escapes of tag keys, tag values and field keys; what they cannot carry is refused first
+(:func:`_unwritable`), never mapped to something else."""
+_MEASUREMENT_ESCAPE: Final = str.maketrans({",": "\\,", " ": "\\ "})
+_UNWRITABLE: Final = re.compile(r"[\n\r\\]")
+
+
+def _unwritable(text: str, what: str) -> None:
+    """``ValueError`` when ``text`` (a ``what``: "tag value", ...) holds what line protocol cannot carry."""
+    bad = _UNWRITABLE.search(text)
+    if bad is not None:
+        raise ValueError(f"{what} {text[:80]!r} contains {bad.group()!r}, which InfluxDB line protocol "
+                         "cannot carry in a name or tag value")
 
 
 def field_str(text: str) -> str:
@@ -25,8 +45,41 @@ def field_str(text: str) -> str:
 
 
 def tag_value(text: str) -> str:
-    """An escaped tag value (never empty: ``_`` stands for the empty string)."""
-    return text.translate(_TAG_ESCAPE) if text else "_"
+    """An escaped tag value (never empty: ``_`` stands for the empty string); ``ValueError`` for a
+    line break or a backslash."""
+    if not text:
+        return "_"
+    _unwritable(text, "tag value")
+    return text.translate(_TAG_ESCAPE)
+
+
+def tag_key(text: str) -> str:
+    """An escaped tag key; ``ValueError`` for an empty one, a line break or a backslash."""
+    if not text:
+        raise ValueError("a tag key cannot be empty")
+    _unwritable(text, "tag key")
+    return text.translate(_TAG_ESCAPE)
+
+
+def field_key(text: str) -> str:
+    """An escaped field key; ``ValueError`` for an empty one, a line break or a backslash."""
+    if not text:
+        raise ValueError("a field key cannot be empty")
+    _unwritable(text, "field key")
+    return text.translate(_TAG_ESCAPE)
+
+
+def measurement(text: str) -> str:
+    """An escaped measurement name; ``ValueError`` for an empty one, a line break or a backslash."""
+    if not text:
+        raise ValueError("a measurement name cannot be empty")
+    _unwritable(text, "measurement")
+    return text.translate(_MEASUREMENT_ESCAPE)
+
+
+_SITE, _AREA, _LINE, _MACHINE, _SIGNAL = map(tag_key, ("site", "area", "line", "machine", "signal"))
+_VTYPE, _UNIT, _QUALITY, _VALUE, _VALUE_STR = map(
+    field_key, ("vtype", "unit", "quality", "value", "value_str"))
 
 
 class LineCache:
@@ -34,28 +87,34 @@ class LineCache:
     point — series key and every field but the value, for one (asset, signal, value type, unit,
     quality) — and quoted string values. A batch repeats all of them."""
 
-    def __init__(self, measurement: str, max_size: int = 100_000) -> None:
-        self.measurement = measurement
+    def __init__(self, measurement_name: str, max_size: int = 100_000) -> None:
+        self.measurement = measurement_name
+        self._head = measurement(measurement_name)
+        """The measurement, escaped (``ValueError`` here for one line protocol cannot carry)."""
         self.heads: dict[tuple[str, str, str, str | None, str], bytes] = {}
         self.strings: dict[str | None, bytes] = {}
         """Quoted string values: states, recipes and messages repeat."""
         self.max_size = max_size
 
     def fill(self, frame: SampleFrame) -> None:
-        """Add the heads ``frame`` needs that are not cached yet."""
+        """Add the heads ``frame`` needs that are not cached yet; ``ValueError`` (nothing added for
+        that kind) for an asset that is not four levels or a name line protocol cannot carry."""
         if len(self.heads) > self.max_size:
             self.heads.clear()
         kinds = set(zip(frame.asset, frame.signal, frame.vtype, frame.unit, frame.quality, strict=True))
         for asset, signal, vtype, unit, quality in kinds - self.heads.keys():
-            site, area, line, machine = asset.split("/")
-            marks = f'vtype="{vtype}",' if vtype != "f" else ""
-            units = f"unit={field_str(unit)}," if unit is not None else ""
-            field = "value_str" if vtype == "s" else "value"
+            levels = asset.split("/")
+            if len(levels) != 4:
+                raise ValueError(f"asset {asset[:80]!r} is not site/area/line/machine")
+            site, area, line, machine = map(tag_value, levels)
+            marks = f"{_VTYPE}={field_str(vtype)}," if vtype != "f" else ""
+            units = f"{_UNIT}={field_str(unit)}," if unit is not None else ""
+            field = _VALUE_STR if vtype == "s" else _VALUE
             # tags sorted by key, as InfluxDB recommends (it sorts them otherwise, per point); the
             # value is the last field, so that a line is head + value + " <time>\n"
             self.heads[(asset, signal, vtype, unit, quality)] = (
-                f"{self.measurement},area={area},line={line},machine={machine},signal={signal},site={site} "
-                f'{marks}{units}quality="{quality}",{field}=').encode()
+                f"{self._head},{_AREA}={area},{_LINE}={line},{_MACHINE}={machine},{_SIGNAL}={tag_value(signal)},"
+                f"{_SITE}={site} {marks}{units}{_QUALITY}={field_str(quality)},{field}=").encode()
 
 
 def frame_lines(frame: SampleFrame, cache: LineCache) -> bytes:

@@ -8,11 +8,20 @@ for its samples, and kept in memory for fast lookups (reloaded at start for the 
 A crash between the 204 and the record means at worst a resend whose points overwrite
 identical points (same series and timestamp) — InfluxDB writes are idempotent — so nothing is
 ever stored twice. Records are flushed in the background every 0.2 s and on close.
+
+Refusals: InfluxDB answers 400 when it cannot take the data itself (a line it cannot parse, a field
+type conflict) — permanent, unlike an outage: :class:`~ingest.storage.base.DataRefused`, never
+``StoreUnavailable``. A refused group write is split until the batch at fault is alone (see
+:meth:`InfluxStore._deliver`), so one producer's bad data never fails the others' batches.
+
+Credentials: a token as ``Authorization: Token`` (2.x/3.x), a username/password (1.x) as HTTP
+Basic auth — never in the URL, which libraries log (httpx logs every request line at INFO).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import ssl
@@ -20,7 +29,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import httpx
 import orjson
@@ -29,6 +38,7 @@ from ingest.settings import InfluxSettings
 from ingest.storage.base import (
     BatchKey,
     CatalogueEntry,
+    DataRefused,
     EventQuery,
     LatestValue,
     SampleFrame,
@@ -65,6 +75,10 @@ _Item = tuple[bytes, int, BatchKey | None, "asyncio.Future[WriteResult]"]
 _MAX_IN_FLIGHT = 2
 _GROUP_POINTS = 5_000
 """InfluxDB's documented optimal write size ("Optimize writes": 5,000 lines)."""
+_REFUSED: Final = frozenset({400, 422})
+"""``/write`` answers refusing the data itself, never to be retried: 400 (1.x and 2.x: unparseable
+line, field type conflict, points beyond the retention policy), 422 (2.x: points outside the
+bucket's retention)."""
 
 
 class InfluxStore:
@@ -79,7 +93,10 @@ class InfluxStore:
         self._client: httpx.AsyncClient | None = None
         self._writes: WritePool | None = None
         """``POST /write`` (the hot path) bypasses httpx: see :mod:`ingest.storage.influxdb.http1`."""
-        self._lines = LineCache(settings.measurement)
+        try:
+            self._lines = LineCache(settings.measurement)
+        except ValueError as exc:
+            raise ConfigError("storage.influxdb", [("measurement", str(exc))]) from None
         self._seen: OrderedDict[BatchKey, tuple[int, int]] = OrderedDict()
         """key -> (accepted, recorded at µs since the epoch), oldest first."""
         self._loaded = False
@@ -98,12 +115,10 @@ class InfluxStore:
 
     async def __aenter__(self) -> Self:
         s = self.settings
-        headers = {"Authorization": f"Token {s.token}"} if s.token else {}
+        headers = _auth_headers(s)
         self._params: dict[str, str] = {"db": s.database}
         if s.retention_policy:
             self._params["rp"] = s.retention_policy
-        if s.username is not None:
-            self._params.update(u=s.username, p=s.password or "")
         try:
             tls = tls_context(verify=s.verify_tls, ca_file=s.ca_file)
         except (OSError, ssl.SSLError) as exc:
@@ -150,9 +165,16 @@ class InfluxStore:
         if self._writes is None:
             raise StoreUnavailable("InfluxDB store is not open")
         status, answer = await self._writes.post("/write", {**self._params, "precision": "u"}, body)
-        if status != 204:
-            raise StoreUnavailable(f"InfluxDB write answered {status}: "
-                                   f"{answer[:300].decode('utf-8', 'replace')}")
+        if status == 204:
+            return
+        text = answer[:300].decode("utf-8", "replace")
+        if status in _REFUSED:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                doc = orjson.loads(answer)
+                if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+                    text = doc["error"][:300]
+            raise DataRefused(f"InfluxDB refused the data ({status}): {text}")
+        raise StoreUnavailable(f"InfluxDB write answered {status}: {text}")
 
     async def influxql(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
         """Run InfluxQL; returns the ``series`` of the first statement (``[]`` when empty)."""
@@ -162,7 +184,7 @@ class InfluxStore:
         """Run InfluxQL (one or more statements); the ``series`` of each statement, in order."""
         params = {**self._params, "epoch": "u"}
         params.pop("rp", None)
-        try:  # credentials stay in the query string (1.x reads u/p only there); q in the body for POST
+        try:  # q in the body for POST; credentials in a header (see __aenter__), never in the URL
             resp = await self.client.post("/query", params=params, data={"q": q}) if write else \
                 await self.client.get("/query", params={**params, "q": q})
         except httpx.HTTPError as exc:
@@ -222,8 +244,10 @@ class InfluxStore:
 
         Group write: bodies queued while up to ``_MAX_IN_FLIGHT`` writes are pending go out
         together in one ``/write`` of at most ``_GROUP_POINTS`` points (InfluxDB ingests larger
-        writes more cheaply, up to about that size). A failed group fails every batch in it
-        (nothing acknowledged).
+        writes more cheaply, up to about that size). A group that could not be written (InfluxDB
+        down or slow) fails every batch in it with ``StoreUnavailable`` (nothing acknowledged); one
+        whose data InfluxDB refused is split (:meth:`_deliver`): only the batch at fault gets
+        :class:`DataRefused`, the others are stored.
         """
         if key is not None:
             prev = await self.seen(key)
@@ -237,11 +261,15 @@ class InfluxStore:
             if key is not None:
                 self._record(key, 0)
             return WriteResult(0)
+        try:
+            lines = frame_lines(frame, self._lines)
+        except ValueError as exc:  # names are validated before; this is the last line of defence
+            raise DataRefused(f"cannot be written as InfluxDB line protocol: {exc}") from None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[WriteResult] = loop.create_future()
         if key is not None:
             self._inflight[key] = future
-        self._queue.append((frame_lines(frame, self._lines), len(frame), key, future))
+        self._queue.append((lines, len(frame), key, future))
         self._queued_points += len(frame)
         self._kick()
         try:
@@ -270,7 +298,34 @@ class InfluxStore:
 
     async def _send(self, group: list[_Item]) -> None:
         try:
+            await self._deliver(group)
+        finally:
+            self._in_flight -= 1
+            self._kick()
+
+    async def _deliver(self, group: list[_Item]) -> None:
+        """Write ``group`` in one request and answer each of its waiters.
+
+        When InfluxDB refuses the data (400: one batch's point it cannot parse, a field type
+        conflict), the refusal is one batch's, not the group's: the group is split in halves,
+        written concurrently, recursively, until each refused batch is alone — it gets the
+        :class:`DataRefused`, every other batch is stored (about 2·log2(n) extra writes for one bad
+        batch among n, never a retry of the whole group). Re-writing points InfluxDB already took
+        from a partial write is harmless: identical points overwrite themselves.
+        """
+        try:
             await self._post_write(b"".join([body for body, _, _, _ in group]))  # each ends with a newline
+        except DataRefused as exc:
+            if len(group) > 1:
+                half = len(group) // 2
+                log.info("InfluxDB refused a write of %d batches (%s); writing them apart", len(group), exc)
+                await asyncio.gather(self._deliver(group[:half]), self._deliver(group[half:]))
+                return
+            _, _, key, fut = group[0]
+            log.warning("InfluxDB refused batch %s: %s", "(no key)" if key is None else
+                        f"{key.producer}/{key.batch_id}", exc.reason)
+            if not fut.done():
+                fut.set_exception(exc)
         except Exception as exc:  # noqa: BLE001 - every waiter must get an answer, never hang
             for _, _, _, fut in group:
                 if not fut.done():
@@ -281,16 +336,18 @@ class InfluxStore:
                     self._record(key, n)
                 if not fut.done():
                     fut.set_result(WriteResult(n))
-        finally:
-            self._in_flight -= 1
-            self._kick()
 
     def _record(self, key: BatchKey, accepted: int) -> None:
         """Remember ``key`` (after its 204) and queue its persistent dedup record."""
         now = max(time.time_ns() // 1000, self._last_mark_ns + 1)
         self._last_mark_ns = now
         self._remember(key, accepted, now)
-        self._marks.append(f"{BATCHES},producer={key.producer} batch_id={field_str(key.batch_id)},"
+        try:
+            producer = tag_value(key.producer)
+        except ValueError as exc:  # producer ids are validated before: never expected
+            log.error("dedup record of %r kept in memory only: %s", key, exc)
+            return
+        self._marks.append(f"{BATCHES},producer={producer} batch_id={field_str(key.batch_id)},"
                            f"accepted={accepted}i {now}")
 
     async def _flush_marks(self) -> None:
@@ -302,6 +359,16 @@ class InfluxStore:
         except StoreUnavailable:
             self._marks = marks + self._marks
             raise
+        except DataRefused as exc:  # one record refused: write them one by one, drop only that one
+            log.warning("InfluxDB refused %d dedup records (%s); writing them one by one", len(marks), exc)
+            for i, mark in enumerate(marks):
+                try:
+                    await self._post_write(mark.encode())
+                except DataRefused as one:
+                    log.error("dedup record dropped (kept in memory only): %s: %s", mark[:200], one.reason)
+                except StoreUnavailable:
+                    self._marks = marks[i:] + self._marks
+                    raise
 
     async def _flush_loop(self) -> None:
         while True:
@@ -426,11 +493,16 @@ class InfluxStore:
             return
         lines = []
         now = time.time_ns()
-        for e in events:
+        for n, e in enumerate(events):
             end_us = _OPEN_END if e.end is None else to_us(e.end)
+            try:  # the Event model refuses what line protocol cannot carry; this is the last defence
+                tags = (f"source={tag_value(e.source.value)},asset={tag_value(e.asset)},"
+                        f"rule={tag_value(e.rule)},event_id={tag_value(e.id)}")
+            except ValueError as exc:
+                raise DataRefused(f"event {n} ({e.id[:80]!r}) cannot be written as InfluxDB line "
+                                  f"protocol: {exc}") from None
             lines.append(
-                f"{EVENTS},source={e.source.value},asset={tag_value(e.asset)},rule={tag_value(e.rule)},"
-                f"event_id={tag_value(e.id)} "
+                f"{EVENTS},{tags} "
                 f"id={field_str(e.id)},state={field_str(e.state.value)},doc={field_str(e.model_dump_json())},"
                 f"end_us={end_us}i,updated={now}i {to_us(e.start)}")
         await self._post_write("\n".join(lines).encode())
@@ -471,6 +543,17 @@ class InfluxStore:
         events = [e for _, e in best.values() if event_matches(e, q)]
         events.sort(key=lambda e: (-to_us(e.start), e.id))
         return events[: q.limit]
+
+
+def _auth_headers(s: InfluxSettings) -> dict[str, str]:
+    """The ``Authorization`` header of every request: ``Token`` (2.x/3.x) when a token is set, else
+    HTTP Basic for a username (1.x; the v1 API of 2.x/3.x too) — never ``u``/``p`` in the URL."""
+    if s.token:
+        return {"Authorization": f"Token {s.token}"}
+    if s.username is not None:
+        pair = base64.b64encode(f"{s.username}:{s.password or ''}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {pair}"}
+    return {}
 
 
 _OPEN_END = 2**63 - 1
