@@ -10,18 +10,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from edge_agent.cli import main
 from tests.support.certs import self_signed
+from tests.support.processes import stderr_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FP = "sha256:" + ":".join(["AB"] * 32)
@@ -178,24 +173,7 @@ def test_is_loopback_host() -> None:
 def test_the_warnings_are_logged_at_start(tmp_path: Path) -> None:
     # 192.0.2.0/24 is TEST-NET-1: nobody's broker or ingest; the lines come before any connect
     path = _config(tmp_path, _mqtt("192.0.2.1"), 'url = "http://192.0.2.2:8080"\ntoken = "t"')
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "zhizao", "agent", "--config", str(path)],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    lines: list[str] = []
-    assert proc.stderr is not None
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any("uplink.http.token" in line for line in lines):
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    lines = stderr_until(["agent", "--config", str(path)], "uplink.http.token")
     logged = [line for line in lines if " WARNING edge_agent: " in line]
     assert len(logged) == 2, lines
     assert "connectors[0].mqtt.password: the MQTT password goes to 192.0.2.1:1883 unencrypted" in logged[0]

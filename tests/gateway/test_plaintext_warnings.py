@@ -6,17 +6,15 @@ key and the host — at ``--check`` (exit 0) and in the log at start — unless 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import main
 from tests.support.certs import self_signed
+from tests.support.processes import stderr_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,24 +123,7 @@ def test_token_file_is_named_by_its_key(tmp_path: Path, capsys: pytest.CaptureFi
 def test_the_warnings_are_logged_at_start(tmp_path: Path) -> None:
     # 192.0.2.0/24 is TEST-NET-1: never anyone's broker or ingest; the lines come before any connect
     path = _config(tmp_path, broker="192.0.2.1", ingest="http://192.0.2.2:8080")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "zhizao", "gateway", "--config", str(path)],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    lines: list[str] = []
-    assert proc.stderr is not None
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any("uplink.http.token" in line for line in lines):
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    lines = stderr_until(["gateway", "--config", str(path)], "uplink.http.token")
     logged = [line for line in lines if " WARNING gateway: " in line]
     assert len(logged) == 2, lines
     assert "broker.password: the MQTT password goes to 192.0.2.1:1883 unencrypted" in logged[0]

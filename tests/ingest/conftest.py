@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from ingest.storage.base import Store
 from ingest.storage.duckdb.store import DuckDBStore
 from ingest.storage.influxdb.store import InfluxStore
 from zhizao.model import AssetPath, Quality, Sample, Value
+
+if TYPE_CHECKING:
+    from tests.ingest.test_influx_auth import AuthInfluxDB
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 M1 = AssetPath("plant", "a1", "line1", "cnc-1")
@@ -38,3 +42,16 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     s = make_store(request.param, tmp_path, request)
     async with s:
         yield s
+
+
+@pytest.fixture
+def auth_influxdb(tmp_path: Path) -> Iterator[AuthInfluxDB]:
+    """A fresh influxd with authentication on, its admin user and database created."""
+    from tests.ingest.test_influx_auth import AuthInfluxDB as Server
+
+    server = Server(tmp_path / "influxdb-auth")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

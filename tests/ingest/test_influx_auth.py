@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,16 +31,6 @@ class AuthInfluxDB(InfluxDB):
                         (f'CREATE DATABASE "{self.database}"', USER)):
             answer = json.loads(self.query(q, user=user, password=PASSWORD if user else None))
             assert "error" not in answer["results"][0], answer
-
-
-@pytest.fixture
-def auth_influxdb(tmp_path: Path) -> Iterator[AuthInfluxDB]:
-    server = AuthInfluxDB(tmp_path / "influxdb-auth")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 async def test_username_password_auth(auth_influxdb: AuthInfluxDB) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,16 +22,6 @@ from zhizao.wire import encode_batch
 
 EVENT = {"id": "ev-1", "source": "kpi", "rule": "oee_low", "asset": "plant/a1/line1/cnc-1",
          "start": "2026-11-23T08:00:00Z"}
-
-
-@pytest.fixture
-def auth_influxdb(tmp_path: Path) -> Iterator[AuthInfluxDB]:
-    server = AuthInfluxDB(tmp_path / "influxdb-auth")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def _secrets() -> list[str]:

@@ -53,20 +53,21 @@ def tag_value(text: str) -> str:
     return text.translate(_TAG_ESCAPE)
 
 
+def _key(text: str, what: str) -> str:
+    if not text:
+        raise ValueError(f"a {what} cannot be empty")
+    _unwritable(text, what)
+    return text.translate(_TAG_ESCAPE)
+
+
 def tag_key(text: str) -> str:
     """An escaped tag key; ``ValueError`` for an empty one, a line break or a backslash."""
-    if not text:
-        raise ValueError("a tag key cannot be empty")
-    _unwritable(text, "tag key")
-    return text.translate(_TAG_ESCAPE)
+    return _key(text, "tag key")
 
 
 def field_key(text: str) -> str:
     """An escaped field key; ``ValueError`` for an empty one, a line break or a backslash."""
-    if not text:
-        raise ValueError("a field key cannot be empty")
-    _unwritable(text, "field key")
-    return text.translate(_TAG_ESCAPE)
+    return _key(text, "field key")
 
 
 def measurement(text: str) -> str:
