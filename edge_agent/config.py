@@ -36,10 +36,11 @@ UplinkConfig = Annotated[HttpUplinkConfig | MqttUplinkConfig, Field(discriminato
 class AgentSection(StrictModel):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
     """Producer id of this agent's batches (ingest deduplicates on it): unique per box, stable."""
-    state_dir: Path = Field(Path("."), validate_default=True)
+    state_dir: Path = Field(Path("/var/lib/zhizao"), validate_default=True)
     """Buffer, dead-letter file, certificates, browse cache (defaults of their paths): an existing,
-    writable folder (checked on the machine that loads the config; never created). Default: the
-    working directory (the systemd unit's is ``/var/lib/zhizao``)."""
+    writable folder (checked on the machine that loads the config; never created). Default
+    ``/var/lib/zhizao``, as in every release (an upgraded agent finds its backlog there; a relative
+    default stranded it in the upgrade review); ``"."`` is the working directory."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     site: str | None = Field(None, pattern=SEGMENT_PATTERN)
     """The agent's site: when set, the agent reports its own health every ``fleet_report_s`` as

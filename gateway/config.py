@@ -21,7 +21,9 @@ from zhizao.config import StrictModel, read_document, validation_problems
 from zhizao.errors import ConfigError
 from zhizao.model import SEGMENT_PATTERN
 
-_DEFAULT_BUFFER = "gateway-buffer.sqlite"
+_DEFAULT_BUFFER = "/var/lib/zhizao/gateway-buffer.sqlite"
+"""Where every release so far kept it (an upgrade must find the old backlog): the systemd unit's
+state folder. Elsewhere set ``buffer.path``; a missing folder is a config error, never created."""
 
 
 class BrokerConfig(BrokerConnection):
@@ -75,12 +77,12 @@ class GatewayConfig(StrictModel):
     status message names no site."""
     broker: BrokerConfig
     buffer: BufferConfig = Field(default_factory=lambda: {"path": _DEFAULT_BUFFER}, validate_default=True)
-    """Default path ``gateway-buffer.sqlite`` in the working directory (the systemd unit's is
-    ``/var/lib/zhizao``); its folder must exist and be writable on the machine that loads the config."""
+    """Default ``/var/lib/zhizao/gateway-buffer.sqlite`` (as in every release: an upgraded gateway
+    finds its backlog); its folder must exist and be writable on the machine that loads the config."""
     uplink: UplinkConfig
-    deadletter_path: Path = Field(Path("gateway-deadletter.jsonl"), validate_default=True)
-    """Refused payloads and samples; default in the working directory; its folder must exist and be
-    writable on the machine that loads the config (never created)."""
+    deadletter_path: Path = Field(Path("/var/lib/zhizao/gateway-deadletter.jsonl"), validate_default=True)
+    """Refused payloads and samples; default ``/var/lib/zhizao/gateway-deadletter.jsonl``; its folder
+    must exist and be writable on the machine that loads the config (never created)."""
     health: HealthConfig = Field(default_factory=HealthConfig)
     fleet_report_s: float = Field(30.0, gt=0)
     """Interval of the gateway's own fleet-health samples (``zhizao.fleet`` convention)."""

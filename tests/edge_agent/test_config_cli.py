@@ -441,13 +441,21 @@ def test_state_buffer_and_deadletter_in_missing_folders_are_config_errors_not_ne
     assert f"agent.state_dir: not a folder: {tmp_path}/afile is a file" in capsys.readouterr().err
 
 
-def test_default_state_dir_is_the_working_directory_and_existing_folders_pass(
+def test_default_state_dir_is_where_every_release_kept_it_and_existing_folders_pass(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The default stays ``/var/lib/zhizao``: an upgraded agent whose config relied on it finds its
+    unsent backlog there (a working-directory default stranded 1,000 samples in the upgrade review)."""
     monkeypatch.chdir(tmp_path)
     path = _paths_toml(tmp_path, "")
-    cfg, _ = load_agent_config(path, on_this_host=True)
-    assert cfg.agent.state_dir == Path(".") and cfg.buffer.path == Path("buffer.sqlite")
+    cfg, _ = load_agent_config(path)
+    assert cfg.agent.state_dir == Path("/var/lib/zhizao")
+    assert cfg.buffer.path == Path("/var/lib/zhizao/buffer.sqlite")
+    assert cfg.deadletter.path == Path("/var/lib/zhizao/deadletter.jsonl")
+    if not Path("/var/lib/zhizao").exists():  # on a box without it: a config error naming the key
+        with pytest.raises(ConfigError, match="folder not found: /var/lib/zhizao"):
+            load_agent_config(path, on_this_host=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.toml"], "nothing created"
     (tmp_path / "b").mkdir()
     (tmp_path / "d").mkdir()
     path = _paths_toml(tmp_path, f'state_dir = "{tmp_path}"',

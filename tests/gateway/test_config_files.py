@@ -122,16 +122,22 @@ def test_buffer_deadletter_and_token_paths_are_checked_on_this_host(tmp_path: Pa
     assert load(path, on_this_host=True).uplink.http.token_file == tmp_path / "etc" / "gateway.token"
 
 
-def test_default_buffer_and_deadletter_paths_are_in_the_working_directory(
+def test_default_buffer_and_deadletter_paths_are_where_every_release_kept_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "gw.toml"
     path.write_text('id = "gw-1"\nsite = "plant"\n[broker]\nhost = "127.0.0.1"\n'
                     '[uplink.http]\nurl = "http://127.0.0.1:1"\n')
-    cfg = load(path, on_this_host=True)
-    assert cfg.buffer.path == Path("gateway-buffer.sqlite")
-    assert cfg.deadletter_path == Path("gateway-deadletter.jsonl")
+    """An upgraded gateway whose config relied on the defaults finds its backlog (a working-directory
+    default stranded 300 samples in the upgrade review)."""
+    cfg = load(path)
+    assert cfg.buffer.path == Path("/var/lib/zhizao/gateway-buffer.sqlite")
+    assert cfg.deadletter_path == Path("/var/lib/zhizao/gateway-deadletter.jsonl")
     path.write_text(path.read_text() + "[buffer]\nmax_bytes = 4096\n")
-    assert load(path, on_this_host=True).buffer.path == Path("gateway-buffer.sqlite")
+    assert load(path).buffer.path == Path("/var/lib/zhizao/gateway-buffer.sqlite")
+    if not Path("/var/lib/zhizao").exists():  # on a box without it: a config error naming the keys
+        with pytest.raises(ConfigError) as info:
+            load(path, on_this_host=True)
+        assert {"buffer.path", "deadletter_path"} <= dict(info.value.problems).keys()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.toml"], "loading creates nothing"
