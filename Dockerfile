@@ -1,6 +1,6 @@
 # The zhizao image used by deploy/compose and deploy/k8s: every component, one entry point.
-#   docker build -t zhizao:0.1.0 .
-#   docker run --rm zhizao:0.1.0 --help          (zhizao ingest | agent | gateway | sim | ...)
+#   docker build -t zhizao:0.2.0 .
+#   docker run --rm zhizao:0.2.0 --help          (zhizao ingest | agent | gateway | sim | ...)
 # Pure-Python wheels only: builds the same on x86_64 and aarch64 (Raspberry Pi 4/5).
 FROM python:3.11-slim AS build
 WORKDIR /src

@@ -15,7 +15,7 @@ from zhizao.errors import (
 )
 from zhizao.model import AssetPath, Batch, Quality, Sample, Value
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AssetPath",

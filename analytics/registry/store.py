@@ -14,7 +14,7 @@ Writes go to a temp file then ``os.replace`` so a crash never leaves a half-writ
 
 Trust: the SHA-256 in ``metadata.json`` sits beside the artifact, so it detects corruption, not
 tampering — whoever can write the registry can run code in every process that loads from it
-(the scoring service, ``zhizao demo``, ``analytics score --model``). Keep it writable by the
+(the scoring service, ``zhizao demo``, ``zhizao check``). Keep it writable by the
 trainer only (analytics/README.md, "Model registry: trust"). Names read from the registry's own
 files (``active.json``'s versions) are checked to be versions before they become paths.
 """

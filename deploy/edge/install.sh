@@ -13,8 +13,8 @@
 #   sudo ZHIZAO_REQUIREMENTS=/path/requirements.lock ./install.sh
 # (`pip-compile --generate-hashes` or `pip download` + `pip hash` on a trusted machine): pip then
 # installs with --require-hashes and refuses anything not listed with its sha256. A local wheel
-# (sudo ./install.sh ./zhizao-0.1.0-py3-none-any.whl) avoids the package index for zhizao itself.
-ZHIZAO_VERSION=0.1.0
+# (sudo ./install.sh ./zhizao-0.2.0-py3-none-any.whl) avoids the package index for zhizao itself.
+ZHIZAO_VERSION=0.2.0
 SPEC="${1:-zhizao==$ZHIZAO_VERSION}"
 REQUIREMENTS="${ZHIZAO_REQUIREMENTS:-}"
 PREFIX=/opt/zhizao
@@ -57,6 +57,11 @@ if [ -n "$REQUIREMENTS" ]; then
 else
     "$PREFIX/venv/bin/pip" install -q --upgrade --only-binary=:all: "$SPEC"
 fi
+INSTALLED="$("$PREFIX/venv/bin/zhizao" --version 2>/dev/null || true)"
+echo "   installed: ${INSTALLED:-nothing}"
+case "$SPEC" in
+    zhizao==*) [ "$INSTALLED" = "zhizao ${SPEC#zhizao==}" ] || { echo "install.sh: expected zhizao ${SPEC#zhizao==}, found '${INSTALLED}'" >&2; exit 1; } ;;
+esac
 chown -R root:root "$PREFIX"
 chmod -R go-w "$PREFIX"
 

@@ -28,8 +28,12 @@ done
 if [ -n "$zhizao_bad" ]; then
   cat >&2 <<MSG
 zhizao setup: refusing to start with these secrets in .env:$zhizao_bad
-Set each to a fresh random value, e.g.:  openssl rand -hex 32
-(then \`docker compose up -d\` again; see deploy/compose/README.md, "Start it").
+A new stack: set each to a fresh random value, e.g.:  openssl rand -hex 32
+(then \`docker compose up -d\` again; deploy/compose/README.md, "Walk-through").
+An existing stack (an upgrade): INFLUX_PASSWORD, INFLUX_TOKEN and GRAFANA_ADMIN_PASSWORD only take
+effect when InfluxDB and Grafana are first set up — do not change them, they must keep the values
+the stack was created with (rotate them in InfluxDB/Grafana first); new variables (MQTT_*_PASSWORD)
+get fresh values. UPGRADING.md says what else changed.
 MSG
   exit 1
 fi
