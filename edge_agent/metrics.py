@@ -125,6 +125,14 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily(
             P + "uplink_up", "1 while the last uplink send succeeded", value=1.0 if f.up else 0.0
         )
+        refused = CounterMetricFamily(
+            P + "uplink_refused",
+            "Sends the receiver refused for this agent's credentials (kept in the buffer, retried)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(getattr(self.forwarder.uplink, "refused", {}).items()):
+            refused.add_metric([reason], n)
+        yield refused
 
 
 class AgentMetrics:

@@ -48,6 +48,7 @@ async def test_delivery_dedup_and_auth_against_real_ingest(tmp_path: Path) -> No
         async with HttpUplink(HttpUplinkConfig(url=url, token="wrong")) as bad:
             with pytest.raises(Unavailable, match="401"):
                 await bad.send(resend)
+            assert bad.refused == {"HTTP 401": 1}  # exported as zhizao_agent_uplink_refused_total
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {read}"}) as client:
             resp = await client.get(
                 f"{url}/api/v1/series",

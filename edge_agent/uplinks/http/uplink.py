@@ -37,6 +37,7 @@ import gzip
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC
 from pathlib import Path
@@ -125,6 +126,7 @@ class HttpUplink:
         self.bulk: BulkLimits | None = config.bulk_limits()
         """What one bulk request may hold; ``None`` when bulk is off (or ingest has no bulk endpoint)."""
         self.last_latency_s = 0.0
+        self.refused: Counter[str] = Counter()  # "HTTP 401"/"HTTP 403" answers: token problems
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
@@ -265,6 +267,7 @@ class HttpUplink:
                 f"ingest answered {status}: {message}", parse_retry_after(resp.headers.get("Retry-After"))
             )
         if status in (401, 403):
+            self.refused[f"HTTP {status}"] += 1
             log.error("ingest refused the token (%d): %s; data waits in the buffer", status, message)
             raise Unavailable(f"ingest answered {status}: {message}", retry_after=30.0)
         rejected = _rejections(doc)

@@ -6,6 +6,15 @@ asset order, so a resend carries the same ids), publishes them with QoS 1 and re
 broker acknowledged every part (PUBACK) — else :class:`~zhizao.errors.Unavailable`; the
 forwarder then resends the whole batch, and the gateway deduplicates the parts it already has.
 
+A PUBACK is a delivery only when its reason code is a success: with MQTT 5 (``protocol = "5"``,
+the default) a broker that refuses a part — Mosquitto answers a publish its ACL denies with
+PUBACK 0x87 *Not authorized* — makes ``send`` log one ERROR naming the topics and reasons and
+raise ``Unavailable`` with ``retry_after = backoff_cap_s``: the batch stays in the buffer and is
+resent (same ids) until the broker takes it, as the HTTP uplink does on 401/403. Refused parts
+are counted per reason in :attr:`MqttUplink.refused`. 0x10 *No matching subscribers* is a
+success. MQTT 3.1.1 has no reason code in a PUBACK: a broker that drops a denied publish still
+acknowledges it, so with ``protocol = "3.1.1"`` an ACL denial cannot be told from a delivery.
+
 Each part goes as wire-format version 2 (``wire_version = 2``, the default) when that pays — by
 the rule of the HTTP uplink (:func:`edge_agent.buffer.encoded.v2_pays`: at least
 ``MIN_SERIES_RUN`` samples per series on average), its samples grouped by series (series in
@@ -23,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from itertools import chain, groupby
 from types import TracebackType
@@ -31,6 +41,8 @@ from typing import Any, Self
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.buffer.encoded import v2_pays
 from edge_agent.connectors.mqtt.client import apply_auth_and_tls
@@ -68,7 +80,10 @@ def split_by_asset(batch: Batch) -> list[Batch]:
 
 
 class MqttUplink:
-    """See the module docstring. ``status`` returns the extra fields of status messages (backlog...)."""
+    """See the module docstring. ``status`` returns the extra fields of status messages (backlog...).
+
+    ``refused`` counts the data messages the broker refused (a PUBACK with a failure reason code,
+    MQTT 5 only), per reason (``"Not authorized"``): each time, the batch stayed in the buffer."""
 
     name = "mqtt"
 
@@ -80,6 +95,8 @@ class MqttUplink:
         self._client: mqtt.Client | None = None
         self._connected = asyncio.Event()
         self._status_task: asyncio.Task[None] | None = None
+        self._puback: dict[int, ReasonCode] = {}
+        self.refused: Counter[str] = Counter()
 
     def _status_doc(self, state: str) -> bytes:
         return orjson.dumps({"agent": self.agent_id, "status": state, "ts": time.time(), **self.status()})
@@ -108,8 +125,14 @@ class MqttUplink:
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
             loop.call_soon_threadsafe(self._connected.clear)
 
+        def on_publish(_c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Properties) -> None:
+            # paho calls this before it marks the message published (is_published()), so the
+            # entry for a mid is this PUBACK's when send() reads it; one entry per mid at most
+            self._puback[mid] = reason
+
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
+        client.on_publish = on_publish
         client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
         client.loop_start()
         self._client = client
@@ -142,15 +165,35 @@ class MqttUplink:
             raise RuntimeError("MqttUplink used outside 'async with'")
         if not await wait_event(self._connected, self.config.timeout_s):
             raise Unavailable(f"site broker {self.config.host}:{self.config.port} not connected")
-        infos = []
+        infos: list[tuple[str, mqtt.MQTTMessageInfo]] = []
         for part in split_by_asset(batch):
             payload = encode_part(part, version=self.config.wire_version, compress=self.config.gzip)
-            info = client.publish(topics.data_topic(part.samples[0].asset), payload, qos=1)
+            topic = topics.data_topic(part.samples[0].asset)
+            info = client.publish(topic, payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 raise Unavailable(f"publish to the site broker failed: {mqtt.error_string(info.rc)}")
-            infos.append(info)
+            infos.append((topic, info))
         deadline = time.monotonic() + self.config.timeout_s
-        while not all(i.is_published() for i in infos):
+        while not all(i.is_published() for _, i in infos):
             if time.monotonic() > deadline:
                 raise Unavailable(f"site broker did not acknowledge batch {batch.batch_id} in time")
             await asyncio.sleep(0.005)
+        refused: list[tuple[str, ReasonCode]] = []
+        for topic, info in infos:
+            reason = self._puback.pop(info.mid, None)
+            if reason is not None and reason.is_failure:  # 0x10 No matching subscribers: success
+                refused.append((topic, reason))
+        if refused:
+            self._refused(batch, refused)
+
+    def _refused(self, batch: Batch, refused: list[tuple[str, ReasonCode]]) -> None:
+        """Count, log (one ERROR) and raise ``Unavailable``: the batch stays in the buffer."""
+        self.refused.update(str(reason) for _, reason in refused)
+        what = "; ".join(f"{topic}: {reason}" for topic, reason in refused)
+        retry = self.config.backoff_cap_s
+        log.error(
+            "broker refused publish to %s — check the broker's ACL for this agent (user %s); "
+            "batch %s kept in the buffer, retrying in %g s",
+            what, self.config.username or "<anonymous>", batch.batch_id, retry,
+        )
+        raise Unavailable(f"site broker refused batch {batch.batch_id} ({what})", retry_after=retry)
