@@ -4,8 +4,11 @@ Routes: ``GET /`` (the page), ``GET /ui/{file}`` (its script and style, from ``s
 else), ``GET /ui/config.json`` (what the page needs to know: refresh period, chart span, the KPI
 endpoint, the prefixes of derived series). The page itself reads ingest's public read API from the
 browser — ``/api/v1/catalogue``, ``/latest``, ``/series``, ``/events`` and the KPI router's
-``/api/v1/kpis`` — with the token given once as ``?token=...`` (kept in the browser's localStorage)
-when ingest requires one. Plain JavaScript and inline SVG: no front-end library, no CDN, nothing to build.
+``/api/v1/kpis`` — with the token given once as ``?token=...`` when ingest requires one: kept in
+the browser's localStorage, taken out of the address bar at once, forgotten when ingest answers 401.
+The page is served with a strict Content-Security-Policy (its own scripts only, no inline script or
+style) and ``Referrer-Policy: no-referrer``, so a script injected through data cannot read the
+token. Plain JavaScript and inline SVG: no front-end library, no CDN, nothing to build.
 """
 
 from __future__ import annotations
@@ -21,6 +24,16 @@ from zhizao.config import StrictModel
 from zhizao.signals import DERIVED_PREFIXES
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-cache",
+    # the page keeps a read token in localStorage: no script but its own, no inline script or
+    # style, no framing, and its address never leaves in a Referer
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 _TYPES: Final = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
 
@@ -50,8 +63,7 @@ def web_router(settings: WebSettings | None = None) -> APIRouter:
 
     @router.get("/", include_in_schema=False)
     async def index() -> FileResponse:
-        return FileResponse(files["index.html"], media_type=_TYPES[".html"],
-                            headers={"Cache-Control": "no-cache"})
+        return FileResponse(files["index.html"], media_type=_TYPES[".html"], headers=PAGE_HEADERS)
 
     @router.get("/ui/config.json", include_in_schema=False)
     async def config() -> JSONResponse:
@@ -62,6 +74,7 @@ def web_router(settings: WebSettings | None = None) -> APIRouter:
         path = files.get(name)
         if path is None:
             raise HTTPException(404, f"no such file: {name}")
-        return FileResponse(path, media_type=_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
+        return FileResponse(path, media_type=_TYPES[path.suffix],
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
     return router

@@ -39,13 +39,40 @@ def test_page_asks_for_a_token_then_remembers_it(tmp_path: Path, browser: webdri
         assert "?token=" in _status(browser)
         assert browser.find_element(By.CSS_SELECTOR, ".status").get_attribute("class") == "status error"
 
+        browser.get(f"{url}/?token=wrong#/line/plant1/a1/line2")
+        WebDriverWait(browser, 20).until(lambda d: "refused the saved token" in _status(d))
+        assert browser.execute_script("return localStorage.getItem('zhizao.token')") is None  # forgotten
+
         browser.get(f"{url}/?token={reader}#/line/plant1/a1/line2")
         WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-machine]"))
         assert "live" in _status(browser)
+        # out of the address bar (history, bookmarks, screenshots) at once; the view is kept
+        assert browser.current_url == f"{url}/#/line/plant1/a1/line2"
         browser.get(f"{url}/#/line/plant1/a1/line1")  # no token in the URL any more: remembered
         WebDriverWait(browser, 20).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-machine^='plant1/a1/line1/']"))
         assert "live" in _status(browser)
+
+
+def test_the_page_allows_only_its_own_scripts_and_sends_no_referer(
+    tmp_path: Path, browser: webdriver.Chrome
+) -> None:
+    """The page keeps a read token in localStorage: a strict CSP, and the page renders under it."""
+    settings = server_settings(tmp_path)
+    sc = scenario(now_s(), MINUTES)
+    with serve(build_app(settings, plant_config(sc))) as url:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            post_samples(client, list(generate(sc, 7, MINUTES * 60)), "sim")
+            headers = client.get("/").headers
+        csp = headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "style-src 'self'" in csp and "'unsafe-inline'" not in csp
+        assert headers["referrer-policy"] == "no-referrer" and headers["x-content-type-options"] == "nosniff"
+        browser.get(f"{url}/#/machine/plant1/a1/line1/cnc-1")
+        WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".legend i"))
+        assert "live" in _status(browser)
+        logs = browser.get_log("browser")  # type: ignore[no-untyped-call]
+        violations = [e["message"] for e in logs if "Content Security Policy" in e["message"]]
+        assert not violations, violations
 
 
 def test_without_the_kpi_router_the_rest_still_works(tmp_path: Path, browser: webdriver.Chrome) -> None:

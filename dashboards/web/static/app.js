@@ -10,8 +10,15 @@
   const ANOMALY_THRESHOLD = 0.5; // scores are raw / (raw + threshold): 0.5 is the model's threshold
   const S = {cfg: null, token: null, catalogue: null, catalogueAt: 0, updates: 0, busy: false};
 
+  // The token is given once as ?token=… and kept in localStorage; it is taken out of the address
+  // bar at once so it stays out of the history, bookmarks and screenshots of the page.
   const params = new URLSearchParams(location.search);
-  if (params.get("token")) localStorage.setItem("zhizao.token", params.get("token"));
+  if (params.has("token")) {
+    if (params.get("token")) localStorage.setItem("zhizao.token", params.get("token"));
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+  }
   S.token = localStorage.getItem("zhizao.token");
 
   async function api(path, query) {
@@ -21,6 +28,11 @@
     }
     const headers = S.token ? {Authorization: `Bearer ${S.token}`} : {};
     const resp = await fetch(url, {headers});
+    if (resp.status === 401 && S.token) {  // revoked or wrong: forget it, say so
+      localStorage.removeItem("zhizao.token");
+      S.token = null;
+      throw new Error("ingest refused the saved token (revoked?): open this page once with ?token=<read token>");
+    }
     if (resp.status === 401) throw new Error("ingest needs a token: open this page once with ?token=<read token>");
     if (!resp.ok) {
       const err = new Error(`${url.pathname}: HTTP ${resp.status}`);

@@ -77,7 +77,9 @@ const ZCharts = (() => {
     div.className = "legend";
     series.forEach((s, i) => {
       const span = document.createElement("span");
-      span.innerHTML = `<i style="background:${s.color || PALETTE[i % PALETTE.length]}"></i>`;
+      const swatch = document.createElement("i");  // a style property, not markup: the page's CSP
+      swatch.style.background = s.color || PALETTE[i % PALETTE.length];  // allows no inline style
+      span.appendChild(swatch);
       span.appendChild(document.createTextNode(s.name));
       div.appendChild(span);
     });
