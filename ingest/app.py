@@ -113,7 +113,8 @@ async def _housekeeping(service: IngestService) -> None:
 
 
 def warn_unbound_tokens(tokens: TokenFile) -> None:
-    """One WARNING per active write token from before producer bindings (it writes as any producer)."""
+    """One WARNING per active write token from before producer bindings (it writes as any producer
+    and posts events of any source)."""
     try:
         unbound = tokens.unbound()
     except ConfigError as exc:  # answered per request (500) as before; say it at start too
@@ -121,10 +122,12 @@ def warn_unbound_tokens(tokens: TokenFile) -> None:
         return
     for r in unbound:
         log.warning("token %s (%s) in %s is not bound to producers (created before bindings): it may "
-                    "write batches as ANY producer, as a site gateway's forwarder token does. Re-create it "
-                    "bound: issue one with 'zhizao ingest token create --name %s-2 --producer %s' (an "
-                    "agent: its agent id; a site gateway: --forwarder instead), give it to the client, "
-                    "then 'zhizao ingest token revoke %s'", r.id, r.name, tokens.path, r.name, r.name, r.id)
+                    "write batches as ANY producer and post events of any source, as a site gateway's "
+                    "forwarder token does. Re-create it bound: issue one with 'zhizao ingest token "
+                    "create --name %s-2 --producer %s' (an agent: its agent id; an analytics service: "
+                    "its producer, e.g. zhizao-scoring, see auth.event_producers; a site gateway: "
+                    "--forwarder instead), give it to the client, then 'zhizao ingest token revoke %s'",
+                    r.id, r.name, tokens.path, r.name, r.name, r.id)
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
@@ -160,6 +163,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
                               "InfluxDB line protocol) and the read API over the store.")
     app.state.tokens = TokenFile(Path(settings.auth.tokens_file))
     app.state.settings = settings
+    app.state.readiness = health.Readiness()
     install(app, settings.storage.retry_after_s)
     for module in (batches, lineproto, series, events, health):
         app.include_router(module.router)

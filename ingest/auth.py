@@ -13,6 +13,8 @@ its own name; ``producers`` names others instead (``token create --producer P``,
 identity) may write as any producer. A record from before bindings (no ``producers`` key in the
 file) is *unbound*: it keeps working as a forwarder, and ingest logs a warning for it at start.
 Line-protocol writes carry no producer: their producer is the token's name (see ``ingest/README.md``).
+Events carry no producer either: a token may post events of a ``source`` when it may write as one of
+the producers configured for that source (``auth.event_producers``, see :mod:`ingest.eventbinding`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -71,6 +73,13 @@ class TokenRecord:
     def may_write_as(self, producer: str) -> bool:
         """Whether a batch of ``producer`` may be written with this token (scope checked apart)."""
         return self.forwarder or self.producers is None or producer in self.producers
+
+    def may_write_as_any(self, producers: Iterable[str]) -> bool:
+        """Whether this token may write as at least one of ``producers`` — always for a forwarder
+        or an unbound token, even when ``producers`` is empty (scope checked apart)."""
+        if self.forwarder or self.producers is None:
+            return True
+        return any(p in self.producers for p in producers)
 
     def binding(self) -> str:
         """The binding in words, for ``token list`` and error messages."""

@@ -13,7 +13,9 @@ by ``serve`` and ``token`` alike (as every path in a zhizao config, see ``zhizao
 A write token may write batches only as the producers it is bound to: by default the producer of
 its own name (an agent's token is named after its ``agent.id``); ``--producer P`` (repeatable)
 binds it to P instead; ``--forwarder`` lets it write as any producer (a site gateway's token).
-``token list`` shows the binding in its last column.
+``token list`` shows the binding in its last column. Events are posted as producers too: a
+token may post events of a ``source`` when it may write as one of that source's producers
+(``auth.event_producers``; ``ingest/eventbinding.py``).
 
 Exit codes: 0 ok, 1 failure (``token list``/``token revoke`` without a tokens file, unknown token
 id), 2 usage or configuration error (``token create`` with an empty name or the name of an active
@@ -56,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="repeatable; default write")
     create.add_argument("--producer", action="append", default=[], metavar="P",
                         help="repeatable: the producers this write token may write batches as "
-                             "(default: the producer named --name)")
+                             "(default: the producer named --name), and post events as "
+                             "(auth.event_producers: zhizao-scoring anomaly, zhizao-kpi kpi events)")
     create.add_argument("--forwarder", action="store_true",
                         help="may write batches as any producer (a site gateway's token, which forwards "
                              "other agents' batches)")

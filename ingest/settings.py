@@ -12,9 +12,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from zhizao.config import StrictModel, load_config, validate
+from zhizao.events import EventSource
+from zhizao.model import valid_id
 
 
 class DuckDBSettings(StrictModel):
@@ -55,10 +57,38 @@ class StorageSettings(StrictModel):
     """Samples older than this are deleted hourly; ``None`` keeps everything."""
 
 
+class EventProducers(StrictModel):
+    """Who may post events of each ``source`` (``POST /api/v1/events``): a write token that may
+    write as one of the producers listed for it (a forwarder or an unbound token: every source;
+    ``ingest/eventbinding.py``). One field per :class:`~zhizao.events.EventSource`; an empty list:
+    only forwarders and unbound tokens."""
+
+    kpi: list[str] = Field(default_factory=lambda: ["zhizao-kpi"])
+    """The KPI alerter (``zhizao analytics kpi --watch``)."""
+    anomaly: list[str] = Field(default_factory=lambda: ["zhizao-scoring"])
+    """The scoring service: the ``producer`` of its score batches (its default)."""
+    system: list[str] = Field(default_factory=lambda: ["zhizao-system"])
+
+    @field_validator("kpi", "anomaly", "system")
+    @classmethod
+    def _producer_ids(cls, producers: list[str]) -> list[str]:
+        bad = [p for p in producers if not valid_id(p)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a producer id (1-128 letters, digits, '_', '.', ':', '-', "
+                             "the first a letter or digit)")
+        return producers
+
+    def of(self, source: EventSource) -> list[str]:
+        """The producers whose tokens may post events of ``source``."""
+        producers: list[str] = getattr(self, source.value)
+        return producers
+
+
 class AuthSettings(StrictModel):
     enabled: bool = True
     """``false`` accepts every request without a token — for the one-box demo only; logged loudly."""
     tokens_file: str = "zhizao-tokens.json"
+    event_producers: EventProducers = Field(default_factory=EventProducers)
 
 
 class LimitSettings(StrictModel):

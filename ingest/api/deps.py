@@ -3,7 +3,8 @@
 Scope checks run before the route reads its body, so an unauthenticated or out-of-scope
 request is refused (401/403) before any body validation and writes nothing. Which producers a
 write token may write batches as is checked by the service once the batch is decoded
-(:meth:`ingest.service.IngestService.ingest_batch`), before anything is stored.
+(:meth:`ingest.service.IngestService.ingest_batch`), before anything is stored; which events it
+may post, by the events route once they are validated (:mod:`ingest.eventbinding`).
 
 A token is read from ``Authorization`` (``Bearer``/``Token``, or ``Basic`` with the token as
 password); only on the InfluxDB-compatible routes (:data:`QUERY_TOKEN_PATHS`) also from the query
@@ -25,6 +26,7 @@ from ingest.auth import Scope, TokenFile, TokenRecord
 from ingest.problems import Problem
 from ingest.service import IngestService
 from ingest.storage.base import Store
+from zhizao.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,24 @@ async def authorize(request: Request, scope: Scope) -> TokenRecord | None:
             403, f"token {record.id} ({record.name}) has scopes {', '.join(record.scopes)}; "
             f"this needs {scope.value}", reason="missing_scope"))
     return record
+
+
+def may_read(request: Request) -> bool:
+    """Whether the request may see what the read scope shows: auth is disabled, or it carries a
+    valid, unrevoked token holding ``read`` (or ``admin``). Never refuses, counts or logs: for
+    routes that answer everyone and tell more to readers (``/readyz``). An unreadable tokens file
+    counts as no token."""
+    if not service_of(request).settings.auth.enabled:
+        return True
+    token = _token_of(request)
+    if token is None:
+        return False
+    tokens: TokenFile = request.app.state.tokens
+    try:
+        record = tokens.lookup(token)
+    except ConfigError:
+        return False
+    return record is not None and record.allows(Scope.READ)
 
 
 def require(scope: Scope) -> Callable[[Request], Awaitable[TokenRecord | None]]:

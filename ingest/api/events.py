@@ -11,7 +11,8 @@ from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
 from ingest.api.body import read_body
 from ingest.api.deps import CanRead, CanWrite, ServiceDep, StoreDep
-from ingest.problems import Problem
+from ingest.eventbinding import refusal
+from ingest.problems import PROBLEM_JSON, Problem
 from ingest.storage.base import EventQuery
 from zhizao.errors import WireFormatError
 from zhizao.events import Event, EventSource, EventState
@@ -50,6 +51,10 @@ _BODY_SCHEMA = {"requestBody": {"required": True, "content": {"application/json"
     "oneOf": [{"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
               {"$ref": "#/components/schemas/Event"}], "title": "Events"}}}}}
 _JSON = ("application/json", "")
+_POST_ERRORS: dict[int | str, dict[str, Any]] = {403: {
+    "description": "Token lacks the write scope, or may not post an event's source or id "
+                   "(ingest/eventbinding.py)",
+    "content": {PROBLEM_JSON: {}}}}
 
 
 @router.get("/events", response_model=EventsResponse)
@@ -76,10 +81,14 @@ async def get_events(
     return EventsResponse(events=events)
 
 
-@router.post("/events", response_model=UpsertResult, openapi_extra=_BODY_SCHEMA)
+@router.post("/events", response_model=UpsertResult, openapi_extra=_BODY_SCHEMA, responses=_POST_ERRORS)
 async def post_events(request: Request, service: ServiceDep, store: StoreDep,
-                      _auth: CanWrite) -> UpsertResult:
+                      writer: CanWrite) -> UpsertResult:
     """Insert or replace one event or a list of events by ``id`` (open, update, resolve).
+
+    A bound write token may post only events of the sources it is bound to, with ids beginning
+    ``<source>:`` (:mod:`ingest.eventbinding`); else 403 naming the field and the token's binding,
+    nothing stored — checked once the body is valid, before the store.
 
     The body (JSON, ``Content-Encoding: gzip`` optional) is read up to ``limits.max_body_bytes``
     (413 beyond, also after inflating) — never whole into memory first, as a declared body
@@ -104,5 +113,9 @@ async def post_events(request: Request, service: ServiceDep, store: StoreDep,
     except ValidationError as exc:  # answered as FastAPI answers a body parameter's errors
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
     items = events if isinstance(events, list) else [events]
+    problem = refusal(writer, items, service.settings.auth.event_producers,
+                      single=not isinstance(events, list))
+    if problem is not None:
+        raise service.refuse(problem)
     await store.upsert_events(items)
     return UpsertResult(upserted=len(items))

@@ -19,7 +19,9 @@ from zhizao.events import Event, EventSource
 
 def test_events_post_and_query_with_scopes(tmp_path: Path) -> None:
     settings = server_settings(tmp_path, auth=True)
-    writer = {"authorization": f"Bearer {create_token(settings, 'kpi-alerts', Scope.WRITE)}"}
+    # bound to the producers of both sources it posts (auth.event_producers: test_event_binding.py)
+    token = create_token(settings, "analytics", Scope.WRITE, producers=["zhizao-kpi", "zhizao-scoring"])
+    writer = {"authorization": f"Bearer {token}"}
     reader = {"authorization": f"Bearer {create_token(settings, 'grafana', Scope.READ)}"}
     opened = {"id": "kpi:oee:line1:2026-11-23T08", "source": "kpi", "rule": "oee_below_60",
               "asset": "plant/a1/line1", "severity": "critical", "start": "2026-11-23T08:00:00Z",
