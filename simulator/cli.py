@@ -19,6 +19,7 @@ examples:
   zhizao sim --scenario examples/compact.yaml --speed max --duration 3600 --ledger ledger.jsonl \\
              --mqtt-host 127.0.0.1 --mqtt-port 1883
   zhizao sim --scenario examples/workshop.toml --security-dir pki/sim --trust-dir pki/trusted
+             (pki/trusted holds the agent's certificate: zhizao agent certs makes it)
   zhizao sim export-plant --scenario examples/workshop.toml --out plant.toml
   zhizao sim generate --scenario examples/workshop.toml --duration 28800 --ledger ledger.jsonl \\
              --samples samples.jsonl

@@ -17,7 +17,7 @@ class BufferConfig(StrictModel):
 
     path: Path | None = None
     """The SQLite file; the agent defaults it to ``<state_dir>/buffer.sqlite``, the gateway to
-    ``gateway-buffer.sqlite`` in its working directory. Checked on the machine that loads the
+    ``/var/lib/zhizao/gateway-buffer.sqlite`` (``gateway/config.py``). Checked on the machine that loads the
     config: its folder must exist and be writable (it is never created)."""
     max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     max_age_s: float = Field(7 * 86400.0, gt=0)

@@ -106,6 +106,9 @@ class MqttPublisher:
 
     async def _connect(self) -> None:
         client = aiomqtt.Client(self.host, self.port, identifier=self.client_id, timeout=self.ack_timeout_s)
+        # aiomqtt warns above 10 publishes awaiting their PUBACK — a line per publish at full speed;
+        # this publisher bounds them itself (max_inflight) and counts what it drops
+        client.pending_calls_threshold = self.max_inflight
         await client.__aenter__()
         self._client = client
         self._backoff.reset()
