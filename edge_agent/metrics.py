@@ -127,7 +127,8 @@ class AgentCollector(Collector):
         )
         refused = CounterMetricFamily(
             P + "uplink_refused",
-            "Sends the receiver refused for this agent's credentials (kept in the buffer, retried)",
+            "Messages the receiver refused for this agent's credentials, per reason: data (kept in "
+            "the buffer, retried) and, prefixed 'status: ', MQTT status messages (not retried)",
             labels=["reason"],
         )
         for reason, n in sorted(getattr(self.forwarder.uplink, "refused", {}).items()):

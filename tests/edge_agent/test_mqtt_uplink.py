@@ -85,6 +85,7 @@ async def test_batches_and_status_on_the_site_broker(tmp_path: Path, mosquitto: 
     status = [orjson.loads(p) for t, p, _ in listener.messages if t == topics.status_topic("agent-1")]
     assert status[0]["status"] == "online" and status[-1]["status"] == "offline"
     assert "backlog" in status[0]
+    assert not up.refused and up.status_refused is None  # every status PUBACK checked: all taken
 
 
 def test_every_mqtt_client_config_shares_the_broker_checks() -> None:

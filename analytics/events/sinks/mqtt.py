@@ -2,6 +2,11 @@
 
 QoS 1 by default. Open episodes are published retained (a dashboard that connects later sees the
 current alarms); the resolve message is retained too, replacing the open one.
+
+With ``tls`` (:class:`zhizao.tls.TlsConfig`, the ``tls`` table of every MQTT client of zhizao) the
+connection is TLS, the broker's certificate verified by :func:`zhizao.tls.client_context` (its
+host name too unless ``insecure``). A TLS file that cannot be used raises
+:class:`~zhizao.errors.SecurityError` naming it when the sink is built: TLS is never dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import orjson
 from analytics.events.sinks.base import event_json
 from zhizao.errors import Unavailable
 from zhizao.events import Event
+from zhizao.tls import TlsConfig, client_context
 from zhizao.topics import alert_topic
 
 
@@ -24,9 +30,10 @@ class MqttSink:
 
     def __init__(self, host: str, port: int = 1883, *, qos: int = 1, retain: bool = True,
                  username: str | None = None, password: str | None = None,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, tls: TlsConfig | None = None) -> None:
         self.host, self.port, self.qos, self.retain = host, port, qos, retain
         self._kw = {"username": username, "password": password, "identifier": client_id}
+        self._context = client_context(tls) if tls is not None else None  # a bad file: SecurityError now
         self._client: aiomqtt.Client | None = None
 
     async def __aenter__(self) -> Self:
@@ -35,7 +42,8 @@ class MqttSink:
 
     async def _connect(self) -> None:
         client = aiomqtt.Client(self.host, self.port, username=self._kw["username"],
-                                password=self._kw["password"], identifier=self._kw["identifier"])
+                                password=self._kw["password"], identifier=self._kw["identifier"],
+                                tls_context=self._context)  # host name check: in the context
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:

@@ -7,25 +7,10 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 
 from edge_agent.mapping import JsonMapping
-from zhizao.config import ExistingFile, StrictModel, host_port, is_loopback_host, plaintext_warning
+from zhizao.config import StrictModel, host_port, is_loopback_host, plaintext_warning
+from zhizao.tls import TlsConfig
 
-
-class TlsConfig(StrictModel):
-    """TLS to the broker: CA bundle, optional client certificate. The files must exist when the
-    config is validated."""
-
-    ca_file: ExistingFile | None = None
-    """PEM bundle of the CA(s) that signed the broker's certificate; default: the system CAs."""
-    cert_file: ExistingFile | None = None
-    key_file: ExistingFile | None = None
-    insecure: bool = False
-    """Skip the broker host name check (never in production)."""
-
-    @model_validator(mode="after")
-    def _pair(self) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
+__all__ = ["BrokerConnection", "MqttConnectorConfig", "TlsConfig"]  # TlsConfig: zhizao.tls, shared
 
 
 class BrokerConnection(StrictModel):

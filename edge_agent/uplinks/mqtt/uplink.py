@@ -24,7 +24,13 @@ the batch's order (:func:`encode_part`). The same batch always gives the same by
 Status: on connect a retained birth message ``{"status": "online", ...}`` on
 ``zhizao.topics.status_topic(agent_id)``, a retained last will ``{"status": "offline"}`` if the
 agent vanishes, and a retained refresh every ``status_interval_s`` with the backlog; each
-carries the agent version and config hash for the gateway's fleet view.
+carries the agent version and config hash for the gateway's fleet view. Their PUBACKs are
+checked too (MQTT 5): a broker whose ACL denies the status topic (0x87 *Not authorized*) gets one
+WARNING naming the topic, the reason and the ACL line it needs — once per change of state, not
+every ``status_interval_s``; an INFO when it takes the status again — and each refused status
+message counts in :attr:`MqttUplink.refused` under ``"status: <reason>"``. Data is not affected:
+its batches go on (or not) by their own PUBACKs. The will goes to the same topic, so the broker
+drops it too; nothing tells the agent that, the birth's refusal stands for both.
 """
 
 from __future__ import annotations
@@ -83,7 +89,10 @@ class MqttUplink:
     """See the module docstring. ``status`` returns the extra fields of status messages (backlog...).
 
     ``refused`` counts the data messages the broker refused (a PUBACK with a failure reason code,
-    MQTT 5 only), per reason (``"Not authorized"``): each time, the batch stayed in the buffer."""
+    MQTT 5 only), per reason (``"Not authorized"``): each time, the batch stayed in the buffer; and
+    the status messages it refused, per reason prefixed ``"status: "`` (``"status: Not
+    authorized"``). ``status_refused`` is the reason of the last status message when the broker
+    refused it, else ``None``."""
 
     name = "mqtt"
 
@@ -97,6 +106,10 @@ class MqttUplink:
         self._status_task: asyncio.Task[None] | None = None
         self._puback: dict[int, ReasonCode] = {}
         self.refused: Counter[str] = Counter()
+        self.status_refused: str | None = None
+        self._status_checks: set[asyncio.Task[None]] = set()
+        self._status_seq = 0  # publish order of status messages; the verdict of an older one is stale
+        self._status_judged = 0
 
     def _status_doc(self, state: str) -> bytes:
         return orjson.dumps({"agent": self.agent_id, "status": state, "ts": time.time(), **self.status()})
@@ -119,7 +132,8 @@ class MqttUplink:
             if reason.is_failure:
                 log.error("MQTT uplink: broker refused the connection: %s", reason)
                 return
-            c.publish(self.status_topic, self._status_doc("online"), qos=1, retain=True)
+            info = c.publish(self.status_topic, self._status_doc("online"), qos=1, retain=True)
+            loop.call_soon_threadsafe(self._check_status, info)
             loop.call_soon_threadsafe(self._connected.set)
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -144,11 +158,14 @@ class MqttUplink:
     ) -> None:
         if self._status_task is not None:
             self._status_task.cancel()
+        for check in self._status_checks:
+            check.cancel()
         if self._client is not None:
             client, self._client = self._client, None
             if self._connected.is_set():
                 info = client.publish(self.status_topic, self._status_doc("offline"), qos=1, retain=True)
                 await asyncio.to_thread(info.wait_for_publish, 2.0)
+                self._puback.pop(info.mid, None)
             client.disconnect()
             client.loop_stop()
 
@@ -156,7 +173,47 @@ class MqttUplink:
         while True:
             await asyncio.sleep(self.config.status_interval_s)
             if self._client is not None and self._connected.is_set():
-                self._client.publish(self.status_topic, self._status_doc("online"), qos=1, retain=True)
+                info = self._client.publish(self.status_topic, self._status_doc("online"), qos=1, retain=True)
+                self._check_status(info)
+
+    def _check_status(self, info: mqtt.MQTTMessageInfo) -> None:
+        """Watch the PUBACK of the status message ``info`` (on the event loop)."""
+        if self._client is None:  # closed since
+            return
+        self._status_seq += 1
+        task = asyncio.create_task(self._status_verdict(info, self._status_seq))
+        self._status_checks.add(task)
+        task.add_done_callback(self._status_checks.discard)
+
+    async def _status_verdict(self, info: mqtt.MQTTMessageInfo, seq: int) -> None:
+        """Wait for the PUBACK of status message number ``seq``; a refusal is counted, and logged
+        when the status was accepted before (and an acceptance after refusals is logged). No PUBACK
+        within ``timeout_s + status_interval_s`` (broker gone; paho resends it on reconnect): no
+        verdict."""
+        deadline = time.monotonic() + self.config.timeout_s + self.config.status_interval_s
+        while not info.is_published():
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.02)
+        reason = self._puback.pop(info.mid, None)
+        refused = str(reason) if reason is not None and reason.is_failure else None
+        if refused is not None:
+            self.refused[f"status: {refused}"] += 1
+        if seq < self._status_judged:  # a newer status message was judged already
+            return
+        self._status_judged = seq
+        if refused == self.status_refused:
+            return
+        if refused is not None:
+            log.warning(
+                "broker refused the status message on %s: %s — check the broker's ACL for this agent "
+                "(user %s): it needs 'topic write %s' (or zhizao/v1/agents/#); until then the gateway's "
+                "fleet view shows this agent missing and its last will is dropped too; data is not "
+                "affected", self.status_topic, refused, self.config.username or "<anonymous>",
+                self.status_topic)
+        else:
+            log.info("broker takes the status message on %s again", self.status_topic)
+        self.status_refused = refused
 
     async def send(self, batch: Batch) -> None:
         """Publish every part of ``batch`` and wait for all PUBACKs (see the module docstring)."""
