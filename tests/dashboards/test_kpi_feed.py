@@ -131,7 +131,7 @@ def test_sample_config_loads() -> None:
     path = Path(__file__).resolve().parents[2] / "analytics" / "kpi_feed" / "sample.toml"
     cfg = load_feed_config(path)
     assert Path(cfg.kpi_config).exists(), cfg.kpi_config
-    assert cfg.scopes == ["plant"] and cfg.interval_s == 60 and cfg.output_measurement == "zhizao_kpi"
+    assert cfg.scopes == ["plant1"] and cfg.interval_s == 60 and cfg.output_measurement == "zhizao_kpi"
 
 
 def test_feed_command_runs_rounds_against_the_stack(stack: Stack, tmp_path: Path,
