@@ -20,6 +20,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tests.support.ports import free_port, wait_listening
@@ -100,6 +102,27 @@ def test_setup_refuses_the_env_example_secrets_naming_each(tmp_path: Path) -> No
 class Broker:
     port: int
     internal_port: int
+    conf: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=log,
+                                         stderr=subprocess.STDOUT)
+        wait_listening(self.port)
+        wait_listening(self.internal_port)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a power loss: no save on the way out."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
 
 
 @pytest.fixture
@@ -120,18 +143,12 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     if os.geteuid() == 0:
         conf = "user root\n" + conf
     (tmp_path / "mosquitto.conf").write_text(conf)
-    log = (tmp_path / "mosquitto.log").open("w")
-    proc = subprocess.Popen(
-        ["mosquitto", "-c", str(tmp_path / "mosquitto.conf")], stdout=log, stderr=subprocess.STDOUT
-    )
+    b = Broker(port, internal, tmp_path / "mosquitto.conf", tmp_path / "mosquitto.log")
     try:
-        wait_listening(port)
-        wait_listening(internal)
-        yield Broker(port, internal)
+        b.start()
+        yield b
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+        b.stop()
 
 
 class Client:
@@ -247,3 +264,49 @@ def test_internal_listener_serves_the_health_check_only(broker: Broker) -> None:
         assert set(health.received(wait_s=12)) == {"$SYS/broker/uptime"}  # $SYS is published every 10 s
     finally:
         health.close()
+
+
+@needs_mosquitto
+def test_messages_queued_for_an_offline_gateway_survive_a_broker_kill_9(broker: Broker) -> None:
+    """A PUBACK is the agent's delivery (its buffer lets the batch go), but the broker holds the
+    message in memory until its next save (``autosave_interval``). With the compose setting, what
+    was queued for a gateway that is away (restarting) more than that long before the broker is
+    killed comes back with the broker. (It was 30 s: all 200 messages were lost.)"""
+    saved = re.search(r"^autosave_interval (\d+)$", broker.conf.read_text(), flags=re.M)
+    assert saved is not None and int(saved.group(1)) <= 1, "the compose broker saves at least every second"
+    got: queue.Queue[bytes] = queue.Queue()
+
+    def gateway() -> mqtt.Client:  # a persistent session, as the gateway's
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw-plant1-0", protocol=mqtt.MQTTv5)
+        c.username_pw_set("gw-plant1", GOOD["MQTT_GATEWAY_PASSWORD"])
+        c.on_message = lambda _c, _u, m: got.put(bytes(m.payload))
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        c.connect("127.0.0.1", broker.port, keepalive=10, clean_start=False, properties=props)
+        c.loop_start()
+        return c
+
+    gw = gateway()
+    gw.subscribe("zhizao/v1/+/+/+/+", qos=1)
+    time.sleep(0.5)
+    gw.disconnect()
+    gw.loop_stop()
+    agent = Client(broker.port, "cell-1", GOOD["MQTT_AGENT_PASSWORD"])
+    assert agent.connected()
+    for i in range(200):
+        agent.publish("zhizao/v1/plant1/a1/line1/cnc-1", str(i).encode())  # waits for the PUBACK
+    agent.close()
+    time.sleep(int(saved.group(1)) + 1.0)
+    broker.kill()
+    broker.start()
+    gw = gateway()
+    try:
+        received: set[bytes] = set()
+        deadline = time.monotonic() + 15
+        while len(received) < 200 and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                received.add(got.get(timeout=0.2))
+        assert received == {str(i).encode() for i in range(200)}, f"{200 - len(received)} of 200 lost"
+    finally:
+        gw.disconnect()
+        gw.loop_stop()
