@@ -241,7 +241,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.config}: ok ({len(cfg.scopes)} scope(s), registry {cfg.registry})")
         sys.stdout.flush()  # the OK line first, also when both streams go to one log
-        for warning in cfg.sinks.plaintext_warnings():  # logged again at start (build_emitter)
+        for warning in cfg.plaintext_warnings():  # logged again at start
             print(f"WARNING {warning}", file=sys.stderr)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -191,3 +191,28 @@ def plaintext_warning(key: str, secret: str, host: str, how: str, fix: str) -> s
     unencrypted (``how``), what fixes it and how to silence it (``allow_plaintext = true``)."""
     return (f"{key}: the {secret} goes to {host} unencrypted ({how}); {fix}, or set allow_plaintext = true "
             f"on this connection if its network is trusted")
+
+
+def plain_http_target(url: str, allow_plaintext: bool) -> str | None:
+    """``host:port`` when ``url`` sends what it carries unencrypted (``http://``) to a host that is
+    not this machine's loopback, else ``None`` (``https://``, loopback, or ``allow_plaintext``)."""
+    host, where = url_host(url)
+    if allow_plaintext or urlsplit(url).scheme.lower() != "http" or is_loopback_host(host):
+        return None
+    return where
+
+
+def http_bearer_warnings(key: str, url: str, token_field: str | None, allow_plaintext: bool) -> list[str]:
+    """The :func:`plaintext_warning` lines of an HTTP client table at ``key`` posting to ``url``
+    with a bearer token from ``token_field`` (``"token"``, ``"token_file"``; ``None``: no token)
+    and maybe a password in the URL; none for https, loopback or ``allow_plaintext``."""
+    where = plain_http_target(url, allow_plaintext)
+    if where is None:
+        return []
+    how, fix = "http://", "use https://"
+    found = []
+    if token_field is not None:
+        found.append(plaintext_warning(f"{key}.{token_field}", "bearer token", where, how, fix))
+    if urlsplit(url).password is not None:
+        found.append(plaintext_warning(f"{key}.url", "password in the URL", where, how, fix))
+    return found

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from analytics.events.emitter import EventEmitter
 from analytics.events.sinks.base import Sink
-from zhizao.config import StrictModel, host_port, is_loopback_host, plaintext_warning, url_host
+from zhizao.config import StrictModel, host_port, is_loopback_host, plain_http_target, plaintext_warning
 from zhizao.events import Severity
 from zhizao.tls import TlsConfig
 
@@ -22,15 +22,6 @@ SECRET_NAME = re.compile(r"auth|token|secret|passw|key|signature|cookie|session"
 ``X-Api-Key``, ``X-Auth-Token``, ``?token=``...): over ``http://`` it crosses the network readable."""
 
 HOW, FIX = "http://", "use https://"
-
-
-def _plain_http(url: str, allow_plaintext: bool) -> str | None:
-    """``host:port`` when ``url`` sends what it carries unencrypted to a host that is not this
-    machine's loopback, else ``None`` (``https://``, loopback, ``allow_plaintext``)."""
-    host, where = url_host(url)
-    if allow_plaintext or urlsplit(url).scheme.lower() != "http" or is_loopback_host(host):
-        return None
-    return where
 
 
 def _url_secrets(url: str, key: str, where: str) -> list[str]:
@@ -55,7 +46,7 @@ class IngestSinkConfig(StrictModel):
     (:meth:`SinksConfig.plaintext_warnings`), for a network you trust; prefer ``https://``."""
 
     def plaintext_warnings(self, key: str) -> list[str]:
-        where = _plain_http(self.url, self.allow_plaintext)
+        where = plain_http_target(self.url, self.allow_plaintext)
         if where is None:
             return []
         token = [plaintext_warning(f"{key}.token", "bearer token", where, HOW, FIX)] if self.token else []
@@ -98,7 +89,7 @@ class WebhookConfig(StrictModel):
     (:meth:`SinksConfig.plaintext_warnings`), for a network you trust; prefer ``https://``."""
 
     def plaintext_warnings(self, key: str) -> list[str]:
-        where = _plain_http(self.url, self.allow_plaintext)
+        where = plain_http_target(self.url, self.allow_plaintext)
         if where is None:
             return []
         lines = []

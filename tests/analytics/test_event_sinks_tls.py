@@ -222,3 +222,41 @@ def test_the_deployed_scoring_configs_decide_plaintext_in_the_file(where: str) -
     cfg = load_service_config(root / "deploy" / where / "config" / "scoring.toml")
     assert cfg.sinks.mqtt is not None and cfg.sinks.mqtt.password and cfg.sinks.mqtt.tls is None
     assert cfg.sinks.mqtt.allow_plaintext and cfg.sinks.plaintext_warnings() == []
+    assert cfg.ingest is not None and cfg.ingest.url.startswith("http://") and cfg.ingest.token_file
+    assert cfg.ingest.allow_plaintext and cfg.plaintext_warnings() == []
+
+
+def test_the_scoring_services_own_ingest_token_is_named_over_plain_http(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ``[ingest]`` table's token reads and writes every machine's data: over ``http://`` to a
+    host that is not loopback it is one warning with ``serve --check`` and at start (where it also
+    carries the events when no ``[sinks.ingest]`` is set), none on loopback, https or with
+    ``allow_plaintext``."""
+    from analytics.scoring.service.config import load_service_config
+    from analytics.scoring.service.service import make_emitter, make_io
+    from analytics.scoring.service.source import StoreIO
+
+    path = tmp_path / "scoring.toml"
+    line = ("ingest.token_file: the bearer token goes to ingest.plant:8080 unencrypted (http://); use "
+            "https://, or set allow_plaintext = true on this connection if its network is trusted")
+    token = tmp_path / "token"
+    token.write_text("t0k3n\n")
+    for url, extra, expected in (
+        ("http://ingest.plant:8080", "", [f"WARNING {line}"]),
+        ("http://ingest.plant:8080", "allow_plaintext = true\n", []),
+        ("https://ingest.plant:8443", "", []),
+        ("http://127.0.0.1:8080", "", []),
+    ):
+        path.write_text(f'scopes = ["plant1"]\n[ingest]\nurl = "{url}"\ntoken_file = "{token}"\n{extra}')
+        assert analytics_main(["serve", "--config", str(path), "--check"]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith(f"{path}: ok") and err.splitlines() == expected, (url, extra, err)
+    path.write_text(f'scopes = ["plant1"]\n[ingest]\nurl = "http://ingest.plant:8080"\n'
+                    f'token_file = "{token}"\n')
+    cfg = load_service_config(path)
+    io = make_io(cfg)
+    assert not isinstance(io, StoreIO)
+    with caplog.at_level(logging.WARNING):
+        make_emitter(cfg, io)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [line]

@@ -18,7 +18,7 @@ from analytics.events.debounce import ANOMALY_CLEAR_AFTER_S, ANOMALY_HOLD_ACROSS
 from analytics.scoring.context import check_model_name
 from ingest.settings import StorageSettings
 from ingest.storage.base import AssetPrefix
-from zhizao.config import StrictModel, load_config
+from zhizao.config import StrictModel, http_bearer_warnings, load_config
 from zhizao.errors import ConfigError
 from zhizao.model import valid_id
 
@@ -37,6 +37,15 @@ class IngestApiConfig(StrictModel):
     bulk: bool = True
     """Write a step's window batches in one ``POST /api/v1/batches/bulk`` (each deduplicated on its
     own id); ``false`` (or an ingest without the endpoint) posts one batch per request."""
+    allow_plaintext: bool = False
+    """Silences the warning for a token sent over ``http://`` to a host that is not loopback
+    (:meth:`plaintext_warnings`), for a network you trust; prefer ``https://``."""
+
+    def plaintext_warnings(self, key: str = "ingest") -> list[str]:
+        """One line per secret sent unencrypted to a host that is not loopback: the token (which
+        reads and writes) over ``http://``, a password in the URL (:func:`http_bearer_warnings`)."""
+        field = "token" if self.token else "token_file" if self.token_file else None
+        return http_bearer_warnings(key, self.url, field, self.allow_plaintext)
 
     def bearer(self) -> str | None:
         if self.token:
@@ -119,6 +128,12 @@ class ServiceConfig(StrictModel):
     storage: StorageSettings | None = None
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     """Where anomaly events go (``analytics/events``): ingest ``/api/v1/events``, MQTT, webhooks."""
+
+    def plaintext_warnings(self) -> list[str]:
+        """The ``[ingest]`` table's and the sinks' plaintext warnings (logged at start; printed by
+        ``serve --check``); never a refusal."""
+        own = self.ingest.plaintext_warnings() if self.ingest is not None else []
+        return own + self.sinks.plaintext_warnings()
     health: HealthConfig = Field(default_factory=HealthConfig)
 
 

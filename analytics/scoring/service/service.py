@@ -74,7 +74,9 @@ def make_io(cfg: ServiceConfig) -> ScoreIO:
 def make_emitter(cfg: ServiceConfig, io: ScoreIO) -> EventEmitter:
     """The configured sinks, plus the events' home when it is not configured: ingest's
     ``/api/v1/events`` (``[ingest]`` mode) or the store itself (``[storage]`` mode)."""
-    emitter = build_emitter(cfg.sinks)
+    emitter = build_emitter(cfg.sinks)  # logs the sinks' plaintext warnings
+    for warning in cfg.ingest.plaintext_warnings() if cfg.ingest is not None else []:
+        log.warning("%s", warning)
     if isinstance(io, StoreIO):
         emitter.sinks.append(StoreEventSink(io.store))
     elif cfg.sinks.ingest is None and cfg.ingest is not None:
