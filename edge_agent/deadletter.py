@@ -3,11 +3,15 @@
 One line per refused item: ``{"ts": "...Z", "kind": "mqtt_payload", "reason": "...", ...}``.
 ``kind`` names the boundary (``mqtt_payload``, ``rejected_sample``); the rest is context (topic,
 payload, sample). Nothing refused disappears silently: it is counted here and logged by the
-caller. The file is rotated to ``<name>.1`` when it exceeds ``max_bytes``.
+caller. The file is rotated to ``<name>.1`` when it exceeds ``max_bytes``; a ``<name>.1`` still
+there is overwritten then, and its items are lost: they are counted by kind in ``overwritten``
+(the agent exports them as ``zhizao_agent_dead_letters_overwritten_total``) and logged as a
+WARNING (raise ``max_bytes``, or collect the files, to keep them).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from datetime import UTC, datetime
@@ -15,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+log = logging.getLogger(__name__)
 
 
 class DeadLetter:
@@ -24,6 +30,8 @@ class DeadLetter:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.counts: Counter[str] = Counter()
+        self.overwritten: Counter[str] = Counter()
+        """Items lost, by kind: in a ``<name>.1`` overwritten by a rotation."""
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -36,12 +44,39 @@ class DeadLetter:
         with self._lock:
             self.counts[kind] += 1
             if self.path.exists() and self.path.stat().st_size + len(line) > self.max_bytes:
-                self.path.replace(self.path.with_name(self.path.name + ".1"))
+                self._rotate()
             with self.path.open("ab") as f:
                 f.write(line)
+
+    def _rotate(self) -> None:
+        """Under the lock: move the file to ``<name>.1``, counting what an older ``<name>.1`` held."""
+        older = self.path.with_name(self.path.name + ".1")
+        lost = _kinds(older)
+        self.path.replace(older)
+        if lost:
+            self.overwritten.update(lost)
+            log.warning("dead-letter file %s rotated: %d older items in %s overwritten and lost (%s); "
+                        "raise max_bytes or collect the file to keep them", self.path, lost.total(), older,
+                        ", ".join(f"{k}: {n}" for k, n in sorted(lost.items())))
 
     def read(self) -> list[dict[str, Any]]:
         """Every record of the current file (for tests and ``zhizao agent`` diagnostics)."""
         if not self.path.exists():
             return []
         return [orjson.loads(line) for line in self.path.read_bytes().splitlines() if line.strip()]
+
+
+def _kinds(path: Path) -> Counter[str]:
+    """How many items of each kind the dead-letter file ``path`` holds (none if it is missing)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Counter()
+    out: Counter[str] = Counter()
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        start = line.find(b'"kind":"')  # written by ``write``: {"ts":"..","kind":"..",..}
+        end = line.find(b'"', start + 8) if start >= 0 else -1
+        out[line[start + 8:end].decode("utf-8", "replace") if end > 0 else "unknown"] += 1
+    return out

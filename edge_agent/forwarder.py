@@ -14,6 +14,12 @@ in one request and answers per batch; each batch then follows the rules above on
 resent). A whole request that is unavailable is resent whole (ingest deduplicates the batches it
 had already stored). A batch leaves the buffer only after its own outcome said so.
 
+A failed ack (the buffer's delete did not commit, e.g. disk full) leaves the batch in the buffer:
+it is released, so it is sent again under the same id (the receiver deduplicates it), counted in
+``buffer_failures["ack"]`` and logged, and the forwarder goes on after a backoff (it does not
+stop, and no batch stays taken for ever). A failed take (forming a batch did not commit) is
+counted in ``buffer_failures["take"]``, logged and retried after the same backoff.
+
 Used by the edge agent and the site gateway alike: ``await Forwarder(...).run()`` until cancelled.
 """
 
@@ -23,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from edge_agent.buffer import BulkLimits, EncodedBatch
@@ -45,6 +51,9 @@ class ForwarderStats:
     sent_batches: int = 0
     dead_lettered: int = 0
     retries: int = 0
+    buffer_failures: dict[str, int] = field(default_factory=lambda: {"take": 0, "ack": 0})
+    """Buffer operations that failed, by operation: ``take`` (retried), ``ack`` of delivered
+    batches (the batches are sent again)."""
     last_latency_s: float = 0.0
     last_success: float | None = None
     up: bool = True
@@ -107,6 +116,8 @@ class Forwarder:
         self.max_items = max_items
         self.linger = linger
         self.backoff = backoff or Backoff(initial=0.5, cap=30.0)
+        self.buffer_backoff = Backoff(initial=0.5, cap=30.0)
+        """Pause after a failed take or ack (reset by the next ack that works)."""
         self.window = window
         self.stats = ForwarderStats()
         self.observe_latency: Callable[[float], None] | None = None
@@ -122,11 +133,20 @@ class Forwarder:
             while True:
                 if self._bulk is not None:
                     inflight = await self._free_slot(inflight)  # first: the take then holds all that waited
-                    items = await self.buffer.take_bulk(self.max_items, self._bulk.bulk or _ONE, self.linger)
+                    try:
+                        items = await self.buffer.take_bulk(
+                            self.max_items, self._bulk.bulk or _ONE, self.linger)
+                    except Exception as exc:  # noqa: BLE001 - the buffer's failure: logged, retried
+                        await self._buffer_failed("take", exc)
+                        continue
                     if items:
                         inflight.add(asyncio.create_task(self.deliver_bulk(items)))
                     continue
-                batch = await self._take()
+                try:
+                    batch = await self._take()
+                except Exception as exc:  # noqa: BLE001 - the buffer's failure: logged, retried
+                    await self._buffer_failed("take", exc)
+                    continue
                 if batch is None:
                     continue
                 inflight = await self._free_slot(inflight)
@@ -187,7 +207,7 @@ class Forwarder:
             self.buffer.release(batch)
             raise
         if ack:
-            await self.buffer.ack(batch)
+            await self._ack([batch])
 
     async def deliver_bulk(self, batches: Sequence[EncodedBatch]) -> None:
         """Send ``batches`` in bulk requests until each has its outcome (see the module
@@ -219,9 +239,9 @@ class Forwarder:
                                   batch.batch_id, outcome)
                         self._dead_letter(batch, dict.fromkeys(range(len(batch)), str(outcome)))
                         self._sent(batch, 0, started)
+                pending = retry  # the final ones are acked, or released by a failed ack
                 if final:
-                    await self.buffer.ack_many(final)
-                pending = retry
+                    await self._ack(final)
                 if retry:
                     first = next(o for o in outcomes if isinstance(o, Unavailable))
                     await self._unavailable(first, retry[0])
@@ -229,6 +249,37 @@ class Forwarder:
             for batch in pending:
                 self.buffer.release(batch)
             raise
+
+    async def _ack(self, batches: Sequence[Batch | EncodedBatch]) -> None:
+        """Ack delivered ``batches`` in the buffer. If that fails, they stay in the buffer and are
+        released: sent again later under the same ids (the receiver answers them as duplicates).
+        Never raises but on cancel (a cancelled ack may or may not have committed: the batches
+        are released, and at worst sent once more)."""
+        try:
+            if len(batches) == 1:
+                await self.buffer.ack(batches[0])
+            else:
+                await self.buffer.ack_many(batches)
+        except Exception as exc:  # noqa: BLE001 - whatever the buffer raised, the batches come back
+            for batch in batches:
+                self.buffer.release(batch)
+            await self._buffer_failed("ack", exc, f"{len(batches)} delivered batches (first "
+                                      f"{batches[0].batch_id}) stay in the buffer and are sent again "
+                                      "(the receiver deduplicates them)")
+            return
+        except BaseException:
+            for batch in batches:
+                self.buffer.release(batch)
+            raise
+        self.buffer_backoff.reset()
+
+    async def _buffer_failed(self, op: str, exc: Exception, consequence: str = "") -> None:
+        """Count, log and back off after a failed buffer ``op``."""
+        self.stats.buffer_failures[op] += 1
+        delay = self.buffer_backoff.next()
+        log.error("buffer %s failed: %r; %sretrying in %.1f s", op, exc,
+                  f"{consequence}; " if consequence else "", delay)
+        await asyncio.sleep(delay)
 
     async def _unavailable(self, exc: Unavailable, batch: Batch | EncodedBatch) -> None:
         delay = exc.retry_after if exc.retry_after is not None else self.backoff.next()

@@ -2,25 +2,37 @@
 
 Schema: ``samples(id, created, data)`` holds encoded rows in arrival order; ``batches(seq,
 batch_id, lo, hi, created)`` records each formed batch as the id range ``lo..hi`` of its rows;
-``meta`` holds the database nonce (part of every batch id, so a fresh database never reuses
-an id), the next seq and ``batched_upto`` (rows above it are not in a batch yet).
+``meta`` holds the next seq, ``batched_upto`` (rows above it are not in a batch yet), the nonce
+drawn when the database was created (kept, unused since batch ids take the nonce of each open)
+and ``clock_shift`` (see :meth:`Db.note_clock_step`).
 ``records(id, created, producer, batch_id, seq, n, data)`` holds whole pre-encoded batches (one
 wire-format document each, with its own identity and ``n`` samples; the site gateway stores an
 agent's batch so): they are taken and deleted one by one, by id, never cut into buffer batches.
 
+Batch ids are ``<nonce>-<seq>`` with a nonce drawn at EVERY open: a buffer restored from a
+snapshot or backup (or copied to another box) brings back an old ``next_seq``, and ids formed
+from it must not be ids the receiver already stored (it would discard the new samples as
+duplicates). A batch keeps the id it was formed with (stored in ``batches``), so a resend after a
+restart is still deduplicated.
+
 Every method runs on the buffer's single worker thread. Counters (rows, bytes) are kept in
-memory, initialised once at open. Row ids use AUTOINCREMENT, so they are never reused even
-when the table empties: ``batched_upto`` stays meaningful across restarts.
+memory, initialised at open; a failed transaction (also a failed COMMIT, e.g. disk full)
+restores them exactly, and :meth:`Db.resync` recounts them should they ever disagree with the
+tables. Row ids use AUTOINCREMENT, so they are never reused even when the table empties:
+``batched_upto`` stays meaningful across restarts.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from zhizao.errors import ZhizaoError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
 
@@ -44,6 +56,11 @@ CREATE TABLE IF NOT EXISTS records (
 
 RecordRow = tuple[int, str, str, int, int, bytes]
 """``(id, producer, batch_id, seq, n, data)`` of one stored record."""
+
+ClockShift = tuple[float, int, int]
+"""``(seconds, last sample id, last record id)``: see :meth:`Db.note_clock_step`."""
+
+_Counters = tuple[int, int, int, int, int, int, int, int, float | None, ClockShift | None]
 
 
 def open_db(path: Path, synchronous: str, nonce: str) -> Db:
@@ -71,18 +88,28 @@ class Db:
     """Statements of the buffer (see the module docstring)."""
 
     def __init__(self, conn: sqlite3.Connection, nonce: str) -> None:
+        """``nonce``: fresh for each open; the ids of batches formed from now on take it."""
         self.conn = conn
         self.next_seq = self.batched_upto = self.count_total = self.bytes_total = self.batched_count = 0
         self.rec_count = self.rec_samples = self.rec_bytes = 0
         self.oldest_created_cached: float | None = None
+        self.clock_shift: ClockShift | None = None
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         if "nonce" not in meta:
             meta = {"nonce": nonce, "next_seq": "1", "batched_upto": "0", "schema": SCHEMA_VERSION}
             with self.transaction():
                 conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        self.nonce = meta["nonce"]
+        self.nonce = nonce
         self.next_seq = int(meta["next_seq"])
         self.batched_upto = int(meta["batched_upto"])
+        if "clock_shift" in meta:
+            secs, upto_s, upto_r = meta["clock_shift"].split()
+            self.clock_shift = (float(secs), int(upto_s), int(upto_r))
+        self._recount()
+
+    def _recount(self) -> None:
+        """Set the counters from the tables (at open, and by :meth:`resync`)."""
+        conn = self.conn
         self.count_total, self.bytes_total = conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(length(data)), 0) FROM samples"
         ).fetchone()
@@ -94,32 +121,97 @@ class Db:
         ).fetchone()
         self._refresh_oldest()
 
+    def resync(self, why: str) -> None:
+        """The counters disagreed with the tables (``why``): recount them from the tables (the
+        truth) and say so. Never expected; a guard, so that a wrong count never turns into a
+        crash or a drop of real data."""
+        before = self._counters()
+        meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        self.next_seq = int(meta["next_seq"])
+        self.batched_upto = int(meta["batched_upto"])
+        self._recount()
+        log.error("buffer counters disagreed with the database (%s); recounted: rows %d -> %d, "
+                  "bytes %d -> %d, not yet batched %d -> %d", why, before[2], self.count_total,
+                  before[3], self.bytes_total, before[2] - before[4], self.unbatched_count())
+
     def close(self) -> None:
         self.conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One SQLite transaction. On failure it is rolled back, and so are the counters kept
-        in memory beside the tables (they must keep describing what is stored)."""
+        """One SQLite transaction. If anything in it fails — a statement or the COMMIT itself
+        (disk full: SQLite then may have rolled back already) — it is rolled back, and the
+        counters kept in memory beside the tables are restored exactly (they must keep
+        describing what is stored), and the failure is raised."""
         saved = self._counters()
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
-            (self.next_seq, self.batched_upto, self.count_total, self.bytes_total, self.batched_count,
-             self.rec_count, self.rec_samples, self.rec_bytes, self.oldest_created_cached) = saved
+            self._rollback(saved)
             raise
-        self.conn.execute("COMMIT")
 
-    def _counters(self) -> tuple[int, int, int, int, int, int, int, int, float | None]:
+    def _rollback(self, saved: _Counters) -> None:
+        if self.conn.in_transaction:  # SQLITE_FULL/IOERR may have rolled it back already
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # nothing of the transaction was committed either way
+                log.error("buffer: ROLLBACK after a failed transaction failed too: %s", exc)
+        (self.next_seq, self.batched_upto, self.count_total, self.bytes_total, self.batched_count,
+         self.rec_count, self.rec_samples, self.rec_bytes, self.oldest_created_cached,
+         self.clock_shift) = saved
+
+    def _counters(self) -> _Counters:
         return (self.next_seq, self.batched_upto, self.count_total, self.bytes_total, self.batched_count,
-                self.rec_count, self.rec_samples, self.rec_bytes, self.oldest_created_cached)
+                self.rec_count, self.rec_samples, self.rec_bytes, self.oldest_created_cached,
+                self.clock_shift)
 
     def _refresh_oldest(self) -> None:
-        found = [float(row[0]) for table in ("samples", "records") if (row := self.conn.execute(
-            f"SELECT created FROM {table} ORDER BY id LIMIT 1").fetchone()) is not None]
+        found: list[float] = []
+        for table, upto in (("samples", 1), ("records", 2)):
+            row = self.conn.execute(f"SELECT id, created FROM {table} ORDER BY id LIMIT 1").fetchone()
+            if row is not None:
+                shift = self.clock_shift
+                found.append(float(row[1]) + (shift[0] if shift and row[0] <= shift[upto] else 0.0))
         self.oldest_created_cached = min(found) if found else None
+
+    # -- wall clock steps ------------------------------------------------------------------
+    def note_clock_step(self, seconds: float) -> None:
+        """Inside a transaction: the wall clock just jumped ``seconds`` ahead (an NTP step after
+        booting with a wrong clock). The rows stored so far were stamped by the clock before
+        the jump: from now on their age (``max_age_s``, the backlog age) counts ``seconds``
+        less, until they are all gone. Persisted (``meta.clock_shift``), so a restart keeps it.
+        A second jump while rows of the first remain adds up (those rows are kept longer, never
+        dropped early)."""
+        upto_s = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM samples").fetchone()[0]
+        upto_r = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM records").fetchone()[0]
+        if not (upto_s or upto_r):
+            return
+        total = seconds + (self.clock_shift[0] if self.clock_shift else 0.0)
+        self.clock_shift = (total, int(upto_s), int(upto_r))
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('clock_shift', ?)",
+                          (f"{total!r} {upto_s} {upto_r}",))
+        self._refresh_oldest()
+
+    def settle_clock_shift(self) -> None:
+        """Inside a transaction: forget the clock shift once no row stamped before it is left."""
+        if self.clock_shift is None:
+            return
+        _, upto_s, upto_r = self.clock_shift
+        left = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM samples WHERE id <= ?) "
+            "OR EXISTS (SELECT 1 FROM records WHERE id <= ?)",
+            (upto_s, upto_r)).fetchone()[0]
+        if not left:
+            self.clock_shift = None
+            self.conn.execute("DELETE FROM meta WHERE key = 'clock_shift'")
+
+    def _created(self, upto: int) -> tuple[str, tuple[int, float]]:
+        """SQL for a row's ``created`` corrected by the clock shift, and its parameters."""
+        shift = self.clock_shift
+        return "(created + CASE WHEN id <= ? THEN ? ELSE 0 END)", (
+            (int(shift[upto]), shift[0]) if shift else (0, 0.0))
 
     @property
     def total_bytes(self) -> int:
@@ -208,9 +300,12 @@ class Db:
         return dropped
 
     def drop_records_older_than(self, cutoff: float, skip: set[int]) -> int:
-        """Inside a transaction: delete records committed before ``cutoff`` (epoch s), except ``skip``."""
+        """Inside a transaction: delete records committed before ``cutoff`` (epoch s; the clock
+        shift corrects the stamps, see :meth:`note_clock_step`), except ``skip``."""
+        created, params = self._created(2)
         ids = [int(r[0]) for r in self.conn.execute(
-            "SELECT id FROM records WHERE created < ? ORDER BY id", (cutoff,)).fetchall() if r[0] not in skip]
+            f"SELECT id FROM records WHERE {created} < ? ORDER BY id", (*params, cutoff)).fetchall()
+            if r[0] not in skip]
         dropped = self.delete_records(ids, in_transaction=True) if ids else 0
         if dropped:
             self._refresh_oldest()
@@ -257,23 +352,29 @@ class Db:
             return int(seq), str(batch_id), rows
         return None
 
-    def form_batch(self, max_items: int) -> tuple[int, str, list[bytes]]:
-        """Persist a new batch of the oldest ``max_items`` un-batched rows (at least one exists)."""
+    def form_batch(self, max_items: int) -> tuple[int, str, list[bytes]] | None:
+        """Persist a new batch of the oldest ``max_items`` un-batched rows; call it when the
+        counters say there is at least one. ``None`` if there is none after all (the counters
+        disagreed with the table: they are recounted, see :meth:`resync`)."""
         with self.transaction():
             got = self.conn.execute(
                 "SELECT id, data FROM samples WHERE id > ? ORDER BY id LIMIT ?",
                 (self.batched_upto, max_items),
             ).fetchall()
-            lo, hi = got[0][0], got[-1][0]
-            seq = self.next_seq
-            batch_id = f"{self.nonce}-{seq:010d}"
-            self.conn.execute(
-                "INSERT INTO batches VALUES (?, ?, ?, ?, strftime('%s','now'))", (seq, batch_id, lo, hi)
-            )
-            self.conn.executemany(
-                "UPDATE meta SET value = ? WHERE key = ?",
-                [(str(seq + 1), "next_seq"), (str(hi), "batched_upto")],
-            )
+            if got:
+                lo, hi = got[0][0], got[-1][0]
+                seq = self.next_seq
+                batch_id = f"{self.nonce}-{seq:010d}"
+                self.conn.execute(
+                    "INSERT INTO batches VALUES (?, ?, ?, ?, strftime('%s','now'))", (seq, batch_id, lo, hi)
+                )
+                self.conn.executemany(
+                    "UPDATE meta SET value = ? WHERE key = ?",
+                    [(str(seq + 1), "next_seq"), (str(hi), "batched_upto")],
+                )
+        if not got:
+            self.resync(f"{self.unbatched_count()} rows counted as not yet batched, none found")
+            return None
         self.next_seq, self.batched_upto = seq + 1, hi
         self.batched_count += len(got)
         return seq, batch_id, [r[1] for r in got]
@@ -306,9 +407,14 @@ class Db:
         return n
 
     def _reclaim(self) -> None:
-        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-        if free > 256:
-            self.conn.execute("PRAGMA incremental_vacuum")
+        """Give free pages back to the file system; best effort (the delete before it is
+        committed whatever happens here: a failure, e.g. disk full, is only logged)."""
+        try:
+            free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if free > 256:
+                self.conn.execute("PRAGMA incremental_vacuum")
+        except sqlite3.Error as exc:
+            log.warning("buffer: reclaiming free pages failed (%s); retried after the next delete", exc)
 
     def drop_oldest_bytes(self, excess: int, skip: set[int]) -> int:
         """Inside a transaction: delete the oldest data not taken until ``excess`` bytes are freed."""
@@ -339,18 +445,21 @@ class Db:
         return dropped
 
     def drop_older_than(self, cutoff: float, skip: set[int]) -> int:
-        """Inside a transaction: delete data committed before ``cutoff`` (epoch s), except ``skip``."""
+        """Inside a transaction: delete data committed before ``cutoff`` (epoch s; the clock
+        shift corrects the stamps, see :meth:`note_clock_step`), except ``skip``."""
         dropped = 0
+        created, params = self._created(1)
         for seq, lo in self.conn.execute("SELECT seq, lo FROM batches ORDER BY seq").fetchall():
             row = self.conn.execute(
-                "SELECT created FROM samples WHERE id >= ? ORDER BY id LIMIT 1", (lo,)
+                f"SELECT {created} FROM samples WHERE id >= ? ORDER BY id LIMIT 1", (*params, lo)
             ).fetchone()
             if row is None or row[0] >= cutoff:
                 break
             if seq not in skip:
                 dropped += self.delete_batch(seq, in_transaction=True)
         row = self.conn.execute(
-            "SELECT MAX(id) FROM samples WHERE id > ? AND created < ?", (self.batched_upto, cutoff)
+            f"SELECT MAX(id) FROM samples WHERE id > ? AND {created} < ?",
+            (self.batched_upto, *params, cutoff),
         ).fetchone()
         if row[0] is not None:
             dropped += self._delete_range(self.batched_upto + 1, row[0])

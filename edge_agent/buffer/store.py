@@ -12,7 +12,9 @@ Contract (one producer of samples, any number of ``put`` callers, one or more up
   taken (in flight) at once; a ``take`` cancelled mid-way hands nothing out. A new batch is formed only
   when ``max_items`` samples are waiting or the oldest waiting one is ``linger`` seconds old.
   The batch (its id, seq and sample range) is persisted when formed: after a crash the same
-  samples come back under the same ``batch_id``.
+  samples come back under the same ``batch_id``. Batches formed after an open take a nonce drawn
+  at that open (``<nonce>-<seq>``): a buffer file restored from a snapshot or backup never hands
+  out an id the receiver already stored for other samples.
 - ``await ack(batch)`` deletes the batch and its samples; ``release(batch)`` hands it back
   un-acked (it will be taken again, same id).
 
@@ -32,8 +34,12 @@ and in ``max_age_s``.
 Overflow: the buffer holds at most ``max_bytes`` of row data and samples at most ``max_age_s``
 old. ``drop_oldest`` deletes the oldest un-taken data to make room; ``reject_new`` refuses
 the new samples. Every drop is counted in :class:`BufferStats` (``dropped`` by reason) and
-logged. A damaged database is detected at open (``PRAGMA quick_check``); with
-``on_corrupt="quarantine"`` it is moved aside, reported and a fresh one started.
+logged, once the transaction holding it has committed (a failed commit, e.g. disk full, drops
+nothing and leaves every counter as it was). Ages are measured by the wall clock, corrected for
+its forward steps seen while running (:mod:`edge_agent.buffer.clock`): an NTP step after a boot
+with a wrong clock does not age what is buffered. A damaged database is detected at open
+(``PRAGMA quick_check``); with ``on_corrupt="quarantine"`` it is moved aside, reported and a
+fresh one started.
 
 All SQLite work runs on one dedicated thread; the asyncio API may be used from one event loop.
 """
@@ -44,6 +50,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +61,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 
+from edge_agent.buffer.clock import StepDetector
 from edge_agent.buffer.codec import SampleDecoder, SeriesKey, encode_samples, row_series
 from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
 from edge_agent.buffer.sqlite import BufferCorrupt, Db, RecordRow, open_db
@@ -182,7 +190,9 @@ class SqliteBuffer:
         self._rec_cursor = 0
         self._rec_lock = asyncio.Lock()
         self._closed = False
-        self._last_expiry = 0.0
+        self._last_expiry: float | None = None  # time.monotonic() of the last expiry pass
+        self._clock = StepDetector()
+        self._clock_step = 0.0  # a forward step of the wall clock not yet committed
 
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -216,7 +226,7 @@ class SqliteBuffer:
                 src = Path(str(self.path) + suffix)
                 if src.exists():
                     src.rename(Path(f"{self.path}.corrupt-{stamp}{suffix}"))
-        db = open_db(self.path, self.synchronous, secrets.token_hex(4))
+        db = open_db(self.path, self.synchronous, secrets.token_hex(8))
         delta.read_backlog(db)
         return db
 
@@ -346,29 +356,25 @@ class SqliteBuffer:
         delta: _Delta,
     ) -> list[PutResult]:
         now = time.time()
+        self._clock_step += self._clock.forward_step(now)
+        step = self._clock_step
+        expire = self._last_expiry is None or time.monotonic() - self._last_expiry > 1.0
         incoming = sum(len(r) for g, _, _ in groups for r in g) + sum(
             len(r[4]) for _, _, recs in groups for r in recs or ())
         results: list[PutResult] = []
         with db.transaction():
-            if now - self._last_expiry > 1.0:
-                self._last_expiry = now
-                expired = db.drop_older_than(now - self.max_age_s, self._inflight)
-                expired += db.drop_records_older_than(now - self.max_age_s, self._rec_inflight)
-                if expired:
-                    delta.expired = expired
-                    log.warning("buffer: dropped %d samples older than max_age_s=%s", expired, self.max_age_s)
+            if step:
+                db.note_clock_step(step)
+            if expire:
+                delta.expired = db.drop_older_than(now - self.max_age_s, self._inflight)
+                delta.expired += db.drop_records_older_than(now - self.max_age_s, self._rec_inflight)
+                db.settle_clock_shift()
             excess = db.total_bytes + incoming - self.max_bytes
             if excess > 0 and self.overflow == "drop_oldest":
-                dropped = db.drop_oldest_bytes(excess, self._inflight)
+                delta.overflow = db.drop_oldest_bytes(excess, self._inflight)
                 excess = db.total_bytes + incoming - self.max_bytes
                 if excess > 0:
-                    dropped += db.drop_oldest_records(excess, self._rec_inflight)
-                if dropped:
-                    delta.overflow = dropped
-                    log.warning(
-                        "buffer full (max_bytes=%d): drop_oldest dropped %d samples", self.max_bytes, dropped
-                    )
-            rejected_total = 0
+                    delta.overflow += db.drop_oldest_records(excess, self._rec_inflight)
             added = 0
             all_rows: list[bytes] = []
             all_recs: list[_Record] = []
@@ -378,7 +384,7 @@ class SqliteBuffer:
                 count = len(rows) + sum(r[3] for r in recs or ())
                 if self.overflow == "reject_new" and db.total_bytes + added + size > self.max_bytes:
                     results.append(PutResult(0, count))
-                    rejected_total += count
+                    delta.rejected += count
                     continue
                 added += size
                 all_rows += rows
@@ -391,13 +397,21 @@ class SqliteBuffer:
                 db.insert_records(all_recs, now)
             if all_marks:
                 db.set_marks(all_marks)
-            if rejected_total:
-                delta.rejected = rejected_total
-                log.warning(
-                    "buffer full (max_bytes=%d): reject_new refused %d samples",
-                    self.max_bytes,
-                    rejected_total,
-                )
+        # committed: only now is anything dropped (a failed commit raised above, counting nothing)
+        self._clock_step = 0.0
+        if expire:
+            self._last_expiry = time.monotonic()
+        if step and db.clock_shift is not None:
+            log.warning("buffer: the wall clock jumped %.0f s ahead; the samples buffered before the jump "
+                        "are aged from their arrival, not by the jump (max_age_s=%s)", step, self.max_age_s)
+        if delta.expired:
+            log.warning("buffer: dropped %d samples older than max_age_s=%s", delta.expired, self.max_age_s)
+        if delta.overflow:
+            log.warning("buffer full (max_bytes=%d): drop_oldest dropped %d samples", self.max_bytes,
+                        delta.overflow)
+        if delta.rejected:
+            log.warning("buffer full (max_bytes=%d): reject_new refused %d samples", self.max_bytes,
+                        delta.rejected)
         delta.committed = sum(r.committed for r in results)
         delta.commits = 1
         return results
@@ -459,6 +473,8 @@ class SqliteBuffer:
                 if waiting < max_items and not (force or old_enough):
                     return None
                 formed = db.form_batch(max_items)
+                if formed is None:  # the counters were wrong (recounted): look again next time
+                    return None
             seq, batch_id, rows = formed
             samples: list[Sample] = []
             series: dict[SeriesKey, list[bytes]] = {}
@@ -576,7 +592,14 @@ class SqliteBuffer:
         out: list[EncodedBatch] = []
         n = size = 0
         while len(out) < lim.max_batches:
-            got = self._take_sync(delta, db, max_items, linger, force=force and not out, decode=False)
+            try:
+                got = self._take_sync(delta, db, max_items, linger, force=force and not out, decode=False)
+            except sqlite3.Error as exc:  # e.g. forming one more batch did not commit (disk full)
+                if not out:
+                    raise
+                log.warning("buffer: forming a further batch failed (%s); handing out the %d taken",
+                            exc, len(out))  # (raising would leave them taken, never handed out)
+                break
             if got is None:
                 break
             assert isinstance(got, EncodedBatch)
