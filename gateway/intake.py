@@ -28,7 +28,9 @@ message (on the event loop, in arrival order):
   and stored under the gateway's own id (``<gateway id>``, ``<boot nonce>-<n>``). Unmappable
   payloads are dead-lettered (``mqtt_payload``). Vendor payloads carry no identity, and a new
   process has a new nonce: so a raw message's redelivery (DUP flag) after its record was committed
-  is recognised by its digest (topic + payload) and only acknowledged (counted in
+  is recognised by its digest (packet identifier + topic + payload: a redelivery keeps its
+  original's packet identifier, two messages with the same payload have different ones) and only
+  acknowledged (counted in
   ``duplicates_skipped``) — also after a crash between commit and PUBACK: the digest of each QoS ≥ 1
   raw message is committed with its record, in the same transaction (``submit_records(records,
   marks)``), into the ring of buffer marks ``mqtt:broker:dup:*`` that the next process reads before
@@ -44,7 +46,11 @@ message (on the event loop, in arrival order):
 
 Every message is acknowledged to the broker only once its record is committed to the buffer
 (``sink.submit_records`` resolved; records of many messages share one group commit); a message
-whose record could not be committed is not acknowledged and comes back after the next connect.
+whose record could not be committed is not acknowledged (``counts.uncommitted``), and the
+connection it came on is ended (one ERROR line when commits start failing, one WARNING when they
+succeed again): a broker resends unacknowledged messages only on a new connection, so staying
+connected would fill its in-flight window and stall the intake silently; the supervisor
+reconnects and the broker redelivers them.
 Dead-lettered messages are acknowledged after the dead-letter line is written (they would fail
 the same way again).
 """
@@ -129,6 +135,8 @@ class UnsIntake:
         self._loaded = False
         self._held = 0
         """Raw messages read whose commit has not ended (see ``_MAX_HELD``)."""
+        self._failing = 0
+        """Commits failed since the last one that succeeded (logged once per change)."""
         self.checker = BatchChecker()
         b = config.broker
         shared = f"$share/{b.share_group}/" if b.share_group else ""
@@ -255,8 +263,8 @@ class UnsIntake:
         if self.mapper is None:
             self._bad(msg, "mqtt_payload", "no mapping for this topic")
             return
-        digest = digest_of(msg.topic, msg.payload)
-        if self._ring.is_redelivery(digest, msg.dup):
+        digest = digest_of(msg.topic, msg.payload, msg.mid)
+        if self._ring.redelivered(digest, msg.dup, msg.qos):
             self._redelivered(msg, digest)
             return
         try:
@@ -325,9 +333,12 @@ class UnsIntake:
         fut = self._sink.submit_records([record], marks)
 
         def done(f: asyncio.Future[PutResult]) -> None:
-            if not _committed(f):
-                self.counts.uncommitted += 1
-                return  # no PUBACK: the broker redelivers after the next connect
+            if not _committed(f):  # no PUBACK; the connection ends: the broker redelivers
+                self._commit_failed(msg, f)
+                return
+            if self._failing:
+                log.warning("buffer commits succeed again (after %d failed)", self._failing)
+                self._failing = 0
             if f.result().rejected:
                 log.error("buffer refused a batch of %d samples from %s (overflow policy reject_new)",
                           n, msg.topic)
@@ -335,6 +346,19 @@ class UnsIntake:
 
         fut.add_done_callback(done)
         return fut
+
+    def _commit_failed(self, msg: Message, fut: asyncio.Future[PutResult]) -> None:
+        """``msg``'s record was not committed: counted, logged once per change, and the connection
+        it came on ended so that the broker redelivers it (see the module docstring)."""
+        failure = RuntimeError("buffer commit cancelled") if fut.cancelled() else fut.exception()
+        self.counts.uncommitted += 1
+        self.stats.commit_failures += 1
+        if not self._failing:
+            log.error("buffer commit failed (%s): message on %s not acknowledged; ending the broker "
+                      "session so that the broker redelivers it after the reconnect", failure, msg.topic)
+        self._failing += 1
+        msg.end_session(f"session ended: buffer commit failed ({failure}); the broker redelivers what "
+                        "was not acknowledged", failure)
 
     def _bad(self, msg: Message, kind: str, reason: str, **context: Any) -> None:
         self.stats.bad_payloads += 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from edge_agent.buffer import PutResult
@@ -43,6 +43,18 @@ class ConnectorStats:
     """Redelivered messages recognised as already committed (acknowledged, not stored again)."""
     reconnects: int = 0
     resubscribes: int = 0
+    commit_failures: int = 0
+    """Buffer commits of this connector's data that failed (disk full, I/O error). Nothing is
+    acknowledged for them: OPC UA keeps the samples in memory and submits them again; MQTT sends
+    no PUBACK and ends the session, so the broker redelivers after the reconnect."""
+    dropped: dict[str, int] = field(default_factory=lambda: {"commit_failed": 0})
+    """Samples read and then dropped under a named policy, by reason: ``commit_failed`` — OPC UA
+    samples beyond the connector's bound of samples held while commits fail (the oldest), MQTT
+    samples of QoS 0 messages whose commit failed (the broker cannot redeliver those)."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Source values not made into samples, by reason (OPC UA: ``repeat`` — the same source
+    timestamp, value and status as the last one collected; ``no_value`` — a Bad value without a
+    value and no earlier one to repeat)."""
     vanished_nodes: int = 0
     connected: bool = False
     """True while the connector collects: connected *and* ready (OPC UA: its monitored items

@@ -10,6 +10,9 @@ failures. paho's I/O runs on the event loop (:class:`~edge_agent.connectors.mqtt
 no network thread): ``on_message`` is called as each message is read, in order, and the PUBACKs
 acked in one pass of the loop go out together. An exception raised by ``on_message`` ends the
 connection (``ConnectionLost``, the exception logged with its traceback): the broker redelivers.
+A handler that cannot commit a message calls ``msg.end_session(reason)``: the connection it came
+on ends (``ConnectionLost`` with that reason) so that the broker redelivers it after the
+reconnect — a broker resends unacknowledged messages only on a new connection.
 :meth:`BrokerSession.pause_reading` / :meth:`BrokerSession.resume_reading` stop and restart reading
 the current connection (flow control; a new connection starts reading).
 """
@@ -46,10 +49,21 @@ class Message:
     _mid: int
     _qos: int
     _acked: bool = False
+    _end: Callable[[str, BaseException | None], None] | None = None
 
     @property
     def qos(self) -> int:
         return self._qos
+
+    @property
+    def mid(self) -> int:
+        """The packet identifier (0 at QoS 0): a redelivery (DUP) has its original's."""
+        return self._mid
+
+    def end_session(self, reason: str, cause: BaseException | None = None) -> None:
+        """End the connection this message came on (see the module docstring); idempotent."""
+        if self._end is not None:
+            self._end(reason, cause)
 
     def ack(self) -> None:
         if not self._acked and self._qos > 0:
@@ -84,8 +98,9 @@ class BrokerSession:
         apply_auth_and_tls(client, cfg.username, cfg.password, cfg.tls)
 
         def on_msg(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            conn = self._conn  # the connection reading it (on_message runs inside its loop_read)
             on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain), bool(msg.dup), client,
-                               msg.mid, msg.qos))
+                               msg.mid, msg.qos, _end=conn.end if conn is not None else None))
 
         client.on_message = on_msg
         return client

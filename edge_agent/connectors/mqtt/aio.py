@@ -29,7 +29,9 @@ Errors: ``connect`` raises :class:`~zhizao.errors.SecurityError` for a TLS failu
 raises ``SecurityError`` when the broker refuses the credentials and ``ConnectionLost`` for any
 other end: a DISCONNECT, a connection paho drops (read error, missed PINGRESP) or an exception
 from ``loop_read``/``loop_write``/``loop_misc`` (and so from a callback paho runs in them, e.g.
-``on_message``: logged with its traceback, chained as the ``ConnectionLost``'s cause). The broker
+``on_message``: logged with its traceback, chained as the ``ConnectionLost``'s cause), or the
+user's :meth:`PahoOnLoop.end` (a subscriber whose commit failed wants the broker to redeliver:
+a broker resends unacknowledged messages only on a new connection). The broker
 redelivers what was not acknowledged. :meth:`PahoOnLoop.close` removes the reader, writer and
 keepalive task, sends the queued packets and a DISCONNECT if the socket takes them at once, and
 closes the socket.
@@ -214,6 +216,18 @@ class PahoOnLoop:
         self._resolve("closed")
         if not connecting:  # else the connect thread shuts the client when connect returns
             self._shut_client()
+
+    def end(self, reason: str, cause: BaseException | None = None) -> None:
+        """End the connection from the user's side as if it dropped: reading stops now,
+        :meth:`wait_closed` raises ``ConnectionLost`` with ``reason`` (its cause ``cause``); the
+        user's :meth:`close` then sends what is queued and a DISCONNECT (the session persists when
+        it was opened persistent). Idempotent; the first reason counts."""
+        if self._lost is not None and self._lost.done():
+            return
+        if self.error is None:
+            self.error = cause
+        self._detach()
+        self._resolve(reason)
 
     def pause_reading(self) -> None:
         """Stop reading the socket until :meth:`resume_reading` (flow control: what the broker

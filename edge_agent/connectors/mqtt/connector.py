@@ -6,14 +6,26 @@ off, QoS 1 by default), subscribe to every mapping's filter, and for each messag
 ``manual_ack``) only when the buffer has committed them. A broker that goes away raises
 :class:`~zhizao.errors.ConnectionLost`; the supervisor calls ``run`` again and the broker
 redelivers everything it has not seen acknowledged. A redelivery (DUP flag) of a message
-already committed is recognised by its digest (topic + payload) and only acknowledged (counted
-in ``duplicates_skipped``) — also after a crash between commit and PUBACK: the digest of each
+already committed is recognised by its digest (packet identifier + topic + payload: the broker
+resends with the original packet identifier, and two distinct messages with the same payload have
+different ones) and only acknowledged (counted in ``duplicates_skipped``) — also after a crash
+between commit and PUBACK: the digest of each
 QoS ≥ 1 message is committed with its samples, in the same transaction, into a ring of
 buffer marks that the next process reads before it connects (:mod:`~edge_agent.connectors.mqtt.dedup`,
 shared with the site gateway). A digest counts as seen only while its commit is pending or done:
 a redelivery that arrives while the original's commit is pending is acknowledged only if that
 commit succeeds, and a commit that fails forgets the digest, so the broker's next redelivery is
 stored.
+
+A commit that fails (disk full, I/O error) is logged (one ERROR line when commits start failing,
+one WARNING when they succeed again), counted (``commit_failures``) and **ends the session** it
+came on (:class:`~zhizao.errors.ConnectionLost` naming the failure): nothing of it was
+acknowledged, and a broker resends unacknowledged messages only on a new connection of the
+persistent session — staying connected would fill the broker's in-flight window and stall the
+session silently. The supervisor reconnects with backoff and the broker redelivers them (DUP,
+digests forgotten: stored). Samples of QoS 0 messages in a failed commit cannot come back: they
+are counted in ``dropped["commit_failed"]``, as are all of them when the session is not
+persistent (``clean_start = true``, or MQTT 5 with ``session_expiry_s = 0``).
 
 A message that does not map is counted, logged with the reason (at most one line per mapping
 per minute plus a count) and written to the dead-letter file with its topic and payload; it
@@ -65,10 +77,16 @@ class _Burst:
     """Messages read in one wake-up of the reader: submitted to the buffer together, acknowledged
     together once committed."""
 
-    __slots__ = ("acks", "client", "digests", "held", "marks", "samples", "waiters")
+    __slots__ = (
+        "acks", "client", "digests", "held", "marks", "samples", "session", "unredeliverable", "waiters",
+    )
 
-    def __init__(self, client: mqtt.Client) -> None:
+    def __init__(self, client: mqtt.Client, session: PahoOnLoop | None) -> None:
         self.client = client
+        self.session = session
+        """The connection it was read on (ended when its commit fails)."""
+        self.unredeliverable = 0
+        """Its samples of QoS 0 messages: lost if its commit fails (the broker cannot resend them)."""
         self.samples: list[Sample] = []
         self.marks: dict[str, str] = {}
         self.acks: list[tuple[int, int]] = []
@@ -101,6 +119,12 @@ class MqttConnector:
         self._suppressed: dict[str, int] = {}
         self._runs = 0
         self._loaded = False
+        self._failing = 0
+        """Commits failed since the last one that succeeded (logged once per change)."""
+        self._redeliverable = not config.clean_start and (
+            config.protocol != "5" or config.session_expiry_s > 0
+        )
+        """The broker keeps the session (and what was not acknowledged) across a reconnect."""
 
     def _client(self) -> mqtt.Client:
         cfg = self.config
@@ -155,6 +179,7 @@ class MqttConnector:
             self.stats.connected = False
             if self._burst is not None:  # read, never submitted (the I/O failed): not acknowledged
                 burst, self._burst = self._burst, None
+                self._drop(burst, "connection_lost")
                 self._forget(burst, committed=False)
             self._session = None
             session.close()
@@ -162,25 +187,25 @@ class MqttConnector:
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         """paho's ``on_message`` (a PUBLISH :class:`LeanClient` leaves to paho), on the loop."""
         topic, payload = msg.topic, bytes(msg.payload)
-        self._add(client, topic, payload, digest_of(topic, payload), msg.dup, msg.qos, msg.mid)
+        self._add(client, topic, payload, digest_of(topic, payload, msg.mid), msg.dup, msg.qos, msg.mid)
 
     def _on_publish(  # noqa: PLR0917 - LeanClient's handler
         self, client: mqtt.Client, topic: str, raw_topic: bytes, payload: bytes, dup: bool, qos: int, mid: int
     ) -> None:
         """:class:`LeanClient`'s handler of the common PUBLISH, on the loop (inside ``loop_read``)."""
-        self._add(client, topic, payload, digest_of_raw(raw_topic, payload), dup, qos, mid)
+        self._add(client, topic, payload, digest_of_raw(raw_topic, payload, mid), dup, qos, mid)
 
     def _add(  # noqa: PLR0917 - the fields of one message
         self, client: mqtt.Client, topic: str, payload: bytes, digest: bytes, dup: bool, qos: int, mid: int
     ) -> None:
-        """Adds one message to the burst (``digest``: :func:`digest_of` of topic and payload)."""
+        """Adds one message to the burst (``digest``: :func:`digest_of` of topic, payload and mid)."""
         self.stats.messages += 1
         burst = self._burst
         if burst is None:
-            burst = self._burst = _Burst(client)
+            burst = self._burst = _Burst(client, self._session)
         self._held += 1
         ring = self._ring
-        if ring.is_redelivery(digest, dup):
+        if ring.redelivered(digest, dup, qos):
             self.stats.duplicates_skipped += 1
             pending = ring.pending(digest)
             if pending is None:  # committed: acknowledged with this burst (after what came before)
@@ -207,6 +232,8 @@ class MqttConnector:
         if qos > 0 and samples:  # only what the broker can redeliver
             key, value = ring.mark(digest)
             burst.marks[key] = value
+        elif qos == 0:
+            burst.unredeliverable += len(samples)
         burst.samples += samples
         burst.digests.append(digest)
         ring.remember(digest, burst)
@@ -220,6 +247,7 @@ class MqttConnector:
         try:
             fut = self._sink.submit(burst.samples, burst.marks or None)
         except BaseException:
+            self._drop(burst, "commit_failed")
             self._forget(burst, committed=False)
             raise
         fut.add_done_callback(lambda f: self._settled(burst, f))
@@ -227,14 +255,44 @@ class MqttConnector:
             self._session.pause_reading()
 
     def _settled(self, burst: _Burst, fut: asyncio.Future[PutResult]) -> None:
-        committed = not fut.cancelled() and fut.exception() is None
-        if committed:  # else no PUBACK: the broker redelivers
+        failure = RuntimeError("buffer commit cancelled") if fut.cancelled() else fut.exception()
+        if failure is None:
             ack = burst.client.ack
             for mid, qos in burst.acks:
                 ack(mid, qos)
             for client, mid, qos in burst.waiters:
                 client.ack(mid, qos)
-        self._forget(burst, committed=committed)
+            if self._failing:
+                log.warning("MQTT %s: buffer commits succeed again (after %d failed)", self.name,
+                            self._failing)
+                self._failing = 0
+        else:  # no PUBACK, and the session ends: the broker redelivers after the reconnect
+            self._failed(burst, failure)
+        self._forget(burst, committed=failure is None)
+
+    def _failed(self, burst: _Burst, failure: BaseException) -> None:
+        """A burst's commit failed: counted, logged once per change, its session ended (see the
+        module docstring)."""
+        self.stats.commit_failures += 1
+        lost = self._drop(burst, "commit_failed")
+        if not self._failing:
+            log.error(
+                "MQTT %s: buffer commit failed (%s): %d messages not acknowledged; ending the session so "
+                "that the broker redelivers them after the reconnect%s",
+                self.name, failure, len(burst.acks) + len(burst.waiters),
+                f" ({lost} samples that cannot be redelivered dropped: commit_failed)" if lost else "",
+            )
+        self._failing += 1
+        if burst.session is not None:
+            burst.session.end(f"session ended: buffer commit failed ({failure}); the broker redelivers "
+                              "what was not acknowledged", failure)
+
+    def _drop(self, burst: _Burst, reason: str) -> int:
+        """Count the burst's samples the broker cannot redeliver as dropped for ``reason``."""
+        lost = len(burst.samples) if not self._redeliverable else burst.unredeliverable
+        if lost:
+            self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + lost
+        return lost
 
     def _forget(self, burst: _Burst, *, committed: bool) -> None:
         """Settle the burst's digests: committed (None), or forgotten so that the broker's

@@ -3,9 +3,14 @@
 A subscriber that sends its PUBACK only after a message's data is committed gets the message
 again (DUP flag) when it loses the connection — or the process — between the commit and the
 PUBACK. Vendor payloads carry no identity, so :class:`CommittedDigests` keeps one: the
-:func:`digest_of` (blake2b of topic + ``b"\\0"`` + payload) of each message. Used by the edge
-agent's MQTT connector and by the site gateway's raw vendor intake, both committing to the
-agent's buffer (:class:`~edge_agent.buffer.SqliteBuffer`).
+:func:`digest_of` (blake2b of the packet identifier, topic, ``b"\\0"``, payload) of each message.
+The broker resends an unacknowledged message of a persistent session with its original packet
+identifier and the DUP flag (MQTT 3.1.1 §4.4, MQTT 5 §4.4; Mosquitto does, also after a restart of
+the subscriber or of the broker), so a redelivery has its original's digest, while two distinct
+messages with the same topic and payload (a vendor payload without a timestamp: ``state idle``
+now and ten seconds later) have different packet identifiers: the second is never taken for the
+first. Used by the edge agent's MQTT connector and by the site gateway's raw vendor intake, both
+committing to the agent's buffer (:class:`~edge_agent.buffer.SqliteBuffer`).
 
 Contract (the user's side in brackets):
 
@@ -21,13 +26,28 @@ Contract (the user's side in brackets):
   the owner of that commit) or done (:meth:`~CommittedDigests.settle` with ``committed=True``, or
   loaded). A commit that fails forgets it (``committed=False``), so the broker's next redelivery
   is stored.
-- Only a redelivery is checked (:meth:`~CommittedDigests.is_redelivery`: DUP flag set and digest
-  seen): a message published twice with the same payload is stored twice (but a redelivery whose
-  topic and payload equal those of another message seen is taken for it: vendor payloads carry
-  their timestamp, so two readings rarely are identical). A redelivery of a committed message is
-  only acknowledged [counted in ``duplicates_skipped``]; one whose original is still pending [is
-  acknowledged only if that commit succeeds: :meth:`~CommittedDigests.pending` names its owner].
+- Every message received goes through :meth:`~CommittedDigests.redelivered` [once, in arrival
+  order, with its DUP flag and QoS]; only a redelivery is checked (DUP flag set and digest seen):
+  a message published twice with the same payload is stored twice, and so is a redelivery of a
+  message whose commit never succeeded. A redelivery of a committed message is only acknowledged
+  [counted in ``duplicates_skipped``]; one whose original is still pending [is acknowledged only
+  if that commit succeeds: :meth:`~CommittedDigests.pending` names its owner].
+- Packet identifiers are reused: Mosquitto numbers a client's messages 1, 2, … 65535, 1, … (kept
+  across its restarts with persistence), other brokers may reuse a freed one sooner. A reuse
+  matters only when the new message's topic and payload also equal the old one's (same digest):
+  in one process the new message simply takes the digest over (pending, then committed or
+  forgotten with its own commit). Across processes each ring entry carries the count of QoS ≥ 1
+  messages the subscriber had received (``rx``, continued by the next process from the highest
+  loaded): at :meth:`~CommittedDigests.load` an entry more than :data:`STALE_RX` messages older
+  than the newest is dropped as stale (its packet identifier may have come round again). What
+  remains: a new message identical in topic, payload and packet identifier to one of the ring's
+  entries that is not stale, received but not committed when the process died — after a wrap of
+  65,535 identifiers during which fewer than :data:`DUP_SLOTS` messages carried data; its
+  redelivery would be taken for the old one.
 - The digests seen are kept in memory up to :data:`SEEN_MAX` (oldest dropped first).
+- Ring marks of an older version (``<n>:<digest>``, a digest without the packet identifier) keep
+  their slot but are not loaded: a redelivery of such a message is stored again once (a duplicate,
+  never a loss).
 
 No MQTT client here: the module only needs the buffer's ``marks(prefix)``.
 """
@@ -55,6 +75,10 @@ first PUBACKs came; and QoS 0 has no such bound. It also bounds the data waiting
 commit."""
 SEEN_MAX = 20_000
 """Digests kept in memory at most (the ring's, and those of this process's recent messages)."""
+STALE_RX = 32_768
+"""A ring entry whose message came this many QoS >= 1 messages before the newest entry's is not
+loaded: half the 65,535 packet identifiers a broker cycles through, far more than a broker can have
+sent unacknowledged before it redelivers (the subscriber holds at most :data:`MAX_HELD`)."""
 
 Owner = TypeVar("Owner")
 """What a pending commit is known by (the connector's burst, the gateway's commit future)."""
@@ -66,14 +90,15 @@ class MarkSource(Protocol):
     async def marks(self, prefix: str) -> dict[str, str]: ...
 
 
-def digest_of(topic: str, payload: bytes) -> bytes:
-    """The identity of a message: 16 bytes of blake2b over topic, ``\\0`` and payload."""
-    return _blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
+def digest_of(topic: str, payload: bytes, mid: int = 0) -> bytes:
+    """The identity of a message: 16 bytes of blake2b over its packet identifier ``mid`` (2 bytes,
+    0 for QoS 0), topic, ``\\0`` and payload."""
+    return _blake2b(mid.to_bytes(2, "big") + topic.encode() + b"\0" + payload, digest_size=16).digest()
 
 
-def digest_of_raw(topic: bytes, payload: bytes) -> bytes:
+def digest_of_raw(topic: bytes, payload: bytes, mid: int = 0) -> bytes:
     """:func:`digest_of` from the topic's UTF-8 bytes as they came (no decoding, no encoding)."""
-    return _blake2b(topic + b"\0" + payload, digest_size=16).digest()
+    return _blake2b(mid.to_bytes(2, "big") + topic + b"\0" + payload, digest_size=16).digest()
 
 
 class CommittedDigests(Generic[Owner]):
@@ -87,34 +112,62 @@ class CommittedDigests(Generic[Owner]):
         self._seen: OrderedDict[bytes, Owner | None] = OrderedDict()
         """Digest -> the owner of its pending commit, or None once committed."""
         self._seq = 0
+        self.rx = 0
+        """QoS >= 1 messages received (recognised redeliveries aside), continued across processes
+        through the ring's entries."""
 
     async def load(self, source: MarkSource) -> None:
-        """Take the digests an earlier process committed (oldest first) as committed."""
-        entries: list[tuple[int, bytes]] = []
+        """Take the digests an earlier process committed (oldest first) as committed; entries
+        :data:`STALE_RX` messages older than the newest, and those of an older version, are not."""
+        entries: list[tuple[int, bytes, int]] = []
+        seqs: list[int] = []
+        legacy = 0
         for value in (await source.marks(self.prefix)).values():
-            seq, _, hexdigest = value.partition(":")
+            seq_text, _, rest = value.partition(":")
+            hexdigest, old_version, rx_text = rest.partition(":")
             try:
-                entries.append((int(seq), bytes.fromhex(hexdigest)))
+                seq = int(seq_text)
+                seqs.append(seq)
+                if not old_version:  # an older version's '<n>:<digest>'
+                    legacy += 1
+                    continue
+                entries.append((seq, bytes.fromhex(hexdigest), int(rx_text)))
             except ValueError:
                 log.warning("MQTT %s: ignoring an unreadable committed-message mark %r", self.name, value)
-        for _, dig in sorted(entries):
+        newest = max((rx for _, _, rx in entries), default=-1)
+        stale = 0
+        for _, dig, rx in sorted(entries):
+            if rx < newest - STALE_RX:
+                stale += 1
+                continue
             self._seen[dig] = None
-        self._seq = max((seq for seq, _ in entries), default=-1) + 1
+        if legacy or stale:
+            log.info("MQTT %s: %d committed-message marks not loaded (%d of an older version, %d stale): "
+                     "a redelivery of those messages is stored again", self.name, legacy + stale, legacy,
+                     stale)
+        self._seq = max(seqs, default=-1) + 1
+        self.rx = newest + 1
 
-    def is_redelivery(self, dig: bytes, dup: bool) -> bool:
-        """A redelivery (DUP) of a message whose commit is pending or done: not to be stored."""
-        return dup and dig in self._seen
+    def redelivered(self, dig: bytes, dup: bool, qos: int) -> bool:
+        """Called once for each message received: True for a redelivery (DUP) of a message whose
+        commit is pending or done — not to be stored; counts the others of QoS >= 1 in ``rx``."""
+        if dup and dig in self._seen:
+            return True
+        if qos > 0:
+            self.rx += 1
+        return False
 
     def pending(self, dig: bytes) -> Owner | None:
         """The owner of the pending commit of a seen digest; None once it is committed."""
         return self._seen[dig]
 
     def mark(self, dig: bytes) -> tuple[str, str]:
-        """``(key, value)`` of the next slot of the ring, holding ``dig``: to commit with the
-        message's data (QoS >= 1 messages with data only: what the broker can redeliver)."""
+        """``(key, value)`` of the next slot of the ring, holding ``dig`` (``<n>:<digest>:<rx>``):
+        to commit with the message's data (QoS >= 1 messages with data only: what the broker can
+        redeliver)."""
         seq = self._seq
         self._seq = seq + 1
-        return f"{self.prefix}{seq % DUP_SLOTS:04d}", f"{seq}:{dig.hex()}"
+        return f"{self.prefix}{seq % DUP_SLOTS:04d}", f"{seq}:{dig.hex()}:{self.rx}"
 
     def remember(self, dig: bytes, owner: Owner) -> None:
         """``dig`` is being committed by ``owner`` (seen from now on; the newest)."""

@@ -148,6 +148,11 @@ class OpcUaConnectorConfig(StrictModel):
     """Re-subscribe when a subscription delivered nothing (not even a keep-alive) this long;
     default 10 publishing intervals, at least 5 s."""
     request_timeout_s: float = Field(10.0, gt=0)
+    max_held_samples: int = Field(100_000, ge=1)
+    """Samples kept in memory at most while buffer commits fail (disk full): they are handed to
+    the buffer again every second until a commit succeeds; beyond this many the oldest are
+    dropped, counted as ``zhizao_agent_connector_samples_dropped_total{reason="commit_failed"}``
+    and logged."""
     allow_plaintext: bool = False
     """Identity ``username`` with security ``mode = "None"`` to a server that is not this machine's
     loopback is refused unless this is ``true``: the channel is neither encrypted nor is the server

@@ -12,6 +12,14 @@ tags (cached browse), then either
 
 Samples are handed to the buffer every ``FLUSH_S`` (so a ``kill -9`` loses at most that plus one
 group-commit interval of OPC UA values; on a normal stop everything read is committed). A
+commit that fails (disk full, I/O error) loses nothing: its samples (and its nodes' marks, unless
+a later hand-over carries newer ones) are kept in memory, in order, and handed over again every
+``COMMIT_RETRY_S`` — everything read meanwhile waits with them — until a commit succeeds (one
+ERROR line when commits start failing, one WARNING when they succeed again;
+``commit_failures`` counted). At most ``max_held_samples`` are kept: beyond that the oldest are
+dropped under the policy ``commit_failed`` (counted in ``stats.dropped``, exported as
+``zhizao_agent_connector_samples_dropped_total{reason="commit_failed"}``, one WARNING per
+failing period). A
 watchdog gives up a subscription that delivered nothing, not even a keep-alive, for
 ``stale_after_s``; a silent subscription or a lost session raises
 :class:`~zhizao.errors.ConnectionLost` and the supervisor reconnects and subscribes again from
@@ -21,17 +29,18 @@ scratch on a fresh session.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import importlib
 import logging
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from asyncua.client.client import Client
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent, Subscription
 
+from edge_agent.buffer import PutResult
 from edge_agent.connectors.base import ConnectorStats, Sink
 from edge_agent.connectors.opcua.browse import BrowseCache, Tag, TagError, resolve_tags
 from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
@@ -43,6 +52,9 @@ from zhizao.model import AssetPath, Sample
 ua: Any = importlib.import_module("asyncua.ua")
 log = logging.getLogger(__name__)
 FLUSH_S = 0.05
+COMMIT_RETRY_S = 1.0
+"""After a failed commit, what is held is handed to the buffer again this much later (or as soon as
+another commit succeeds)."""
 _VANISHED = {"BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid", "BadNotReadable"}
 _FILTER_REFUSED = {
     "BadFilterNotAllowed",
@@ -58,15 +70,16 @@ _TRIGGERS = {
 _SECURITY = ("BadSecurity", "BadCertificate", "BadIdentity", "BadUserAccessDenied", "BadUserSignatureInvalid")
 
 
-def _parse_ts(text: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-
-
 def _status_name(code: Any) -> str:
     return str(getattr(code, "name", code))
+
+
+def _failure(fut: asyncio.Future[PutResult]) -> BaseException | None:
+    """Why a commit failed, or None when it succeeded (retrieves the exception: none is left
+    unretrieved)."""
+    if fut.cancelled():
+        return RuntimeError("buffer commit cancelled")
+    return fut.exception()
 
 
 class OpcUaConnector:
@@ -87,8 +100,21 @@ class OpcUaConnector:
         self.skipped_nodes: set[str] = set()
         self._runs = 0
         self._pending: list[Sample] = []
+        """Read, not yet handed to the buffer (oldest first)."""
         self._marks: dict[str, str] = {}
+        """Marks to commit with the next hand-over (newest of each node)."""
+        self._retry: list[tuple[int, list[Sample]]] = []
+        """Samples of hand-overs whose commit failed, by hand-over number: handed over again
+        before ``_pending``."""
+        self._owner: dict[str, int] = {}
+        """Mark key → number of the newest hand-over in flight carrying it."""
+        self._handovers = 0
+        self._retry_at = 0.0
+        self._failing = False
+        self._episode = (0, 0)
+        """(failed commits, samples dropped) since commits started failing."""
         self._conv: Converter | None = None
+        self.stats.skipped.update(repeat=0, no_value=0)
 
     async def _client(self) -> Client:
         cfg = self.config
@@ -148,7 +174,8 @@ class OpcUaConnector:
                 [AssetPath.parse(t.asset) for t in self.tags],
                 [t.signal for t in self.tags],
                 [t.unit for t in self.tags],
-                [_parse_ts(stored.get(self._mark_key(t))) for t in self.tags],
+                [stored.get(self._mark_key(t)) for t in self.tags],
+                self.stats.skipped,
             )
             flusher = asyncio.create_task(self._flush_loop(sink))
             try:
@@ -160,7 +187,7 @@ class OpcUaConnector:
                 flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await flusher
-                self._flush(sink)
+                self._flush(sink, force=True)
         except (OSError, TimeoutError, ua.UaError) as exc:
             raise ConnectionLost(f"OPC UA server {cfg.endpoint}: {exc}") from exc
         finally:
@@ -172,13 +199,100 @@ class OpcUaConnector:
     def _mark_key(self, tag: Tag) -> str:
         return f"opcua:{self.name}:{tag.node_id}"
 
-    def _flush(self, sink: Sink) -> None:
-        """Hand what was read to the buffer, with each node's last source timestamp as a mark
-        (committed together: after a crash the restarted agent knows exactly what it has)."""
-        if self._pending:
-            batch, self._pending = self._pending, []
-            marks, self._marks = self._marks, {}
-            sink.submit(batch, marks)
+    @property
+    def held_samples(self) -> int:
+        """Samples read and not handed to the buffer (waiting for the next hand-over, or kept from
+        a failed commit)."""
+        return len(self._pending) + sum(len(chunk) for _, chunk in self._retry)
+
+    def _flush(self, sink: Sink, *, force: bool = False) -> None:
+        """Hand what was read to the buffer, with each node's last mark (committed together: after
+        a crash the restarted agent knows exactly what it has). After a failed commit only from
+        ``_retry_at`` on (``force``: now, at the end of a run); see the module docstring."""
+        if not force and time.monotonic() < self._retry_at:
+            self._bound()
+            return
+        if not self._pending and not self._retry:
+            return
+        batch = [s for _, chunk in self._retry for s in chunk] + self._pending
+        marks = self._marks
+        self._pending, self._retry, self._marks = [], [], {}
+        self._handovers += 1
+        number = self._handovers
+        for key in marks:
+            self._owner[key] = number
+        if self._failing:  # one hand-over per COMMIT_RETRY_S until a commit succeeds
+            self._retry_at = time.monotonic() + COMMIT_RETRY_S
+        try:
+            fut = sink.submit(batch, marks)
+        except Exception as exc:  # noqa: BLE001 - a closed buffer, a bug: kept like a failed commit
+            self._settled(number, batch, marks, exc)
+            return
+        fut.add_done_callback(lambda f: self._settled(number, batch, marks, _failure(f)))
+
+    def _settled(
+        self, number: int, batch: list[Sample], marks: dict[str, str], failure: BaseException | None
+    ) -> None:
+        """Hand-over ``number`` ended: committed (``failure`` None) or kept for the next one."""
+        owner = self._owner
+        for key, value in marks.items():
+            if owner.get(key) == number:
+                del owner[key]
+                if failure is not None:  # no later hand-over carries it: it goes with the retry
+                    self._marks.setdefault(key, value)
+        if failure is None:
+            self._retry_at = 0.0  # the buffer commits: what is kept goes with the next hand-over
+            if self._failing:
+                self._failing = False
+                fails, dropped = self._episode
+                log.warning(
+                    "OPC UA %s: buffer commits succeed again after %d failed commits; the samples "
+                    "kept meanwhile are handed over (%d dropped under commit_failed)",
+                    self.name, fails, dropped,
+                )
+            return
+        self.stats.commit_failures += 1
+        bisect.insort(self._retry, (number, batch), key=lambda item: item[0])
+        self._retry_at = time.monotonic() + COMMIT_RETRY_S
+        fails, dropped = self._episode if self._failing else (0, 0)
+        self._episode = (fails + 1, dropped)
+        if not self._failing:
+            self._failing = True
+            log.error(
+                "OPC UA %s: buffer commit failed (%s): %d samples kept in memory and handed over "
+                "again every %.0f s until a commit succeeds (at most %d kept, then the oldest are "
+                "dropped under commit_failed)",
+                self.name, failure, self.held_samples, COMMIT_RETRY_S, self.config.max_held_samples,
+            )
+        self._bound()
+
+    def _bound(self) -> None:
+        """While commits fail: drop the oldest samples kept beyond ``max_held_samples`` (policy
+        ``commit_failed``: counted, one WARNING per failing period)."""
+        excess = self.held_samples - self.config.max_held_samples
+        if excess <= 0 or not self._failing:
+            return
+        dropped = excess
+        while excess > 0 and self._retry:
+            number, chunk = self._retry[0]
+            if len(chunk) <= excess:
+                excess -= len(chunk)
+                self._retry.pop(0)
+            else:
+                self._retry[0] = (number, chunk[excess:])
+                excess = 0
+        if excess > 0:
+            del self._pending[:excess]
+        self.stats.dropped["commit_failed"] = self.stats.dropped.get("commit_failed", 0) + dropped
+        fails, before = self._episode
+        self._episode = (fails, before + dropped)
+        if before == 0:
+            log.warning(
+                "OPC UA %s: more than max_held_samples=%d samples kept while buffer commits fail: "
+                "dropping the oldest (policy commit_failed, counted in "
+                "zhizao_agent_connector_samples_dropped_total) until commits succeed",
+                self.name, self.config.max_held_samples,
+            )
 
     async def _flush_loop(self, sink: Sink) -> None:
         while True:
@@ -188,7 +302,8 @@ class OpcUaConnector:
     def _emit(self, index: int, sample: Sample | None) -> None:
         if sample is not None:
             self._pending.append(sample)
-            self._marks[self._mark_key(self.tags[index])] = sample.ts.isoformat()
+            assert self._conv is not None
+            self._marks[self._mark_key(self.tags[index])] = self._conv.mark(index)
             self.stats.got(1)
 
     # -- subscription mode -------------------------------------------------------------------

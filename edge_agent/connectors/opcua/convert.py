@@ -4,12 +4,22 @@ Quality follows the StatusCode severity bits: Good → ``good``, Uncertain → `
 Bad → ``bad``. A Bad value without a usable value (OPC UA sends null) repeats the last good
 value with quality ``bad`` so the gap is visible; with no earlier value it yields nothing.
 The timestamp is the SourceTimestamp, else the ServerTimestamp, else the time of receipt.
+
+Same source timestamp (servers with coarse clocks, or a status change that keeps the timestamp):
+only an **exact repeat** — the same source timestamp, value and quality as the last sample
+collected for the tag, e.g. the initial notification after a re-subscribe — is skipped (counted
+as ``repeat``). A changed value or quality with the same source timestamp is collected, stamped
+**1 µs after the tag's previous sample** (the next one 1 µs later again): the stores key a point
+by series and time, and InfluxDB keeps only the last write of a series at one time, so two
+samples at the same time would silently become one there. The nudge keeps both, in the order
+the server reported them; their source timestamp is the one the mark keeps (below).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from zhizao.model import MAX_STR_VALUE, AssetPath, Quality, Sample, Value
@@ -45,13 +55,48 @@ def _utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-class Converter:
-    """Converts DataValues of one connector's tags; remembers each tag's last value and timestamp.
+_NUDGE = timedelta(microseconds=1)
 
-    A value with the same source timestamp as the last one collected for its tag is a repeat
-    (the initial notification after a re-subscribe re-sends the current value) and is skipped, so
-    a reconnect never produces a duplicate; a clock going backwards is data, not a repeat.
-    ``last_ts`` is seeded from the marks committed with the samples in the buffer.
+
+def _identity(value: Value, quality: Quality) -> str:
+    """A short, stable text naming a sample's value and quality (kept in the tag's mark)."""
+    text = f"{type(value).__name__}:{value!r}".encode()
+    return f"{quality.value}:{hashlib.blake2b(text, digest_size=8).hexdigest()}"
+
+
+def _parse_mark(text: str | None) -> tuple[datetime | None, datetime | None, str | None]:
+    """``(source ts, emitted ts, identity)`` of a tag's committed mark (see :meth:`Converter.mark`);
+    a mark of an older agent holds only the source timestamp (identity unknown)."""
+    if not text:
+        return None, None, None
+    src_text, _, rest = text.partition("|")
+    try:
+        src = _utc(datetime.fromisoformat(src_text))
+    except ValueError:
+        return None, None, None
+    if not rest:
+        return src, src, None
+    nudge, _, ident = rest.partition("|")
+    try:
+        out = src + timedelta(microseconds=int(nudge)) if src is not None else None
+    except ValueError:
+        return src, src, None
+    return src, out, ident or None
+
+
+class Converter:
+    """Converts DataValues of one connector's tags; remembers each tag's last value and what it
+    collected last (source timestamp, the timestamp it gave the sample, value and quality).
+
+    A value with the same source timestamp, value and quality as the last one collected for its
+    tag is a repeat (the initial notification after a re-subscribe re-sends the current value) and
+    is skipped, so a reconnect never produces a duplicate; a changed value or quality with the same
+    source timestamp is collected 1 µs after the previous sample (see the module docstring); a clock
+    going backwards is data, not a repeat. The state is seeded from ``marks``, the texts of
+    :meth:`mark` committed with the samples in the buffer (a mark of an older agent, a bare
+    timestamp, makes a value with that source timestamp a repeat whatever its value).
+    ``skipped`` counts what is not collected, by reason (``repeat``, ``no_value``): the
+    connector's :attr:`~edge_agent.connectors.base.ConnectorStats.skipped`, exported as metrics.
     """
 
     def __init__(
@@ -59,15 +104,37 @@ class Converter:
         assets: list[AssetPath],
         signals: list[str],
         units: list[str | None],
-        last_ts: list[datetime | None] | None = None,
+        marks: list[str | None] | None = None,
+        skipped: dict[str, int] | None = None,
     ) -> None:
         self.assets = assets
         self.signals = signals
         self.units = units
-        self.last: list[Value | None] = [None] * len(assets)
-        self.last_ts: list[datetime | None] = last_ts or [None] * len(assets)
-        self.skipped = 0
-        self.repeats = 0
+        n = len(assets)
+        self.last: list[Value | None] = [None] * n
+        parsed = [_parse_mark(m) for m in marks] if marks is not None else [(None, None, None)] * n
+        self.last_ts: list[datetime | None] = [p[0] for p in parsed]
+        """Source timestamp of the last sample collected, per tag."""
+        self.last_out: list[datetime | None] = [p[1] for p in parsed]
+        """Timestamp given to that sample (the source one, or nudged after it)."""
+        self.last_ident: list[str | None] = [p[2] for p in parsed]
+        """Its value and quality (:func:`_identity`); None when unknown (an older agent's mark)."""
+        self.skipped = skipped if skipped is not None else {}
+        for reason in ("repeat", "no_value"):
+            self.skipped.setdefault(reason, 0)
+
+    @property
+    def repeats(self) -> int:
+        """Exact repeats skipped (see the class docstring)."""
+        return self.skipped["repeat"]
+
+    def mark(self, index: int) -> str:
+        """The text to commit with tag ``index``'s latest sample (``<source ts>|<nudge µs>|<value
+        and quality>``): what a restarted agent needs to recognise a repeat of it."""
+        src, out, ident = self.last_ts[index], self.last_out[index], self.last_ident[index]
+        assert src is not None and out is not None
+        nudge = (out - src) // _NUDGE
+        return f"{src.isoformat()}|{nudge}|{ident or ''}"
 
     def sample(self, index: int, dv: Any) -> Sample | None:
         """The sample of tag ``index`` for DataValue ``dv``, or ``None`` (counted in ``skipped``)."""
@@ -77,15 +144,22 @@ class Converter:
         if value is None:
             value = self.last[index]
             if value is None:
-                self.skipped += 1
+                self.skipped["no_value"] += 1
                 return None
             quality = Quality.BAD
         elif quality is not Quality.BAD:
             self.last[index] = value
-        ts = _utc(dv.SourceTimestamp) or _utc(dv.ServerTimestamp) or datetime.now(UTC)
-        prev = self.last_ts[index]
-        if prev is not None and ts == prev:
-            self.repeats += 1
-            return None
-        self.last_ts[index] = ts
+        src = _utc(dv.SourceTimestamp) or _utc(dv.ServerTimestamp) or datetime.now(UTC)
+        ident = _identity(value, quality)
+        prev, out = self.last_ts[index], self.last_out[index]
+        if prev is not None and src == prev:
+            if self.last_ident[index] in (None, ident):  # an exact repeat (or unknown: an old mark)
+                self.skipped["repeat"] += 1
+                return None
+            ts = (out or prev) + _NUDGE  # changed at the same source time: kept, just after
+        elif prev is not None and out is not None and prev < src <= out:
+            ts = out + _NUDGE  # a new source time within the nudged ones: after them, in order
+        else:
+            ts = src
+        self.last_ts[index], self.last_out[index], self.last_ident[index] = src, ts, ident
         return Sample(self.assets[index], self.signals[index], ts, value, self.units[index], quality)

@@ -1,0 +1,192 @@
+"""Connectors when the buffer cannot commit (its database full: SQLite's own SQLITE_FULL, see
+``disk_full.py``), on the simulator's real asyncua server and a real Mosquitto: nothing read is lost
+silently — OPC UA keeps and retries, within a bound beyond which drops are counted and exported;
+MQTT acknowledges nothing of a failed commit and ends the session, so the broker redelivers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import pytest
+
+from edge_agent.buffer import SqliteBuffer
+from edge_agent.connectors.mqtt import MqttConnector
+from edge_agent.connectors.opcua import OpcUaConnector
+from edge_agent.deadletter import DeadLetter
+from edge_agent.forwarder import Forwarder
+from edge_agent.metrics import AgentCollector, AgentMetrics
+from edge_agent.supervisor import supervise
+from simulator.opcua.server import OpcUaServer
+from tests.edge_agent.disk_full import fill, free, samples
+from tests.edge_agent.test_mqtt_connector import Publisher, acme, make_config
+from tests.edge_agent.test_opcua_connector import T0, config, server, stop, written
+from tests.support.ports import free_port
+from tests.support.servers import Mosquitto
+from tests.support.waiting import eventually
+from zhizao.backoff import Backoff
+from zhizao.model import Batch, Quality
+
+
+class _NoUplink:
+    """An uplink that is never used (the metrics only read the forwarder's counters)."""
+
+    name = "none"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def send(self, batch: Batch) -> None:
+        raise AssertionError("not used")
+
+
+def metrics_text(buf: SqliteBuffer, conn: OpcUaConnector | MqttConnector, tmp_path: Path) -> str:
+    dead = DeadLetter(tmp_path / "metrics-dead.jsonl")
+    fwd = Forwarder(buf, _NoUplink(), dead)
+    return AgentMetrics(AgentCollector(buf, fwd, [conn], dead, {"version": "test"})).render().decode()
+
+
+def speeds(buf: SqliteBuffer) -> list[float]:
+    """spindle_speed values the test wrote (not the server's initial one) committed so far."""
+    return sorted(float(s.value) for s in samples(buf) if s.signal == "spindle_speed" and written(s))
+
+
+async def write(srv: OpcUaServer, i: int) -> None:
+    await srv.write(0, T0 + timedelta(seconds=i), [("spindle_speed", 1000.0 + i, Quality.GOOD)])
+
+
+async def test_opcua_samples_of_failed_commits_are_kept_and_committed_once_the_buffer_has_room(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Values read while every commit fails (database full) are kept by the connector and
+    committed, once each and in full, as soon as the buffer has room again; one ERROR line when
+    commits start failing, one WARNING when they succeed again."""
+    caplog.set_level(logging.WARNING, logger="edge_agent.connectors.opcua.connector")
+    port = free_port()
+    conn = OpcUaConnector(config(port), "agent-1", tmp_path)
+    async with (
+        SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
+        server(port) as srv,
+    ):
+        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
+        await eventually(lambda: conn.stats.connected)
+        await asyncio.sleep(0.3)
+        for i in range(1, 6):
+            await write(srv, i)
+            await asyncio.sleep(0.05)
+        await eventually(lambda: len(speeds(buf)) == 5, 10, "the first values committed")
+        await fill(buf)
+        for i in range(6, 31):
+            await write(srv, i)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        assert len(speeds(buf)) < 30, "the database is full"
+        await free(buf)
+        for i in range(31, 36):
+            await write(srv, i)
+            await asyncio.sleep(0.05)
+        await eventually(lambda: len(speeds(buf)) >= 35, 10, "everything committed")
+        await asyncio.sleep(0.3)
+        await stop(task)
+        assert speeds(buf) == [1000.0 + i for i in range(1, 36)], "each value once, none lost"
+        assert conn.stats.commit_failures >= 2, "commits failed, their samples kept"
+        assert conn.stats.dropped["commit_failed"] == 0 and conn.held_samples == 0
+        assert conn.stats.samples_read == len(samples(buf)), "every sample read is committed"
+        text = metrics_text(buf, conn, tmp_path)
+    failures = conn.stats.commit_failures
+    assert f'zhizao_agent_connector_commit_failures_total{{connector="opcua"}} {failures}.0' in text
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("opcua.connector")]
+    errors = [m for lvl, m in lines if lvl == logging.ERROR]
+    assert len(errors) == 1 and "buffer commit failed" in errors[0] and "kept in memory" in errors[0]
+    assert any(lvl == logging.WARNING and "succeed again" in m for lvl, m in lines)
+
+
+async def test_opcua_beyond_max_held_samples_the_oldest_are_dropped_counted_and_exported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While commits fail the connector keeps at most ``max_held_samples``; the oldest beyond are
+    dropped under ``commit_failed``: counted, exported, logged once — every sample read is either
+    committed or counted as dropped."""
+    caplog.set_level(logging.WARNING, logger="edge_agent.connectors.opcua.connector")
+    port = free_port()
+    conn = OpcUaConnector(config(port, max_held_samples=5), "agent-1", tmp_path)
+    async with (
+        SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
+        server(port) as srv,
+    ):
+        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
+        await eventually(lambda: conn.stats.connected)
+        await asyncio.sleep(0.3)
+        await write(srv, 1)
+        await eventually(lambda: speeds(buf) == [1001.0], 10)
+        await fill(buf)
+        for i in range(2, 31):
+            await write(srv, i)
+            await asyncio.sleep(0.05)
+        await eventually(lambda: conn.stats.dropped["commit_failed"] > 0, 10, "drops beyond the bound")
+        await free(buf)
+        await eventually(lambda: 1030.0 in speeds(buf) and conn.held_samples == 0, 10, "the newest kept")
+        await asyncio.sleep(0.3)
+        await stop(task)
+        dropped = conn.stats.dropped["commit_failed"]
+        stored = speeds(buf)
+        assert conn.stats.samples_read == len(samples(buf)) + dropped, "committed or counted as dropped"
+        assert len(stored) == len(set(stored)) and set(stored) <= {1000.0 + i for i in range(1, 31)}
+        assert 30 - len(stored) == dropped, "only the written values dropped"
+        text = metrics_text(buf, conn, tmp_path)
+    family = "zhizao_agent_connector_samples_dropped_total"
+    assert f'{family}{{connector="opcua",reason="commit_failed"}} {dropped}.0' in text
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name.endswith("opcua.connector") and r.levelno == logging.WARNING]
+    assert sum("max_held_samples=5" in m for m in warnings) == 1, warnings
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_mqtt_a_failed_commit_ends_the_session_and_the_broker_redelivers(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Commits fail (database full): nothing of them is acknowledged and the session ends (the
+    broker resends unacknowledged messages only on a new connection — staying connected stalled
+    the session silently once its in-flight window filled); the supervisor reconnects and, once
+    the buffer has room, the broker's redeliveries are stored: every message once, none lost."""
+    caplog.set_level(logging.WARNING, logger="edge_agent.connectors.mqtt.connector")
+    dl = DeadLetter(tmp_path / "dead.jsonl")
+    conn = MqttConnector(make_config(mosquitto, protocol), "agent-1", dl)
+    topic = "acme/line2/imm-3/telemetry"
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.1, cap=0.5)))
+        await eventually(lambda: conn.stats.connected, 15)
+        await asyncio.sleep(0.3)  # the SUBACK
+        pub = Publisher(mosquitto)
+        for i in range(5):
+            pub.publish(topic, acme(i))
+        await eventually(lambda: len(samples(buf)) == 5, 15)
+        await fill(buf)
+        for i in range(5, 25):
+            pub.publish(topic, acme(i))
+        await asyncio.sleep(1.0)
+        assert len(samples(buf)) < 25, "the database is full"
+        await free(buf)
+        for i in range(25, 30):
+            pub.publish(topic, acme(i))
+        await eventually(lambda: len(samples(buf)) >= 30, 20, "the redeliveries stored")
+        await asyncio.sleep(0.5)
+        await stop(task)
+        pub.close()
+        got = sorted(float(s.value) for s in samples(buf))
+    assert got == [200.0 + i for i in range(30)], "each value once, none lost"
+    assert conn.stats.dropped["commit_failed"] == 0 and conn.stats.duplicates_skipped == 0
+    assert conn.stats.commit_failures >= 1 and conn.stats.reconnects >= 1, "the session ended"
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("mqtt.connector")]
+    errors = [m for lvl, m in lines if lvl == logging.ERROR]
+    assert len(errors) == 1 and "ending the session" in errors[0], errors
+    assert any(lvl == logging.WARNING and "succeed again" in m for lvl, m in lines)

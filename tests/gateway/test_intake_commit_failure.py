@@ -1,0 +1,61 @@
+"""The gateway's intake when the buffer cannot commit (its database full: SQLite's own SQLITE_FULL,
+``tests/edge_agent/disk_full.py``), on a real Mosquitto: nothing is acknowledged, the connection
+ends (a broker resends unacknowledged messages only on a new connection: staying connected stalled
+the session silently once its in-flight window filled), and after the reconnect the broker's
+redeliveries are stored once the buffer has room — every message once, none lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import pytest
+
+from edge_agent.supervisor import supervise
+from tests.edge_agent.disk_full import fill, free, record_samples
+from tests.edge_agent.test_mqtt_connector import Publisher, acme
+from tests.gateway.test_raw_redelivery import TOPIC, _config, _process, _subscribed
+from tests.support.servers import Mosquitto
+from tests.support.waiting import eventually
+from zhizao.backoff import Backoff
+
+
+async def test_a_failed_commit_ends_the_session_and_the_broker_redelivers(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.intake")
+    cfg = _config(tmp_path, mosquitto)
+    async with cfg.buffer.build(cfg.id) as buf:
+        await _subscribed(cfg, buf)
+        intake = _process(cfg)
+        task = asyncio.create_task(supervise(intake, buf, backoff=Backoff(initial=0.1, cap=0.5)))
+        await eventually(lambda: intake.stats.connected, 15)
+        pub = Publisher(mosquitto)
+        for i in range(5):
+            pub.publish(TOPIC, acme(i))
+        await eventually(lambda: len(record_samples(buf)) == 5, 15)
+        await fill(buf, records=True)
+        for i in range(5, 25):
+            pub.publish(TOPIC, acme(i))
+        await eventually(lambda: intake.counts.uncommitted >= 1, 15, "a failed commit")
+        await asyncio.sleep(0.5)
+        assert len(record_samples(buf)) < 25, "the database is full"
+        await free(buf)
+        for i in range(25, 30):
+            pub.publish(TOPIC, acme(i))
+        await eventually(lambda: len(record_samples(buf)) >= 30, 20, "the redeliveries stored")
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        pub.close()
+        got = sorted(float(s.value) for s in record_samples(buf))
+    assert got == [200.0 + i for i in range(30)], "each value once, none lost"
+    assert intake.stats.duplicates_skipped == 0 and intake.stats.commit_failures == intake.counts.uncommitted
+    assert intake.stats.reconnects >= 1, "the failed commit ended the session"
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gateway.intake"]
+    errors = [m for lvl, m in lines if lvl == logging.ERROR]
+    assert len(errors) == 1 and "ending the broker session" in errors[0], errors
+    assert any(lvl == logging.WARNING and "succeed again" in m for lvl, m in lines)
