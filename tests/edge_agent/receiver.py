@@ -2,7 +2,8 @@
 
 Decodes with ``zhizao.wire``, deduplicates on ``(producer, batch_id)``, and can be told to
 answer 503/429 with ``Retry-After``, to reject samples of given signals (partial write), and be
-stopped/started on the same port.
+stopped/started on the same port. Answers have ingest's shapes: ``BatchResult`` JSON on success,
+``application/problem+json`` on errors. It has no bulk endpoint (an ingest before bulk).
 """
 
 from __future__ import annotations
@@ -38,24 +39,26 @@ class ReceiverState:
             return [s for b in self.batches.values() for s in b]
 
 
+def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error answered as ingest does: RFC 9457 problem+json."""
+    return JSONResponse({"type": "about:blank", "title": "Error", "status": status, "detail": detail},
+                        status_code=status, headers=headers, media_type="application/problem+json")
+
+
 def build_app(state: ReceiverState) -> FastAPI:
     app = FastAPI()
 
     @app.post("/api/v1/batches")
     async def post_batch(request: Request) -> Response:
         if state.token and request.headers.get("authorization") != f"Bearer {state.token}":
-            return JSONResponse({"detail": "bad token"}, status_code=401)
+            return problem(401, "bad token")
         if state.fail_status is not None:
-            return JSONResponse(
-                {"detail": "try later"},
-                status_code=state.fail_status,
-                headers={"Retry-After": state.retry_after},
-            )
+            return problem(state.fail_status, "try later", {"Retry-After": state.retry_after})
         body = await request.body()
         try:
             batch, bad = wire.decode_batch_lenient(body)
         except WireFormatError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=400)
+            return problem(400, str(exc))
         rejected = dict(bad)
         kept: list[Sample] = []
         index = 0
@@ -75,6 +78,9 @@ def build_app(state: ReceiverState) -> FastAPI:
                 state.batches[key] = tuple(kept)
         return JSONResponse(
             {
+                "producer": batch.producer,
+                "batch_id": batch.batch_id,
+                "seq": batch.seq,
                 "accepted": len(kept),
                 "duplicate": duplicate,
                 "rejected": [{"index": i, "reason": r} for i, r in sorted(rejected.items())],

@@ -364,8 +364,10 @@ async def test_http_uplink_presents_its_client_certificate_with_a_ca_bundle_path
                                   if line.startswith(b"content-length:")))
                 while len(body) < length:  # all of it, or closing resets the connection
                     body += tls.recv(65536)
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-                            b"Connection: close\r\n\r\n{}")
+                answer = (b'{"producer":"cell-1","batch_id":"b-1","seq":1,"accepted":2,"rejected":[],'
+                          b'"duplicate":false}')  # ingest's BatchResult: anything else is no delivery
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                            + str(len(answer)).encode() + b"\r\nConnection: close\r\n\r\n" + answer)
         except ssl.SSLError as exc:
             peers.append(exc)
 

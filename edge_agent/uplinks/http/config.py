@@ -46,10 +46,12 @@ class HttpUplinkConfig(StrictModel):
     linger_s: float = Field(1.0, ge=0)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_cap_s: float = Field(30.0, gt=0)
+    """Longest retry delay; also the delay of every refusal (401/403, or an answer that is not
+    ingest's: the data stays in the buffer, see ``README.md``)."""
     bulk: bool = True
     """Send several buffered batches per request to ``<url>/api/v1/batches/bulk`` (NDJSON, each
-    batch keeps its own id and outcome). An ingest without that endpoint (404/405) is detected and
-    batches then go one per request to ``/api/v1/batches``."""
+    batch keeps its own id and outcome). An ingest without that endpoint (404/405 there, while
+    ingest answers at ``/api/v1/batches``) is detected and batches then go one per request."""
     bulk_max_batches: int = Field(500, ge=1, le=100_000)
     """Batches in one bulk request (ingest's ``limits.max_bulk_batches`` must be at least this)."""
     bulk_max_samples: int = Field(100_000, ge=1)

@@ -4,26 +4,40 @@ Request: ``POST <url>/api/v1/batches``, body :func:`zhizao.wire.encode_batch` (g
 configured, with ``Content-Encoding: gzip``), ``Authorization: Bearer <token>`` when a token is
 set. Answers, translated per :mod:`edge_agent.uplinks.base`:
 
-- 2xx: acknowledged. A JSON body ``{"accepted": n, "rejected": [{"index": i, "reason": r}, ...]}``
-  with rejections (also ``rejected`` as a count plus ``rejections``/``errors`` as that list, or
-  ``rejected`` as ``{"<index>": reason}``) raises :class:`~zhizao.errors.PartialWrite`.
-- 400/422 whose body lists per-sample rejections: :class:`~zhizao.errors.PartialWrite` too.
+- 2xx with ingest's ``BatchResult`` JSON for THIS batch (``producer`` and ``batch_id`` of the
+  batch sent, ``accepted`` a count, ``rejected`` a list): acknowledged; with rejections
+  (``[{"index": i, "reason": r}, ...]``) :class:`~zhizao.errors.PartialWrite`.
+- Ingest's verdict on the batch's content — 400, 413 or 422 as ingest's
+  ``application/problem+json`` (``status`` member equal to the answer's status, a ``detail``):
+  :class:`~zhizao.errors.Rejected` with ingest's detail (:class:`~zhizao.errors.PartialWrite`
+  when a 400/422 lists per-sample rejections by ``index``). Nothing else dead-letters.
 - 408, 429, 5xx and transport errors: :class:`~zhizao.errors.Unavailable` with ``Retry-After``
-  (seconds or an HTTP date) when given. 401/403 are ``Unavailable`` as well (a token problem is
-  fixed by a person; the data waits in the buffer), logged as errors.
-- Any other 4xx: :class:`~zhizao.errors.Rejected` with the server's message.
+  (seconds or an HTTP date) when given.
+- A *refusal* — :class:`~zhizao.errors.Unavailable` with ``retry_after = backoff_cap_s``, the
+  batch stays in the buffer: 401/403 (a token problem, fixed by a person), and every answer that
+  is not one of the above: a 2xx whose body is not ingest's result for this batch (a captive
+  portal, another service answering 200), any other 4xx or a 4xx that is not ingest's
+  problem+json (an HTML 404 of a reverse proxy with a wrong path prefix, an ingress without a
+  backend, 405, a proxy's 413, 415), a 3xx. Each is counted in :attr:`HttpUplink.refused` under
+  ``"HTTP <status>"`` (``"HTTP <status> not ingest"`` for a 2xx) — exported as
+  ``zhizao_agent_uplink_refused_total{reason}`` — and logged as an ERROR naming the URL and the
+  status once per change (the next delivery logs that ingest answers again).
 
 Bulk (``bulk = true``, the default): ``send_bulk(batches)`` POSTs several stored batches in ONE
 request to ``<url>/api/v1/batches/bulk`` — ``Content-Type: application/x-ndjson``, one wire-format
 document per line, the whole body gzip when configured — and returns one outcome per batch, in
 order: ``None`` (stored, or a duplicate of a stored one), :class:`~zhizao.errors.PartialWrite`
-(some samples refused, by index), :class:`~zhizao.errors.Rejected` (that line refused for good,
-e.g. an invalid envelope) or :class:`~zhizao.errors.Unavailable` (that line only: resend it).
-Whole-request answers: 408/429/5xx/transport errors raise ``Unavailable`` (resend all: the
-ones already stored come back as duplicates); 401/403 as for ``send``; 413 splits the request
-in halves (a single batch too large is ``Rejected``); 404/405 (an ingest without the bulk
-endpoint) switch this uplink to one ``POST /api/v1/batches`` per batch, logged once; any other
-4xx sends this request's batches one by one, so each gets its own verdict.
+(some samples refused, by index), :class:`~zhizao.errors.Rejected` (that line refused for good
+by ingest, e.g. an invalid envelope) or :class:`~zhizao.errors.Unavailable` (that line only:
+resend it). Whole-request answers: 408/429/5xx/transport errors raise ``Unavailable`` (resend
+all: the ones already stored come back as duplicates); 401/403 as for ``send``; a 2xx that is
+not ingest's ``BulkResult`` (a ``batches`` list) is a refusal as for ``send``; 413 splits the
+request in halves (a single batch too large: ``Rejected`` when ingest said so, a refusal — that
+batch ``Unavailable`` — when a proxy did); 404/405 (an ingest without the bulk endpoint, or no
+ingest at all) sends the first batch to ``/api/v1/batches``: when ingest answers there, this
+uplink switches to one ``POST /api/v1/batches`` per batch (logged once), otherwise that refusal
+is raised and bulk stays on; ingest's problem+json 4xx sends this request's batches one by one,
+so each gets its own verdict; any other answer is a refusal as for ``send``.
 
 One ``HttpUplink`` holds one ``httpx.AsyncClient`` (connection reuse); ``send``, ``send_encoded``
 and ``send_bulk`` are safe to call concurrently.
@@ -58,6 +72,10 @@ log = logging.getLogger(__name__)
 PATH = "/api/v1/batches"
 BULK_PATH = "/api/v1/batches/bulk"
 NDJSON = "application/x-ndjson"
+PROBLEM_JSON = "application/problem+json"
+CONTENT_VERDICTS = frozenset({400, 413, 422})
+"""Statuses by which ingest refuses a batch for its content (bad envelope, too many samples or
+bytes, data the store refuses); dead-lettered only when the answer is ingest's problem+json."""
 Outcome = PartialWrite | Rejected | Unavailable | None
 """One batch's outcome in a bulk request (see the module docstring)."""
 
@@ -126,7 +144,10 @@ class HttpUplink:
         self.bulk: BulkLimits | None = config.bulk_limits()
         """What one bulk request may hold; ``None`` when bulk is off (or ingest has no bulk endpoint)."""
         self.last_latency_s = 0.0
-        self.refused: Counter[str] = Counter()  # "HTTP 401"/"HTTP 403" answers: token problems
+        self.refused: Counter[str] = Counter()
+        """Refusals per reason (``"HTTP 401"``, ``"HTTP 404"``, ``"HTTP 200 not ingest"``...): answers
+        that are no verdict of ingest on a batch; the batch stayed in the buffer."""
+        self._refusal: tuple[str, str] | None = None  # (URL, reason) of the refusal logged last
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
@@ -156,48 +177,75 @@ class HttpUplink:
             self._client = None
 
     async def send(self, batch: Batch) -> None:
-        """POST ``batch``; returns when acknowledged, else raises (see the module docstring)."""
+        """POST ``batch``; returns when ingest acknowledged it, else raises (see the module docstring)."""
         if self._client is None:
             raise RuntimeError("HttpUplink used outside 'async with'")
         body = wire.encode_batch(batch, compress=self.config.gzip, version=self.config.wire_version)
-        await self._post(body, len(batch))
+        await self._post(body, batch)
 
     async def send_encoded(self, batch: EncodedBatch) -> None:
         """Like :meth:`send` for a batch as the buffer stores it (no per-sample encoding)."""
         body = await asyncio.to_thread(batch.body, compress=self.config.gzip,  # zlib releases the GIL
                                        version=self.config.wire_version)
-        await self._post(body, len(batch))
+        await self._post(body, batch)
 
     async def send_bulk(self, batches: Sequence[EncodedBatch]) -> list[Outcome]:
-        """POST ``batches`` in one bulk request; one outcome per batch (see the module docstring)."""
+        """POST ``batches`` in one bulk request; one outcome per batch (see the module docstring).
+
+        Raises :class:`~zhizao.errors.Unavailable` when the whole request must be resent: a
+        ``Rejected`` outcome only ever comes from ingest's own verdict on that batch."""
         if self._client is None:
             raise RuntimeError("HttpUplink used outside 'async with'")
         if self.bulk is None:
             return await self._one_by_one(batches)
         raw = b"\n".join(b.line(self.config.wire_version) for b in batches)
         body = await asyncio.to_thread(_gzip, raw) if self.config.gzip else raw
-        resp = await self._request(self.bulk_endpoint, body, {"Content-Type": NDJSON})
+        url = self.bulk_endpoint
+        resp = await self._request(url, body, {"Content-Type": NDJSON})
         status = resp.status_code
+        doc = _json(resp)
         if 200 <= status < 300:
-            return self._bulk_outcomes(resp, batches)
-        message = _problem(_json(resp), resp)
+            return self._bulk_outcomes(resp, doc, batches)
+        message = _problem(doc, resp)
         if status in (404, 405):
-            log.warning("ingest at %s has no bulk endpoint (%d): sending one batch per request",
-                        self.bulk_endpoint, status)
-            self.bulk = None
-            return await self._one_by_one(batches)
-        if status == 413 and len(batches) > 1:
+            return await self._without_bulk(batches, status)
+        if status == 413 and len(batches) > 1:  # whoever said it (ingest or a proxy): halves are smaller
             half = len(batches) // 2
-            log.info("ingest found a bulk request of %d batches too large (%s); splitting it", len(batches),
-                     message)
+            log.info("%s found a bulk request of %d batches too large (%s); splitting it", url,
+                     len(batches), message)
             return [*await self.send_bulk(batches[:half]), *await self.send_bulk(batches[half:])]
-        if status == 413:  # a single batch too large: refused for good, as on /api/v1/batches
+        if status == 413 and _ingest_problem(resp, doc):  # one batch too large: as on /api/v1/batches
+            self._answered()
             return [Rejected(f"ingest answered 413: {message}")]
-        if status in (401, 403, 408, 429) or status >= 500:
-            self._check(resp, sum(len(b) for b in batches))  # raises Unavailable
-        log.error("ingest refused a bulk request (%d: %s); sending its %d batches one by one",
-                  status, message, len(batches))
-        return await self._one_by_one(batches)
+        if status == 413:  # a proxy's limit, not ingest's verdict: this batch waits, the others go on
+            return [self._refuse(url, resp, doc)]
+        retry = self._retry(url, resp, doc)
+        if retry is not None:
+            raise retry
+        if 400 <= status < 500 and _ingest_problem(resp, doc):
+            log.error("ingest refused a bulk request (%d: %s); sending its %d batches one by one",
+                      status, message, len(batches))
+            return await self._one_by_one(batches)
+        raise self._refuse(url, resp, doc)
+
+    async def _without_bulk(self, batches: Sequence[EncodedBatch], status: int) -> list[Outcome]:
+        """The bulk endpoint answered ``status`` (404/405): send the first batch to
+        ``/api/v1/batches``. Ingest answering there (delivered, or its verdict on the batch) means
+        it has no bulk endpoint: bulk is switched off for good (logged once) and the other batches
+        follow one by one. Otherwise that send's ``Unavailable`` (e.g. a refusal: neither endpoint
+        is there) propagates and bulk stays on, so the next call probes again."""
+        if not batches:
+            return []
+        first: Outcome = None
+        try:
+            await self.send_encoded(batches[0])
+        except (PartialWrite, Rejected) as exc:
+            first = exc
+        if self.bulk is not None:
+            log.warning("ingest at %s has no bulk endpoint (%d at %s): sending one batch per request",
+                        self.endpoint, status, self.bulk_endpoint)
+            self.bulk = None
+        return [first, *await self._one_by_one(batches[1:])]
 
     async def _one_by_one(self, batches: Sequence[EncodedBatch]) -> list[Outcome]:
         out: list[Outcome] = []
@@ -209,10 +257,13 @@ class HttpUplink:
                 out.append(exc)
         return out
 
-    def _bulk_outcomes(self, resp: httpx.Response, batches: Sequence[EncodedBatch]) -> list[Outcome]:
-        doc = _json(resp)
+    def _bulk_outcomes(
+        self, resp: httpx.Response, doc: Any, batches: Sequence[EncodedBatch]
+    ) -> list[Outcome]:
         lines = doc.get("batches") if isinstance(doc, dict) else None
-        if not isinstance(lines, list) or len(lines) != len(batches):
+        if not isinstance(lines, list):  # not ingest's BulkResult: a portal, another service...
+            raise self._refuse(self.bulk_endpoint, resp, doc)
+        if len(lines) != len(batches):
             # Stored or not, we cannot tell which: resending is safe (ingest deduplicates).
             raise Unavailable(f"ingest's bulk answer does not list the {len(batches)} batches sent")
         out: list[Outcome] = []
@@ -236,6 +287,7 @@ class HttpUplink:
                                         rejected))
             else:
                 out.append(None)
+        self._answered()
         return out
 
     async def _request(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -249,32 +301,77 @@ class HttpUplink:
         self.last_latency_s = time.perf_counter() - started
         return resp
 
-    async def _post(self, body: bytes, n: int) -> None:
-        self._check(await self._request(self.endpoint, body), n)
+    async def _post(self, body: bytes, batch: Batch | EncodedBatch) -> None:
+        self._check(await self._request(self.endpoint, body), batch)
 
-    def _check(self, resp: httpx.Response, n: int) -> None:
-        status = resp.status_code
+    def _check(self, resp: httpx.Response, batch: Batch | EncodedBatch) -> None:
+        """Return if ``resp`` is ingest's acknowledgement of ``batch``, else raise (see the module
+        docstring): ``PartialWrite``/``Rejected`` only on ingest's own verdict."""
+        url, status = self.endpoint, resp.status_code
         doc = _json(resp)
         if 200 <= status < 300:
+            if not _batch_result(doc, batch):
+                raise self._refuse(url, resp, doc)
+            self._answered()
             rejected = _rejections(doc)
             if rejected:
-                accepted = doc.get("accepted") if isinstance(doc, dict) else None
-                raise PartialWrite(accepted if isinstance(accepted, int) else n - len(rejected), rejected)
+                raise PartialWrite(doc["accepted"], rejected)
             return
-        message = _problem(doc, resp)
+        retry = self._retry(url, resp, doc)
+        if retry is not None:
+            raise retry
+        if status in CONTENT_VERDICTS and _ingest_problem(resp, doc):
+            self._answered()
+            rejected = _rejections(doc)
+            if status in (400, 422) and rejected:
+                accepted = doc.get("accepted")
+                raise PartialWrite(accepted if isinstance(accepted, int) else 0, rejected)
+            raise Rejected(f"ingest answered {status}: {_problem(doc, resp)}")
+        raise self._refuse(url, resp, doc)
+
+    def _retry(self, url: str, resp: httpx.Response, doc: Any) -> Unavailable | None:
+        """The ``Unavailable`` for a 408/429/5xx (``Retry-After`` honoured) or a 401/403 (a
+        refusal); ``None`` for any other answer."""
+        status = resp.status_code
         if status in (408, 429) or status >= 500:
-            raise Unavailable(
-                f"ingest answered {status}: {message}", parse_retry_after(resp.headers.get("Retry-After"))
-            )
+            return Unavailable(f"ingest answered {status}: {_problem(doc, resp)}",
+                               parse_retry_after(resp.headers.get("Retry-After")))
         if status in (401, 403):
-            self.refused[f"HTTP {status}"] += 1
-            log.error("ingest refused the token (%d): %s; data waits in the buffer", status, message)
-            raise Unavailable(f"ingest answered {status}: {message}", retry_after=30.0)
-        rejected = _rejections(doc)
-        if status in (400, 422) and rejected:
-            accepted = doc.get("accepted") if isinstance(doc, dict) else None
-            raise PartialWrite(accepted if isinstance(accepted, int) else 0, rejected)
-        raise Rejected(f"ingest answered {status}: {message}")
+            return self._refuse(url, resp, doc)
+        return None
+
+    def _refuse(self, url: str, resp: httpx.Response, doc: Any) -> Unavailable:
+        """Count and log (ERROR, once per change of URL and reason) an answer of ``url`` that is
+        no verdict of ingest on the batch; the ``Unavailable`` to raise (or to return as a bulk
+        outcome): the batch stays in the buffer, retried after ``backoff_cap_s``."""
+        status = resp.status_code
+        reason = f"HTTP {status} not ingest" if 200 <= status < 300 else f"HTTP {status}"
+        self.refused[reason] += 1
+        what = resp.headers.get("content-type") or "no content type"
+        if status in (401, 403):
+            hint = f"ingest refused the token ({_problem(doc, resp)}): fix the token"
+        elif 200 <= status < 300:
+            hint = (f"this is not ingest's result for the batch sent ({what}: {_snippet(resp)}): is this the "
+                    f"zhizao ingest? check the URL/path prefix (url = {self.config.url})")
+        else:
+            hint = (f"not a verdict of ingest on the batch ({what}: {_problem(doc, resp)}): is this the "
+                    f"zhizao ingest? check the URL/path prefix (url = {self.config.url})")
+            if status == 413:
+                hint += ", or a proxy's body-size limit (raise it, or lower max_batch_samples/bulk_max_bytes)"
+        cap = self.config.backoff_cap_s
+        if self._refusal != (url, reason):
+            self._refusal = (url, reason)
+            log.error("HTTP uplink: %s answered %d: %s; the data waits in the buffer, retried every %g s "
+                      "(counted in zhizao_agent_uplink_refused_total{reason=%r})",
+                      url, status, hint, cap, reason)
+        return Unavailable(f"{url} answered {status}: {hint}", retry_after=cap)
+
+    def _answered(self) -> None:
+        """Ingest answered (a delivery or its verdict on a batch): a refusal logged before is over."""
+        if self._refusal is not None:
+            log.info("HTTP uplink: ingest answers again at %s (after %s at %s)", self.config.url,
+                     self._refusal[1], self._refusal[0])
+            self._refusal = None
 
 
 def _gzip(data: bytes) -> bytes:
@@ -288,6 +385,27 @@ def _json(resp: httpx.Response) -> Any:
         return orjson.loads(resp.content)
     except orjson.JSONDecodeError:
         return None
+
+
+def _ingest_problem(resp: httpx.Response, doc: Any) -> bool:
+    """``resp`` is one of ingest's problem documents (RFC 9457 ``application/problem+json`` whose
+    ``status`` is the answer's status, with a ``detail``): not a proxy's or another server's page."""
+    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    return (ctype == PROBLEM_JSON and isinstance(doc, dict) and doc.get("status") == resp.status_code
+            and isinstance(doc.get("detail"), str))
+
+
+def _batch_result(doc: Any, batch: Batch | EncodedBatch) -> bool:
+    """``doc`` is ingest's ``BatchResult`` for ``batch``: its ``producer`` and ``batch_id``, an
+    ``accepted`` count and a ``rejected`` list."""
+    return (isinstance(doc, dict) and doc.get("producer") == batch.producer
+            and doc.get("batch_id") == batch.batch_id and type(doc.get("accepted")) is int
+            and isinstance(doc.get("rejected"), list))
+
+
+def _snippet(resp: httpx.Response) -> str:
+    text = " ".join(resp.text[:120].split())
+    return repr(text) if text else "empty body"
 
 
 def _rejections(doc: Any) -> dict[int, str]:
