@@ -71,7 +71,25 @@ class AgentCollector(Collector):
                 "Seconds since the last sample read",
                 labels=["connector"],
             ),
+            "cfail": CounterMetricFamily(
+                P + "connector_commit_failures",
+                "Buffer commits of a connector's data that failed (OPC UA: samples kept and retried; "
+                "MQTT: not acknowledged, session ended so that the broker redelivers)",
+                labels=["connector"],
+            ),
         }
+        cdrop = CounterMetricFamily(
+            P + "connector_samples_dropped",
+            "Samples a connector read and dropped under a named policy (commit_failed: beyond its "
+            "bound while buffer commits fail, or QoS 0 MQTT data of a failed commit)",
+            labels=["connector", "reason"],
+        )
+        skipped = CounterMetricFamily(
+            P + "values_skipped",
+            "Source values not made into samples (OPC UA repeat: same source timestamp, value and "
+            "status as the last one collected; no_value: Bad without a value and none to repeat)",
+            labels=["connector", "reason"],
+        )
         now = time.monotonic()
         for c in self.connectors:
             s = c.stats
@@ -84,7 +102,14 @@ class AgentCollector(Collector):
             per["gone"].add_metric([c.name], s.vanished_nodes)
             per["up"].add_metric([c.name], 1.0 if s.connected else 0.0)
             per["age"].add_metric([c.name], now - s.last_data if s.last_data is not None else float("nan"))
+            per["cfail"].add_metric([c.name], s.commit_failures)
+            for reason, n in sorted(s.dropped.items()):
+                cdrop.add_metric([c.name, reason], n)
+            for reason, n in sorted(s.skipped.items()):
+                skipped.add_metric([c.name, reason], n)
         yield from per.values()
+        yield cdrop
+        yield skipped
         b = self.buffer.stats
         f = self.forwarder.stats
         yield CounterMetricFamily(
@@ -108,6 +133,23 @@ class AgentCollector(Collector):
         for kind in ("mqtt_payload", "rejected_sample"):
             dead.add_metric([kind], self.deadletter.counts.get(kind, 0))
         yield dead
+        overwritten = CounterMetricFamily(
+            P + "dead_letters_overwritten",
+            "Dead-lettered items lost: in the rotated file <path>.1 when the next rotation overwrote it",
+            labels=["kind"],
+        )
+        for kind in sorted({"mqtt_payload", "rejected_sample", *self.deadletter.overwritten}):
+            overwritten.add_metric([kind], self.deadletter.overwritten.get(kind, 0))
+        yield overwritten
+        bfail = CounterMetricFamily(
+            P + "forwarder_buffer_failures",
+            "Buffer operations of the forwarder that failed (disk full...), by op: take (retried), ack of "
+            "delivered batches (they stay in the buffer and are sent again)",
+            labels=["op"],
+        )
+        for op, n in sorted(f.buffer_failures.items()):
+            bfail.add_metric([op], n)
+        yield bfail
         yield GaugeMetricFamily(
             P + "backlog_samples", "Samples waiting in the buffer", value=b.backlog_samples
         )
@@ -127,8 +169,10 @@ class AgentCollector(Collector):
         )
         refused = CounterMetricFamily(
             P + "uplink_refused",
-            "Messages the receiver refused for this agent's credentials, per reason: data (kept in "
-            "the buffer, retried) and, prefixed 'status: ', MQTT status messages (not retried)",
+            "Answers that were no delivery, per reason: the receiver refused this agent's credentials "
+            "or its topic (HTTP 401/403, MQTT 'Not authorized'), or the answer was not ingest's "
+            "('HTTP 404', 'HTTP 200 not ingest'): data kept in the buffer, retried; prefixed "
+            "'status: ', MQTT status messages the broker refused (not retried)",
             labels=["reason"],
         )
         for reason, n in sorted(getattr(self.forwarder.uplink, "refused", {}).items()):

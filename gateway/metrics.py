@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 P = "zhizao_gateway_"
 
+DEAD_LETTER_KINDS = ("gateway_batch", "gateway_sample", "gateway_status", "mqtt_payload", "rejected_sample")
+"""What the intake and the forwarders dead-letter (exported at 0 before the first)."""
+
 
 class GatewayCollector(Collector):
     """Collects from one running :class:`~gateway.service.Gateway`."""
@@ -53,6 +56,28 @@ class GatewayCollector(Collector):
                        sum(f.stats.retries for f in fw))
         yield _gauge("uplink_up", "1 when the last send to ingest succeeded",
                      int(all(f.stats.up for f in fw)))
+        refused = CounterMetricFamily(P + "uplink_refused", "Answers of the uplink's URL that were no "
+                                      "delivery, per reason (HTTP 401/403, or not ingest's: 'HTTP 404', "
+                                      "'HTTP 200 not ingest'): kept in the buffer, retried",
+                                      labels=["reason"])
+        for reason, n in sorted(gw.uplink.refused.items()):
+            refused.add_metric([reason], n)
+        yield refused
+        failures: dict[str, int] = {"take": 0, "ack": 0}
+        for f in fw:
+            for op, n in f.stats.buffer_failures.items():
+                failures[op] = failures.get(op, 0) + n
+        bfail = CounterMetricFamily(P + "forwarder_buffer_failures", "Buffer operations of the forwarders "
+                                    "that failed (disk full...): take (retried), ack (sent again)",
+                                    labels=["op"])
+        for op, n in sorted(failures.items()):
+            bfail.add_metric([op], n)
+        yield bfail
+        overwritten = CounterMetricFamily(P + "dead_letters_overwritten", "Dead-lettered items lost when a "
+                                          "rotation overwrote the rotated file <path>.1", labels=["kind"])
+        for kind in sorted({*DEAD_LETTER_KINDS, *gw.deadletter.overwritten}):
+            overwritten.add_metric([kind], gw.deadletter.overwritten.get(kind, 0))
+        yield overwritten
         s, c = gw.intake.stats, gw.intake.counts
         yield _gauge("broker_connected", "1 while connected to the plant broker", int(s.connected))
         yield _counter("broker_reconnects", "Reconnections to the plant broker", s.reconnects)

@@ -31,6 +31,9 @@ def test_every_simulated_value_arrives_exactly_once(
     assert 'zhizao_gateway_messages_total{kind="agent_batch"}' in metrics
     assert "zhizao_gateway_broker_connected 1.0" in metrics
     assert "zhizao_gateway_duplicates_skipped_total 0.0" in metrics  # no raw vendor redelivery here
+    assert 'zhizao_gateway_forwarder_buffer_failures_total{op="ack"} 0.0' in metrics
+    assert 'zhizao_gateway_dead_letters_overwritten_total{kind="rejected_sample"} 0.0' in metrics
+    assert "zhizao_gateway_uplink_refused_total{" not in metrics  # ingest took every batch
     assert gw.get("/livez").status_code == 200
     assert {a["agent_id"] for a in gw.get("/fleet").json()} == set(batches)
     for agent in agents:
