@@ -25,32 +25,15 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from edge_agent.buffer import EncodedBatch, SqliteBuffer
-from zhizao.model import AssetPath, Quality, Sample
+from tests.edge_agent.test_buffer import drain, samples
+from zhizao.model import Sample
 
-ASSET = AssetPath("plant1", "a1", "line1", "cnc-1")
-T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 NO_DROPS = {"overflow": 0, "expired": 0, "rejected": 0}
-
-
-def samples(n: int, start: int = 0) -> list[Sample]:
-    return [
-        Sample(ASSET, "spindle_speed", T0 + timedelta(milliseconds=i), float(i), "rpm", Quality.GOOD)
-        for i in range(start, start + n)
-    ]
-
-
-async def drain(buf: SqliteBuffer, max_items: int = 1000) -> list[Sample]:
-    out: list[Sample] = []
-    while (b := await buf.take(max_items)) is not None:
-        out.extend(b.samples)
-        await buf.ack(b)
-    return out
 
 
 def recount(path: Path) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import pytest
 from edge_agent.buffer import BulkLimits, EncodedBatch, SqliteBuffer
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
-from tests.edge_agent.test_buffer_failures import samples
+from tests.edge_agent.test_buffer import samples
 from zhizao.errors import PartialWrite, Rejected, Unavailable
 from zhizao.model import Batch
 

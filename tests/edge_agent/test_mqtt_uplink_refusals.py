@@ -8,15 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.deadletter import DeadLetter
@@ -24,6 +19,7 @@ from edge_agent.forwarder import Forwarder
 from edge_agent.metrics import AgentCollector, AgentMetrics
 from edge_agent.uplinks.mqtt import MqttUplink, MqttUplinkConfig
 from tests.edge_agent.test_buffer import ASSET, samples
+from tests.support.acl_broker import Subscriber, acl_broker
 from tests.support.servers import Mosquitto
 from tests.support.waiting import eventually
 from zhizao import topics, wire
@@ -46,57 +42,20 @@ ACL_FIXED = ACL_LINE2_ONLY.replace("user gw\n", "topic write zhizao/v1/plant1/a1
 
 @pytest.fixture
 def secured_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
-    """Mosquitto with users ``agent`` and ``gw`` (password file) and an ACL letting the agent
-    write line2 and its status only; ``acl`` is the file to rewrite before a restart."""
-    workdir = tmp_path / "mosquitto"
-    workdir.mkdir()
-    passwords, acl = workdir / "passwd", workdir / "acl"
-    passwords.touch()
-    for user, password in (("agent", "agent-secret"), ("gw", "gw-secret")):
-        subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True,
-                       capture_output=True)
-    acl.write_text(ACL_LINE2_ONLY)
-    server = Mosquitto(workdir, extra_config=f"password_file {passwords}\nacl_file {acl}\n")
-    server.start()
-    try:
-        yield server, acl
-    finally:
-        server.kill()
+    """Users ``agent`` and ``gw``; the ACL lets the agent write line2 and its status only."""
+    with acl_broker(tmp_path, ACL_LINE2_ONLY) as b:
+        yield b
 
 
-class Gateway:
-    """The site gateway's subscriber: persistent session, survives broker restarts."""
-
-    def __init__(self, broker: Mosquitto) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="site-gw", clean_session=False,
-                                  protocol=MQTTProtocolVersion.MQTTv311)
-        self.client.username_pw_set("gw", "gw-secret")
-        self.client.reconnect_delay_set(1, 1)
-        self.client.on_connect = lambda c, *_: c.subscribe(topics.DATA_FILTER, 1)
-        self.client.on_message = self._on
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def _on(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-
-    def on(self, topic: str) -> list[bytes]:
-        with self.lock:
-            return [p for t, p in self.messages if t == topic]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def site_gateway(broker: Mosquitto) -> Subscriber:
+    return Subscriber(broker, [topics.DATA_FILTER])
 
 
 async def test_a_publish_the_acl_denies_keeps_the_batch_until_the_acl_is_fixed(
     tmp_path: Path, secured_broker: tuple[Mosquitto, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     broker, acl = secured_broker
-    gateway = Gateway(broker)
+    gateway = site_gateway(broker)
     await eventually(gateway.client.is_connected, 10, "the gateway's subscriber")
     await asyncio.sleep(0.2)  # its SUBSCRIBE is through
     denied = samples(30)

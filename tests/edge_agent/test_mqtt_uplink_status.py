@@ -10,16 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.deadletter import DeadLetter
@@ -27,6 +22,7 @@ from edge_agent.forwarder import Forwarder
 from edge_agent.metrics import AgentCollector, AgentMetrics
 from edge_agent.uplinks.mqtt import MqttUplink, MqttUplinkConfig
 from tests.edge_agent.test_buffer import ASSET, samples
+from tests.support.acl_broker import Subscriber, acl_broker
 from tests.support.servers import Mosquitto
 from tests.support.waiting import eventually
 from zhizao import topics, wire
@@ -46,51 +42,14 @@ ACL_WITH_STATUS = ACL_DATA_ONLY.replace("user gw\n", "topic write zhizao/v1/agen
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
-    """Mosquitto with users ``agent`` and ``gw`` and an ACL letting the agent write its data but
-    not its status; ``acl`` is the file to rewrite before a restart."""
-    workdir = tmp_path / "mosquitto"
-    workdir.mkdir()
-    passwords, acl = workdir / "passwd", workdir / "acl"
-    passwords.touch()
-    for user, password in (("agent", "agent-secret"), ("gw", "gw-secret")):
-        subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True,
-                       capture_output=True)
-    acl.write_text(ACL_DATA_ONLY)
-    server = Mosquitto(workdir, extra_config=f"password_file {passwords}\nacl_file {acl}\n")
-    server.start()
-    try:
-        yield server, acl
-    finally:
-        server.kill()
+    """Users ``agent`` and ``gw``; the ACL lets the agent write its data but not its status."""
+    with acl_broker(tmp_path, ACL_DATA_ONLY) as b:
+        yield b
 
 
-class FleetView:
-    """The gateway's subscriber: data and status topics, persistent session."""
-
-    def __init__(self, broker: Mosquitto) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="site-gw", clean_session=False,
-                                  protocol=MQTTProtocolVersion.MQTTv311)
-        self.client.username_pw_set("gw", "gw-secret")
-        self.client.reconnect_delay_set(1, 1)
-        self.client.on_connect = lambda c, *_: c.subscribe([(topics.DATA_FILTER, 1),
-                                                            (topics.STATUS_FILTER, 1)])
-        self.client.on_message = self._on
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def _on(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-
-    def on(self, topic: str) -> list[bytes]:
-        with self.lock:
-            return [p for t, p in self.messages if t == topic]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def fleet_view(broker: Mosquitto) -> Subscriber:
+    """The gateway's subscriber: data and status topics."""
+    return Subscriber(broker, [topics.DATA_FILTER, topics.STATUS_FILTER])
 
 
 def _metric(text: str, name: str) -> float:
@@ -101,7 +60,7 @@ async def test_a_status_topic_the_acl_denies_is_one_warning_per_change_and_data_
     tmp_path: Path, broker: tuple[Mosquitto, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     server, acl = broker
-    fleet = FleetView(server)
+    fleet = fleet_view(server)
     await eventually(fleet.client.is_connected, 10, "the gateway's subscriber")
     await asyncio.sleep(0.2)  # its SUBSCRIBE is through
     cfg = MqttUplinkConfig(host=server.host, port=server.port, username="agent", password="agent-secret",
