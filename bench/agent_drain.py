@@ -53,7 +53,9 @@ def _receiver(port: int) -> None:
         key = (batch.producer, batch.batch_id)
         duplicate = key in seen
         seen.add(key)
-        return JSONResponse({"accepted": len(batch), "duplicate": duplicate, "rejected": []})
+        # ingest's BatchResult: the uplink lets a batch go only on an answer naming it
+        return JSONResponse({"producer": batch.producer, "batch_id": batch.batch_id, "seq": batch.seq,
+                             "accepted": len(batch), "duplicate": duplicate, "rejected": []})
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
 
