@@ -178,6 +178,12 @@ class AgentCollector(Collector):
         for reason, n in sorted(getattr(self.forwarder.uplink, "refused", {}).items()):
             refused.add_metric([reason], n)
         yield refused
+        yield CounterMetricFamily(
+            P + "uplink_id_conflicts",
+            "Batches ingest answered as duplicates of an id it had stored for other data: their samples "
+            "were not stored (HTTP uplink)",
+            value=getattr(self.forwarder.uplink, "id_conflicts", 0),
+        )
 
 
 class AgentMetrics:

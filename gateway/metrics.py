@@ -63,6 +63,8 @@ class GatewayCollector(Collector):
         for reason, n in sorted(gw.uplink.refused.items()):
             refused.add_metric([reason], n)
         yield refused
+        yield _counter("uplink_id_conflicts", "Batches ingest answered as duplicates of an id it had stored "
+                       "for other data: their samples were not stored", gw.uplink.id_conflicts)
         failures: dict[str, int] = {"take": 0, "ack": 0}
         for f in fw:
             for op, n in f.stats.buffer_failures.items():

@@ -248,3 +248,31 @@ async def test_ingest_verdicts_on_content_still_dead_letter(tmp_path: Path) -> N
     assert len(by_batch["large"]) == 60 and "413" in by_batch["large"][0]
     assert len(by_batch["partial"]) == 1 and by_batch["partial"][0].startswith("ts")
     assert stored == 11 and fwd.stats.sent_batches == 4
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["single", "bulk"])
+async def test_a_duplicate_answer_that_does_not_add_up_is_an_id_conflict(
+    ingest: str, bulk: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real ingest: a batch sent again is a duplicate that adds up (10 accepted of 10) — no alarm;
+    OTHER samples under an id ingest stored before (5 samples, ingest says 10 accepted) were not
+    stored: counted in ``id_conflicts`` and one ERROR naming the batch."""
+    caplog.set_level(logging.ERROR, logger="edge_agent.uplinks.http.uplink")
+    first = Batch("agent-1", "nonce-0000000001", 1, tuple(samples(10)))
+    other = Batch("agent-1", "nonce-0000000001", 1, tuple(samples(5, 100)))
+    async with HttpUplink(HttpUplinkConfig(url=ingest, bulk=bulk)) as up:
+        async def send(batch: Batch) -> None:
+            if bulk:
+                assert await up.send_bulk([EncodedBatch.of_batch(batch)]) == [None]
+            else:
+                await up.send(batch)
+
+        await send(first)
+        await send(first)
+        assert up.id_conflicts == 0 and not caplog.records
+        await send(other)
+        assert up.id_conflicts == 1
+    (error,) = [r.getMessage() for r in caplog.records]
+    assert "agent-1/nonce-0000000001" in error and "10 sample(s) accepted" in error
+    assert "NOT stored" in error
+    assert await asyncio.to_thread(written, ingest) == 10

@@ -39,6 +39,13 @@ uplink switches to one ``POST /api/v1/batches`` per batch (logged once), otherwi
 is raised and bulk stays on; ingest's problem+json 4xx sends this request's batches one by one,
 so each gets its own verdict; any other answer is a refusal as for ``send``.
 
+A ``duplicate`` answer (ingest stored this producer and batch id before) whose counts do not add
+up to the batch (``accepted`` + ``rejected`` != the batch's samples) means that id was stored for
+OTHER data — an id reused, e.g. by a buffer restored from a snapshot of an older version: the
+samples of this batch were not stored. Nothing can be done on the wire (resending gives the same
+answer); it is counted in :attr:`HttpUplink.id_conflicts`, exported as
+``zhizao_agent_uplink_id_conflicts_total``, and logged as an ERROR naming the batch.
+
 One ``HttpUplink`` holds one ``httpx.AsyncClient`` (connection reuse); ``send``, ``send_encoded``
 and ``send_bulk`` are safe to call concurrently.
 """
@@ -148,6 +155,9 @@ class HttpUplink:
         """Refusals per reason (``"HTTP 401"``, ``"HTTP 404"``, ``"HTTP 200 not ingest"``...): answers
         that are no verdict of ingest on a batch; the batch stayed in the buffer."""
         self._refusal: tuple[str, str] | None = None  # (URL, reason) of the refusal logged last
+        self.id_conflicts = 0
+        """Batches ingest answered as duplicates of an id it had stored for other data (see the
+        module docstring): their samples were not stored."""
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
@@ -280,6 +290,7 @@ class HttpUplink:
                 continue
             if (line.get("producer"), line.get("batch_id")) != (batch.producer, batch.batch_id):
                 raise Unavailable("ingest's bulk answer lists the batches in another order")
+            self._check_duplicate(line, batch)
             rejected = _rejections(line)
             if rejected:
                 accepted = line.get("accepted")
@@ -313,6 +324,7 @@ class HttpUplink:
             if not _batch_result(doc, batch):
                 raise self._refuse(url, resp, doc)
             self._answered()
+            self._check_duplicate(doc, batch)
             rejected = _rejections(doc)
             if rejected:
                 raise PartialWrite(doc["accepted"], rejected)
@@ -328,6 +340,20 @@ class HttpUplink:
                 raise PartialWrite(accepted if isinstance(accepted, int) else 0, rejected)
             raise Rejected(f"ingest answered {status}: {_problem(doc, resp)}")
         raise self._refuse(url, resp, doc)
+
+    def _check_duplicate(self, result: dict[str, Any], batch: Batch | EncodedBatch) -> None:
+        """Count and log a ``duplicate`` ``result`` whose counts do not add up to ``batch``."""
+        if result.get("duplicate") is not True:
+            return
+        accepted, rejected = result.get("accepted"), result.get("rejected")
+        if not isinstance(accepted, int) or not isinstance(rejected, list):
+            return
+        if accepted + len(rejected) != len(batch):
+            self.id_conflicts += 1
+            log.error("ingest had stored batch %s/%s before with %d sample(s) accepted, but this batch has "
+                      "%d (%d rejected now): its id was used for other data and these samples were NOT "
+                      "stored (a buffer restored from an old snapshot?)", batch.producer, batch.batch_id,
+                      accepted, len(batch), len(rejected))
 
     def _retry(self, url: str, resp: httpx.Response, doc: Any) -> Unavailable | None:
         """The ``Unavailable`` for a 408/429/5xx (``Retry-After`` honoured) or a 401/403 (a
