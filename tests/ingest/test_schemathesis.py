@@ -14,7 +14,10 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.core.result import Ok
+from schemathesis.schemas import APIOperation
 
 from ingest.app import create_app
 from ingest.testing import run_server, server_settings
@@ -41,9 +44,30 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@schema.parametrize()
+def _operations() -> list[APIOperation[Any, Any, Any, Any]]:
+    out = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"the ingest schema is invalid: {result}"
+        out.append(result.ok())
+    return out
+
+
+OPERATIONS = _operations()
+"""Every operation of the schema, one test each. Not ``schema.parametrize()``: its items share one
+node id (``test_no_server_errors``), and pytest-xdist then ran one of the 13 in CI, silently."""
+
+
+def test_every_operation_is_a_test_of_its_own() -> None:
+    assert len(OPERATIONS) >= 13 and len({op.label for op in OPERATIONS}) == len(OPERATIONS)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_errors(case: schemathesis.Case[Any], base_url: str) -> None:
+@given(data=st.data())
+def test_no_server_errors(
+    operation: APIOperation[Any, Any, Any, Any], data: st.DataObject, base_url: str
+) -> None:
+    case: schemathesis.Case[Any] = data.draw(operation.as_strategy())
     kw = case.as_transport_kwargs(base_url=base_url)
     content = json.dumps(kw["json"]).encode() if "json" in kw else kw.get("data", kw.get("content"))
     if isinstance(content, str):
