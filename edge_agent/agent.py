@@ -2,10 +2,11 @@
 
 ``await Agent(config, config_hash).run(stop)`` runs until ``stop`` is set, then shuts down in
 the order that loses nothing: connectors stop and hand over what they read, the buffer commits
-it, the forwarder stops (a batch in flight stays in the buffer, resent under the same id on the
-next start), the uplink closes, the buffer closes. With ``agent.site`` set it also commits its
-own health every ``agent.fleet_report_s`` to the buffer, forwarded like data: the fleet
-convention's samples on ``<site>/fleet/agents/<id>`` (:mod:`zhizao.fleet`).
+it (what it cannot commit — disk full — is counted and logged by its connector, see
+``Connector.settle_at_stop``), the forwarder stops (a batch in flight stays in the buffer,
+resent under the same id on the next start), the uplink closes, the buffer closes. With
+``agent.site`` set it also commits its own health every ``agent.fleet_report_s`` to the buffer,
+forwarded like data: the fleet convention's samples on ``<site>/fleet/agents/<id>`` (:mod:`zhizao.fleet`).
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ class Agent:
                     task.cancel()
                 await asyncio.gather(*readers, return_exceptions=True)
                 await self.buffer.flush()
+                for connector in self.connectors:
+                    await connector.settle_at_stop()
                 forwarder.cancel()
                 await asyncio.gather(forwarder, return_exceptions=True)
         log.info(

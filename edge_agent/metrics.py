@@ -81,7 +81,8 @@ class AgentCollector(Collector):
         cdrop = CounterMetricFamily(
             P + "connector_samples_dropped",
             "Samples a connector read and dropped under a named policy (commit_failed: beyond its "
-            "bound while buffer commits fail, or QoS 0 MQTT data of a failed commit)",
+            "bound while buffer commits fail, or QoS 0 MQTT data of a failed commit; "
+            "stopped_uncommitted: OPC UA data still uncommitted when the agent stopped)",
             labels=["connector", "reason"],
         )
         skipped = CounterMetricFamily(

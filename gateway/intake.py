@@ -145,6 +145,11 @@ class UnsIntake:
             [shared + f for f in self.mapper.filters] if self.mapper is not None else [])
         self.session = BrokerSession(b, b.client_id or config.id, self.filters)
 
+    async def settle_at_stop(self) -> int:
+        """Nothing to settle (the connector contract): a message whose commit did not succeed was
+        never acknowledged, so the broker redelivers it to the next session. Returns 0."""
+        return 0
+
     async def run(self, sink: Sink | RecordSink) -> None:
         """One connection (see :class:`gateway.mqtt.BrokerSession`); ``ConnectionLost`` when it drops."""
         record_sink = self.bind(sink)

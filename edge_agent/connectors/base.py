@@ -50,7 +50,9 @@ class ConnectorStats:
     dropped: dict[str, int] = field(default_factory=lambda: {"commit_failed": 0})
     """Samples read and then dropped under a named policy, by reason: ``commit_failed`` — OPC UA
     samples beyond the connector's bound of samples held while commits fail (the oldest), MQTT
-    samples of QoS 0 messages whose commit failed (the broker cannot redeliver those)."""
+    samples of QoS 0 messages whose commit failed (the broker cannot redeliver those);
+    ``stopped_uncommitted`` — OPC UA samples still held when the agent stopped (their commits
+    failed to the end)."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Source values not made into samples, by reason (OPC UA: ``repeat`` — the same source
     timestamp, value and status as the last one collected; ``no_value`` — a Bad value without a
@@ -74,3 +76,9 @@ class Connector(Protocol):
     stats: ConnectorStats
 
     async def run(self, sink: Sink) -> None: ...
+
+    async def settle_at_stop(self) -> int:
+        """Called once at the agent's stop, after ``run`` ended and the buffer was flushed: wait for
+        this connector's commits in flight; count and log what read data is lost because it could
+        not be committed (a named policy in ``stats.dropped``); return how many samples."""
+        ...

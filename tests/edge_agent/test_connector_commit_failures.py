@@ -14,7 +14,9 @@ from typing import Self
 
 import pytest
 
+from edge_agent.agent import Agent
 from edge_agent.buffer import SqliteBuffer
+from edge_agent.config import load_agent_config
 from edge_agent.connectors.mqtt import MqttConnector
 from edge_agent.connectors.opcua import OpcUaConnector
 from edge_agent.deadletter import DeadLetter
@@ -190,3 +192,73 @@ async def test_mqtt_a_failed_commit_ends_the_session_and_the_broker_redelivers(
     errors = [m for lvl, m in lines if lvl == logging.ERROR]
     assert len(errors) == 1 and "ending the session" in errors[0], errors
     assert any(lvl == logging.WARNING and "succeed again" in m for lvl, m in lines)
+
+
+AGENT = """
+[agent]
+id = "agent-1"
+state_dir = "{state}"
+
+[buffer]
+commit_interval_s = 0.02
+
+[health]
+enabled = false
+
+[[connectors]]
+type = "opcua"
+name = "opcua"
+endpoint = "opc.tcp://127.0.0.1:{port}/zhizao/sim"
+browse = [{{ pattern = "Objects/plant1/*/line1/*/*" }}]
+publishing_interval_ms = 50
+sampling_interval_ms = 0
+queue_size = 100
+request_timeout_s = 2
+
+[uplink]
+type = "http"
+url = "http://127.0.0.1:{closed}"
+"""
+
+
+async def test_opcua_samples_still_held_when_the_agent_stops_are_counted_and_logged_as_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An agent stopped while its buffer cannot commit (database full): what the OPC UA connector
+    read and could not commit has nowhere to go — it is dropped under ``stopped_uncommitted``,
+    counted, and one ERROR line says how many samples of which time span were lost (it used to
+    vanish with the process, uncounted). Every sample read is committed or counted as dropped."""
+    caplog.set_level(logging.WARNING)
+    port = free_port()
+    state = tmp_path / "state"
+    state.mkdir()
+    path = tmp_path / "agent.toml"
+    path.write_text(AGENT.format(state=state, port=port, closed=free_port()))
+    cfg, digest = load_agent_config(path)
+    agent = Agent(cfg, digest)
+    (conn,) = agent.connectors
+    assert isinstance(conn, OpcUaConnector)
+    stop_event = asyncio.Event()
+    async with server(port) as srv:
+        task = asyncio.create_task(agent.run(stop_event))
+        await eventually(lambda: conn.stats.connected, 20, "connected")
+        await asyncio.sleep(0.3)
+        await write(srv, 1)
+        await eventually(lambda: speeds(agent.buffer) == [1001.0], 10, "the first value committed")
+        await fill(agent.buffer)
+        for i in range(2, 12):
+            await write(srv, i)
+            await asyncio.sleep(0.05)
+        await eventually(lambda: conn.stats.commit_failures > 0 and conn.held_samples >= 10, 10,
+                         "ten values held")
+        stop_event.set()
+        await asyncio.wait_for(task, 30)
+    lost = conn.stats.dropped["stopped_uncommitted"]
+    assert lost >= 10 and conn.held_samples == 0 and conn.stats.dropped["commit_failed"] == 0
+    async with SqliteBuffer(cfg.buffer.path or state / "buffer.sqlite", "agent-1") as reopened:
+        assert speeds(reopened) == [1001.0], "nothing of the values read after the disk filled"
+        assert conn.stats.samples_read == len(samples(reopened)) + lost, "committed or counted as lost"
+    errors = [r.getMessage() for r in caplog.records
+              if r.name.endswith("opcua.connector") and r.levelno == logging.ERROR]
+    assert any(f"{lost} samples read and never committed" in m and "stopped_uncommitted" in m
+               and (T0 + timedelta(seconds=2)).isoformat() in m for m in errors), errors

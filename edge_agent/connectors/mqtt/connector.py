@@ -142,6 +142,12 @@ class MqttConnector:
         client.on_message = self._on_message  # the others (MQTT 5 properties, …): paho's message
         return client
 
+    async def settle_at_stop(self) -> int:
+        """Nothing to settle: a message whose commit did not succeed was never acknowledged, so the
+        broker keeps it for the persistent session; the samples of those it cannot redeliver were
+        counted under ``commit_failed`` when their commit failed. Returns 0."""
+        return 0
+
     async def run(self, sink: Sink) -> None:
         """Read until cancelled; ``ConnectionLost`` when the broker goes away."""
         cfg = self.config

@@ -19,7 +19,9 @@ ERROR line when commits start failing, one WARNING when they succeed again;
 ``commit_failures`` counted). At most ``max_held_samples`` are kept: beyond that the oldest are
 dropped under the policy ``commit_failed`` (counted in ``stats.dropped``, exported as
 ``zhizao_agent_connector_samples_dropped_total{reason="commit_failed"}``, one WARNING per
-failing period). A
+failing period). When the agent stops, what is held after the last hand-over settled has nowhere
+to go: :meth:`OpcUaConnector.settle_at_stop` drops it under ``stopped_uncommitted`` (counted, one
+ERROR line naming how many samples of which time span). A
 watchdog gives up a subscription that delivered nothing, not even a keep-alive, for
 ``stale_after_s``; a silent subscription or a lost session raises
 :class:`~zhizao.errors.ConnectionLost` and the supervisor reconnects and subscribes again from
@@ -114,6 +116,8 @@ class OpcUaConnector:
         self._episode = (0, 0)
         """(failed commits, samples dropped) since commits started failing."""
         self._conv: Converter | None = None
+        self._inflight: set[asyncio.Future[PutResult]] = set()
+        """Hand-overs whose commit has not settled yet."""
         self.stats.skipped.update(repeat=0, no_value=0)
 
     async def _client(self) -> Client:
@@ -228,7 +232,34 @@ class OpcUaConnector:
         except Exception as exc:  # noqa: BLE001 - a closed buffer, a bug: kept like a failed commit
             self._settled(number, batch, marks, exc)
             return
+        self._inflight.add(fut)
+        fut.add_done_callback(self._inflight.discard)
         fut.add_done_callback(lambda f: self._settled(number, batch, marks, _failure(f)))
+
+    async def settle_at_stop(self) -> int:
+        """At the agent's stop, after :meth:`run` ended and the buffer was flushed: wait for the
+        hand-overs in flight to settle; what is still held (their commits, or earlier ones,
+        failed: disk full) cannot be kept anywhere and is dropped under ``stopped_uncommitted`` —
+        counted, and one ERROR line names how many samples of which source-time span were lost.
+        Returns how many were dropped (0 when everything read was committed)."""
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        held = [s for _, chunk in self._retry for s in chunk] + self._pending
+        self._pending, self._retry, self._marks = [], [], {}
+        if not held:
+            return 0
+        self.stats.dropped["stopped_uncommitted"] = (
+            self.stats.dropped.get("stopped_uncommitted", 0) + len(held)
+        )
+        first = min(s.ts for s in held)
+        last = max(s.ts for s in held)
+        log.error(
+            "OPC UA %s: agent stopping while buffer commits fail: %d samples read and never committed "
+            "are lost (policy stopped_uncommitted), source time %s to %s, %d nodes",
+            self.name, len(held), first.isoformat(), last.isoformat(),
+            len({(s.asset, s.signal) for s in held}),
+        )
+        return len(held)
 
     def _settled(
         self, number: int, batch: list[Sample], marks: dict[str, str], failure: BaseException | None
