@@ -1,16 +1,17 @@
 """Benchmark: the edge agent's MQTT connector into its durable buffer, vs a bare subscriber.
 
-    python -m bench.agent_mqtt [--quick] [--messages N] [--rounds R] [--protocol 5|3.1.1] [--inflight K]
+    python -m bench.agent_mqtt [--quick | --smoke] [--messages N] [--rounds R] [--protocol 5|3.1.1]
+                               [--inflight K]
 
 Measures how fast :class:`edge_agent.connectors.mqtt.MqttConnector` collects vendor MQTT
 messages into the agent's SQLite buffer, against the raw ceiling of the same broker measured in
 the same run, and what the per-message digest marks (``mqtt:<name>:dup:<slot>``, committed with
 every QoS >= 1 message's samples so that a DUP redelivery after ``kill -9`` is not stored twice)
 cost. Full run: 200,000 messages per consumer, 3 rounds, medians; ``--quick``: 20,000 messages,
-1 round (under a minute on an idle machine). The last line of output is one JSON object; nothing
-is asserted, but ``exactly_once`` says whether every message's values are in the buffer exactly
-once, ``target_met`` whether qos1 / raw >= 0.9 (the OPC UA collection benchmark's target) and
-``target_met_vs_glue`` whether qos1 / glue is.
+1 round (under a minute on an idle machine); ``--smoke``: 500 messages. The last line of output
+is one JSON object; nothing is asserted, but ``exactly_once`` says whether every message's values
+are in the buffer exactly once, ``target_met`` whether qos1 / raw >= 0.9 (the OPC UA collection
+benchmark's target) and ``target_met_vs_glue`` whether qos1 / glue is.
 
 Method:
 
@@ -99,6 +100,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import add_smoke_flag, sized
 from edge_agent.connectors.mqtt.dedup import DUP_SLOTS
 
 VALUES_PER_MESSAGE = 10
@@ -488,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the broker's max_inflight_messages (default 100, as tests.support.servers)")
     p.add_argument("--protocol", choices=("5", "3.1.1"), default="5",
                    help="MQTT version of the consumers (default 5, the connector's default)")
+    add_smoke_flag(p)
     p.add_argument("--child-publish", nargs=3, metavar=("PORT", "LINE", "N"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child_publish:
@@ -496,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     from tests.support.servers import Mosquitto
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # through the finally: no broker left behind
-    n = a.messages or (20_000 if a.quick else 200_000)
-    rounds = a.rounds or (1 if a.quick else 3)
+    n = a.messages or sized(a, full=200_000, quick=20_000, smoke=500)
+    rounds = a.rounds or sized(a, full=3, quick=1, smoke=1)
     results: list[dict[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-agent-mqtt-") as d:
         tmp = Path(d)
@@ -513,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
             broker.kill()
         per_commit = max(1, round(statistics.median(res["qos1"]["collected"] / res["qos1"]["commits"]
                                                     for res in results)))
-        cost = _commit_cost(min(n, 10_000 if a.quick else 20_000), per_commit, tmp, 3 if a.quick else 5)
+        cost = _commit_cost(min(n, sized(a, full=20_000, quick=10_000, smoke=500)), per_commit, tmp,
+                            sized(a, full=5, quick=3, smoke=1))
 
     def med(kind: str, key: str) -> float:
         return statistics.median(res[kind][key] / max(1.0, res[kind]["collected"]) for res in results)
@@ -544,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "bench": "agent_mqtt",
         "quick": a.quick,
+        "smoke": a.smoke,
         "messages": n,
         "values_per_message": VALUES_PER_MESSAGE,
         "rounds": rounds,

@@ -1,6 +1,6 @@
 """Benchmark: OPC UA collection by the edge agent vs a raw asyncua subscription, same server, same run.
 
-    python -m bench.agent_opcua [--quick] [--tags 2000] [--seconds 30]
+    python -m bench.agent_opcua [--quick | --smoke] [--tags 2000] [--seconds 30]
 
 One simulator OPC UA server process (``simulator.opcua.server.OpcUaServer``) serves ``--tags``
 variables and rewrites them at ``--rate`` values/s (default 2,000: every tag once a second;
@@ -16,6 +16,7 @@ in its own process, subscribe to every tag at the same time:
 
 Prints values/s of both and their ratio (target ≥ 0.9), the agent process's peak RSS with the
 tags (target ≤ 80 MB) and its CPU per 1,000 values/s. The last line is one JSON object.
+``--quick``: 8 s per phase; ``--smoke``: 200 tags, 1 s per phase after a 0.5 s warm-up.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from bench import add_smoke_flag, sized
 
 SIGNALS_PER_MACHINE = 20
 
@@ -240,7 +243,8 @@ def _children(arg_lists: list[list[str]]) -> list[dict[str, float]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="8 s per phase (finishes within a minute)")
-    p.add_argument("--tags", type=int, default=2000)
+    add_smoke_flag(p)
+    p.add_argument("--tags", type=int, help="default 2000, smoke 200")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument(
         "--rate", type=float, default=2000.0, help="server write rate, values/s (0 = as fast as it can)"
@@ -249,8 +253,9 @@ def main() -> None:
     p.add_argument("--endpoint", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
-    seconds = 8.0 if a.quick else a.seconds
-    warmup = 2.0
+    a.tags = a.tags or sized(a, full=2000, quick=2000, smoke=200)
+    seconds = sized(a, full=a.seconds, quick=8.0, smoke=1.0)
+    warmup = sized(a, full=2.0, quick=2.0, smoke=0.5)
     if a.child == "server":
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
         asyncio.run(_server(a.port, a.tags, a.rate))
@@ -285,7 +290,7 @@ def main() -> None:
         if server.stdout.readline().strip() != "READY":
             raise SystemExit("the OPC UA server did not start")
         common = ["--endpoint", endpoint, "--tags", str(a.tags)] + (
-            ["--quick"] if a.quick else ["--seconds", str(seconds)]
+            ["--smoke"] if a.smoke else ["--quick"] if a.quick else ["--seconds", str(seconds)]
         )
         # both clients subscribe to the same server at the same time: same offered load
         raw, agent = _children([["--child", "raw", *common], ["--child", "agent", *common]])
@@ -317,7 +322,9 @@ def main() -> None:
             {
                 "bench": "agent_opcua",
                 "quick": a.quick,
+                "smoke": a.smoke,
                 "tags": a.tags,
+                "agent_tags": int(agent.get("tags", 0)),
                 "seconds": seconds,
                 "raw_values_per_s": round(raw_rate, 1),
                 "agent_values_per_s": round(agent_rate, 1),
@@ -327,6 +334,8 @@ def main() -> None:
                 "agent_rss_mb": round(agent["rss_mb"], 1),
                 "target_rss_mb": 80,
                 "agent_cpu_core_per_1000_values_s": round(cpu_per_k, 4),
+                "agent_committed": int(agent["committed"]),
+                "agent_forwarded": int(agent["sent"]),
             }
         )
     )

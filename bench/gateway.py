@@ -1,6 +1,6 @@
 """Site gateway throughput: broker → gateway → ingest, against a bare MQTT subscriber in the same run.
 
-    python -m bench.gateway [--quick] [--seconds S] [--ticks-per-batch T] [--agents N]
+    python -m bench.gateway [--quick | --smoke] [--seconds S] [--ticks-per-batch T] [--agents N]
 
 Simulated line data (``examples/workshop.toml``) is cut into per-machine wire-format batches of
 ``T`` ticks (what agents in MQTT-uplink mode publish) and published at QoS 1 as fast as the broker
@@ -37,6 +37,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import add_smoke_flag, sized
 from gateway.mqtt.testing import Counter, FakeAgent
 from gateway.testing import GatewayProcess, duckdb_counts, ingest_written, simulated_batches, write_config
 from ingest.testing import IngestProcess
@@ -102,7 +103,9 @@ def _committed(gw: GatewayProcess) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small run (< 1 minute)")
-    p.add_argument("--seconds", type=float, help="simulated seconds of the line (default 3600, quick 900)")
+    add_smoke_flag(p)
+    p.add_argument("--seconds", type=float,
+                   help="simulated seconds of the line (default 3600, quick 900, smoke 60)")
     p.add_argument("--ticks-per-batch", type=int, default=10, help="ticks of one machine per batch")
     p.add_argument("--agents", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=4, help="gateway uplink concurrency")
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--direct-bulk", type=int, default=100,
                    help="agent batches per bulk request in the ingest_direct_bulk figure")
     args = p.parse_args(argv)
-    seconds = args.seconds or (900.0 if args.quick else 3600.0)
+    seconds = args.seconds or sized(args, full=3600.0, quick=900.0, smoke=60.0)
     batches = simulated_batches(seconds, n_agents=args.agents, ticks_per_batch=args.ticks_per_batch)
     total = sum(len(b) for bs in batches.values() for b in bs)
     n_msgs = sum(len(bs) for bs in batches.values())
@@ -182,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             result = {
                 "bench": "gateway",
                 "quick": args.quick,
+                "smoke": args.smoke,
                 "bulk": not args.no_bulk,
                 "samples": total,
                 "batches": n_msgs,

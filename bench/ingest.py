@@ -1,6 +1,6 @@
 """Ingest throughput and latency, against the raw ceilings of the same stores, in one run.
 
-    python -m bench.ingest [--quick] [--batches N] [--rounds R] [--concurrency C] [--no-influx]
+    python -m bench.ingest [--quick | --smoke] [--batches N] [--rounds R] [--concurrency C] [--no-influx]
 
 1,000-sample batches (pre-encoded wire-format JSON, each batch's samples grouped by series as
 the agent sends them; 10 machines x 6 signals, ~17 samples per series) are posted by an asyncio
@@ -37,6 +37,7 @@ import duckdb
 import httpx
 import numpy as np
 
+from bench import add_smoke_flag, sized
 from ingest.storage.base import SampleFrame
 from ingest.storage.duckdb.schema import DDL
 from ingest.storage.duckdb.store import frame_to_arrow
@@ -223,13 +224,14 @@ async def bench_through_ingest(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ingest", description="ingest throughput and latency")
     p.add_argument("--quick", action="store_true", help="small run (< 1 minute)")
-    p.add_argument("--batches", type=int, help="batches per measurement (default 300, quick 60)")
+    add_smoke_flag(p)
+    p.add_argument("--batches", type=int, help="batches per measurement (default 300, quick 60, smoke 10)")
     p.add_argument("--concurrency", type=int, default=16,
                    help="client connections (default 16; direct writes are also measured with half)")
     p.add_argument("--rounds", type=int, help="rounds of InfluxDB phases (default 3, quick 1)")
     p.add_argument("--no-influx", action="store_true", help="skip the InfluxDB part")
     args = p.parse_args(argv)
-    n = args.batches or (60 if args.quick else 300)
+    n = args.batches or sized(args, full=300, quick=60, smoke=10)
     batches = make_batches(n + 5 + n // 2)
     main_batches, lat_batches = batches[: n + 5], batches[n + 5 :]
     # each batch's samples grouped by series, as the agent's buffer sends them (both versions, and
@@ -245,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "batches": n,
         "concurrency": args.concurrency,
         "quick": args.quick,
+        "smoke": args.smoke,
     }
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as d:
         tmp = Path(d)
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             })
         if not args.no_influx:
             rounds = []
-            for r in range(args.rounds or (1 if args.quick else 3)):
+            for r in range(args.rounds or sized(args, full=3, quick=1, smoke=1)):
                 (tmp / f"round-{r}").mkdir()
                 rounds.append(asyncio.run(_influx_part(tmp / f"round-{r}", bodies, lat_bodies, frames,
                                                        args.concurrency)))

@@ -1,12 +1,14 @@
 """Benchmark: a day of KPIs for a line of 10 machines at 1 s resolution, on DuckDB and InfluxDB.
 
-    python -m bench.kpi [--quick]
+    python -m bench.kpi [--quick | --smoke]
 
 Synthetic telemetry (state changes, counters, energy and power every second, one process signal)
 is written to a DuckDB file and to a real ``influxd`` (skipped with a note if not installed). On each
 backend it times (1) the raw ceiling: fetching the same KPI rows from the store, (2) the full KPI
 report (fetch + engine + coverage check). Ratio = ceiling time / KPI time (1.0 = the KPI costs
-nothing beyond the fetch). ``--quick`` uses 2 hours instead of 24.
+nothing beyond the fetch). ``--quick`` uses 2 hours instead of 24, ``--smoke`` 1 hour. Both backends
+must fetch the same rows and report the same windows (``*_rows``, ``*_windows``). No target
+(``"target": null``): the figures size a deployment.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from analytics.kpi.engine import KPI_SIGNALS
 from analytics.kpi.service import kpi_report
 from analytics.kpi.source import MAX_POINTS
 from analytics.kpi.windows import GroupBy
+from bench import add_smoke_flag, sized
 from ingest.storage.base import SampleFrame, SeriesQuery, Store
 from zhizao.plant import PlantConfig
 
@@ -110,6 +113,7 @@ async def measure(store: Store, f: SampleFrame, seconds: int, repeats: int) -> d
         await store.write(part)
     end = START + timedelta(seconds=seconds)
     raw, kpi = [], []
+    n = windows = 0
     p, cfg = plant(), KpiConfig()
     for _ in range(repeats):
         t = time.perf_counter()
@@ -126,18 +130,22 @@ async def measure(store: Store, f: SampleFrame, seconds: int, repeats: int) -> d
         rep = await kpi_report(store, p, cfg, "b", start=START, end=end, group_by=GroupBy.SHIFT)
         kpi.append(time.perf_counter() - t)
         assert rep["windows"]
-    return {"raw_fetch_s": min(raw), "kpi_s": min(kpi), "ratio": min(raw) / min(kpi)}
+        windows = len(rep["windows"])
+    return {"raw_fetch_s": min(raw), "kpi_s": min(kpi), "ratio": min(raw) / min(kpi), "rows": n,
+            "windows": windows}
 
 
-async def run(quick: bool) -> dict[str, Any]:
-    seconds = 2 * 3600 if quick else 86400
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    seconds = sized(args, full=86400, quick=2 * 3600, smoke=3600)
+    repeats = sized(args, full=3, quick=2, smoke=1)
     f = frame(seconds)
-    out: dict[str, Any] = {"bench": "kpi", "machines": 10, "seconds": seconds, "points": len(f)}
+    out: dict[str, Any] = {"bench": "kpi", "quick": args.quick, "smoke": args.smoke, "machines": 10,
+                           "seconds": seconds, "points": len(f), "target": None}
     from ingest.storage.duckdb.store import DuckDBStore
 
     with tempfile.TemporaryDirectory() as tmp:
         async with DuckDBStore(str(Path(tmp) / "b.duckdb")) as duck:
-            d = await measure(duck, f, seconds, 2 if quick else 3)
+            d = await measure(duck, f, seconds, repeats)
         print(f"duckdb: raw fetch {d['raw_fetch_s']:.3f} s, KPIs {d['kpi_s']:.3f} s, ratio {d['ratio']:.2f}")
         out.update({f"duckdb_{k}": round(v, 4) for k, v in d.items()})
         if shutil.which("influxd") is None:
@@ -152,7 +160,7 @@ async def run(quick: bool) -> dict[str, Any]:
         try:
             settings = InfluxSettings(url=server.url, database=server.database, timeout_s=300)
             async with InfluxStore(settings) as influx:
-                i = await measure(influx, f, seconds, 2)
+                i = await measure(influx, f, seconds, min(repeats, 2))
         finally:
             server.kill()
         print(
@@ -164,9 +172,10 @@ async def run(quick: bool) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="2 hours instead of 24")
+    add_smoke_flag(ap)
     args = ap.parse_args()
-    print(json.dumps(asyncio.run(run(args.quick))))
+    print(json.dumps(asyncio.run(run(args))))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Benchmark: streaming anomaly scoring throughput and model training time.
 
-Run: ``python -m bench.scoring [--quick]`` from the repository root. Single-threaded BLAS (one core).
+Run: ``python -m bench.scoring [--quick | --smoke]`` from the repository root. Single-threaded BLAS
+(one core).
 
 * streaming: :class:`analytics.scoring.StreamScorer` fed chunks of ``--chunk`` rows of a machine with
   ``--signals`` signals; samples/s = rows × signals / wall time.
@@ -33,6 +34,7 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 from analytics.scoring import AnomalyModel, ModelSpec  # noqa: E402
+from bench import add_smoke_flag, sized  # noqa: E402
 
 
 def data(rows: int, signals: int, seed: int = 0) -> np.ndarray:
@@ -272,14 +274,15 @@ def service_bench(machines: int, hours: float, signals: int, live_s: float) -> d
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scoring")
     p.add_argument("--quick", action="store_true", help="small sizes; finishes well within a minute")
+    add_smoke_flag(p)
     p.add_argument("--signals", type=int, default=8)
     p.add_argument("--chunk", type=int, default=1000, help="rows per streaming push")
     p.add_argument("--service-machines", type=int, default=None,
-                   help="machines for the service bench (default 4 quick, 10 full)")
+                   help="machines for the service bench (default 4 quick, 10 full, 1 smoke)")
     p.add_argument("--no-service", action="store_true", help="skip the scoring-service bench")
     args = p.parse_args(argv)
-    rows = 200_000 if args.quick else 2_000_000
-    repeats = 2 if args.quick else 3
+    rows = sized(args, full=2_000_000, quick=200_000, smoke=20_000)  # >= 20,000: the paths' check below
+    repeats = sized(args, full=3, quick=2, smoke=1)
     X = data(rows, args.signals)
     model = AnomalyModel(spec=ModelSpec()).fit(X[:2000], columns=[f"s{i}" for i in range(args.signals)])
 
@@ -303,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"raw numpy ceiling (one vectorised pass): {t_raw:.3f} s = {ceiling:,.0f} samples/s")
     print(f"ratio to ceiling: {ours / ceiling:.2f}; target >= 100,000 samples/s per core")
 
-    n1 = 5_000 if args.quick else 20_000
+    n1 = sized(args, full=20_000, quick=5_000, smoke=1_000)
 
     def per_row() -> None:
         s1 = model.stream()
@@ -316,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         f"per-row streaming (chunk of 1 row, the live 1 Hz path): {n1 / t_row:,.0f} rows/s = "
         f"{per_row_rate:,.0f} samples/s"
     )
-    csv_rate = csv_throughput(X[: 50_000 if args.quick else 200_000], args.signals)
+    csv_rate = csv_throughput(X[: sized(args, full=200_000, quick=50_000, smoke=5_000)], args.signals)
     print(f"CSV scorer end to end (parse, sort check, score, write): {csv_rate:,.0f} samples/s")
 
-    day = data(86_400 if not args.quick else 21_600, args.signals, seed=1)
+    day = data(sized(args, full=86_400, quick=21_600, smoke=3_600), args.signals, seed=1)
     train: dict[str, float] = {}
     for det in ("robust_z", "pca_t2q", "residual", "isolation_forest"):
         spec = ModelSpec(detector=det, detector_params={})
@@ -331,14 +334,15 @@ def main(argv: list[str] | None = None) -> int:
         ),
         3,
     )
-    label = "one day" if not args.quick else "a quarter day (--quick)"
+    label = sized(args, full="one day", quick="a quarter day (--quick)", smoke="an hour (--smoke)")
     for k, v in train.items():
         print(f"training on {label} ({len(day):,} rows x {args.signals} signals) with {k}: {v:.3f} s")
     svc: dict[str, float] = {}
     if not args.no_service:
-        machines = args.service_machines or (4 if args.quick else 10)
-        hours = 2.0 if args.quick else 6.0
-        svc = service_bench(machines, hours, args.signals, live_s=18.0 if args.quick else 60.0)
+        machines = args.service_machines or sized(args, full=10, quick=4, smoke=1)
+        hours = sized(args, full=6.0, quick=2.0, smoke=0.75)
+        live_s = sized(args, full=60.0, quick=18.0, smoke=3.0)
+        svc = service_bench(machines, hours, args.signals, live_s=live_s)
         print(f"scoring service, {machines} machines x {hours:g} h of 1 Hz rows x {args.signals} signals "
               f"through ingest's API (ingest in its own process): catch-up "
               f"{svc['service_rows_per_s']:,.0f} rows/s = {svc['service_samples_per_s']:,.0f} samples/s")
@@ -362,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "bench": "scoring",
                 "quick": args.quick,
+                "smoke": args.smoke,
                 "rows": rows,
                 "signals": args.signals,
                 "chunk": args.chunk,

@@ -1,6 +1,6 @@
 """Benchmark: value changes per second one simulator process serves over OPC UA to a subscribed client.
 
-Run: ``python -m bench.sim_opcua [--quick] [--scenario examples/workshop.toml]``.
+Run: ``python -m bench.sim_opcua [--quick | --smoke] [--scenario examples/workshop.toml]``.
 
 Two phases in the same run, each a separate server process and the same asyncua client in this
 process (subscribed to every variable, queue size 1000, publishing interval 100 ms, counting every
@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench import add_smoke_flag, sized
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 5000.0
@@ -56,6 +58,7 @@ def _cpu_s(pid: int) -> float:
 class Stats:
     def __init__(self) -> None:
         self.rate = 0.0
+        self.count = 0
         self.server_cpu = 0.0
         self.client_cpu = 0.0
 
@@ -83,7 +86,8 @@ async def _measure(
         await asyncio.sleep(seconds)
         elapsed = time.perf_counter() - t0
         stats = Stats()
-        stats.rate = (counter.n - start_n) / elapsed
+        stats.count = counter.n - start_n
+        stats.rate = stats.count / elapsed
         stats.server_cpu = (_cpu_s(server_pid) - s0) / elapsed
         stats.client_cpu = (time.process_time() - c0) / elapsed
         await sub.delete()
@@ -151,6 +155,7 @@ async def _raw_server(port: int, n_vars: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.sim_opcua", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="short measurement (< 1 minute)")
+    add_smoke_flag(p)
     p.add_argument("--scenario", default=str(ROOT / "examples" / "workshop.toml"))
     p.add_argument(
         "--speed",
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.raw_server:
         asyncio.run(_raw_server(args.raw_server, args.variables))
         return 0
-    warmup, seconds = (2.0, 8.0) if args.quick else (5.0, 30.0)
+    warmup, seconds = sized(args, full=(5.0, 30.0), quick=(2.0, 8.0), smoke=(0.5, 1.0))
 
     from simulator import load_scenario
     from simulator.engine import signal_units
@@ -252,9 +257,12 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "bench": "sim_opcua",
                 "quick": args.quick,
+                "smoke": args.smoke,
                 "variables": n_vars,
                 "speed": speed,
                 "value_changes_per_s": round(sim_rate, 1),
+                "value_changes": sim_stats.count,
+                "raw_value_changes": raw_stats.count,
                 "raw_value_changes_per_s": round(raw_rate, 1),
                 "raw_ratio": round(ratio, 3),
                 "sim_server_cores": round(sim_stats.server_cpu, 2),
