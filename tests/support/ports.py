@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import random
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 # Ports handed out lie below the kernel's ephemeral range (32768-60999 by default), so no
 # outgoing connection can take one between ``free_port()`` and the server's bind, and each
@@ -26,6 +29,32 @@ def _worker_span() -> range:
 
 _span = _worker_span()
 _next = itertools.islice(itertools.cycle(_span), random.randrange(len(_span)), None)
+_CLAIMS = Path(tempfile.gettempdir()) / "zhizao-test-ports"
+_HELD_CLAIMS = 128
+_claimed: dict[int, int] = {}
+"""Port → file descriptor holding its claim (an exclusive ``flock``), oldest first: the last
+``_HELD_CLAIMS`` ports handed out stay claimed (a test's servers have bound theirs long before)."""
+
+
+def _claim(port: int) -> bool:
+    """Claim ``port`` for this process against every other test process on the machine: two pytest
+    sessions at once (a developer's and CI's) walk the same spans, and a random start alone still
+    let one take a port the other had handed out and not yet bound (seen: 'address already in
+    use'). The claim is a lock on a file, released after ``_HELD_CLAIMS`` later claims or by the
+    kernel when the process ends."""
+    if port in _claimed:
+        return True
+    _CLAIMS.mkdir(exist_ok=True)
+    fd = os.open(_CLAIMS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _claimed[port] = fd
+    while len(_claimed) > _HELD_CLAIMS:
+        os.close(_claimed.pop(next(iter(_claimed))))
+    return True
 
 
 def free_port() -> int:
@@ -33,6 +62,8 @@ def free_port() -> int:
     worker's span, taken in turn (a port comes round again only after ``_SPAN`` others)."""
     for _ in range(len(_span)):
         port = next(_next)
+        if not _claim(port):
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
