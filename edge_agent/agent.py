@@ -140,7 +140,7 @@ class Agent:
                 await asyncio.gather(*readers, return_exceptions=True)
                 await self.buffer.flush()
                 for connector in self.connectors:
-                    await connector.settle_at_stop()
+                    await connector.settle_at_stop(self.buffer)
                 forwarder.cancel()
                 await asyncio.gather(forwarder, return_exceptions=True)
         log.info(

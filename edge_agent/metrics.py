@@ -82,7 +82,9 @@ class AgentCollector(Collector):
             P + "connector_samples_dropped",
             "Samples a connector read and dropped under a named policy (commit_failed: beyond its "
             "bound while buffer commits fail, or QoS 0 MQTT data of a failed commit; "
-            "stopped_uncommitted: OPC UA data still uncommitted when the agent stopped)",
+            "stopped_uncommitted: OPC UA data still uncommitted when the agent stopped; "
+            "connection_lost: MQTT data the broker cannot resend, read on a connection that dropped "
+            "before its commit)",
             labels=["connector", "reason"],
         )
         skipped = CounterMetricFamily(

@@ -145,7 +145,7 @@ class UnsIntake:
             [shared + f for f in self.mapper.filters] if self.mapper is not None else [])
         self.session = BrokerSession(b, b.client_id or config.id, self.filters)
 
-    async def settle_at_stop(self) -> int:
+    async def settle_at_stop(self, sink: Sink | RecordSink) -> int:
         """Nothing to settle (the connector contract): a message whose commit did not succeed was
         never acknowledged, so the broker redelivers it to the next session. Returns 0."""
         return 0
@@ -314,6 +314,9 @@ class UnsIntake:
         def settled(f: asyncio.Future[PutResult]) -> None:
             if _committed(f):
                 msg.ack()
+            else:  # it came on a later connection than the original: end that one too
+                msg.end_session("session ended: buffer commit failed; the broker redelivers what was "
+                                "not acknowledged", f.exception() if not f.cancelled() else None)
             self._release()
 
         pending.add_done_callback(settled)

@@ -51,8 +51,10 @@ class ConnectorStats:
     """Samples read and then dropped under a named policy, by reason: ``commit_failed`` — OPC UA
     samples beyond the connector's bound of samples held while commits fail (the oldest), MQTT
     samples of QoS 0 messages whose commit failed (the broker cannot redeliver those);
-    ``stopped_uncommitted`` — OPC UA samples still held when the agent stopped (their commits
-    failed to the end)."""
+    ``stopped_uncommitted`` — OPC UA samples still held when the agent stopped (the last commit,
+    tried at the stop, failed too); ``connection_lost`` — MQTT samples read on a connection that
+    dropped before they were submitted, that the broker cannot redeliver (QoS 0, or a session that
+    is not persistent)."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Source values not made into samples, by reason (OPC UA: ``repeat`` — the same source
     timestamp, value and status as the last one collected; ``no_value`` — a Bad value without a
@@ -77,8 +79,9 @@ class Connector(Protocol):
 
     async def run(self, sink: Sink) -> None: ...
 
-    async def settle_at_stop(self) -> int:
+    async def settle_at_stop(self, sink: Sink) -> int:
         """Called once at the agent's stop, after ``run`` ended and the buffer was flushed: wait for
-        this connector's commits in flight; count and log what read data is lost because it could
-        not be committed (a named policy in ``stats.dropped``); return how many samples."""
+        this connector's commits in flight and try once more to commit what it still holds into
+        ``sink``; count and log what read data is lost because it could not be committed (a named
+        policy in ``stats.dropped``); return how many samples."""
         ...

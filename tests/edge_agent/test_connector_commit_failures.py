@@ -10,7 +10,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import pytest
 
@@ -25,10 +25,11 @@ from edge_agent.metrics import AgentCollector, AgentMetrics
 from edge_agent.supervisor import supervise
 from simulator.opcua.server import OpcUaServer
 from tests.edge_agent.disk_full import fill, free, samples
-from tests.edge_agent.test_mqtt_connector import Publisher, acme, make_config
+from tests.edge_agent.test_mqtt_connector import Publisher, acme, conn_rows, make_config
 from tests.edge_agent.test_opcua_connector import T0, config, server, stop, written
 from tests.support.ports import free_port
 from tests.support.servers import Mosquitto
+from tests.support.sinks import HeldCommits, redelivered_while_a_commit_fails
 from tests.support.waiting import eventually
 from zhizao.backoff import Backoff
 from zhizao.model import Batch, Quality
@@ -64,6 +65,21 @@ def speeds(buf: SqliteBuffer) -> list[float]:
 
 async def write(srv: OpcUaServer, i: int) -> None:
     await srv.write(0, T0 + timedelta(seconds=i), [("spindle_speed", 1000.0 + i, Quality.GOOD)])
+
+
+async def hold_values(conn: OpcUaConnector, buf: SqliteBuffer, srv: OpcUaServer, last: int) -> None:
+    """With ``conn`` running into ``buf``: value 1 committed, then the database full and values
+    2..``last`` written — held by the connector (its commits failed)."""
+    await eventually(lambda: conn.stats.connected, 20, "connected")
+    await asyncio.sleep(0.3)
+    await write(srv, 1)
+    await eventually(lambda: speeds(buf) == [1001.0], 10, "the first value committed")
+    await fill(buf)
+    for i in range(2, last + 1):
+        await write(srv, i)
+        await asyncio.sleep(0.05)
+    await eventually(lambda: conn.stats.commit_failures > 0 and conn.held_samples >= last - 1, 10,
+                     f"values 2..{last} held")
 
 
 async def test_opcua_samples_of_failed_commits_are_kept_and_committed_once_the_buffer_has_room(
@@ -241,16 +257,7 @@ async def test_opcua_samples_still_held_when_the_agent_stops_are_counted_and_log
     stop_event = asyncio.Event()
     async with server(port) as srv:
         task = asyncio.create_task(agent.run(stop_event))
-        await eventually(lambda: conn.stats.connected, 20, "connected")
-        await asyncio.sleep(0.3)
-        await write(srv, 1)
-        await eventually(lambda: speeds(agent.buffer) == [1001.0], 10, "the first value committed")
-        await fill(agent.buffer)
-        for i in range(2, 12):
-            await write(srv, i)
-            await asyncio.sleep(0.05)
-        await eventually(lambda: conn.stats.commit_failures > 0 and conn.held_samples >= 10, 10,
-                         "ten values held")
+        await hold_values(conn, agent.buffer, srv, 11)
         stop_event.set()
         await asyncio.wait_for(task, 30)
     lost = conn.stats.dropped["stopped_uncommitted"]
@@ -262,3 +269,101 @@ async def test_opcua_samples_still_held_when_the_agent_stops_are_counted_and_log
               if r.name.endswith("opcua.connector") and r.levelno == logging.ERROR]
     assert any(f"{lost} samples read and never committed" in m and "stopped_uncommitted" in m
                and (T0 + timedelta(seconds=2)).isoformat() in m for m in errors), errors
+
+
+async def test_opcua_a_reconnect_while_commits_fail_does_not_collect_a_held_value_again(
+    tmp_path: Path,
+) -> None:
+    """Commits fail (database full) and values are held; the session is lost and re-created. The
+    new subscription's initial notification is the current value, already held: the new session's
+    converter starts from the newest sample read, not from the newest committed, so it is a repeat
+    — once the disk has room every value is committed once (the old code committed 1005 twice)."""
+    port = free_port()
+    conn = OpcUaConnector(config(port), "agent-1", tmp_path)
+    clients: list[Any] = []
+    make_client = conn._client
+
+    async def capture() -> Any:
+        client = await make_client()
+        clients.append(client)
+        return client
+
+    conn._client = capture  # type: ignore[method-assign]
+    async with (
+        SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
+        server(port) as srv,
+    ):
+        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
+        await hold_values(conn, buf, srv, 5)
+        await clients[-1].connection_lost_callback(ConnectionError("blip"))  # the session is lost
+        await eventually(lambda: conn.stats.reconnects >= 1 and conn.stats.connected, 15, "reconnected")
+        await asyncio.sleep(0.5)  # the new subscription's initial notifications
+        await free(buf)
+        await eventually(lambda: conn.held_samples == 0 and 1005.0 in speeds(buf), 10)
+        await asyncio.sleep(0.3)
+        await stop(task)
+        got = speeds(buf)
+        stored = len(samples(buf))
+    assert got == [1001.0, 1002.0, 1003.0, 1004.0, 1005.0], f"each value once: {got}"
+    assert conn.stats.samples_read == stored
+
+
+async def test_opcua_held_samples_are_committed_at_stop_when_the_buffer_has_room_again(
+    tmp_path: Path,
+) -> None:
+    """Commits fail and samples are held; then the OPC UA server goes away, so no session runs to
+    retry them; the disk gets room again and the agent is stopped ('free space, restart'). The
+    stop sequence (readers cancelled, ``buffer.flush()``, ``settle_at_stop``) hands them over once
+    more: all committed, none dropped (the old code dropped all 6 under stopped_uncommitted)."""
+    port = free_port()
+    conn = OpcUaConnector(config(port), "agent-1", tmp_path)
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        async with server(port) as srv:
+            task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=5.0, cap=5.0)))
+            await hold_values(conn, buf, srv, 7)
+        await eventually(lambda: not conn.stats.connected, 10, "the server is gone")
+        await asyncio.sleep(0.3)
+        assert conn.held_samples >= 6
+        await free(buf)
+        await asyncio.sleep(1.5)  # longer than COMMIT_RETRY_S: no session, so no retry
+        assert conn.held_samples >= 6
+        await stop(task)  # the agent's stop sequence (edge_agent/agent.py)
+        await buf.flush()
+        lost = await conn.settle_at_stop(buf)
+        got = speeds(buf)
+    assert lost == 0 and conn.stats.dropped.get("stopped_uncommitted", 0) == 0
+    assert got == [1000.0 + i for i in range(1, 8)]
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_mqtt_a_redelivery_waiting_on_a_commit_that_fails_is_redelivered_again_and_stored(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str
+) -> None:
+    """Messages whose commit is slow; the connection drops and the broker redelivers them (DUP) on
+    the new connection while the original commit is pending: they wait on it. The commit then
+    fails: the new connection is ended too (a broker resends only on a new connection), so the
+    broker redelivers them once more and they are stored — every message once. The old code ended
+    only the original, already gone, connection: messages 3-7 stayed unacknowledged on a live
+    session, never stored, holding the broker's in-flight window."""
+    dl = DeadLetter(tmp_path / "dead.jsonl")
+    conn = MqttConnector(make_config(mosquitto, protocol), "agent-1", dl)
+    topic = "acme/line2/imm-3/telemetry"
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
+        sink = HeldCommits(buf)
+
+        def blip() -> None:  # the connection drops while the commit is pending
+            assert conn._session is not None
+            conn._session.end("network blip")
+
+        task = asyncio.create_task(supervise(conn, sink, backoff=Backoff(initial=0.1, cap=0.3)))
+        pub = Publisher(mosquitto)
+        try:
+            await eventually(lambda: conn.stats.connected, 15)
+            await asyncio.sleep(0.3)  # the SUBACK
+            got = await redelivered_while_a_commit_fails(
+                lambda i: pub.publish(topic, acme(i)), sink, lambda: conn_rows(buf),
+                lambda: conn.stats.samples_read == 8, blip, lambda: conn.stats.duplicates_skipped)
+        finally:
+            await stop(task)
+            pub.close()
+    assert got == [200.0 + i for i in range(10)], f"each value once, none lost: {got}"

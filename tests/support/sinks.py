@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from edge_agent.buffer import EncodedBatch, PutResult, SqliteBuffer
@@ -38,6 +38,32 @@ class WrappedBuffer:
 
     async def marks(self, prefix: str) -> dict[str, str]:
         return await self.buf.marks(prefix)
+
+
+class HeldCommits(WrappedBuffer):
+    """While ``hold`` is set, a submit (samples or records, not empty) does not reach the buffer and
+    its commit does not end until the test settles its future in ``held`` — a slow fsync on a
+    failing SD card, which the test can then fail."""
+
+    def __init__(self, buf: SqliteBuffer) -> None:
+        super().__init__(buf)
+        self.hold = False
+        self.held: list[asyncio.Future[PutResult]] = []
+
+    def _pending(self) -> asyncio.Future[PutResult]:
+        fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+        self.held.append(fut)
+        return fut
+
+    def submit(
+        self, samples: Sequence[Sample], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
+        return self._pending() if samples and self.hold else super().submit(samples, marks)
+
+    def submit_records(
+        self, records: Sequence[EncodedBatch], marks: dict[str, str] | None = None
+    ) -> asyncio.Future[PutResult]:
+        return self._pending() if records and self.hold else super().submit_records(records, marks)
 
 
 class CommitsThenDies(WrappedBuffer):
@@ -89,3 +115,36 @@ async def running(conn: Subscriber, sink: Any) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def redelivered_while_a_commit_fails(
+    publish: Callable[[int], None],
+    sink: HeldCommits,
+    stored: Callable[[], Sequence[Sample]],
+    pending: Callable[[], bool],
+    blip: Callable[[], None],
+    duplicates: Callable[[], int],
+) -> list[float]:
+    """The scenario of a redelivery waiting on a commit that fails, for a subscriber running (and
+    reconnected by its supervisor) into ``sink``: messages 0-2 stored; 3-7 read with their commit
+    held (``pending()`` true once they are); the connection dropped (``blip``) and 3-7 redelivered
+    (DUP) on the new one while the commit is pending (``duplicates()`` reaches 5); the commit fails;
+    8-9 published. Returns the values ``stored()`` once 10 are (sorted), or after 15 s."""
+    for i in range(3):
+        publish(i)
+    await eventually(lambda: len(stored()) == 3, 15)
+    sink.hold = True
+    for i in range(3, 8):
+        publish(i)
+    await eventually(pending, 15, "read, commit pending")
+    blip()
+    await eventually(lambda: duplicates() == 5, 15, "redelivered, waiting on the pending commit")
+    sink.hold = False
+    for fut in sink.held:
+        fut.set_exception(OSError("disk I/O error"))
+    for i in range(8, 10):
+        publish(i)
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: len(stored()) >= 10, 15, "every message stored")
+    await asyncio.sleep(0.3)  # nothing more comes
+    return sorted(float(s.value) for s in stored() if isinstance(s.value, int | float))

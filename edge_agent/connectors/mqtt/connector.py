@@ -92,9 +92,10 @@ class _Burst:
         self.acks: list[tuple[int, int]] = []
         """(mid, qos) of its QoS >= 1 messages, in arrival order."""
         self.digests: list[bytes] = []
-        self.waiters: list[tuple[mqtt.Client, int, int]] = []
-        """Redeliveries (DUP) of its messages that arrived before its commit ended: acknowledged
-        only if it succeeds."""
+        self.waiters: list[tuple[mqtt.Client, PahoOnLoop | None, int, int]] = []
+        """Redeliveries (DUP) of its messages that arrived before its commit ended (client,
+        connection, mid, qos): acknowledged only if it succeeds; if it fails, their connection
+        (a later one than the burst's) is ended too, so that the broker redelivers them again."""
         self.held = 0
         """Messages settled with it: its own and its waiters (see ``_MAX_HELD``)."""
 
@@ -142,7 +143,7 @@ class MqttConnector:
         client.on_message = self._on_message  # the others (MQTT 5 properties, …): paho's message
         return client
 
-    async def settle_at_stop(self) -> int:
+    async def settle_at_stop(self, sink: Sink) -> int:
         """Nothing to settle: a message whose commit did not succeed was never acknowledged, so the
         broker keeps it for the persistent session; the samples of those it cannot redeliver were
         counted under ``commit_failed`` when their commit failed. Returns 0."""
@@ -221,7 +222,7 @@ class MqttConnector:
             else:  # the original is still being committed: acknowledged only if it is
                 pending.held += 1
                 if qos > 0:
-                    pending.waiters.append((client, mid, qos))
+                    pending.waiters.append((client, self._session, mid, qos))
             return
         burst.held += 1
         if qos > 0:
@@ -266,7 +267,7 @@ class MqttConnector:
             ack = burst.client.ack
             for mid, qos in burst.acks:
                 ack(mid, qos)
-            for client, mid, qos in burst.waiters:
+            for client, _session, mid, qos in burst.waiters:
                 client.ack(mid, qos)
             if self._failing:
                 log.warning("MQTT %s: buffer commits succeed again (after %d failed)", self.name,
@@ -289,9 +290,12 @@ class MqttConnector:
                 f" ({lost} samples that cannot be redelivered dropped: commit_failed)" if lost else "",
             )
         self._failing += 1
-        if burst.session is not None:
-            burst.session.end(f"session ended: buffer commit failed ({failure}); the broker redelivers "
-                              "what was not acknowledged", failure)
+        # the burst's connection, and the later one(s) its waiters' redeliveries came on: a broker
+        # resends only on a new connection
+        sessions = {id(x): x for x in [burst.session, *(w[1] for w in burst.waiters)] if x is not None}
+        for session in sessions.values():
+            session.end(f"session ended: buffer commit failed ({failure}); the broker redelivers "
+                        "what was not acknowledged", failure)
 
     def _drop(self, burst: _Burst, reason: str) -> int:
         """Count the burst's samples the broker cannot redeliver as dropped for ``reason``."""

@@ -19,9 +19,12 @@ ERROR line when commits start failing, one WARNING when they succeed again;
 ``commit_failures`` counted). At most ``max_held_samples`` are kept: beyond that the oldest are
 dropped under the policy ``commit_failed`` (counted in ``stats.dropped``, exported as
 ``zhizao_agent_connector_samples_dropped_total{reason="commit_failed"}``, one WARNING per
-failing period). When the agent stops, what is held after the last hand-over settled has nowhere
-to go: :meth:`OpcUaConnector.settle_at_stop` drops it under ``stopped_uncommitted`` (counted, one
-ERROR line naming how many samples of which time span). A
+failing period). While no session runs (the server away) what is held waits for the next one.
+When the agent stops, :meth:`OpcUaConnector.settle_at_stop` hands it over once more; what that
+commit cannot take has nowhere to go and is dropped under ``stopped_uncommitted`` (counted, one
+ERROR line naming how many samples of which time span). A new session's converter starts from
+the newest sample read, committed or held, so its initial notifications do not repeat a held
+one. A
 watchdog gives up a subscription that delivered nothing, not even a keep-alive, for
 ``stale_after_s``; a silent subscription or a lost session raises
 :class:`~zhizao.errors.ConnectionLost` and the supervisor reconnects and subscribes again from
@@ -109,6 +112,9 @@ class OpcUaConnector:
         """Samples of hand-overs whose commit failed, by hand-over number: handed over again
         before ``_pending``."""
         self._owner: dict[str, int] = {}
+        self._latest: dict[str, str] = {}
+        """Mark key → mark of the newest sample read (committed or not): a new session's converter
+        starts from it, so that its initial notifications do not repeat what is held."""
         """Mark key → number of the newest hand-over in flight carrying it."""
         self._handovers = 0
         self._retry_at = 0.0
@@ -178,7 +184,7 @@ class OpcUaConnector:
                 [AssetPath.parse(t.asset) for t in self.tags],
                 [t.signal for t in self.tags],
                 [t.unit for t in self.tags],
-                [stored.get(self._mark_key(t)) for t in self.tags],
+                [self._latest.get(k) or stored.get(k) for k in map(self._mark_key, self.tags)],
                 self.stats.skipped,
             )
             flusher = asyncio.create_task(self._flush_loop(sink))
@@ -236,14 +242,20 @@ class OpcUaConnector:
         fut.add_done_callback(self._inflight.discard)
         fut.add_done_callback(lambda f: self._settled(number, batch, marks, _failure(f)))
 
-    async def settle_at_stop(self) -> int:
+    async def settle_at_stop(self, sink: Sink) -> int:
         """At the agent's stop, after :meth:`run` ended and the buffer was flushed: wait for the
-        hand-overs in flight to settle; what is still held (their commits, or earlier ones,
-        failed: disk full) cannot be kept anywhere and is dropped under ``stopped_uncommitted`` —
-        counted, and one ERROR line names how many samples of which source-time span were lost.
-        Returns how many were dropped (0 when everything read was committed)."""
+        hand-overs in flight to settle, then hand over what is still held once more (the disk may
+        have room again while no session ran to retry: the OPC UA server was away) and wait for
+        that commit. What is held after it cannot be kept anywhere and is dropped under
+        ``stopped_uncommitted`` — counted, and one ERROR line names how many samples of which
+        source-time span were lost. Returns how many were dropped (0 when everything read was
+        committed)."""
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self.held_samples:
+            self._flush(sink, force=True)
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
         held = [s for _, chunk in self._retry for s in chunk] + self._pending
         self._pending, self._retry, self._marks = [], [], {}
         if not held:
@@ -334,7 +346,8 @@ class OpcUaConnector:
         if sample is not None:
             self._pending.append(sample)
             assert self._conv is not None
-            self._marks[self._mark_key(self.tags[index])] = self._conv.mark(index)
+            key = self._mark_key(self.tags[index])
+            self._marks[key] = self._latest[key] = self._conv.mark(index)
             self.stats.got(1)
 
     # -- subscription mode -------------------------------------------------------------------
