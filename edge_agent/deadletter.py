@@ -6,12 +6,16 @@ payload, sample). Nothing refused disappears silently: it is counted here and lo
 caller. The file is rotated to ``<name>.1`` when it exceeds ``max_bytes``; a ``<name>.1`` still
 there is overwritten then, and its items are lost: they are counted by kind in ``overwritten``
 (the agent exports them as ``zhizao_agent_dead_letters_overwritten_total``) and logged as a
-WARNING (raise ``max_bytes``, or collect the files, to keep them).
+WARNING (raise ``max_bytes``, or collect the files, to keep them). A write that fails (disk
+full) raises ``OSError``, leaves the file as it was (a partly written line is cut off again) and
+counts nothing: the caller keeps the item (the forwarder does not ack its batch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from collections import Counter
 from datetime import UTC, datetime
@@ -42,11 +46,10 @@ class DeadLetter:
             doc[key] = value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else value
         line = orjson.dumps(doc, default=str) + b"\n"
         with self._lock:
-            self.counts[kind] += 1
             if self.path.exists() and self.path.stat().st_size + len(line) > self.max_bytes:
                 self._rotate()
-            with self.path.open("ab") as f:
-                f.write(line)
+            _append(self.path, line)
+            self.counts[kind] += 1  # once written: a write that failed (disk full) raised, uncounted
 
     def _rotate(self) -> None:
         """Under the lock: move the file to ``<name>.1``, counting what an older ``<name>.1`` held."""
@@ -80,3 +83,21 @@ def _kinds(path: Path) -> Counter[str]:
         end = line.find(b'"', start + 8) if start >= 0 else -1
         out[line[start + 8:end].decode("utf-8", "replace") if end > 0 else "unknown"] += 1
     return out
+
+
+def _append(path: Path, line: bytes) -> None:
+    """Append ``line`` to ``path`` whole, or raise ``OSError`` and leave the file as it was (what a
+    failing write managed to add is cut off again)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        view = memoryview(line)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)

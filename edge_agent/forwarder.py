@@ -18,7 +18,8 @@ A failed ack (the buffer's delete did not commit, e.g. disk full) leaves the bat
 it is released, so it is sent again under the same id (the receiver deduplicates it), counted in
 ``buffer_failures["ack"]`` and logged, and the forwarder goes on after a backoff (it does not
 stop, and no batch stays taken for ever). A failed take (forming a batch did not commit) is
-counted in ``buffer_failures["take"]``, logged and retried after the same backoff.
+counted in ``buffer_failures["take"]``, logged and retried after the same backoff. Such a resend
+is not counted as sent again, nor are its rejected samples dead-lettered again.
 
 Used by the edge agent and the site gateway alike: ``await Forwarder(...).run()`` until cancelled.
 """
@@ -51,9 +52,10 @@ class ForwarderStats:
     sent_batches: int = 0
     dead_lettered: int = 0
     retries: int = 0
-    buffer_failures: dict[str, int] = field(default_factory=lambda: {"take": 0, "ack": 0})
+    buffer_failures: dict[str, int] = field(default_factory=lambda: {"take": 0, "ack": 0, "deadletter": 0})
     """Buffer operations that failed, by operation: ``take`` (retried), ``ack`` of delivered
-    batches (the batches are sent again)."""
+    batches (the batches are sent again), ``deadletter`` — writing a batch's rejected samples to
+    the dead-letter file (the batch is kept and sent again)."""
     last_latency_s: float = 0.0
     last_success: float | None = None
     up: bool = True
@@ -120,6 +122,8 @@ class Forwarder:
         """Pause after a failed take or ack (reset by the next ack that works)."""
         self.window = window
         self.stats = ForwarderStats()
+        self._unacked: set[tuple[str, str]] = set()
+        """(producer, batch id) of batches delivered whose ack failed: sent again, not counted again."""
         self.observe_latency: Callable[[float], None] | None = None
         self._encoded = uplink if isinstance(uplink, EncodedUplink) else None
         self._bulk = uplink if isinstance(uplink, BulkUplink) and uplink.bulk is not None else None
@@ -191,14 +195,16 @@ class Forwarder:
                     await self._unavailable(exc, batch)
                     continue
                 except PartialWrite as exc:
-                    self._dead_letter(batch, exc.rejected)
+                    if not await self._kept(batch, exc.rejected):
+                        continue
                     self._sent(batch, len(batch) - len(exc.rejected), started)
                     break
                 except Rejected as exc:
                     log.error(
                         "uplink %s rejected batch %s for good: %s", self.uplink.name, batch.batch_id, exc
                     )
-                    self._dead_letter(batch, dict.fromkeys(range(len(batch)), str(exc)))
+                    if not await self._kept(batch, dict.fromkeys(range(len(batch)), str(exc))):
+                        continue
                     self._sent(batch, 0, started)
                     break
                 self._sent(batch, len(batch), started)
@@ -224,25 +230,35 @@ class Forwarder:
                     continue
                 final: list[EncodedBatch] = []
                 retry: list[EncodedBatch] = []
+                unwritten: OSError | None = None  # a dead-letter write failed: those batches stay
                 for batch, outcome in zip(pending, outcomes, strict=True):
                     if isinstance(outcome, Unavailable):
                         retry.append(batch)
                         continue
-                    final.append(batch)
                     if outcome is None:
                         self._sent(batch, len(batch), started)
-                    elif isinstance(outcome, PartialWrite):
-                        self._dead_letter(batch, outcome.rejected)
-                        self._sent(batch, len(batch) - len(outcome.rejected), started)
+                        final.append(batch)
+                        continue
+                    if isinstance(outcome, PartialWrite):
+                        rejected, accepted = outcome.rejected, len(batch) - len(outcome.rejected)
                     else:
                         log.error("uplink %s rejected batch %s for good: %s", self.uplink.name,
                                   batch.batch_id, outcome)
-                        self._dead_letter(batch, dict.fromkeys(range(len(batch)), str(outcome)))
-                        self._sent(batch, 0, started)
+                        rejected, accepted = dict.fromkeys(range(len(batch)), str(outcome)), 0
+                    try:
+                        self._dead_letter(batch, rejected)
+                    except OSError as exc:
+                        unwritten = exc
+                        retry.append(batch)
+                        continue
+                    self._sent(batch, accepted, started)
+                    final.append(batch)
                 pending = retry  # the final ones are acked, or released by a failed ack
                 if final:
                     await self._ack(final)
-                if retry:
+                if unwritten is not None:
+                    await self._buffer_failed("deadletter", unwritten, self._unwritten_consequence(retry[0]))
+                elif retry:
                     first = next(o for o in outcomes if isinstance(o, Unavailable))
                     await self._unavailable(first, retry[0])
         except BaseException:
@@ -263,6 +279,7 @@ class Forwarder:
         except Exception as exc:  # noqa: BLE001 - whatever the buffer raised, the batches come back
             for batch in batches:
                 self.buffer.release(batch)
+                self._unacked.add((batch.producer, batch.batch_id))
             await self._buffer_failed("ack", exc, f"{len(batches)} delivered batches (first "
                                       f"{batches[0].batch_id}) stay in the buffer and are sent again "
                                       "(the receiver deduplicates them)")
@@ -272,6 +289,23 @@ class Forwarder:
                 self.buffer.release(batch)
             raise
         self.buffer_backoff.reset()
+        if self._unacked:
+            for batch in batches:
+                self._unacked.discard((batch.producer, batch.batch_id))
+
+    async def _kept(self, batch: Batch | EncodedBatch, rejected: dict[int, str]) -> bool:
+        """Dead-letter ``rejected`` of ``batch``; if the file cannot be written (disk full), count,
+        log and back off, and return False: the batch is not acked, and is sent again."""
+        try:
+            self._dead_letter(batch, rejected)
+        except OSError as exc:
+            await self._buffer_failed("deadletter", exc, self._unwritten_consequence(batch))
+            return False
+        return True
+
+    def _unwritten_consequence(self, batch: Batch | EncodedBatch) -> str:
+        return (f"the rejected samples of batch {batch.batch_id} could not be written to "
+                f"{self.deadletter.path}; the batch stays in the buffer and is sent again")
 
     async def _buffer_failed(self, op: str, exc: Exception, consequence: str = "") -> None:
         """Count, log and back off after a failed buffer ``op``."""
@@ -295,14 +329,17 @@ class Forwarder:
             log.info("uplink %s is back; resuming at batch %s", self.uplink.name, batch.batch_id)
         self.stats.up = True
         self.backoff.reset()
-        self.stats.sent_samples += accepted
-        self.stats.sent_batches += 1
+        if (batch.producer, batch.batch_id) not in self._unacked:  # counted when first delivered
+            self.stats.sent_samples += accepted
+            self.stats.sent_batches += 1
         self.stats.last_latency_s = time.perf_counter() - started
         if self.observe_latency is not None:
             self.observe_latency(self.stats.last_latency_s)
         self.stats.last_success = time.time()
 
     def _dead_letter(self, batch: Batch | EncodedBatch, rejected: dict[int, str]) -> None:
+        if (batch.producer, batch.batch_id) in self._unacked:
+            return  # written when it was first delivered (its ack failed: sent again)
         stored = batch.samples_json() if isinstance(batch, EncodedBatch) else None
         for index, reason in sorted(rejected.items()):
             sample: object = None

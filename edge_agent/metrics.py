@@ -147,7 +147,8 @@ class AgentCollector(Collector):
         bfail = CounterMetricFamily(
             P + "forwarder_buffer_failures",
             "Buffer operations of the forwarder that failed (disk full...), by op: take (retried), ack of "
-            "delivered batches (they stay in the buffer and are sent again)",
+            "delivered batches (they stay in the buffer and are sent again), deadletter (a batch's "
+            "rejected samples not written: the batch is sent again)",
             labels=["op"],
         )
         for op, n in sorted(f.buffer_failures.items()):

@@ -65,12 +65,13 @@ class GatewayCollector(Collector):
         yield refused
         yield _counter("uplink_id_conflicts", "Batches ingest answered as duplicates of an id it had stored "
                        "for other data: their samples were not stored", gw.uplink.id_conflicts)
-        failures: dict[str, int] = {"take": 0, "ack": 0}
+        failures: dict[str, int] = {"take": 0, "ack": 0, "deadletter": 0}
         for f in fw:
             for op, n in f.stats.buffer_failures.items():
                 failures[op] = failures.get(op, 0) + n
         bfail = CounterMetricFamily(P + "forwarder_buffer_failures", "Buffer operations of the forwarders "
-                                    "that failed (disk full...): take (retried), ack (sent again)",
+                                    "that failed (disk full...): take (retried), ack (sent again), "
+                                    "deadletter (a batch's rejected samples not written: sent again)",
                                     labels=["op"])
         for op, n in sorted(failures.items()):
             bfail.add_metric([op], n)

@@ -74,6 +74,32 @@ class DiskFillsOnFirstAck:
         return [None] * len(batches)
 
 
+async def _drained(fwd: Forwarder, buf: SqliteBuffer) -> int:
+    """Run ``fwd`` as the agent does (restarted if it fails) until ``buf`` is empty (at most 10 s);
+    returns how many times it failed and was restarted (the tests want none)."""
+    restarts = 0
+
+    async def supervised() -> None:
+        nonlocal restarts
+        while True:
+            try:
+                await fwd.run()
+            except Exception:
+                restarts += 1
+                await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(supervised())
+    try:
+        for _ in range(200):
+            if buf.stats.backlog_samples == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return restarts
+
+
 @pytest.mark.parametrize("bulk", [None, BulkLimits(max_batches=4)], ids=["single", "bulk"])
 async def test_a_failed_ack_sends_the_batch_again_and_the_forwarder_goes_on(
     tmp_path: Path, bulk: BulkLimits | None, caplog: pytest.LogCaptureFixture
@@ -83,30 +109,108 @@ async def test_a_failed_ack_sends_the_batch_again_and_the_forwarder_goes_on(
         await buf.put(samples(250))
         fwd = Forwarder(buf, uplink, DeadLetter(tmp_path / "dead.jsonl"), max_items=100, linger=0.05,
                         window=1)
-        restarts = 0
-
-        async def supervised() -> None:  # as the agent runs it: restarted when it fails
-            nonlocal restarts
-            while True:
-                try:
-                    await fwd.run()
-                except Exception:  # counted: the test wants none
-                    restarts += 1
-                    await asyncio.sleep(0.1)
-
-        task = asyncio.create_task(supervised())
         try:
-            for _ in range(200):
-                if buf.stats.backlog_samples == 0:
-                    break
-                await asyncio.sleep(0.05)
+            restarts = await _drained(fwd, buf)
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             uplink.free_disk()
         first = uplink.posts[0]
         assert uplink.posts.count(first) >= 2, f"the batch whose ack failed was not resent: {uplink.posts}"
         assert buf.stats.backlog_samples == 0, "a delivered batch stayed in the buffer, never sent again"
         assert sum(uplink.stored.values()) == 250 and buf.stats.acked == 250
+        assert fwd.stats.sent_samples == 250, "a resent batch counted as sent twice"
+        assert fwd.stats.sent_batches == len(set(uplink.posts))
         assert fwd.stats.buffer_failures["ack"] >= 1 and restarts == 0, "the forwarder must go on"
         assert "sent again (the receiver deduplicates them)" in caplog.text
+
+
+class RejectsFirstSample:
+    """A receiver in memory that stores every batch but its first sample (a PartialWrite, as ingest
+    answers a batch with one bad sample — and again, the same, for a duplicate). With
+    ``fill_disk`` the agent's disk fills when it answers the first batch and has room again when
+    that batch comes back."""
+
+    name = "rejects-first"
+
+    def __init__(self, *, fill_disk: bool, bulk: BulkLimits | None = None) -> None:
+        self.bulk = bulk
+        self.disk = DiskFillsOnFirstAck(None) if fill_disk else None
+        self.posts: list[str] = []
+
+    async def __aenter__(self) -> RejectsFirstSample:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.disk is not None:
+            self.disk.free_disk()
+
+    def _receive(self, batch: Batch | EncodedBatch) -> PartialWrite:
+        if self.disk is not None:
+            self.disk._receive(batch)
+        self.posts.append(batch.batch_id)
+        return PartialWrite(len(batch) - 1, {0: "unit: unknown"})
+
+    async def send(self, batch: Batch) -> None:
+        raise self._receive(batch)
+
+    async def send_bulk(
+        self, batches: Sequence[EncodedBatch]
+    ) -> list[PartialWrite | Rejected | Unavailable | None]:
+        return [self._receive(b) for b in batches]
+
+
+class AckFailsOnce(SqliteBuffer):
+    """The real buffer, whose first ack fails (its delete did not commit: an I/O error)."""
+
+    failed = False
+
+    async def ack_many(self, batches: Sequence[Batch | EncodedBatch]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise OSError("disk I/O error")
+        await super().ack_many(batches)
+
+
+async def test_a_batch_resent_after_a_failed_ack_is_not_counted_nor_dead_lettered_twice(
+    tmp_path: Path,
+) -> None:
+    """Each batch has one rejected sample; the first ack fails, so that batch is sent again and
+    answered the same. It is counted as sent once and its rejected sample dead-lettered once (the
+    old code counted its samples twice and wrote its dead letter twice)."""
+    uplink = RejectsFirstSample(fill_disk=False)
+    dead = DeadLetter(tmp_path / "dead.jsonl")
+    async with AckFailsOnce(tmp_path / "b.sqlite", "agent-1", commit_interval=0.01) as buf, uplink:
+        await buf.put(samples(250))
+        fwd = Forwarder(buf, uplink, dead, max_items=100, linger=0.05, window=1)
+        restarts = await _drained(fwd, buf)
+    batches = len(set(uplink.posts))
+    assert uplink.posts.count(uplink.posts[0]) == 2 and restarts == 0
+    assert fwd.stats.buffer_failures["ack"] == 1
+    assert fwd.stats.sent_batches == batches and fwd.stats.sent_samples == 250 - batches
+    assert fwd.stats.dead_lettered == batches == len(dead.read()) == dead.counts["rejected_sample"]
+
+
+@pytest.mark.parametrize("bulk", [None, BulkLimits(max_batches=4)], ids=["single", "bulk"])
+async def test_a_dead_letter_file_that_cannot_be_written_keeps_the_batch_and_the_forwarder_goes_on(
+    tmp_path: Path, bulk: BulkLimits | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk fills as the receiver answers the first batch with a rejected sample: its dead
+    letter cannot be written. The batch is not acked (its rejected sample would be lost without a
+    trace): counted in buffer_failures["deadletter"], logged, sent again after a backoff, and
+    dead-lettered once the disk has room — the forwarder is not restarted, nothing counted that
+    was not written (the old code counted the dead letter, then the forwarder failed and was
+    restarted)."""
+    uplink = RejectsFirstSample(fill_disk=True, bulk=bulk)
+    dead = DeadLetter(tmp_path / "dead.jsonl")
+    async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.01) as buf, uplink:
+        await buf.put(samples(250))
+        fwd = Forwarder(buf, uplink, dead, max_items=100, linger=0.05, window=1)
+        restarts = await _drained(fwd, buf)
+        assert uplink.disk is not None
+        uplink.disk.free_disk()
+    batches = len(set(uplink.posts))
+    assert uplink.posts.count(uplink.posts[0]) == 2 and restarts == 0
+    assert fwd.stats.buffer_failures["deadletter"] == 1 and buf.stats.acked == 250
+    assert fwd.stats.dead_lettered == batches == len(dead.read()) == dead.counts["rejected_sample"]
+    assert "could not be written" in caplog.text and "sent again" in caplog.text
