@@ -14,12 +14,12 @@ in one request and answers per batch; each batch then follows the rules above on
 resent). A whole request that is unavailable is resent whole (ingest deduplicates the batches it
 had already stored). A batch leaves the buffer only after its own outcome said so.
 
-A failed ack (the buffer's delete did not commit, e.g. disk full) leaves the batch in the buffer:
-it is released, so it is sent again under the same id (the receiver deduplicates it), counted in
-``buffer_failures["ack"]`` and logged, and the forwarder goes on after a backoff (it does not
-stop, and no batch stays taken for ever). A failed take (forming a batch did not commit) is
-counted in ``buffer_failures["take"]``, logged and retried after the same backoff. Such a resend
-is not counted as sent again, nor are its rejected samples dead-lettered again.
+A failed ack (the buffer's delete did not commit, e.g. disk full) is retried after a backoff
+until it commits, counted in ``buffer_failures["ack"]`` and logged; meanwhile the delivered batch
+stays taken — not sent again, and safe from the buffer's ``drop_oldest``/``max_age_s`` (which
+would count delivered data as lost) — and the forwarder does not stop. A failed take (forming a
+batch did not commit) is counted in ``buffer_failures["take"]``, logged and retried after the same
+backoff.
 
 Used by the edge agent and the site gateway alike: ``await Forwarder(...).run()`` until cancelled.
 """
@@ -54,7 +54,7 @@ class ForwarderStats:
     retries: int = 0
     buffer_failures: dict[str, int] = field(default_factory=lambda: {"take": 0, "ack": 0, "deadletter": 0})
     """Buffer operations that failed, by operation: ``take`` (retried), ``ack`` of delivered
-    batches (the batches are sent again), ``deadletter`` — writing a batch's rejected samples to
+    batches (retried; the batches stay taken), ``deadletter`` — writing a batch's rejected samples to
     the dead-letter file (the batch is kept and sent again)."""
     last_latency_s: float = 0.0
     last_success: float | None = None
@@ -122,8 +122,6 @@ class Forwarder:
         """Pause after a failed take or ack (reset by the next ack that works)."""
         self.window = window
         self.stats = ForwarderStats()
-        self._unacked: set[tuple[str, str]] = set()
-        """(producer, batch id) of batches delivered whose ack failed: sent again, not counted again."""
         self.observe_latency: Callable[[float], None] | None = None
         self._encoded = uplink if isinstance(uplink, EncodedUplink) else None
         self._bulk = uplink if isinstance(uplink, BulkUplink) and uplink.bulk is not None else None
@@ -253,7 +251,7 @@ class Forwarder:
                         continue
                     self._sent(batch, accepted, started)
                     final.append(batch)
-                pending = retry  # the final ones are acked, or released by a failed ack
+                pending = retry  # the final ones are acked
                 if final:
                     await self._ack(final)
                 if unwritten is not None:
@@ -267,31 +265,28 @@ class Forwarder:
             raise
 
     async def _ack(self, batches: Sequence[Batch | EncodedBatch]) -> None:
-        """Ack delivered ``batches`` in the buffer. If that fails, they stay in the buffer and are
-        released: sent again later under the same ids (the receiver answers them as duplicates).
-        Never raises but on cancel (a cancelled ack may or may not have committed: the batches
-        are released, and at worst sent once more)."""
+        """Ack delivered ``batches`` in the buffer. If that fails (the delete did not commit: disk
+        full) it is counted, logged and retried after a backoff until it commits; the batches stay
+        taken meanwhile (see the module docstring). On cancel they are released (a cancelled ack
+        may or may not have committed: at worst they are sent once more, and the receiver answers
+        them as duplicates)."""
         try:
-            if len(batches) == 1:
-                await self.buffer.ack(batches[0])
-            else:
-                await self.buffer.ack_many(batches)
-        except Exception as exc:  # noqa: BLE001 - whatever the buffer raised, the batches come back
-            for batch in batches:
-                self.buffer.release(batch)
-                self._unacked.add((batch.producer, batch.batch_id))
-            await self._buffer_failed("ack", exc, f"{len(batches)} delivered batches (first "
-                                      f"{batches[0].batch_id}) stay in the buffer and are sent again "
-                                      "(the receiver deduplicates them)")
-            return
+            while True:
+                try:
+                    if len(batches) == 1:
+                        await self.buffer.ack(batches[0])
+                    else:
+                        await self.buffer.ack_many(batches)
+                    break
+                except Exception as exc:  # noqa: BLE001 - whatever the buffer raised: retried
+                    await self._buffer_failed("ack", exc, f"{len(batches)} delivered batches (first "
+                                              f"{batches[0].batch_id}) stay in the buffer, not sent "
+                                              "again; the ack is retried")
         except BaseException:
             for batch in batches:
                 self.buffer.release(batch)
             raise
         self.buffer_backoff.reset()
-        if self._unacked:
-            for batch in batches:
-                self._unacked.discard((batch.producer, batch.batch_id))
 
     async def _kept(self, batch: Batch | EncodedBatch, rejected: dict[int, str]) -> bool:
         """Dead-letter ``rejected`` of ``batch``; if the file cannot be written (disk full), count,
@@ -329,17 +324,14 @@ class Forwarder:
             log.info("uplink %s is back; resuming at batch %s", self.uplink.name, batch.batch_id)
         self.stats.up = True
         self.backoff.reset()
-        if (batch.producer, batch.batch_id) not in self._unacked:  # counted when first delivered
-            self.stats.sent_samples += accepted
-            self.stats.sent_batches += 1
+        self.stats.sent_samples += accepted
+        self.stats.sent_batches += 1
         self.stats.last_latency_s = time.perf_counter() - started
         if self.observe_latency is not None:
             self.observe_latency(self.stats.last_latency_s)
         self.stats.last_success = time.time()
 
     def _dead_letter(self, batch: Batch | EncodedBatch, rejected: dict[int, str]) -> None:
-        if (batch.producer, batch.batch_id) in self._unacked:
-            return  # written when it was first delivered (its ack failed: sent again)
         stored = batch.samples_json() if isinstance(batch, EncodedBatch) else None
         for index, reason in sorted(rejected.items()):
             sample: object = None

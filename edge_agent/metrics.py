@@ -147,7 +147,7 @@ class AgentCollector(Collector):
         bfail = CounterMetricFamily(
             P + "forwarder_buffer_failures",
             "Buffer operations of the forwarder that failed (disk full...), by op: take (retried), ack of "
-            "delivered batches (they stay in the buffer and are sent again), deadletter (a batch's "
+            "delivered batches (retried; they stay in the buffer, not sent again), deadletter (a batch's "
             "rejected samples not written: the batch is sent again)",
             labels=["op"],
         )

@@ -70,7 +70,7 @@ class GatewayCollector(Collector):
             for op, n in f.stats.buffer_failures.items():
                 failures[op] = failures.get(op, 0) + n
         bfail = CounterMetricFamily(P + "forwarder_buffer_failures", "Buffer operations of the forwarders "
-                                    "that failed (disk full...): take (retried), ack (sent again), "
+                                    "that failed (disk full...): take (retried), ack (retried), "
                                     "deadletter (a batch's rejected samples not written: sent again)",
                                     labels=["op"])
         for op, n in sorted(failures.items()):
