@@ -13,6 +13,7 @@ batch, for a second. The dead-letter file when it cannot be written is tested he
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import signal
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from edge_agent.buffer import BulkLimits, EncodedBatch, SqliteBuffer
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
 from tests.edge_agent.test_buffer import samples
+from tests.support.waiting import eventually
 from zhizao.errors import PartialWrite, Rejected, Unavailable
 from zhizao.model import Batch
 
@@ -95,10 +97,8 @@ async def _drained(fwd: Forwarder, buf: SqliteBuffer) -> int:
 
     task = asyncio.create_task(supervised())
     try:
-        for _ in range(200):
-            if buf.stats.backlog_samples == 0:
-                break
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(AssertionError):  # the caller's assertions say what is missing
+            await eventually(lambda: buf.stats.backlog_samples == 0, 10)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -212,18 +212,11 @@ async def test_a_delivered_batch_whose_ack_fails_is_never_dropped_as_lost(tmp_pa
                         window=1)
         task = asyncio.create_task(fwd.run())
         try:
-            for _ in range(100):
-                if fwd.stats.buffer_failures["ack"]:
-                    break
-                await asyncio.sleep(0.05)
-            assert fwd.stats.buffer_failures["ack"], "the first ack failed"
+            await eventually(lambda: fwd.stats.buffer_failures["ack"] > 0, 5, "the first ack failing")
             await buf.put(samples(200, start=250))  # 450 > 300: the oldest are dropped
             await asyncio.sleep(0.3)
             buf.failing.clear()
-            for _ in range(200):
-                if buf.stats.backlog_samples == 0:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: buf.stats.backlog_samples == 0, 10, "the backlog delivered")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
