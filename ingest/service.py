@@ -21,7 +21,7 @@ from ingest.ratelimit import RateLimiter
 from ingest.settings import Settings
 from ingest.storage.base import BatchKey, DataRefused, SampleFrame, Store, WriteResult
 from zhizao.errors import StoreUnavailable, WireFormatError
-from zhizao.wire import decompress
+from zhizao.wire import TOO_LARGE, decompress
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def refused_problem(exc: DataRefused) -> Problem:
 
 
 def _wire_problem(exc: WireFormatError, max_bytes: int) -> Problem:
-    if "larger than" in exc.message or "inflates to more than" in exc.message:
+    if "larger than" in exc.message or exc.message.startswith(TOO_LARGE):
         return Problem(413, f"{exc}; the limit is {max_bytes} bytes", reason="body_too_large",
                        limit=max_bytes)
     error: dict[str, object] = {"field": exc.path, "message": exc.message}

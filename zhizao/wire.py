@@ -174,23 +174,40 @@ def encode_batch(batch: Batch, *, compress: bool = False, version: int = VERSION
     return gzip.compress(raw, compresslevel=6, mtime=0) if compress else raw
 
 
+TOO_LARGE = "body inflates to more than"
+"""The beginning of :func:`decompress`'s error for a body past its limit (answered 413, not 400)."""
+
+
 def decompress(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """Return ``data`` un-gzipped when it starts with the gzip magic, else unchanged.
 
-    Refuses to inflate past ``max_bytes`` (a gzip bomb is an error, not an out-of-memory).
+    A gzip body is read whole: every member (RFC 1952: a gzip file is a series of members, and
+    InfluxDB, Go and Python read them all), each to its end — a body cut short, or bytes after the
+    last member that are not another member, are refused (``WireFormatError``), never read in
+    part. Refuses to inflate past ``max_bytes`` in all (a gzip bomb is an error, not an
+    out-of-memory): that error's message begins with :data:`TOO_LARGE`.
     """
     if not data.startswith(_GZIP_MAGIC):
         return data
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, max_bytes + 1)
-    except zlib.error as exc:
-        raise WireFormatError("", f"body is not valid gzip: {exc}") from exc
-    if len(out) > max_bytes:
-        raise WireFormatError("", f"body inflates to more than {max_bytes} bytes")
-    if not inflater.eof:
-        raise WireFormatError("", "gzip body is truncated")
-    return out
+    parts: list[bytes] = []
+    size = 0
+    rest = data
+    while rest:
+        if not rest.startswith(_GZIP_MAGIC):
+            raise WireFormatError("", f"{len(rest)} bytes after the end of the gzip data are not gzip")
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out = inflater.decompress(rest, max_bytes + 1 - size)
+        except zlib.error as exc:
+            raise WireFormatError("", f"body is not valid gzip: {exc}") from exc
+        size += len(out)
+        if size > max_bytes:
+            raise WireFormatError("", f"{TOO_LARGE} {max_bytes} bytes")
+        if not inflater.eof:
+            raise WireFormatError("", "gzip body is truncated")
+        parts.append(out)
+        rest = inflater.unused_data
+    return b"".join(parts)
 
 
 def decode_batch(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Batch:

@@ -17,7 +17,7 @@ from ingest.storage.base import EventQuery
 from zhizao.errors import WireFormatError
 from zhizao.events import Event, EventSource, EventState
 from zhizao.model import check_asset_prefix
-from zhizao.wire import decompress
+from zhizao.wire import TOO_LARGE, decompress
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -104,7 +104,7 @@ async def post_events(request: Request, service: ServiceDep, store: StoreDep,
     try:
         body = decompress(body, max_bytes=limit)
     except WireFormatError as exc:
-        too_large = "inflates to more than" in exc.message or "larger than" in exc.message
+        too_large = exc.message.startswith(TOO_LARGE) or "larger than" in exc.message
         raise service.refuse(Problem(413, f"{exc}; the limit is {limit} bytes", reason="body_too_large",
                                      limit=limit) if too_large else
                              Problem(400, f"invalid body: {exc}", reason="bad_encoding")) from None

@@ -9,9 +9,7 @@ with the write scope may write line protocol, whatever producers it is bound to 
 
 from __future__ import annotations
 
-import gzip
 import logging
-import zlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -23,6 +21,8 @@ from ingest.api.deps import CanWrite, ServiceDep
 from ingest.auth import TokenRecord
 from ingest.problems import Problem
 from ingest.service import IngestService
+from zhizao.errors import WireFormatError
+from zhizao.wire import TOO_LARGE, decompress
 
 router = APIRouter(tags=["line protocol"])
 log = logging.getLogger(__name__)
@@ -38,16 +38,13 @@ async def _write(request: Request, service: IngestService, precision: str,
                  writer: TokenRecord | None) -> Response:
     body = await read_body(request, service)
     limit = service.settings.limits.max_body_bytes
-    if body.startswith(b"\x1f\x8b"):
-        try:
-            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            body = inflater.decompress(body, limit + 1)
-        except (zlib.error, gzip.BadGzipFile) as exc:
-            raise service.refuse(Problem(400, f"body is not valid gzip: {exc}",
-                                         reason="bad_encoding")) from None
-        if len(body) > limit:
+    try:
+        body = decompress(body, max_bytes=limit)  # every gzip member, each read to its end
+    except WireFormatError as exc:
+        if exc.message.startswith(TOO_LARGE):
             raise service.refuse(Problem(413, f"body inflates past the limit of {limit} bytes",
-                                         reason="body_too_large", limit=limit))
+                                         reason="body_too_large", limit=limit)) from None
+        raise service.refuse(Problem(400, exc.message, reason="bad_encoding")) from None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

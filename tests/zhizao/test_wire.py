@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zhizao import AssetPath, Batch, Quality, Sample, WireFormatError
-from zhizao.wire import decode_batch, decode_batch_lenient, encode_batch, format_ts, parse_ts
+from zhizao.wire import decode_batch, decode_batch_lenient, decompress, encode_batch, format_ts, parse_ts
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "zhizao/schema/batch-v1.schema.json").read_text())
 ASSET = AssetPath("plant", "a1", "line1", "cnc-1")
@@ -213,3 +213,15 @@ def test_names_with_line_breaks_are_invalid_everywhere(name: str) -> None:
         AssetPath.parse(f"p/a/l/{name}")
     with pytest.raises(ValueError):
         Sample(ASSET, name, T0, 1.0)
+
+
+def test_decompress_reads_every_gzip_member_to_its_end_or_refuses() -> None:
+    two = gzip.compress(b"first\n") + gzip.compress(b"second\n")
+    assert decompress(two) == b"first\nsecond\n"
+    with pytest.raises(WireFormatError, match="truncated"):
+        decompress(two[:-3])
+    with pytest.raises(WireFormatError, match="after the end of the gzip data"):
+        decompress(gzip.compress(b"x") + b"\n")
+    with pytest.raises(WireFormatError, match="inflates to more than"):  # the limit spans the members
+        decompress(gzip.compress(b" " * 600) + gzip.compress(b" " * 600), max_bytes=1000)
+    assert decompress(b"plain") == b"plain"
