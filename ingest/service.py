@@ -177,8 +177,9 @@ class IngestService:
         if result.duplicate:
             self.metrics.dedup_hits.inc()
             self.metrics.batches.labels("duplicate").inc()
-        else:
+        else:  # its rejected samples are counted once: when it is stored, not for each resend
             self.metrics.batches.labels("stored").inc()
+            self._count_rejected(decoded)
         return BatchOutcome(decoded.producer, decoded.batch_id, decoded.seq, result.accepted,
                             decoded.rejected, result.duplicate)
 
@@ -188,7 +189,6 @@ class IngestService:
         decoded = self._decode(body)
         self._authorise(writer, (decoded.producer,))
         self._take_rate({decoded.producer: decoded.total})
-        self._count_rejected(decoded)
         result = await self.write_frame(decoded.frame, BatchKey(decoded.producer, decoded.batch_id), "batch")
         return self._outcome(decoded, result)
 
@@ -236,8 +236,6 @@ class IngestService:
                 "per request", reason="too_many_samples", limit=limits.max_bulk_samples))
         self._take_rate(counts)
         valid = [d for d in decoded if isinstance(d, DecodedBatch)]
-        for d in valid:
-            self._count_rejected(d)
         items = [(d.frame, BatchKey(d.producer, d.batch_id)) for d in valid]
         results = await self.write_frames(items, "bulk")
         by_id: dict[int, BatchOutcome | LineError] = {}

@@ -172,3 +172,26 @@ def test_health_ready_metrics_docs(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/v1/batches" in spec["paths"]
     assert {"Batch", "BatchV1", "BatchV2"} <= spec["components"]["schemas"].keys()
+
+
+@pytest.mark.parametrize("route", ["single", "bulk"])
+def test_rejections_of_a_resent_batch_are_counted_once(client: httpx.Client, route: str) -> None:
+    """A batch with a rejected sample, sent twice (its ack was lost): the second answer is a
+    duplicate and the rejection is counted once, not once per send (review 47: counted before the
+    store was asked, so again for each resend and each 503)."""
+    doc = batch_to_dict(batch("r-1", n=3))
+    doc["samples"][1]["ts"] = "2026-11-23T08:00:00"  # naive: rejected
+    body = orjson.dumps(doc)
+    for _ in range(2):
+        if route == "single":
+            r = client.post("/api/v1/batches", content=body, headers={"content-type": "application/json"})
+            duplicate = r.json().get("duplicate")
+        else:
+            r = client.post("/api/v1/batches/bulk", content=body + b"\n",
+                            headers={"content-type": "application/x-ndjson"})
+            duplicate = r.json()["batches"][0].get("duplicate")
+        assert r.status_code == 200, r.text
+    assert duplicate is True
+    metrics = client.get("/metrics").text
+    assert 'zhizao_ingest_samples_rejected_total{reason="ts"} 1.0' in metrics, \
+        [m for m in metrics.splitlines() if "samples_rejected_total{" in m]

@@ -195,3 +195,28 @@ async def test_the_agent_dead_letters_a_refused_batch(tmp_path: Path, influxdb: 
             outcomes = await uplink.send_bulk([EncodedBatch.of_batch(batch("g1")),
                                                EncodedBatch.of_batch(_far_batch("a2"))])
             assert outcomes[0] is None and isinstance(outcomes[1], Rejected), outcomes
+
+
+def test_a_capacity_limit_of_influxdb_is_an_outage_not_the_batchs_refusal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """influxd 1.x answers 400 'partial write: max-series-per-database limit exceeded' when a batch
+    brings new series past its limit: a limit of the server, not a fault of the batch — raised,
+    the same batch is stored. So it is 503 (the agent keeps the batch and retries), with one ERROR
+    naming the limit, never 422 (the agent would dead-letter every batch of a new machine or signal
+    for good). Found by review 47."""
+    server = InfluxDB(tmp_path / "influx-limited")
+    text = server.config_path.read_text()
+    server.config_path.write_text(text.replace("[data]\n", "[data]\n  max-series-per-database = 4\n"))
+    server.start()
+    try:
+        settings = server_settings(tmp_path)
+        settings.storage.backend = "influxdb"
+        settings.storage.influxdb.url = server.url
+        with run_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+            statuses = [post(client, batch(f"b{i}", n=2, signal=f"s{i}")).status_code for i in range(8)]
+    finally:
+        server.kill()
+    assert 503 in statuses and 422 not in statuses, statuses
+    assert "max-series-per-database limit exceeded" in caplog.text
+    assert "raise the limit in influxdb.conf" in caplog.text

@@ -68,6 +68,11 @@ from zhizao.events import Event
 from zhizao.model import LEVELS, Quality
 
 log = logging.getLogger(__name__)
+_CAPACITY_LIMITS: Final = ("max-series-per-database limit exceeded", "max-values-per-tag limit exceeded")
+"""InfluxDB 1.x's own capacity limits (``[data]`` in influxdb.conf): answered 400 like bad data, but
+the same batch can be stored once the limit is raised or series are dropped — a store problem
+(503, the agent keeps the batch), not the batch's (422, the agent dead-letters it)."""
+_CAPACITY_LOG_S = 60.0
 BATCHES = "zhizao_batches"
 EVENTS = "zhizao_events"
 _Item = tuple[bytes, int, BatchKey | None, "asyncio.Future[WriteResult]"]
@@ -110,6 +115,7 @@ class InfluxStore:
         self._queued_points = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[BatchKey, asyncio.Future[WriteResult]] = {}
+        self._capacity_logged = -_CAPACITY_LOG_S
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -173,6 +179,15 @@ class InfluxStore:
                 doc = orjson.loads(answer)
                 if isinstance(doc, dict) and isinstance(doc.get("error"), str):
                     text = doc["error"][:300]
+            limit = next((lim for lim in _CAPACITY_LIMITS if lim in text), None)
+            if limit is not None:
+                now = time.monotonic()
+                if now - self._capacity_logged >= _CAPACITY_LOG_S:
+                    self._capacity_logged = now
+                    log.error("InfluxDB refuses new data: %s (%s); raise the limit in influxdb.conf "
+                              "[data] or drop unused series — batches are answered 503 and kept by "
+                              "their senders until then", limit, text)
+                raise StoreUnavailable(f"InfluxDB is at a capacity limit ({limit}): {text}")
             raise DataRefused(f"InfluxDB refused the data ({status}): {text}")
         raise StoreUnavailable(f"InfluxDB write answered {status}: {text}")
 
@@ -267,16 +282,13 @@ class InfluxStore:
             raise DataRefused(f"cannot be written as InfluxDB line protocol: {exc}") from None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[WriteResult] = loop.create_future()
+        future.add_done_callback(_retrieved)  # its waiter may have given up (timeout) meanwhile
         if key is not None:
-            self._inflight[key] = future
+            self._inflight[key] = future  # until answered (_deliver): a resend joins it
         self._queue.append((lines, len(frame), key, future))
         self._queued_points += len(frame)
         self._kick()
-        try:
-            return await future
-        finally:
-            if key is not None:
-                self._inflight.pop(key, None)
+        return await asyncio.shield(future)  # a waiter that gives up leaves the write to finish
 
     def _kick(self) -> None:
         """Send what is queued: at once when no write is pending; while one is, only full groups
@@ -324,18 +336,26 @@ class InfluxStore:
             _, _, key, fut = group[0]
             log.warning("InfluxDB refused batch %s: %s", "(no key)" if key is None else
                         f"{key.producer}/{key.batch_id}", exc.reason)
+            self._answered(key, fut)
             if not fut.done():
                 fut.set_exception(exc)
         except Exception as exc:  # noqa: BLE001 - every waiter must get an answer, never hang
-            for _, _, _, fut in group:
+            for _, _, key, fut in group:
+                self._answered(key, fut)
                 if not fut.done():
                     fut.set_exception(exc)
         else:
             for _, n, key, fut in group:
                 if key is not None:
                     self._record(key, n)
+                self._answered(key, fut)
                 if not fut.done():
                     fut.set_result(WriteResult(n))
+
+    def _answered(self, key: BatchKey | None, fut: asyncio.Future[WriteResult]) -> None:
+        """``key``'s write is answered: a later send of it no longer joins this one."""
+        if key is not None and self._inflight.get(key) is fut:
+            del self._inflight[key]
 
     def _record(self, key: BatchKey, accepted: int) -> None:
         """Remember ``key`` (after its 204) and queue its persistent dedup record."""
@@ -562,3 +582,9 @@ _OPEN_END = 2**63 - 1
 
 def _chunks(items: list[str], n: int) -> list[list[str]]:
     return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+def _retrieved(fut: asyncio.Future[WriteResult]) -> None:
+    """Mark a write's outcome as seen (its waiter may have timed out: no 'never retrieved' noise)."""
+    if not fut.cancelled():
+        fut.exception()
