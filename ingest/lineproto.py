@@ -10,7 +10,9 @@ Convention (also in ``ingest/README.md``):
   or ``zhizao``, else ``<measurement>.<field key>`` (``cpu,...  usage_idle=3`` → ``cpu.usage_idle``);
 * integer (``5i``), unsigned (``5u``), float, boolean and string field values keep their type;
 * a missing timestamp means "now" at the server; ``precision`` is ``ns`` (default), ``us``,
-  ``ms``, ``s`` (v2 names) or ``n``, ``u``, ``ms``, ``s``, ``m``, ``h`` (v1 names).
+  ``ms``, ``s`` (v2 names) or ``n``, ``u``, ``ms``, ``s``, ``m``, ``h`` (v1 names);
+* a line ends at ``\\n`` (``\\r\\n`` too), not at the other breaks of ``str.splitlines``; double quotes
+  mean something only in field values (a ``"`` in the measurement or a tag is a character of it).
 
 A bad line is rejected with its line number and reason; the other lines are stored (like
 InfluxDB's partial write).
@@ -128,8 +130,10 @@ def parse(body: str, precision: str = "ns", now_ns: int | None = None) -> Parsed
     scale = PRECISION_NS[precision]
     default_ns = time.time_ns() if now_ns is None else now_ns
     out = ParsedLines()
-    for number, raw_line in enumerate(body.splitlines(), start=1):
-        line = raw_line.strip()
+    # a line ends at \n only (a \r before it is dropped), not at str.splitlines' other breaks
+    # (\x85, U+2028 ...): a string field value may hold them
+    for number, raw_line in enumerate(body.split("\n"), start=1):
+        line = (raw_line[:-1] if raw_line.endswith("\r") else raw_line).strip(" \t")
         if not line or line.startswith("#"):
             continue
         try:
@@ -139,8 +143,19 @@ def parse(body: str, precision: str = "ns", now_ns: int | None = None) -> Parsed
     return out
 
 
+def _head_end(line: str) -> int:
+    """Index of the first unescaped space: the end of the measurement and tags (-1 if none).
+
+    Quotes mean nothing there (only in string field values): ``descr=12"_pipe`` is a tag value."""
+    i = line.find(" ")
+    while i > 0 and line[i - 1] == "\\" and (i - len(line[:i].rstrip("\\"))) % 2:
+        i = line.find(" ", i + 1)
+    return i
+
+
 def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> None:
-    sections = _split(line, " ", quotes=True)
+    end = _head_end(line)
+    sections = [line[:end], *_split(line[end + 1:], " ", quotes=True)] if end > 0 else [line]
     sections = [s for s in sections if s]
     if len(sections) not in (2, 3):
         raise ValueError("expected 'measurement,tags fields [timestamp]'")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,7 +14,11 @@ import pytest
 from ingest import lineproto
 from ingest.auth import Scope
 from ingest.testing import create_token, run_server, server_settings
-from tests.ingest.helpers import assert_problem
+from tests.ingest.helpers import assert_problem, stored_count
+from tests.support.servers import InfluxDB
+
+LP = "text/plain; charset=utf-8"
+NS = 1_795_420_800_000_000_000  # 2026-11-23T08:00:00Z in ns
 
 # what Telegraf's outputs.influxdb_v2 sends (gzip, Token auth, ns precision, extra host tag)
 TELEGRAF = (
@@ -80,3 +87,59 @@ def test_telegraf_style_write_becomes_queryable_samples(tmp_path: Path) -> None:
         assert_problem(r, 400, "partial write", "line 2")
         # no token -> 401
         assert_problem(c.post("/api/v2/write", content=TELEGRAF.encode()), 401)
+
+
+def _line(machine: str, fields: str, ns: int = NS) -> str:
+    return f"telemetry,site=plant,area=a1,line=line1,machine={machine} {fields} {ns}"
+
+
+@pytest.fixture
+def duck(tmp_path: Path) -> Iterator[httpx.Client]:
+    with run_server(server_settings(tmp_path)) as url, httpx.Client(base_url=url, timeout=30) as c:
+        yield c
+
+
+def _influx_write(server: InfluxDB, body: bytes) -> int:
+    """Status of a direct ``/write`` to influxd (what InfluxDB itself thinks of ``body``)."""
+    req = urllib.request.Request(f"{server.url}/write?db={server.database}&precision=ns", data=body,
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status: int = resp.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_only_newline_ends_a_line_unicode_separators_stay_in_a_string_field(
+        duck: httpx.Client, influxdb: InfluxDB) -> None:
+    """A line ends at \\n only (\\r\\n too): not at the other breaks ``str.splitlines`` knows (\\r,
+    \\x0b, \\x0c, \\x1c-\\x1e, \\x85, U+2028, U+2029). A string value holding one is stored whole,
+    and the text after it is not parsed as a line of its own (a sample of a machine no line names)."""
+    text = "spindle\u2028telemetry,site=plant,area=a1,line=line1,machine=cnc-9 temp=999 1\u2028x"
+    body = _line("cnc-1", f'msg="{text}"')
+    assert _influx_write(influxdb, body.encode()) == 204  # valid line protocol for InfluxDB itself
+    r = duck.post("/write", content=body.encode(), headers={"content-type": LP})
+    got = duck.get("/api/v1/latest", params={"asset": "plant/a1/line1/cnc-9"}).json()
+    assert r.status_code == 204, (r.text, got)
+    assert duck.get("/api/v1/latest", params={"asset": "plant/a1/line1/cnc-1"}).json()["values"][0]["value"] \
+        == text
+    assert stored_count(duck) == 1
+    parsed = lineproto.parse(f"{_line('cnc-1', 'x=1')}\r\n{_line('cnc-2', 'x=2')}\r\nnonsense\r\n")
+    assert parsed.frame.asset == ["plant/a1/line1/cnc-1", "plant/a1/line1/cnc-2"]
+    assert [n for n, _ in parsed.errors] == [3]
+
+
+def test_double_quote_in_a_tag_is_literal(duck: httpx.Client, influxdb: InfluxDB) -> None:
+    """Quotes have a meaning only in string field values: a ``"`` in the measurement or a tag
+    (Telegraf copies device descriptions into tags) is a character like any other, as influxd
+    stores it — not the start of an unterminated string."""
+    body = _line("cnc-1", "x=1").replace("machine=cnc-1", 'machine=cnc-1,descr=12"_pipe')
+    assert _influx_write(influxdb, body.encode()) == 204
+    r = duck.post("/write", content=body.encode(), headers={"content-type": LP})
+    assert r.status_code == 204, r.text
+    assert stored_count(duck) == 1
+    parsed = lineproto.parse('m,site=p,area=a,line=l,machine=m,descr="12in,o"k=" f="a b",g=2 1\n'
+                             'telemetry,site=p,area=a,line=l,machine=m f="a b 1\n')
+    assert parsed.frame.signal == ["m.f", "m.g"] and parsed.frame.value_str[0] == "a b"
+    assert parsed.ignored_tags == 2 and parsed.errors == [(2, "unterminated string field value")]

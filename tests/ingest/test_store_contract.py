@@ -147,6 +147,18 @@ async def test_latest_and_catalogue(store: Store) -> None:
     assert [c.signal for c in await store.catalogue("plant/a1/line1/cnc-2")] == ["parts_total"]
 
 
+async def test_latest_value_unit_and_quality_all_come_from_the_newest_sample(store: Store) -> None:
+    """The newest sample without a unit has no unit in ``latest`` and the catalogue, though an
+    older sample of the same write had one (DuckDB's ``arg_max`` skips NULLs: it reported 'kW')."""
+    await store.write(SampleFrame.from_samples([
+        sample(M1, "load", 0, 5.0, "kW"), sample(M1, "load", 1, 0.7, None, Quality.BAD),
+        sample(M1, "mode", 0, 3.0), sample(M1, "mode", 1, "auto")]))
+    latest = await store.latest(str(M1))
+    assert [(v.signal, v.value, v.unit, v.quality) for v in latest] == [
+        ("load", 0.7, None, Quality.BAD), ("mode", "auto", None, Quality.GOOD)], store.name
+    assert [(c.signal, c.unit) for c in await store.catalogue()] == [("load", None), ("mode", None)]
+
+
 async def test_events_upsert_by_id_and_query(store: Store) -> None:
     e1 = Event(id="kpi:oee:line1:1", source=EventSource.KPI, rule="oee_low", asset="plant/a1/line1",
                start=T0, value=0.4, message="OEE below 60 %")

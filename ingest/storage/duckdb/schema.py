@@ -68,11 +68,14 @@ COLUMNS: Final = ("ts", "asset", "signal", "vtype", "value", "value_str", "unit"
 
 UPSERT_SIGNALS: Final = """
     INSERT INTO signals
-    SELECT asset, signal, max(ts), arg_max(vtype, ts), arg_max(value, ts), arg_max(value_str, ts),
-           arg_max(unit, ts), arg_max(quality, ts)
-    FROM {source} GROUP BY asset, signal
+    SELECT asset, signal, ts, newest.vtype, newest.value, newest.value_str, newest.unit, newest.quality
+    FROM (SELECT asset, signal, max(ts) AS ts,
+                 arg_max_null(struct_pack(vtype, value, value_str, unit, quality), ts) AS newest
+          FROM {source} GROUP BY asset, signal)
     ON CONFLICT (asset, signal) DO UPDATE SET
         ts = excluded.ts, vtype = excluded.vtype, value = excluded.value,
         value_str = excluded.value_str, unit = excluded.unit, quality = excluded.quality
     WHERE excluded.ts >= signals.ts
 """
+"""Catalogue upsert from ``{source}``: every column of a signal from its newest row, all from the same
+one (``arg_max`` per column would skip NULLs: a newest sample without a unit got an older one's)."""
