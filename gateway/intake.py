@@ -19,7 +19,7 @@ message (on the event loop, in arrival order):
 - ``zhizao/v1/agents/<id>/status`` — birth / last will (:mod:`gateway.fleet`): fleet state
   updated, fleet samples stored as a record under a deterministic id. Empty payloads (a cleared
   retained message) are only acknowledged.
-- ``zhizao/v1/alerts/...`` — events, not data: a line's alerts (``alerts/<site>/<area>/<line>``)
+- ``zhizao/v1/alerts/...`` — events, not data: a site's alerts (``alerts/<site>/<source>/<rule>``)
   match the data filter, and are only acknowledged (``counts.alerts_skipped``), never stored nor
   dead-lettered. ``alerts`` and ``agents`` are namespaces, not sites (:data:`zhizao.topics.RESERVED_SITES`):
   a wire-format batch published there (a site so named), or any other topic under
@@ -109,7 +109,7 @@ class IntakeCounts:
     raw_messages: int = 0
     uncommitted: int = 0
     alerts_skipped: int = 0
-    """Messages on ``zhizao/v1/alerts/...`` (a line's alerts match the data filter): acknowledged only."""
+    """Messages on ``zhizao/v1/alerts/...`` (a site's alerts match the data filter): acknowledged only."""
     wrong_asset: int = 0
     """Agent batches dead-lettered for a sample whose asset is not the topic's."""
 

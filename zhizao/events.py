@@ -3,7 +3,8 @@
 An event is opened when a condition starts (a KPI crosses its threshold, an anomaly score
 stays above the model's threshold), updated while it lasts (``peak``), and resolved when it
 clears. The same ``id`` is used for all three, so stores upsert on it and consumers see one
-episode, not three messages. Published as JSON on ``zhizao/v1/alerts/<asset>`` and to webhooks,
+episode, not three messages. Published as JSON on ``zhizao/v1/alerts/<asset>/<source>/<rule>``
+(:func:`zhizao.topics.event_topic`) and to webhooks,
 stored by ingest and served at ``GET /api/v1/events``.
 """
 

@@ -161,7 +161,9 @@ class EventsConfig(StrictModel):
 
 def build_emitter(cfg: SinksConfig, key: str = "sinks") -> EventEmitter:
     """An emitter with every configured sink (imported lazily: only configured protocols load).
-    Logs one WARNING per :meth:`SinksConfig.plaintext_warnings` line (``key``: the sinks' table)."""
+    Logs one WARNING per :meth:`SinksConfig.plaintext_warnings` line (``key``: the sinks' table).
+    Several webhooks are labelled ``webhook[0]``, ``webhook[1]`` ... in config order
+    (:func:`~analytics.events.emitter.sink_labels`)."""
     for warning in cfg.plaintext_warnings(key):
         log.warning("%s", warning)
     sinks: list[Sink] = []

@@ -3,9 +3,12 @@
     zhizao analytics kpi --plant plant.toml --duckdb data.duckdb --scope plant1/a1/line1 \\
         --from 2026-11-23T00:00:00Z --to 2026-11-23T08:00:00Z [--group-by shift|day|machine] [--json]
     zhizao analytics kpi ... --baseline-from F --baseline-to T     (improvement vs baseline)
-    zhizao analytics kpi --plant P --duckdb F --watch events.toml [--once [--at T]]
+    zhizao analytics kpi --plant P --duckdb F --watch events.toml [--state FILE] [--once [--at T]]
         (KPI alerts: evaluate the rules of events.toml every interval_s and emit events to its
-        sinks until interrupted; --once evaluates once, at --at or now, and prints the events)
+        sinks until interrupted; open episodes, debounce timers and undelivered events persist in
+        --state, default kpi-alerts.state beside events.toml (its folder must exist), so a restart
+        continues the same episodes; --once evaluates once, at --at or now, prints the events and
+        neither reads nor writes the state; exit 1 if a rule could not be read)
 
 The store is ingest's: ``--ingest-config ingest.toml`` (its ``[storage]``: DuckDB or InfluxDB), or
 ``--duckdb FILE`` for a DuckDB file directly. Times (``--from``, ``--to``, ``--baseline-*``, ``--at``)
@@ -25,6 +28,7 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -39,6 +43,9 @@ from analytics.timeargs import TIME_HELP, parse_time
 from zhizao.config import load_config
 from zhizao.errors import ConfigError, StoreUnavailable
 from zhizao.plant import PlantConfig
+
+STATE_FILE = "kpi-alerts.state"
+"""Default name of the KPI alerter's state file, in the folder of the ``--watch`` file."""
 
 
 def _ts(text: str) -> datetime:
@@ -65,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-to", type=_ts, help="improvement mode: baseline end (same forms)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--watch", metavar="EVENTS_CONFIG", help="run the KPI alert rules of this file")
+    p.add_argument("--state", metavar="FILE",
+                   help=f"with --watch: the alerter's state file (default: {STATE_FILE} in the folder of "
+                        "the --watch file; the folder must exist)")
     p.add_argument("--once", action="store_true", help="with --watch: evaluate once and exit")
     p.add_argument("--at", type=_ts,
                    help="with --watch --once: evaluate as of this time (same forms; default now)")
@@ -87,12 +97,13 @@ async def _run(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -> 
                                 group_by=GroupBy(args.group_by), strict=True, where="--scope")
 
 
-async def _watch(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -> None:
+async def _watch(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -> int:
     from analytics.events.config import EventsConfig, build_emitter
     from analytics.kpi.alerts import KpiAlerter
 
     events_cfg = load_config(EventsConfig, args.watch)
-    alerter = KpiAlerter(events_cfg.rules)
+    state = None if args.once else Path(args.state or Path(args.watch).parent / STATE_FILE)
+    alerter = KpiAlerter(events_cfg.rules, state_path=state)  # a missing folder: ValueError, exit 2
     async with _open_store(args) as store, build_emitter(events_cfg.sinks) as emitter:
         if args.once:
             events = await alerter.evaluate(store, plant, cfg, args.at or datetime.now(UTC))
@@ -100,7 +111,9 @@ async def _watch(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -
             for e in events:
                 print(e.model_dump_json())
             print(f"{len(events)} events; delivered: {delivered or 'nothing to send'}", file=sys.stderr)
-            return
+            for rule, reason in alerter.unavailable.items():
+                print(f"zhizao analytics kpi: rule {rule}: store unavailable: {reason}", file=sys.stderr)
+            return 1 if alerter.unavailable else 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,6 +121,7 @@ async def _watch(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -
         print(f"watching {len(alerter.rules)} KPI rules every {events_cfg.interval_s:g} s; Ctrl-C stops",
               file=sys.stderr)
         await alerter.run(store, plant, cfg, emitter, interval_s=events_cfg.interval_s, stop=stop)
+    return 0
 
 
 PIPED_WIDTH = 220
@@ -131,6 +145,8 @@ def main(argv: list[str]) -> int:
             parser.error(f"{', '.join(missing)} required (or --watch)")
         if args.end <= args.start:
             parser.error("--to must be after --from")
+    if args.state is not None and (args.watch is None or args.once):
+        parser.error("--state goes with --watch (not --once: it neither reads nor writes the state)")
     if (args.baseline_from is None) != (args.baseline_to is None):
         parser.error("--baseline-from and --baseline-to go together")
     try:
@@ -139,8 +155,7 @@ def main(argv: list[str]) -> int:
         else:
             cfg, plant = KpiConfig(), load_config(PlantConfig, args.plant)
         if args.watch is not None:
-            asyncio.run(_watch(args, plant, cfg))
-            return 0
+            return asyncio.run(_watch(args, plant, cfg))
         report = asyncio.run(_run(args, plant, cfg))
     except (ConfigError, DataError) as exc:  # an unknown --scope, a --duckdb file that does not exist
         print(f"zhizao analytics kpi: {exc}", file=sys.stderr)

@@ -26,7 +26,7 @@ from tests.support.ports import free_port
 from tests.support.servers import Mosquitto
 from zhizao.errors import SecurityError
 from zhizao.events import Event, EventSource
-from zhizao.topics import ALERTS_FILTER, alert_topic
+from zhizao.topics import ALERTS_FILTER, event_topic
 
 ASSET = "plant1/a1/line1/cnc-1"
 LOGGER = "analytics.events.config"
@@ -65,12 +65,12 @@ def _mqtt(port: int, **extra: Any) -> SinksConfig:
 
 
 async def _retained_over_tls(port: int, ca: Path) -> Event:
-    """The retained alert on ``ASSET``'s topic, read by a subscriber that itself uses TLS."""
+    """The retained alert on its rule's topic under ``ASSET``, read by a subscriber that itself uses TLS."""
     async with aiomqtt.Client("127.0.0.1", port, username="analytics", password="secret",
                               tls_params=aiomqtt.TLSParameters(ca_certs=str(ca))) as c:
         await c.subscribe(ALERTS_FILTER, qos=1)
         async for msg in c.messages:
-            assert str(msg.topic) == alert_topic(ASSET) and msg.retain
+            assert str(msg.topic) == event_topic(_events()[0]) and msg.retain
             return Event.model_validate_json(bytes(msg.payload))
     raise AssertionError("no message")
 

@@ -16,8 +16,9 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import timedelta
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,25 @@ import httpx
 import pytest
 
 from analytics.cli import main as analytics_main
+from analytics.events import EventEmitter
 from analytics.events.signature import verify_webhook_signature
+from analytics.events.sinks.http import WebhookSink
 from analytics.registry import ModelRegistry
 from analytics.scoring.service import ScoringService, ServiceConfig, load_service_config
-from ingest.storage.base import SampleFrame
+from analytics.scoring.service.machine import MachineWorker
+from analytics.scoring.service.source import IngestApiIO
+from analytics.scoring.service.state import MachineState, StateStore
+from ingest.storage.base import SampleFrame, Series, SeriesQuery
 from ingest.storage.duckdb.store import DuckDBStore
 from ingest.testing import run_server, server_settings
 from simulator.engine import generate
 from simulator.scenario import FaultConfig, Scenario, load_scenario
+from tests.analytics.test_training_live import ListSink
 from tests.support.servers import InfluxDB, Mosquitto
 from tests.support.waiting import eventually
 from tests.support.webhook import WebhookReceiver
-from zhizao.events import Event
+from zhizao.errors import StoreUnavailable
+from zhizao.events import Event, EventState
 from zhizao.model import Batch, Sample
 from zhizao.net import free_port
 from zhizao.topics import ALERTS_FILTER, alert_topic
@@ -500,7 +508,7 @@ async def test_undelivered_events_are_kept_and_redelivered(
         svc.stop()
         await task
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:   # retained: the episode's last state
-        await c.subscribe(alert_topic(IMM), qos=1)
+        await c.subscribe(alert_topic(IMM) + "/#", qos=1)
         async for msg in c.messages:
             got = Event.model_validate_json(bytes(msg.payload))
             break
@@ -550,7 +558,7 @@ async def test_a_step_redone_after_its_writes_stores_nothing_twice(
     """The worst moment to crash: a step's scores and events are out, its state is not saved.
     Saving fails on every third step here (a full disk): each such step is redone from the saved
     state — ingest answers 'duplicate' for its windows, the events keep their ids."""
-    from analytics.scoring.service.state import MachineState, StateStore
+    from analytics.scoring.service.state import StateStore
 
     class FlakyDisk(StateStore):
         calls = 0
@@ -572,12 +580,7 @@ async def test_a_step_redone_after_its_writes_stores_nothing_twice(
     svc = ScoringService(ServiceConfig.model_validate(config(tmp_path, ingest, registry,
                                                              max_windows_per_round=5)))
     svc.states = FlakyDisk(svc.cfg.state_dir)
-    task = asyncio.create_task(svc.run())
-    try:
-        await eventually(lambda: done(svc, IMM, end_us(fault_run)), 60, "imm-1 scored")
-    finally:
-        svc.stop()
-        await task
+    await run_until(svc, lambda: done(svc, IMM, end_us(fault_run)), 60, "imm-1 scored")
     assert svc.failures.get("state", 0) >= 3 and "No space left" in svc.last_error
     assert duplicates() - before >= 3                           # redone windows: ingest had them
     ts, _ = scores(ingest, IMM)
@@ -645,3 +648,183 @@ async def test_energy_model_scores_every_state_and_flags_an_air_leak_live(
     leak_end = leak_start + timedelta(seconds=LEAK_S)
     assert all(leak_start <= e.start < leak_end for e in evs), evs  # the leak, and no false alarm
     assert evs[0].contributors[0].signal == "power_kw"
+
+
+# ---- event delivery and the supervisor loop (review 48) -----------------------------------------
+
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+async def run_until(svc: ScoringService, cond: Callable[[], bool], seconds: float, what: str) -> None:
+    """Run ``svc`` until ``cond()`` holds (:func:`eventually`: ``AssertionError`` after ``seconds``),
+    then stop it."""
+    task = asyncio.create_task(svc.run())
+    try:
+        await eventually(cond, seconds, what)
+    finally:
+        svc.stop()
+        await task
+
+
+def _with_open_episode(w: MachineWorker, now: float) -> Event:
+    """Give worker ``w`` an open episode whose update is pending (its sink was down), the cursor at
+    its data's end (no window to score: the next step is the redelivery path)."""
+    assert w.scorer is not None
+    w.scorer.tracker.observe(w.asset, T0, True, 0.9)
+    (opened,) = w.scorer.tracker.observe(w.asset, T0 + timedelta(seconds=130), True, 0.9)
+    cursor = int((T0 + timedelta(seconds=180)).timestamp() * 1e6)
+    w.state = MachineState(asset=w.asset, version="v0001", cursor_us=cursor, scorer=w.scorer.snapshot(),
+                           pending={opened.id: opened})
+    w.watermark_us, w._wm_changed_at = cursor, now
+    return opened
+
+
+async def test_service_keeps_the_episode_pending_for_a_dead_first_webhook(
+        tmp_path: Path, ingest: str, registry: Path, fault_run: list[Sample],
+        webhook: WebhookReceiver) -> None:
+    """webhook[0] is down for the whole run, webhook[1] up: the episode stays pending (redelivered
+    to webhook[0] when it is back) — not reported delivered because the other webhook has it."""
+    post(ingest, fault_run)
+    dead = f"http://127.0.0.1:{free_port()}/hook"
+    sinks = {"webhooks": [{"url": dead}, {"url": webhook.url}], "max_attempts": 1}
+    svc = ScoringService(ServiceConfig.model_validate(config(tmp_path, ingest, registry, sinks=sinks)))
+    await run_until(svc, lambda: done(svc, IMM, end_us(fault_run)), 90, "imm-1 scored")
+    (stored,) = await asyncio.to_thread(events, ingest, IMM)
+    assert {e["id"] for d in webhook.received for e in d.json()["events"]} == {stored["id"]}
+    st = svc.workers[IMM].state
+    assert st is not None
+    assert set(st.pending) == {stored["id"]}, "webhook[0] never got the episode, yet nothing is pending"
+
+
+async def test_one_machines_persistent_5xx_does_not_stop_the_other_machines(
+        tmp_path: Path, ingest: str, registry: Path, fault_run: list[Sample]) -> None:
+    """README: 'one machine's failure never stops the others'. ingest answers 5xx to every read of
+    imm-1: pack-1 (sorted after it) is scored all the same, and imm-1 reports the failure as its
+    status in /healthz (not ``ok``)."""
+
+    class OneMachineFails(IngestApiIO):
+        async def query(self, q: SeriesQuery) -> list[Series]:
+            if q.asset == IMM:
+                raise StoreUnavailable(f"ingest: HTTP 500 for {q.asset}")
+            return await super().query(q)
+
+    post(ingest, fault_run)
+    cfg = ServiceConfig.model_validate(config(tmp_path, ingest, registry))
+    assert cfg.ingest is not None
+    svc = ScoringService(cfg, io=OneMachineFails(cfg.ingest))
+    await run_until(svc, lambda: done(svc, PACK, end_us(fault_run)), 45, "pack-1 scored although imm-1 fails")
+    machines = {m["machine"]: m for m in svc.health()[1]["machines"]}
+    assert machines[PACK]["status"] == "ok"
+    assert machines[IMM]["status"] == "store_unavailable" and "HTTP 500" in machines[IMM]["problem"]
+    assert svc.failures["store_unavailable"] >= 1
+
+
+async def test_a_refused_catalogue_request_does_not_end_the_service(
+        tmp_path: Path, ingest: str, registry: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Module docstring: 'Failures never end the loop'. A 4xx on the catalogue (a revoked token:
+    401/403; here a 404, a wrong URL prefix) is logged with what to check, counted as
+    ``rejected`` and retried with backoff: the service keeps running."""
+    cfg = ServiceConfig.model_validate(config(tmp_path, ingest + "/wrong-prefix", registry))
+    svc = ScoringService(cfg)
+    task = asyncio.create_task(svc.run())
+    await asyncio.sleep(2.0)
+    try:
+        assert not task.done(), f"the scoring service ended: {task.exception()!r}"
+    finally:
+        svc.stop()
+        if not task.done():
+            await task
+    assert svc.failures.get("rejected", 0) >= 1 and svc.last_ok is None
+    assert any("catalogue" in r.message and "HTTP 404" in r.message and "token" in r.message
+               for r in caplog.records), [r.message for r in caplog.records]
+
+
+async def test_rollback_right_after_a_promotion_keeps_the_old_episodes_resolve(
+        tmp_path: Path, registry: Path) -> None:
+    """v0001 has an open episode; v0002 is promoted (the episode's resolve waits in
+    ``_pending_close``: a sink was down, the last redelivery was 10 s ago, so it is not due yet),
+    then rolled back at the next registry poll: v0001's episode is still resolved at the sinks."""
+    cfg = ServiceConfig.model_validate(config(tmp_path, "http://127.0.0.1:9", registry))
+    reg = ModelRegistry(registry)
+    w = MachineWorker(IMM, cfg, reg, StateStore(tmp_path / "state"))
+    w.refresh_model()
+    assert w.version == "v0001" and w.scorer is not None and w.model is not None
+    now = time.time()
+    opened = _with_open_episode(w, now)
+    cursor = w.watermark_us
+    assert cursor is not None
+    d = registry / IMM.replace("/", "__")          # a second version (same artifact), promoted
+    shutil.copytree(d / "v0001", d / "v0002")
+    meta = json.loads((d / "v0002" / "metadata.json").read_text())
+    meta["version"] = "v0002"
+    (d / "v0002" / "metadata.json").write_text(json.dumps(meta))
+    reg.promote(IMM, "v0002")
+    w.refresh_model()
+    assert w.version == "v0002"
+    w._redelivered_at = now - 10            # pending redelivered 10 s ago: the next one is not due
+    seen = {c: cursor for c in w.model.columns}
+    await w.step(IngestApiIO.__new__(IngestApiIO), None, seen, now)
+    reg.rollback(IMM)                       # "wrong model": rolled back at the next poll
+    w.refresh_model()
+    assert w.version == "v0001"
+    sink = ListSink()
+    async with EventEmitter([sink], max_attempts=1) as emitter:
+        w._redelivered_at = 0.0             # due now (no new window: the redelivery path)
+        w._wm_changed_at = now + 60
+        await w.step(IngestApiIO.__new__(IngestApiIO), emitter, seen, now + 60)
+    states = {e.id: e.state for e in sink.events}
+    assert states.get(opened.id) is EventState.RESOLVED, f"v0001's episode is never resolved: {states}"
+
+
+async def test_a_hanging_webhook_does_not_delay_other_machines_alerts(tmp_path: Path, registry: Path) -> None:
+    """events/README: 'one failing sink never blocks the others'. A webhook that accepts
+    connections and never answers must not hold every machine's step for its retries
+    (``max_attempts`` × ``timeout_s`` + backoff) before the next machine's alert reaches even the
+    healthy sink; the hanging webhook's updates stay pending (redelivered later)."""
+    import socket
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)                           # the handshake completes; nothing is ever answered
+    hook = f"http://127.0.0.1:{hole.getsockname()[1]}/hook"
+    cfg = ServiceConfig.model_validate(config(tmp_path, "http://127.0.0.1:9", registry))
+    reg = ModelRegistry(registry)
+    svc = ScoringService(cfg)
+    now = time.time()
+    seen: dict[str, dict[str, int]] = {}
+    for asset in (IMM, PACK):
+        w = MachineWorker(asset, cfg, reg, svc.states)
+        w.refresh_model()
+        assert w.model is not None
+        _with_open_episode(w, now)
+        assert w.state is not None
+        seen[asset] = {c: w.state.cursor_us for c in w.model.columns}
+        svc.workers[asset] = w
+    healthy = ListSink()
+    got_at: dict[str, float] = {}
+    send = healthy.send
+
+    async def timed(events: Sequence[Event]) -> None:
+        await send(events)
+        for e in events:
+            got_at.setdefault(e.asset, time.monotonic())
+
+    healthy.send = timed  # type: ignore[method-assign]
+
+    async def catalogue() -> dict[str, dict[str, int]]:
+        return seen
+
+    svc._catalogue = catalogue  # type: ignore[method-assign]
+    svc._last_poll = now
+    try:
+        async with EventEmitter([healthy, WebhookSink(hook, timeout_s=1.0)]) as emitter:
+            t0 = time.monotonic()
+            await svc.round(emitter, now)
+    finally:
+        hole.close()
+    assert PACK in got_at
+    delay = got_at[PACK] - t0
+    assert delay < 2.0, f"pack-1's alert reached the healthy sink {delay:.1f} s late (imm-1's webhook)"
+    for asset in (IMM, PACK):                 # not delivered to the hanging webhook: still pending
+        st = svc.workers[asset].state
+        assert st is not None and len(st.pending) == 1

@@ -2,7 +2,7 @@
 
 Real Mosquitto, a gateway subprocess and a real ingest: a batch published on one machine's data
 topic that holds samples of another machine is dead-lettered whole and counted, nothing of it
-stored; a line's alert event (``zhizao/v1/alerts/<site>/<area>/<line>``, which matches the data
+stored; a site's alert event (``zhizao/v1/alerts/<site>/<source>/<rule>``, which matches the data
 filter ``zhizao/v1/+/+/+/+``) is only acknowledged — not dead-lettered as a bad batch; a batch of a
 site named ``alerts`` is refused saying the name is reserved.
 """
@@ -67,10 +67,10 @@ def test_the_topic_names_the_machine_and_alerts_are_not_data(
     agent.connect()
     try:
         agent.publish([good[0], forged, alerts_site])
-        # an alert of a line, as the KPI alerter / scoring service publish it (retained, QoS 1)
-        event = Event(id="oee-low-1", source=EventSource.KPI, rule="oee_low", asset="plant1/a1/line1",
+        # an alert of a site, as the KPI alerter / scoring service publish it (retained, QoS 1)
+        event = Event(id="oee-low-1", source=EventSource.KPI, rule="oee_low", asset="plant1",
                       start=datetime.now(UTC))
-        assert re.fullmatch(topics.DATA_FILTER.replace("+", "[^/]+"), topics.alert_topic(event.asset))
+        assert re.fullmatch(topics.DATA_FILTER.replace("+", "[^/]+"), topics.event_topic(event))
 
         async def alert() -> None:
             async with MqttSink(mosquitto.host, mosquitto.port) as sink:

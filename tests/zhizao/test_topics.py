@@ -18,6 +18,21 @@ def test_a_lines_alert_topic_matches_the_data_filter_but_is_no_data_topic() -> N
     assert not topics.is_alert_topic(topics.data_topic(AssetPath("plant1", "a1", "line1", "cnc-1")))
 
 
+def test_each_rule_of_an_asset_has_its_own_alert_topic_of_one_level() -> None:
+    from datetime import UTC, datetime
+
+    from zhizao.events import Event, EventSource
+
+    start = datetime(2026, 11, 24, tzinfo=UTC)
+    kpi = Event(id="e1", source=EventSource.KPI, rule="oee-low", asset="plant1/a1/line1", start=start)
+    assert topics.event_topic(kpi) == "zhizao/v1/alerts/plant1/a1/line1/kpi/oee-low"
+    assert topics.event_topic(kpi).startswith(topics.alert_topic(kpi.asset) + "/")
+    odd = kpi.model_copy(update={"source": EventSource.ANOMALY, "rule": "a/b+#%"})
+    assert topics.event_topic(odd) == "zhizao/v1/alerts/plant1/a1/line1/anomaly/a%2Fb%2B%23%25"
+    site = kpi.model_copy(update={"asset": "plant1"})  # a site's alerts match the data filter
+    assert len(topics.event_topic(site).split("/")) == len(topics.DATA_FILTER.split("/"))
+
+
 def test_alerts_and_agents_are_namespaces_not_sites() -> None:
     assert {"alerts", "agents"} == topics.RESERVED_SITES
     for site in topics.RESERVED_SITES:

@@ -1,7 +1,11 @@
-"""MQTT sink: each event as JSON on ``zhizao/v1/alerts/<asset>`` (``zhizao.topics.alert_topic``).
+"""MQTT sink: each event as JSON on ``zhizao/v1/alerts/<asset>/<source>/<rule>`` (``topics.event_topic``).
 
 QoS 1 by default. Open episodes are published retained (a dashboard that connects later sees the
-current alarms); the resolve message is retained too, replacing the open one.
+current alarms); the resolve message is retained too, replacing the open one of the same rule.
+One topic per rule (and source) of an asset: a machine's health and energy models, or a KPI rule,
+each keep their own retained message, so one rule's resolve never hides another's open alarm.
+Subscribe ``zhizao/v1/alerts/<asset>/#`` (``alert_topic(asset) + "/#"``) or ``zhizao/v1/alerts/#``.
+(Before: all rules of an asset on ``zhizao/v1/alerts/<asset>``.)
 
 With ``tls`` (:class:`zhizao.tls.TlsConfig`, the ``tls`` table of every MQTT client of zhizao) the
 connection is TLS, the broker's certificate verified by :func:`zhizao.tls.client_context` (its
@@ -22,7 +26,7 @@ from analytics.events.sinks.base import event_json
 from zhizao.errors import Unavailable
 from zhizao.events import Event
 from zhizao.tls import TlsConfig, client_context
-from zhizao.topics import alert_topic
+from zhizao.topics import event_topic
 
 
 class MqttSink:
@@ -62,7 +66,7 @@ class MqttSink:
         assert self._client is not None
         try:
             for e in events:
-                await self._client.publish(alert_topic(e.asset), orjson.dumps(event_json(e)),
+                await self._client.publish(event_topic(e), orjson.dumps(event_json(e)),
                                            qos=self.qos, retain=self.retain)
         except aiomqtt.MqttError as exc:
             await self.__aexit__(None, None, None)  # reconnect on the next send

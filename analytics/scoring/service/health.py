@@ -1,7 +1,8 @@
 """Operations endpoints of the scoring service (plain asyncio, one request per connection):
 
 - ``GET /healthz`` — JSON: status, rounds, rows scored, events, failures by kind, and per machine
-  its status (``ok``, ``no_model``, ``model_mismatch``, ``missing_signals``, ``state`` ...), the
+  its status (``ok``, ``no_model``, ``model_mismatch``, ``missing_signals``, ``registry``, ``state``,
+  or a failing step's ``store_unavailable``, ``rejected``, ``internal`` until a step succeeds), the
   problem in words, the model version, cursor and lag. 200 when healthy, 503 when no round has
   succeeded for ``health.stall_after_s`` (store or ingest unreachable that long).
 - ``GET /livez`` — 200 while the process serves requests.

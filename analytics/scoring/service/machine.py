@@ -98,6 +98,7 @@ class MachineWorker:
         self._refused: str | None = None
         self._pending_close: list[Event] = []
         self._redelivered_at = 0.0
+        self._step_failure: str | None = None
 
     # ---- model -------------------------------------------------------------------------------
 
@@ -106,8 +107,24 @@ class MachineWorker:
             level = logging.WARNING if status in ("no_model", "missing_signals") else logging.ERROR
             log.log(level, "machine %s: %s: %s", self.scope, status, problem)
             m.FAILURES.labels(status).inc()
-        self.status, self.problem = status, problem
+        self.status, self.problem, self._step_failure = status, problem, None
         m.UP.labels(self.scope).set(0)
+
+    def step_failed(self, kind: str, problem: str) -> bool:
+        """Report a step that raised (``kind``: ``store_unavailable``, ``rejected``, ``state``,
+        ``internal``; logged and counted by the service) as the worker's status until a step
+        succeeds. ``True`` when it is not the status already (the service logs it then)."""
+        new = (kind, problem) != (self.status, self.problem)
+        self.status, self.problem, self._step_failure = kind, problem, kind
+        m.UP.labels(self.scope).set(0)
+        return new
+
+    def step_succeeded(self) -> None:
+        """A step returned: a status set by :meth:`step_failed` is cleared."""
+        if self._step_failure is not None and self.status == self._step_failure:
+            self.status, self.problem = "ok", ""
+            m.UP.labels(self.scope).set(1)
+        self._step_failure = None
 
     def refresh_model(self) -> None:
         """Load the registry's active model when it changed (see module docstring)."""
@@ -162,8 +179,8 @@ class MachineWorker:
             if saved.scorer is not None and saved.version != version:
                 old = (self.scorer if self.scorer is not None and self.version == saved.version
                        else self._old_scorer(saved))
-                if old is not None:
-                    self._pending_close = old.tracker.close_all(from_us(saved.cursor_us))
+                if old is not None:  # added: a quick promote-then-rollback keeps the first resolve
+                    self._pending_close += old.tracker.close_all(from_us(saved.cursor_us))
             saved = MachineState(asset=self.scope, version=version, cursor_us=saved.cursor_us,
                                  scorer=scorer.snapshot(), last_row_us=None, carry=saved.carry,
                                  carry_state=saved.carry_state, pending=saved.pending)
@@ -317,9 +334,12 @@ class MachineWorker:
         return pending
 
     async def _emit(self, emitter: EventEmitter | None, events: list[Event]) -> bool:
+        """One attempt per sink (``once``): what a sink did not take stays pending and is
+        redelivered with the next step or after ``redeliver_s``, so a sink that hangs or is down
+        never holds this step — and the other machines' steps behind it — for inline retries."""
         if emitter is None or not events:
             return True
-        results = await emitter.emit(events)
+        results = await emitter.emit(events, once=True)
         return all(results.values())
 
     def _gauges(self) -> None:

@@ -16,7 +16,7 @@ DUPLICATES: Final = Counter("zhizao_scoring_duplicate_batches",
 EVENTS: Final = Counter("zhizao_scoring_events", "Anomaly event updates emitted, by machine", ["machine"])
 FAILURES: Final = Counter("zhizao_scoring_failures",
                           "Failures by kind: store_unavailable, rejected, model_mismatch, no_model, "
-                          "missing_signals, state, events_dropped", ["kind"])
+                          "missing_signals, registry, state, events_dropped, internal", ["kind"])
 LAG: Final = Gauge("zhizao_scoring_lag_seconds",
                    "Data not scored yet: the machine's newest data (slowest model signal) minus the end "
                    "of its last scored window, seconds", ["machine"])

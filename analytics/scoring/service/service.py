@@ -8,11 +8,15 @@ promotion or a rollback takes effect without a restart. Each model named in ``mo
 ``energy``, ...) is a worker of its own per machine, named by its registry scope (``asset`` or
 ``asset#model``) in logs, metrics and ``/healthz``.
 
-Failures never end the loop. The store (or ingest) unreachable: the round stops, the failure is
-logged and counted (``zhizao_scoring_failures_total{kind="store_unavailable"}``) and the next
-round comes after a capped, jittered backoff (1 s doubling to 60 s); a refusal of one machine's
-batch (``rejected``) is counted and that machine retried next round while the others go on; a
-machine whose model cannot be loaded is reported (``/healthz``, log, metric) and skipped.
+Failures never end the loop. The catalogue unreadable — the store (or ingest) unreachable
+(``zhizao_scoring_failures_total{kind="store_unavailable"}``) or the request refused (4xx:
+``rejected``, logged with what to check: the token, the URL's prefix) — the round stops, the
+failure is logged and counted and the next round comes after a capped, jittered backoff (1 s
+doubling to 60 s); so does a round in which every machine found the store unavailable. One
+machine's step failing (its read or write unavailable or refused, its state not saved, a bug) is
+counted, logged, shown as that machine's ``status`` in ``/healthz`` until a step succeeds, and
+retried next round while the other machines go on; a machine whose model cannot be loaded is
+reported (``/healthz``, log, metric) and skipped.
 ``max_rows_per_s`` paces the service (a catch-up after an outage would otherwise take CPU from
 ingest on a shared box).
 """
@@ -30,7 +34,7 @@ from analytics.registry import ModelRegistry
 from analytics.scoring.context import model_scope
 from analytics.scoring.service import metrics as m
 from analytics.scoring.service.config import ServiceConfig
-from analytics.scoring.service.machine import MachineWorker
+from analytics.scoring.service.machine import MachineWorker, StepResult
 from analytics.scoring.service.source import IngestApiIO, ScoreIO, StoreIO
 from analytics.scoring.service.state import StateStore
 from ingest.storage.base import CatalogueEntry, Store, to_us
@@ -127,48 +131,77 @@ class ScoringService:
         m.FAILURES.labels(kind).inc()
 
     async def round(self, emitter: EventEmitter | None, now: float | None = None) -> bool:
-        """One round (module docstring); ``False`` when the store was unavailable."""
+        """One round (module docstring); ``False`` (back off) when the catalogue could not be read,
+        or when every machine that tried a step found the store unavailable."""
         t0 = time.monotonic()
         self.rounds += 1
         now = time.time() if now is None else now
         try:
-            seen = await self._catalogue()
+            try:
+                seen = await self._catalogue()
+            except StoreUnavailable as exc:
+                self._fail("store_unavailable", exc)
+                log.warning("scoring round failed (store unavailable), retrying with backoff: %s", exc)
+                return False
+            except Rejected as exc:
+                self._fail("rejected", exc)
+                log.error("scoring round failed: the catalogue request was refused (%s); check the [ingest] "
+                          "token (revoked, or without the read scope) and url (its path prefix); retrying "
+                          "with backoff", exc)
+                return False
             if now - self._last_poll >= self.cfg.registry_poll_s:
                 self._poll(seen)
                 self._last_poll = now
-            for scope, worker in self.workers.items():
-                t_step = time.monotonic()
-                try:
-                    res = await worker.step(self.io, emitter, seen.get(worker.asset, {}), now)
-                except Rejected as exc:
-                    if f"rejected: {exc}" != self.last_error:  # the same refusal is logged once
-                        log.error("machine %s: request refused, retried every round: %s", scope, exc)
-                    self._fail("rejected", exc)
+            stepped = unavailable = 0
+            for worker in self.workers.values():
+                res = await self._step(worker, emitter, seen.get(worker.asset, {}), now)
+                if res is None:
+                    unavailable += worker.status == "store_unavailable"
                     continue
-                except StoreUnavailable:
-                    raise
-                except OSError as exc:  # the state folder (disk full, permissions): the step is redone
-                    if f"state: {exc}" != self.last_error:
-                        log.error("machine %s: cannot save its state, the step is redone: %s", scope, exc)
-                    self._fail("state", exc)
-                    continue
-                except Exception as exc:  # the supervisor loop: one machine's bug never stops the others
-                    self._fail("internal", exc)
-                    log.exception("machine %s: step failed, retried next round", scope)
-                    continue
+                stepped += worker.version is not None
                 self.rows += res.rows
                 self.events += res.events
-                if self.cfg.max_rows_per_s > 0 and res.rows:  # pace catch-ups: leave CPU to ingest
-                    await asyncio.sleep(max(0.0, res.rows / self.cfg.max_rows_per_s
-                                            - (time.monotonic() - t_step)))
-        except StoreUnavailable as exc:
-            self._fail("store_unavailable", exc)
-            log.warning("scoring round failed (store unavailable), retrying with backoff: %s", exc)
-            return False
+            if unavailable and not stepped:  # the store is down for everyone: back off, /healthz sees it
+                log.warning("scoring round failed (store unavailable for every machine), retrying with "
+                            "backoff: %s", self.last_error)
+                return False
         finally:
             m.ROUND_SECONDS.set(time.monotonic() - t0)
         self.last_ok = time.time()
         return True
+
+    async def _step(self, worker: MachineWorker, emitter: EventEmitter | None, seen: dict[str, int],
+                    now: float) -> StepResult | None:
+        """One machine's step in the supervisor loop: a failure is counted, logged (once while it
+        repeats) and shown as the machine's status, and never stops the other machines; ``None``
+        then (the step is retried next round)."""
+        t_step = time.monotonic()
+        try:
+            res = await worker.step(self.io, emitter, seen, now)
+        except Rejected as exc:
+            if worker.step_failed("rejected", str(exc)):
+                log.error("machine %s: request refused, retried every round: %s", worker.scope, exc)
+            self._fail("rejected", exc)
+            return None
+        except StoreUnavailable as exc:  # this machine's reads or writes (5xx, timeout): retried next round
+            if worker.step_failed("store_unavailable", str(exc)):
+                log.warning("machine %s: store unavailable, retried every round: %s", worker.scope, exc)
+            self._fail("store_unavailable", exc)
+            return None
+        except OSError as exc:  # the state folder (disk full, permissions): the step is redone
+            if worker.step_failed("state", f"cannot save its state: {exc}"):
+                log.error("machine %s: cannot save its state, the step is redone: %s", worker.scope, exc)
+            self._fail("state", exc)
+            return None
+        except Exception as exc:  # the supervisor loop: one machine's bug never stops the others
+            worker.step_failed("internal", f"{type(exc).__name__}: {exc}")
+            self._fail("internal", exc)
+            log.exception("machine %s: step failed, retried next round", worker.scope)
+            return None
+        worker.step_succeeded()
+        if self.cfg.max_rows_per_s > 0 and res.rows:  # pace catch-ups: leave CPU to ingest
+            await asyncio.sleep(max(0.0, res.rows / self.cfg.max_rows_per_s - (time.monotonic() - t_step)))
+        return res
 
     async def _catalogue(self) -> dict[str, dict[str, int]]:
         """machine -> signal -> last seen (µs) under every configured scope."""

@@ -160,6 +160,20 @@ def test_cli_watch_once_emits_alerts_to_a_webhook(db: Path, tmp_path: Path, webh
     assert (event["rule"], event["asset"], event["state"]) == ("oee-low", "p/a/l/m1", "open")
     assert event["source"] == "kpi"
     assert [d.json()["events"][0]["id"] for d in webhook.received] == [event["id"]]
+    assert not (tmp_path / "kpi-alerts.state").exists()   # --once: no state read or written
+
+
+def test_cli_watch_refuses_a_state_file_in_a_folder_that_does_not_exist(
+        db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events_cfg = tmp_path / "events.yaml"
+    rule = {"name": "oee-low", "kpi": "oee", "op": "<", "threshold": 0.6}
+    events_cfg.write_text(yaml.safe_dump({"rules": [rule]}))
+    state = tmp_path / "missing" / "kpi-alerts.state"
+    args = ["--duckdb", str(db), "--plant", str(_plant_file(tmp_path)), "--watch", str(events_cfg)]
+    assert main([*args, "--state", str(state)]) == 2
+    assert "folder" in capsys.readouterr().err and not state.parent.exists()
+    with pytest.raises(SystemExit):
+        main([*args, "--once", "--state", str(state)])
 
 
 def test_a_scope_with_no_machine_is_refused_naming_the_known_ones(

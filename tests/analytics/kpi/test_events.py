@@ -4,7 +4,10 @@ an HTTP webhook receiver, ingest's /api/v1/events), plus KPI threshold rules fee
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import tomllib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,16 +15,22 @@ from typing import Any
 import aiomqtt
 import httpx
 import numpy as np
+import pytest
 
 from analytics.events import EpisodeTracker, SinksConfig, ThresholdRule, build_emitter
+from analytics.events.emitter import EventEmitter
 from analytics.events.signature import verify_webhook_signature
+from analytics.events.sinks.mqtt import MqttSink
+from analytics.kpi import alerts as alerts_module
 from analytics.kpi.alerts import KpiAlerter
 from ingest.settings import Settings
 from ingest.testing import run_server
+from tests.analytics.test_training_live import ListSink
 from tests.support.servers import Mosquitto
 from tests.support.webhook import WebhookReceiver
+from zhizao.errors import StoreUnavailable, Unavailable
 from zhizao.events import Event, EventSource, EventState
-from zhizao.topics import ALERTS_FILTER
+from zhizao.topics import ALERTS_FILTER, alert_topic, event_topic
 from zhizao.wire import parse_ts
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -117,7 +126,7 @@ async def test_emitter_delivers_to_ingest_mqtt_and_webhook(tmp_path: Path, mosqu
             await c.subscribe(ALERTS_FILTER, qos=1)
             ready.set()
             async for msg in c.messages:
-                assert str(msg.topic) == "zhizao/v1/alerts/plant1/a1/line1/comp-1"
+                assert str(msg.topic) == "zhizao/v1/alerts/plant1/a1/line1/comp-1/kpi/idle-energy"
                 received.append(Event.model_validate_json(bytes(msg.payload)))
                 if len(received) == 2:
                     return
@@ -150,3 +159,176 @@ async def test_unreachable_sink_is_counted_and_others_still_deliver(webhook: Web
         result = await emitter.emit(tr.observe("p/a/l/m", _at(0), True, 0.9))
         assert result == {"ingest": False, "webhook": True}
         assert emitter.failed == {"ingest": 1}
+
+
+# ---- the KPI alerter's rounds: per-rule failures, redelivery, restarts, the clock (review 48) -----
+
+ASSET = "plant1/a1/line1/cnc-1"
+OEE = ThresholdRule(name="oee-low", kpi="oee", op="<", threshold=0.6, scope="plant1", window_s=3600)
+SCRAP = ThresholdRule(name="scrap-high", kpi="scrap_ratio", op=">", threshold=0.1, scope="plant1",
+                      window_s=1800)
+
+
+def _kpi_report(kpi: str, value: float, now: datetime, window_s: float) -> dict[str, Any]:
+    rec = {"machine": ASSET, kpi: value, "planned_time_s": 3600.0, "producing": True,
+           "data_quality": {"ok": True}}
+    return {"windows": [{"start": (now - timedelta(seconds=window_s)).isoformat(), "end": now.isoformat(),
+                         "machines": [rec], "lines": []}]}
+
+
+class RecordingSink(ListSink):
+    """A sink keeping what it got (``got``); down (``Unavailable``) for its first ``fail_first`` sends."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        super().__init__()
+        self.fail_first, self.calls = fail_first, 0
+        self.got = self.events
+
+    async def send(self, events: Sequence[Event]) -> None:
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            raise Unavailable("sink down")
+        await super().send(events)
+
+
+async def _run_alerter(monkeypatch: pytest.MonkeyPatch, rounds: int, fail_scrap_in_round: int | None,
+                       sink: RecordingSink, state_path: Path | None = None) -> list[datetime]:
+    """Run ``KpiAlerter.run`` for ``rounds`` rounds on a fake KPI engine: OEE 0.4 (breached, the
+    same value every round), scrap 0.01 (clear); the scrap rule's read fails in one round.
+    Returns the window ends the engine was asked for."""
+    stop = asyncio.Event()
+    state = {"round": 0}
+    ends: list[datetime] = []
+
+    async def fake_report(store: Any, plant: Any, cfg: Any, scope: str, *, start: datetime, end: datetime,
+                          group_by: Any) -> dict[str, Any]:
+        ends.append(end)
+        window_s = (end - start).total_seconds()
+        if window_s == OEE.window_s:
+            state["round"] += 1
+            if state["round"] >= rounds:
+                stop.set()
+            return _kpi_report("oee", 0.4, end, window_s)
+        if state["round"] == fail_scrap_in_round:
+            raise StoreUnavailable("influxdb: timeout")
+        return _kpi_report("scrap_ratio", 0.01, end, window_s)
+
+    monkeypatch.setattr(alerts_module, "kpi_report", fake_report)
+    alerter = KpiAlerter([OEE, SCRAP], state_path=state_path)
+    async with EventEmitter([sink], max_attempts=1, backoff_initial_s=0.01) as emitter:
+        await asyncio.wait_for(alerter.run(None, None, None, emitter, interval_s=0.01, stop=stop), 10)  # type: ignore[arg-type]
+    return ends
+
+
+async def test_kpi_alert_opened_in_a_round_whose_other_rule_failed_is_emitted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round 1 opens oee-low, then the scrap rule's read fails: the OEE alert still goes out (rounds
+    2-3 see the same value, no peak update: it would never be sent again)."""
+    sink = RecordingSink()
+    await _run_alerter(monkeypatch, rounds=3, fail_scrap_in_round=1, sink=sink)
+    assert [e.rule for e in sink.got] == ["oee-low"], "the OEE alert was opened but never emitted"
+
+
+async def test_kpi_alert_not_delivered_is_delivered_in_a_later_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = RecordingSink(fail_first=1)       # the sink is down for the first round only
+    await _run_alerter(monkeypatch, rounds=3, fail_scrap_in_round=None, sink=sink)
+    assert [e.rule for e in sink.got] == ["oee-low"], "an undelivered KPI alert is never retried"
+
+
+async def test_kpi_alerter_drops_the_oldest_undelivered_updates_beyond_its_bound() -> None:
+    alerter = KpiAlerter([OEE], max_pending_events=2)
+    tr = EpisodeTracker(source=EventSource.KPI, rule="oee-low")
+    events = [e for i in range(3) for e in tr.observe(f"plant1/a1/line1/m{i}", _at(i), True, 0.4)]
+    async with EventEmitter([RecordingSink(fail_first=1)], max_attempts=1) as emitter:
+        assert not await alerter.deliver(emitter, events)
+        assert list(alerter.pending) == [e.id for e in events[1:]] and alerter.dropped == 1
+        assert await alerter.deliver(emitter, [])
+    assert alerter.pending == {}
+
+
+async def test_kpi_alerter_evaluates_at_the_current_utc_time_whatever_the_local_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        ends = await _run_alerter(monkeypatch, rounds=1, fail_scrap_in_round=None, sink=RecordingSink())
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    skew = abs((ends[0] - datetime.now(UTC)).total_seconds())
+    assert skew < 60, f"the KPI window ends {skew / 3600:.1f} h away from now (local time taken as UTC)"
+
+
+async def test_kpi_alerter_restart_continues_the_open_episode(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    """A restart of ``kpi --watch`` during a breach restores the trackers from the state file: the
+    breach stays one episode (one id), raised once, and is not opened again."""
+    state = tmp_path / "kpi-alerts.state"
+    before, after = RecordingSink(), RecordingSink()
+    await _run_alerter(monkeypatch, rounds=2, fail_scrap_in_round=None, sink=before, state_path=state)
+    (opened,) = before.got
+    await _run_alerter(monkeypatch, rounds=2, fail_scrap_in_round=None, sink=after, state_path=state)
+    assert after.got == [], f"a second alert for the same breach: {opened.id}, then {after.got}"
+    restored = KpiAlerter([OEE], state_path=state)
+    assert [e.id for e in restored.trackers["oee-low"].open_events()] == [opened.id]
+    (done,) = restored.observe_report(OEE, _kpi_report("oee", 0.9, _at(600), 3600), _at(600))
+    assert done.id == opened.id and done.state is EventState.RESOLVED
+
+
+async def test_kpi_alerter_state_keeps_pending_updates_and_resolves_removed_rules(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    async def oee_clear(*args: Any, start: datetime, end: datetime, **kw: Any) -> dict[str, Any]:
+        return _kpi_report("oee", 0.9, end, (end - start).total_seconds())
+
+    monkeypatch.setattr(alerts_module, "kpi_report", oee_clear)
+    state = tmp_path / "kpi-alerts.state"
+    alerter = KpiAlerter([OEE, SCRAP], state_path=state)
+    (opened,) = alerter.observe_report(SCRAP, _kpi_report("scrap_ratio", 0.3, _at(0), 1800), _at(0))
+    async with EventEmitter([RecordingSink(fail_first=1)], max_attempts=1) as emitter:
+        assert not await alerter.deliver(emitter, [opened])
+    alerter.save()
+    restarted = KpiAlerter([OEE], state_path=state)      # scrap-high removed from the config
+    assert list(restarted.pending) == [opened.id]
+    sink = RecordingSink()
+    async with EventEmitter([sink], max_attempts=1) as emitter:
+        assert await restarted.deliver(emitter, await restarted.evaluate(None, None, None, _at(5)))  # type: ignore[arg-type]
+    assert [(e.id, e.state) for e in sink.got] == [(opened.id, EventState.RESOLVED)]
+
+
+def test_kpi_alerter_state_folder_is_checked_and_a_bad_file_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        KpiAlerter([OEE], state_path=tmp_path / "nowhere" / "kpi-alerts.state")
+    bad = tmp_path / "kpi-alerts.state"
+    bad.write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="unreadable"):
+        KpiAlerter([OEE], state_path=bad)
+    assert not (tmp_path / "nowhere").exists()
+
+
+async def test_retained_alert_of_an_open_episode_survives_another_rules_resolve(mosquitto: Mosquitto) -> None:
+    """Health and energy models (or a KPI rule) on one machine publish retained on their own
+    topics (``alerts/<asset>/<source>/<rule>``): the energy episode's resolve does not replace the
+    still-open health alarm, which a dashboard connecting afterwards still sees."""
+    health = EpisodeTracker(source=EventSource.ANOMALY, rule="model-v0001")
+    energy = EpisodeTracker(source=EventSource.ANOMALY, rule="energy-model-v0001")
+    (h_open,) = health.observe(ASSET, T0, True, 0.8)
+    (e_open,) = energy.observe(ASSET, T0, True, 0.7)
+    (e_done,) = energy.observe(ASSET, T0 + timedelta(seconds=60), False, 0.1)
+    async with EventEmitter([MqttSink("127.0.0.1", mosquitto.port)], max_attempts=1) as emitter:
+        await emitter.emit([h_open, e_open])
+        await emitter.emit([e_done])
+    seen: dict[str, Event] = {}
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+        await c.subscribe(alert_topic(ASSET) + "/#", qos=1)
+
+        async def collect() -> None:
+            async for msg in c.messages:
+                assert msg.retain
+                seen[str(msg.topic)] = Event.model_validate_json(bytes(msg.payload))
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(collect(), 1.5)
+    retained = {t: (e.id, e.state) for t, e in seen.items()}
+    assert retained == {event_topic(h_open): (h_open.id, EventState.OPEN),
+                        event_topic(e_done): (e_done.id, EventState.RESOLVED)}
+    assert event_topic(h_open) == f"zhizao/v1/alerts/{ASSET}/anomaly/model-v0001"
