@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +20,7 @@ import pytest
 from analytics.cli import main as analytics_main
 from analytics.events import EpisodeTracker, SinksConfig, build_emitter
 from analytics.events.sinks.mqtt import MqttSink
-from tests.support.certs import self_signed
-from tests.support.ports import free_port
+from tests.support.certs import self_signed, tls_password_broker
 from tests.support.servers import Mosquitto
 from zhizao.errors import SecurityError
 from zhizao.events import Event, EventSource
@@ -44,18 +42,8 @@ def _events() -> list[Event]:
 def tls_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, Path]]:
     """Mosquitto with a password file (user ``analytics``, password ``secret``) on its plain port
     and on a TLS port (certificate for 127.0.0.1, its own CA): ``(broker, tls_port, ca_file)``."""
-    cert, key = self_signed(tmp_path, "broker")
-    passwords = tmp_path / "passwords"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "analytics", "secret"], check=True)
-    tls_port = free_port()
-    server = Mosquitto(tmp_path / "mosquitto", extra_config=(
-        f"allow_anonymous false\npassword_file {passwords}\n"
-        f"listener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"))
-    server.start()
-    try:
-        yield server, tls_port, cert
-    finally:
-        server.kill()
+    with tls_password_broker(tmp_path, "analytics") as broker:
+        yield broker
 
 
 def _mqtt(port: int, **extra: Any) -> SinksConfig:

@@ -6,7 +6,9 @@ MQTT acknowledges nothing of a failed commit and ends the session, so the broker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +69,24 @@ async def write(srv: OpcUaServer, i: int) -> None:
     await srv.write(0, T0 + timedelta(seconds=i), [("spindle_speed", 1000.0 + i, Quality.GOOD)])
 
 
+@contextlib.asynccontextmanager
+async def opcua_into_buffer(
+    tmp_path: Path, **config_kw: Any
+) -> AsyncIterator[tuple[OpcUaConnector, SqliteBuffer, OpcUaServer, asyncio.Task[None]]]:
+    """An OPC UA connector (``config(port, **config_kw)``) supervised into a real buffer, connected
+    to the simulator's server and subscribed: ``(connector, buffer, server, supervisor task)``."""
+    port = free_port()
+    conn = OpcUaConnector(config(port, **config_kw), "agent-1", tmp_path)
+    async with (
+        SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
+        server(port) as srv,
+    ):
+        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
+        await eventually(lambda: conn.stats.connected)
+        await asyncio.sleep(0.3)
+        yield conn, buf, srv, task
+
+
 async def hold_values(conn: OpcUaConnector, buf: SqliteBuffer, srv: OpcUaServer, last: int) -> None:
     """With ``conn`` running into ``buf``: value 1 committed, then the database full and values
     2..``last`` written — held by the connector (its commits failed)."""
@@ -89,15 +109,7 @@ async def test_opcua_samples_of_failed_commits_are_kept_and_committed_once_the_b
     committed, once each and in full, as soon as the buffer has room again; one ERROR line when
     commits start failing, one WARNING when they succeed again."""
     caplog.set_level(logging.WARNING, logger="edge_agent.connectors.opcua.connector")
-    port = free_port()
-    conn = OpcUaConnector(config(port), "agent-1", tmp_path)
-    async with (
-        SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
-        server(port) as srv,
-    ):
-        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
-        await eventually(lambda: conn.stats.connected)
-        await asyncio.sleep(0.3)
+    async with opcua_into_buffer(tmp_path) as (conn, buf, srv, task):
         for i in range(1, 6):
             await write(srv, i)
             await asyncio.sleep(0.05)
@@ -135,15 +147,7 @@ async def test_opcua_beyond_max_held_samples_the_oldest_are_dropped_counted_and_
     dropped under ``commit_failed``: counted, exported, logged once — every sample read is either
     committed or counted as dropped."""
     caplog.set_level(logging.WARNING, logger="edge_agent.connectors.opcua.connector")
-    port = free_port()
-    conn = OpcUaConnector(config(port, max_held_samples=5), "agent-1", tmp_path)
-    async with (
-        SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
-        server(port) as srv,
-    ):
-        task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=0.2, cap=1.0)))
-        await eventually(lambda: conn.stats.connected)
-        await asyncio.sleep(0.3)
+    async with opcua_into_buffer(tmp_path, max_held_samples=5) as (conn, buf, srv, task):
         await write(srv, 1)
         await eventually(lambda: speeds(buf) == [1001.0], 10)
         await fill(buf)

@@ -124,6 +124,17 @@ INGEST_405 = orjson.dumps({"type": "about:blank", "title": "Method not allowed",
                            "detail": "Method Not Allowed"})
 
 
+async def _drain(fwd: Forwarder, buf: SqliteBuffer) -> None:
+    """Run ``fwd`` until ``buf`` is empty (30 s at most, else AssertionError)."""
+    task = asyncio.create_task(fwd.run())
+    try:
+        await eventually(lambda: buf.stats.backlog_samples == 0, 30, "the buffer drained")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+
 @pytest.mark.parametrize(("bulk", "answer", "reason"), [
     pytest.param(True, Answer(404, HTML, b"<html><h1>404 Not Found</h1>nginx</html>"), "HTTP 404",
                  id="bulk-html-404"),
@@ -143,6 +154,7 @@ INGEST_405 = orjson.dumps({"type": "about:blank", "title": "Method not allowed",
     pytest.param(True, Answer(200, HTML, b"<html>Welcome! Please log in</html>"), "HTTP 200 not ingest",
                  id="bulk-html-200"),
 ])
+
 async def test_an_answer_not_from_ingest_keeps_every_batch(
     tmp_path: Path, ingest: str, front: Front, caplog: pytest.LogCaptureFixture,
     bulk: bool, answer: Answer, reason: str,
@@ -195,12 +207,7 @@ async def test_no_bulk_endpoint_behind_the_front_falls_back_to_one_post_per_batc
         assert up.bulk is not None
         fwd = Forwarder(buf, up, dl, max_items=100, linger=0.02)
         await buf.put(samples(500))
-        task = asyncio.create_task(fwd.run())
-        try:
-            await eventually(lambda: buf.stats.backlog_samples == 0, 30, "the buffer drained")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await _drain(fwd, buf)
         assert up.bulk is None and front.hits == 1, "one probe of the bulk endpoint, then one POST per batch"
         assert not up.refused
     assert fwd.stats.sent_samples == 500 and fwd.stats.dead_lettered == 0 and dl.read() == []
@@ -232,12 +239,7 @@ async def test_ingest_verdicts_on_content_still_dead_letter(tmp_path: Path) -> N
         ):
             fwd = Forwarder(buf, up, dl, max_items=1000, linger=0.02)
             await buf.put_records(records)
-            task = asyncio.create_task(fwd.run())
-            try:
-                await eventually(lambda: buf.stats.backlog_samples == 0, 30, "the buffer drained")
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await _drain(fwd, buf)
             assert not up.refused
         stored = await asyncio.to_thread(written, url)
     by_batch: dict[str, list[str]] = {}

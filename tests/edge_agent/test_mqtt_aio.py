@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +22,7 @@ from edge_agent.connectors.mqtt.aio import BufferedSocket, PahoOnLoop
 from edge_agent.deadletter import DeadLetter
 from tests.edge_agent.test_mapping import sample_mapping
 from tests.edge_agent.test_mqtt_connector import Publisher, acme, drain
-from tests.support.certs import self_signed
-from tests.support.ports import free_port
+from tests.support.certs import self_signed, tls_password_broker
 from tests.support.servers import Mosquitto
 from tests.support.waiting import eventually
 from zhizao.errors import ConnectionLost, SecurityError
@@ -235,18 +233,8 @@ def test_buffered_socket_serves_small_reads_from_one_recv() -> None:
 def secured(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, Path]]:
     """Mosquitto with a password file (user ``agent``, password ``secret``) on its plain port and
     on a TLS port (certificate for 127.0.0.1, its own CA): ``(broker, tls_port, ca_file)``."""
-    cert, key = self_signed(tmp_path, "broker")
-    passwords = tmp_path / "passwords"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "agent", "secret"], check=True)
-    tls_port = free_port()
-    server = Mosquitto(tmp_path / "mosquitto", extra_config=(
-        f"allow_anonymous false\npassword_file {passwords}\n"
-        f"listener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"))
-    server.start()
-    try:
-        yield server, tls_port, cert
-    finally:
-        server.kill()
+    with tls_password_broker(tmp_path, "agent") as broker:
+        yield broker
 
 
 def secured_config(port: int, password: str, protocol: str, ca_file: Path | None) -> MqttConnectorConfig:

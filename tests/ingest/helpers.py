@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
+import pytest
 
+from ingest.settings import Settings
+from ingest.testing import server_settings
 from tests.ingest.conftest import M1, T0
+from tests.support.servers import InfluxDB
 from zhizao.model import Batch, Sample
 from zhizao.wire import encode_batch
 
@@ -38,3 +43,12 @@ def assert_problem(r: httpx.Response, status: int, *fragments: str) -> None:
     assert doc["status"] == status and doc["title"] and doc["detail"]
     for f in fragments:
         assert f in doc["detail"], (f, doc["detail"])
+
+
+def auth_settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
+    """Ingest settings with auth on, on ``backend`` (``influxdb``: the test's ``influxdb`` fixture)."""
+    settings = server_settings(tmp_path, auth=True, backend=backend)
+    if backend == "influxdb":
+        influxdb: InfluxDB = request.getfixturevalue("influxdb")
+        settings.storage.influxdb.url = influxdb.url
+    return settings

@@ -23,8 +23,7 @@ from ingest.auth import Scope
 from ingest.cli import main
 from ingest.settings import Settings
 from ingest.testing import create_token, run_server, server_settings
-from tests.ingest.helpers import assert_problem
-from tests.support.servers import InfluxDB
+from tests.ingest.helpers import assert_problem, auth_settings
 from zhizao.config import validate
 from zhizao.errors import ConfigError
 from zhizao.events import EventSource
@@ -48,12 +47,7 @@ def _events(c: httpx.Client, reader: str) -> dict[str, dict[str, Any]]:
     return {e["id"]: e for e in r.json()["events"]}
 
 
-def _settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
-    settings = server_settings(tmp_path, auth=True, backend=backend)
-    if backend == "influxdb":
-        influxdb: InfluxDB = request.getfixturevalue("influxdb")
-        settings.storage.influxdb.url = influxdb.url
-    return settings
+_settings = auth_settings
 
 
 def _refused(r: httpx.Response, field: str, *fragments: str) -> None:

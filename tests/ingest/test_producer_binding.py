@@ -16,10 +16,8 @@ import pytest
 
 from ingest.auth import Scope
 from ingest.cli import main
-from ingest.settings import Settings
 from ingest.testing import create_token, run_server, server_settings
-from tests.ingest.helpers import assert_problem, batch, post, stored_count
-from tests.support.servers import InfluxDB
+from tests.ingest.helpers import assert_problem, auth_settings, batch, post, stored_count
 from zhizao.model import Batch, Sample
 from zhizao.wire import encode_batch
 
@@ -53,12 +51,7 @@ def _values(c: httpx.Client, reader: str) -> list[float]:
     return [v for s in r.json()["series"] for v in s["values"]]
 
 
-def _settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
-    settings = server_settings(tmp_path, auth=True, backend=backend)
-    if backend == "influxdb":
-        influxdb: InfluxDB = request.getfixturevalue("influxdb")
-        settings.storage.influxdb.url = influxdb.url
-    return settings
+_settings = auth_settings
 
 
 @pytest.mark.parametrize("backend", ["duckdb", "influxdb"])

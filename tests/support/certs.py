@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support.ports import free_port
+from tests.support.servers import Mosquitto
 
 
 def self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
@@ -29,3 +35,21 @@ def self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+@contextlib.contextmanager
+def tls_password_broker(directory: Path, user: str) -> Iterator[tuple[Mosquitto, int, Path]]:
+    """Mosquitto with a password file (``user``, password ``secret``) on its plain port and on a
+    TLS port (certificate for 127.0.0.1, its own CA): ``(broker, tls_port, ca_file)``."""
+    cert, key = self_signed(directory, "broker")
+    passwords = directory / "passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), user, "secret"], check=True)
+    tls_port = free_port()
+    server = Mosquitto(directory / "mosquitto", extra_config=(
+        f"allow_anonymous false\npassword_file {passwords}\n"
+        f"listener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"))
+    server.start()
+    try:
+        yield server, tls_port, cert
+    finally:
+        server.kill()
