@@ -32,7 +32,7 @@ import orjson
 
 from edge_agent.buffer import EncodedBatch
 from zhizao import wire
-from zhizao.errors import WireFormatError
+from zhizao.errors import TooLarge
 from zhizao.model import valid_id
 from zhizao.wirerules import KindCache, stamps_ok, values_ok
 
@@ -76,7 +76,7 @@ class BatchChecker:
     def check(self, payload: bytes, *, max_bytes: int = wire.DEFAULT_MAX_BYTES) -> Checked:
         """See the module docstring; ``WireFormatError`` (the reference one) for an invalid envelope."""
         if len(payload) > max_bytes:
-            raise WireFormatError("", f"document is larger than {max_bytes} bytes")
+            raise TooLarge(f"document is larger than {max_bytes} bytes")
         raw = wire.decompress(payload, max_bytes=max_bytes)
         try:
             doc: Any = orjson.loads(raw)

@@ -34,7 +34,7 @@ from typing import Final, cast
 import msgspec
 
 from ingest.storage.base import SampleFrame, to_us
-from zhizao.errors import WireFormatError
+from zhizao.errors import TooLarge, WireFormatError
 from zhizao.model import valid_id
 from zhizao.stamps import canonical_epoch_us
 from zhizao.wire import FORMAT, decode_batch_lenient, decompress, parse_ts
@@ -120,7 +120,7 @@ class Decoder:
     def decode(self, data: bytes, *, max_bytes: int) -> DecodedBatch:
         """Decode ``data`` (JSON, possibly gzip); raises ``WireFormatError`` for a bad envelope."""
         if len(data) > max_bytes:
-            raise WireFormatError("", f"document is larger than {max_bytes} bytes")
+            raise TooLarge(f"document is larger than {max_bytes} bytes")
         raw = decompress(data, max_bytes=max_bytes)
         try:
             return self._fast(raw)

@@ -20,8 +20,8 @@ from ingest.problems import Problem
 from ingest.ratelimit import RateLimiter
 from ingest.settings import Settings
 from ingest.storage.base import BatchKey, DataRefused, SampleFrame, Store, WriteResult
-from zhizao.errors import StoreUnavailable, WireFormatError
-from zhizao.wire import TOO_LARGE, decompress
+from zhizao.errors import StoreUnavailable, TooLarge, WireFormatError
+from zhizao.wire import decompress
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def refused_problem(exc: DataRefused) -> Problem:
 
 
 def _wire_problem(exc: WireFormatError, max_bytes: int) -> Problem:
-    if "larger than" in exc.message or exc.message.startswith(TOO_LARGE):
+    if isinstance(exc, TooLarge):
         return Problem(413, f"{exc}; the limit is {max_bytes} bytes", reason="body_too_large",
                        limit=max_bytes)
     error: dict[str, object] = {"field": exc.path, "message": exc.message}

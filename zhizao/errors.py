@@ -37,6 +37,14 @@ class WireFormatError(ZhizaoError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
+class TooLarge(WireFormatError):
+    """A document, or the body a gzip document inflates to, exceeds its size limit (ingest: 413,
+    not 400)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("", message)
+
+
 class ConnectionLost(ZhizaoError):
     """A connection to a source or sink dropped; the supervisor reconnects."""
 

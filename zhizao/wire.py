@@ -40,7 +40,7 @@ from typing import Any, Final
 
 import orjson
 
-from zhizao.errors import WireFormatError
+from zhizao.errors import TooLarge, WireFormatError
 from zhizao.model import (
     MAX_UNIT,
     AssetPath,
@@ -174,10 +174,6 @@ def encode_batch(batch: Batch, *, compress: bool = False, version: int = VERSION
     return gzip.compress(raw, compresslevel=6, mtime=0) if compress else raw
 
 
-TOO_LARGE = "body inflates to more than"
-"""The beginning of :func:`decompress`'s error for a body past its limit (answered 413, not 400)."""
-
-
 def decompress(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """Return ``data`` un-gzipped when it starts with the gzip magic, else unchanged.
 
@@ -185,7 +181,7 @@ def decompress(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     InfluxDB, Go and Python read them all), each to its end — a body cut short, or bytes after the
     last member that are not another member, are refused (``WireFormatError``), never read in
     part. Refuses to inflate past ``max_bytes`` in all (a gzip bomb is an error, not an
-    out-of-memory): that error's message begins with :data:`TOO_LARGE`.
+    out-of-memory): that error is a :class:`~zhizao.errors.TooLarge`.
     """
     if not data.startswith(_GZIP_MAGIC):
         return data
@@ -202,7 +198,7 @@ def decompress(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
             raise WireFormatError("", f"body is not valid gzip: {exc}") from exc
         size += len(out)
         if size > max_bytes:
-            raise WireFormatError("", f"{TOO_LARGE} {max_bytes} bytes")
+            raise TooLarge(f"body inflates to more than {max_bytes} bytes")
         if not inflater.eof:
             raise WireFormatError("", "gzip body is truncated")
         parts.append(out)
@@ -235,7 +231,7 @@ def _decode(data: bytes | str, *, max_bytes: int, lenient: bool) -> tuple[Batch,
     if isinstance(data, str):
         data = data.encode()
     if len(data) > max_bytes:
-        raise WireFormatError("", f"document is larger than {max_bytes} bytes")
+        raise TooLarge(f"document is larger than {max_bytes} bytes")
     data = decompress(data, max_bytes=max_bytes)
     try:
         doc = orjson.loads(data)

@@ -14,10 +14,10 @@ from ingest.api.deps import CanRead, CanWrite, ServiceDep, StoreDep
 from ingest.eventbinding import refusal
 from ingest.problems import PROBLEM_JSON, Problem
 from ingest.storage.base import EventQuery
-from zhizao.errors import WireFormatError
+from zhizao.errors import TooLarge, WireFormatError
 from zhizao.events import Event, EventSource, EventState
 from zhizao.model import check_asset_prefix
-from zhizao.wire import TOO_LARGE, decompress
+from zhizao.wire import decompress
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -104,7 +104,7 @@ async def post_events(request: Request, service: ServiceDep, store: StoreDep,
     try:
         body = decompress(body, max_bytes=limit)
     except WireFormatError as exc:
-        too_large = exc.message.startswith(TOO_LARGE) or "larger than" in exc.message
+        too_large = isinstance(exc, TooLarge)
         raise service.refuse(Problem(413, f"{exc}; the limit is {limit} bytes", reason="body_too_large",
                                      limit=limit) if too_large else
                              Problem(400, f"invalid body: {exc}", reason="bad_encoding")) from None

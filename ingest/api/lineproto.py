@@ -21,8 +21,8 @@ from ingest.api.deps import CanWrite, ServiceDep
 from ingest.auth import TokenRecord
 from ingest.problems import Problem
 from ingest.service import IngestService
-from zhizao.errors import WireFormatError
-from zhizao.wire import TOO_LARGE, decompress
+from zhizao.errors import TooLarge, WireFormatError
+from zhizao.wire import decompress
 
 router = APIRouter(tags=["line protocol"])
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ async def _write(request: Request, service: IngestService, precision: str,
     try:
         body = decompress(body, max_bytes=limit)  # every gzip member, each read to its end
     except WireFormatError as exc:
-        if exc.message.startswith(TOO_LARGE):
+        if isinstance(exc, TooLarge):
             raise service.refuse(Problem(413, f"body inflates past the limit of {limit} bytes",
                                          reason="body_too_large", limit=limit)) from None
         raise service.refuse(Problem(400, exc.message, reason="bad_encoding")) from None
