@@ -273,10 +273,7 @@ class Forwarder:
         try:
             while True:
                 try:
-                    if len(batches) == 1:
-                        await self.buffer.ack(batches[0])
-                    else:
-                        await self.buffer.ack_many(batches)
+                    await self.buffer.ack_many(batches)
                     break
                 except Exception as exc:  # noqa: BLE001 - whatever the buffer raised: retried
                     await self._buffer_failed("ack", exc, f"{len(batches)} delivered batches (first "

@@ -215,6 +215,14 @@ class OpcUaConnector:
         a failed commit)."""
         return len(self._pending) + sum(len(chunk) for _, chunk in self._retry)
 
+    def _take_held(self) -> tuple[list[Sample], dict[str, str]]:
+        """Everything held, oldest first (kept from failed commits, then read since), and the marks
+        to commit with it; the connector holds nothing after."""
+        held = [s for _, chunk in self._retry for s in chunk] + self._pending
+        marks = self._marks
+        self._pending, self._retry, self._marks = [], [], {}
+        return held, marks
+
     def _flush(self, sink: Sink, *, force: bool = False) -> None:
         """Hand what was read to the buffer, with each node's last mark (committed together: after
         a crash the restarted agent knows exactly what it has). After a failed commit only from
@@ -224,9 +232,7 @@ class OpcUaConnector:
             return
         if not self._pending and not self._retry:
             return
-        batch = [s for _, chunk in self._retry for s in chunk] + self._pending
-        marks = self._marks
-        self._pending, self._retry, self._marks = [], [], {}
+        batch, marks = self._take_held()
         self._handovers += 1
         number = self._handovers
         for key in marks:
@@ -256,8 +262,7 @@ class OpcUaConnector:
             self._flush(sink, force=True)
             if self._inflight:
                 await asyncio.gather(*self._inflight, return_exceptions=True)
-        held = [s for _, chunk in self._retry for s in chunk] + self._pending
-        self._pending, self._retry, self._marks = [], [], {}
+        held, _ = self._take_held()
         if not held:
             return 0
         self.stats.dropped["stopped_uncommitted"] = (
