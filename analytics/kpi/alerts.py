@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from analytics.kpi.windows import GroupBy
 from ingest.storage.base import Store
 from zhizao.errors import StoreUnavailable
 from zhizao.events import Event, EventSource
+from zhizao.files import replace_atomically
 from zhizao.plant import PlantConfig
 from zhizao.waiting import wait_event
 
@@ -91,20 +91,7 @@ def load_state(path: Path) -> AlerterState | None:
 
 def save_state(path: Path, state: AlerterState) -> None:
     """Replace ``path`` atomically with ``state`` (module docstring)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-    _fsync(tmp)
-    os.replace(tmp, path)
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    """Flush ``path``, a file or a folder, to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_atomically(path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class KpiAlerter:

@@ -11,12 +11,12 @@ same episodes with the same event ids (upserted). Nothing is skipped, nothing st
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from zhizao.events import Event
+from zhizao.files import replace_atomically
 
 FORMAT = 1
 
@@ -74,14 +74,4 @@ class StateStore:
 
     def save(self, state: MachineState) -> None:
         p = self.path(state.asset)
-        tmp = p.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            fh.write(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        replace_atomically(p, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), p.with_suffix(".tmp"))
