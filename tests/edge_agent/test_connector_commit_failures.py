@@ -31,7 +31,7 @@ from tests.edge_agent.test_mqtt_connector import Publisher, acme, conn_rows, mak
 from tests.edge_agent.test_opcua_connector import T0, config, server, stop, written
 from tests.support.ports import free_port
 from tests.support.servers import Mosquitto
-from tests.support.sinks import HeldCommits, redelivered_while_a_commit_fails
+from tests.support.sinks import HeldCommits, published_across_a_full_disk, redelivered_while_a_commit_fails
 from tests.support.waiting import eventually
 from zhizao.backoff import Backoff
 from zhizao.model import Batch, Quality
@@ -189,22 +189,11 @@ async def test_mqtt_a_failed_commit_ends_the_session_and_the_broker_redelivers(
         await eventually(lambda: conn.stats.connected, 15)
         await asyncio.sleep(0.3)  # the SUBACK
         pub = Publisher(mosquitto)
-        for i in range(5):
-            pub.publish(topic, acme(i))
-        await eventually(lambda: len(samples(buf)) == 5, 15)
-        await fill(buf)
-        for i in range(5, 25):
-            pub.publish(topic, acme(i))
-        await asyncio.sleep(1.0)
-        assert len(samples(buf)) < 25, "the database is full"
-        await free(buf)
-        for i in range(25, 30):
-            pub.publish(topic, acme(i))
-        await eventually(lambda: len(samples(buf)) >= 30, 20, "the redeliveries stored")
-        await asyncio.sleep(0.5)
+        got = await published_across_a_full_disk(
+            lambda i: pub.publish(topic, acme(i)), lambda: samples(buf), lambda: fill(buf),
+            lambda: free(buf), lambda: conn.stats.commit_failures >= 1)
         await stop(task)
         pub.close()
-        got = sorted(float(s.value) for s in samples(buf))
     assert got == [200.0 + i for i in range(30)], "each value once, none lost"
     assert conn.stats.dropped["commit_failed"] == 0 and conn.stats.duplicates_skipped == 0
     assert conn.stats.commit_failures >= 1 and conn.stats.reconnects >= 1, "the session ended"

@@ -18,7 +18,7 @@ from tests.edge_agent.disk_full import fill, free, record_samples
 from tests.edge_agent.test_mqtt_connector import Publisher, acme
 from tests.gateway.test_raw_redelivery import TOPIC, _config, _process, _subscribed
 from tests.support.servers import Mosquitto
-from tests.support.sinks import HeldCommits, redelivered_while_a_commit_fails
+from tests.support.sinks import HeldCommits, published_across_a_full_disk, redelivered_while_a_commit_fails
 from tests.support.waiting import eventually
 from zhizao.backoff import Backoff
 
@@ -34,25 +34,13 @@ async def test_a_failed_commit_ends_the_session_and_the_broker_redelivers(
         task = asyncio.create_task(supervise(intake, buf, backoff=Backoff(initial=0.1, cap=0.5)))
         await eventually(lambda: intake.stats.connected, 15)
         pub = Publisher(mosquitto)
-        for i in range(5):
-            pub.publish(TOPIC, acme(i))
-        await eventually(lambda: len(record_samples(buf)) == 5, 15)
-        await fill(buf, records=True)
-        for i in range(5, 25):
-            pub.publish(TOPIC, acme(i))
-        await eventually(lambda: intake.counts.uncommitted >= 1, 15, "a failed commit")
-        await asyncio.sleep(0.5)
-        assert len(record_samples(buf)) < 25, "the database is full"
-        await free(buf)
-        for i in range(25, 30):
-            pub.publish(TOPIC, acme(i))
-        await eventually(lambda: len(record_samples(buf)) >= 30, 20, "the redeliveries stored")
-        await asyncio.sleep(0.5)
+        got = await published_across_a_full_disk(
+            lambda i: pub.publish(TOPIC, acme(i)), lambda: record_samples(buf),
+            lambda: fill(buf, records=True), lambda: free(buf), lambda: intake.counts.uncommitted >= 1)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         pub.close()
-        got = sorted(float(s.value) for s in record_samples(buf))
     assert got == [200.0 + i for i in range(30)], "each value once, none lost"
     assert intake.stats.duplicates_skipped == 0 and intake.stats.commit_failures == intake.counts.uncommitted
     assert intake.stats.reconnects >= 1, "the failed commit ended the session"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from edge_agent.buffer import EncodedBatch, PutResult, SqliteBuffer
@@ -147,4 +147,32 @@ async def redelivered_while_a_commit_fails(
     with contextlib.suppress(AssertionError):
         await eventually(lambda: len(stored()) >= 10, 15, "every message stored")
     await asyncio.sleep(0.3)  # nothing more comes
+    return sorted(float(s.value) for s in stored() if isinstance(s.value, int | float))
+
+
+async def published_across_a_full_disk(
+    publish: Callable[[int], None],
+    stored: Callable[[], Sequence[Sample]],
+    fill: Callable[[], Awaitable[None]],
+    free: Callable[[], Awaitable[None]],
+    failed: Callable[[], bool],
+) -> list[float]:
+    """The scenario of commits failing on a full disk, for a subscriber running (and reconnected by
+    its supervisor) into a buffer: messages 0-4 stored; the disk ``fill``-ed and 5-24 published
+    (``failed()`` true once a commit failed; the database full: not all stored); room again
+    (``free``) and 25-29 published. Returns the values ``stored()`` once 30 are (sorted)."""
+    for i in range(5):
+        publish(i)
+    await eventually(lambda: len(stored()) == 5, 15)
+    await fill()
+    for i in range(5, 25):
+        publish(i)
+    await eventually(failed, 15, "a failed commit")
+    await asyncio.sleep(0.5)
+    assert len(stored()) < 25, "the database is full"
+    await free()
+    for i in range(25, 30):
+        publish(i)
+    await eventually(lambda: len(stored()) >= 30, 20, "the redeliveries stored")
+    await asyncio.sleep(0.5)  # nothing more comes
     return sorted(float(s.value) for s in stored() if isinstance(s.value, int | float))
