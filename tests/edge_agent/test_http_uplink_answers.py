@@ -31,6 +31,7 @@ from edge_agent.uplinks.http import HttpUplink, HttpUplinkConfig
 from ingest.settings import Settings
 from ingest.testing import run_server, server_settings
 from tests.edge_agent.test_buffer import samples
+from tests.support.forwarding import drain
 from tests.support.waiting import eventually
 from zhizao import wire
 from zhizao.backoff import Backoff
@@ -124,16 +125,6 @@ INGEST_405 = orjson.dumps({"type": "about:blank", "title": "Method not allowed",
                            "detail": "Method Not Allowed"})
 
 
-async def _drain(fwd: Forwarder, buf: SqliteBuffer) -> None:
-    """Run ``fwd`` until ``buf`` is empty (30 s at most, else AssertionError)."""
-    task = asyncio.create_task(fwd.run())
-    try:
-        await eventually(lambda: buf.stats.backlog_samples == 0, 30, "the buffer drained")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 
 @pytest.mark.parametrize(("bulk", "answer", "reason"), [
     pytest.param(True, Answer(404, HTML, b"<html><h1>404 Not Found</h1>nginx</html>"), "HTTP 404",
@@ -207,7 +198,7 @@ async def test_no_bulk_endpoint_behind_the_front_falls_back_to_one_post_per_batc
         assert up.bulk is not None
         fwd = Forwarder(buf, up, dl, max_items=100, linger=0.02)
         await buf.put(samples(500))
-        await _drain(fwd, buf)
+        await drain(fwd, buf)
         assert up.bulk is None and front.hits == 1, "one probe of the bulk endpoint, then one POST per batch"
         assert not up.refused
     assert fwd.stats.sent_samples == 500 and fwd.stats.dead_lettered == 0 and dl.read() == []
@@ -239,7 +230,7 @@ async def test_ingest_verdicts_on_content_still_dead_letter(tmp_path: Path) -> N
         ):
             fwd = Forwarder(buf, up, dl, max_items=1000, linger=0.02)
             await buf.put_records(records)
-            await _drain(fwd, buf)
+            await drain(fwd, buf)
             assert not up.refused
         stored = await asyncio.to_thread(written, url)
     by_batch: dict[str, list[str]] = {}

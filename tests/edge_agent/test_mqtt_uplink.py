@@ -23,6 +23,7 @@ from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
 from edge_agent.uplinks.mqtt import MqttUplink, MqttUplinkConfig, encode_part, split_by_asset
 from tests.edge_agent.test_buffer import ASSET, T0, samples
+from tests.support.forwarding import drain
 from tests.support.servers import Mosquitto
 from tests.support.waiting import eventually
 from zhizao import topics, wire
@@ -146,12 +147,7 @@ async def _published(tmp_path: Path, broker: Mosquitto, data: list[Sample],
                 MqttUplink(cfg, "agent-1", lambda: {}) as up):
         fwd = Forwarder(buf, up, DeadLetter(tmp_path / "dead.jsonl"), max_items=1000, linger=0.05)
         await buf.put(data)
-        task = asyncio.create_task(fwd.run())
-        try:
-            await eventually(lambda: buf.stats.backlog_samples == 0, 10, "the buffer drained")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await drain(fwd, buf, 10)
 
     def data_messages() -> list[tuple[str, bytes]]:
         with listener.lock:

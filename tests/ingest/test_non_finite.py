@@ -5,7 +5,6 @@ dead-letters such a batch instead of retrying it forever. Real uvicorn, real Duc
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from edge_agent.forwarder import Forwarder
 from edge_agent.uplinks.http import HttpUplink, HttpUplinkConfig
 from ingest.testing import run_server, server_settings
 from tests.ingest.helpers import assert_problem, batch, post, stored_count
-from tests.support.waiting import eventually
+from tests.support.forwarding import drain
 from zhizao.errors import Rejected
 
 ASSET = "plant/a1/line1/cnc-1"
@@ -116,12 +115,7 @@ async def test_the_agents_http_uplink_does_not_retry_a_poisoned_batch(tmp_path: 
             fwd = Forwarder(buf, up, dead, max_items=1000, linger=0.05)
             await buf.put_records([_record("b-poison-2", _v1("b-poison-2", ["1", "2", "1e400"])),
                                    EncodedBatch.of_batch(batch("b-good-2", producer="agent-1"))])
-            task = asyncio.create_task(fwd.run())
-            try:
-                await eventually(lambda: buf.stats.backlog_samples == 0, 10, "the buffer drained")
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await drain(fwd, buf, 10)
         assert fwd.stats.dead_lettered == 3 and fwd.stats.retries == 0  # its 3 samples, never retried
         records = dead.read()
         assert sorted(r["index"] for r in records) == [0, 1, 2]  # the whole batch
