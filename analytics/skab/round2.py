@@ -38,7 +38,6 @@ Thermocouple than the drift widening saved on its Temperature).
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import sys
 from collections.abc import Sequence
 from typing import Any, Final
@@ -47,6 +46,7 @@ from analytics.skab.evaluate import SkabResult
 from analytics.skab.proxy import PROXY_SEEDS, WARM_SEEDS, ProxyRun, proxy_runs
 from analytics.skab.select import (
     Candidate,
+    map_forked,
     run_candidate,
     select,
 )
@@ -82,10 +82,7 @@ def evaluate_all(
     """Every candidate on ``episodes``, in order (forked workers share the episodes)."""
     global _RUNS  # noqa: PLW0603 - handed to forked workers without pickling 320 episodes each time
     _RUNS = episodes
-    if processes <= 1:
-        return [_one(c) for c in cands]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        return pool.map(_one, cands, chunksize=4)
+    return map_forked(_one, cands, processes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,9 +21,10 @@ Pre-registered before any candidate was run (on the proxy or on SKAB):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from analytics.scoring import ModelSpec
 from analytics.skab.evaluate import SkabResult, predict_rows, score_predictions
@@ -31,6 +32,7 @@ from analytics.skab.frozen import FROZEN_REFRACTORY
 from analytics.skab.proxy import ProxyRun
 
 MAX_FAR: Final = 13.5
+_T = TypeVar("_T")
 
 DETECTORS: Final[list[tuple[str, str, dict[str, Any]]]] = [
     ("robust-z rms", "robust_z", {"rel_floor": 0.003}),
@@ -50,11 +52,12 @@ class Candidate:
     spec: ModelSpec
 
 
-def candidates(detectors: Sequence[tuple[str, str, dict[str, Any]]] = DETECTORS) -> list[Candidate]:
-    """The pre-registered grid of ``detectors`` × windows × mean-|Δ| windows × factors × votes,
+def candidates(detectors: Sequence[tuple[str, str, dict[str, Any]]] = DETECTORS,
+               factors: Sequence[float] = FACTORS) -> list[Candidate]:
+    """The pre-registered grid of ``detectors`` × windows × mean-|Δ| windows × ``factors`` × votes,
     in tie-break order."""
     out = []
-    for (label, det, params), w, dw, k, v in itertools.product(detectors, WINDOWS, DIFF_WINDOWS, FACTORS,
+    for (label, det, params), w, dw, k, v in itertools.product(detectors, WINDOWS, DIFF_WINDOWS, factors,
                                                                VOTES):
         spec = ModelSpec(detector=det, detector_params=dict(params), windows=list(w), diff_windows=list(dw),
                          threshold_quantile=0.99, threshold_factor=k, vote_window=v, vote_fraction=0.5)
@@ -66,6 +69,15 @@ def run_candidate(c: Candidate, runs: Sequence[ProxyRun]) -> SkabResult:
     """The SKAB protocol and metrics on the proxy episodes for one candidate."""
     preds = [predict_rows(r.file.values, c.spec, r.columns) for r in runs]
     return score_predictions(c.name, [r.file for r in runs], preds, FROZEN_REFRACTORY)
+
+
+def map_forked(fn: Callable[[Candidate], _T], cands: Sequence[Candidate], processes: int) -> list[_T]:
+    """``[fn(c) for c in cands]``, over ``processes`` forked workers when more than one (``fn``
+    must be module-level; what it reads from module globals is inherited by the fork, not pickled)."""
+    if processes <= 1:
+        return [fn(c) for c in cands]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        return pool.map(fn, cands, chunksize=4)
 
 
 def objective(r: SkabResult) -> float:
