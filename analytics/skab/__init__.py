@@ -14,6 +14,7 @@ from analytics.skab.evaluate import (
     evaluate,
     preregistered,
     round2_config,
+    round3_config,
     selected_on_test,
 )
 from analytics.skab.frozen import FROZEN_NAME, frozen_spec
@@ -22,4 +23,5 @@ from analytics.skab.report import render
 
 __all__ = ["FROZEN_NAME", "SIGNALS", "TRAIN_ROWS", "SkabConfig", "SkabFile", "SkabResult", "alternatives",
            "changepoints_from_flags", "evaluate", "frozen_spec", "load_skab", "nab_score", "outlier_metrics",
-           "preregistered", "render", "round2_config", "selected_on_test"]
+           "preregistered", "render", "round2_config", "round3_config",
+           "selected_on_test"]

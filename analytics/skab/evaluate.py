@@ -19,7 +19,15 @@ from pydantic import Field
 
 from analytics.scoring import AnomalyModel, ModelSpec
 from analytics.skab.data import SIGNALS, SkabFile
-from analytics.skab.frozen import FROZEN_NAME, FROZEN_REFRACTORY, ROUND2_NAME, frozen_spec, round2_spec
+from analytics.skab.frozen import (
+    FROZEN_NAME,
+    FROZEN_REFRACTORY,
+    ROUND2_NAME,
+    ROUND3_NAME,
+    frozen_spec,
+    round2_spec,
+    round3_spec,
+)
 from analytics.skab.metrics import (
     PROFILES,
     OutlierMetrics,
@@ -96,9 +104,14 @@ def round2_config() -> SkabConfig:
     return SkabConfig(name=ROUND2_NAME, model=round2_spec())
 
 
+def round3_config() -> SkabConfig:
+    """Round 3's frozen configuration (:mod:`analytics.skab.round3`, :func:`round3_spec`)."""
+    return SkabConfig(name=ROUND3_NAME, model=round3_spec())
+
+
 def preregistered() -> list[SkabConfig]:
     """Every configuration frozen before its one SKAB run, in the order they were frozen."""
-    return [SkabConfig(), round2_config()]
+    return [SkabConfig(), round2_config(), round3_config()]
 
 
 def selected_on_test() -> SkabConfig:

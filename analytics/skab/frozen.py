@@ -82,3 +82,23 @@ def round2_spec() -> ModelSpec:
     return ModelSpec(detector="robust_z", detector_params={"rel_floor": 0.0, "drift": 1.0}, windows=[15],
                      diff_windows=[60], threshold_quantile=0.99, threshold_factor=1.5, vote_window=1,
                      vote_fraction=0.5)
+
+
+ROUND3_NAME: Final = "zhizao round 3: robust-z + drift, 8 signals, proxies + testbed false alarms"
+ROUND3_CANDIDATE: Final = "robust-z rms floor=0.003 drift=1 w=[15] diff=[60] k=1.5 vote=1"
+"""What :func:`analytics.skab.round3.select3` chose (1,728 candidates; 320 simulated episodes and
+78 anomaly-free windows; 832 eligible), frozen here before the configuration's one run on SKAB."""
+ROUND3_PROXY_RESULT: Final = {"f1": 0.761, "far": 12.81, "mar": 31.70, "nab_standard": 42.01,
+                              "nab_low_fp": 36.12, "nab_low_fn": 47.92, "anomaly_free_far": 10.72}
+"""Its pooled result on the simulated proxies and its FAR on the anomaly-free windows. On the
+same windows round 1's configuration scored FAR 11.20 % and round 2's 22.12 % (SKAB: 22.63 % and
+27.66 %)."""
+
+
+def round3_spec() -> ModelSpec:
+    """Round 3's model: robust-z RMS with the default scale floor 0.003 and training-drift
+    widening 1, 15 s trailing means and 60 s mean |Δ|, threshold 1.5 × the training rows' 0.99
+    quantile, no vote. Signals, training rows and changepoint spacing as in rounds 1 and 2."""
+    return ModelSpec(detector="robust_z", detector_params={"rel_floor": 0.003, "drift": 1.0}, windows=[15],
+                     diff_windows=[60], threshold_quantile=0.99, threshold_factor=1.5, vote_window=1,
+                     vote_fraction=0.5)

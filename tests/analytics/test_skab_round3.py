@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from analytics.errors import DataError
-from analytics.skab import TRAIN_ROWS, SkabResult, load_skab
+from analytics.skab import SIGNALS, TRAIN_ROWS, SkabResult, load_skab, preregistered, round3_config
+from analytics.skab.frozen import FROZEN_REFRACTORY, ROUND3_CANDIDATE, round3_spec
 from analytics.skab.metrics import OutlierMetrics
 from analytics.skab.round2 import candidates as round2_candidates
 from analytics.skab.round3 import (
@@ -67,3 +68,11 @@ def test_anomaly_free_file_errors_name_the_file(tmp_path: Path, bad: str) -> Non
         (root / "anomaly-free" / "anomaly-free.csv").write_text("datetime;Current\n2020-01-01 00:00:00;1\n")
     with pytest.raises(DataError, match=r"anomaly-free\.csv"):
         anomaly_free_windows(str(root))
+
+
+def test_round3_settings_are_the_selections_choice() -> None:
+    cfg = round3_config()
+    assert cfg.signals == SIGNALS and cfg.refractory == FROZEN_REFRACTORY  # as rounds 1 and 2
+    chosen = [c for c in candidates() if c.name == ROUND3_CANDIDATE]
+    assert len(chosen) == 1 and chosen[0].spec == round3_spec() == cfg.model
+    assert [c.name for c in preregistered()][2] == cfg.name
