@@ -24,6 +24,7 @@ from analytics.skab import (
     load_skab,
     preregistered,
     round2_config,
+    round3_config,
 )
 from analytics.skab.evaluate import INVALID, fit_run_model, predict_rows, score_predictions
 from analytics.skab.frozen import (
@@ -31,14 +32,19 @@ from analytics.skab.frozen import (
     PROXY_RESULT,
     ROUND2_CANDIDATE,
     ROUND2_PROXY_RESULT,
+    ROUND3_CANDIDATE,
+    ROUND3_PROXY_RESULT,
     SELECTED_CANDIDATE,
     round2_spec,
+    round3_spec,
 )
 from analytics.skab.metrics import WINDOW_S, OutlierMetrics
 from analytics.skab.proxy import ProxyRun
 from analytics.skab.report import render
 from analytics.skab.round2 import candidates as round2_candidates
 from analytics.skab.round2 import runs as round2_runs
+from analytics.skab.round3 import anomaly_free_far, anomaly_free_windows
+from analytics.skab.round3 import candidates as round3_candidates
 from analytics.skab.select import MAX_FAR, candidates, run_candidate, select
 from tests.analytics.conftest import SKAB
 
@@ -48,6 +54,9 @@ FROZEN_NAB = {"standard": 30.560864105389303, "low_fp": 27.34695527054705, "low_
 # The one run of round 2's configuration (analytics.skab.round2, frozen in b737c52).
 ROUND2_COUNTS = {"tp": 9993, "fp": 3051, "fn": 2778, "tn": 7979}
 ROUND2_NAB = {"standard": 26.24273455479648, "low_fp": 23.225149265234922, "low_fn": 29.568647183512606}
+# The one run of round 3's configuration (analytics.skab.round3, frozen in 11ee9df).
+ROUND3_COUNTS = {"tp": 9675, "fp": 2468, "fn": 3096, "tn": 8562}
+ROUND3_NAB = {"standard": 26.653104394295966, "low_fp": 23.71520177947235, "low_fn": 30.104694268113306}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +68,8 @@ def files() -> list[SkabFile]:
 @pytest.mark.parametrize(("cfg", "counts", "nab", "rounded"), [
     (SkabConfig(), FROZEN_COUNTS, FROZEN_NAB, (0.77, 22.63, 25.39)),
     (round2_config(), ROUND2_COUNTS, ROUND2_NAB, (0.77, 27.66, 21.75)),
-], ids=["round1", "round2"])
+    (round3_config(), ROUND3_COUNTS, ROUND3_NAB, (0.78, 22.38, 24.24)),
+], ids=["round1", "round2", "round3"])
 def test_preregistered_result_reproduces_exactly(
     files: list[SkabFile], cfg: SkabConfig, counts: dict[str, int], nab: dict[str, float],
     rounded: tuple[float, float, float],
@@ -79,10 +89,11 @@ def test_round2_settings_are_the_proxies_choice() -> None:
     assert cfg.signals == SIGNALS and cfg.refractory == FROZEN_REFRACTORY  # as round 1
     chosen = [c for c in round2_candidates() if c.name == ROUND2_CANDIDATE]
     assert len(chosen) == 1 and chosen[0].spec == round2_spec() == cfg.model
-    assert [c.name for c in preregistered()] == [SkabConfig().name, cfg.name]
+    assert [c.name for c in preregistered()][:2] == [SkabConfig().name, cfg.name]
 
 
-@pytest.mark.parametrize("spec", [frozen_spec(), round2_spec()], ids=["round1", "round2"])
+@pytest.mark.parametrize("spec", [frozen_spec(), round2_spec(), round3_spec()],
+                         ids=["round1", "round2", "round3"])
 def test_threshold_and_detector_come_from_the_training_rows_only(
     files: list[SkabFile], spec: ModelSpec
 ) -> None:
@@ -157,6 +168,15 @@ def test_round2_candidate_on_both_proxies_reproduces(proxy_episodes: list[ProxyR
     assert temp[-1] - temp[TRAIN_ROWS] > 2.0 and temp[TRAIN_ROWS] - temp[0] > 2.0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_round3_candidate_on_its_proxies_reproduces(proxy_episodes: list[ProxyRun]) -> None:
+    chosen = next(c for c in round3_candidates() if c.name == ROUND3_CANDIDATE)
+    far = anomaly_free_far(chosen, anomaly_free_windows(str(SKAB)))
+    assert {**_rounded(run_candidate(chosen, proxy_episodes)), "anomaly_free_far": round(far, 2)} \
+        == ROUND3_PROXY_RESULT
+
+
 def _rounded(r: SkabResult) -> dict[str, float]:
     return {"f1": round(r.outliers.f1, 3), "far": round(r.outliers.far, 2), "mar": round(r.outliers.mar, 2),
             "nab_standard": round(r.nab["standard"], 2), "nab_low_fp": round(r.nab["low_fp"], 2),
@@ -168,10 +188,12 @@ def test_eval_all_labels_the_settings_read_on_skab(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     rows = [ln for ln in out.splitlines() if ln.startswith("| * ")]
     assert rows[0].startswith("| * zhizao frozen")
-    others = [ln for ln in rows if not ln.startswith(("| * zhizao frozen", "| * zhizao round 2"))]
+    others = [ln for ln in rows if not ln.startswith(("| * zhizao frozen", "| * zhizao round 2",
+                                                      "| * zhizao round 3"))]
     assert others and all(INVALID.strip() in ln for ln in others)
     # verdicts are about the pre-registered configurations, never about a row selected on SKAB
     verdicts = [ln for ln in out.splitlines() if ln.startswith("targets for")]
-    assert len(verdicts) == 2 and "zhizao frozen" in verdicts[0] and "round 2" in verdicts[1]
-    assert rows[1].startswith("| * zhizao round 2")
+    assert len(verdicts) == 3 and "zhizao frozen" in verdicts[0] and "round 2" in verdicts[1]
+    assert "round 3" in verdicts[2]
+    assert rows[1].startswith("| * zhizao round 2") and rows[2].startswith("| * zhizao round 3")
 
