@@ -23,6 +23,10 @@ class FeedConfig(StrictModel):
     """Seconds between two computations (each reads the current shift so far)."""
     backfill_hours: float = Field(0.0, ge=0)
     """At start, also compute the KPIs of the last N hours every ``interval_s`` (history for charts)."""
+    catch_up_rounds: int = Field(120, ge=0)
+    """After failed rounds (store down) or a restart (from the heartbeat file's time), compute at
+    most this many missed rounds, each at its own time, so the KPI series have no gap; older ones
+    are skipped with a WARNING naming their range."""
     baselines_kwh_per_good_part: dict[str, float] = Field(default_factory=dict)
     """Machine path or line path -> baseline kWh per good part (the energy board's baseline/target)."""
     storage: StorageSettings = Field(default_factory=StorageSettings)

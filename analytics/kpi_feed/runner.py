@@ -1,7 +1,16 @@
 """The KPI feed's loop: compute and write every ``interval_s`` until stopped.
 
 A failed round (store down) is logged, counted in :attr:`Runner.failures` and retried at the next
-tick; the loop itself never dies from it.
+tick; the loop itself never dies from it. **Rounds missed leave no gap**: the first successful
+tick after failures first computes, oldest first, the rounds that were due since the last
+successful one (``last + interval``, ``last + 2·interval`` … before the tick's own time), each
+written at its own time as if it had run then. At most ``catch_up_rounds`` are computed (each
+reads a shift of data); older missed rounds are skipped with one WARNING naming their time range
+(``backfill_hours`` at a restart fills them) and counted in :attr:`Runner.skipped`. A catch-up
+round that fails ends the catch-up; the next tick resumes from the last one written.
+
+After a restart the last successful round is the heartbeat file's modification time (when one is
+configured and ``backfill_hours`` is 0), so a restarted feed catches up its downtime the same way.
 """
 
 from __future__ import annotations
@@ -25,41 +34,102 @@ log = logging.getLogger(__name__)
 class Runner:
     """Runs a :class:`KpiFeed` periodically. ``stop()`` ends :meth:`run` after the current round."""
 
-    def __init__(self, feed: KpiFeed, interval_s: float, *, heartbeat: Path | None = None) -> None:
-        """``heartbeat``: a file touched after every successful round (a healthcheck tests its age)."""
+    def __init__(self, feed: KpiFeed, interval_s: float, *, heartbeat: Path | None = None,
+                 catch_up_rounds: int = 120) -> None:
+        """``heartbeat``: a file touched after every successful round (a healthcheck tests its age);
+        ``catch_up_rounds``: the most missed rounds computed after a failure (module docstring)."""
         self.feed = feed
         self.interval_s = interval_s
         self.heartbeat = heartbeat
+        self.catch_up_rounds = catch_up_rounds
         self.rounds = 0
         self.failures = 0
+        self.caught_up = 0
+        """Missed rounds computed after the fact."""
+        self.skipped = 0
+        """Missed rounds beyond ``catch_up_rounds``, not computed (logged with their time range)."""
+        self.last_ok: datetime | None = None
+        """The time of the newest round written (its ``now``), ``None`` before the first."""
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
     async def tick(self, now: datetime | None = None) -> int:
-        """One round at ``now`` (default: the current time); 0 samples when the store failed."""
+        """One round at ``now`` (default: the current time), after the rounds missed since the last
+        successful one; the samples written, 0 when the store failed."""
         self.rounds += 1
+        at = now or datetime.now(UTC)
+        missed = self._missed(at)
+        keep = missed[len(missed) - self.catch_up_rounds:] if self.catch_up_rounds < len(missed) else missed
+        dropped = missed[:len(missed) - len(keep)]
+        written = 0
         try:
-            written = await self.feed.once(now or datetime.now(UTC))
+            for t in keep:
+                written += await self.feed.once(t)
+                self._advance(t, dropped)
+                dropped = []
+                self.caught_up += 1
+            written += await self.feed.once(at)
         except StoreUnavailable as exc:
             self.failures += 1
             log.warning("KPI feed round failed (store unavailable), retrying in %.0f s: %s",
                         self.interval_s, exc)
             return 0
+        finally:
+            if keep and self.last_ok is not None and self.last_ok >= keep[0]:
+                log.info("KPI feed caught up missed rounds %s to %s", keep[0].isoformat(),
+                         self.last_ok.isoformat())
+        self._advance(at, dropped)
+        return written
+
+    def _missed(self, now: datetime) -> list[datetime]:
+        """The round times due after :attr:`last_ok` and before ``now`` (half an interval clear)."""
+        if self.last_ok is None:
+            return []
+        step = timedelta(seconds=self.interval_s)
+        out: list[datetime] = []
+        t = self.last_ok + step
+        while t <= now - step / 2:
+            out.append(t)
+            t += step
+        return out
+
+    def _advance(self, t: datetime, skipped: list[datetime]) -> None:
+        """A round at ``t`` was written; ``skipped`` (older missed rounds) are given up, named."""
+        if skipped:
+            self.skipped += len(skipped)
+            log.warning("KPI feed: %d missed rounds from %s to %s are not computed (catch_up_rounds = %d); "
+                        "restart with backfill_hours to fill them", len(skipped), skipped[0].isoformat(),
+                        skipped[-1].isoformat(), self.catch_up_rounds)
+        self.last_ok = t
+        self._touch()
+
+    def _touch(self) -> None:
         if self.heartbeat is not None:
             try:
                 self.heartbeat.touch()
             except OSError as exc:
                 log.warning("cannot touch the heartbeat file %s: %s", self.heartbeat, exc)
-        return written
+
+    def _last_heartbeat(self) -> datetime | None:
+        if self.heartbeat is None:
+            return None
+        try:
+            return datetime.fromtimestamp(self.heartbeat.stat().st_mtime, UTC)
+        except OSError:  # no heartbeat yet: a first start
+            return None
 
     async def run(self, backfill_hours: float = 0.0) -> None:
+        """Tick every ``interval_s`` until :meth:`stop`; first the ``backfill_hours`` history, or,
+        without it, catch up from the heartbeat file's time (the last round of a previous run)."""
         if backfill_hours > 0:
             now = datetime.now(UTC)
             with contextlib.suppress(StoreUnavailable):
                 await self.feed.backfill(now - timedelta(hours=backfill_hours), now,
                                          timedelta(seconds=self.interval_s))
+        elif self.last_ok is None:
+            self.last_ok = self._last_heartbeat()
         while not self._stop.is_set():
             written = await self.tick()
             log.debug("KPI feed wrote %d samples", written)
@@ -72,4 +142,5 @@ async def serve(cfg: FeedConfig) -> None:
     async with open_store(cfg.storage) as store, open_store(cfg.sink_settings()) as sink:
         feed = KpiFeed(store, sink, plant, kpi_cfg, cfg.scopes, baselines=cfg.baselines_kwh_per_good_part)
         heartbeat = Path(cfg.heartbeat_file) if cfg.heartbeat_file else None
-        await Runner(feed, cfg.interval_s, heartbeat=heartbeat).run(cfg.backfill_hours)
+        await Runner(feed, cfg.interval_s, heartbeat=heartbeat,
+                     catch_up_rounds=cfg.catch_up_rounds).run(cfg.backfill_hours)
