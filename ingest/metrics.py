@@ -35,3 +35,7 @@ class Metrics:
                                     registry=r)
         self.store_up = Gauge("zhizao_ingest_store_up", "1 when the last store operation succeeded",
                               registry=r)
+        self.rate_limit_producers = Gauge(
+            "zhizao_ingest_rate_limit_producers",
+            "Producers whose rate-limit bucket is held (not full again); 0 without a rate limit",
+            registry=r)

@@ -3,6 +3,15 @@
 :class:`IngestService` is created by the app factory and shared by the routes. Its contract:
 a batch is acknowledged (returns) only after the store committed it; any problem raises
 :class:`~ingest.problems.Problem` (4xx, nothing stored) or ``StoreUnavailable`` (503).
+
+Rate limit (``limits.rate_samples_per_s``, :mod:`ingest.ratelimit`): a write is admitted only if
+its producer's bucket holds its samples now, which are taken then (all producers of a bulk
+request at once, or none: 429) and held while the store writes; once the store has answered for a
+frame, its charge is kept when the store stored it (or refused its data, or failed unexpectedly)
+and given back when the store answered that it was a duplicate or raised ``StoreUnavailable``
+(nothing committed: the sender retries and pays then). A write still pending at the write timeout
+(answered 503) settles when the store answers it, so a write that commits after its 503 stays
+charged and its resend, a duplicate, is free: each stored sample is paid exactly once.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from ingest.auth import TokenRecord
 from ingest.decode import DecodedBatch, Decoder, OutOfRange
@@ -34,6 +44,14 @@ class BatchOutcome:
     accepted: int
     rejected: dict[int, str]
     duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one frame written costs against the rate limit: ``samples`` of ``producer``."""
+
+    producer: str
+    samples: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,52 +80,70 @@ class IngestService:
         limits = self.settings.limits
         self.limiter = (None if limits.rate_samples_per_s is None
                         else RateLimiter(limits.rate_samples_per_s, limits.rate_burst_samples))
+        limiter = self.limiter
+        if limiter is not None:
+            self.metrics.rate_limit_producers.set_function(lambda: len(limiter))
+        self._running: set[asyncio.Task[WriteResult]] = set()
+        """Store writes not finished yet (some answered 503 at the timeout): kept until they settle."""
 
     def refuse(self, problem: Problem) -> Problem:
         """Count a refused request and return ``problem`` for raising."""
         self.metrics.requests_rejected.labels(str(problem.status), problem.reason).inc()
         return problem
 
-    async def write_frame(self, frame: SampleFrame, key: BatchKey | None, source: str) -> WriteResult:
-        """Store ``frame`` within the configured write timeout; ``StoreUnavailable`` otherwise,
-        ``Problem`` 422 when the store refuses the data itself (:func:`refused_problem`)."""
-        result = (await self.write_frames([(frame, key)], source))[0]
+    async def write_frame(self, frame: SampleFrame, key: BatchKey | None, source: str,
+                          charge: Charge | None = None) -> WriteResult:
+        """Store ``frame`` within the configured write timeout, charging ``charge`` to the rate
+        limit (:meth:`write_frames`); ``StoreUnavailable`` otherwise, ``Problem`` 422 when the
+        store refuses the data itself (:func:`refused_problem`), 429 over the rate limit."""
+        result = (await self.write_frames([(frame, key)], source, [charge]))[0]
         if isinstance(result, DataRefused):
             raise self.refuse(refused_problem(result))
         return result
 
-    async def write_frames(self, items: Sequence[tuple[SampleFrame, BatchKey | None]],
-                           source: str) -> list[WriteResult | DataRefused]:
+    async def write_frames(self, items: Sequence[tuple[SampleFrame, BatchKey | None]], source: str,
+                           charges: Sequence[Charge | None] = ()) -> list[WriteResult | DataRefused]:
         """Store every frame (handed to the store together, so they share its group commit) within
         the configured write timeout; ``StoreUnavailable`` unless all of them were committed or
         refused. A frame whose data the store refused (a permanent verdict on that frame alone, the
-        others are stored) has its :class:`DataRefused` in its place."""
+        others are stored) has its :class:`DataRefused` in its place.
+
+        ``charges`` (one per item, ``None`` for none; empty: nothing charged) are taken from the
+        rate limit first, all or none (``Problem`` 429, nothing written), and each is settled when
+        the store answers for its frame — kept or given back, as the module docstring says —
+        even when that is after this call gave up at the timeout."""
+        if not items:
+            return []
+        self._take_rate(charges)
         timeout = self.settings.storage.write_timeout_s
         store = self.store
-        try:
-            answers = await asyncio.wait_for(
-                asyncio.gather(*(store.write(frame, key) for frame, key in items), return_exceptions=True),
-                timeout)
-            failure = next((a for a in answers if isinstance(a, StoreUnavailable)), None) or \
-                next((a for a in answers if isinstance(a, BaseException) and not isinstance(a, DataRefused)),
-                     None)
-            if failure is not None:
-                raise failure
-            results: list[WriteResult | DataRefused] = [a for a in answers if not isinstance(a, BaseException)
-                                                        or isinstance(a, DataRefused)]
-        except TimeoutError:
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(store.write(frame, key)) for frame, key in items]
+        limiter = self.limiter
+        for task, charge in zip(tasks, charges, strict=False):
+            if charge is not None and limiter is not None:  # (before asyncio.wait's own callback)
+                task.add_done_callback(partial(_settle, limiter, charge))
+        self._running.update(tasks)  # referenced until done, even if the caller goes away
+        for task in tasks:
+            task.add_done_callback(self._running.discard)
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:  # left running (the store finishes them): their charges settle when they do
             self.metrics.store_errors.labels("write").inc()
             self.metrics.store_up.set(0)
-            raise StoreUnavailable(f"store did not commit within {timeout} s") from None
-        except StoreUnavailable:
+            raise StoreUnavailable(f"store did not commit within {timeout} s")
+        answers = [_answer(t) for t in tasks]
+        failure = next((a for a in answers if isinstance(a, StoreUnavailable)), None) or next(
+            (a for a in answers if isinstance(a, BaseException) and not isinstance(a, DataRefused)), None)
+        if isinstance(failure, StoreUnavailable):
             self.metrics.store_errors.labels("write").inc()
             self.metrics.store_up.set(0)
-            raise
-        except Exception as exc:  # a store bug: answer 500 cleanly, keep serving
+            raise failure
+        if failure is not None:  # a store bug: answer 500 cleanly, keep serving
             self.metrics.store_errors.labels("write").inc()
-            log.error("store %s failed unexpectedly", store.name, exc_info=exc)
-            raise Problem(500, f"internal store error ({type(exc).__name__}); nothing was acknowledged "
+            log.error("store %s failed unexpectedly", store.name, exc_info=failure)
+            raise Problem(500, f"internal store error ({type(failure).__name__}); nothing was acknowledged "
                           "— see the ingest log", reason="store_bug") from None
+        results = [a for a in answers if isinstance(a, WriteResult | DataRefused)]
         self.metrics.store_up.set(1)
         written = sum(r.accepted for r in results if isinstance(r, WriteResult) and not r.duplicate)
         if written:
@@ -147,49 +183,54 @@ class IngestService:
             f"agent id (zhizao ingest token create --name {refused[0]}), or bound with --producer; a "
             "site gateway's token is created with --forwarder", reason="producer_not_allowed"))
 
-    def take_rate(self, producer: str, n: int) -> None:
-        """Take ``n`` samples from ``producer``'s rate limit, or raise 429 (for line-protocol
-        writes, whose producer is the token's name: they share that producer's limit)."""
-        self._take_rate({producer: n})
-
-    def _take_rate(self, counts: dict[str, int]) -> None:
-        """Take ``counts`` samples per producer from the rate limiter, or raise 429 (nothing taken
-        for the producer refused)."""
+    def _take_rate(self, charges: Sequence[Charge | None]) -> None:
+        """Take ``charges`` (summed per producer) from the rate limiter, all or none; 429 naming the
+        first producer that cannot pay, with nothing taken from any."""
         if self.limiter is None:
             return
-        for producer, n in counts.items():
-            wait = self.limiter.take(producer, n)
-            if wait > 0:
-                retry = max(1, math.ceil(wait))
-                raise self.refuse(Problem(
-                    429, f"producer {producer!r} exceeds {self.settings.limits.rate_samples_per_s:g} "
-                    f"samples/s; retry in {retry} s", reason="rate_limited",
-                    headers={"Retry-After": str(retry)}))
+        counts: dict[str, int] = {}
+        for c in charges:
+            if c is not None:
+                counts[c.producer] = counts.get(c.producer, 0) + c.samples
+        refused = self.limiter.take_all(counts)
+        if refused is not None:
+            producer, wait = refused
+            retry = max(1, math.ceil(wait))
+            raise self.refuse(Problem(
+                429, f"producer {producer!r} exceeds {self.settings.limits.rate_samples_per_s:g} "
+                f"samples/s; retry in {retry} s", reason="rate_limited",
+                headers={"Retry-After": str(retry)}))
 
-    def _count_rejected(self, decoded: DecodedBatch) -> None:
-        for reason in decoded.rejected.values():
+    def _count_rejected(self, decoded: DecodedBatch, rejected: dict[int, str]) -> None:
+        for reason in rejected.values():
             self.metrics.samples_rejected.labels(reason.split(":", 1)[0] or "sample").inc()
-        if decoded.rejected:
+        if rejected:
+            first = min(rejected)
             log.info("batch %s/%s: %d samples rejected, first: %s", decoded.producer, decoded.batch_id,
-                     len(decoded.rejected), next(iter(decoded.rejected.items())))
+                     len(rejected), (first, rejected[first]))
 
     def _outcome(self, decoded: DecodedBatch, result: WriteResult) -> BatchOutcome:
+        """The answer for ``decoded`` stored as ``result``: its samples rejected when decoded and
+        those the store did not keep (``result.dropped``, mapped to their index in the document)."""
+        rejected = decoded.rejected
+        if result.dropped:
+            rejected = {**rejected, **_in_document(decoded, result.dropped)}
         if result.duplicate:
             self.metrics.dedup_hits.inc()
             self.metrics.batches.labels("duplicate").inc()
         else:  # its rejected samples are counted once: when it is stored, not for each resend
             self.metrics.batches.labels("stored").inc()
-            self._count_rejected(decoded)
+            self._count_rejected(decoded, rejected)
         return BatchOutcome(decoded.producer, decoded.batch_id, decoded.seq, result.accepted,
-                            decoded.rejected, result.duplicate)
+                            rejected, result.duplicate)
 
     async def ingest_batch(self, body: bytes, writer: TokenRecord | None = None) -> BatchOutcome:
         """Decode and store one wire-format batch (``body`` possibly gzip) sent with the token of
         ``writer`` (``None``: auth disabled); 403 when the token may not write as its producer."""
         decoded = self._decode(body)
         self._authorise(writer, (decoded.producer,))
-        self._take_rate({decoded.producer: decoded.total})
-        result = await self.write_frame(decoded.frame, BatchKey(decoded.producer, decoded.batch_id), "batch")
+        result = await self.write_frame(decoded.frame, BatchKey(decoded.producer, decoded.batch_id), "batch",
+                                        Charge(decoded.producer, decoded.total))
         return self._outcome(decoded, result)
 
     async def ingest_bulk(self, body: bytes, writer: TokenRecord | None = None) -> BulkOutcome:
@@ -216,7 +257,7 @@ class IngestService:
                 413, f"bulk request has {len(lines)} batches; the limit is {limits.max_bulk_batches}",
                 reason="too_many_batches", limit=limits.max_bulk_batches))
         decoded: list[DecodedBatch | LineError] = []
-        counts: dict[str, int] = {}
+        producers: set[str] = set()
         total = 0
         for line in lines:
             try:
@@ -225,19 +266,18 @@ class IngestService:
                 decoded.append(LineError(problem.status, problem.detail))
                 continue
             decoded.append(d)
-            counts[d.producer] = counts.get(d.producer, 0) + d.total
+            producers.add(d.producer)
             total += d.total
         # a line the token may not write refuses the whole request (403, nothing stored), so a
         # misconfigured token keeps the data in the sender's buffer instead of dead-lettering it
-        self._authorise(writer, counts)
+        self._authorise(writer, sorted(producers))
         if total > limits.max_bulk_samples:
             raise self.refuse(Problem(
                 413, f"bulk request has {total} samples; the limit is {limits.max_bulk_samples} "
                 "per request", reason="too_many_samples", limit=limits.max_bulk_samples))
-        self._take_rate(counts)
         valid = [d for d in decoded if isinstance(d, DecodedBatch)]
         items = [(d.frame, BatchKey(d.producer, d.batch_id)) for d in valid]
-        results = await self.write_frames(items, "bulk")
+        results = await self.write_frames(items, "bulk", [Charge(d.producer, d.total) for d in valid])
         by_id: dict[int, BatchOutcome | LineError] = {}
         for d, r in zip(valid, results, strict=True):
             if isinstance(r, DataRefused):  # that line only, as POST /api/v1/batches would answer it
@@ -246,6 +286,33 @@ class IngestService:
             else:
                 by_id[id(d)] = self._outcome(d, r)
         return BulkOutcome([by_id[id(d)] if isinstance(d, DecodedBatch) else d for d in decoded])
+
+
+def _settle(limiter: RateLimiter, charge: Charge, task: asyncio.Task[WriteResult]) -> None:
+    """Settle ``charge`` once the store answered ``task`` (module docstring): given back for a
+    duplicate or ``StoreUnavailable`` (nothing committed) or a cancelled write, kept otherwise."""
+    if task.cancelled():
+        limiter.refund(charge.producer, charge.samples)
+        return
+    exc = task.exception()
+    if isinstance(exc, StoreUnavailable) or (exc is None and task.result().duplicate):
+        limiter.refund(charge.producer, charge.samples)
+
+
+def _answer(task: asyncio.Task[WriteResult]) -> WriteResult | BaseException:
+    """A finished write's result or exception (a cancelled one: ``StoreUnavailable``)."""
+    if task.cancelled():
+        return StoreUnavailable("the store's write was cancelled")
+    return task.exception() or task.result()
+
+
+def _in_document(decoded: DecodedBatch, dropped: Sequence[tuple[int, str]]) -> dict[int, str]:
+    """``dropped`` (positions in ``decoded.frame``) as ``{index in the document: reason}``: the
+    frame holds the document's samples not rejected when decoding, in document order."""
+    if not decoded.rejected:
+        return {pos: reason for pos, reason in dropped if pos < decoded.total}
+    kept = [i for i in range(decoded.total) if i not in decoded.rejected]
+    return {kept[pos]: reason for pos, reason in dropped if pos < len(kept)}
 
 
 def refused_problem(exc: DataRefused) -> Problem:

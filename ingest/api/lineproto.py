@@ -20,7 +20,7 @@ from ingest.api.body import read_body
 from ingest.api.deps import CanWrite, ServiceDep
 from ingest.auth import TokenRecord
 from ingest.problems import Problem
-from ingest.service import IngestService
+from ingest.service import Charge, IngestService
 from zhizao.errors import TooLarge, WireFormatError
 from zhizao.wire import decompress
 
@@ -59,16 +59,24 @@ async def _write(request: Request, service: IngestService, precision: str,
             413, f"body has {len(parsed.frame)} field values; the limit is "
             f"{service.settings.limits.max_samples_per_batch}", reason="too_many_samples"))
     service.metrics.ignored_tags.inc(parsed.ignored_tags)
+    stored, dropped = 0, 0
     if len(parsed.frame):
-        service.take_rate(line_protocol_producer(writer), len(parsed.frame))
-        await service.write_frame(parsed.frame, None, "line_protocol")
+        charge = Charge(line_protocol_producer(writer), len(parsed.frame))
+        result = await service.write_frame(parsed.frame, None, "line_protocol", charge)
+        stored, dropped = result.accepted, len(result.dropped)
+    if dropped:  # what InfluxDB itself answers for points beyond its retention policy: 400
+        service.metrics.samples_rejected.labels("retention").inc(dropped)
     if parsed.errors:
         service.metrics.samples_rejected.labels("line_protocol").inc(len(parsed.errors))
+    if parsed.errors or dropped:
         shown = "; ".join(f"line {n}: {why}" for n, why in parsed.errors[:5])
         more = f" (and {len(parsed.errors) - 5} more)" if len(parsed.errors) > 5 else ""
+        lines = f", {len(parsed.errors)} lines rejected: {shown}{more}" if parsed.errors else ""
+        kept = (f", {dropped} values not kept by the store (older than its retention policy keeps, or "
+                "outside its time range)" if dropped else "")
         raise service.refuse(Problem(
-            400, f"partial write: {len(parsed.frame)} values stored, {len(parsed.errors)} lines rejected: "
-            f"{shown}{more}", reason="line_protocol",
+            400, f"partial write: {stored} values stored{kept}{lines}",
+            reason="line_protocol" if parsed.errors else "store_dropped",
             errors=[{"line": n, "message": why} for n, why in parsed.errors[:100]]))
     return Response(status_code=204)
 

@@ -166,10 +166,16 @@ class BatchKey:
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     """``accepted`` samples stored; ``duplicate`` when the batch was stored before (nothing written now,
-    ``accepted`` is then the count recorded the first time)."""
+    ``accepted`` is then the count recorded the first time).
+
+    ``dropped``: ``(position in the frame, reason)`` of each sample the backend did not store
+    although it stored the others (InfluxDB's partial write of points beyond its retention
+    policy), in position order; ``accepted`` + ``len(dropped)`` is the frame's length. A
+    duplicate's ``dropped`` is what was recorded the first time. Empty for DuckDB."""
 
     accepted: int
     duplicate: bool = False
+    dropped: tuple[tuple[int, str], ...] = ()
 
 
 class DataRefused(Exception):
@@ -375,7 +381,11 @@ class Store(Protocol):
     async def write(self, frame: SampleFrame, key: BatchKey | None = None) -> WriteResult:
         """Store ``frame``; with ``key``, at most once per key while its dedup record lives.
 
-        Returns only after the data is durable in the backend (committed / answered 204).
+        Returns only after the data is durable in the backend (committed / answered 204), with
+        the samples the backend stored and, in ``dropped``, those it did not store while storing
+        the others (InfluxDB: points beyond its retention policy) — the exact split, never a
+        guess. Raises ``StoreUnavailable`` (nothing committed, retry) or ``DataRefused`` (this
+        frame's data refused for good).
         """
 
     async def seen(self, key: BatchKey) -> WriteResult | None:

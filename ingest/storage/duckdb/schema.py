@@ -68,14 +68,19 @@ COLUMNS: Final = ("ts", "asset", "signal", "vtype", "value", "value_str", "unit"
 
 UPSERT_SIGNALS: Final = """
     INSERT INTO signals
-    SELECT asset, signal, ts, newest.vtype, newest.value, newest.value_str, newest.unit, newest.quality
-    FROM (SELECT asset, signal, max(ts) AS ts,
-                 arg_max_null(struct_pack(vtype, value, value_str, unit, quality), ts) AS newest
-          FROM {source} GROUP BY asset, signal)
+    SELECT asset, signal, max(ts), arg_max_null(vtype, ts), arg_max_null(value, ts),
+           arg_max_null(value_str, ts), arg_max_null(unit, ts), arg_max_null(quality, ts)
+    FROM {source} GROUP BY asset, signal
     ON CONFLICT (asset, signal) DO UPDATE SET
         ts = excluded.ts, vtype = excluded.vtype, value = excluded.value,
         value_str = excluded.value_str, unit = excluded.unit, quality = excluded.quality
     WHERE excluded.ts >= signals.ts
 """
 """Catalogue upsert from ``{source}``: every column of a signal from its newest row, all from the same
-one (``arg_max`` per column would skip NULLs: a newest sample without a unit got an older one's)."""
+one. ``arg_max_null`` keeps a NULL of the newest row (``arg_max`` skips NULLs: a newest sample
+without a unit got an older one's). One aggregate per column rather than one over
+``struct_pack(...)`` of them: medians 8-17 % less time in interleaved rounds (1,100 to 243,000
+rows, 134 series). DuckDB runs every aggregate of a ``GROUP BY`` over the same rows in the same
+order, and ``arg_max_null`` replaces its row only for a strictly greater ``ts``, so on equal
+timestamps all columns still come from one row (the first met) —
+``tests/ingest/test_duckdb_catalogue.py`` checks it on a large frame of ties."""

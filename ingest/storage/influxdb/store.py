@@ -14,6 +14,11 @@ type conflict) — permanent, unlike an outage: :class:`~ingest.storage.base.Dat
 ``StoreUnavailable``. A refused group write is split until the batch at fault is alone (see
 :meth:`InfluxStore._deliver`), so one producer's bad data never fails the others' batches.
 
+Partial writes beyond retention: a 400 ``partial write: points beyond retention policy
+dropped=N`` is no refusal — InfluxDB stored every other point. Which N it dropped follows from
+its rule (:mod:`ingest.storage.influxdb.partial`): each batch of the write is answered with the
+samples it stored and, in ``WriteResult.dropped``, those it did not; the dedup record keeps both.
+
 Credentials: a token as ``Authorization: Token`` (2.x/3.x), a username/password (1.x) as HTTP
 Basic auth — never in the URL, which libraries log (httpx logs every request line at INFO).
 """
@@ -28,6 +33,7 @@ import ssl
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Self
 
@@ -53,6 +59,13 @@ from ingest.storage.base import (
 from ingest.storage.events_common import event_matches
 from ingest.storage.influxdb.http1 import WritePool, tls_context
 from ingest.storage.influxdb.lineproto import LineCache, field_str, frame_lines, tag_value
+from ingest.storage.influxdb.partial import (
+    Dropped,
+    beyond_retention,
+    decode_dropped,
+    encode_dropped,
+    split_dropped,
+)
 from ingest.storage.influxdb.query import (
     TAGS,
     aggregate_rows,
@@ -75,15 +88,38 @@ the same batch can be stored once the limit is raised or series are dropped — 
 _CAPACITY_LOG_S = 60.0
 BATCHES = "zhizao_batches"
 EVENTS = "zhizao_events"
-_Item = tuple[bytes, int, BatchKey | None, "asyncio.Future[WriteResult]"]
-"""(line protocol, points, batch key, future answered after the 204) of one queued write."""
+
+
+@dataclass(slots=True)
+class _Item:
+    """One queued write: its line protocol, the timestamps of its points (µs, in line order), its
+    batch key, and the future answered once InfluxDB answered for it."""
+
+    body: bytes
+    ts_us: list[int]
+    key: BatchKey | None
+    future: asyncio.Future[WriteResult]
+
+    @property
+    def points(self) -> int:
+        return len(self.ts_us)
+
+
+class BeyondRetention(DataRefused):
+    """InfluxDB stored a write but ``dropped`` of its points, beyond its retention policy. A
+    :class:`DataRefused` for callers that write no samples (events, dedup records): they keep
+    treating it as a refusal; the sample path reads it as a partial write (``_deliver``)."""
+
+    def __init__(self, reason: str, dropped: int) -> None:
+        super().__init__(reason)
+        self.dropped = dropped
 _MAX_IN_FLIGHT = 2
 _GROUP_POINTS = 5_000
 """InfluxDB's documented optimal write size ("Optimize writes": 5,000 lines)."""
 _REFUSED: Final = frozenset({400, 422})
 """``/write`` answers refusing the data itself, never to be retried: 400 (1.x and 2.x: unparseable
-line, field type conflict, points beyond the retention policy), 422 (2.x: points outside the
-bucket's retention)."""
+line, field type conflict), 422 (2.x) — except a partial write of points beyond the retention
+policy (400 in 1.x, 422 in 2.x), which stored the other points: :class:`BeyondRetention`."""
 
 
 class InfluxStore:
@@ -102,8 +138,8 @@ class InfluxStore:
             self._lines = LineCache(settings.measurement)
         except ValueError as exc:
             raise ConfigError("storage.influxdb", [("measurement", str(exc))]) from None
-        self._seen: OrderedDict[BatchKey, tuple[int, int]] = OrderedDict()
-        """key -> (accepted, recorded at µs since the epoch), oldest first."""
+        self._seen: OrderedDict[BatchKey, tuple[int, int, Dropped]] = OrderedDict()
+        """key -> (accepted, recorded at µs since the epoch, dropped), oldest first."""
         self._loaded = False
         self._marks: list[str] = []
         self._last_mark_ns = 0
@@ -188,6 +224,10 @@ class InfluxStore:
                               "[data] or drop unused series — batches are answered 503 and kept by "
                               "their senders until then", limit, text)
                 raise StoreUnavailable(f"InfluxDB is at a capacity limit ({limit}): {text}")
+            dropped = beyond_retention(text)
+            if dropped is not None:
+                raise BeyondRetention(f"InfluxDB stored the write but dropped {dropped} points ({status}): "
+                                      f"{text}", dropped)
             raise DataRefused(f"InfluxDB refused the data ({status}): {text}")
         raise StoreUnavailable(f"InfluxDB write answered {status}: {text}")
 
@@ -235,16 +275,17 @@ class InfluxStore:
     async def _load_dedup(self) -> None:
         window = self._dedup_window // timedelta(microseconds=1)
         rows = await self.influxql(
-            f'SELECT "batch_id", "accepted" FROM "{BATCHES}" WHERE time > now() - {window}u '
+            f'SELECT "batch_id", "accepted", "dropped" FROM "{BATCHES}" WHERE time > now() - {window}u '
             'GROUP BY "producer"')
         for s in rows:
             producer = s["tags"]["producer"]
-            for t_us, batch_id, accepted in sorted(s["values"]):
-                self._remember(BatchKey(producer, batch_id), int(accepted), int(t_us))
+            for t_us, batch_id, accepted, dropped in sorted(s["values"], key=lambda row: int(row[0])):
+                key = BatchKey(producer, batch_id)
+                self._remember(key, int(accepted), int(t_us), decode_dropped(dropped))
         self._loaded = True
 
-    def _remember(self, key: BatchKey, accepted: int, t_us: int) -> None:
-        self._seen[key] = (accepted, t_us)
+    def _remember(self, key: BatchKey, accepted: int, t_us: int, dropped: Dropped = ()) -> None:
+        self._seen[key] = (accepted, t_us, dropped)
         while len(self._seen) > self._dedup_max:
             self._seen.popitem(last=False)
 
@@ -252,7 +293,7 @@ class InfluxStore:
         if not self._loaded:
             await self._load_dedup()
         entry = self._seen.get(key)
-        return None if entry is None else WriteResult(entry[0], duplicate=True)
+        return None if entry is None else WriteResult(entry[0], duplicate=True, dropped=entry[2])
 
     async def write(self, frame: SampleFrame, key: BatchKey | None = None) -> WriteResult:
         """Queue ``frame`` for the next group write; returns after InfluxDB answered 204 for it.
@@ -262,7 +303,8 @@ class InfluxStore:
         writes more cheaply, up to about that size). A group that could not be written (InfluxDB
         down or slow) fails every batch in it with ``StoreUnavailable`` (nothing acknowledged); one
         whose data InfluxDB refused is split (:meth:`_deliver`): only the batch at fault gets
-        :class:`DataRefused`, the others are stored.
+        :class:`DataRefused`, the others are stored. One of whose points InfluxDB dropped beyond its
+        retention policy answers each batch with what it stored and what it dropped.
         """
         if key is not None:
             prev = await self.seen(key)
@@ -271,7 +313,7 @@ class InfluxStore:
             running = self._inflight.get(key)
             if running is not None:  # the same batch is being written right now
                 result = await asyncio.shield(running)
-                return WriteResult(result.accepted, duplicate=True)
+                return WriteResult(result.accepted, duplicate=True, dropped=result.dropped)
         if not len(frame):
             if key is not None:
                 self._record(key, 0)
@@ -285,7 +327,7 @@ class InfluxStore:
         future.add_done_callback(_retrieved)  # its waiter may have given up (timeout) meanwhile
         if key is not None:
             self._inflight[key] = future  # until answered (_deliver): a resend joins it
-        self._queue.append((lines, len(frame), key, future))
+        self._queue.append(_Item(lines, frame.ts_us, key, future))
         self._queued_points += len(frame)
         self._kick()
         return await asyncio.shield(future)  # a waiter that gives up leaves the write to finish
@@ -298,10 +340,10 @@ class InfluxStore:
                 self._in_flight < _MAX_IN_FLIGHT and self._queued_points >= _GROUP_POINTS)):
             group: list[_Item] = []
             points = 0
-            while self._queue and (not group or points + self._queue[0][1] <= _GROUP_POINTS):
+            while self._queue and (not group or points + self._queue[0].points <= _GROUP_POINTS):
                 item = self._queue.popleft()
                 group.append(item)
-                points += item[1]
+                points += item.points
             self._queued_points -= points
             self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._send(group))
@@ -324,51 +366,79 @@ class InfluxStore:
         :class:`DataRefused`, every other batch is stored (about 2·log2(n) extra writes for one bad
         batch among n, never a retry of the whole group). Re-writing points InfluxDB already took
         from a partial write is harmless: identical points overwrite themselves.
+
+        When InfluxDB stored the write but dropped points beyond its retention policy, nothing is
+        written again: each batch is answered with the samples it stored and those dropped
+        (:func:`~ingest.storage.influxdb.partial.split_dropped`); only an answer that does not fit
+        InfluxDB's rule is taken as a refusal, as above.
         """
         try:
-            await self._post_write(b"".join([body for body, _, _, _ in group]))  # each ends with a newline
-        except DataRefused as exc:
-            if len(group) > 1:
-                half = len(group) // 2
-                log.info("InfluxDB refused a write of %d batches (%s); writing them apart", len(group), exc)
-                await asyncio.gather(self._deliver(group[:half]), self._deliver(group[half:]))
+            await self._post_write(b"".join([item.body for item in group]))  # each ends with a newline
+        except BeyondRetention as exc:
+            split = split_dropped([item.ts_us for item in group], exc.dropped)
+            if split is None:
+                log.warning("InfluxDB dropped %d points of a write of %d, which are not its oldest: "
+                            "taken as a refusal (%s)", exc.dropped, sum(i.points for i in group), exc.reason)
+                await self._refused(group, exc)
                 return
-            _, _, key, fut = group[0]
-            log.warning("InfluxDB refused batch %s: %s", "(no key)" if key is None else
-                        f"{key.producer}/{key.batch_id}", exc.reason)
-            self._answered(key, fut)
-            if not fut.done():
-                fut.set_exception(exc)
+            log.info("InfluxDB dropped %d points of a write of %d batches beyond its retention policy: "
+                     "reported as rejected samples of their batches", exc.dropped, len(group))
+            for item, dropped in zip(group, split, strict=True):
+                self._stored(item, dropped)
+        except DataRefused as exc:
+            await self._refused(group, exc)
         except Exception as exc:  # noqa: BLE001 - every waiter must get an answer, never hang
-            for _, _, key, fut in group:
-                self._answered(key, fut)
-                if not fut.done():
-                    fut.set_exception(exc)
+            for item in group:
+                self._answered(item.key, item.future)
+                if not item.future.done():
+                    item.future.set_exception(exc)
         else:
-            for _, n, key, fut in group:
-                if key is not None:
-                    self._record(key, n)
-                self._answered(key, fut)
-                if not fut.done():
-                    fut.set_result(WriteResult(n))
+            for item in group:
+                self._stored(item, ())
+
+    async def _refused(self, group: list[_Item], exc: DataRefused) -> None:
+        """Answer ``group``, whose write InfluxDB refused with ``exc``: split it (:meth:`_deliver`)
+        or, when it is one batch, fail that batch with ``exc``."""
+        if len(group) > 1:
+            half = len(group) // 2
+            log.info("InfluxDB refused a write of %d batches (%s); writing them apart", len(group), exc)
+            await asyncio.gather(self._deliver(group[:half]), self._deliver(group[half:]))
+            return
+        key, fut = group[0].key, group[0].future
+        log.warning("InfluxDB refused batch %s: %s", "(no key)" if key is None else
+                    f"{key.producer}/{key.batch_id}", exc.reason)
+        self._answered(key, fut)
+        if not fut.done():
+            fut.set_exception(exc)
+
+    def _stored(self, item: _Item, dropped: Dropped) -> None:
+        """Answer ``item``: InfluxDB stored its points but ``dropped`` (recorded for dedup with them)."""
+        accepted = item.points - len(dropped)
+        if item.key is not None:
+            self._record(item.key, accepted, dropped)
+        self._answered(item.key, item.future)
+        if not item.future.done():
+            item.future.set_result(WriteResult(accepted, dropped=dropped))
 
     def _answered(self, key: BatchKey | None, fut: asyncio.Future[WriteResult]) -> None:
         """``key``'s write is answered: a later send of it no longer joins this one."""
         if key is not None and self._inflight.get(key) is fut:
             del self._inflight[key]
 
-    def _record(self, key: BatchKey, accepted: int) -> None:
-        """Remember ``key`` (after its 204) and queue its persistent dedup record."""
+    def _record(self, key: BatchKey, accepted: int, dropped: Dropped = ()) -> None:
+        """Remember ``key`` (after its 204) and queue its persistent dedup record (with the
+        positions and reasons of the samples InfluxDB dropped, if any: a resend is answered alike)."""
         now = max(time.time_ns() // 1000, self._last_mark_ns + 1)
         self._last_mark_ns = now
-        self._remember(key, accepted, now)
+        self._remember(key, accepted, now, dropped)
         try:
             producer = tag_value(key.producer)
         except ValueError as exc:  # producer ids are validated before: never expected
             log.error("dedup record of %r kept in memory only: %s", key, exc)
             return
+        extra = f",dropped={field_str(encode_dropped(dropped))}" if dropped else ""
         self._marks.append(f"{BATCHES},producer={producer} batch_id={field_str(key.batch_id)},"
-                           f"accepted={accepted}i {now}")
+                           f"accepted={accepted}i{extra} {now}")
 
     async def _flush_marks(self) -> None:
         if not self._marks:

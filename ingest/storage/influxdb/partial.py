@@ -1,0 +1,106 @@
+"""InfluxDB's partial write of points beyond a retention policy: which points it dropped.
+
+InfluxDB 1.x answers a write holding points older than its retention policy keeps with 400
+``partial write: points beyond retention policy dropped=N`` (2.x: 422 with the same words) after
+storing every other point. It names no point, but which ones it drops follows from how it maps
+points to shard groups (``coordinator.PointsWriter.MapShards``): a point older than ``now - the
+policy's duration`` is dropped unless a shard group created or found for a *newer* point of the
+same write covers its time. A covering group starts at or before the dropped point's time, so
+every stored point is newer than every dropped one, and points of the same time share their
+fate: **the dropped points are exactly the N oldest points of the write** — a time cut that falls
+between two distinct timestamps. :func:`split_dropped` applies that rule and refuses to guess
+(``None``) when the answer does not fit it (N larger than the write, or a cut between points of
+the same time).
+
+One more thing the same answer hides: a line InfluxDB could not parse (ingest builds every line
+safe by construction, except a timestamp outside InfluxDB's range, 1677-09-21 to 2262-04-11) is
+skipped and, when points were also dropped for retention, not reported at all (the retention
+error wins). Such points are dropped too, reported with their own reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+import orjson
+
+MIN_US: Final = -9_223_372_036_854_775
+"""The earliest timestamp (µs) InfluxDB stores (``models.MinNanoTime``, int64 min + 2 ns)."""
+MAX_US: Final = 9_223_372_036_854_775
+"""The latest timestamp (µs) InfluxDB stores (``models.MaxNanoTime``, int64 max - 1 ns)."""
+RETENTION_REASON: Final = ("retention: not stored — older than the store's retention policy keeps "
+                           "(InfluxDB: partial write, points beyond retention policy); the batch's "
+                           "other samples were stored")
+RANGE_REASON: Final = ("ts: not stored — outside the time range InfluxDB stores (1677-09-21 to "
+                       "2262-04-11); the batch's other samples were stored")
+_BEYOND: Final = re.compile(r"points beyond retention policy dropped=(\d+)")
+
+Dropped = tuple[tuple[int, str], ...]
+"""``(position in the frame, reason)`` of each sample not stored, in position order."""
+
+
+def beyond_retention(message: str) -> int | None:
+    """The number of points dropped when ``message`` (InfluxDB's error) is a partial write of
+    points beyond the retention policy, else ``None``."""
+    found = _BEYOND.search(message)
+    return None if found is None else int(found.group(1))
+
+
+def split_dropped(frames: Sequence[Sequence[int]], dropped: int) -> list[Dropped] | None:
+    """Per frame (its timestamps in µs, the frames in the order their lines were written), the
+    samples InfluxDB did not store when it answered ``dropped`` points beyond retention for the
+    write of all of them: every point outside InfluxDB's time range, and the ``dropped`` oldest
+    of the others (module docstring). ``None`` when ``dropped`` cannot be such a cut."""
+    valid: list[tuple[int, int, int]] = []
+    out: list[dict[int, str]] = [{} for _ in frames]
+    for f, stamps in enumerate(frames):
+        for pos, ts in enumerate(stamps):
+            if MIN_US <= ts <= MAX_US:
+                valid.append((ts, f, pos))
+            else:
+                out[f][pos] = RANGE_REASON
+    if dropped > len(valid):
+        return None
+    valid.sort()
+    if 0 < dropped < len(valid) and valid[dropped - 1][0] == valid[dropped][0]:
+        return None
+    for _, f, pos in valid[:dropped]:
+        out[f][pos] = RETENTION_REASON
+    return [tuple(sorted(d.items())) for d in out]
+
+
+def encode_dropped(dropped: Dropped) -> str:
+    """A compact text of ``dropped`` for a dedup record: JSON ``[[reason, "0-4,7"], ...]`` (the
+    positions of each reason as ranges; a batch's dropped points are runs of its series)."""
+    by_reason: dict[str, list[int]] = {}
+    for pos, reason in dropped:
+        by_reason.setdefault(reason, []).append(pos)
+    doc = []
+    for reason, positions in by_reason.items():
+        runs: list[list[int]] = []
+        for pos in positions:
+            if runs and pos == runs[-1][1] + 1:
+                runs[-1][1] = pos
+            else:
+                runs.append([pos, pos])
+        doc.append([reason, ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)])
+    return orjson.dumps(doc).decode()
+
+
+def decode_dropped(text: str | None) -> Dropped:
+    """Inverse of :func:`encode_dropped`; ``()`` for ``None`` (a record without dropped points, or
+    from before they were recorded) or a text it cannot read."""
+    if not text:
+        return ()
+    out: dict[int, str] = {}
+    try:
+        for reason, ranges in orjson.loads(text):
+            for part in str(ranges).split(","):
+                first, _, last = part.partition("-")
+                for pos in range(int(first), int(last or first) + 1):
+                    out[pos] = str(reason)
+    except (orjson.JSONDecodeError, ValueError, TypeError):
+        return ()
+    return tuple(sorted(out.items()))
