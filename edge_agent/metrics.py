@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from edge_agent.buffer import SqliteBuffer
+from edge_agent.buffer import BufferStats, SqliteBuffer
 from edge_agent.connectors.base import Connector
 from edge_agent.deadletter import DeadLetter
 from edge_agent.forwarder import Forwarder
@@ -163,6 +163,7 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily(
             P + "backlog_age_seconds", "Age of the oldest sample in the buffer", value=b.backlog_age()
         )
+        yield from clock_step_metrics(P, b)
         yield CounterMetricFamily(P + "buffer_corruptions", "Buffer files found corrupt", value=b.corruptions)
         yield CounterMetricFamily(
             P + "buffer_corrupt_rows", "Damaged buffer rows skipped", value=b.corrupt_rows
@@ -206,3 +207,24 @@ class AgentMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def clock_step_metrics(prefix: str, b: BufferStats) -> Iterator[Metric]:
+    """``<prefix>clock_steps_total{kind}`` and ``<prefix>clock_last_step_seconds`` of a buffer's
+    stats (the agent's and the site gateway's buffer alike)."""
+    steps = CounterMetricFamily(
+        prefix + "clock_steps",
+        "Steps of the wall clock the buffer noticed, by kind: forward/backward, measured against "
+        "CLOCK_BOOTTIME while running or across a restart in the same boot (buffered samples are "
+        "aged from their arrival, not by the step); backward_after_reboot, the wall clock earlier "
+        "than at the buffer's last use before a reboot (elapsed time unknown: nothing re-aged)",
+        labels=["kind"],
+    )
+    for kind, n in sorted(b.clock_steps.items()):
+        steps.add_metric([kind], n)
+    yield steps
+    yield GaugeMetricFamily(
+        prefix + "clock_last_step_seconds",
+        "The last wall-clock step the buffer noticed, signed (ahead > 0; 0 when none)",
+        value=b.last_clock_step_s,
+    )

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edge_agent.metrics import clock_step_metrics
+
 if TYPE_CHECKING:
     from gateway.service import Gateway
 
@@ -45,6 +47,7 @@ class GatewayCollector(Collector):
             dropped.add_metric([reason], n)
         yield dropped
         yield _counter("buffer_corrupt_rows", "Damaged buffer rows skipped", b.corrupt_rows)
+        yield from clock_step_metrics(P, b)
         fw = gw.forwarders
         yield _counter("sent_samples", "Samples acknowledged by ingest",
                        sum(f.stats.sent_samples for f in fw))

@@ -3,8 +3,10 @@
 Schema: ``samples(id, created, data)`` holds encoded rows in arrival order; ``batches(seq,
 batch_id, lo, hi, created)`` records each formed batch as the id range ``lo..hi`` of its rows;
 ``meta`` holds the next seq, ``batched_upto`` (rows above it are not in a batch yet), the nonce
-drawn when the database was created (kept, unused since batch ids take the nonce of each open)
-and ``clock_shift`` (see :meth:`Db.note_clock_step`).
+drawn when the database was created (kept, unused since batch ids take the nonce of each open),
+``clock_shift`` (see :meth:`Db.note_clock_step`) and ``clock_ref``, the clocks read at the last
+commit or close (:class:`~edge_agent.buffer.clock.ClockReading`; a buffer written before it existed
+has none, see :meth:`Db.clock_record`).
 ``records(id, created, producer, batch_id, seq, n, data)`` holds whole pre-encoded batches (one
 wire-format document each, with its own identity and ``n`` samples; the site gateway stores an
 agent's batch so): they are taken and deleted one by one, by id, never cut into buffer batches.
@@ -178,21 +180,36 @@ class Db:
 
     # -- wall clock steps ------------------------------------------------------------------
     def note_clock_step(self, seconds: float) -> None:
-        """Inside a transaction: the wall clock just jumped ``seconds`` ahead (an NTP step after
-        booting with a wrong clock). The rows stored so far were stamped by the clock before
-        the jump: from now on their age (``max_age_s``, the backlog age) counts ``seconds``
-        less, until they are all gone. Persisted (``meta.clock_shift``), so a restart keeps it.
-        A second jump while rows of the first remain adds up (those rows are kept longer, never
-        dropped early)."""
+        """Inside a transaction: the wall clock just jumped ``seconds`` ahead (positive: an NTP
+        step after booting with a wrong clock) or back (negative: a clock set back). The rows
+        stored so far were stamped by the clock before the jump: from now on their age
+        (``max_age_s``, the backlog age) counts ``seconds`` less (more, when negative), until
+        they are all gone. Persisted (``meta.clock_shift``), so a restart keeps it.
+
+        One correction covers every row up to the newest, so a second jump while rows of the
+        first remain is combined so that no row is ever aged beyond its true age: the new total
+        is ``seconds`` plus the earlier correction when that was positive (the rows stored
+        between the two jumps are kept longer by it), else ``seconds`` alone (the rows of the
+        first jump are kept longer by it). Never dropped early."""
         upto_s = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM samples").fetchone()[0]
         upto_r = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM records").fetchone()[0]
         if not (upto_s or upto_r):
             return
-        total = seconds + (self.clock_shift[0] if self.clock_shift else 0.0)
+        total = seconds + max(self.clock_shift[0] if self.clock_shift else 0.0, 0.0)
         self.clock_shift = (total, int(upto_s), int(upto_r))
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('clock_shift', ?)",
                           (f"{total!r} {upto_s} {upto_r}",))
         self._refresh_oldest()
+
+    def clock_record(self) -> str | None:
+        """The clocks' reading kept at the last commit or close (``meta.clock_ref``), or ``None``
+        (a new buffer, or one written by 0.1.0: it is written from the next commit on)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'clock_ref'").fetchone()
+        return None if row is None else str(row[0])
+
+    def save_clock_record(self, text: str) -> None:
+        """Inside a transaction: keep ``text`` as the clocks' reading (see :meth:`clock_record`)."""
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('clock_ref', ?)", (text,))
 
     def settle_clock_shift(self) -> None:
         """Inside a transaction: forget the clock shift once no row stamped before it is left."""

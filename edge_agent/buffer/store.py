@@ -36,8 +36,13 @@ old. ``drop_oldest`` deletes the oldest un-taken data to make room; ``reject_new
 the new samples. Every drop is counted in :class:`BufferStats` (``dropped`` by reason) and
 logged, once the transaction holding it has committed (a failed commit, e.g. disk full, drops
 nothing and leaves every counter as it was). Ages are measured by the wall clock, corrected for
-its forward steps seen while running (:mod:`edge_agent.buffer.clock`): an NTP step after a boot
-with a wrong clock does not age what is buffered. A damaged database is detected at open
+its steps (:mod:`edge_agent.buffer.clock`): a step seen while running, or one made while the
+buffer was closed in the same boot (measured against ``CLOCK_BOOTTIME`` from the clocks' reading
+kept with each commit and at close), neither ages nor rejuvenates what is buffered — one WARNING
+names it, ``stats.clock_steps`` counts it. After a reboot the time elapsed is unknown: a wall
+clock earlier than at the last use is reported (``backward_after_reboot``), nothing re-aged.
+The clocks are read through :class:`~edge_agent.buffer.clock.Clocks` (``clocks=``, a seam for
+tests). A damaged database is detected at open
 (``PRAGMA quick_check``); with ``on_corrupt="quarantine"`` it is moved aside, reported and a
 fresh one started.
 
@@ -55,13 +60,22 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from itertools import chain
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 
-from edge_agent.buffer.clock import StepDetector
+from edge_agent.buffer.clock import (
+    STEP_KINDS,
+    ClockReading,
+    Clocks,
+    RestartStep,
+    StepDetector,
+    step_since,
+    system_wall,
+)
 from edge_agent.buffer.codec import SampleDecoder, SeriesKey, encode_samples, row_series
 from edge_agent.buffer.encoded import BulkLimits, EncodedBatch
 from edge_agent.buffer.sqlite import BufferCorrupt, Db, RecordRow, open_db
@@ -99,12 +113,21 @@ class BufferStats:
     backlog_records: int = 0
     backlog_bytes: int = 0
     oldest_created: float | None = None
+    clock_steps: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STEP_KINDS, 0))
+    """Steps of the wall clock noticed, by kind (:data:`~edge_agent.buffer.clock.STEP_KINDS`):
+    ``forward``/``backward`` measured and corrected (while running, or across a restart in the
+    same boot), ``backward_after_reboot`` reported only."""
+    last_clock_step_s: float = 0.0
+    """The last of them, signed (seconds; 0 when none)."""
+    wall: Callable[[], float] = field(default=system_wall, repr=False, compare=False)
+    """The wall clock :meth:`backlog_age` reads (the buffer's)."""
 
     def backlog_age(self, now: float | None = None) -> float:
-        """Seconds since the oldest sample still in the buffer was committed (0 when empty)."""
+        """Seconds since the oldest sample still in the buffer was committed (0 when empty), on
+        the buffer's corrected clock (see :mod:`edge_agent.buffer.clock`)."""
         if self.oldest_created is None:
             return 0.0
-        return max(0.0, (now or time.time()) - self.oldest_created)
+        return max(0.0, (now if now is not None else self.wall()) - self.oldest_created)
 
 
 _Record = tuple[str, str, int, int, bytes]  # producer, batch_id, seq, n, document
@@ -127,6 +150,8 @@ class _Delta:
     overflow: int = 0
     rejected: int = 0
     corrupt_rows: int = 0
+    clock_step: tuple[str, float] | None = None
+    """A step of the wall clock reported by the operation: ``(kind, signed seconds)``."""
     backlog: tuple[int, int, int, int, float | None] | None = None
     """``(samples, record samples, records, bytes, oldest created)``, read after the operation."""
 
@@ -161,7 +186,10 @@ class SqliteBuffer:
         synchronous: Literal["normal", "full"] = "full",
         on_corrupt: Literal["quarantine", "fail"] = "quarantine",
         group_series: bool = False,
+        clocks: Clocks | None = None,
     ) -> None:
+        """``clocks``: the wall, steady and boot-id clocks (default: the system's; see
+        :mod:`edge_agent.buffer.clock`)."""
         self.path = Path(path)
         self.producer = producer
         self.max_bytes = max_bytes
@@ -175,7 +203,8 @@ class SqliteBuffer:
         """``take_encoded``/``take_bulk`` hand out a batch's rows with each series' rows together
         (series in order of first appearance), which makes a wire-format v2 document compact. Off
         where the rows' order carries meaning (the gateway's legacy frames)."""
-        self.stats = BufferStats()
+        self.clocks = clocks or Clocks()
+        self.stats = BufferStats(wall=self.clocks.wall)
         self._db: Db | None = None
         self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zhizao-buffer")
         self._decoder = SampleDecoder()
@@ -192,7 +221,9 @@ class SqliteBuffer:
         self._closed = False
         self._last_expiry: float | None = None  # time.monotonic() of the last expiry pass
         self._clock = StepDetector()
-        self._clock_step = 0.0  # a forward step of the wall clock not yet committed
+        self._boot_id: str | None = None  # read at open
+        self._clock_step = 0.0  # a step of the wall clock not yet applied by a committed transaction
+        self._clock_new = 0.0  # of it, seen while running and not yet reported
 
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -227,8 +258,76 @@ class SqliteBuffer:
                 if src.exists():
                     src.rename(Path(f"{self.path}.corrupt-{stamp}{suffix}"))
         db = open_db(self.path, self.synchronous, secrets.token_hex(8))
+        self._boot_id = self.clocks.boot_id()
+        now = self._read_clocks()
+        self._clock.seed(now)
+        found = step_since(ClockReading.parse(db.clock_record()), now, self._clock.tolerance_s)
+        if found is not None:
+            self._report_restart_step(db, found, delta)
+        step = found.seconds if found is not None and found.corrected else 0.0
+        try:
+            with db.transaction():
+                if step:
+                    db.note_clock_step(step)
+                db.save_clock_record(now.text())
+        except sqlite3.Error as exc:  # e.g. disk full: the step goes with the first commit
+            self._clock_step += step
+            log.warning("buffer: keeping the clocks' reading at open failed (%s); %s", exc,
+                        "the clock step goes with the first commit" if step else "retried at each commit")
         delta.read_backlog(db)
         return db
+
+    def _read_clocks(self) -> ClockReading:
+        return ClockReading(self.clocks.wall(), self.clocks.steady(), self._boot_id)
+
+    def _report_restart_step(self, db: Db, found: RestartStep, delta: _Delta) -> None:
+        """One WARNING naming a step found at open (see :func:`step_since`), counted."""
+        delta.clock_step = (found.kind, found.seconds)
+        since = datetime.fromtimestamp(found.since.wall, UTC).isoformat(timespec="seconds")
+        buffered = db.count_total + db.rec_samples
+        if found.corrected:
+            log.warning(
+                "buffer %s: the wall clock stepped %.0f s %s while the buffer was closed (measured "
+                "against CLOCK_BOOTTIME, same boot: %.0f s really elapsed since its last use at %s by "
+                "the old clock); the %d samples buffered are aged from their arrival, not by the step "
+                "(max_age_s=%s)", self.path, abs(found.seconds), "ahead" if found.seconds > 0 else "back",
+                found.elapsed or 0.0, since, buffered, self.max_age_s)
+            return
+        log.warning(
+            "buffer %s: the wall clock reads %.0f s earlier than at the buffer's last use (%s), before a "
+            "reboot: it went backwards (it is wrong now, or was then). The time elapsed across a reboot "
+            "is unknown, so the %d samples buffered are not re-aged: they may look younger than they "
+            "are (kept longer than max_age_s=%s, the backlog age reads low); check the clock (NTP)",
+            self.path, -found.seconds, since, buffered, self.max_age_s)
+
+    def _clock_committed(self, delta: _Delta) -> None:
+        """After a transaction that applied ``_clock_step`` committed: report what of it was seen
+        while running (one WARNING, counted) and forget it."""
+        new, self._clock_new, self._clock_step = self._clock_new, 0.0, 0.0
+        if new:
+            delta.clock_step = ("forward" if new > 0 else "backward", new)
+            log.warning("buffer: the wall clock jumped %.0f s %s; the samples buffered before the jump are "
+                        "aged from their arrival, not by the jump (max_age_s=%s)", abs(new),
+                        "ahead" if new > 0 else "back", self.max_age_s)
+
+    def _observe_clocks(self) -> ClockReading:
+        """On the buffer's thread: read the clocks and add a step since the last reading to what
+        the next committed transaction applies."""
+        now = self._read_clocks()
+        step = self._clock.step(now)
+        self._clock_new += step
+        self._clock_step += step
+        return now
+
+    def _checkpoint_sync(self, db: Db, delta: _Delta) -> None:
+        """Keep the clocks' reading at close (with a step seen since the last commit applied):
+        the next open measures a step made while the buffer was closed from it."""
+        now = self._observe_clocks()
+        with db.transaction():
+            if self._clock_step:
+                db.note_clock_step(self._clock_step)
+            db.save_clock_record(now.text())
+        self._clock_committed(delta)
 
     async def close(self) -> None:
         """Commit what is pending, then close. Idempotent."""
@@ -243,6 +342,10 @@ class SqliteBuffer:
         await self._commit_pending()
         if self._db is not None:
             db = self._db
+            try:
+                await self._in_thread(lambda delta: self._checkpoint_sync(db, delta), db)
+            except (sqlite3.Error, OSError) as exc:  # the last commit's reading stays (as good)
+                log.warning("buffer: keeping the clocks' reading at close failed (%s)", exc)
             await asyncio.get_running_loop().run_in_executor(self._exec, db.close)
         self._exec.shutdown(wait=True)
 
@@ -355,8 +458,8 @@ class SqliteBuffer:
         groups: list[tuple[list[bytes], dict[str, str] | None, list[_Record] | None]],
         delta: _Delta,
     ) -> list[PutResult]:
-        now = time.time()
-        self._clock_step += self._clock.forward_step(now)
+        clocks = self._observe_clocks()
+        now = clocks.wall
         step = self._clock_step
         expire = self._last_expiry is None or time.monotonic() - self._last_expiry > 1.0
         incoming = sum(len(r) for g, _, _ in groups for r in g) + sum(
@@ -397,13 +500,11 @@ class SqliteBuffer:
                 db.insert_records(all_recs, now)
             if all_marks:
                 db.set_marks(all_marks)
+            db.save_clock_record(clocks.text())
         # committed: only now is anything dropped (a failed commit raised above, counting nothing)
-        self._clock_step = 0.0
+        self._clock_committed(delta)
         if expire:
             self._last_expiry = time.monotonic()
-        if step and db.clock_shift is not None:
-            log.warning("buffer: the wall clock jumped %.0f s ahead; the samples buffered before the jump "
-                        "are aged from their arrival, not by the jump (max_age_s=%s)", step, self.max_age_s)
         if delta.expired:
             log.warning("buffer: dropped %d samples older than max_age_s=%s", delta.expired, self.max_age_s)
         if delta.overflow:
@@ -469,7 +570,7 @@ class SqliteBuffer:
                 if waiting == 0:
                     return None
                 oldest = db.oldest_unbatched_created()
-                old_enough = oldest is not None and time.time() - oldest >= linger
+                old_enough = oldest is not None and self.clocks.wall() - oldest >= linger
                 if waiting < max_items and not (force or old_enough):
                     return None
                 formed = db.form_batch(max_items)
@@ -696,6 +797,10 @@ class SqliteBuffer:
         stats.dropped["expired"] += delta.expired
         stats.dropped["overflow"] += delta.overflow
         stats.dropped["rejected"] += delta.rejected
+        if delta.clock_step is not None:
+            kind, seconds = delta.clock_step
+            stats.clock_steps[kind] = stats.clock_steps.get(kind, 0) + 1
+            stats.last_clock_step_s = seconds
         if delta.backlog is not None:
             (stats.backlog_samples, stats.backlog_record_samples, stats.backlog_records,
              stats.backlog_bytes, stats.oldest_created) = delta.backlog

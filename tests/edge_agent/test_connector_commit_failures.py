@@ -11,8 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pytest
 
@@ -29,34 +28,18 @@ from simulator.opcua.server import OpcUaServer
 from tests.edge_agent.disk_full import fill, free, samples
 from tests.edge_agent.test_mqtt_connector import Publisher, acme, conn_rows, make_config
 from tests.edge_agent.test_opcua_connector import T0, config, server, stop, written
+from tests.support.forwarding import NoUplink, capture_clients
 from tests.support.ports import free_port
 from tests.support.servers import Mosquitto
 from tests.support.sinks import HeldCommits, published_across_a_full_disk, redelivered_while_a_commit_fails
 from tests.support.waiting import eventually
 from zhizao.backoff import Backoff
-from zhizao.model import Batch, Quality
-
-
-class _NoUplink:
-    """An uplink that is never used (the metrics only read the forwarder's counters)."""
-
-    name = "none"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-    async def send(self, batch: Batch) -> None:
-        raise AssertionError("not used")
+from zhizao.model import Quality
 
 
 def metrics_text(buf: SqliteBuffer, conn: OpcUaConnector | MqttConnector, tmp_path: Path) -> str:
     dead = DeadLetter(tmp_path / "metrics-dead.jsonl")
-    fwd = Forwarder(buf, _NoUplink(), dead)
+    fwd = Forwarder(buf, NoUplink(), dead)
     return AgentMetrics(AgentCollector(buf, fwd, [conn], dead, {"version": "test"})).render().decode()
 
 
@@ -273,15 +256,7 @@ async def test_opcua_a_reconnect_while_commits_fail_does_not_collect_a_held_valu
     — once the disk has room every value is committed once (the old code committed 1005 twice)."""
     port = free_port()
     conn = OpcUaConnector(config(port), "agent-1", tmp_path)
-    clients: list[Any] = []
-    make_client = conn._client
-
-    async def capture() -> Any:
-        client = await make_client()
-        clients.append(client)
-        return client
-
-    conn._client = capture  # type: ignore[method-assign]
+    clients = capture_clients(conn)
     async with (
         SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf,
         server(port) as srv,
@@ -304,12 +279,14 @@ async def test_opcua_a_reconnect_while_commits_fail_does_not_collect_a_held_valu
 async def test_opcua_held_samples_are_committed_at_stop_when_the_buffer_has_room_again(
     tmp_path: Path,
 ) -> None:
-    """Commits fail and samples are held; then the OPC UA server goes away, so no session runs to
-    retry them; the disk gets room again and the agent is stopped ('free space, restart'). The
-    stop sequence (readers cancelled, ``buffer.flush()``, ``settle_at_stop``) hands them over once
-    more: all committed, none dropped (the old code dropped all 6 under stopped_uncommitted)."""
+    """Commits fail and samples are held; then the OPC UA server goes away; the disk gets room
+    again and the agent is stopped ('free space, restart') before the held samples' retry comes
+    round (a retry schedule of a minute here: held samples are retried without a session too,
+    test_opcua_held_retry.py). The stop sequence (readers cancelled, ``buffer.flush()``,
+    ``settle_at_stop``) hands them over once more: all committed, none dropped (the old code
+    dropped all 6 under stopped_uncommitted)."""
     port = free_port()
-    conn = OpcUaConnector(config(port), "agent-1", tmp_path)
+    conn = OpcUaConnector(config(port), "agent-1", tmp_path, retry=Backoff(initial=60.0, cap=60.0))
     async with SqliteBuffer(tmp_path / "b.sqlite", "agent-1", commit_interval=0.02) as buf:
         async with server(port) as srv:
             task = asyncio.create_task(supervise(conn, buf, backoff=Backoff(initial=5.0, cap=5.0)))
@@ -318,7 +295,7 @@ async def test_opcua_held_samples_are_committed_at_stop_when_the_buffer_has_room
         await asyncio.sleep(0.3)
         assert conn.held_samples >= 6
         await free(buf)
-        await asyncio.sleep(1.5)  # longer than COMMIT_RETRY_S: no session, so no retry
+        await asyncio.sleep(1.5)  # longer than COMMIT_RETRY_S; the retry is 30-60 s away
         assert conn.held_samples >= 6
         await stop(task)  # the agent's stop sequence (edge_agent/agent.py)
         await buf.flush()

@@ -34,6 +34,8 @@ def test_every_simulated_value_arrives_exactly_once(
     assert 'zhizao_gateway_forwarder_buffer_failures_total{op="ack"} 0.0' in metrics
     assert 'zhizao_gateway_dead_letters_overwritten_total{kind="rejected_sample"} 0.0' in metrics
     assert "zhizao_gateway_uplink_refused_total{" not in metrics  # ingest took every batch
+    assert 'zhizao_gateway_clock_steps_total{kind="forward"} 0.0' in metrics  # its buffer's clock watch
+    assert "zhizao_gateway_clock_last_step_seconds 0.0" in metrics
     assert gw.get("/livez").status_code == 200
     assert {a["agent_id"] for a in gw.get("/fleet").json()} == set(batches)
     for agent in agents:

@@ -150,7 +150,8 @@ class OpcUaConnectorConfig(StrictModel):
     request_timeout_s: float = Field(10.0, gt=0)
     max_held_samples: int = Field(100_000, ge=1)
     """Samples kept in memory at most while buffer commits fail (disk full): they are handed to
-    the buffer again every second until a commit succeeds; beyond this many the oldest are
+    the buffer again after about a second, backing off to every 30 s, whether an OPC UA session
+    runs or not, until a commit succeeds; beyond this many the oldest are
     dropped, counted as ``zhizao_agent_connector_samples_dropped_total{reason="commit_failed"}``
     and logged."""
     allow_plaintext: bool = False

@@ -13,18 +13,23 @@ tags (cached browse), then either
 Samples are handed to the buffer every ``FLUSH_S`` (so a ``kill -9`` loses at most that plus one
 group-commit interval of OPC UA values; on a normal stop everything read is committed). A
 commit that fails (disk full, I/O error) loses nothing: its samples (and its nodes' marks, unless
-a later hand-over carries newer ones) are kept in memory, in order, and handed over again every
-``COMMIT_RETRY_S`` — everything read meanwhile waits with them — until a commit succeeds (one
+a later hand-over carries newer ones) are kept in memory, in order, and handed over again on
+their own schedule — a backoff from ``COMMIT_RETRY_S`` doubling up to ``COMMIT_RETRY_CAP_S``
+(the ``retry`` argument), whether a session runs or not: a retry task of the connector, started
+at the first failed commit and ended by the first that succeeds, hands them over while the OPC UA
+server is away too; everything read meanwhile waits with them — until a commit succeeds (one
 ERROR line when commits start failing, one WARNING when they succeed again;
 ``commit_failures`` counted). At most ``max_held_samples`` are kept: beyond that the oldest are
 dropped under the policy ``commit_failed`` (counted in ``stats.dropped``, exported as
 ``zhizao_agent_connector_samples_dropped_total{reason="commit_failed"}``, one WARNING per
-failing period). While no session runs (the server away) what is held waits for the next one.
-When the agent stops, :meth:`OpcUaConnector.settle_at_stop` hands it over once more; what that
-commit cannot take has nowhere to go and is dropped under ``stopped_uncommitted`` (counted, one
-ERROR line naming how many samples of which time span). A new session's converter starts from
-the newest sample read, committed or held, so its initial notifications do not repeat a held
-one. A
+failing period). The retry task lives as long as the task that runs the connector (the agent's
+supervisor): when the agent stops, :meth:`OpcUaConnector.settle_at_stop` ends it and hands what
+is held over once more; what that commit cannot take has nowhere to go and is dropped under
+``stopped_uncommitted`` (counted, one ERROR line naming how many samples of which time span).
+Every hand-over — of a session, of the retry task, at the stop — takes everything held, oldest
+first, with its marks (:meth:`OpcUaConnector._take_held`), so a sample is committed once. A new
+session's converter starts from the newest sample read, committed or held, so its initial
+notifications do not repeat a held one. A
 watchdog gives up a subscription that delivered nothing, not even a keep-alive, for
 ``stale_after_s``; a silent subscription or a lost session raises
 :class:`~zhizao.errors.ConnectionLost` and the supervisor reconnects and subscribes again from
@@ -51,6 +56,7 @@ from edge_agent.connectors.opcua.browse import BrowseCache, Tag, TagError, resol
 from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
 from edge_agent.connectors.opcua.convert import Converter
 from edge_agent.connectors.opcua.security import apply_security, ensure_client_certificate
+from zhizao.backoff import Backoff
 from zhizao.errors import ConfigError, ConnectionLost, SecurityError
 from zhizao.model import AssetPath, Sample
 
@@ -58,8 +64,11 @@ ua: Any = importlib.import_module("asyncua.ua")
 log = logging.getLogger(__name__)
 FLUSH_S = 0.05
 COMMIT_RETRY_S = 1.0
-"""After a failed commit, what is held is handed to the buffer again this much later (or as soon as
-another commit succeeds)."""
+"""After the first failed commit, what is held is handed to the buffer again about this much later
+(half to all of it: jittered); each failed retry doubles the delay, up to ``COMMIT_RETRY_CAP_S``."""
+COMMIT_RETRY_CAP_S = 30.0
+"""The longest wait between two retries of held samples: the disk having room again is noticed
+this late at most, and a retry (which encodes everything held again) costs this rarely."""
 _VANISHED = {"BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid", "BadNotReadable"}
 _FILTER_REFUSED = {
     "BadFilterNotAllowed",
@@ -90,7 +99,11 @@ def _failure(fut: asyncio.Future[PutResult]) -> BaseException | None:
 class OpcUaConnector:
     """See the module docstring."""
 
-    def __init__(self, config: OpcUaConnectorConfig, agent_id: str, state_dir: Path) -> None:
+    def __init__(
+        self, config: OpcUaConnectorConfig, agent_id: str, state_dir: Path, *, retry: Backoff | None = None
+    ) -> None:
+        """``retry``: the schedule of handing over again what failed to commit (default
+        ``Backoff(COMMIT_RETRY_S, COMMIT_RETRY_CAP_S)``; see the module docstring)."""
         self.config = config
         self.name = config.name
         self.agent_id = agent_id
@@ -112,12 +125,23 @@ class OpcUaConnector:
         """Samples of hand-overs whose commit failed, by hand-over number: handed over again
         before ``_pending``."""
         self._owner: dict[str, int] = {}
+        """Mark key → number of the newest hand-over in flight carrying it."""
         self._latest: dict[str, str] = {}
         """Mark key → mark of the newest sample read (committed or not): a new session's converter
         starts from it, so that its initial notifications do not repeat what is held."""
-        """Mark key → number of the newest hand-over in flight carrying it."""
         self._handovers = 0
         self._retry_at = 0.0
+        """While commits fail: when (``time.monotonic``) what is held is handed over next."""
+        self._backoff = retry or Backoff(initial=COMMIT_RETRY_S, cap=COMMIT_RETRY_CAP_S)
+        self._delay = COMMIT_RETRY_S
+        """The current retry delay (the backoff's last)."""
+        self._scheduled = 0
+        """Number of the last hand-over made by the retry schedule (its failure advances it)."""
+        self._retrier: asyncio.Task[None] | None = None
+        """Hands over what is held on the retry schedule while commits fail (session or not)."""
+        self._runner: asyncio.Task[Any] | None = None
+        """The task that runs :meth:`run` (the supervisor's): the retrier does not outlive it."""
+        self._stopping = False
         self._failing = False
         self._episode = (0, 0)
         """(failed commits, samples dropped) since commits started failing."""
@@ -158,6 +182,7 @@ class OpcUaConnector:
             lost.set()
 
         client.connection_lost_callback = on_lost
+        self._runner = asyncio.current_task()
         if hasattr(client, "_stale_check_margin"):
             # asyncua 2.x has its own stale-subscription watchdog whose in-place re-creation can leave
             # the new subscription unrouted; ours re-subscribes on a fresh session instead
@@ -226,7 +251,8 @@ class OpcUaConnector:
     def _flush(self, sink: Sink, *, force: bool = False) -> None:
         """Hand what was read to the buffer, with each node's last mark (committed together: after
         a crash the restarted agent knows exactly what it has). After a failed commit only from
-        ``_retry_at`` on (``force``: now, at the end of a run); see the module docstring."""
+        ``_retry_at`` on (``force``: now, at the end of a run and at the stop); see the module
+        docstring."""
         if not force and time.monotonic() < self._retry_at:
             self._bound()
             return
@@ -237,16 +263,52 @@ class OpcUaConnector:
         number = self._handovers
         for key in marks:
             self._owner[key] = number
-        if self._failing:  # one hand-over per COMMIT_RETRY_S until a commit succeeds
-            self._retry_at = time.monotonic() + COMMIT_RETRY_S
+        if self._failing:  # one hand-over per retry delay until a commit succeeds
+            self._retry_at = time.monotonic() + self._delay
+            if not force:
+                self._scheduled = number
         try:
             fut = sink.submit(batch, marks)
         except Exception as exc:  # noqa: BLE001 - a closed buffer, a bug: kept like a failed commit
-            self._settled(number, batch, marks, exc)
+            self._settled(number, batch, marks, exc, sink)
             return
         self._inflight.add(fut)
         fut.add_done_callback(self._inflight.discard)
-        fut.add_done_callback(lambda f: self._settled(number, batch, marks, _failure(f)))
+        fut.add_done_callback(lambda f: self._settled(number, batch, marks, _failure(f), sink))
+
+    def _start_retrier(self, sink: Sink) -> None:
+        """Commits fail (or samples of a failed commit are still held): hand over what is held on
+        the retry schedule from now on, whether a session runs or not, until a commit succeeds
+        and nothing of a failed one is held — unless the agent is stopping (the task that runs the
+        connector ended, or :meth:`settle_at_stop` began)."""
+        runner = self._runner
+        if self._stopping or runner is None or runner.done():
+            return
+        if self._retrier is not None and not self._retrier.done():
+            return
+        retrier = self._retrier = asyncio.create_task(self._retry_loop(sink), name=f"opcua-{self.name}-retry")
+
+        def runner_done(_: asyncio.Task[Any]) -> None:
+            retrier.cancel()
+
+        runner.add_done_callback(runner_done)
+        retrier.add_done_callback(lambda _: runner.remove_done_callback(runner_done))
+
+    async def _retry_loop(self, sink: Sink) -> None:
+        """While commits fail, or samples of a failed commit are held (another hand-over in flight
+        at the time committed): at each ``_retry_at`` (0 once commits succeed), hand over what is
+        held — a session's flusher may do it first: the same gate, whoever comes first hands
+        over everything held."""
+        while self._failing or self._retry:
+            await asyncio.sleep(max(FLUSH_S, self._retry_at - time.monotonic()))
+            self._flush(sink)
+
+    async def _end_retrier(self) -> None:
+        retrier, self._retrier = self._retrier, None
+        if retrier is not None:
+            retrier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retrier
 
     async def settle_at_stop(self, sink: Sink) -> int:
         """At the agent's stop, after :meth:`run` ended and the buffer was flushed: wait for the
@@ -256,6 +318,8 @@ class OpcUaConnector:
         ``stopped_uncommitted`` — counted, and one ERROR line names how many samples of which
         source-time span were lost. Returns how many were dropped (0 when everything read was
         committed)."""
+        self._stopping = True
+        await self._end_retrier()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         if self.held_samples:
@@ -279,9 +343,11 @@ class OpcUaConnector:
         return len(held)
 
     def _settled(
-        self, number: int, batch: list[Sample], marks: dict[str, str], failure: BaseException | None
+        self, number: int, batch: list[Sample], marks: dict[str, str], failure: BaseException | None,
+        sink: Sink,
     ) -> None:
-        """Hand-over ``number`` ended: committed (``failure`` None) or kept for the next one."""
+        """Hand-over ``number`` to ``sink`` ended: committed (``failure`` None) or kept for the next
+        one, handed over on the retry schedule (see the module docstring)."""
         owner = self._owner
         for key, value in marks.items():
             if owner.get(key) == number:
@@ -290,6 +356,7 @@ class OpcUaConnector:
                     self._marks.setdefault(key, value)
         if failure is None:
             self._retry_at = 0.0  # the buffer commits: what is kept goes with the next hand-over
+            self._backoff.reset()
             if self._failing:
                 self._failing = False
                 fails, dropped = self._episode
@@ -298,20 +365,31 @@ class OpcUaConnector:
                     "kept meanwhile are handed over (%d dropped under commit_failed)",
                     self.name, fails, dropped,
                 )
+            if self._retry:  # of a hand-over that failed while this one was in flight
+                self._start_retrier(sink)
             return
         self.stats.commit_failures += 1
         bisect.insort(self._retry, (number, batch), key=lambda item: item[0])
-        self._retry_at = time.monotonic() + COMMIT_RETRY_S
+        now = time.monotonic()
+        if not self._failing or number == self._scheduled or self._retry_at <= now:
+            # the first failure, or a retry of the schedule failed: the next one a backoff later
+            # (hand-overs made before the schedule's time — in flight together, a session's end —
+            # do not advance it)
+            self._delay = self._backoff.next()
+            self._retry_at = now + self._delay
         fails, dropped = self._episode if self._failing else (0, 0)
         self._episode = (fails + 1, dropped)
         if not self._failing:
             self._failing = True
             log.error(
                 "OPC UA %s: buffer commit failed (%s): %d samples kept in memory and handed over "
-                "again every %.0f s until a commit succeeds (at most %d kept, then the oldest are "
-                "dropped under commit_failed)",
-                self.name, failure, self.held_samples, COMMIT_RETRY_S, self.config.max_held_samples,
+                "again after %.1f s, then less and less often (at most every %.0f s), with or "
+                "without an OPC UA session, until a commit succeeds (at most %d kept, then the "
+                "oldest are dropped under commit_failed)",
+                self.name, failure, self.held_samples, self._delay, self._backoff.cap,
+                self.config.max_held_samples,
             )
+        self._start_retrier(sink)
         self._bound()
 
     def _bound(self) -> None:
