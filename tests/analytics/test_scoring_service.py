@@ -187,7 +187,10 @@ async def test_scores_events_mqtt_webhook_and_a_refused_model(
         listener.cancel()
     ok, doc = svc.health()
     machines = {m["machine"]: m for m in doc["machines"]}
-    assert ok and machines[IMM]["status"] == "ok" and machines[IMM]["model"] == "v0001"
+    # a refused model is a degradation: /healthz (and /readyz) 503 naming it — review A4; imm-1 is
+    # scored regardless, and cnc-1 without any model is not a failure
+    assert not ok and doc["status"] == "degraded" and [f["machine"] for f in doc["failing"]] == [PACK]
+    assert machines[IMM]["status"] == "ok" and machines[IMM]["model"] == "v0001"
     assert machines[PACK]["status"] == "model_mismatch"
     assert "numpy 1.0.0 was used to train it" in machines[PACK]["problem"]
     assert machines[f"{LINE}/cnc-1"]["status"] == "no_model"

@@ -64,7 +64,13 @@ class HealthConfig(StrictModel):
     port: int = Field(9111, ge=0, le=65535)
     """0 picks a free port (tests); the bound port is logged."""
     stall_after_s: float = Field(600.0, gt=0)
-    """``/healthz`` turns 503 when no round has succeeded for this long."""
+    """``/healthz`` and ``/readyz`` turn 503 (``unhealthy``) when no round has succeeded for this
+    long (ingest or the store unreachable that long). A failing machine makes them 503
+    (``degraded``) at once: probes debounce with their own failure threshold."""
+    wedged_after_s: float = Field(900.0, gt=0)
+    """``/livez`` turns 503 when the loop has ended no round and no machine step for this long (a
+    wedged process: the one case a restart fixes). Failed rounds and failing machines still end
+    their steps, so they never fail liveness."""
 
 
 class ServiceConfig(StrictModel):
@@ -91,6 +97,18 @@ class ServiceConfig(StrictModel):
     quiet_close_s: float = Field(300.0, gt=0)
     """When a machine's data stops advancing for this long (wall time), its open windows up to the
     last data are scored anyway (the machine went quiet)."""
+    hold_after_s: float = Field(300.0, ge=0)
+    """Sample-and-hold of a model signal reported only on change (a setpoint; OPC UA data-change
+    subscriptions and MQTT report-by-exception send nothing while a value stays still): once its
+    last report has not moved for this long (wall time) while another model signal of the machine
+    has newer data, it is *held* — it stops holding back the watermark, which then follows the
+    machine's other signals (never beyond their newest data), and its rows use its last value.
+    Its next report is data like any other (``lateness_s``). A signal that lags because its
+    source is down is held too after this long: its buffered data then arrives late."""
+    max_future_s: float = Field(60.0, ge=0)
+    """Data stamped more than this ahead of the service's clock (a device clock ahead) does not
+    advance the watermark: the signal's progress is then taken from its data up to that horizon
+    (counted in ``zhizao_scoring_future_data_total``, one WARNING per machine and change)."""
     max_windows_per_round: int = Field(60, ge=1)
     """Catch-up: at most this many windows per machine per round (one read)."""
     backfill_s: float = Field(0.0, ge=0)

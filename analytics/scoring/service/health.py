@@ -1,11 +1,22 @@
-"""Operations endpoints of the scoring service (plain asyncio, one request per connection):
+"""Operations endpoints of the scoring service (plain asyncio, one request per connection).
 
-- ``GET /healthz`` — JSON: status, rounds, rows scored, events, failures by kind, and per machine
-  its status (``ok``, ``no_model``, ``model_mismatch``, ``missing_signals``, ``registry``, ``state``,
-  or a failing step's ``store_unavailable``, ``rejected``, ``internal`` until a step succeeds), the
-  problem in words, the model version, cursor and lag. 200 when healthy, 503 when no round has
-  succeeded for ``health.stall_after_s`` (store or ingest unreachable that long).
-- ``GET /livez`` — 200 while the process serves requests.
+The contract (:mod:`.service`'s module docstring has the reasons):
+
+- ``GET /livez`` — liveness, for a Kubernetes ``livenessProbe``: 200 ``alive`` while the process
+  serves requests and its loop turns; 503 ``wedged`` only when no round and no machine step
+  ended for ``health.wedged_after_s``. Never 503 for an outage or a failing machine — a restart
+  fixes neither.
+- ``GET /readyz`` — readiness, for a ``readinessProbe``, a load balancer or a monitor: 200
+  ``ready`` when rounds succeed and every machine with a promoted model is scored; 503 with
+  ``status`` ``degraded`` (machines failing, each named with its status, problem and since when
+  in ``failing``), ``unhealthy`` (no successful round for ``health.stall_after_s``) or
+  ``starting`` (no successful round yet).
+- ``GET /healthz`` — the same status code as ``/readyz``, with the whole document: rounds, rows
+  scored, events, failures by kind, and per machine its status (``ok``, ``no_model``,
+  ``model_mismatch``, ``missing_signals``, ``registry``, ``state``, or a failing step's
+  ``store_unavailable``, ``rejected``, ``internal`` until a step succeeds), the problem in words
+  and since when, the model version, cursor, lag, pending events, held signals and data stamped
+  ahead of the clock.
 - ``GET /metrics`` — Prometheus text format (:mod:`.metrics` and the event emitter's counters).
 
 Served by :func:`zhizao.opsserver.serve_ops`, like the agent's and the gateway's.
@@ -20,7 +31,7 @@ from collections.abc import AsyncIterator
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from analytics.scoring.service.service import ScoringService
-from zhizao.opsserver import Route, alive, health_answer, serve_ops
+from zhizao.opsserver import Route, health_answer, serve_ops
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +41,8 @@ async def serve_health(service: ScoringService, host: str, port: int) -> AsyncIt
     """Serve the endpoints while the context is open; yields the bound port."""
     routes: dict[str, Route] = {
         "/healthz": lambda: health_answer(service.health()),
-        "/livez": alive,
+        "/readyz": lambda: health_answer(service.readiness()),
+        "/livez": lambda: health_answer(service.liveness()),
         "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY)),
     }
     async with serve_ops(host, port, routes, name="scoring service") as bound:

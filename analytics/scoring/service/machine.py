@@ -7,7 +7,19 @@ workers, each with its own cursor, state file, score series and events.
 A step scores the machine's *closed* windows (fixed grid of ``window_s``, aligned to the epoch):
 ``[a, b)`` is closed once every model signal has data at or after ``b + lateness_s`` (the
 watermark is the slowest signal's last-seen time in the catalogue), or once the data stopped
-advancing for ``quiet_close_s`` of wall time (then up to the last data). The step reads
+advancing for ``quiet_close_s`` of wall time (then up to the last data). Two rules bound the
+watermark (:meth:`MachineWorker.watermark`):
+
+* **sample-and-hold** — a model signal reported only on change whose last report has not moved
+  for ``hold_after_s`` of wall time while another model signal has newer data is *held*: it
+  counts as far as the newest data of the machine's other model signals (never further), and its
+  rows use its last value (carried, or read back when older than the rows read). Its next
+  report ends the hold. The held signals are persisted, so a restart does not wait again;
+* **future stamps** — a last-seen time more than ``max_future_s`` ahead of the service's clock
+  (a device clock ahead) is not used: that signal's progress is its last data up to the horizon
+  (:func:`.probe.last_bucket`), counted per signal and logged once per machine and change.
+
+The step reads
 ``[cursor, end)`` as ``bucket_s`` means (the very first step from ``lookback_s`` earlier), aligns
 and forward-fills the signals as training does — the last known value of each signal and the last
 known ``state`` are carried from step to step (persisted), since both may be reported only on
@@ -20,7 +32,12 @@ the events to the sinks, then persists the state (:mod:`.state`).
 
 Late data: rows whose timestamp is before the cursor when they arrive are stored by ingest but
 never scored (the window was closed); ``lateness_s`` is the allowance. Within a window, order of
-arrival does not matter (rows are read sorted by time).
+arrival does not matter (rows are read sorted by time). A signal carried past its last report
+(``state``, a held signal, any signal after a quiet close) may get reports stamped behind the
+cursor: the rows already scored keep their scores, but the newest such report is read back and
+carried from the cursor on (a step reads only from the cursor, so it would otherwise never be
+seen, and every later row would use the stale value) — and when it differs from the value the
+scored rows used, it is logged (WARNING) and counted (``zhizao_scoring_late_changes_total``).
 
 Model changes (promotion, rollback) are picked up by :meth:`MachineWorker.refresh_model`: open
 episodes of the old model are resolved at the cursor, the new model starts with fresh windows at
@@ -32,6 +49,7 @@ not scored — its cursor waits, so once a usable model is promoted it catches u
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,15 +57,17 @@ import numpy as np
 from analytics.errors import ModelMismatch, RegistryError
 from analytics.events import EventEmitter
 from analytics.registry import ModelRegistry
-from analytics.scoring.context import HEALTH, model_scope, score_signal, signal_columns
+from analytics.scoring.context import HEALTH, STATE_PREFIX, model_scope, score_signal, signal_columns
 from analytics.scoring.live import MachineScorer
 from analytics.scoring.model import AnomalyModel
 from analytics.scoring.rows import Rows, aligned_rows
 from analytics.scoring.service import metrics as m
 from analytics.scoring.service.config import ServiceConfig
+from analytics.scoring.service.probe import buckets, last_bucket, value_of, width_us
 from analytics.scoring.service.source import ScoreIO
 from analytics.scoring.service.state import MachineState, StateStore, asset_key
 from ingest.storage.base import BatchKey, SampleFrame, from_us
+from zhizao import signals as sig
 from zhizao.events import Event
 
 log = logging.getLogger(__name__)
@@ -73,6 +93,28 @@ class StepResult:
     events: int = 0
 
 
+@dataclass(frozen=True)
+class LateReport:
+    """Reports of ``signal`` stamped behind the cursor, found at a step (:meth:`MachineWorker._carried`):
+    the first at ``first_us``, their last value ``value``; the scored rows after them used ``carried``."""
+
+    signal: str
+    first_us: int
+    carried: float | str | None
+    value: float | str
+    cursor_us: int
+
+
+def _iso(us: int) -> str:
+    return from_us(us).isoformat().replace("+00:00", "Z")
+
+
+def _differs(a: float | str | None, b: float | str) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return not bool(np.isclose(a, b, rtol=1e-9, atol=0.0))
+    return a != b
+
+
 class MachineWorker:
     """See module docstring. Driven by one task; ``status`` is ``ok`` or the kind of problem."""
 
@@ -91,14 +133,36 @@ class MachineWorker:
         self.model: AnomalyModel | None = None
         self.scorer: MachineScorer | None = None
         self.state: MachineState | None = None
-        self.status = "starting"
+        self._status = "starting"
+        self.status_since = time.time()
+        """Wall time the current ``status`` began (``/healthz``)."""
         self.problem = ""
         self.watermark_us: int | None = None
         self._wm_changed_at = 0.0
+        self.held: dict[str, int] = {}
+        """Model signals carried forward (sample-and-hold) → their last report (µs)."""
+        self.ahead_us: dict[str, int] = {}
+        """Model signals whose last-seen time is more than ``max_future_s`` ahead of the clock → it."""
+        self._still: dict[str, tuple[int, float]] = {}
+        """Per model signal behind another one: (its last-seen time, wall time it was first seen so)."""
+        self._progress: dict[str, int] = {}
+        """Each model signal's last accepted progress (µs): the catalogue's, or up to the horizon."""
+        self._last_seen: dict[str, int] = {}
+        """The catalogue's last-seen times of the model signals and ``state`` at this step."""
         self._refused: str | None = None
         self._pending_close: list[Event] = []
         self._redelivered_at = 0.0
         self._step_failure: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``starting`` or the kind of problem (see the service's README)."""
+        return self._status
+
+    @status.setter
+    def status(self, value: str) -> None:
+        if value != self._status:
+            self._status, self.status_since = value, time.time()
 
     # ---- model -------------------------------------------------------------------------------
 
@@ -183,7 +247,8 @@ class MachineWorker:
                     self._pending_close += old.tracker.close_all(from_us(saved.cursor_us))
             saved = MachineState(asset=self.scope, version=version, cursor_us=saved.cursor_us,
                                  scorer=scorer.snapshot(), last_row_us=None, carry=saved.carry,
-                                 carry_state=saved.carry_state, pending=saved.pending)
+                                 carry_state=saved.carry_state, pending=saved.pending, seen=saved.seen,
+                                 held=saved.held)
         self.version, self.model, self.scorer, self.state = version, model, scorer, saved
         m.MODEL.labels(self.scope, version).set(1)
         self.status, self.problem = "ok", ""
@@ -211,9 +276,18 @@ class MachineWorker:
 
     # ---- scoring -----------------------------------------------------------------------------
 
-    def closed_end(self, last_seen_us: dict[str, int], now_wall: float) -> int | None:
-        """End (µs) of the last closed window given the signals' last-seen times; ``None`` when a
-        model signal has no data yet (reported as ``missing_signals``)."""
+    def uses_state(self) -> bool:
+        """The model keeps ``running`` rows only, or sees the state as columns: ``state`` is read."""
+        assert self.model is not None
+        return self.model.states != "all" or any(c.startswith(STATE_PREFIX) for c in self.model.columns)
+
+    async def watermark(self, io: ScoreIO, last_seen_us: dict[str, int], now_wall: float) -> int | None:
+        """The watermark (µs) from the catalogue's last-seen times of the machine's signals:
+        the slowest model signal's progress, where a held signal counts as far as the newest of
+        the others and a time beyond the horizon (``now_wall + max_future_s``) is replaced by the
+        signal's last data before it (module docstring). ``None`` when a model signal has no data
+        yet (reported as ``missing_signals``) or none before the horizon (the machine waits).
+        Raises what ``io`` raises (a future stamp needs a read)."""
         assert self.model is not None
         signals = signal_columns(self.model.columns)
         missing = [c for c in signals if c not in last_seen_us]
@@ -223,9 +297,92 @@ class MachineWorker:
         if self.status == "missing_signals":
             self.status, self.problem = "ok", ""
             m.UP.labels(self.scope).set(1)
-        wm = min(last_seen_us[c] for c in signals)
+        self._last_seen = {c: last_seen_us[c] for c in [*signals, sig.STATE] if c in last_seen_us}
+        progress = await self._below_horizon(io, {c: last_seen_us[c] for c in signals}, now_wall)
+        if progress is None:
+            return None
+        wm = self._hold(progress, now_wall)
         if wm != self.watermark_us:
             self.watermark_us, self._wm_changed_at = wm, now_wall
+        return wm
+
+    async def _below_horizon(self, io: ScoreIO, seen: dict[str, int], now_wall: float
+                             ) -> dict[str, int] | None:
+        """Each signal's progress: its last-seen time, or for one stamped beyond the horizon its
+        last data before the horizon (searched from its last accepted progress, else from the
+        cursor, else as far back as a new machine is read). Counts and logs what is ahead."""
+        horizon = int((now_wall + self.cfg.max_future_s) * US)
+        progress: dict[str, int] = {}
+        ahead = {c: t for c, t in seen.items() if t > horizon}
+        self._note_ahead(ahead, now_wall)
+        for c, t in seen.items():
+            if c not in ahead:
+                progress[c] = t
+                continue
+            lo = self._progress.get(c)
+            if lo is None and self.state is not None:
+                lo = self.state.cursor_us - int(self.cfg.lookback_s * US)
+            if lo is None:
+                lo = horizon - int(max(self.cfg.backfill_s, self.cfg.lookback_s,
+                                       self.cfg.window_s + self.cfg.lateness_s) * US)
+            got = await last_bucket(io, self.asset, c, start_us=min(lo, horizon - 1), end_us=horizon,
+                                    bucket_s=self.cfg.bucket_s)
+            if got is not None:
+                progress[c] = got[0]
+            elif c in self._progress:
+                progress[c] = self._progress[c]
+            else:
+                return None  # nothing before the horizon: its progress is unknown, the machine waits
+        self._progress = progress
+        return progress
+
+    def _note_ahead(self, ahead: dict[str, int], now_wall: float) -> None:
+        for c, t in ahead.items():
+            if self.ahead_us.get(c) != t:
+                m.FUTURE.labels(self.scope, c).inc()
+        if set(ahead) != set(self.ahead_us):
+            if ahead:
+                named = ", ".join(f"{c} {t / US - now_wall:.0f} s ahead (last seen {_iso(t)})"
+                                  for c, t in sorted(ahead.items()))
+                log.warning("machine %s: data stamped more than max_future_s (%g s) ahead of this service's "
+                            "clock: %s; it does not advance the watermark (the signal's data up to the "
+                            "horizon does) — check the device's clock", self.scope, self.cfg.max_future_s,
+                            named)
+            else:
+                log.info("machine %s: no data ahead of the clock any more", self.scope)
+        self.ahead_us = ahead
+        m.AHEAD.labels(self.scope).set(max((t / US - now_wall for t in ahead.values()), default=0.0))
+
+    def _hold(self, progress: dict[str, int], now_wall: float) -> int:
+        """The watermark from the signals' progress with sample-and-hold (module docstring)."""
+        before = (self.state.held or {}) if self.state is not None else {}
+        held: dict[str, int] = {}
+        effective: dict[str, int] = {}
+        for c, t in progress.items():
+            newest_other = max((u for o, u in progress.items() if o != c), default=None)
+            effective[c] = t
+            if newest_other is None or newest_other <= t:
+                self._still.pop(c, None)
+                continue
+            still = self._still.get(c)
+            if still is None or still[0] != t:  # held at the last save with this same report: at once
+                still = (t, now_wall - self.cfg.hold_after_s if before.get(c) == t else now_wall)
+                self._still[c] = still
+            if now_wall - still[1] >= self.cfg.hold_after_s:
+                held[c] = t
+                effective[c] = newest_other
+        for c in sorted(held.keys() - self.held.keys()):
+            log.info("machine %s: %s has not reported since %s (%g s while the other signals advanced): "
+                     "held — its last value is carried forward", self.scope, c, _iso(held[c]),
+                     self.cfg.hold_after_s)
+        for c in sorted(self.held.keys() - held.keys()):
+            log.info("machine %s: %s reported again: no longer held", self.scope, c)
+        self.held = held
+        m.HELD.labels(self.scope).set(len(held))
+        return min(effective.values())
+
+    def closed_end(self, wm: int, now_wall: float) -> int:
+        """End (µs) of the last closed window given the watermark ``wm`` (module docstring)."""
         w = int(self.cfg.window_s * US)
         end = (wm - int(self.cfg.lateness_s * US)) // w * w
         if now_wall - self._wm_changed_at >= self.cfg.quiet_close_s:
@@ -241,13 +398,13 @@ class MachineWorker:
         """
         if self.scorer is None or self.model is None or self.version is None:
             return StepResult()
-        end = self.closed_end(last_seen_us, now_wall)
-        if end is None:
+        wm = await self.watermark(io, last_seen_us, now_wall)
+        if wm is None:
             return StepResult()
+        end = self.closed_end(wm, now_wall)
         w = int(self.cfg.window_s * US)
         if self.state is None:
-            assert self.watermark_us is not None
-            start = (self.watermark_us - int(self.cfg.backfill_s * US)) // w * w
+            start = (wm - int(self.cfg.backfill_s * US)) // w * w
             self.state = MachineState(asset=self.scope, version=self.version, cursor_us=start,
                                       scorer=self.scorer.snapshot())
         st = self.state
@@ -273,7 +430,7 @@ class MachineWorker:
     async def _step(self, io: ScoreIO, emitter: EventEmitter | None, st: MachineState, until: int,
                     w: int) -> StepResult:
         assert self.scorer is not None and self.model is not None and self.version is not None
-        got = await self._rows(io, st, until)
+        got, late = await self._rows(io, st, until)
         ts, X, running = got.ts, got.values, got.running
         resets = None
         if len(ts):
@@ -285,9 +442,16 @@ class MachineWorker:
         pending = await self._deliver(emitter, st, events)
         new = MachineState(asset=self.scope, version=self.version, cursor_us=until,
                            scorer=self.scorer.snapshot(), last_row_us=last_row, carry=got.carry,
-                           carry_state=got.carry_state, pending=pending)
+                           carry_state=got.carry_state, pending=pending, seen=dict(self._last_seen),
+                           held=dict(self.held))
         self.states.save(new)
         self.state, self._pending_close = new, []
+        for r in late:  # after the save: a step redone after a failure does not count them twice
+            m.LATE_CHANGES.labels(self.scope, r.signal).inc()
+            log.warning("machine %s: %s was reported %r at %s (first of the reports that arrived behind "
+                        "the cursor %s) while %r was carried: the rows already scored keep their scores "
+                        "(late data); from the cursor on %r is carried", self.scope, r.signal, r.value,
+                        _iso(r.first_us), _iso(r.cursor_us), r.carried, r.value)
         rows = len(frame)
         m.ROWS.labels(self.scope).inc(rows)
         m.WINDOWS.labels(self.scope).inc((until - st.cursor_us) // w)
@@ -349,16 +513,70 @@ class MachineWorker:
         if self.watermark_us is not None:
             m.LAG.labels(self.scope).set(max(self.watermark_us - self.state.cursor_us, 0) / US)
 
-    async def _rows(self, io: ScoreIO, st: MachineState, end_us: int) -> Rows:
+    async def _rows(self, io: ScoreIO, st: MachineState, end_us: int) -> tuple[Rows, list[LateReport]]:
         """Aligned rows with ``cursor <= ts < end_us`` (module docstring). The last known values and
-        state are carried from the previous step; the first step reads ``lookback_s`` earlier."""
+        state are carried from the previous step (:meth:`_carried`); the first step reads
+        ``lookback_s`` earlier."""
         assert self.model is not None
         columns = self.model.columns
         first = st.carry is None or any(c not in st.carry for c in signal_columns(columns))
         read_from = st.cursor_us - (int(self.cfg.lookback_s * US) if first else 0)
-        return await aligned_rows(io.query, self.asset, columns, start_us=st.cursor_us, end_us=end_us,
-                                  read_from_us=read_from, bucket_s=self.cfg.bucket_s, carry=st.carry,
-                                  carry_state=st.carry_state)
+        carry, carry_state, late = await self._carried(io, st, read_from)
+        rows = await aligned_rows(io.query, self.asset, columns, start_us=st.cursor_us, end_us=end_us,
+                                  read_from_us=read_from, bucket_s=self.cfg.bucket_s, carry=carry,
+                                  carry_state=carry_state)
+        return rows, late
+
+    async def _carried(self, io: ScoreIO, st: MachineState, read_from: int
+                       ) -> tuple[dict[str, float] | None, str | None, list[LateReport]]:
+        """The values to carry into this step's rows: the saved ones, corrected from the store
+        where the catalogue says the saved ones miss a report (the cursor never moves back, so
+        what lies before ``read_from`` is read here or never):
+
+        * a signal (or ``state``) whose last report is before ``read_from`` and not carried yet
+          (a new machine; a value set once long ago): the value of that report;
+        * one carried past its last report whose last-seen time moved since the last step: the
+          reports stamped behind the cursor that came meanwhile — the newest is carried from the
+          cursor on; when one differs from the carried value it is a :class:`LateReport`.
+        """
+        assert self.model is not None
+        carry = dict(st.carry) if st.carry is not None else None
+        carry_state = st.carry_state
+        late: list[LateReport] = []
+        b = int(self.cfg.bucket_s * US)
+        wanted = signal_columns(self.model.columns) + ([sig.STATE] if self.uses_state() else [])
+        for c in wanted:
+            seen = self._last_seen.get(c)
+            if seen is None:
+                continue
+            old: float | str | None = carry_state if c == sig.STATE else (carry or {}).get(c)
+            prev = None if st.seen is None else st.seen.get(c)
+            value: float | str | None = None
+            if old is not None and prev is not None and seen != prev and prev < st.cursor_us:
+                found = await buckets(io, self.asset, c, start_us=prev + 1, end_us=st.cursor_us,
+                                      bucket_s=self.cfg.bucket_s)
+                if found is None:
+                    continue  # every new report is at or after the cursor: read with the rows
+                value = value_of(found, -1)
+                if width_us(prev + 1, st.cursor_us, self.cfg.bucket_s) > b:  # a wide bucket: narrow it
+                    newest = await last_bucket(io, self.asset, c, start_us=int(found.ts_us[-1]),
+                                               end_us=st.cursor_us, bucket_s=self.cfg.bucket_s)
+                    value = newest[1] if newest is not None else value
+                differs = [i for i in range(len(found)) if _differs(old, value_of(found, i))]
+                if differs:
+                    late.append(LateReport(c, max(prev + 1, int(found.ts_us[differs[0]])), old, value,
+                                           st.cursor_us))
+            elif seen < read_from and (old is None or prev is None or seen != prev):
+                got = await last_bucket(io, self.asset, c, start_us=seen // b * b, end_us=seen // b * b + b,
+                                        bucket_s=self.cfg.bucket_s)
+                value = None if got is None else got[1]
+            if value is None:
+                continue
+            if c == sig.STATE:
+                carry_state = str(value)
+            elif isinstance(value, float):
+                carry = {**(carry or {}), c: value}
+        return carry, carry_state, late
 
 
 def _slice(frame: SampleFrame, a: int, b: int) -> SampleFrame:

@@ -28,3 +28,16 @@ MODEL: Final = Gauge("zhizao_scoring_model_info", "1 for the model version a mac
 UP: Final = Gauge("zhizao_scoring_machine_ok", "1 when the machine is being scored, 0 when it has a problem",
                   ["machine"])
 ROUND_SECONDS: Final = Gauge("zhizao_scoring_round_seconds", "Duration of the last round, seconds")
+HELD: Final = Gauge("zhizao_scoring_held_signals",
+                    "Model signals carried forward (quiet for hold_after_s while the others advance)",
+                    ["machine"])
+LATE_CHANGES: Final = Counter("zhizao_scoring_late_changes",
+                              "Reports of a signal (or the state) that arrived behind the cursor with a "
+                              "value other than the one the scored rows after them used (not revised)",
+                              ["machine", "signal"])
+FUTURE: Final = Counter("zhizao_scoring_future_data",
+                        "New last-seen times of a model signal stamped more than max_future_s ahead of the "
+                        "service's clock (not used to advance the watermark)", ["machine", "signal"])
+AHEAD: Final = Gauge("zhizao_scoring_future_ahead_seconds",
+                     "Seconds the newest data of the machine's model signals is stamped ahead of the "
+                     "service's clock, when more than max_future_s (0: none)", ["machine"])

@@ -19,6 +19,19 @@ retried next round while the other machines go on; a machine whose model cannot 
 reported (``/healthz``, log, metric) and skipped.
 ``max_rows_per_s`` paces the service (a catch-up after an outage would otherwise take CPU from
 ingest on a shared box).
+
+Health contract (:meth:`ScoringService.liveness`, :meth:`~ScoringService.readiness`):
+
+* **liveness** (``/livez``) fails only when the loop is wedged — no round and no machine step
+  ended for ``health.wedged_after_s`` — the one state a restart fixes. An outage, a refused
+  token or a failing machine never fails it (a restart would not bring ingest back, and the
+  service resumes from its cursors by itself);
+* **readiness** (``/readyz``, and ``/healthz`` with the whole document): ``ready`` once a round
+  has succeeded, every machine with a promoted model is scored and rounds keep succeeding;
+  ``degraded`` (503) while any machine has a failing status (:data:`FAILING`: its model refused,
+  its signals missing, its reads or writes failing, its state not saved — ``no_model`` is not a
+  failure: a machine under a scope prefix may have no model); ``unhealthy`` (503) when no round
+  has succeeded for ``health.stall_after_s``; ``starting`` (503) before the first one.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Self
 
 from analytics.events import EventEmitter, build_emitter
@@ -45,6 +59,10 @@ from zhizao.model import LEVELS
 from zhizao.waiting import wait_event
 
 log = logging.getLogger(__name__)
+
+FAILING: frozenset[str] = frozenset({"model_mismatch", "missing_signals", "registry", "state",
+                                     "store_unavailable", "rejected", "internal"})
+"""Machine statuses that make the service ``degraded`` (``/readyz``, ``/healthz`` 503)."""
 
 
 class StoreEventSink:
@@ -106,8 +124,14 @@ class ScoringService:
         self.last_error = ""
         self.rows = 0
         self.events = 0
+        self.last_turn = time.monotonic()
+        """Monotonic time the loop last ended a round or a machine step (liveness)."""
         self._last_poll = float("-inf")
         self._stop = asyncio.Event()
+        self._readiness: str | None = None
+        self._resumes_at = 0.0
+        """Monotonic time the loop's wait between rounds ends (a wait, even a long backoff, is not wedged)."""
+        self._wedged = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -123,6 +147,7 @@ class ScoringService:
                 if ok:
                     backoff.reset()
                 delay = self.cfg.interval_s if ok else max(self.cfg.interval_s, backoff.next())
+                self._resumes_at = time.monotonic() + delay
                 await wait_event(self._stop, delay)
 
     def _fail(self, kind: str, exc: BaseException) -> None:
@@ -166,7 +191,8 @@ class ScoringService:
                             "backoff: %s", self.last_error)
                 return False
         finally:
-            m.ROUND_SECONDS.set(time.monotonic() - t0)
+            self.last_turn = time.monotonic()
+            m.ROUND_SECONDS.set(self.last_turn - t0)
         self.last_ok = time.time()
         return True
 
@@ -176,6 +202,14 @@ class ScoringService:
         repeats) and shown as the machine's status, and never stops the other machines; ``None``
         then (the step is retried next round)."""
         t_step = time.monotonic()
+        try:
+            return await self._supervised(worker, emitter, seen, now, t_step)
+        finally:
+            self.last_turn = time.monotonic()
+
+    async def _supervised(self, worker: MachineWorker, emitter: EventEmitter | None, seen: dict[str, int],
+                          now: float, t_step: float) -> StepResult | None:
+        """:meth:`_step` without the liveness mark: the step, its failure handling and pacing."""
         try:
             res = await worker.step(self.io, emitter, seen, now)
         except Rejected as exc:
@@ -225,23 +259,78 @@ class ScoringService:
         for worker in self.workers.values():
             worker.refresh_model()
 
-    def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
-        """``(healthy, document)``: unhealthy when no round succeeded for ``health.stall_after_s``."""
+    def liveness(self, now_mono: float | None = None) -> tuple[bool, dict[str, Any]]:
+        """``(alive, document)`` for ``/livez``: not alive only when no round and no machine step
+        ended for ``health.wedged_after_s`` beyond the loop's planned wait (module docstring)."""
+        idle = (time.monotonic() if now_mono is None else now_mono) - max(self.last_turn, self._resumes_at)
+        wedged = idle > self.cfg.health.wedged_after_s
+        problem = (f"the scoring loop has ended no round and no machine step for {idle:.0f} s "
+                   f"(health.wedged_after_s {self.cfg.health.wedged_after_s:g} s)")
+        if wedged != self._wedged:
+            self._wedged = wedged
+            if wedged:
+                log.error("scoring service wedged: %s; /livez answers 503", problem)
+            else:
+                log.info("scoring loop turning again")
+        if wedged:
+            return False, {"status": "wedged", "problem": problem}
+        return True, {"status": "alive"}
+
+    def readiness(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
+        """``(ready, document)`` for ``/readyz`` and ``/healthz`` (module docstring): the document
+        has ``status`` (``ready``, ``degraded``, ``unhealthy``, ``starting``), ``problems`` in
+        words and ``failing`` (each failing machine's scope, status, problem and since when;
+        :meth:`health` adds the figures). Logs each change of ``status`` once."""
         now = time.time() if now is None else now
-        last = self.last_ok if self.last_ok is not None else self.started
         problems = []
-        if now - last > self.cfg.health.stall_after_s:
-            problems.append(f"no successful round for {now - last:.0f} s: {self.last_error}")
+        if self.last_ok is None:
+            status = "starting"
+            problems.append(f"no successful round yet{': ' + self.last_error if self.last_error else ''}")
+            if now - self.started > self.cfg.health.stall_after_s:
+                status = "unhealthy"
+        elif now - self.last_ok > self.cfg.health.stall_after_s:
+            status = "unhealthy"
+            problems.append(f"no successful round for {now - self.last_ok:.0f} s: {self.last_error}")
+        else:
+            status = "ready"
+        failing = [{"machine": scope, "status": w.status, "problem": w.problem,
+                    "since": _iso(w.status_since)}
+                   for scope, w in sorted(self.workers.items()) if w.status in FAILING]
+        if failing:
+            problems += [f"{f['machine']}: {f['status']}: {f['problem']}" for f in failing]
+            if status == "ready":
+                status = "degraded"
+        if status != self._readiness:
+            if status == "ready":
+                log.info("scoring service ready: every machine with a model is scored")
+            elif self._readiness is not None or status != "starting":
+                log.warning("scoring service %s: %s", status, "; ".join(problems))
+            self._readiness = status
+        doc: dict[str, Any] = {"status": status, "problems": problems, "failing": failing}
+        return status == "ready", doc
+
+    def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
+        """``(ready, document)`` for ``/healthz``: :meth:`readiness` with the figures — rounds,
+        rows scored, event updates, failures by kind — and every machine's status, problem (and
+        since when), model, cursor, lag, pending events, held signals and data stamped ahead."""
+        now = time.time() if now is None else now
+        ready, doc = self.readiness(now)
         machines = []
         for scope, w in sorted(self.workers.items()):
             st = w.state
             machines.append({
-                "machine": scope, "status": w.status, "problem": w.problem, "model": w.version,
+                "machine": scope, "status": w.status, "problem": w.problem, "since": _iso(w.status_since),
+                "model": w.version,
                 "cursor": None if st is None else st.cursor_us / 1e6,
                 "lag_s": None if st is None or w.watermark_us is None
                 else max(w.watermark_us - st.cursor_us, 0) / 1e6,
-                "pending_events": 0 if st is None else len(st.pending)})
-        doc = {"status": "unhealthy" if problems else "ok", "problems": problems, "rounds": self.rounds,
-               "rows_scored": self.rows, "events": self.events, "failures": self.failures,
-               "last_error": self.last_error, "machines": machines}
-        return not problems, doc
+                "pending_events": 0 if st is None else len(st.pending),
+                "held": {c: _iso(t / 1e6) for c, t in sorted(w.held.items())},
+                "ahead_s": {c: round(t / 1e6 - now, 3) for c, t in sorted(w.ahead_us.items())}})
+        doc.update({"rounds": self.rounds, "rows_scored": self.rows, "events": self.events,
+                    "failures": self.failures, "last_error": self.last_error, "machines": machines})
+        return ready, doc
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

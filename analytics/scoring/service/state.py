@@ -28,8 +28,15 @@ class MachineState:
     ``last_row_us``: timestamp of the last row read (gap detection). ``carry``: the last known
     value of each model signal, by name (a new model may use other signals), and ``carry_state``
     the machine's last known state, carried into the next step (signals and state may be reported
-    only on change). ``pending``: event updates not delivered to every sink yet, latest per
-    episode id (redelivered next step)."""
+    only on change). ``seen``: the catalogue's last-seen time (µs) of each model signal and of
+    ``state`` when the carried values were taken — a last-seen time that moves but stays behind
+    the cursor is a late report, read again so the rows from the cursor on use it. ``held``: the
+    model signals carried forward at the save (signal → its last report, µs), held again at once
+    after a restart while that is still their last report. ``pending``: event updates not
+    delivered to every sink yet, latest per episode id (redelivered next step).
+
+    ``seen`` and ``held`` were added without a format change: a file saved before them reads
+    them as ``None`` (the class defaults)."""
 
     asset: str
     version: str
@@ -39,6 +46,8 @@ class MachineState:
     carry: dict[str, float] | None = None
     carry_state: str | None = None
     pending: dict[str, Event] = field(default_factory=dict)
+    seen: dict[str, int] | None = None
+    held: dict[str, int] | None = None
     format: int = FORMAT
 
 
