@@ -11,11 +11,23 @@ Convention (also in ``ingest/README.md``):
 * integer (``5i``), unsigned (``5u``), float, boolean and string field values keep their type;
 * a missing timestamp means "now" at the server; ``precision`` is ``ns`` (default), ``us``,
   ``ms``, ``s`` (v2 names) or ``n``, ``u``, ``ms``, ``s``, ``m``, ``h`` (v1 names);
-* a line ends at ``\\n`` (``\\r\\n`` too), not at the other breaks of ``str.splitlines``; double quotes
-  mean something only in field values (a ``"`` in the measurement or a tag is a character of it).
+* points are split as influxd 1.x splits them (its ``scanLine``; :func:`points`): a point ends at a
+  ``\\n`` that is neither inside a double-quoted string field value nor escaped by a backslash — so
+  a string value may hold line breaks (a log message, a stack trace) — and at no other break of
+  ``str.splitlines``. Double quotes mean something only in field values: a ``"`` opens or closes a
+  string only after more ``=`` than ``,`` of the field section (outside strings), so one in the
+  measurement, a tag or a field key is a character of it. A string left open runs to the end of the
+  body, which is then one point, refused (influxd does the same). One deviation: a comment line
+  (``#`` first) ends at its ``\\n`` whatever quotes it holds (influxd reads ``# a=1 "x`` as opening a
+  string and silently drops every later line of the body);
+* ``\\r\\n`` line ends are accepted: a ``\\r`` just before the ``\\n`` that ends a point (or at the end
+  of the body) is dropped. It stands after the point's last token — a timestamp, a number, a boolean
+  or a closed string — where it can be part of no value (influxd refuses the point, or stores a
+  closed string's value mangled: ``s="q"\\r`` as ``q"``), so no value changes meaning; inside a
+  string value a ``\\r\\n`` is kept, as influxd keeps it.
 
-A bad line is rejected with its line number and reason; the other lines are stored (like
-InfluxDB's partial write).
+A bad point is rejected with its line number (the first line of a point spanning several) and
+reason; the other points are stored (like InfluxDB's partial write).
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -50,15 +63,15 @@ _FLOAT: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+
 class ParsedLines:
     frame: SampleFrame = field(default_factory=SampleFrame)
     errors: list[tuple[int, str]] = field(default_factory=list)
-    """``(1-based line number, reason)`` per rejected line."""
+    """``(1-based line number, reason)`` per rejected point (the number of its first line)."""
     ignored_tags: int = 0
 
 
-def _split(text: str, sep: str, *, quotes: bool = False, maxsplit: int = -1) -> list[str]:
-    """Split on unescaped ``sep`` (backslash escapes; optionally outside double quotes)."""
+def _split(text: str, sep: str, *, maxsplit: int = -1) -> list[str]:
+    """Split on unescaped ``sep`` (backslash escapes); quotes mean nothing (measurement, tags, key=value)."""
     parts: list[str] = []
     cur: list[str] = []
-    i, n, in_q = 0, len(text), False
+    i, n = 0, len(text)
     while i < n:
         c = text[i]
         if c == "\\" and i + 1 < n:
@@ -66,19 +79,135 @@ def _split(text: str, sep: str, *, quotes: bool = False, maxsplit: int = -1) -> 
             cur.append(text[i + 1])
             i += 2
             continue
-        if quotes and c == '"':
-            in_q = not in_q
-        elif c == sep and not in_q and (maxsplit < 0 or len(parts) < maxsplit):
+        if c == sep and (maxsplit < 0 or len(parts) < maxsplit):
             parts.append("".join(cur))
             cur = []
             i += 1
             continue
         cur.append(c)
         i += 1
-    if in_q:
-        raise ValueError("unterminated string field value")
     parts.append("".join(cur))
     return parts
+
+
+_FIELD_MARKS: Final = re.compile(r'[\\"=, ]')
+"""The characters influxd's line and field scanners act on (``scanLine``, ``scanFields``)."""
+
+
+def _split_fields(text: str, sep: str) -> list[str]:
+    """Split a point's field section (``fields [timestamp]``) on unescaped ``sep`` (``" "`` or ``","``)
+    outside string values, by influxd's rule: a ``"`` opens or closes a string only where more ``=``
+    than ``,`` have been seen outside strings (in a field value), elsewhere it is a character.
+    ``ValueError`` for a string left open."""
+    parts: list[str] = []
+    start = i = equals = commas = 0
+    quoted = False
+    while (mark := _FIELD_MARKS.search(text, i)) is not None:
+        j = mark.start()
+        c = text[j]
+        i = j + 1
+        if c == "\\":
+            i = j + 2
+        elif c == '"':
+            if equals > commas:
+                quoted = not quoted
+        elif not quoted:
+            if c == sep:
+                parts.append(text[start:j])
+                start = i
+            if c == "=":
+                equals += 1
+            elif c == ",":
+                commas += 1
+    if quoted:
+        raise ValueError("unterminated string field value")
+    parts.append(text[start:])
+    return parts
+
+
+class _PointScan:
+    """influxd 1.x's ``scanLine`` (``models/points.go``) over one point, fed a physical line at a time:
+    after the first unescaped space (the field section) it counts ``=`` and ``,`` outside strings and
+    toggles "in a string" at a ``"`` while more ``=`` than ``,`` were seen; a backslash escapes the
+    next character, a line break too."""
+
+    __slots__ = ("commas", "equals", "fields", "quoted")
+
+    def __init__(self) -> None:
+        self.fields = False
+        self.quoted = False
+        self.equals = 0
+        self.commas = 0
+
+    def feed(self, text: str) -> bool:
+        """Scan ``text`` (one physical line, without its ``\\n``); ``True`` when it ends with a backslash
+        that escapes that ``\\n``."""
+        i, n = 0, len(text)
+        while (mark := _FIELD_MARKS.search(text, i)) is not None:
+            j = mark.start()
+            c = text[j]
+            i = j + 1
+            if c == "\\":
+                if i >= n:
+                    return True
+                i += 1
+            elif c == " ":
+                self.fields = True
+            elif not self.fields:
+                continue
+            elif c == '"':
+                if self.equals > self.commas:
+                    self.quoted = not self.quoted
+            elif not self.quoted:
+                if c == "=":
+                    self.equals += 1
+                else:
+                    self.commas += 1
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One point's text as :func:`points` cuts it from a body."""
+
+    first: int
+    """1-based number of its first line."""
+    last: int
+    """1-based number of its last line (``first`` unless a string value or an escape holds a ``\\n``;
+    a body's final ``\\n`` swallowed by an open string does not count)."""
+    text: str
+    """Its text, the ``\\n`` inside it kept, the one ending it not; a ``\\r`` before that one too."""
+    unterminated: bool
+    """A string value opened in it is never closed: it runs to the end of the body."""
+
+
+def points(body: str) -> Iterator[Point]:
+    """The points of ``body`` (blank and comment lines included), cut where influxd 1.x cuts them
+    (``scanLine``): at a ``\\n`` outside string field values and not escaped by a backslash (one
+    before the body's final ``\\n`` does not escape it, as in influxd). A comment line (``#`` first,
+    after spaces and tabs) ends at its ``\\n``: influxd would let a quote in it swallow the rest of
+    the body, silently. A line without ``"`` or ``\\`` is one point on its own, not scanned."""
+    segments = body.split("\n")
+    end = len(segments) - 1
+    i = 0
+    while i <= end:
+        first = i
+        text = segments[i]
+        if ('"' not in text and "\\" not in text) or text.lstrip(" \t").startswith("#"):
+            yield Point(i + 1, i + 1, text, unterminated=False)
+            i += 1
+            continue
+        scan = _PointScan()
+        escaped = scan.feed(text)
+        while (scan.quoted or escaped) and i < end:
+            if not scan.quoted and i + 1 == end and not segments[end]:
+                break  # influxd: a backslash escapes only when two more bytes follow it
+            i += 1
+            escaped = scan.feed(segments[i])
+        text = "\n".join(segments[first:i + 1])
+        last = first + text.rstrip("\r\n").count("\n")
+        yield Point(first + 1, last + 1, text, unterminated=scan.quoted)
+        i += 1
 
 
 def _unescape(text: str) -> str:
@@ -130,17 +259,30 @@ def parse(body: str, precision: str = "ns", now_ns: int | None = None) -> Parsed
     scale = PRECISION_NS[precision]
     default_ns = time.time_ns() if now_ns is None else now_ns
     out = ParsedLines()
-    # a line ends at \n only (a \r before it is dropped), not at str.splitlines' other breaks
-    # (\x85, U+2028 ...): a string field value may hold them
-    for number, raw_line in enumerate(body.split("\n"), start=1):
-        line = (raw_line[:-1] if raw_line.endswith("\r") else raw_line).strip(" \t")
+    for point in points(body):
+        text = point.text
+        line = (text[:-1] if text.endswith("\r") else text).strip(" \t")
         if not line or line.startswith("#"):
+            continue
+        if point.unterminated:
+            out.errors.append((point.first, _unterminated(point)))
             continue
         try:
             _parse_line(line, scale, default_ns, out)
         except ValueError as exc:
-            out.errors.append((number, str(exc)))
+            where = f" (the point spans lines {point.first}-{point.last})" if point.last > point.first else ""
+            out.errors.append((point.first, f"{exc}{where}"))
     return out
+
+
+def _unterminated(point: Point) -> str:
+    """The reason refusing ``point``, whose string value is never closed."""
+    reason = "unterminated string field value"
+    if point.last == point.first:
+        return reason
+    return (f"{reason}: a double quote opened in its field values is never closed, so lines "
+            f"{point.first}-{point.last} (to the end of the body) are read as one point, as InfluxDB "
+            "reads them — refused, none of them stored")
 
 
 def _head_end(line: str) -> int:
@@ -155,7 +297,7 @@ def _head_end(line: str) -> int:
 
 def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> None:
     end = _head_end(line)
-    sections = [line[:end], *_split(line[end + 1:], " ", quotes=True)] if end > 0 else [line]
+    sections = [line[:end], *_split_fields(line[end + 1:], " ")] if end > 0 else [line]
     sections = [s for s in sections if s]
     if len(sections) not in (2, 3):
         raise ValueError("expected 'measurement,tags fields [timestamp]'")
@@ -192,8 +334,8 @@ def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> Non
     else:
         ts_ns = default_ns
     fields: list[tuple[str, float | int | bool | str]] = []
-    for pair in _split(sections[1], ",", quotes=True):
-        kv = _split(pair, "=", quotes=True, maxsplit=1)
+    for pair in _split_fields(sections[1], ","):
+        kv = _split(pair, "=", maxsplit=1)
         if len(kv) != 2 or not kv[0] or not kv[1]:
             raise ValueError(f"field {pair!r} is not key=value")
         key = _unescape(kv[0])

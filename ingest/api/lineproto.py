@@ -10,6 +10,7 @@ with the write scope may write line protocol, whatever producers it is bound to 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -64,11 +65,12 @@ async def _write(request: Request, service: IngestService, precision: str,
         charge = Charge(line_protocol_producer(writer), len(parsed.frame))
         result = await service.write_frame(parsed.frame, None, "line_protocol", charge)
         stored, dropped = result.accepted, len(result.dropped)
-    if dropped:  # what InfluxDB itself answers for points beyond its retention policy: 400
-        service.metrics.samples_rejected.labels("retention").inc(dropped)
+        # by reason: "retention" (beyond InfluxDB's retention policy), "ts" (outside its time range)
+        for label, n in Counter(reason.split(":", 1)[0] for _, reason in result.dropped).items():
+            service.metrics.samples_rejected.labels(label).inc(n)
     if parsed.errors:
         service.metrics.samples_rejected.labels("line_protocol").inc(len(parsed.errors))
-    if parsed.errors or dropped:
+    if parsed.errors or dropped:  # what InfluxDB itself answers for a partial write: 400
         shown = "; ".join(f"line {n}: {why}" for n, why in parsed.errors[:5])
         more = f" (and {len(parsed.errors) - 5} more)" if len(parsed.errors) > 5 else ""
         lines = f", {len(parsed.errors)} lines rejected: {shown}{more}" if parsed.errors else ""

@@ -144,6 +144,13 @@ class SampleFrame:
         self.unit += other.unit
         self.quality += other.quality
 
+    def take(self, positions: Sequence[int]) -> SampleFrame:
+        """A new frame of the samples at ``positions`` (in that order); no run hint."""
+        return SampleFrame([self.asset[i] for i in positions], [self.signal[i] for i in positions],
+                           [self.ts_us[i] for i in positions], [self.vtype[i] for i in positions],
+                           [self.value[i] for i in positions], [self.value_str[i] for i in positions],
+                           [self.unit[i] for i in positions], [self.quality[i] for i in positions])
+
     def to_samples(self) -> list[Sample]:
         """Back to :class:`Sample` objects (slow; for tests and small frames)."""
         out: list[Sample] = []
@@ -169,9 +176,10 @@ class WriteResult:
     ``accepted`` is then the count recorded the first time).
 
     ``dropped``: ``(position in the frame, reason)`` of each sample the backend did not store
-    although it stored the others (InfluxDB's partial write of points beyond its retention
-    policy), in position order; ``accepted`` + ``len(dropped)`` is the frame's length. A
-    duplicate's ``dropped`` is what was recorded the first time. Empty for DuckDB."""
+    although it stored the others (InfluxDB: its partial write of points beyond its retention
+    policy, and samples outside the time range it can store, never sent to it), in position
+    order; ``accepted`` + ``len(dropped)`` is the frame's length. A duplicate's ``dropped`` is what
+    was recorded the first time. Empty for DuckDB."""
 
     accepted: int
     duplicate: bool = False
@@ -383,7 +391,8 @@ class Store(Protocol):
 
         Returns only after the data is durable in the backend (committed / answered 204), with
         the samples the backend stored and, in ``dropped``, those it did not store while storing
-        the others (InfluxDB: points beyond its retention policy) — the exact split, never a
+        the others (InfluxDB: points beyond its retention policy, and samples with a time it cannot
+        store, never sent to it) — the exact split, never a
         guess. Raises ``StoreUnavailable`` (nothing committed, retry) or ``DataRefused`` (this
         frame's data refused for good).
         """

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 from ingest.settings import Settings
 from ingest.testing import server_settings
-from tests.ingest.conftest import M1, T0
+from tests.ingest.conftest import M1, M2, T0
 from tests.support.servers import InfluxDB
 from zhizao.model import Batch, Sample
 from zhizao.wire import encode_batch
@@ -52,3 +53,21 @@ def auth_settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) 
         influxdb: InfluxDB = request.getfixturevalue("influxdb")
         settings.storage.influxdb.url = influxdb.url
     return settings
+
+
+def prime_field_type_conflict(server: InfluxDB) -> None:
+    """Another client writes ``vtype`` as a float into ``server``'s shard of ``T0``: from then on
+    influxd refuses (400 "field type conflict") every point there whose ``vtype`` is a string — an
+    integer sample's (:func:`conflicting`) — and stores float samples (which carry no ``vtype``)."""
+    t_us = (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    line = f"telemetry,area=x,line=x,machine=x,signal=x,site=x vtype=1 {t_us}"
+    req = urllib.request.Request(f"{server.url}/write?db={server.database}&precision=u", method="POST",
+                                 data=line.encode())
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 204
+
+
+def conflicting(batch_id: str, producer: str = "attacker", n: int = 1) -> Batch:
+    """A batch an influxd primed by :func:`prime_field_type_conflict` refuses whole: integer samples."""
+    return Batch(producer, batch_id, 1, tuple(Sample(M2, "parts", T0 + timedelta(seconds=i), i, None)
+                                              for i in range(n)))

@@ -5,8 +5,10 @@ was stored" — and, writes being grouped, so did the other producers' batches o
 agents and the gateway retried them forever. Now: the group is split until the batch at fault is
 alone, it alone is answered 422 naming InfluxDB's error (the agent dead-letters it), the others
 are stored. Against a real ``influxd`` 1.x; the bad data is what a valid envelope can carry (a
-timestamp InfluxDB cannot store, a field type InfluxDB already knows as another) or, past
-validation, a name with a line break.
+field type InfluxDB already knows as another: here ``vtype``, written as a float by another
+client, which an integer sample writes as a string) or, past validation, a name with a line
+break. (A timestamp InfluxDB cannot store, the trigger here before, is no longer sent to it: such
+samples are rejected one by one, the rest of their batch stored — ``test_influx_time_range.py``.)
 """
 
 from __future__ import annotations
@@ -27,20 +29,32 @@ from ingest.storage.influxdb.lineproto import LineCache, tag_value
 from ingest.storage.influxdb.store import InfluxStore
 from ingest.testing import run_server, server_settings
 from tests.ingest.conftest import M1, M2, T0
-from tests.ingest.helpers import assert_problem, batch, post, stored_count
+from tests.ingest.helpers import (
+    assert_problem,
+    batch,
+    conflicting,
+    post,
+    prime_field_type_conflict,
+    stored_count,
+)
 from tests.support.servers import InfluxDB
 from zhizao.errors import Rejected
 from zhizao.events import Event
-from zhizao.model import Batch, Sample
+from zhizao.model import Sample
 from zhizao.wire import encode_batch
 
-FAR = datetime(9000, 1, 1, tzinfo=UTC)
-"""Valid on the wire (years 1-9999), beyond what InfluxDB stores (1677-2262): it answers 400."""
+CONFLICT = "field type conflict"
+"""What influxd answers (400) for a point whose field has another type than the shard knows."""
 
 
 def _frame(signal: str, n: int = 5, start: datetime = T0) -> SampleFrame:
     return SampleFrame.from_samples([Sample(M1, signal, start + timedelta(seconds=i), float(i), "kW")
                                      for i in range(n)])
+
+
+def _conflict_frame(n: int = 3) -> SampleFrame:
+    """Integer samples at ``T0``: refused by an influxd primed with :func:`prime_field_type_conflict`."""
+    return SampleFrame.from_samples(list(conflicting("c", n=n).samples))
 
 
 def _newline_frame() -> SampleFrame:
@@ -65,14 +79,15 @@ async def _count(store: InfluxStore, asset: str = "plant") -> int:
 async def test_a_refused_batch_fails_alone_in_its_group(influxdb: InfluxDB) -> None:
     """The first write goes out alone, the next eleven wait for it and go as one group holding the
     bad batch: it gets DataRefused naming InfluxDB's error, the ten others are stored and recorded."""
+    prime_field_type_conflict(influxdb)
     async with _influx(influxdb) as store:
         victims = [(_frame(f"sig{i}"), BatchKey("victim", f"v{i}")) for i in range(11)]
-        bad = (_frame("far", 3, FAR), BatchKey("attacker", "a1"))
+        bad = (_conflict_frame(), BatchKey("attacker", "a1"))
         answers = await asyncio.gather(*(store.write(f, k) for f, k in [victims[0], bad, *victims[1:]]),
                                        return_exceptions=True)
         refused = answers[1]
         assert isinstance(refused, base.DataRefused), answers
-        assert "400" in str(refused) and "time outside range" in refused.reason, refused
+        assert "400" in str(refused) and CONFLICT in refused.reason, refused
         stored = [answers[0], *answers[2:]]
         assert all(isinstance(a, WriteResult) and a.accepted == 5 for a in stored), answers
         assert await _count(store) == 55
@@ -123,27 +138,24 @@ def test_tag_values_are_escaped_or_refused() -> None:
                                           b'quality="good",value=']
 
 
-def _far_batch(batch_id: str, producer: str = "attacker") -> Batch:
-    return Batch(producer, batch_id, 1, (Sample(M2, "temp", FAR, 1.0, "C"),))
-
-
 def test_http_refused_batch_is_422_and_the_others_are_stored(tmp_path: Path, influxdb: InfluxDB) -> None:
     settings = server_settings(tmp_path, backend="influxdb")
     settings.storage.influxdb.url = influxdb.url
+    prime_field_type_conflict(influxdb)
     with run_server(settings) as url, httpx.Client(base_url=url, timeout=30) as c:
-        r = post(c, _far_batch("a1"))
-        assert_problem(r, 422, "the store refused this batch's data", "time outside range")
+        r = post(c, conflicting("a1"))
+        assert_problem(r, 422, "the store refused this batch's data", CONFLICT)
         assert "index" not in r.text  # a whole-batch refusal: the agent dead-letters the batch
         # bulk: the bad line is refused on its own, the good lines stored (they share one write)
         lines = [encode_batch(batch(f"b{i}", n=10, producer=f"agent-{i}", signal=f"s{i}")) for i in range(4)]
-        lines.insert(2, encode_batch(_far_batch("a2")))
+        lines.insert(2, encode_batch(conflicting("a2")))
         r = c.post("/api/v1/batches/bulk", content=b"\n".join(lines),
                    headers={"content-type": "application/x-ndjson"})
         assert r.status_code == 200, r.text
         doc = r.json()
         assert doc["errors"] == 1 and doc["accepted"] == 40, doc
         error = doc["batches"][2]["error"]
-        assert error["status"] == 422 and "time outside range" in error["detail"], doc
+        assert error["status"] == 422 and CONFLICT in error["detail"], doc
         assert [b["error"] is None for b in doc["batches"]] == [True, True, False, True, True]
         assert stored_count(c) == 40
         metrics = c.get("/metrics").text
@@ -157,12 +169,13 @@ def test_many_producers_one_refused(tmp_path: Path, influxdb: InfluxDB) -> None:
     victim is stored (200), every bad one refused (422), none answered 503."""
     settings = server_settings(tmp_path, backend="influxdb")
     settings.storage.influxdb.url = influxdb.url
+    prime_field_type_conflict(influxdb)
 
     async def run(url: str) -> list[tuple[str, int]]:
         async with httpx.AsyncClient(base_url=url, timeout=60) as c:
             async def one(kind: str, i: int) -> tuple[str, int]:
                 b = (batch(f"v{i}", n=50, producer="victim", signal=f"s{i}") if kind == "victim"
-                     else _far_batch(f"a{i}"))
+                     else conflicting(f"a{i}"))
                 r = await c.post("/api/v1/batches", content=encode_batch(b),
                                  headers={"content-type": "application/json"})
                 return kind, r.status_code
@@ -188,12 +201,13 @@ async def test_the_agent_dead_letters_a_refused_batch(tmp_path: Path, influxdb: 
 
     settings = server_settings(tmp_path, backend="influxdb")
     settings.storage.influxdb.url = influxdb.url
+    prime_field_type_conflict(influxdb)
     with run_server(settings) as url:
         async with HttpUplink(HttpUplinkConfig(url=url)) as uplink:
             with pytest.raises(Rejected, match="422"):
-                await uplink.send(_far_batch("a1"))
+                await uplink.send(conflicting("a1"))
             outcomes = await uplink.send_bulk([EncodedBatch.of_batch(batch("g1")),
-                                               EncodedBatch.of_batch(_far_batch("a2"))])
+                                               EncodedBatch.of_batch(conflicting("a2"))])
             assert outcomes[0] is None and isinstance(outcomes[1], Rejected), outcomes
 
 

@@ -30,7 +30,14 @@ from ingest.settings import Settings
 from ingest.storage.duckdb.store import DuckDBStore
 from ingest.testing import run_server, server_settings
 from tests.ingest.conftest import M2
-from tests.ingest.helpers import assert_problem, batch, post, stored_count
+from tests.ingest.helpers import (
+    assert_problem,
+    batch,
+    conflicting,
+    post,
+    prime_field_type_conflict,
+    stored_count,
+)
 from tests.support.servers import InfluxDB
 from zhizao.model import Batch, Sample
 from zhizao.wire import encode_batch
@@ -140,17 +147,23 @@ def test_writes_in_flight_hold_their_charge(tmp_path: Path) -> None:
 
 
 def test_a_refused_write_is_charged(tmp_path: Path, influxdb: InfluxDB) -> None:
-    """Data the store refuses (InfluxDB cannot store year 9000: 422) stays charged: a client cannot
-    spend the store's work for free by sending writes that fail."""
+    """Data the store refuses (InfluxDB: a field type conflict, 422) stays charged: a client cannot
+    spend the store's work for free by sending writes that fail. So does a batch all of whose
+    samples the store cannot keep (InfluxDB cannot store year 9000: 200, each sample rejected —
+    never sent to influxd, which would refuse it; it was 422 before)."""
     settings = _limited(tmp_path, backend="influxdb")
     settings.storage.influxdb.url = influxdb.url
+    prime_field_type_conflict(influxdb)
     far = datetime(9000, 1, 1, tzinfo=UTC)
-    bad = Batch("agent-1", "far-1", 1, tuple(Sample(M2, "temp", far + timedelta(seconds=i), 1.0, "C")
-                                             for i in range(15)))
+    beyond = Batch("agent-3", "far-1", 1, tuple(Sample(M2, "temp", far + timedelta(seconds=i), 1.0, "C")
+                                                for i in range(15)))
     with run_server(settings) as url, httpx.Client(base_url=url, timeout=30) as c:
-        assert_problem(post(c, bad), 422, "time outside range")
+        assert_problem(post(c, conflicting("bad-1", producer="agent-1", n=15)), 422, "field type conflict")
         assert_problem(post(c, batch("b-1")), 429, "'agent-1'")
         assert post(c, batch("b-1", producer="agent-2")).status_code == 200
+        r = post(c, beyond)
+        assert r.status_code == 200 and r.json()["accepted"] == 0 and len(r.json()["rejected"]) == 15, r.text
+        assert_problem(post(c, batch("b-3", producer="agent-3")), 429, "'agent-3'")
 
 
 def test_full_idle_buckets_are_evicted(tmp_path: Path) -> None:

@@ -50,18 +50,21 @@ def _bucket_sql(q: SeriesQuery, cond: str) -> str:
     assert q.agg is not None
     key, order = _key(q)
     b = q.bucket_us()
+    # a bucket's "last" columns all from its newest row, its NULLs kept (``arg_max`` would skip
+    # them: an older sample's unit for a newest one without, an older number for a newest string);
+    # on equal timestamps every arg_max_null of the GROUP BY keeps the same row (schema.UPSERT_SIGNALS)
     agg = {
         Agg.MEAN: "avg(value)", Agg.MIN: "min(value)", Agg.MAX: "max(value)",
-        Agg.LAST: "arg_max(value, ts)", Agg.COUNT: "count(*)",
+        Agg.LAST: "arg_max_null(value, ts)", Agg.COUNT: "count(*)",
     }[q.agg]
-    last_vt = f"arg_max({_VT}, ts)"
+    last_vt = f"arg_max_null({_VT}, ts)"
     if q.agg is Agg.COUNT:
         vtype, vstr = "1::UTINYINT", "NULL"
     elif q.agg is Agg.MEAN:
-        vtype, vstr = f"(CASE WHEN {last_vt} = 3 THEN 3 ELSE 0 END)::UTINYINT", "arg_max(value_str, ts)"
+        vtype, vstr = f"(CASE WHEN {last_vt} = 3 THEN 3 ELSE 0 END)::UTINYINT", "arg_max_null(value_str, ts)"
     else:
-        vtype, vstr = last_vt, "arg_max(value_str, ts)"
-    unit = "unit" if q.by_unit else "arg_max(unit, ts)"
+        vtype, vstr = last_vt, "arg_max_null(value_str, ts)"
+    unit = "unit" if q.by_unit else "arg_max_null(unit, ts)"
     return (
         f"SELECT asset, signal, (epoch_us(ts) // {b}) * {b} AS t, {vtype} AS vt, {agg}::DOUBLE AS value, "
         f"{vstr} AS value_str, {unit} AS unit FROM samples WHERE {cond} "

@@ -12,10 +12,13 @@ between two distinct timestamps. :func:`split_dropped` applies that rule and ref
 (``None``) when the answer does not fit it (N larger than the write, or a cut between points of
 the same time).
 
-One more thing the same answer hides: a line InfluxDB could not parse (ingest builds every line
-safe by construction, except a timestamp outside InfluxDB's range, 1677-09-21 to 2262-04-11) is
-skipped and, when points were also dropped for retention, not reported at all (the retention
-error wins). Such points are dropped too, reported with their own reason.
+Points InfluxDB cannot store at all — a timestamp outside its range, 1677-09-21 to 2262-04-11,
+which a valid batch may carry (years 1-9999) — are never sent to it: :func:`storable` takes them
+out of a frame before its lines are built, and the store reports each with :data:`RANGE_REASON`
+while the rest of the frame is stored and acknowledged. (Sent, such a line is skipped by influxd,
+which stores the write's other points and answers ``400 partial write: unable to parse ...: time
+outside range`` — or, when it also dropped points for retention, reports only those: a point
+stored or not without a word.) :func:`split_dropped` still counts any such point as dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from collections.abc import Sequence
 from typing import Final
 
 import orjson
+
+from ingest.storage.base import SampleFrame
 
 MIN_US: Final = -9_223_372_036_854_775
 """The earliest timestamp (µs) InfluxDB stores (``models.MinNanoTime``, int64 min + 2 ns)."""
@@ -39,6 +44,20 @@ _BEYOND: Final = re.compile(r"points beyond retention policy dropped=(\d+)")
 
 Dropped = tuple[tuple[int, str], ...]
 """``(position in the frame, reason)`` of each sample not stored, in position order."""
+
+
+def storable(frame: SampleFrame) -> tuple[SampleFrame, list[int] | None, Dropped]:
+    """``frame`` without the samples InfluxDB cannot store (timestamps outside ``MIN_US``..``MAX_US``):
+    ``(the frame to write, the positions in ``frame`` of its samples, the samples taken out with
+    their reason)``; ``(frame, None, ())`` when every sample can be stored — the usual case, found
+    by two C-level passes (``min``, ``max``)."""
+    stamps = frame.ts_us
+    if not stamps or (min(stamps) >= MIN_US and max(stamps) <= MAX_US):
+        return frame, None, ()
+    kept = [pos for pos, ts in enumerate(stamps) if MIN_US <= ts <= MAX_US]
+    inside = set(kept)
+    outside = tuple((pos, RANGE_REASON) for pos in range(len(stamps)) if pos not in inside)
+    return frame.take(kept), kept, outside
 
 
 def beyond_retention(message: str) -> int | None:

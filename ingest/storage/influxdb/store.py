@@ -19,6 +19,11 @@ dropped=N`` is no refusal — InfluxDB stored every other point. Which N it drop
 its rule (:mod:`ingest.storage.influxdb.partial`): each batch of the write is answered with the
 samples it stored and, in ``WriteResult.dropped``, those it did not; the dedup record keeps both.
 
+Samples outside InfluxDB's time range (1677-09-21 .. 2262-04-11; a valid batch may carry years
+1-9999) are never sent: InfluxDB would skip their lines, store the rest and answer 400 — which
+ingest would have had to read as the whole batch refused although most of it was stored. They
+are reported in ``WriteResult.dropped`` like the points beyond retention, the rest stored.
+
 Credentials: a token as ``Authorization: Token`` (2.x/3.x), a username/password (1.x) as HTTP
 Basic auth — never in the URL, which libraries log (httpx logs every request line at INFO).
 """
@@ -65,6 +70,7 @@ from ingest.storage.influxdb.partial import (
     decode_dropped,
     encode_dropped,
     split_dropped,
+    storable,
 )
 from ingest.storage.influxdb.query import (
     TAGS,
@@ -93,16 +99,28 @@ EVENTS = "zhizao_events"
 @dataclass(slots=True)
 class _Item:
     """One queued write: its line protocol, the timestamps of its points (µs, in line order), its
-    batch key, and the future answered once InfluxDB answered for it."""
+    batch key, and the future answered once InfluxDB answered for it. ``kept``: the positions in
+    the batch's frame of those points when samples InfluxDB cannot store were taken out of it
+    (``outside``, each with its reason; :func:`~ingest.storage.influxdb.partial.storable`)."""
 
     body: bytes
     ts_us: list[int]
     key: BatchKey | None
     future: asyncio.Future[WriteResult]
+    kept: list[int] | None = None
+    outside: Dropped = ()
 
     @property
     def points(self) -> int:
         return len(self.ts_us)
+
+    def in_frame(self, dropped: Dropped) -> Dropped:
+        """``dropped`` (positions among the points written) as positions in the batch's frame, with
+        the samples taken out before writing: everything the batch had not stored, in position order."""
+        if self.kept is None:
+            return dropped
+        kept = self.kept
+        return tuple(sorted([*self.outside, *((kept[pos], reason) for pos, reason in dropped)]))
 
 
 class BeyondRetention(DataRefused):
@@ -305,6 +323,11 @@ class InfluxStore:
         whose data InfluxDB refused is split (:meth:`_deliver`): only the batch at fault gets
         :class:`DataRefused`, the others are stored. One of whose points InfluxDB dropped beyond its
         retention policy answers each batch with what it stored and what it dropped.
+
+        Samples InfluxDB cannot store (a time outside 1677-09-21 .. 2262-04-11) are taken out before
+        the frame is queued, never sent: the frame's other samples are written and acknowledged,
+        those are answered in ``WriteResult.dropped`` (and kept in the dedup record) with
+        :data:`~ingest.storage.influxdb.partial.RANGE_REASON`.
         """
         if key is not None:
             prev = await self.seen(key)
@@ -318,6 +341,11 @@ class InfluxStore:
             if key is not None:
                 self._record(key, 0)
             return WriteResult(0)
+        frame, kept, outside = storable(frame)  # never send InfluxDB a point it cannot store
+        if not len(frame):
+            if key is not None:
+                self._record(key, 0, outside)
+            return WriteResult(0, dropped=outside)
         try:
             lines = frame_lines(frame, self._lines)
         except ValueError as exc:  # names are validated before; this is the last line of defence
@@ -327,7 +355,7 @@ class InfluxStore:
         future.add_done_callback(_retrieved)  # its waiter may have given up (timeout) meanwhile
         if key is not None:
             self._inflight[key] = future  # until answered (_deliver): a resend joins it
-        self._queue.append(_Item(lines, frame.ts_us, key, future))
+        self._queue.append(_Item(lines, frame.ts_us, key, future, kept, outside))
         self._queued_points += len(frame)
         self._kick()
         return await asyncio.shield(future)  # a waiter that gives up leaves the write to finish
@@ -412,8 +440,10 @@ class InfluxStore:
             fut.set_exception(exc)
 
     def _stored(self, item: _Item, dropped: Dropped) -> None:
-        """Answer ``item``: InfluxDB stored its points but ``dropped`` (recorded for dedup with them)."""
+        """Answer ``item``: InfluxDB stored its points but ``dropped`` (positions among them); recorded
+        for dedup with the samples taken out before writing, as positions in the batch's frame."""
         accepted = item.points - len(dropped)
+        dropped = item.in_frame(dropped)
         if item.key is not None:
             self._record(item.key, accepted, dropped)
         self._answered(item.key, item.future)
