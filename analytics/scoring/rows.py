@@ -2,7 +2,11 @@
 machine state, aligned as training aligns them, with the last known values carried across steps.
 
 One function for every live scorer — the scoring service (``service/machine.py``) and the
-one-box stack (``zhizao/stack/analytics.py``) — so what they score is the same rows.
+one-box stack (``zhizao/stack/analytics.py``) — so what they score is the same rows:
+:func:`aligned_rows` reads and aligns a step's rows; :func:`carried` corrects the values carried
+into them where the catalogue shows a report the rows read do not contain (a value reported before
+them, a report that arrived stamped behind them), with the small one-signal reads
+:func:`buckets` and :func:`last_bucket`.
 
 A signal reported in several units is one signal to a model — the store reads it so
 (``SeriesQuery.by_unit`` off), and so was the model trained — but ingest's API answers one series
@@ -13,9 +17,10 @@ signal (a WARNING naming the units), never keeping one unit's series and droppin
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Final, Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,7 +30,10 @@ from analytics.scoring.context import design, signal_columns, state_labels
 from ingest.storage.base import Agg, Series, SeriesQuery, from_us
 from zhizao import signals as sig
 
-US = 1_000_000
+US: Final = 1_000_000
+PROBE_BUCKETS: Final = 10_000
+"""Buckets per probe request at most (well under ingest's 1,000,000 points per series)."""
+_NARROWINGS: Final = 4
 log = logging.getLogger(__name__)
 _WARNED: dict[tuple[str, str], set[str | None]] = {}
 """Units already named in a warning, per (machine, signal): one WARNING each, again only for a new unit."""
@@ -164,3 +172,151 @@ async def aligned_rows(query: Callable[[SeriesQuery], Awaitable[Sequence[Series]
     out.ts = df.index.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
     out.values = design(columns, signals, df.to_numpy(dtype=np.float64), out.state)
     return out
+
+
+# ---- values carried into the rows: reports the rows read do not contain ------------------------
+
+
+class Reader(Protocol):
+    """Where the one-signal probes read: a ``Store``, or the scoring service's ``ScoreIO``."""
+
+    async def query(self, q: SeriesQuery) -> Sequence[Series]:
+        """As ``Store.query``."""
+        ...
+
+
+def width_us(start_us: int, end_us: int, bucket_s: float) -> int:
+    """The bucket width (µs) of a probe of ``[start_us, end_us)``: ``bucket_s``, or wider so that
+    the range touches at most :data:`PROBE_BUCKETS` epoch-aligned buckets (one more than fit in
+    it: the first and last may be partial) — the stores answer the *first* ``limit`` buckets, and
+    the last one must be among them."""
+    return max(int(bucket_s * US), -(-(end_us - start_us) // (PROBE_BUCKETS - 1)))
+
+
+async def buckets(io: Reader, asset: str, signal: str, *, start_us: int, end_us: int,
+                  bucket_s: float) -> Series | None:
+    """The non-empty buckets (means; the last string for a string signal) of ``signal`` in
+    ``[start_us, end_us)`` — ``bucket_s`` wide, or wider over a long range (:func:`width_us`);
+    ``None`` when it has no data there."""
+    if end_us <= start_us:
+        return None
+    q = SeriesQuery(asset=asset, start=from_us(start_us), end=from_us(end_us), signals=(signal,),
+                    agg=Agg.MEAN, bucket=timedelta(microseconds=width_us(start_us, end_us, bucket_s)),
+                    limit=PROBE_BUCKETS)
+    found = [s for s in await io.query(q) if s.signal == signal and len(s)]
+    return found[0] if found else None
+
+
+def value_of(series: Series, i: int) -> float | str:
+    """Point ``i`` of a probe answer: the string of a string series, else the number."""
+    return str(series.value_str[i]) if series.is_string else float(series.value[i])
+
+
+async def last_bucket(io: Reader, asset: str, signal: str, *, start_us: int, end_us: int,
+                      bucket_s: float) -> tuple[int, float | str] | None:
+    """The last ``bucket_s`` bucket of ``signal`` with data in ``[start_us, end_us)``: its start
+    (µs; ``start_us`` when the bucket begins before it — the signal has data at or after the
+    returned time, so it is a safe lower bound of its progress) and its value (:func:`value_of`).
+    ``None`` when the signal has no data in the range. A long range is narrowed down to the exact
+    bucket in at most four requests."""
+    lo, hi = start_us, end_us
+    found: tuple[int, float | str] | None = None
+    for _ in range(_NARROWINGS):
+        got = await buckets(io, asset, signal, start_us=lo, end_us=hi, bucket_s=bucket_s)
+        if got is None:
+            break
+        ts = int(got.ts_us[-1])
+        found = (max(lo, ts), value_of(got, -1))
+        width = width_us(lo, hi, bucket_s)
+        if width <= int(bucket_s * US):
+            break
+        lo, hi = max(lo, ts), min(hi, ts + width)
+    return found
+
+
+@dataclass(frozen=True)
+class LateReport:
+    """Reports of ``signal`` stamped behind the cursor, found by :func:`carried`: the first at
+    ``first_us``, their last value ``value``; the rows already scored after them used ``carried``."""
+
+    signal: str
+    first_us: int
+    carried: float | str | None
+    value: float | str
+    cursor_us: int
+
+
+def differs(a: float | str | None, b: float | str) -> bool:
+    """``b`` is another value than ``a`` (floats: beyond a relative 1e-9 — a bucket mean read
+    again may differ in the last bits)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return not bool(np.isclose(a, b, rtol=1e-9, atol=0.0))
+    return a != b
+
+
+@dataclass
+class Carried:
+    """What :func:`carried` found: the values to hand to :func:`aligned_rows` (``carry``,
+    ``carry_state``) and the late reports among them that contradict what scored rows used."""
+
+    carry: dict[str, float] | None
+    carry_state: str | None
+    late: list[LateReport] = field(default_factory=list)
+
+
+async def carried(io: Reader, asset: str, wanted: Sequence[str], *, last_seen: Mapping[str, int],
+                  seen_before: Mapping[str, int] | None, carry: dict[str, float] | None,
+                  carry_state: str | None, cursor_us: int, read_from_us: int, bucket_s: float) -> Carried:
+    """The values to carry into a step's rows (:func:`aligned_rows` from ``read_from_us``): the
+    previous step's ``carry`` and ``carry_state``, corrected from the store where the catalogue
+    says they miss a report the rows read will not contain — what lies before ``read_from_us`` is
+    read here or never.
+
+    ``wanted``: the model signals (and ``state`` when the model uses it); ``last_seen``: their
+    last-seen times (µs) in the catalogue now, ``seen_before`` the same when ``carry`` was taken
+    (``None``: unknown); ``cursor_us``: where the rows already scored end (reports stamped behind
+    it were not in them). Corrections:
+
+    * a signal (or ``state``) whose last report is before ``read_from_us`` and not carried yet
+      (a new machine; a value set once long ago): the value of that report;
+    * one carried past its last report whose last-seen time moved since ``seen_before``: the
+      reports stamped behind ``cursor_us`` that came meanwhile — the newest is carried from the
+      cursor on; when one differs from the carried value it is a :class:`LateReport`.
+
+    Values are ``bucket_s`` bucket means, as the rows read them. A signal whose last-seen time did
+    not move costs no read. Raises what ``io.query`` raises.
+    """
+    carry = dict(carry) if carry is not None else None
+    late: list[LateReport] = []
+    b = int(bucket_s * US)
+    for c in wanted:
+        seen = last_seen.get(c)
+        if seen is None:
+            continue
+        old: float | str | None = carry_state if c == sig.STATE else (carry or {}).get(c)
+        prev = None if seen_before is None else seen_before.get(c)
+        value: float | str | None = None
+        if old is not None and prev is not None and seen != prev and prev < cursor_us:
+            found = await buckets(io, asset, c, start_us=prev + 1, end_us=cursor_us, bucket_s=bucket_s)
+            if found is None:
+                continue  # every new report is at or after the cursor: read with the rows
+            value = value_of(found, -1)
+            if width_us(prev + 1, cursor_us, bucket_s) > b:  # a wide bucket: narrow it
+                newest = await last_bucket(io, asset, c, start_us=int(found.ts_us[-1]), end_us=cursor_us,
+                                           bucket_s=bucket_s)
+                value = newest[1] if newest is not None else value
+            contradicting = [i for i in range(len(found)) if differs(old, value_of(found, i))]
+            if contradicting:
+                late.append(LateReport(c, max(prev + 1, int(found.ts_us[contradicting[0]])), old, value,
+                                       cursor_us))
+        elif seen < read_from_us and (old is None or prev is None or seen != prev):
+            got = await last_bucket(io, asset, c, start_us=seen // b * b, end_us=seen // b * b + b,
+                                    bucket_s=bucket_s)
+            value = None if got is None else got[1]
+        if value is None:
+            continue
+        if c == sig.STATE:
+            carry_state = str(value)
+        elif isinstance(value, float):
+            carry = {**(carry or {}), c: value}
+    return Carried(carry, carry_state, late)

@@ -364,8 +364,8 @@ async def test_a_state_reported_before_the_lookback_is_read_on_the_first_step(
 async def test_last_bucket_narrows_a_long_range_to_the_exact_bucket(ingest: str) -> None:
     """The future-stamp search covers days (wider buckets) and still finds the exact 1 s bucket of
     the last report before the horizon; a string signal gives its string; no data gives None."""
+    from analytics.scoring.rows import last_bucket
     from analytics.scoring.service.config import IngestApiConfig
-    from analytics.scoring.service.probe import last_bucket
 
     post(ingest, [_one("vib", 100, 1.0), _one("vib", 12345.25, 7.0), _one("vib", 12345.75, 9.0),
                   _one("vib", 90000, 3.0), _one("state", 500, "setup")])

@@ -13,6 +13,24 @@ Time is the *line's* time (``clock()``, the simulated clock), and
 scoring stays ``lag_s`` behind it so rows still in the agent's buffer are not skipped;
 :meth:`final_round` scores everything up to the end once the data is drained. A failed round
 (store busy) is logged and counted and the next round retries; the loop never dies of it.
+
+What a round reads, and the three ways the scoring service's reads went wrong (its README):
+
+* **No watermark.** A round scores every row up to the line's clock minus ``lag_s``, whatever
+  each signal's last report: a model signal reported only on change (a setpoint; OPC UA
+  data-change subscriptions and MQTT report-by-exception send nothing while a value stays still)
+  is carried — its last value, forward-filled — and never holds the machine back; data stamped
+  ahead of the line's clock is beyond ``until`` and is read only once the clock has reached it,
+  so it moves nothing and makes no later data late.
+* **Carried values.** A round reads from ``LOOKBACK_US`` before its last scored row, so a report
+  stamped up to five minutes behind it is read with the rows and applies from there on. What lies
+  before that is corrected from the catalogue by the scoring service's own read-back
+  (:func:`~analytics.scoring.rows.carried`): a value (or ``state``) last reported before the rows
+  read — a setpoint set long before the run's start — is read back instead of leaving the
+  machine unscored (or scored as if it published no state); a report that arrives stamped behind
+  the rows read (the ``state`` of a machine that went idle, reported late) is carried from then
+  on instead of the stale value for every later row. Rows already scored keep their scores; a
+  late report that contradicts them is logged (WARNING) and counted (``stats.late_changes``).
 """
 
 from __future__ import annotations
@@ -27,10 +45,11 @@ from analytics.kpi.config import KpiConfig
 from analytics.kpi.service import kpi_report
 from analytics.kpi.windows import GroupBy
 from analytics.scoring import AnomalyModel
-from analytics.scoring.context import HEALTH, score_signal, split_scope
+from analytics.scoring.context import HEALTH, score_signal, signal_columns, split_scope
 from analytics.scoring.live import MachineScorer
-from analytics.scoring.rows import aligned_rows
+from analytics.scoring.rows import LateReport, aligned_rows, carried
 from ingest.storage.base import Store, from_us, to_us
+from zhizao import signals as sig
 from zhizao.errors import StoreUnavailable
 from zhizao.plant import PlantConfig
 
@@ -49,6 +68,9 @@ class ScoringState:
     """Each model signal's value at ``last`` (forward-filled), for signals quiet longer than the look-back."""
     carry_state: str | None = None
     """The machine state at ``last``: ``state`` is reported only when it changes."""
+    seen: dict[str, int] | None = None
+    """The catalogue's last-seen time (µs) of each model signal and ``state`` when ``carry`` was
+    taken: one that moves while staying behind the rows read is a late report, read back."""
 
 
 @dataclass
@@ -57,6 +79,9 @@ class AnalyticsStats:
     failures: int = 0
     scored_rows: int = 0
     events: int = 0
+    late_changes: int = 0
+    """Reports that arrived stamped behind the rows read with another value than the rows
+    scored after them used (those keep their scores; the value is carried from then on)."""
     last_error: str = ""
     per_machine: dict[str, int] = field(default_factory=dict)
 
@@ -103,9 +128,10 @@ class LiveAnalytics:
     async def round(self, now: datetime, *, lag: timedelta) -> None:
         self.stats.rounds += 1
         try:
+            seen: dict[str, dict[str, int]] = {}  # this round's catalogue, read once
             # a copy: add_models may run while this round waits on the store
             for scope, state in list(self.scoring.items()):
-                await self._score(scope, state, now - lag)
+                await self._score(scope, state, now - lag, seen)
             if self.watch_flags:
                 await self._watch_flags(now - lag)
         except StoreUnavailable as exc:
@@ -126,15 +152,33 @@ class LiveAnalytics:
                     key = (rec["machine"], str(flag["kind"]), str(flag.get("signal", "")))
                     self.flags_seen.setdefault(key, until)
 
-    async def _score(self, scope: str, st: ScoringState, until: datetime) -> None:
+    async def _last_seen(self, asset: str, cache: dict[str, dict[str, int]]) -> dict[str, int]:
+        """``asset``'s signals -> last-seen time (µs) in the catalogue, read once per round (into
+        ``cache``: machine -> signal -> time) for every machine."""
+        if not cache:
+            for e in await self.store.catalogue():
+                cache.setdefault(e.asset, {})[e.signal] = to_us(e.last_seen)
+        return cache.get(asset, {})
+
+    async def _score(self, scope: str, st: ScoringState, until: datetime,
+                     catalogue: dict[str, dict[str, int]]) -> None:
         if until <= st.last:
             return
+        asset, columns = st.scorer.asset, st.scorer.model.columns
         start_us = to_us(st.last) + 1
-        got = await aligned_rows(self.store.query, st.scorer.asset, st.scorer.model.columns,
-                                 start_us=start_us, end_us=to_us(until),
-                                 read_from_us=start_us - LOOKBACK_US, bucket_s=1.0,
-                                 carry=st.carry or None, carry_state=st.carry_state, max_buckets=10_000_000)
-        st.carry, st.carry_state = got.carry or {}, got.carry_state
+        read_from = start_us - LOOKBACK_US
+        wanted = [*signal_columns(columns), sig.STATE]
+        last_seen = await self._last_seen(asset, catalogue)
+        seen = {c: last_seen[c] for c in wanted if c in last_seen}
+        # reports behind the rows read (before the look-back) are read back as the scoring service does
+        back = await carried(self.store, asset, wanted, last_seen=seen, seen_before=st.seen,
+                             carry=st.carry or None, carry_state=st.carry_state, cursor_us=read_from,
+                             read_from_us=read_from, bucket_s=1.0)
+        got = await aligned_rows(self.store.query, asset, columns, start_us=start_us, end_us=to_us(until),
+                                 read_from_us=read_from, bucket_s=1.0, carry=back.carry,
+                                 carry_state=back.carry_state, max_buckets=10_000_000)
+        st.carry, st.carry_state, st.seen = got.carry or {}, got.carry_state, seen
+        self._late(scope, st, back.late)
         if not len(got.ts):
             return
         frame, events = st.scorer.process(got.ts, got.values, got.running)
@@ -148,6 +192,20 @@ class LiveAnalytics:
         self.stats.scored_rows += len(frame)
         self.stats.events += len(events)
         self.stats.per_machine[scope] = st.rows
+
+    def _late(self, scope: str, st: ScoringState, late: list[LateReport]) -> None:
+        """Log and count the late reports that contradict rows already scored (once: after the
+        round's carried values were taken, so a retried round does not find them again)."""
+        for r in late:
+            self.stats.late_changes += 1
+            log.warning("%s: %s was reported %r at %s, behind the rows read (from %s), while %r was carried: "
+                        "the rows scored up to %s keep their scores (late data); from there on %r is carried",
+                        scope, r.signal, r.value, _iso(r.first_us), _iso(r.cursor_us), r.carried,
+                        _iso(to_us(st.last)), r.value)
+
+
+def _iso(us: int) -> str:
+    return from_us(us).isoformat().replace("+00:00", "Z")
 
 
 def _scorer(scope: str, model: AnomalyModel) -> MachineScorer:

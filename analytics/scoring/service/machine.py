@@ -17,7 +17,7 @@ watermark (:meth:`MachineWorker.watermark`):
   report ends the hold. The held signals are persisted, so a restart does not wait again;
 * **future stamps** — a last-seen time more than ``max_future_s`` ahead of the service's clock
   (a device clock ahead) is not used: that signal's progress is its last data up to the horizon
-  (:func:`.probe.last_bucket`), counted per signal and logged once per machine and change.
+  (:func:`analytics.scoring.rows.last_bucket`), counted per signal and logged once per machine and change.
 
 The step reads
 ``[cursor, end)`` as ``bucket_s`` means (the very first step from ``lookback_s`` earlier), aligns
@@ -60,10 +60,9 @@ from analytics.registry import ModelRegistry
 from analytics.scoring.context import HEALTH, STATE_PREFIX, model_scope, score_signal, signal_columns
 from analytics.scoring.live import MachineScorer
 from analytics.scoring.model import AnomalyModel
-from analytics.scoring.rows import Rows, aligned_rows
+from analytics.scoring.rows import LateReport, Rows, aligned_rows, carried, last_bucket
 from analytics.scoring.service import metrics as m
 from analytics.scoring.service.config import ServiceConfig
-from analytics.scoring.service.probe import buckets, last_bucket, value_of, width_us
 from analytics.scoring.service.source import ScoreIO
 from analytics.scoring.service.state import MachineState, StateStore, asset_key
 from ingest.storage.base import BatchKey, SampleFrame, from_us
@@ -93,26 +92,8 @@ class StepResult:
     events: int = 0
 
 
-@dataclass(frozen=True)
-class LateReport:
-    """Reports of ``signal`` stamped behind the cursor, found at a step (:meth:`MachineWorker._carried`):
-    the first at ``first_us``, their last value ``value``; the scored rows after them used ``carried``."""
-
-    signal: str
-    first_us: int
-    carried: float | str | None
-    value: float | str
-    cursor_us: int
-
-
 def _iso(us: int) -> str:
     return from_us(us).isoformat().replace("+00:00", "Z")
-
-
-def _differs(a: float | str | None, b: float | str) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return not bool(np.isclose(a, b, rtol=1e-9, atol=0.0))
-    return a != b
 
 
 class MachineWorker:
@@ -530,53 +511,16 @@ class MachineWorker:
     async def _carried(self, io: ScoreIO, st: MachineState, read_from: int
                        ) -> tuple[dict[str, float] | None, str | None, list[LateReport]]:
         """The values to carry into this step's rows: the saved ones, corrected from the store
-        where the catalogue says the saved ones miss a report (the cursor never moves back, so
-        what lies before ``read_from`` is read here or never):
-
-        * a signal (or ``state``) whose last report is before ``read_from`` and not carried yet
-          (a new machine; a value set once long ago): the value of that report;
-        * one carried past its last report whose last-seen time moved since the last step: the
-          reports stamped behind the cursor that came meanwhile — the newest is carried from the
-          cursor on; when one differs from the carried value it is a :class:`LateReport`.
-        """
+        where the catalogue says the saved ones miss a report (:func:`~analytics.scoring.rows.carried`:
+        a value reported before ``read_from`` and not carried yet; reports stamped behind the
+        cursor that arrived since the last step — the newest carried from the cursor on, a
+        contradicting one a :class:`~analytics.scoring.rows.LateReport`)."""
         assert self.model is not None
-        carry = dict(st.carry) if st.carry is not None else None
-        carry_state = st.carry_state
-        late: list[LateReport] = []
-        b = int(self.cfg.bucket_s * US)
         wanted = signal_columns(self.model.columns) + ([sig.STATE] if self.uses_state() else [])
-        for c in wanted:
-            seen = self._last_seen.get(c)
-            if seen is None:
-                continue
-            old: float | str | None = carry_state if c == sig.STATE else (carry or {}).get(c)
-            prev = None if st.seen is None else st.seen.get(c)
-            value: float | str | None = None
-            if old is not None and prev is not None and seen != prev and prev < st.cursor_us:
-                found = await buckets(io, self.asset, c, start_us=prev + 1, end_us=st.cursor_us,
-                                      bucket_s=self.cfg.bucket_s)
-                if found is None:
-                    continue  # every new report is at or after the cursor: read with the rows
-                value = value_of(found, -1)
-                if width_us(prev + 1, st.cursor_us, self.cfg.bucket_s) > b:  # a wide bucket: narrow it
-                    newest = await last_bucket(io, self.asset, c, start_us=int(found.ts_us[-1]),
-                                               end_us=st.cursor_us, bucket_s=self.cfg.bucket_s)
-                    value = newest[1] if newest is not None else value
-                differs = [i for i in range(len(found)) if _differs(old, value_of(found, i))]
-                if differs:
-                    late.append(LateReport(c, max(prev + 1, int(found.ts_us[differs[0]])), old, value,
-                                           st.cursor_us))
-            elif seen < read_from and (old is None or prev is None or seen != prev):
-                got = await last_bucket(io, self.asset, c, start_us=seen // b * b, end_us=seen // b * b + b,
-                                        bucket_s=self.cfg.bucket_s)
-                value = None if got is None else got[1]
-            if value is None:
-                continue
-            if c == sig.STATE:
-                carry_state = str(value)
-            elif isinstance(value, float):
-                carry = {**(carry or {}), c: value}
-        return carry, carry_state, late
+        got = await carried(io, self.asset, wanted, last_seen=self._last_seen, seen_before=st.seen,
+                            carry=st.carry, carry_state=st.carry_state, cursor_us=st.cursor_us,
+                            read_from_us=read_from, bucket_s=self.cfg.bucket_s)
+        return got.carry, got.carry_state, got.late
 
 
 def _slice(frame: SampleFrame, a: int, b: int) -> SampleFrame:
