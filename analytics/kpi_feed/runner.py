@@ -9,8 +9,10 @@ reads a shift of data); older missed rounds are skipped with one WARNING naming 
 (``backfill_hours`` at a restart fills them) and counted in :attr:`Runner.skipped`. A catch-up
 round that fails ends the catch-up; the next tick resumes from the last one written.
 
-After a restart the last successful round is the heartbeat file's modification time (when one is
-configured and ``backfill_hours`` is 0), so a restarted feed catches up its downtime the same way.
+After a restart the last successful round is the time the heartbeat file holds (when one is
+configured and ``backfill_hours`` is 0; the file is rewritten after every round written, caught-up
+ones included, so a feed killed in the middle of a catch-up resumes it), so a restarted feed
+catches up its downtime the same way. SIGTERM stops the loop between two rounds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from analytics.kpi_feed.config import FeedConfig
 from analytics.kpi_feed.feed import KpiFeed
 from ingest.storage.registry import open_store
 from zhizao.errors import StoreUnavailable
+from zhizao.files import replace_atomically
 from zhizao.waiting import wait_event
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,8 @@ class Runner:
         written = 0
         try:
             for t in keep:
+                if self._stop.is_set():  # stopping: the rest is caught up after the restart
+                    return written
                 written += await self.feed.once(t)
                 self._advance(t, dropped)
                 dropped = []
@@ -103,22 +109,34 @@ class Runner:
                         "restart with backfill_hours to fill them", len(skipped), skipped[0].isoformat(),
                         skipped[-1].isoformat(), self.catch_up_rounds)
         self.last_ok = t
-        self._touch()
+        self._beat(t)
 
-    def _touch(self) -> None:
-        if self.heartbeat is not None:
-            try:
-                self.heartbeat.touch()
-            except OSError as exc:
-                log.warning("cannot touch the heartbeat file %s: %s", self.heartbeat, exc)
+    def _beat(self, t: datetime) -> None:
+        """The heartbeat file: modified now (a healthcheck tests its age) and holding ``t``, the time
+        of the round just written (a restart catches up from it, also after dying mid catch-up,
+        when ``t`` is older than the file's modification time). Written atomically."""
+        if self.heartbeat is None:
+            return
+        try:
+            replace_atomically(self.heartbeat, f"{t.isoformat()}\n".encode())
+        except OSError as exc:
+            log.warning("cannot write the heartbeat file %s: %s", self.heartbeat, exc)
 
     def _last_heartbeat(self) -> datetime | None:
+        """The last round of a previous run: the time the heartbeat file holds, or for a file
+        without one (an earlier version touched it empty) its modification time."""
         if self.heartbeat is None:
             return None
         try:
-            return datetime.fromtimestamp(self.heartbeat.stat().st_mtime, UTC)
-        except OSError:  # no heartbeat yet: a first start
+            text = self.heartbeat.read_text(encoding="utf-8").strip()
+            mtime = self.heartbeat.stat().st_mtime
+        except (OSError, UnicodeDecodeError):  # no heartbeat yet: a first start
             return None
+        try:
+            held = datetime.fromisoformat(text)
+        except ValueError:
+            return datetime.fromtimestamp(mtime, UTC)
+        return held if held.tzinfo is not None else held.replace(tzinfo=UTC)
 
     async def run(self, backfill_hours: float = 0.0) -> None:
         """Tick every ``interval_s`` until :meth:`stop`; first the ``backfill_hours`` history, or,
@@ -142,5 +160,8 @@ async def serve(cfg: FeedConfig) -> None:
     async with open_store(cfg.storage) as store, open_store(cfg.sink_settings()) as sink:
         feed = KpiFeed(store, sink, plant, kpi_cfg, cfg.scopes, baselines=cfg.baselines_kwh_per_good_part)
         heartbeat = Path(cfg.heartbeat_file) if cfg.heartbeat_file else None
-        await Runner(feed, cfg.interval_s, heartbeat=heartbeat,
-                     catch_up_rounds=cfg.catch_up_rounds).run(cfg.backfill_hours)
+        runner = Runner(feed, cfg.interval_s, heartbeat=heartbeat, catch_up_rounds=cfg.catch_up_rounds)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows / not main thread
+            loop.add_signal_handler(signal.SIGTERM, runner.stop)  # docker stop, a k8s rollout
+        await runner.run(cfg.backfill_hours)

@@ -5,6 +5,7 @@ A real ``influxd`` (stopped and started by the test) holds the data and the KPI 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -108,7 +109,10 @@ async def test_a_restarted_feed_catches_up_from_its_heartbeat(influxdb: InfluxDB
     runner = Runner(feed, interval_s=60, heartbeat=alive)
     try:
         task = asyncio.create_task(runner.run())
-        await eventually(lambda: runner.rounds >= 1, 60, "the first round")
+        # stop() between caught-up rounds would end the catch-up there: wait for the round of now
+        caught_up_to = last + timedelta(seconds=180)
+        await eventually(lambda: runner.last_ok is not None and runner.last_ok > caught_up_to, 60,
+                         "the catch-up and the first round")
         runner.stop()
         await asyncio.wait_for(task, 30)
     finally:
@@ -120,3 +124,84 @@ async def test_a_restarted_feed_catches_up_from_its_heartbeat(influxdb: InfluxDB
     assert [round((t - last).total_seconds()) for t in times[:3]] == [60, 120, 180]
     assert alive.stat().st_mtime >= times[-1].timestamp() - 1  # touched by the last round
     assert end <= times[-1] + timedelta(seconds=5)
+
+
+# A feed killed in the middle of a catch-up (review 57): the heartbeat used to be touched with the
+# wall time after each caught-up round, so a restart took "now" for the last round and never
+# computed the rest — a silent gap. The runner is under test; the feed is a recorder.
+
+class Killed(BaseException):
+    """The process dies here (nothing after it runs)."""
+
+
+class Recorder:
+    def __init__(self, die_at_call: int | None = None) -> None:
+        self.times: list[datetime] = []
+        self.die_at_call = die_at_call
+
+    async def once(self, t: datetime) -> int:
+        if self.die_at_call is not None and len(self.times) + 1 == self.die_at_call:
+            raise Killed
+        self.times.append(t)
+        return 1
+
+
+async def test_a_feed_killed_during_catch_up_resumes_the_catch_up(tmp_path: Path) -> None:
+    step = timedelta(seconds=60)
+    alive = tmp_path / "alive"
+    alive.touch()
+    now = datetime.now(UTC)
+    last = now - 10 * step  # the previous run's last round: 9 rounds missed (at last+1..last+9)
+    os.utime(alive, (last.timestamp(), last.timestamp()))
+
+    first = Recorder(die_at_call=4)  # computes 3 missed rounds, dies in the 4th
+    a = Runner(first, interval_s=60, heartbeat=alive)  # type: ignore[arg-type]
+    a.last_ok = a._last_heartbeat()
+    with contextlib.suppress(Killed):
+        await a.tick(now)
+    assert len(first.times) == 3
+
+    second = Recorder()
+    b = Runner(second, interval_s=60, heartbeat=alive)  # type: ignore[arg-type]
+    task = asyncio.create_task(b.run())  # restarted: catches up from the heartbeat's time
+    await eventually(lambda: b.rounds >= 1, 10, "the first round of the restarted feed")
+    b.stop()
+    await asyncio.wait_for(task, 70)
+
+    assert a.last_ok is not None
+    due = [last + k * step for k in range(1, 10)]
+    done = {t.replace(microsecond=0) for t in first.times + second.times}
+    never = [t for t in due if not any(abs((t - d).total_seconds()) < 30 for d in done)]
+    assert not never or b.skipped >= len(never), (
+        f"{len(never)} missed rounds neither computed nor reported skipped after the restart: "
+        f"{[t.isoformat() for t in never]}; restarted feed computed {[t.isoformat() for t in second.times]}")
+    assert not never  # here: all of them computed, none skipped
+    assert alive.read_text().strip() == second.times[-1].isoformat()  # the last round's own time
+
+
+async def test_a_stop_during_catch_up_ends_it_and_the_restart_resumes_it(tmp_path: Path) -> None:
+    """SIGTERM (``stop()``) between two caught-up rounds ends the tick there; the heartbeat holds
+    the last round written, so the next run computes the rest."""
+    step = timedelta(seconds=60)
+    alive = tmp_path / "alive"
+    now = datetime.now(UTC)
+    last = now - 6 * step
+    alive.write_text(f"{last.isoformat()}\n")  # a previous run's last round, 5 rounds missed
+
+    class StopAfter(Recorder):
+        async def once(self, t: datetime) -> int:
+            n = await super().once(t)
+            if len(self.times) == 2:
+                runner.stop()
+            return n
+
+    first = StopAfter()
+    runner = Runner(first, interval_s=60, heartbeat=alive)  # type: ignore[arg-type]
+    await asyncio.wait_for(runner.run(), 30)
+    assert first.times == [last + step, last + 2 * step] and runner.caught_up == 2
+    second = Recorder()
+    again = Runner(second, interval_s=60, heartbeat=alive)  # type: ignore[arg-type]
+    again.last_ok = again._last_heartbeat()  # what run() does at a start
+    assert again.last_ok == last + 2 * step
+    assert await again.tick(now) == 4
+    assert second.times == [last + 3 * step, last + 4 * step, last + 5 * step, now]
