@@ -54,9 +54,11 @@ MAX_NS: Final = 9_223_372_036_854_775_806
 2262-04-11, as nanoseconds since the epoch in a signed 64-bit integer."""
 _INT: Final = re.compile(r"-?[0-9]+")
 _UINT: Final = re.compile(r"[0-9]+")
-_FLOAT: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-"""Line protocol's numbers, ASCII digits only: Python's ``int``/``float`` also take ``1_7``, ``١٧``,
-``nan`` or `` 7``, which InfluxDB refuses."""
+_FLOAT: Final = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""Line protocol's numbers as influxd reads them, ASCII digits only: Python's ``int``/``float`` also
+take ``1_7``, ``١٧``, ``nan``, `` 7`` or ``+7``, which InfluxDB refuses (a field value starting
+with ``+`` is read as a boolean by influxd's ``scanFields``: "invalid boolean"; a sign is allowed
+only first as ``-``, and after the exponent's ``e``)."""
 
 
 @dataclass
@@ -65,6 +67,9 @@ class ParsedLines:
     errors: list[tuple[int, str]] = field(default_factory=list)
     """``(1-based line number, reason)`` per rejected point (the number of its first line)."""
     ignored_tags: int = 0
+    over_limit: bool = False
+    """More field values than :func:`parse`'s ``max_values``: parsing stopped there (the frame holds
+    the values read so far, one more than the limit)."""
 
 
 def _split(text: str, sep: str, *, maxsplit: int = -1) -> list[str]:
@@ -252,8 +257,11 @@ def _field_value(raw: str) -> float | int | bool | str:
     return number
 
 
-def parse(body: str, precision: str = "ns", now_ns: int | None = None) -> ParsedLines:
-    """Parse a line-protocol body into a frame; ``ValueError`` only for an unknown precision."""
+def parse(body: str, precision: str = "ns", now_ns: int | None = None,
+          max_values: int | None = None) -> ParsedLines:
+    """Parse a line-protocol body into a frame; ``ValueError`` only for an unknown precision. With
+    ``max_values``, parsing stops as soon as the frame holds more values than that (``over_limit``):
+    a body refused for its size costs the parse of ``max_values`` values, not of all of it."""
     if precision not in PRECISION_NS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISION_NS)}")
     scale = PRECISION_NS[precision]
@@ -272,6 +280,9 @@ def parse(body: str, precision: str = "ns", now_ns: int | None = None) -> Parsed
         except ValueError as exc:
             where = f" (the point spans lines {point.first}-{point.last})" if point.last > point.first else ""
             out.errors.append((point.first, f"{exc}{where}"))
+        if max_values is not None and len(out.frame) > max_values:
+            out.over_limit = True
+            break
     return out
 
 

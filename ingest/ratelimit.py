@@ -1,20 +1,26 @@
-"""Per-producer token buckets counting samples (not requests), with refunds and a bounded table.
+"""Per-producer token buckets counting samples (not requests), with debt, refunds and a bounded table.
 
 Contract of :class:`RateLimiter` (what the service charges and when: ``ingest/README.md``, "Rate
 limit"):
 
 * a bucket holds at most ``burst`` tokens and refills at ``rate`` tokens/s; a key never seen, or
   whose bucket is full, holds ``burst`` (an absent bucket and a full one are the same thing);
-* :meth:`take_all` takes ``min(n, burst)`` tokens from each key's bucket, all or nothing: a
-  request over several producers (a bulk request) is refused whole, and then nothing is taken
-  from any of them;
-* :meth:`refund` gives back what a take took, capped at ``burst`` (a refund never lets a
-  producer hold more than a full bucket, so a take followed by its refund is neutral);
+* :meth:`take_all` admits ``n`` samples of a key when its bucket holds ``min(n, burst)`` tokens
+  now — so a batch larger than the burst is admitted when the bucket is full — and then takes all
+  ``n``: every sample is paid, and the bucket may go below zero. That debt is repaid by the refill
+  before the key is admitted again, so a key that sent ``n`` samples waits about ``n / rate``
+  seconds and no key stores more than ``rate`` samples/s in the long run, whatever its batch size.
+  All or nothing: a request over several producers (a bulk request) is refused whole, and then
+  nothing is taken from any of them;
+* :meth:`refund` gives back ``n`` samples, which must be (part of) what a take took from that key
+  — the caller refunds each line exactly what it charged that line, so the refunds of a take never
+  add up to more than it took — and never lifts a bucket above full (so a take followed by its
+  whole refund is neutral);
 * the table holds only buckets that are not full: a bucket found full again is dropped, on its
   next use and by a sweep of the whole table run when it has doubled since the last sweep or
   when a refill period (``burst / rate``, at least 1 s) has passed — so it holds at most about
-  twice the producers active within the last refill period, however many producer names a
-  long-running ingest sees.
+  twice the producers active within the last refill period (more while some repay a debt, which
+  no sweep forgives), however many producer names a long-running ingest sees.
 
 Not thread-safe: one event loop. ``clock`` is injectable for tests.
 """
@@ -37,7 +43,8 @@ class RateLimiter:
     burst: float
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """key -> (tokens, at): the level at ``at`` (clock seconds); only buckets that are not full."""
+    """key -> (tokens, at): the level at ``at`` (clock seconds, negative for a debt); only buckets
+    that are not full."""
     _sweep_size: int = _MIN_SWEEP
     _sweep_time: float = field(default=float("-inf"))
 
@@ -51,12 +58,13 @@ class RateLimiter:
         """Buckets held (producers whose bucket is not full, or not swept yet)."""
         return len(self._buckets)
 
-    def _cost(self, n: int) -> float:
-        """Tokens ``n`` samples take: a batch larger than the burst takes the whole burst."""
+    def _needed(self, n: int) -> float:
+        """Tokens a bucket must hold to admit ``n`` samples: all of them, or a full bucket for a batch
+        larger than the burst (which then takes all ``n``: a debt)."""
         return min(float(n), self.burst)
 
     def level(self, key: str, now: float | None = None) -> float:
-        """Tokens in ``key``'s bucket at ``now`` (default: the clock's now)."""
+        """Tokens in ``key``'s bucket at ``now`` (default: the clock's now); below zero: a debt."""
         entry = self._buckets.get(key)
         if entry is None:
             return self.burst
@@ -70,16 +78,17 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
 
     def take_all(self, counts: Mapping[str, int]) -> tuple[str, float] | None:
-        """Take ``counts[key]`` samples from each key, all or nothing: ``None`` when granted, else
-        ``(key, seconds)`` for the first key (in ``counts``' order) that cannot pay now and the
-        seconds until it could — nothing is taken from any key then."""
+        """Take ``counts[key]`` samples from each key, all or nothing: ``None`` when granted (each
+        key holding ``min(n, burst)`` tokens, from which all ``n`` are taken), else ``(key, seconds)``
+        for the first key (in ``counts``' order) that cannot be admitted now and the seconds until
+        it could — nothing is taken from any key then."""
         now = self.clock()
         after: list[tuple[str, float]] = []
         for key, n in counts.items():
-            need, have = self._cost(n), self.level(key, now)
+            need, have = self._needed(n), self.level(key, now)
             if have < need:
                 return key, (need - have) / self.rate
-            after.append((key, have - need))
+            after.append((key, have - n))
         for key, tokens in after:
             self._put(key, tokens, now)
         self._maybe_sweep(now)
@@ -91,9 +100,9 @@ class RateLimiter:
         return 0.0 if refused is None else refused[1]
 
     def refund(self, key: str, n: int) -> None:
-        """Give back the ``n`` samples a take charged to ``key`` (capped at a full bucket)."""
+        """Give back ``n`` of the samples a take charged to ``key`` (never above a full bucket)."""
         now = self.clock()
-        self._put(key, min(self.burst, self.level(key, now) + self._cost(n)), now)
+        self._put(key, min(self.burst, self.level(key, now) + n), now)
         self._maybe_sweep(now)
 
     def _maybe_sweep(self, now: float) -> None:

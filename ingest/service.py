@@ -5,13 +5,22 @@ a batch is acknowledged (returns) only after the store committed it; any problem
 :class:`~ingest.problems.Problem` (4xx, nothing stored) or ``StoreUnavailable`` (503).
 
 Rate limit (``limits.rate_samples_per_s``, :mod:`ingest.ratelimit`): a write is admitted only if
-its producer's bucket holds its samples now, which are taken then (all producers of a bulk
-request at once, or none: 429) and held while the store writes; once the store has answered for a
-frame, its charge is kept when the store stored it (or refused its data, or failed unexpectedly)
-and given back when the store answered that it was a duplicate or raised ``StoreUnavailable``
-(nothing committed: the sender retries and pays then). A write still pending at the write timeout
-(answered 503) settles when the store answers it, so a write that commits after its 503 stays
-charged and its resend, a duplicate, is free: each stored sample is paid exactly once.
+each of its producers' buckets holds that producer's samples in the request now — or, for more
+samples than the burst, a full bucket — and then all those samples are taken (a bucket may go
+below zero: a debt the producer repays by waiting), from all producers of a bulk request at once
+or from none (429); they are held while the store writes. Each frame (each line of a bulk
+request) is charged its own samples, and once the store has answered for it that charge is kept
+when the store stored it (or refused its data, or failed unexpectedly) and given back — exactly
+that line's samples, never more than was taken, never above a full bucket — when the store
+answered that it was a duplicate or raised ``StoreUnavailable`` (nothing committed: the sender
+retries and pays then). A write still pending at the write timeout (answered 503) settles when the
+store answers it, so a write that commits after its 503 stays charged and its resend, a
+duplicate, is free: each stored sample is paid exactly once.
+
+Every store write runs as a task whose outcome is always read: one the caller gave up on (503 at
+the write timeout, or the request cancelled) and that then fails is counted in
+``zhizao_ingest_store_errors_total{operation="write"}`` and logged once, at WARNING, naming the
+store and the reason — never asyncio's "Task exception was never retrieved".
 """
 
 from __future__ import annotations
@@ -125,9 +134,14 @@ class IngestService:
                 task.add_done_callback(partial(_settle, limiter, charge))
         self._running.update(tasks)  # referenced until done, even if the caller goes away
         for task in tasks:
-            task.add_done_callback(self._running.discard)
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
+            task.add_done_callback(self._finished)
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+        except asyncio.CancelledError:  # the request went away: the store finishes its writes
+            self._abandon(tasks, "the request was cancelled")
+            raise
         if pending:  # left running (the store finishes them): their charges settle when they do
+            self._abandon(tasks, f"answered 503 at the {timeout} s write timeout")
             self.metrics.store_errors.labels("write").inc()
             self.metrics.store_up.set(0)
             raise StoreUnavailable(f"store did not commit within {timeout} s")
@@ -149,6 +163,30 @@ class IngestService:
         if written:
             self.metrics.samples_written.labels(source).inc(written)
         return results
+
+    def _finished(self, task: asyncio.Task[WriteResult]) -> None:
+        """Done-callback of every store write: forget it, and read its outcome so asyncio never
+        logs "Task exception was never retrieved" for a write nobody awaits any more."""
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    def _abandon(self, tasks: Sequence[asyncio.Task[WriteResult]], why: str) -> None:
+        """The caller stopped waiting for ``tasks`` (``why``): once all are done, count and log (once,
+        at WARNING) the failures it will never see. A late commit, duplicate or refusal is no error."""
+        store = self.store.name
+
+        def report(_: object) -> None:
+            failures = [e for e in (t.exception() for t in tasks if not t.cancelled())
+                        if e is not None and not isinstance(e, DataRefused)]
+            if not failures:
+                return
+            self.metrics.store_errors.labels("write").inc()
+            first = failures[0]
+            log.warning("store %s: a write %s then failed (%d of %d frames): %s: %s", store, why,
+                        len(failures), len(tasks), type(first).__name__, str(first))
+
+        asyncio.gather(*tasks, return_exceptions=True).add_done_callback(report)
 
     def _decode(self, body: bytes) -> DecodedBatch:
         """Decode one wire-format document; ``Problem`` 413/400 for an oversized or bad one."""
@@ -184,8 +222,10 @@ class IngestService:
             "site gateway's token is created with --forwarder", reason="producer_not_allowed"))
 
     def _take_rate(self, charges: Sequence[Charge | None]) -> None:
-        """Take ``charges`` (summed per producer) from the rate limiter, all or none; 429 naming the
-        first producer that cannot pay, with nothing taken from any."""
+        """Take ``charges`` (summed per producer, all of them: a producer's bucket admits its sum
+        holding ``min(sum, burst)`` and may go below zero) from the rate limiter, all or none; 429
+        naming the first producer that cannot be admitted, with nothing taken from any. Each charge
+        is later settled on its own (:func:`_settle`), so refunds never exceed what was taken."""
         if self.limiter is None:
             return
         counts: dict[str, int] = {}
@@ -289,8 +329,9 @@ class IngestService:
 
 
 def _settle(limiter: RateLimiter, charge: Charge, task: asyncio.Task[WriteResult]) -> None:
-    """Settle ``charge`` once the store answered ``task`` (module docstring): given back for a
-    duplicate or ``StoreUnavailable`` (nothing committed) or a cancelled write, kept otherwise."""
+    """Settle ``charge`` once the store answered ``task`` (module docstring): its samples — exactly
+    what :meth:`IngestService._take_rate` took for it — given back for a duplicate or
+    ``StoreUnavailable`` (nothing committed) or a cancelled write, kept otherwise."""
     if task.cancelled():
         limiter.refund(charge.producer, charge.samples)
         return

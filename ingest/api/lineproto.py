@@ -9,9 +9,10 @@ with the write scope may write line protocol, whatever producers it is bound to 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -35,30 +36,24 @@ def line_protocol_producer(writer: TokenRecord | None) -> str:
     return "line-protocol" if writer is None else writer.name
 
 
+_ON_LOOP_BYTES: Final = 64 * 1024
+"""A body up to this size (not gzip) is parsed on the event loop; a larger one in a worker thread
+(``asyncio.to_thread``): a body near ``limits.max_body_bytes`` takes seconds to parse, during which
+the loop would answer no other request (agents' batches, ``/healthz``)."""
+
+
 async def _write(request: Request, service: IngestService, precision: str,
                  writer: TokenRecord | None) -> Response:
     body = await read_body(request, service)
-    limit = service.settings.limits.max_body_bytes
-    try:
-        body = decompress(body, max_bytes=limit)  # every gzip member, each read to its end
-    except WireFormatError as exc:
-        if isinstance(exc, TooLarge):
-            raise service.refuse(Problem(413, f"body inflates past the limit of {limit} bytes",
-                                         reason="body_too_large", limit=limit)) from None
-        raise service.refuse(Problem(400, exc.message, reason="bad_encoding")) from None
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise service.refuse(Problem(400, f"line protocol must be UTF-8: {exc}",
-                                     reason="bad_encoding")) from None
-    try:
-        parsed = lineproto.parse(text, precision)
-    except ValueError as exc:
-        raise service.refuse(Problem(400, str(exc), reason="bad_precision")) from None
-    if len(parsed.frame) > service.settings.limits.max_samples_per_batch:
+    if len(body) > _ON_LOOP_BYTES or body.startswith(b"\x1f\x8b"):  # gzip: it may inflate 1000-fold
+        parsed = await asyncio.to_thread(_parse, service, body, precision)
+    else:
+        parsed = _parse(service, body, precision)
+    limit = service.settings.limits.max_samples_per_batch
+    if parsed.over_limit:
         raise service.refuse(Problem(
-            413, f"body has {len(parsed.frame)} field values; the limit is "
-            f"{service.settings.limits.max_samples_per_batch}", reason="too_many_samples"))
+            413, f"body has more than {limit} field values; the limit is {limit} per write (read up to "
+            "there, nothing stored)", reason="too_many_samples", limit=limit))
     service.metrics.ignored_tags.inc(parsed.ignored_tags)
     stored, dropped = 0, 0
     if len(parsed.frame):
@@ -81,6 +76,30 @@ async def _write(request: Request, service: IngestService, precision: str,
             reason="line_protocol" if parsed.errors else "store_dropped",
             errors=[{"line": n, "message": why} for n, why in parsed.errors[:100]]))
     return Response(status_code=204)
+
+
+def _parse(service: IngestService, body: bytes, precision: str) -> lineproto.ParsedLines:
+    """``body`` (possibly gzip) inflated, decoded and parsed, stopping past
+    ``limits.max_samples_per_batch`` values (``over_limit``); ``Problem`` 413/400 for a body that
+    inflates too far, is not UTF-8 or names an unknown precision."""
+    limits = service.settings.limits
+    limit = limits.max_body_bytes
+    try:
+        body = decompress(body, max_bytes=limit)  # every gzip member, each read to its end
+    except WireFormatError as exc:
+        if isinstance(exc, TooLarge):
+            raise service.refuse(Problem(413, f"body inflates past the limit of {limit} bytes",
+                                         reason="body_too_large", limit=limit)) from None
+        raise service.refuse(Problem(400, exc.message, reason="bad_encoding")) from None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise service.refuse(Problem(400, f"line protocol must be UTF-8: {exc}",
+                                     reason="bad_encoding")) from None
+    try:
+        return lineproto.parse(text, precision, max_values=limits.max_samples_per_batch)
+    except ValueError as exc:
+        raise service.refuse(Problem(400, str(exc), reason="bad_precision")) from None
 
 
 @router.post("/api/v2/write", status_code=204, openapi_extra={"requestBody": _TEXT})

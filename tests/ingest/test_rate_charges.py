@@ -205,15 +205,24 @@ def test_limiter_take_refund_and_eviction_never_forgive_a_debt() -> None:
     assert lim.take("a", 80) == 0.0
     assert lim.take_all({"b": 10, "a": 30}) == ("a", 1.0)  # a holds 20: refused, b untouched
     assert lim.level("b") == 100.0
-    lim.refund("a", 500)  # capped at a full bucket (a batch beyond the burst took the burst)
+    lim.refund("a", 500)  # a refund never lifts a bucket above full
     assert lim.level("a") == 100.0
-    assert lim.take("c", 1000) == 0.0 and lim.level("c") == 0.0  # a batch beyond the burst takes it all
+    # a batch beyond the burst is admitted on a full bucket and takes all its samples: a debt
+    assert lim.take("c", 1000) == 0.0 and lim.level("c") == -900.0
+    refused = lim.take_all({"c": 1})  # repaid before c is admitted again: (1 + 900) / 10 s
+    assert refused is not None and refused[0] == "c" and refused[1] == pytest.approx(90.1)
     clock.now += 5
     assert lim.take("d", 1) == 0.0
-    assert lim.level("c") == 50.0 and "c" in lim._buckets  # half refilled: kept whatever the sweeps
+    assert lim.level("c") == -850.0 and "c" in lim._buckets  # still in debt: kept whatever the sweeps
     clock.now += 6
-    lim.take("e", 1)  # a sweep is due (10 s period): c is full again, evicted
+    lim.take("e", 1)  # a sweep is due (10 s period): c still repays, kept
+    assert "c" in lim._buckets and lim.level("c") == -790.0
+    clock.now += 89
+    lim.take("f", 1)  # the next sweep: c is full again (-790 + 890 s × 10), evicted
     assert "c" not in lim._buckets and lim.level("c") == 100.0
+    assert lim.take("g", 300) == 0.0 and lim.level("g") == -200.0
+    lim.refund("g", 120)  # one line of the take given back (a duplicate): exactly its samples
+    assert lim.level("g") == -80.0
 
 
 def test_limiter_table_stays_bounded_under_churn() -> None:
