@@ -65,7 +65,7 @@ class Runner:
         self.rounds += 1
         at = now or datetime.now(UTC)
         missed = self._missed(at)
-        keep = missed[len(missed) - self.catch_up_rounds:] if self.catch_up_rounds < len(missed) else missed
+        keep = missed[-self.catch_up_rounds:] if self.catch_up_rounds else []
         dropped = missed[:len(missed) - len(keep)]
         written = 0
         try:
