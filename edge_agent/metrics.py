@@ -8,7 +8,7 @@ families when ``/metrics`` is scraped. Uplink latency is the one histogram, obse
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -124,36 +124,25 @@ class AgentCollector(Collector):
         yield CounterMetricFamily(
             P + "batches_sent", "Batches acknowledged by the receiver", value=f.sent_batches
         )
-        dropped = CounterMetricFamily(
-            P + "samples_dropped", "Samples dropped by the buffer policy", labels=["reason"]
-        )
-        for reason, n in sorted(b.dropped.items()):
-            dropped.add_metric([reason], n)
-        yield dropped
-        dead = CounterMetricFamily(
-            P + "dead_lettered", "Items written to the dead-letter file", labels=["kind"]
-        )
-        for kind in ("mqtt_payload", "rejected_sample"):
-            dead.add_metric([kind], self.deadletter.counts.get(kind, 0))
-        yield dead
-        overwritten = CounterMetricFamily(
+        yield counter_by(P + "samples_dropped", "Samples dropped by the buffer policy", "reason",
+                         sorted(b.dropped.items()))
+        dead = self.deadletter
+        yield counter_by(P + "dead_lettered", "Items written to the dead-letter file", "kind",
+                         [(kind, dead.counts.get(kind, 0)) for kind in ("mqtt_payload", "rejected_sample")])
+        yield counter_by(
             P + "dead_letters_overwritten",
             "Dead-lettered items lost: in the rotated file <path>.1 when the next rotation overwrote it",
-            labels=["kind"],
+            "kind",
+            [(kind, dead.overwritten.get(kind, 0))
+             for kind in sorted({"mqtt_payload", "rejected_sample", *dead.overwritten})],
         )
-        for kind in sorted({"mqtt_payload", "rejected_sample", *self.deadletter.overwritten}):
-            overwritten.add_metric([kind], self.deadletter.overwritten.get(kind, 0))
-        yield overwritten
-        bfail = CounterMetricFamily(
+        yield counter_by(
             P + "forwarder_buffer_failures",
             "Buffer operations of the forwarder that failed (disk full...), by op: take (retried), ack of "
             "delivered batches (retried; they stay in the buffer, not sent again), deadletter (a batch's "
             "rejected samples not written: the batch is sent again)",
-            labels=["op"],
+            "op", sorted(f.buffer_failures.items()),
         )
-        for op, n in sorted(f.buffer_failures.items()):
-            bfail.add_metric([op], n)
-        yield bfail
         yield GaugeMetricFamily(
             P + "backlog_samples", "Samples waiting in the buffer", value=b.backlog_samples
         )
@@ -172,17 +161,14 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily(
             P + "uplink_up", "1 while the last uplink send succeeded", value=1.0 if f.up else 0.0
         )
-        refused = CounterMetricFamily(
+        yield counter_by(
             P + "uplink_refused",
             "Answers that were no delivery, per reason: the receiver refused this agent's credentials "
             "or its topic (HTTP 401/403, MQTT 'Not authorized'), or the answer was not ingest's "
             "('HTTP 404', 'HTTP 200 not ingest'): data kept in the buffer, retried; prefixed "
             "'status: ', MQTT status messages the broker refused (not retried)",
-            labels=["reason"],
+            "reason", sorted(getattr(self.forwarder.uplink, "refused", {}).items()),
         )
-        for reason, n in sorted(getattr(self.forwarder.uplink, "refused", {}).items()):
-            refused.add_metric([reason], n)
-        yield refused
         yield CounterMetricFamily(
             P + "uplink_id_conflicts",
             "Batches ingest answered as duplicates of an id it had stored for other data: their samples "
@@ -212,19 +198,25 @@ class AgentMetrics:
 def clock_step_metrics(prefix: str, b: BufferStats) -> Iterator[Metric]:
     """``<prefix>clock_steps_total{kind}`` and ``<prefix>clock_last_step_seconds`` of a buffer's
     stats (the agent's and the site gateway's buffer alike)."""
-    steps = CounterMetricFamily(
+    yield counter_by(
         prefix + "clock_steps",
         "Steps of the wall clock the buffer noticed, by kind: forward/backward, measured against "
         "CLOCK_BOOTTIME while running or across a restart in the same boot (buffered samples are "
         "aged from their arrival, not by the step); backward_after_reboot, the wall clock earlier "
         "than at the buffer's last use before a reboot (elapsed time unknown: nothing re-aged)",
-        labels=["kind"],
+        "kind", sorted(b.clock_steps.items()),
     )
-    for kind, n in sorted(b.clock_steps.items()):
-        steps.add_metric([kind], n)
-    yield steps
     yield GaugeMetricFamily(
         prefix + "clock_last_step_seconds",
         "The last wall-clock step the buffer noticed, signed (ahead > 0; 0 when none)",
         value=b.last_clock_step_s,
     )
+
+
+def counter_by(name: str, doc: str, label: str, values: Iterable[tuple[str, float]]) -> CounterMetricFamily:
+    """A counter family ``name`` with one ``label``, a sample per ``(label value, count)`` of
+    ``values``, in their order."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, n in values:
+        family.add_metric([key], n)
+    return family

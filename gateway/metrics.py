@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from edge_agent.metrics import clock_step_metrics
+from edge_agent.metrics import clock_step_metrics, counter_by
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -41,11 +41,8 @@ class GatewayCollector(Collector):
         yield _gauge("buffer_backlog_age_seconds", "Age of the oldest buffered row", b.backlog_age())
         yield _counter("buffer_committed_samples", "Rows committed to the buffer", b.committed)
         yield _counter("buffer_commits", "Buffer transactions (group commits)", b.commits)
-        dropped = CounterMetricFamily(P + "buffer_dropped_samples", "Rows dropped by policy",
-                                      labels=["reason"])
-        for reason, n in sorted(b.dropped.items()):
-            dropped.add_metric([reason], n)
-        yield dropped
+        yield counter_by(P + "buffer_dropped_samples", "Rows dropped by policy", "reason",
+                         sorted(b.dropped.items()))
         yield _counter("buffer_corrupt_rows", "Damaged buffer rows skipped", b.corrupt_rows)
         yield from clock_step_metrics(P, b)
         fw = gw.forwarders
@@ -59,39 +56,28 @@ class GatewayCollector(Collector):
                        sum(f.stats.retries for f in fw))
         yield _gauge("uplink_up", "1 when the last send to ingest succeeded",
                      int(all(f.stats.up for f in fw)))
-        refused = CounterMetricFamily(P + "uplink_refused", "Answers of the uplink's URL that were no "
-                                      "delivery, per reason (HTTP 401/403, or not ingest's: 'HTTP 404', "
-                                      "'HTTP 200 not ingest'): kept in the buffer, retried",
-                                      labels=["reason"])
-        for reason, n in sorted(gw.uplink.refused.items()):
-            refused.add_metric([reason], n)
-        yield refused
+        yield counter_by(P + "uplink_refused", "Answers of the uplink's URL that were no delivery, per "
+                         "reason (HTTP 401/403, or not ingest's: 'HTTP 404', 'HTTP 200 not ingest'): kept in "
+                         "the buffer, retried", "reason", sorted(gw.uplink.refused.items()))
         yield _counter("uplink_id_conflicts", "Batches ingest answered as duplicates of an id it had stored "
                        "for other data: their samples were not stored", gw.uplink.id_conflicts)
         failures: dict[str, int] = {"take": 0, "ack": 0, "deadletter": 0}
         for f in fw:
             for op, n in f.stats.buffer_failures.items():
                 failures[op] = failures.get(op, 0) + n
-        bfail = CounterMetricFamily(P + "forwarder_buffer_failures", "Buffer operations of the forwarders "
-                                    "that failed (disk full...): take (retried), ack (retried), "
-                                    "deadletter (a batch's rejected samples not written: sent again)",
-                                    labels=["op"])
-        for op, n in sorted(failures.items()):
-            bfail.add_metric([op], n)
-        yield bfail
-        overwritten = CounterMetricFamily(P + "dead_letters_overwritten", "Dead-lettered items lost when a "
-                                          "rotation overwrote the rotated file <path>.1", labels=["kind"])
-        for kind in sorted({*DEAD_LETTER_KINDS, *gw.deadletter.overwritten}):
-            overwritten.add_metric([kind], gw.deadletter.overwritten.get(kind, 0))
-        yield overwritten
+        yield counter_by(P + "forwarder_buffer_failures", "Buffer operations of the forwarders that failed "
+                         "(disk full...): take (retried), ack (retried), deadletter (a batch's rejected "
+                         "samples not written: sent again)", "op", sorted(failures.items()))
+        lost = gw.deadletter.overwritten
+        yield counter_by(P + "dead_letters_overwritten", "Dead-lettered items lost when a rotation overwrote "
+                         "the rotated file <path>.1", "kind",
+                         [(kind, lost.get(kind, 0)) for kind in sorted({*DEAD_LETTER_KINDS, *lost})])
         s, c = gw.intake.stats, gw.intake.counts
         yield _gauge("broker_connected", "1 while connected to the plant broker", int(s.connected))
         yield _counter("broker_reconnects", "Reconnections to the plant broker", s.reconnects)
-        msgs = CounterMetricFamily(P + "messages", "Messages received, by kind", labels=["kind"])
-        for kind, n in (("agent_batch", c.agent_batches), ("status", c.status_messages),
-                        ("raw", c.raw_messages), ("alert_skipped", c.alerts_skipped)):
-            msgs.add_metric([kind], n)
-        yield msgs
+        yield counter_by(P + "messages", "Messages received, by kind", "kind",
+                         [("agent_batch", c.agent_batches), ("status", c.status_messages),
+                          ("raw", c.raw_messages), ("alert_skipped", c.alerts_skipped)])
         yield _counter("bad_payloads", "Messages or samples refused at intake (dead-letter file)",
                        s.bad_payloads)
         yield _counter("wrong_asset_batches", "Agent batches refused at intake (dead-letter file) for a "
@@ -103,12 +89,9 @@ class GatewayCollector(Collector):
         yield _counter("samples_received", "Samples received from the broker", s.samples_read)
         yield _gauge("buffer_backlog_batches", "Agent batches (records) waiting in the durable buffer",
                      b.backlog_records)
-        checked = CounterMetricFamily(P + "checked_batches", "Agent batches checked at intake, by path "
-                                      "(fast: stored as received; slow: decoded by the reference decoder)",
-                                      labels=["path"])
-        checked.add_metric(["fast"], gw.intake.checker.fast)
-        checked.add_metric(["slow"], gw.intake.checker.slow)
-        yield checked
+        yield counter_by(P + "checked_batches", "Agent batches checked at intake, by path (fast: stored as "
+                         "received; slow: decoded by the reference decoder)", "path",
+                         [("fast", gw.intake.checker.fast), ("slow", gw.intake.checker.slow)])
         yield _counter("checked_v2_batches", "Agent batches in wire-format version 2 taken by the fast path "
                        "(stored and forwarded as v2)", gw.intake.checker.fast_v2)
         yield _counter("migrated_frames", "Frames of an older gateway moved into records at start",
