@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Query, Request
@@ -69,13 +70,19 @@ async def _write(request: Request, service: IngestService, precision: str,
         shown = "; ".join(f"line {n}: {why}" for n, why in parsed.errors[:5])
         more = f" (and {len(parsed.errors) - 5} more)" if len(parsed.errors) > 5 else ""
         lines = f", {len(parsed.errors)} lines rejected: {shown}{more}" if parsed.errors else ""
-        kept = (f", {dropped} values not kept by the store (older than its retention policy keeps, or "
-                "outside its time range)" if dropped else "")
+        kept = f", {dropped} values not kept by the store — {_why(result.dropped)}" if dropped else ""
         raise service.refuse(Problem(
             400, f"partial write: {stored} values stored{kept}{lines}",
             reason="line_protocol" if parsed.errors else "store_dropped",
             errors=[{"line": n, "message": why} for n, why in parsed.errors[:100]]))
     return Response(status_code=204)
+
+
+def _why(dropped: Sequence[tuple[int, str]]) -> str:
+    """Why the store did not keep ``dropped`` values, by reason: ``N: <reason>`` (a reason's text
+    from its "not stored — " to its "; the batch's other samples were stored")."""
+    whys = Counter(reason.partition(" — ")[2].partition("; the batch")[0] or reason for _, reason in dropped)
+    return "; ".join(f"{n}: {why}" for why, n in whys.items())
 
 
 def _parse(service: IngestService, body: bytes, precision: str) -> lineproto.ParsedLines:

@@ -176,8 +176,9 @@ class WriteResult:
     ``accepted`` is then the count recorded the first time).
 
     ``dropped``: ``(position in the frame, reason)`` of each sample the backend did not store
-    although it stored the others (InfluxDB: its partial write of points beyond its retention
-    policy, and samples outside the time range it can store, never sent to it), in position
+    although it stored the others (InfluxDB: its partial writes of points beyond its retention
+    policy and of field type conflicts, and samples outside the time range it can store, never
+    sent to it), in position
     order; ``accepted`` + ``len(dropped)`` is the frame's length. A duplicate's ``dropped`` is what
     was recorded the first time. Empty for DuckDB."""
 
@@ -187,10 +188,11 @@ class WriteResult:
 
 
 class DataRefused(Exception):
-    """The backend refused the data itself (InfluxDB answered 400: a point it cannot parse, a field
-    type conflict): a permanent refusal — resending the same data can never succeed, unlike
-    ``StoreUnavailable``. ``write`` raises it only for the frame at fault (a grouped write is split
-    so that the other frames of its group are stored); the API answers 422 naming the reason."""
+    """The backend refused the data itself (InfluxDB answered 400: a point it cannot parse, or a field
+    type conflict whose dropped points could not be proven): a permanent refusal — resending the
+    same data can never succeed, unlike ``StoreUnavailable``. ``write`` raises it only for the
+    frame at fault (a grouped write is split so that the other frames of its group are stored); the
+    API answers 422 naming the reason."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.storage.base import SampleFrame
-from ingest.storage.influxdb.lineproto import LineCache, frame_lines
+from ingest.storage.influxdb.lineproto import LineCache, frame_lines, point_fields, point_lines
 from zhizao.model import Value
 
 KINDS = [("plant/a1/line1/m1", "power_kw", "kW", "good"), ("plant/a1/line1/m2", "power_kw", "kW", "bad"),
@@ -15,6 +15,7 @@ KINDS = [("plant/a1/line1/m1", "power_kw", "kW", "good"), ("plant/a1/line1/m2", 
 VALUES: dict[str, st.SearchStrategy[Value]] = {
     "f": st.floats(allow_nan=False, allow_infinity=False), "i": st.integers(-(2**53), 2**53),
           "b": st.booleans(), "s": st.text(max_size=6)}
+"""String values may hold line breaks: a point's line is then more than one line of text."""
 
 
 @st.composite
@@ -46,6 +47,12 @@ def test_the_run_hint_gives_the_same_lines(drawn: tuple[SampleFrame, list[int]])
     frame_lines(frame, warm)
     assert frame_lines(frame, warm) == plain  # heads from the cache
     assert plain.count(b"\n") >= len(frame) and plain.endswith(b"\n" if len(frame) else b"")
+    points = point_lines(frame, LineCache("samples"))  # one per point, for writing chosen ones again
+    assert len(points) == len(frame) and b"".join(points) == plain
+    for line, vtype, unit in zip(points, frame.vtype, frame.unit, strict=True):
+        assert line.endswith(b"\n")
+        fields = line.rsplit(b" ", 1)[0].split(b" ", 1)[1]  # a string value may hold a space: count keys
+        assert all(f"{name}=".encode() in fields for name in point_fields(vtype, unit)), (line, vtype, unit)
 
 
 def _frame(n: int, runs: list[int] | None) -> SampleFrame:

@@ -4,11 +4,12 @@ Security review H1: one unparseable line made InfluxDB answer 400, ingest answer
 was stored" — and, writes being grouped, so did the other producers' batches of the same group;
 agents and the gateway retried them forever. Now: the group is split until the batch at fault is
 alone, it alone is answered 422 naming InfluxDB's error (the agent dead-letters it), the others
-are stored. Against a real ``influxd`` 1.x; the bad data is what a valid envelope can carry (a
-field type InfluxDB already knows as another: here ``vtype``, written as a float by another
-client, which an integer sample writes as a string) or, past validation, a name with a line
-break. (A timestamp InfluxDB cannot store, the trigger here before, is no longer sent to it: such
-samples are rejected one by one, the rest of their batch stored — ``test_influx_time_range.py``.)
+are stored. Against a real ``influxd`` 1.x; the bad data is, past validation, a value or a name
+line protocol cannot carry, or a field type conflict ingest cannot tell the dropped samples of
+(``unprovable``: a conflict it can tell is no refusal any more — the batch is answered 200 with
+exactly the samples InfluxDB dropped, ``test_influx_type_conflicts.py``). (A timestamp InfluxDB
+cannot store, the trigger here before, is no longer sent to it: such samples are rejected one by
+one, the rest of their batch stored — ``test_influx_time_range.py``.)
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from tests.ingest.helpers import (
     conflicting,
     post,
     prime_field_type_conflict,
+    prime_unprovable_conflict,
     stored_count,
+    unprovable,
 )
 from tests.support.servers import InfluxDB
 from zhizao.errors import Rejected
@@ -45,6 +48,8 @@ from zhizao.wire import encode_batch
 
 CONFLICT = "field type conflict"
 """What influxd answers (400) for a point whose field has another type than the shard knows."""
+TYPE = "type: not stored"
+"""How a sample InfluxDB dropped for a field type conflict is answered (rejected, the rest stored)."""
 
 
 def _frame(signal: str, n: int = 5, start: datetime = T0) -> SampleFrame:
@@ -52,9 +57,13 @@ def _frame(signal: str, n: int = 5, start: datetime = T0) -> SampleFrame:
                                      for i in range(n)])
 
 
-def _conflict_frame(n: int = 3) -> SampleFrame:
-    """Integer samples at ``T0``: refused by an influxd primed with :func:`prime_field_type_conflict`."""
-    return SampleFrame.from_samples(list(conflicting("c", n=n).samples))
+def _unparsable_frame() -> SampleFrame:
+    """A frame whose value is NaN — refused by every validator; built raw here, as a validator bug
+    would let it through: written ``value=null``, which influxd cannot parse (400)."""
+    frame = SampleFrame()
+    frame.append_raw(str(M2), "y", (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1),
+                     float("nan"), unit=None, quality="good")
+    return frame
 
 
 def _newline_frame() -> SampleFrame:
@@ -79,15 +88,14 @@ async def _count(store: InfluxStore, asset: str = "plant") -> int:
 async def test_a_refused_batch_fails_alone_in_its_group(influxdb: InfluxDB) -> None:
     """The first write goes out alone, the next eleven wait for it and go as one group holding the
     bad batch: it gets DataRefused naming InfluxDB's error, the ten others are stored and recorded."""
-    prime_field_type_conflict(influxdb)
     async with _influx(influxdb) as store:
         victims = [(_frame(f"sig{i}"), BatchKey("victim", f"v{i}")) for i in range(11)]
-        bad = (_conflict_frame(), BatchKey("attacker", "a1"))
+        bad = (_unparsable_frame(), BatchKey("attacker", "a1"))
         answers = await asyncio.gather(*(store.write(f, k) for f, k in [victims[0], bad, *victims[1:]]),
                                        return_exceptions=True)
         refused = answers[1]
         assert isinstance(refused, base.DataRefused), answers
-        assert "400" in str(refused) and CONFLICT in refused.reason, refused
+        assert "400" in str(refused) and "unable to parse" in refused.reason, refused
         stored = [answers[0], *answers[2:]]
         assert all(isinstance(a, WriteResult) and a.accepted == 5 for a in stored), answers
         assert await _count(store) == 55
@@ -141,14 +149,14 @@ def test_tag_values_are_escaped_or_refused() -> None:
 def test_http_refused_batch_is_422_and_the_others_are_stored(tmp_path: Path, influxdb: InfluxDB) -> None:
     settings = server_settings(tmp_path, backend="influxdb")
     settings.storage.influxdb.url = influxdb.url
-    prime_field_type_conflict(influxdb)
+    prime_unprovable_conflict(influxdb)
     with run_server(settings) as url, httpx.Client(base_url=url, timeout=30) as c:
-        r = post(c, conflicting("a1"))
+        r = post(c, unprovable("a1"))
         assert_problem(r, 422, "the store refused this batch's data", CONFLICT)
         assert "index" not in r.text  # a whole-batch refusal: the agent dead-letters the batch
         # bulk: the bad line is refused on its own, the good lines stored (they share one write)
         lines = [encode_batch(batch(f"b{i}", n=10, producer=f"agent-{i}", signal=f"s{i}")) for i in range(4)]
-        lines.insert(2, encode_batch(conflicting("a2")))
+        lines.insert(2, encode_batch(unprovable("a2")))
         r = c.post("/api/v1/batches/bulk", content=b"\n".join(lines),
                    headers={"content-type": "application/x-ndjson"})
         assert r.status_code == 200, r.text
@@ -165,20 +173,23 @@ def test_http_refused_batch_is_422_and_the_others_are_stored(tmp_path: Path, inf
 
 
 def test_many_producers_one_refused(tmp_path: Path, influxdb: InfluxDB) -> None:
-    """The review's collateral run: 200 victim batches among 20 bad ones, all at once — every
-    victim is stored (200), every bad one refused (422), none answered 503."""
+    """The review's collateral run: 200 victim batches among 20 conflicting ones, all at once —
+    every victim is stored (200), every conflicting one answered with its sample rejected (200,
+    nothing accepted: the groups they share are settled point by point), none answered 503."""
     settings = server_settings(tmp_path, backend="influxdb")
     settings.storage.influxdb.url = influxdb.url
     prime_field_type_conflict(influxdb)
 
-    async def run(url: str) -> list[tuple[str, int]]:
+    async def run(url: str) -> list[tuple[str, int, int, bool]]:
         async with httpx.AsyncClient(base_url=url, timeout=60) as c:
-            async def one(kind: str, i: int) -> tuple[str, int]:
+            async def one(kind: str, i: int) -> tuple[str, int, int, bool]:
                 b = (batch(f"v{i}", n=50, producer="victim", signal=f"s{i}") if kind == "victim"
                      else conflicting(f"a{i}"))
                 r = await c.post("/api/v1/batches", content=encode_batch(b),
                                  headers={"content-type": "application/json"})
-                return kind, r.status_code
+                doc = r.json()
+                rejected = [x["reason"] for x in doc.get("rejected", [])]
+                return kind, r.status_code, doc.get("accepted", -1), all(x.startswith(TYPE) for x in rejected)
 
             jobs = []
             for i in range(200):
@@ -189,7 +200,7 @@ def test_many_producers_one_refused(tmp_path: Path, influxdb: InfluxDB) -> None:
 
     with run_server(settings) as url:
         answers = asyncio.run(run(url))
-        assert sorted(set(answers)) == [("attacker", 422), ("victim", 200)], answers
+        assert sorted(set(answers)) == [("attacker", 200, 0, True), ("victim", 200, 50, True)], answers
         with httpx.Client(base_url=url) as c:
             assert stored_count(c) == 200 * 50
 
@@ -201,13 +212,13 @@ async def test_the_agent_dead_letters_a_refused_batch(tmp_path: Path, influxdb: 
 
     settings = server_settings(tmp_path, backend="influxdb")
     settings.storage.influxdb.url = influxdb.url
-    prime_field_type_conflict(influxdb)
+    prime_unprovable_conflict(influxdb)
     with run_server(settings) as url:
         async with HttpUplink(HttpUplinkConfig(url=url)) as uplink:
             with pytest.raises(Rejected, match="422"):
-                await uplink.send(conflicting("a1"))
+                await uplink.send(unprovable("a1"))
             outcomes = await uplink.send_bulk([EncodedBatch.of_batch(batch("g1")),
-                                               EncodedBatch.of_batch(conflicting("a2"))])
+                                               EncodedBatch.of_batch(unprovable("a2"))])
             assert outcomes[0] is None and isinstance(outcomes[1], Rejected), outcomes
 
 

@@ -24,10 +24,11 @@ from edge_agent.uplinks.http.uplink import HttpUplink
 from ingest.settings import Settings
 from ingest.testing import run_server, server_settings
 from tests.ingest.conftest import M1, M2
+from tests.ingest.helpers import post_with_naive_sample
 from tests.support.servers import InfluxDB
 from zhizao.errors import PartialWrite
 from zhizao.model import Batch, Sample
-from zhizao.wire import batch_to_dict, encode_batch
+from zhizao.wire import encode_batch
 
 AGES_S = (3 * 3600, 2 * 3600, 3600 + 60, 3600 - 60, 600, 60)
 """Ages of the points of each series: two far beyond the 1 h policy, one just beyond it (stored
@@ -93,17 +94,9 @@ def test_a_batch_partly_beyond_retention_is_answered_with_exactly_what_was_store
     A resend, also after a restart of ingest, is a duplicate answered alike (the dedup record
     keeps the dropped samples), so the agent sees no id conflict."""
     b = _mixed("b-1")
-    doc = batch_to_dict(b)
-    doc["samples"].insert(3, {**doc["samples"][3], "ts": "2026-11-23T08:00:00"})  # naive: rejected
-    body = orjson.dumps(doc)
     headers = {"content-type": "application/json"}
     with run_server(_settings(tmp_path, short_influxdb)) as url, httpx.Client(base_url=url, timeout=30) as c:
-        r = c.post("/api/v1/batches", content=body, headers=headers)
-        assert r.status_code == 200, r.text
-        first = r.json()
-        rejected = _rejected(first)
-        assert rejected.pop(3).startswith("ts:")
-        document = [*b.samples[:3], None, *b.samples[3:]]
+        first, rejected, document, body = post_with_naive_sample(c, b)
         stored = _stored(short_influxdb)
         dropped = {i for i, s in enumerate(document) if s is not None and _key(s) not in stored}
         assert set(rejected) == dropped, (rejected, dropped)

@@ -36,7 +36,9 @@ from tests.ingest.helpers import (
     conflicting,
     post,
     prime_field_type_conflict,
+    prime_unprovable_conflict,
     stored_count,
+    unprovable,
 )
 from tests.support.servers import InfluxDB
 from zhizao.model import Batch, Sample
@@ -147,19 +149,24 @@ def test_writes_in_flight_hold_their_charge(tmp_path: Path) -> None:
 
 
 def test_a_refused_write_is_charged(tmp_path: Path, influxdb: InfluxDB) -> None:
-    """Data the store refuses (InfluxDB: a field type conflict, 422) stays charged: a client cannot
-    spend the store's work for free by sending writes that fail. So does a batch all of whose
-    samples the store cannot keep (InfluxDB cannot store year 9000: 200, each sample rejected —
-    never sent to influxd, which would refuse it; it was 422 before)."""
+    """Data the store refuses (InfluxDB: a field type conflict it cannot tell the dropped points of,
+    422) stays charged: a client cannot spend the store's work for free by sending writes that
+    fail. So does a batch all of whose samples the store did not keep (a field type conflict: 200,
+    each sample rejected; InfluxDB cannot store year 9000: 200, each sample rejected — never sent
+    to influxd, which would refuse it; both were 422 before)."""
     settings = _limited(tmp_path, backend="influxdb")
     settings.storage.influxdb.url = influxdb.url
     prime_field_type_conflict(influxdb)
+    prime_unprovable_conflict(influxdb)
     far = datetime(9000, 1, 1, tzinfo=UTC)
     beyond = Batch("agent-3", "far-1", 1, tuple(Sample(M2, "temp", far + timedelta(seconds=i), 1.0, "C")
                                                 for i in range(15)))
     with run_server(settings) as url, httpx.Client(base_url=url, timeout=30) as c:
-        assert_problem(post(c, conflicting("bad-1", producer="agent-1", n=15)), 422, "field type conflict")
+        r = post(c, conflicting("bad-1", producer="agent-1", n=15))
+        assert r.status_code == 200 and r.json()["accepted"] == 0 and len(r.json()["rejected"]) == 15, r.text
         assert_problem(post(c, batch("b-1")), 429, "'agent-1'")
+        assert_problem(post(c, unprovable("bad-2", producer="agent-4")), 422, "field type conflict")
+        assert_problem(post(c, batch("b-4", producer="agent-4")), 429, "'agent-4'")
         assert post(c, batch("b-1", producer="agent-2")).status_code == 200
         r = post(c, beyond)
         assert r.status_code == 200 and r.json()["accepted"] == 0 and len(r.json()["rejected"]) == 15, r.text

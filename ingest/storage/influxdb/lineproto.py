@@ -83,6 +83,23 @@ _VTYPE, _UNIT, _QUALITY, _VALUE, _VALUE_STR = map(
     field_key, ("vtype", "unit", "quality", "value", "value_str"))
 
 
+FIELD_TYPES: Final = {"value": "float", "value_str": "string", "vtype": "string", "unit": "string",
+                      "quality": "string"}
+"""Every field a sample's point may carry, with the one InfluxDB type it is always written as
+(as InfluxDB names types in its errors): numbers and booleans as a float ``value``."""
+
+
+def point_fields(vtype: str, unit: str | None) -> tuple[str, ...]:
+    """The fields (sorted) of the point of a sample of ``vtype`` with ``unit``, as
+    :meth:`LineCache.fill` writes them."""
+    fields = ["quality", "value_str" if vtype == "s" else "value"]
+    if vtype != "f":
+        fields.append("vtype")
+    if unit is not None:
+        fields.append("unit")
+    return tuple(sorted(fields))
+
+
 class LineCache:
     """What a store has written before, as bytes (each map bounded): the head of each kind of
     point — series key and every field but the value, for one (asset, signal, value type, unit,
@@ -130,6 +147,18 @@ def frame_lines(frame: SampleFrame, cache: LineCache) -> bytes:
     """
     if not len(frame):
         return b""
+    return b"".join(chain.from_iterable(_pieces(frame, cache)))
+
+
+def point_lines(frame: SampleFrame, cache: LineCache) -> list[bytes]:
+    """The lines of :func:`frame_lines`, one ``bytes`` per point (each ending with its ``\n``): to
+    write chosen points of a frame again (a string value may hold a line break, so the joined
+    lines cannot be split)."""
+    return list(map(b"".join, _pieces(frame, cache))) if len(frame) else []
+
+
+def _pieces(frame: SampleFrame, cache: LineCache) -> Iterable[tuple[bytes, bytes, bytes]]:
+    """``(head, value, " <time>\n")`` of each point of ``frame`` (not empty), in order."""
     heads = _heads(frame, cache)
     values = orjson.dumps(frame.value)[1:-1].split(b",")  # "null" where the value is a string
     if "s" in frame.vtype:
@@ -145,7 +174,7 @@ def frame_lines(frame: SampleFrame, cache: LineCache) -> bytes:
             values[i] = value
     # " t1\n t2\n ...": orjson writes the integers, one replace puts the separators in place
     times = (b" " + orjson.dumps(frame.ts_us)[1:-1].replace(b",", b"\n ") + b"\n").splitlines(keepends=True)
-    return b"".join(chain.from_iterable(zip(heads, values, times, strict=True)))
+    return zip(heads, values, times, strict=True)
 
 
 def _heads(frame: SampleFrame, cache: LineCache) -> list[bytes]:

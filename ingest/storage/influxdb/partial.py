@@ -29,7 +29,7 @@ from typing import Final
 
 import orjson
 
-from ingest.storage.base import SampleFrame
+from ingest.storage.base import DataRefused, SampleFrame
 
 MIN_US: Final = -9_223_372_036_854_775
 """The earliest timestamp (µs) InfluxDB stores (``models.MinNanoTime``, int64 min + 2 ns)."""
@@ -44,6 +44,16 @@ _BEYOND: Final = re.compile(r"points beyond retention policy dropped=(\d+)")
 
 Dropped = tuple[tuple[int, str], ...]
 """``(position in the frame, reason)`` of each sample not stored, in position order."""
+
+
+class BeyondRetention(DataRefused):
+    """InfluxDB stored a write but ``dropped`` of its points, beyond its retention policy. A
+    :class:`DataRefused` for callers that write no samples (events, dedup records): they keep
+    treating it as a refusal; the sample path reads it as a partial write."""
+
+    def __init__(self, reason: str, dropped: int) -> None:
+        super().__init__(reason)
+        self.dropped = dropped
 
 
 def storable(frame: SampleFrame) -> tuple[SampleFrame, list[int] | None, Dropped]:

@@ -9,10 +9,15 @@ A crash between the 204 and the record means at worst a resend whose points over
 identical points (same series and timestamp) — InfluxDB writes are idempotent — so nothing is
 ever stored twice. Records are flushed in the background every 0.2 s and on close.
 
-Refusals: InfluxDB answers 400 when it cannot take the data itself (a line it cannot parse, a field
-type conflict) — permanent, unlike an outage: :class:`~ingest.storage.base.DataRefused`, never
-``StoreUnavailable``. A refused group write is split until the batch at fault is alone (see
-:meth:`InfluxStore._deliver`), so one producer's bad data never fails the others' batches.
+Refusals: InfluxDB answers 400 when it cannot take the data itself (a line it cannot parse) —
+permanent, unlike an outage: :class:`~ingest.storage.base.DataRefused`, never ``StoreUnavailable``.
+A refused group write is split until the batch at fault is alone (see :meth:`InfluxStore._deliver`),
+so one producer's bad data never fails the others' batches.
+
+Field type conflicts: a 400 ``partial write: field type conflict ... dropped=N`` stored the write's
+other points, but names one conflict of one shard group only. Which points were dropped is proven
+by writing parts of the write again (:mod:`ingest.storage.influxdb.conflicts`); each batch is
+answered like a partial write beyond retention (below). Only what cannot be proven is a refusal.
 
 Partial writes beyond retention: a 400 ``partial write: points beyond retention policy
 dropped=N`` is no refusal — InfluxDB stored every other point. Which N it dropped follows from
@@ -36,7 +41,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -62,9 +67,18 @@ from ingest.storage.base import (
     to_us,
 )
 from ingest.storage.events_common import event_matches
+from ingest.storage.influxdb.conflicts import Budget, FieldConflict, Points, field_conflict, settle
 from ingest.storage.influxdb.http1 import WritePool, tls_context
-from ingest.storage.influxdb.lineproto import LineCache, field_str, frame_lines, tag_value
+from ingest.storage.influxdb.lineproto import (
+    LineCache,
+    field_str,
+    frame_lines,
+    point_fields,
+    point_lines,
+    tag_value,
+)
 from ingest.storage.influxdb.partial import (
+    BeyondRetention,
     Dropped,
     beyond_retention,
     decode_dropped,
@@ -98,21 +112,26 @@ EVENTS = "zhizao_events"
 
 @dataclass(slots=True)
 class _Item:
-    """One queued write: its line protocol, the timestamps of its points (µs, in line order), its
-    batch key, and the future answered once InfluxDB answered for it. ``kept``: the positions in
-    the batch's frame of those points when samples InfluxDB cannot store were taken out of it
-    (``outside``, each with its reason; :func:`~ingest.storage.influxdb.partial.storable`)."""
+    """One queued write: its line protocol, the frame it was built from (one point per sample, in
+    line order), its batch key, and the future answered once InfluxDB answered for it. ``kept``: the
+    positions in the batch's frame of those points when samples InfluxDB cannot store were taken out
+    of it (``outside``, each with its reason; :func:`~ingest.storage.influxdb.partial.storable`)."""
 
     body: bytes
-    ts_us: list[int]
+    frame: SampleFrame
     key: BatchKey | None
     future: asyncio.Future[WriteResult]
     kept: list[int] | None = None
     outside: Dropped = ()
 
     @property
+    def ts_us(self) -> list[int]:
+        """The timestamps of its points (µs), in line order."""
+        return self.frame.ts_us
+
+    @property
     def points(self) -> int:
-        return len(self.ts_us)
+        return len(self.frame)
 
     def in_frame(self, dropped: Dropped) -> Dropped:
         """``dropped`` (positions among the points written) as positions in the batch's frame, with
@@ -123,21 +142,17 @@ class _Item:
         return tuple(sorted([*self.outside, *((kept[pos], reason) for pos, reason in dropped)]))
 
 
-class BeyondRetention(DataRefused):
-    """InfluxDB stored a write but ``dropped`` of its points, beyond its retention policy. A
-    :class:`DataRefused` for callers that write no samples (events, dedup records): they keep
-    treating it as a refusal; the sample path reads it as a partial write (``_deliver``)."""
-
-    def __init__(self, reason: str, dropped: int) -> None:
-        super().__init__(reason)
-        self.dropped = dropped
 _MAX_IN_FLIGHT = 2
 _GROUP_POINTS = 5_000
 """InfluxDB's documented optimal write size ("Optimize writes": 5,000 lines)."""
 _REFUSED: Final = frozenset({400, 422})
 """``/write`` answers refusing the data itself, never to be retried: 400 (1.x and 2.x: unparseable
-line, field type conflict), 422 (2.x) — except a partial write of points beyond the retention
-policy (400 in 1.x, 422 in 2.x), which stored the other points: :class:`BeyondRetention`."""
+line, field type conflict), 422 (2.x) — except partial writes, which stored the other points: of
+points beyond the retention policy (400 in 1.x, 422 in 2.x; :class:`BeyondRetention`) and of a field
+type conflict (:class:`~ingest.storage.influxdb.conflicts.FieldConflict`)."""
+_SETTLE_WRITES = 32
+"""Writes a refused group write may take to prove which of its points InfluxDB did not store
+(:func:`~ingest.storage.influxdb.conflicts.settle`), shared by the parts it is split into."""
 
 
 class InfluxStore:
@@ -170,6 +185,7 @@ class InfluxStore:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[BatchKey, asyncio.Future[WriteResult]] = {}
         self._capacity_logged = -_CAPACITY_LOG_S
+        self._conflict_logged = -_CAPACITY_LOG_S
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -229,10 +245,12 @@ class InfluxStore:
             return
         text = answer[:300].decode("utf-8", "replace")
         if status in _REFUSED:
+            message = text
             with contextlib.suppress(orjson.JSONDecodeError):
                 doc = orjson.loads(answer)
                 if isinstance(doc, dict) and isinstance(doc.get("error"), str):
-                    text = doc["error"][:300]
+                    message = doc["error"]
+                    text = message[:300]
             limit = next((lim for lim in _CAPACITY_LIMITS if lim in text), None)
             if limit is not None:
                 now = time.monotonic()
@@ -242,6 +260,9 @@ class InfluxStore:
                               "[data] or drop unused series — batches are answered 503 and kept by "
                               "their senders until then", limit, text)
                 raise StoreUnavailable(f"InfluxDB is at a capacity limit ({limit}): {text}")
+            conflict = field_conflict(message, status)
+            if conflict is not None:
+                raise conflict
             dropped = beyond_retention(text)
             if dropped is not None:
                 raise BeyondRetention(f"InfluxDB stored the write but dropped {dropped} points ({status}): "
@@ -355,7 +376,7 @@ class InfluxStore:
         future.add_done_callback(_retrieved)  # its waiter may have given up (timeout) meanwhile
         if key is not None:
             self._inflight[key] = future  # until answered (_deliver): a resend joins it
-        self._queue.append(_Item(lines, frame.ts_us, key, future, kept, outside))
+        self._queue.append(_Item(lines, frame, key, future, kept, outside))
         self._queued_points += len(frame)
         self._kick()
         return await asyncio.shield(future)  # a waiter that gives up leaves the write to finish
@@ -385,52 +406,111 @@ class InfluxStore:
             self._in_flight -= 1
             self._kick()
 
-    async def _deliver(self, group: list[_Item]) -> None:
+    async def _deliver(self, group: list[_Item], budget: Budget | None = None) -> None:
         """Write ``group`` in one request and answer each of its waiters.
 
-        When InfluxDB refuses the data (400: one batch's point it cannot parse, a field type
-        conflict), the refusal is one batch's, not the group's: the group is split in halves,
-        written concurrently, recursively, until each refused batch is alone — it gets the
-        :class:`DataRefused`, every other batch is stored (about 2·log2(n) extra writes for one bad
-        batch among n, never a retry of the whole group). Re-writing points InfluxDB already took
-        from a partial write is harmless: identical points overwrite themselves.
+        When InfluxDB refuses the data (400: one batch's point it cannot parse), the refusal is one
+        batch's, not the group's: the group is split in halves, written concurrently, recursively,
+        until each refused batch is alone — it gets the :class:`DataRefused`, every other batch is
+        stored (about 2·log2(n) extra writes for one bad batch among n, never a retry of the whole
+        group). Re-writing points InfluxDB already took from a partial write is harmless:
+        identical points overwrite themselves.
 
-        When InfluxDB stored the write but dropped points beyond its retention policy, nothing is
-        written again: each batch is answered with the samples it stored and those dropped
-        (:func:`~ingest.storage.influxdb.partial.split_dropped`); only an answer that does not fit
-        InfluxDB's rule is taken as a refusal, as above.
+        When InfluxDB stored the write but dropped some of its points, each batch is answered with
+        the samples it stored and, in ``WriteResult.dropped``, those InfluxDB did not: beyond its
+        retention policy, nothing is written again (its rule tells which,
+        :func:`~ingest.storage.influxdb.partial.split_dropped`); for a field type conflict, parts
+        of the write are written again until which is proven
+        (:func:`~ingest.storage.influxdb.conflicts.settle`, at most ``_SETTLE_WRITES`` writes for
+        the group and the parts it may be split into: ``budget``). Only what cannot be proven is
+        taken as a refusal, as above.
         """
         try:
             await self._post_write(b"".join([item.body for item in group]))  # each ends with a newline
-        except BeyondRetention as exc:
-            split = split_dropped([item.ts_us for item in group], exc.dropped)
-            if split is None:
-                log.warning("InfluxDB dropped %d points of a write of %d, which are not its oldest: "
-                            "taken as a refusal (%s)", exc.dropped, sum(i.points for i in group), exc.reason)
-                await self._refused(group, exc)
-                return
-            log.info("InfluxDB dropped %d points of a write of %d batches beyond its retention policy: "
-                     "reported as rejected samples of their batches", exc.dropped, len(group))
-            for item, dropped in zip(group, split, strict=True):
-                self._stored(item, dropped)
+        except (BeyondRetention, FieldConflict) as exc:
+            partial: BeyondRetention | FieldConflict = exc
         except DataRefused as exc:
-            await self._refused(group, exc)
+            await self._refused(group, exc, budget)
+            return
         except Exception as exc:  # noqa: BLE001 - every waiter must get an answer, never hang
-            for item in group:
-                self._answered(item.key, item.future)
-                if not item.future.done():
-                    item.future.set_exception(exc)
+            self._failed(group, exc)
+            return
         else:
             for item in group:
                 self._stored(item, ())
+            return
+        budget = Budget(_SETTLE_WRITES) if budget is None else budget
+        try:
+            split = await self._partial(group, partial, budget)
+        except Exception as exc:  # noqa: BLE001 - as above (InfluxDB down while telling which)
+            self._failed(group, exc)
+            return
+        if split is None:
+            await self._refused(group, partial, budget)
+            return
+        for item, dropped in zip(group, split, strict=True):
+            self._stored(item, dropped)
 
-    async def _refused(self, group: list[_Item], exc: DataRefused) -> None:
-        """Answer ``group``, whose write InfluxDB refused with ``exc``: split it (:meth:`_deliver`)
-        or, when it is one batch, fail that batch with ``exc``."""
+    async def _partial(self, group: list[_Item], exc: BeyondRetention | FieldConflict,
+                       budget: Budget) -> list[Dropped] | None:
+        """Per batch of ``group``, the points (positions among those written) InfluxDB did not
+        store of its write answered ``exc``; ``None`` when that cannot be proven (logged)."""
+        points = sum(item.points for item in group)
+        if isinstance(exc, BeyondRetention):
+            split = split_dropped([item.ts_us for item in group], exc.dropped)
+            if split is None:
+                log.warning("InfluxDB dropped %d points of a write of %d, which are not its oldest: "
+                            "taken as a refusal (%s)", exc.dropped, points, exc.reason)
+            else:
+                log.info("InfluxDB dropped %d points of a write of %d batches beyond its retention policy: "
+                         "reported as rejected samples of their batches", exc.dropped, len(group))
+            return split
+        frames = [item.frame for item in group]
+        keys = [key for f in frames for key in zip(f.asset, f.signal, f.ts_us, strict=True)]
+        counts = Counter(keys)
+        lines = [line for f in frames for line in point_lines(f, self._lines)]
+        fields = [point_fields(vt, unit) for f in frames for vt, unit in zip(f.vtype, f.unit, strict=True)]
+        left = budget.writes
+        found = await settle(Points(lines, [ts for _, _, ts in keys], fields, [counts[k] > 1 for k in keys]),
+                             exc, self._post_write, self.measurement, budget)
+        if found is None:
+            log.warning("InfluxDB dropped points of a write of %d for a field type conflict, and which "
+                        "could not be proven (%d writes): taken as a refusal (%s)", points,
+                        left - budget.writes, exc.reason)
+            return None
+        self._log_conflict(exc, len(found), points, left - budget.writes)
+        owner = [(n, pos) for n, item in enumerate(group) for pos in range(item.points)]
+        out: list[list[tuple[int, str]]] = [[] for _ in group]
+        for i, reason in sorted(found.items()):
+            n, pos = owner[i]
+            out[n].append((pos, reason))
+        return [tuple(d) for d in out]
+
+    def _log_conflict(self, exc: FieldConflict, dropped: int, points: int, writes: int) -> None:
+        """One WARNING per ``_CAPACITY_LOG_S`` about field type conflicts (they last: every write
+        into that time range meets them), INFO in between."""
+        now = time.monotonic()
+        warn = now - self._conflict_logged >= _CAPACITY_LOG_S
+        if warn:
+            self._conflict_logged = now
+        log.log(logging.WARNING if warn else logging.INFO,
+                "InfluxDB dropped %d points of a write of %d for field type conflicts (first: field %r of "
+                "%r is %s there, written as %s): reported as rejected samples of their batches (%d writes "
+                "to tell which)", dropped, points, exc.field, exc.measurement, exc.existing, exc.sent, writes)
+
+    def _failed(self, group: list[_Item], exc: BaseException) -> None:
+        for item in group:
+            self._answered(item.key, item.future)
+            if not item.future.done():
+                item.future.set_exception(exc)
+
+    async def _refused(self, group: list[_Item], exc: DataRefused, budget: Budget | None) -> None:
+        """Answer ``group``, whose write InfluxDB refused with ``exc``: split it (:meth:`_deliver`,
+        the halves sharing ``budget``) or, when it is one batch, fail that batch with ``exc``."""
         if len(group) > 1:
             half = len(group) // 2
             log.info("InfluxDB refused a write of %d batches (%s); writing them apart", len(group), exc)
-            await asyncio.gather(self._deliver(group[:half]), self._deliver(group[half:]))
+            await asyncio.gather(self._deliver(group[:half], budget), self._deliver(group[half:], budget))
             return
         key, fut = group[0].key, group[0].future
         log.warning("InfluxDB refused batch %s: %s", "(no key)" if key is None else
