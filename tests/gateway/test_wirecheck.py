@@ -97,6 +97,15 @@ CASES: dict[str, Callable[[Doc], object]] = {
     "quality bad": _sample(2, quality="bad"),
     "quality unknown": _sample(2, quality="terrible"),
     "quality a list": _sample(2, quality=["good"]),
+    "quality null": _sample(2, quality=None),
+    # unhashable fields, samples that are not objects, columns present in some samples only
+    "unit a list": _sample(1, unit=["rpm"]),
+    "signal a list": _sample(1, signal=["spindle_speed"]),
+    "ts a list": _sample(5, ts=["2026-11-23T08:00:00Z"]),
+    "sample a number": lambda d: d["samples"].__setitem__(1, 7),
+    "sample null": lambda d: d["samples"].__setitem__(1, None),
+    "no sample has a unit": lambda d: [s.pop("unit", None) for s in d["samples"]],
+    "every sample has a quality": lambda d: [s.__setitem__("quality", "uncertain") for s in d["samples"]],
     "two bad samples": lambda d: (_sample(1, ts="x")(d), _sample(7, value=None)(d)),
     "all bad": lambda d: [s.__setitem__("value", None) for s in d["samples"]],
 }
