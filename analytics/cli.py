@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("benchmark", choices=["skab", "sim"])
     ev.add_argument("--data", help="skab: SKAB directory (valve1/, valve2/, other/)")
     ev.add_argument("--config", help="TOML/YAML SkabConfig or SimEvalConfig (default: built in)")
-    ev.add_argument("--scenario", default="examples/workshop.toml", help="sim: scenario file")
+    ev.add_argument("--scenario", help="sim: scenario file (default: the source tree's "
+                                       "examples/workshop.toml, wherever the command runs)")
     ev.add_argument("--seeds", default="1,2,3", help="sim: comma-separated seeds")
     ev.add_argument("--all", action="store_true", help="also run the alternative detectors tried")
     ev.add_argument("--json", action="store_true", help="print one JSON object per configuration at the end")
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"model registry directory (default {DEFAULT_REGISTRY})")
     tr.add_argument("--config", help="TOML/YAML ModelSpec (default: health ModelSpec(), energy "
                                      "analytics/detectors/expected_power/sample.toml)")
+    tr.add_argument("--promote", action="store_true",
+                    help="make the new version active (checked as by `models promote`); without it only a "
+                         "scope's first version becomes active, and only if it passes its validation")
 
     sv = sub.add_parser("serve", help="the scoring service: score stored data live, write anomaly_score "
                                       "and anomaly events back")

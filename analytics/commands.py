@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from analytics.errors import DataError, UnknownScope, UsageError
-from analytics.registry import ModelRegistry
+from analytics.errors import DataError, ModelMismatch, RegistryError, UnknownScope, UsageError
+from analytics.registry import ModelRegistry, UnreadableMetadata, UnusableModel
 from analytics.scoring import ModelSpec
 from analytics.timeargs import parse_time
 from zhizao.config import load_config
@@ -33,12 +33,14 @@ def eval_sim(args: argparse.Namespace) -> int:
     from analytics.simline import SimEvalConfig, evaluate_seed, summarise
     from simulator.scenario import load_scenario
 
-    cfg = load_config(SimEvalConfig, args.config) if args.config else SimEvalConfig()
-    scenario = load_scenario(args.scenario)
-    try:
+    try:  # the command line first: a wrong --seeds is reported before any file is read
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError as exc:
-        raise DataError("--seeds", f"comma-separated integers expected: {args.seeds!r}") from exc
+    except ValueError:
+        raise DataError("--seeds", f"comma-separated integers expected: {args.seeds!r}") from None
+    if not seeds:
+        raise DataError("--seeds", f"no seed given: {args.seeds!r} (e.g. --seeds 1,2,3)")
+    cfg = load_config(SimEvalConfig, args.config) if args.config else SimEvalConfig()
+    scenario = load_scenario(args.scenario or _default_scenario())
     results = []
     for seed in seeds:
         r = evaluate_seed(scenario, seed, cfg)
@@ -49,6 +51,18 @@ def eval_sim(args: argparse.Namespace) -> int:
         print(f"seed {seed} false alarms per machine: {r.false_alarms}")
     print(json.dumps(summarise(results, cfg.shift_hours)))
     return 0
+
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "examples" / "workshop.toml"
+"""``eval sim``'s scenario without ``--scenario``: the source tree's example line (the one the
+README's figures were measured on), found from the package, not from the working directory."""
+
+
+def _default_scenario() -> Path:
+    if not DEFAULT_SCENARIO.is_file():
+        raise DataError("--scenario", f"the default scenario {DEFAULT_SCENARIO} is not there (it is part of "
+                                      "the source tree, not of an installed package): give --scenario FILE")
+    return DEFAULT_SCENARIO
 
 
 def eval_skab(args: argparse.Namespace) -> int:
@@ -142,33 +156,59 @@ def _when(text: str, flag: str) -> datetime:
 
 
 def train(args: argparse.Namespace) -> int:
-    from analytics.training import HIGH_HELDOUT_FLAG_RATE, machine_scope, train_from_store
+    from analytics.scoring.context import ENERGY
+    from analytics.training import energy_signals, machine_scope, suspect, train_from_store
 
     machine_scope(args.scope, "--scope")
     start, end = _when(args.start, "--from"), _when(args.end, "--to")
     if end <= start:
         raise DataError("--to", "must be after --from")
-    signals = [s.strip() for s in args.signals.split(",")] if args.signals else None
+    signals = [s.strip() for s in args.signals.split(",") if s.strip()] if args.signals else None
+    if args.model == ENERGY:
+        energy_signals(signals, args.power_signal, "--signals")
+    elif args.signals is not None and not signals:
+        raise DataError("--signals", f"no signal named: {args.signals!r} (omit --signals for every signal)")
     spec = load_config(ModelSpec, args.config) if args.config else None  # None: the model's preset
-    meta = asyncio.run(train_from_store(args.scope, start, end, registry=ModelRegistry(args.registry),
+    registry = ModelRegistry(args.registry)
+    meta = asyncio.run(train_from_store(args.scope, start, end, registry=registry,
                                         spec=spec, duckdb=args.duckdb, ingest_config=args.ingest_config,
                                         signals=signals, model=args.model, power=args.power_signal,
-                                        where="--scope"))
+                                        where="--scope", promote=args.promote))
     print(f"trained {meta.scope} {meta.version}: {meta.training.rows} rows, "
           f"features {', '.join(meta.columns)}; "
           f"validation {validation_text(meta.validation)}")
-    rate = meta.validation.get("heldout_flag_rate")
-    if rate is not None and rate > HIGH_HELDOUT_FLAG_RATE:
-        print(f"warning: the model flags {rate:.0%} of its own held-out history (the last 20 % of the "
-              f"rows, taken as healthy; above {HIGH_HELDOUT_FLAG_RATE:.0%} is suspect): the history is "
-              "probably not one regime (drift, another product or operating point, a fault); it would "
-              "alarm on normal running. Check the window before promoting it", file=sys.stderr)
+    if suspect(meta.validation):
+        _suspect_warning(meta.validation)
+    active = registry.active(meta.scope)
+    if active == meta.version:
+        print(f"{meta.scope}: {meta.version} is active")
+    else:
+        why = ("it fails its validation (above); " if suspect(meta.validation) else "") + (
+            f"{active} stays active" if active else "the scope has no active model")
+        print(f"{meta.scope}: {meta.version} is saved, not active: {why}; to use it: zhizao analytics "
+              f"models promote {meta.scope} {int(meta.version[1:])}" + _registry_option(args.registry))
     hours = (end - start).total_seconds() / 3600
     if hours < VALIDATED_REFERENCE_H:
         print(f"warning: trained on {hours:g} h of history; the shipped models were validated on "
               f"{VALIDATED_REFERENCE_H:g}-h references (on the simulated line one hour gave about 2 false "
               "alarms per machine per shift, a day none: zhizao/stack/README.md)", file=sys.stderr)
     return 0
+
+
+def _suspect_warning(validation: dict[str, float]) -> None:
+    from analytics.training import HIGH_HELDOUT_FLAG_RATE
+
+    rate = validation["heldout_flag_rate"]
+    print(f"warning: the model flags {rate:.0%} of its own held-out history (the last 20 % of the "
+          f"rows, taken as healthy; above {HIGH_HELDOUT_FLAG_RATE:.0%} is suspect): the history is "
+          "probably not one regime (drift, another product or operating point, a fault); it would "
+          "alarm on normal running. Check the window before promoting it", file=sys.stderr)
+
+
+def _registry_option(registry: str) -> str:
+    from analytics.cli import DEFAULT_REGISTRY
+
+    return "" if registry == DEFAULT_REGISTRY else f" --registry {registry}"
 
 
 def validation_text(validation: dict[str, float]) -> str:
@@ -205,12 +245,7 @@ def models(args: argparse.Namespace) -> int:
         if not scopes:
             print(f"no models in {reg.root}")
         for scope in scopes:
-            active = reg.active(scope)
-            for v in reg.versions(scope):
-                m = reg.metadata(scope, v)
-                mark = "*" if v == active else " "
-                print(f"{mark} {scope} {v} {m.detector} rows={m.training.rows} "
-                      f"created={m.created:%Y-%m-%dT%H:%M:%SZ}")
+            _list_scope(reg, scope)
         return 0
     scope = _known_scope(reg, args.scope, args.action)
     version = _version(args.version) if args.version else None
@@ -218,16 +253,53 @@ def models(args: argparse.Namespace) -> int:
         raise UsageError("VERSION", f"{scope!r} has no version {args.version!r}; "
                                     f"versions: {', '.join(reg.versions(scope))}")
     if args.action == "show":
+        version = reg.resolve(scope, version)
         print(reg.metadata(scope, version).model_dump_json(indent=2))
-    elif args.action == "promote":
-        if version is None:
-            raise UsageError("VERSION", f"`models promote` needs a version; {scope!r} has "
-                                        f"{', '.join(reg.versions(scope))}")
-        reg.promote(scope, version)
-        print(f"{scope}: {version} is active")
-    else:
-        print(f"{scope}: rolled back, {reg.rollback(scope)} is active")
+        try:
+            reg.verify(scope, version)
+        except UnusableModel as exc:
+            print(f"warning: this installation refuses to load it: {exc.reason}", file=sys.stderr)
+        return 0
+    if args.action == "promote" and version is None:
+        raise UsageError("VERSION", f"`models promote` needs a version; {scope!r} has "
+                                    f"{', '.join(reg.versions(scope))}")
+    before = reg.active(scope)
+    try:
+        if args.action == "promote":
+            assert version is not None
+            meta = reg.promote(scope, version)
+            done = f"{version} is active"
+        else:
+            meta = reg.metadata(scope, reg.rollback(scope))
+            done = f"rolled back, {meta.version} is active"
+    except UnusableModel as exc:
+        raise ModelMismatch(f"{exc}; not {'promoted' if args.action == 'promote' else 'rolled back'}: "
+                            f"{before or 'no version'} stays active") from None
+    print(f"{scope}: {done}")
+    from analytics.training import suspect
+
+    if suspect(meta.validation):
+        _suspect_warning(meta.validation)
     return 0
+
+
+def _list_scope(reg: ModelRegistry, scope: str) -> None:
+    """One line per version of ``scope`` (``*`` marks the active one); a version this installation
+    refuses (unreadable metadata, another scope's, other libraries, a corrupted artifact) says why."""
+    try:
+        active = reg.active(scope)
+    except RegistryError as exc:
+        print(f"! {scope}: {exc}")
+        active = None
+    for v in reg.versions(scope):
+        mark = "*" if v == active else " "
+        try:
+            m = reg.verify(scope, v)
+        except (UnusableModel, UnreadableMetadata) as exc:
+            print(f"{mark} {scope} {v} refused: {exc.reason}")
+            continue
+        print(f"{mark} {scope} {v} {m.detector} rows={m.training.rows} "
+              f"created={m.created:%Y-%m-%dT%H:%M:%SZ}")
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -16,7 +16,9 @@ Two models per machine (:mod:`analytics.scoring.context`):
   spec :func:`~analytics.scoring.presets.energy`.
 
 The last ``validation_share`` of the rows is held out: the share of held-out rows flagged is
-recorded as the model's validation false-alarm rate.
+recorded as the model's validation false-alarm rate. A new version becomes active only when asked
+(``promote``, ``train --promote``) or when it is the scope's first and passes that check
+(:func:`activates`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from analytics.scoring.context import (
 from analytics.scoring.presets import energy
 from analytics.storeargs import read_storage
 from zhizao import signals as sig
-from zhizao.model import AssetPath
+from zhizao.model import LEVELS, valid_segment
 from zhizao.wire import format_ts
 
 if TYPE_CHECKING:
@@ -151,7 +153,8 @@ def _fit_validated(model: AnomalyModel, X: NDArray[np.float64], columns: list[st
 
 
 HIGH_HELDOUT_FLAG_RATE = 0.2
-"""Above this validation ``heldout_flag_rate`` ``train`` warns (and still saves). The held-out rows
+"""Above this validation ``heldout_flag_rate`` ``train`` warns and still saves the version, but does
+not make it active by itself (:func:`activates`; ``--promote`` does). The held-out rows
 are the last 20 % of the same healthy-looking history; a model that fits it flags few of them (the
 simulated line's health models and the live-training test: under 0.01; the debounce needs half of
 15 rows above the threshold). One held-out row in five flagged means the history is not one regime
@@ -162,18 +165,24 @@ MAX_LISTED = 20
 
 
 def machine_scope(scope: str, where: str = "scope") -> str:
-    """``scope`` if it is one machine's asset path; a ``UsageError`` naming the expected form if not
-    (a line or site would train one model on the signals of several machines, mixed)."""
-    try:
-        AssetPath.parse(scope)
-    except ValueError as exc:
-        kind = {1: "a site", 2: "an area", 3: "a line"}.get(len(scope.split("/")))
-        if kind is None:
-            raise UsageError(where, f"{exc}: a model is trained per machine") from None
-        parts = scope.split("/")
+    """``scope`` if it is one machine's asset path; a ``UsageError`` naming the expected form if not:
+    a level that is not a name (``..``, empty, a character outside letters, digits, ``_.-``), more
+    than four levels, or a site, area or line (one model would mix the signals of several machines)."""
+    parts = scope.split("/")
+    for i, part in enumerate(parts):
+        level = f"{LEVELS[i]} level" if i < len(LEVELS) else f"level {i + 1}"
+        if not valid_segment(part):
+            raise UsageError(where, f"{scope!r} is not a machine's asset path: its {level} {part!r} is "
+                                    "not a name (1-64 letters, digits, '_', '.', '-', starting with a letter "
+                                    "or digit); give site/area/line/machine") from None
+    if len(parts) > len(LEVELS):
+        raise UsageError(where, f"{scope!r} has {len(parts)} levels: a machine's asset path is "
+                                "site/area/line/machine")
+    if len(parts) < len(LEVELS):
+        kind = {1: "a site", 2: "an area", 3: "a line"}[len(parts)]
         example = "/".join([*parts, *("<site>", "<area>", "<line>", "<machine>")[len(parts):]])
         raise UsageError(where, f"{scope!r} is {kind}: a model is trained per machine; give its asset path "
-                                f"site/area/line/machine (e.g. {example})") from None
+                                f"site/area/line/machine (e.g. {example})")
     return scope
 
 
@@ -196,9 +205,10 @@ async def train_from_store(scope: str, start: datetime, end: datetime, *, regist
                            spec: ModelSpec | None = None, duckdb: str | None = None,
                            ingest_config: str | None = None, signals: list[str] | None = None,
                            model: str = HEALTH, power: str = sig.POWER_KW,
-                           where: str = "scope") -> ModelMetadata:
+                           where: str = "scope", promote: bool = False) -> ModelMetadata:
     """Load machine ``scope``'s history from the store, fit ``model`` (module docstring), validate,
-    save a new version under its registry scope (:func:`~analytics.scoring.context.model_scope`).
+    save a new version under its registry scope (:func:`~analytics.scoring.context.model_scope`),
+    active when ``promote`` or by :func:`activates`.
     ``signals``: the health model's signals (default every numeric process signal); the energy
     model's load signals (required; ``power`` is added as the target). ``spec`` defaults to the
     model's preset. The store (:func:`~analytics.storeargs.read_storage`) must exist; ``scope`` must be
@@ -210,11 +220,8 @@ async def train_from_store(scope: str, start: datetime, end: datetime, *, regist
     settings = read_storage(duckdb, ingest_config)
     if model not in MODELS:
         raise DataError("model", f"unknown model {model!r}: train fits {', '.join(MODELS)}")
-    if model == ENERGY and not signals:
-        raise DataError("signals", "the energy model needs its load signals (what power depends on, "
-                                   f"e.g. spindle_load); {power!r} is added as the target")
-    if model == ENERGY and signals and power in signals:
-        raise DataError("signals", f"{power!r} is the energy model's target, not a load signal")
+    if model == ENERGY:
+        energy_signals(signals, power, "signals")
     wanted = [*signals, power] if model == ENERGY and signals else signals
     async with open_store(settings) as store:
         cat = await _check_known(store, scope, where)
@@ -231,5 +238,34 @@ async def train_from_store(scope: str, start: datetime, end: datetime, *, regist
         fitted, validation = fit_energy(h, spec or energy(), power)
     else:
         fitted, validation = fit_history(h, spec or ModelSpec())
-    return registry.save(model_scope(scope, model), fitted, validation=validation,
+    target = model_scope(scope, model)
+    activate = not promote and activates(validation, first=not registry.versions(target))
+    meta = registry.save(target, fitted, validation=validation, activate=activate,
                          training={"start": start, "end": end, "rows": fitted.n_train})
+    if promote:  # checked as every promotion is (the artifact just written, read back)
+        registry.promote(target, meta.version)
+    return meta
+
+
+def suspect(validation: dict[str, float]) -> bool:
+    """The model flags more than :data:`HIGH_HELDOUT_FLAG_RATE` of its own held-out history."""
+    return validation.get("heldout_flag_rate", 0.0) > HIGH_HELDOUT_FLAG_RATE
+
+
+def activates(validation: dict[str, float], *, first: bool) -> bool:
+    """Whether a newly trained version becomes active without ``--promote``: only a scope's first
+    version (a scope without a model scores nothing; a later one replaces a model in use, which is
+    the user's decision: ``models promote``), and only when it passes its own validation (not
+    :func:`suspect`: a model that flags a fifth of its healthy history would alarm all day)."""
+    return first and not suspect(validation)
+
+
+def energy_signals(signals: list[str] | None, power: str, where: str = "--signals") -> list[str]:
+    """``signals`` if they are the energy model's load signals; a ``DataError`` naming ``where``
+    when there are none or when they include its target ``power``."""
+    if not signals:
+        raise DataError(where, f"the energy model needs its load signals, what power depends on (e.g. "
+                               f"{where} spindle_load); {power!r} is added as the target")
+    if power in signals:
+        raise DataError(where, f"{power!r} is the energy model's target (--power-signal), not a load signal")
+    return signals

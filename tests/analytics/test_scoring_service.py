@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from analytics.cli import main as analytics_main
+from analytics.errors import ModelMismatch
 from analytics.events import EventEmitter
 from analytics.events.signature import verify_webhook_signature
 from analytics.events.sinks.http import WebhookSink
@@ -342,7 +343,12 @@ async def test_promotion_refusal_and_rollback_picked_up_live(tmp_path: Path, ing
         meta = json.loads(meta_path.read_text())
         meta["libraries"]["scikit-learn"] = "0.24.2"
         meta_path.write_text(json.dumps(meta))
-        reg.promote(IMM, v3)
+        with pytest.raises(ModelMismatch, match=r"scikit-learn 0\.24\.2 was used to train it"):
+            reg.promote(IMM, v3)                                  # `models promote` checks first
+        assert reg.active(IMM) == v2
+        # promoted where the check passed (another installation's libraries): the service refuses it
+        (meta_path.parent.parent / "active.json").write_text(json.dumps({"active": v3,
+                                                                          "history": ["v0001", v2, v3]}))
         await eventually(lambda: svc.workers[IMM].status == "model_mismatch", 10, "v0003 refused")
         assert "scikit-learn 0.24.2 was used to train it" in svc.workers[IMM].problem
         await asyncio.to_thread(post, ingest, parts[2], "sim-3")

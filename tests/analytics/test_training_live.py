@@ -113,14 +113,14 @@ async def test_train_command_then_live_scoring_writes_back(store: DuckDBStore, t
 async def test_energy_training_sees_every_state_and_names_what_is_missing(
         store: DuckDBStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``train --model energy``: every row (idle too), the state as one-hot columns, the power
-    last, under scope ``<machine>#energy``; without load signals, or with a power signal the
-    machine lacks, a clear error and exit code 1, nothing saved."""
+    last, under scope ``<machine>#energy``; without load signals a command-line error naming
+    ``--signals`` (exit 2), with a power signal the machine lacks a clear error (exit 1), nothing saved."""
     reg = tmp_path / "models"
     base = ["train", "--scope", ASSET, "--from", T0.isoformat(), "--to",
             (T0 + timedelta(hours=1)).isoformat(), "--duckdb", str(tmp_path / "z.duckdb"),
             "--registry", str(reg), "--model", "energy"]
-    assert await _run_cli(base) == 1
-    assert "the energy model needs its load signals" in capsys.readouterr().err
+    assert await _run_cli(base) == 2
+    assert "--signals: the energy model needs its load signals" in capsys.readouterr().err
     capsys.readouterr()
     assert await _run_cli([*base, "--signals", "motor_temp", "--power-signal", "vibration_rms"]) == 0
     assert "warning: trained on 1 h of history" in capsys.readouterr().err  # the presets: 24-h references

@@ -25,7 +25,7 @@ def _line() -> Any:
         agent=NS(buffer_path=run / "agent" / "agent-buffer.sqlite", samples_read=18_774_123, backlog=123456,
                  forwarder=NS(stats=NS(sent_samples=18_774_000))),
         ingest=NS(url="http://127.0.0.1:8080"),
-        analytics=NS(scoring={"m": 1, "m#energy": 2}, stats=NS(scored_rows=1_234_567, events=12)),
+        analytics=NS(scoring={"m": 1, "m#energy": 2}, stats=NS(scored_rows=1_234_567, events=12, episodes=5)),
         sim_now=lambda: datetime(2026, 11, 23, 22, 17, 5, tzinfo=UTC),
     )
 

@@ -79,6 +79,9 @@ class AnalyticsStats:
     failures: int = 0
     scored_rows: int = 0
     events: int = 0
+    """Event updates upserted: an episode's open, each new peak, its resolve."""
+    episodes: int = 0
+    """Anomaly episodes (alarms) raised: distinct event ids, what the store and ``/api/v1/events`` hold."""
     late_changes: int = 0
     """Reports that arrived stamped behind the rows read with another value than the rows
     scored after them used (those keep their scores; the value is carried from then on)."""
@@ -103,6 +106,7 @@ class LiveAnalytics:
         self.interval_s = interval_s
         self.lag = timedelta(seconds=lag_s)
         self.stats = AnalyticsStats()
+        self._episode_ids: set[str] = set()
         self.scoring: dict[str, ScoringState] = {}
         """Per registry scope (``<machine>``, ``<machine>#energy``): its scorer and progress."""
         self.add_models(models)
@@ -191,6 +195,9 @@ class LiveAnalytics:
         st.events += len(events)
         self.stats.scored_rows += len(frame)
         self.stats.events += len(events)
+        new = {e.id for e in events} - self._episode_ids
+        self._episode_ids |= new
+        self.stats.episodes += len(new)
         self.stats.per_machine[scope] = st.rows
 
     def _late(self, scope: str, st: ScoringState, late: list[LateReport]) -> None:

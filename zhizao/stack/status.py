@@ -42,6 +42,7 @@ def status_table(line: Line, url: str, state: str) -> Panel:
     where.add_row("analytics", f"KPI API {line.ingest.url}/api/v1/kpis · anomaly models: {models}")
     where.add_row("dashboard", Text(url, style="bold underline cyan"))
     flow = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
+    # alarms: anomaly episodes raised (as GET /api/v1/events lists them), not their updates
     for col in ("time UTC", "ticks", "MQTT msgs", "read", "buffered", "delivered", "scored",
                 "alarms"):
         flow.add_column(col, justify="right", overflow="fold")  # never "1877…" for 18774
@@ -49,7 +50,7 @@ def status_table(line: Line, url: str, state: str) -> Panel:
     mqtt = _count(sim.mqtt_published) + (f" ({sim.mqtt_dropped} dropped)" if sim.mqtt_dropped else "")
     flow.add_row(f"{now:%H:%M:%S}", _count(sim.ticks_done), mqtt, _count(agent.samples_read),
                  _count(agent.backlog), _count(agent.forwarder.stats.sent_samples),
-                 _count(line.analytics.stats.scored_rows), _count(line.analytics.stats.events))
+                 _count(line.analytics.stats.scored_rows), _count(line.analytics.stats.episodes))
     done = (now - sc.start).total_seconds()
     bar = ProgressBar(total=max(o.duration_s, 1.0), completed=min(done, o.duration_s))
     speed = f"×{o.speed:g}" if o.speed else "as fast as possible"

@@ -41,22 +41,27 @@ scored rows used, it is logged (WARNING) and counted (``zhizao_scoring_late_chan
 
 Model changes (promotion, rollback) are picked up by :meth:`MachineWorker.refresh_model`: open
 episodes of the old model are resolved at the cursor, the new model starts with fresh windows at
-the cursor (no window is skipped or scored twice). A model that cannot be loaded (library or
-feature mismatch, corrupted artifact) is refused with its reason: the machine is reported and
-not scored — its cursor waits, so once a usable model is promoted it catches up without a gap.
+the cursor (no window is skipped or scored twice). A model that cannot be loaded is refused with
+its reason (:meth:`~analytics.registry.ModelRegistry.load`: library versions, a corrupted artifact,
+metadata that is another scope's or version's or does not describe its artifact, and — checked
+against the catalogue — a model reading a signal this machine does not have): the machine is
+reported (``model_mismatch``) and not scored — its cursor waits, so once a usable model is
+promoted it catches up without a gap. A refusal is retried when the active version or the
+machine's signals change.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from analytics.errors import ModelMismatch, RegistryError
 from analytics.events import EventEmitter
-from analytics.registry import ModelRegistry
+from analytics.registry import ModelRegistry, UnusableModel
 from analytics.scoring.context import HEALTH, STATE_PREFIX, model_scope, score_signal, signal_columns
 from analytics.scoring.live import MachineScorer
 from analytics.scoring.model import AnomalyModel
@@ -130,7 +135,8 @@ class MachineWorker:
         """Each model signal's last accepted progress (µs): the catalogue's, or up to the horizon."""
         self._last_seen: dict[str, int] = {}
         """The catalogue's last-seen times of the model signals and ``state`` at this step."""
-        self._refused: str | None = None
+        self._refused: tuple[str, frozenset[str] | None] | None = None
+        """The active version last refused, with the machine's signals it was checked against."""
         self._pending_close: list[Event] = []
         self._redelivered_at = 0.0
         self._step_failure: str | None = None
@@ -171,8 +177,10 @@ class MachineWorker:
             m.UP.labels(self.scope).set(1)
         self._step_failure = None
 
-    def refresh_model(self) -> None:
-        """Load the registry's active model when it changed (see module docstring)."""
+    def refresh_model(self, signals: Collection[str] | None = None) -> None:
+        """Load the registry's active model when it changed (see module docstring). ``signals``:
+        the machine's signals in the catalogue, which the model's must be among (``None`` or none:
+        no data of the machine yet, not checked)."""
         try:
             active = self.registry.active(self.scope)
         except (OSError, ValueError) as exc:
@@ -185,15 +193,16 @@ class MachineWorker:
         if active == self.version and self.status == "registry":  # the registry is readable again
             self.status, self.problem = "ok", ""
             m.UP.labels(self.scope).set(1)
-        if active in (self.version, self._refused):
+        attempt = (active, frozenset(signals) if signals else None)
+        if active == self.version or attempt == self._refused:
             return
         try:
-            meta = self.registry.metadata(self.scope, active)
-            model = self.registry.load(self.scope, active, features=meta.features)
+            model = self.registry.load(self.scope, active, signals=attempt[1])
         except (ModelMismatch, RegistryError, OSError, ValueError) as exc:
-            self._refused = active
+            self._refused = attempt
             self._park()
-            self._report("model_mismatch", f"model {active} refused: {exc}")
+            self._report("model_mismatch", str(exc) if isinstance(exc, UnusableModel)
+                         else f"model {active} refused: {exc}")
             return
         self._refused = None
         old = self.version

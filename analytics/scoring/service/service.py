@@ -257,7 +257,7 @@ class ScoringService:
                     log.info("machine %s: found", scope)
                     self.workers[scope] = MachineWorker(asset, self.cfg, self.registry, self.states, model)
         for worker in self.workers.values():
-            worker.refresh_model()
+            worker.refresh_model(seen.get(worker.asset))
 
     def liveness(self, now_mono: float | None = None) -> tuple[bool, dict[str, Any]]:
         """``(alive, document)`` for ``/livez``: not alive only when no round and no machine step
