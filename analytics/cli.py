@@ -67,12 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--time-col",
                       help="timestamp column: ISO-8601 date/times or numbers (seconds) (default: the one "
                            "named timestamp/time/datetime/date/ts/_time, else the first column if it "
-                           "holds ISO-8601 date/times; otherwise an error)")
+                           "holds ISO-8601 date/times; otherwise an error); 'Date,Time': two columns "
+                           "joined by a space")
     when.add_argument("--no-time", action="store_true",
                       help="no time column: score the rows in file order, the row index as time")
-    sc.add_argument("--columns", help="comma-separated value columns (default: every numeric column)")
+    sc.add_argument("--time-format", help="strftime format of the timestamps when they are neither ISO-8601 "
+                                          "nor numbers, e.g. '%%d/%%m/%%Y %%H:%%M:%%S' (no %%z: UTC)")
+    which = sc.add_mutually_exclusive_group()
+    which.add_argument("--columns", help="comma-separated value columns (default: every column with a "
+                                         "number in the warm-up rows)")
+    which.add_argument("--exclude", help="comma-separated columns to leave out of the default (labels "
+                                         "such as SKAB's anomaly,changepoint)")
     sc.add_argument("--sep", default=",", help="field separator, literal, one or more characters "
                                                "(default ','; 'tab' or '\\t' for a tab)")
+    sc.add_argument("--encoding", default="utf-8", help="the file's text encoding (default utf-8; a UTF-16 "
+                                                        "byte-order mark is honoured), e.g. gbk, cp1252")
     sc.add_argument("--decimal", default=".", help="decimal mark of the values (default '.'; ',' for 1,5)")
     sc.add_argument("--warmup", type=int, default=400, help="rows used to fit the model (default 400, >= 2)")
     sc.add_argument("--max-gap", type=float, help="seconds (rows with --no-time); a larger step restarts "

@@ -6,10 +6,8 @@ import argparse
 import asyncio
 import json
 import sys
-from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
 
 from analytics.errors import DataError, ModelMismatch, RegistryError, UnknownScope, UsageError
 from analytics.registry import ModelRegistry, UnreadableMetadata, UnusableModel
@@ -87,65 +85,27 @@ def eval_skab(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    from analytics.scoring.csv_scorer import check_options, score_csv
+    from analytics.scoring.csv_output import output_to
+    from analytics.scoring.csv_scorer import check_options, check_spec, column_names, score_csv
+    from zhizao.errors import ConfigError
 
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    columns, exclude = column_names(args.columns, "--columns"), column_names(args.exclude, "--exclude")
     sep = "\t" if args.sep in ("\\t", "tab") else args.sep
-    check_options(sep=sep, warmup=args.warmup, decimal=args.decimal, max_gap=args.max_gap)
+    check_options(sep=sep, warmup=args.warmup, decimal=args.decimal, max_gap=args.max_gap,
+                  time_format=args.time_format, no_time=args.no_time, encoding=args.encoding)
     spec = _spec(args.config)
+    if problems := check_spec(spec):
+        raise ConfigError(args.config, problems)
     if not args.file.exists():
         raise DataError(str(args.file), "no such file")
-    to_stdout = str(args.out) == "-"
-    if not to_stdout:
-        _check_output(args.out)
-    ctx: Any = nullcontext(sys.stdout) if to_stdout else _atomic_open(args.out)
-    with ctx as out:
+    with output_to(args.out, args.file) as out:
         summary = score_csv(args.file, out, sep=sep, time_col=args.time_col, columns=columns,
-                            warmup=args.warmup, max_gap=args.max_gap, spec=spec, no_time=args.no_time,
-                            decimal=args.decimal)
+                            exclude=exclude, warmup=args.warmup, max_gap=args.max_gap, spec=spec,
+                            no_time=args.no_time, decimal=args.decimal, time_format=args.time_format,
+                            encoding=args.encoding)
     for line in summary.lines():
         print(line, file=sys.stderr)
     return 0
-
-
-def _check_output(path: Path) -> None:
-    """Before any work: the output's directory exists and it is not a directory itself (like a
-    missing input file, a data/file-system failure: exit 1)."""
-    parent = path.parent
-    if not parent.is_dir():
-        what = "is not a directory" if parent.exists() else "does not exist"
-        raise DataError(str(path), f"cannot write the output: directory {str(parent)!r} {what}")
-    if path.is_dir():
-        raise DataError(str(path), "cannot write the output: it is a directory")
-
-
-class _atomic_open:
-    """Write to ``path.tmp`` and rename on success, so a failed run leaves no half-written output;
-    a file-system failure (permissions, full disk) is a ``DataError`` naming the path."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.fh: IO[str] | None = None
-
-    def __enter__(self) -> IO[str]:
-        try:
-            self.fh = self.tmp.open("w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise DataError(str(self.path), f"cannot write the output: {exc.strerror or exc}") from exc
-        return self.fh
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        assert self.fh is not None
-        try:
-            self.fh.close()
-            if exc_type is None:
-                self.tmp.replace(self.path)
-        except OSError as exc:
-            self.tmp.unlink(missing_ok=True)
-            raise DataError(str(self.path), f"cannot write the output: {exc.strerror or exc}") from exc
-        if exc_type is not None:
-            self.tmp.unlink(missing_ok=True)
 
 
 def _when(text: str, flag: str) -> datetime:

@@ -3,52 +3,90 @@
 Contract (each rule is tested):
 
 * **Online.** Rows are processed in time order. The model is fitted on the first ``warmup`` rows
-  (after sorting); every later row's score uses only that row and earlier rows. Appending rows
-  with later timestamps never changes the output of earlier rows.
+  (in time order); every later row's score uses only that row and earlier rows. Appending rows
+  with later timestamps never changes the output of earlier rows (nor which columns are scored).
+* **Streaming.** The file is read in chunks and scored and written as it is read: memory does not
+  grow with the file's length for a file in time order (the normal case). See *Unsorted input*.
 * **Output.** ``timestamp,score,is_anomaly``: the input's timestamp text, ``score`` in [0, 1)
-  (0.5 = at the threshold, see :mod:`analytics.scoring.model`), ``is_anomaly`` 0/1. Warm-up rows
-  are written with score 0 and is_anomaly 0 (they are the model's training data).
-* **Time column.** ``time_col`` names it; without it, the column named ``timestamp``, ``time``,
-  ``datetime``, ``date``, ``ts`` or ``_time`` (any case), else the first column **only if it holds
-  ISO-8601 date/times** (``2026-01-01T06:00:00Z``, ``2026-01-01 06:00:00+08:00``, ``2026-01-01``;
-  no offset = UTC). A column chosen by ``time_col`` or by its name may instead be numeric: seconds
-  (epoch or any numeric clock); an unnamed first column of numbers is never taken as time. A file
+  (0.5 = at the threshold, see :mod:`analytics.scoring.model`; written with 6 decimals, at most
+  0.999999: a row far above the threshold saturates there, never 1.0 nor NaN), ``is_anomaly`` 0/1.
+  Warm-up rows are written with score 0 and is_anomaly 0 (they are the model's training data).
+* **Time column.** ``time_col`` names it (``Date,Time``: several columns, joined by a space);
+  without it, the column named ``timestamp``, ``time``, ``datetime``, ``date``, ``ts`` or
+  ``_time`` (any case), else the first column **only if it holds ISO-8601 date/times**. A file
   with no time column is an error saying so; ``no_time=True`` scores the rows in file order with
   the row index (0, 1, 2, ...) as time, written in the output's ``timestamp`` column.
-* **Columns.** ``columns`` selects value columns; by default every column except the time column
-  that has at least one numeric value. Non-numeric cells count as missing; ``decimal=","`` reads
-  decimal commas (``1,5``). A file that seems to use another separator than ``sep`` (a one-column
-  header holding ``;``, tab, ``,`` or ``|``), or whose values look like decimal commas, is an error
-  that says so and names the option to use. ``sep`` is literal (several characters allowed).
-* **Unsorted input** is stably sorted by time (equal timestamps keep file order); the number of
-  out-of-order rows is reported. An unparseable timestamp is an error naming its line.
+* **Time values** (:mod:`analytics.scoring.csv_time`): one form per column, decided by its first
+  value — numbers (seconds: epoch or any numeric clock; not for an unnamed first column), ISO-8601
+  (``2026-01-01T06:00:00Z``, ``2026-01-01 06:00:00+08:00``, ``2026-01-01``; no offset = UTC), or
+  ``time_format`` (a strftime format such as ``%d/%m/%Y %H:%M:%S``; no ``%z`` = UTC). Nothing is
+  guessed per value (``01/02/2026`` is refused without ``--time-format``). A value not of the
+  column's form, or empty, is an error naming the column, its file line and the value.
+* **Columns.** ``columns`` selects value columns (each must have a number in the warm-up rows, else
+  an error); ``exclude`` leaves columns out of the default. By default: every column except the
+  time column(s) that has at least one number **in the warm-up rows** — decided from the header and
+  the warm-up only, so a row added later never changes it; the others are left out and named in
+  the summary. Columns holding only 0/1 in the warm-up are named too (label columns such as SKAB's
+  ``anomaly``, ``changepoint`` are data to the scorer: leave them out with ``exclude``).
+  ``decimal=","`` reads decimal commas (``1,5``). A file that seems to use another separator than
+  ``sep`` (a one-column header holding ``;``, tab, ``,`` or ``|``), or whose left-out values look
+  like decimal commas, is an error that says so and names the option to use. ``sep`` is literal
+  (several characters allowed). ``encoding`` (default UTF-8; a byte-order mark decides for UTF-16
+  and UTF-8-with-BOM files); a file that does not decode is an error naming ``--encoding``.
+* **Unsorted input** is stably sorted by time (equal timestamps keep file order) with an external
+  merge sort in temporary files (:mod:`analytics.scoring.csv_sort`): memory stays bounded, the
+  temporary directory needs about the parsed file's size. The rows are first scored as they come;
+  at the first row earlier than the one before it, the output written so far is discarded and the
+  file is read again through the sort. The number of rows out of place is reported. Rows with the
+  same timestamp as the row before are counted and reported (a date-only time column beside a
+  time-of-day column is named, with ``--time-col Date,Time``).
 * **Missing values (NaN, empty, non-numeric)** are replaced by the column's last seen value; before
-  any value, by the column's warm-up median. A column with no value at all in the warm-up is an
-  error. Every replaced cell is counted in the summary.
+  any value, by the column's warm-up median. ``inf``/``-inf`` and numbers beyond ±1e15 (overflow
+  sentinels such as 1e308 or 3.4e38; the trailing sums lose a signal's digits next to them) count
+  as missing too, and are reported apart. Every replaced cell is counted in the summary.
 * **Constant columns** (no spread during warm-up) stay in: their scale is floored at 0.3 % of
-  their level (1e-6 for a zero level), so a later change in a stuck signal scores high.
+  their level (1e-6 for a zero level), so a later change in a stuck signal scores high. A change
+  smaller than that floor is not anomalous: when every training score is 0 (every column constant
+  in the warm-up), the threshold is the score of one column moving by its scale floor (one unit),
+  not the model's 1e-12 fallback, and the summary says so.
 * **Gaps.** When the time step exceeds ``max_gap`` (default: 10 × the warm-up's median step), the
   trailing windows restart after the gap (no averaging across the outage); gaps are counted.
 * **Errors** are :class:`~analytics.errors.DataError`; one whose ``where`` is an option
-  (``--warmup``, ``--columns``, ``--time-col``, ``--sep``, ``--decimal``, ``--max-gap``) is a usage
-  error (the command exits 2), the others are about the file's content (exit 1).
+  (``--warmup``, ``--columns``, ``--time-col``, ``--sep``, ``--decimal``, ``--max-gap``,
+  ``--time-format``, ``--encoding``) is a usage error (the command exits 2), the others are about
+  the file's content (exit 1).
 """
 
 from __future__ import annotations
 
-import math
+import itertools
+import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
 
+from analytics.detectors.base import FloatArray
 from analytics.errors import DataError
-from analytics.scoring.model import AnomalyModel, ModelSpec
+from analytics.features import MultiScaleMeans
+from analytics.scoring.csv_reader import RawChunk, check_encoding, open_csv
+from analytics.scoring.csv_sort import Rows, RunSorter
+from analytics.scoring.csv_time import TimeParser, other_time_names, pick_time_column, time_columns
+from analytics.scoring.model import DEFAULT_DETECTOR_PARAMS, AnomalyModel, ModelSpec
 
-TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts", "_time")
+SATURATED = 0.999999
+"""The highest score written (6 decimals): ``raw / (raw + threshold)`` rounds to 1.0 far above."""
+MAX_ABS = 1e15
+"""Values beyond ±MAX_ABS count as missing (overflow sentinels)."""
+DEGENERATE = 1e-12
+""":meth:`AnomalyModel.fit`'s threshold when every training score is 0."""
 
 
 @dataclass
@@ -59,13 +97,22 @@ class ScoreSummary:
     warmup_rows: int = 0
     columns: list[str] = field(default_factory=list)
     time_column: str | None = None
-    """None: ``no_time`` (file order, the row index as time)."""
+    """None: ``no_time`` (file order, the row index as time); ``Date,Time`` for joined columns."""
     constant_columns: list[str] = field(default_factory=list)
     out_of_order_rows: int = 0
     imputed_cells: dict[str, int] = field(default_factory=dict)
+    nonfinite_cells: dict[str, int] = field(default_factory=dict)
+    """Of the imputed cells, those that were ±inf or beyond ±:data:`MAX_ABS`."""
     gaps: int = 0
     anomalous_rows: int = 0
     threshold: float = 0.0
+    threshold_floored: bool = False
+    left_out: list[str] = field(default_factory=list)
+    """Columns with no number in the warm-up rows (not scored)."""
+    binary_columns: list[str] = field(default_factory=list)
+    duplicate_timestamps: int = 0
+    blank_lines: int = 0
+    time_hint: str = ""
 
     def lines(self) -> list[str]:
         out = [f"rows scored: {self.rows} (first {self.warmup_rows} = warm-up/training, score 0)",
@@ -73,26 +120,42 @@ class ScoreSummary:
                (f"time: column {self.time_column!r}" if self.time_column is not None
                 else "time: none (--no-time): rows in file order, the row index as time"),
                f"anomalous rows: {self.anomalous_rows}; raw threshold {self.threshold:.6g}"]
+        if self.left_out:
+            out.append(f"left out, no number in the {self.warmup_rows} warm-up rows: "
+                       + ", ".join(self.left_out))
+        if self.binary_columns:
+            out.append(f"only 0/1 in the warm-up: {', '.join(self.binary_columns)} (labels? leave them "
+                       f"out with --exclude {','.join(self.binary_columns)})")
         if self.out_of_order_rows:
             out.append(f"input not in time order: {self.out_of_order_rows} rows out of order, sorted by time")
+        if self.duplicate_timestamps:
+            out.append(f"duplicate timestamps: {self.duplicate_timestamps} rows have the time of the row "
+                       "before" + (f"; {self.time_hint}" if self.time_hint else ""))
         if self.constant_columns:
             out.append(f"constant during warm-up: {', '.join(self.constant_columns)}")
+        if self.threshold_floored:
+            out.append("every warm-up score was 0: threshold = one column moving by its scale floor "
+                       "(0.3 % of its level)")
         missing = {k: v for k, v in self.imputed_cells.items() if v}
         if missing:
             out.append("missing/non-numeric cells filled with the last value: "
                        + ", ".join(f"{k}={v}" for k, v in missing.items()))
+        bad = {k: v for k, v in self.nonfinite_cells.items() if v}
+        if bad:
+            out.append(f"of which inf or beyond ±{MAX_ABS:g}: "
+                       + ", ".join(f"{k}={v}" for k, v in bad.items()))
+        if self.blank_lines:
+            out.append(f"blank lines skipped: {self.blank_lines}")
         if self.gaps:
             out.append(f"time gaps (windows restarted after each): {self.gaps}")
         return out
 
 
-SEPARATORS = {",": ("','", "','"), ";": ("';'", "';'"), "\t": ("tab", "tab"), "|": ("'|'", "'|'")}
-"""Separators a header is checked for when it does not split: (name, spelling for ``--sep``)."""
-
 _DECIMAL_COMMA = re.compile(r"^[-+]?\d*,\d+(?:[eE][-+]?\d+)?$")
 
 
-def check_options(*, sep: str, warmup: int, decimal: str = ".", max_gap: float | None = None) -> None:
+def check_options(*, sep: str, warmup: int, decimal: str = ".", max_gap: float | None = None,
+                  time_format: str | None = None, no_time: bool = False, encoding: str = "utf-8") -> None:
     """Usage errors of the scorer's options, found before any file is read."""
     if not sep:
         raise DataError("--sep", "must not be empty")
@@ -106,191 +169,376 @@ def check_options(*, sep: str, warmup: int, decimal: str = ".", max_gap: float |
         raise DataError("--warmup", f"must be at least 2 rows, not {warmup}")
     if max_gap is not None and not max_gap > 0:
         raise DataError("--max-gap", f"must be > 0 seconds, not {max_gap}")
+    if time_format is not None:
+        if no_time:
+            raise DataError("--time-format", "cannot be combined with --no-time")
+        if "%" not in time_format:
+            raise DataError("--time-format", f"a strftime format such as '%d/%m/%Y %H:%M:%S' expected, "
+                                             f"not {time_format!r}")
+    check_encoding(encoding)
 
 
-def _sep_hint(path: Path, sep: str) -> str:
-    """If the header line does not contain ``sep`` but another common separator, say which."""
-    try:
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            header = fh.readline()
-    except OSError:
-        return ""
-    if sep in header:
-        return ""
-    counts = {c: header.count(c) for c in SEPARATORS if c != sep}
-    best = max(counts, key=lambda c: counts[c])
-    if not counts[best]:
-        return ""
-    return (f"; its header {header.strip()[:80]!r} has no {sep!r} but {counts[best]} × {best!r}: "
-            f"is it {SEPARATORS[best][0]}-separated? try --sep {SEPARATORS[best][1]}")
+def column_names(text: str | None, option: str) -> list[str] | None:
+    """``a,b`` as ``["a", "b"]`` (None without the option); naming no column, or one twice, is a
+    usage error (``--columns ','`` used to score every column)."""
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise DataError(option, f"names no column: {text!r}")
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise DataError(option, f"names {', '.join(map(repr, twice))} twice")
+    return names
 
 
-def _is_datetime_column(raw: pd.Series) -> bool:
-    """The first column is taken as time only if its first non-empty values are ISO-8601
-    date/times (not numbers): a leading value column is never mistaken for a clock."""
-    text = raw.fillna("").str.strip()
-    head = text[text != ""].head(5)
-    if head.empty or pd.to_numeric(head, errors="coerce").notna().any():
-        return False
-    return bool(pd.to_datetime(head, errors="coerce", utc=True, format="ISO8601").notna().all())
+def check_spec(spec: ModelSpec) -> list[tuple[str, str]]:
+    """Problems of a loaded ``ModelSpec`` its validation lets through, by key (``windows = [0]``)."""
+    return [(f"{key}[{i}]", f"a window is at least 1 row, not {w}")
+            for key, ws in (("windows", spec.windows), ("diff_windows", spec.diff_windows))
+            for i, w in enumerate(ws) if w < 1]
 
 
-def _pick_time_col(df: pd.DataFrame, time_col: str | None, path: Path) -> str:
-    if time_col is not None:
-        if time_col not in df.columns:
-            raise DataError("--time-col", f"no column {time_col!r}; columns are {list(df.columns)}")
-        return time_col
-    for c in df.columns:
-        if str(c).strip().lower() in TIME_NAMES:
-            return str(c)
-    first = str(df.columns[0])
-    if _is_datetime_column(df[first]):
-        return first
-    sample = next((v for v in df[first] if str(v).strip()), "")
-    raise DataError(str(path), f"no time column: none is named {'/'.join(TIME_NAMES)} and the first column "
-                               f"{first!r} does not hold ISO-8601 date/times (first value {sample!r}); "
-                               "name the time column with --time-col C (numbers there are read as "
-                               "seconds), or pass --no-time to score the rows in file order with the "
-                               "row index as time")
+class _Unsorted(Exception):
+    """A row earlier than the row before it: the file goes through the sort."""
 
 
-def _parse_times(raw: pd.Series, name: str) -> np.ndarray:
-    as_num = pd.to_numeric(raw, errors="coerce")
-    if as_num.notna().all():
-        return np.asarray(as_num.to_numpy(dtype=np.float64))  # epoch seconds (or any numeric clock)
-    parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if len(bad):
-        raise DataError(f"column {name!r}",
-                        f"unparseable timestamp {raw.iloc[bad[0]]!r} on line {bad[0] + 2}")
-    secs = parsed.dt.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64) / 1e6
-    return np.asarray(secs, dtype=np.float64)
+@dataclass
+class _Plan:
+    """What a pass over the file reads: the time column(s), the candidate value columns."""
+
+    path: Path
+    header: list[str]
+    time_cols: list[str] | None
+    candidates: list[str]
+    named: bool
+    """The candidates are ``--columns`` (each must hold a number), not the default."""
+    decimal: str
+    time_format: str | None
+    first: pd.DataFrame
+    """The file's first rows as text (hints: decimal commas)."""
+    nonfinite: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    parser: TimeParser | None = None
+
+    def rows(self, chunks: Iterable[RawChunk]) -> Iterator[Rows]:
+        """Parsed rows of a pass (a fresh time parser and counts each pass)."""
+        self.parser = TimeParser(self.time_cols, self.time_format) if self.time_cols else None
+        self.nonfinite = np.zeros(len(self.candidates), dtype=np.int64)
+        for raw in chunks:
+            values = np.column_stack([_numeric(raw.frame[c], self.decimal) for c in self.candidates])
+            bad = np.isinf(values) | (np.abs(values) > MAX_ABS)
+            if bad.any():
+                self.nonfinite += bad.sum(axis=0)
+                values[bad] = np.nan
+            if self.parser is None:
+                text = raw.rows.astype(str).astype(object)
+                secs = raw.rows.astype(np.float64)
+            else:
+                series = self.parser.text(raw.frame)
+                secs = self.parser.seconds(series, raw.lines)
+                text = series.to_numpy(dtype=object)
+            yield Rows(text, secs, values, raw.lines, raw.rows)
+
+    def choose(self, warm: FloatArray, warmup: int) -> tuple[list[int], list[str]]:
+        """(indexes of the scored candidates, left-out names) from the warm-up rows' values."""
+        has = [bool(np.isfinite(col).any()) for col in warm.T]
+        empty = [c for c, h in zip(self.candidates, has, strict=True) if not h]
+        why = _not_numbers(self.first, empty, self.decimal)
+        if why:
+            raise DataError(str(self.path), why)
+        if self.named and empty:
+            raise DataError(f"column(s) {empty}", f"no numeric value in the {warmup} warm-up rows")
+        keep = [i for i, h in enumerate(has) if h]
+        if not keep:
+            besides = f" besides the time column {','.join(self.time_cols)!r}" if self.time_cols else ""
+            raise DataError(str(self.path), f"no numeric value column{besides} in the {warmup} warm-up rows")
+        return keep, empty
 
 
-def _numeric(raw: pd.Series, decimal: str) -> pd.Series:
+def _numeric(raw: pd.Series, decimal: str) -> FloatArray:
     text = raw.str.strip().replace("", np.nan)
     if decimal != ".":
         text = text.str.replace(decimal, ".", regex=False)
-    return pd.to_numeric(text, errors="coerce")
+    return np.asarray(pd.to_numeric(text, errors="coerce"), dtype=np.float64)
 
 
-def _not_numbers(df: pd.DataFrame, cols: list[str], decimal: str) -> str:
+def _not_numbers(first: pd.DataFrame, cols: list[str], decimal: str) -> str:
     """Why the columns ``cols`` hold no number: decimal commas if they look like it."""
     for c in cols:
-        sample = next((v for v in df[c] if _DECIMAL_COMMA.fullmatch(str(v).strip())), None)
+        sample = next((v for v in first[c] if _DECIMAL_COMMA.fullmatch(str(v).strip())), None)
         if sample is not None and decimal != ",":
             return (f"values are not numbers: column {c!r} has {sample!r}; decimal commas? pass "
                     "--decimal ',' (or convert them to decimal points)")
     return ""
 
 
-def read_table(path: Path, sep: str, time_col: str | None, columns: list[str] | None, *,
-               no_time: bool = False, decimal: str = "."
-               ) -> tuple[pd.Series, np.ndarray, pd.DataFrame, int, str | None]:
-    """(timestamp text, seconds, numeric values, out-of-order rows, time column), sorted by time
-    (``no_time``: file order, the row index as timestamp text and seconds, time column None)."""
-    # several characters: the python engine, told so (pandas warns when it falls back by itself);
-    # it reads a separator as a regular expression, so escape it to keep it literal
-    engine: Any = "python" if len(sep) > 1 else "c"
-    try:
-        df = pd.read_csv(path, sep=re.escape(sep) if len(sep) > 1 else sep, engine=engine, dtype=str,
-                         keep_default_na=False)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise DataError(str(path), f"cannot read CSV: {exc}{_sep_hint(path, sep)}") from exc
-    if df.empty:
-        raise DataError(str(path), "no data rows")
-    if len(df.columns) == 1 and (hint := _sep_hint(path, sep)):
-        raise DataError(str(path), f"one column only with separator {sep!r}{hint}")
+def _plan(path: Path, header: list[str], first: pd.DataFrame, *, time_col: str | None,
+          columns: list[str] | None, exclude: list[str] | None, no_time: bool, decimal: str,
+          time_format: str | None) -> _Plan:
     if no_time:
         if time_col is not None:
             raise DataError("--no-time", "cannot be combined with --time-col")
-        tcol = None
+        tcols = None
     else:
-        tcol = _pick_time_col(df, time_col, path)
-    if columns:
-        missing = [c for c in columns if c not in df.columns]
+        tcols = time_columns(time_col, header) or [pick_time_column(header, first, str(path))]
+    for option, names in (("--columns", columns), ("--exclude", exclude)):
+        missing = [c for c in names or [] if c not in header]
         if missing:
-            raise DataError("--columns", f"no column(s) {missing}; columns are {list(df.columns)}")
-        if tcol in columns:
-            raise DataError("--columns", f"{tcol!r} is the time column, not a value column")
-        cols = columns
-        empty = [c for c in cols if not _numeric(df[c], decimal).notna().any()]
-        if empty and (why := _not_numbers(df, empty, decimal)):
-            raise DataError(str(path), why)
+            raise DataError(option, f"no column(s) {missing}; columns are {header}")
+    if columns:
+        clash = [c for c in columns if c in (tcols or [])]
+        if clash:
+            raise DataError("--columns", f"{clash[0]!r} is the time column, not a value column")
+        candidates = list(columns)
     else:
-        candidates = [str(c) for c in df.columns if c != tcol]
-        cols = [c for c in candidates if _numeric(df[c], decimal).notna().any()]
-        if not cols:
-            besides = f" besides the time column {tcol!r}" if tcol is not None else ""
-            why = _not_numbers(df, candidates, decimal)
-            raise DataError(str(path), f"no numeric value column{besides}" + (f": {why}" if why else ""))
-    values = df[cols].apply(lambda s: _numeric(s, decimal)).astype(float)
-    if tcol is None:
-        index = np.arange(len(df))
-        return (pd.Series([str(i) for i in index]), index.astype(np.float64), values.reset_index(drop=True),
-                0, None)
-    secs = _parse_times(df[tcol], tcol)
-    order = np.argsort(secs, kind="stable")
-    out_of_order = int((order != np.arange(len(order))).sum())
-    return (df[tcol].iloc[order].reset_index(drop=True), secs[order],
-            values.iloc[order].reset_index(drop=True), out_of_order, tcol)
+        candidates = [c for c in header if c not in (tcols or []) and c not in (exclude or [])]
+        if not candidates:
+            raise DataError("--exclude" if exclude else str(path), "no value column left to score")
+    return _Plan(path, header, tcols, candidates, bool(columns), decimal, time_format, first)
 
 
 def score_csv(path: Path, out: TextIO, *, sep: str = ",", time_col: str | None = None,
               columns: list[str] | None = None, warmup: int = 400, max_gap: float | None = None,
               spec: ModelSpec | None = None, chunk: int = 65536, no_time: bool = False,
-              decimal: str = ".") -> ScoreSummary:
-    """Score ``path`` and write ``timestamp,score,is_anomaly`` rows to ``out``; see module docstring."""
-    check_options(sep=sep, warmup=warmup, decimal=decimal, max_gap=max_gap)
-    times, secs, values, out_of_order, tcol = read_table(path, sep, time_col, columns, no_time=no_time,
-                                                         decimal=decimal)
-    n = len(values)
-    if n <= warmup:
-        raise DataError(str(path), f"{n} rows, but the warm-up alone needs {warmup}; lower --warmup")
-    cols = [str(c) for c in values.columns]
-    arr = values.to_numpy(dtype=np.float64)
-    warm = arr[:warmup]
-    med = np.array([float(np.median(c[~np.isnan(c)])) if (~np.isnan(c)).any() else math.nan for c in warm.T])
-    empty = [c for c, m in zip(cols, med, strict=True) if math.isnan(m)]
-    if empty:
-        raise DataError(f"column(s) {empty}", f"no numeric value in the {warmup} warm-up rows")
-    filled, imputed = _forward_fill(arr, med)
-    step = np.diff(secs[:warmup])
-    gap_limit = max_gap if max_gap is not None else 10.0 * float(np.median(step[step > 0]) if (step > 0).any()
-                                                                 else 1.0)
-    model = AnomalyModel(spec=spec or ModelSpec()).fit(filled[:warmup], columns=cols)
-    summary = ScoreSummary(rows=n, warmup_rows=warmup, columns=cols, time_column=tcol,
-                           out_of_order_rows=out_of_order,
-                           imputed_cells=dict(zip(cols, imputed, strict=True)), threshold=model.threshold,
-                           constant_columns=[c for c, s in zip(cols, np.ptp(filled[:warmup], axis=0),
-                                                               strict=True) if s == 0])
-    scorer = model.stream()
-    scorer.push(filled[:warmup])
-    out.write("timestamp,score,is_anomaly\n")
-    for i in range(warmup):
-        out.write(f"{_csv_text(times.iloc[i])},0.000000,0\n")
-    gap_after = np.zeros(n, dtype=bool)
-    gap_after[1:] = np.diff(secs) > gap_limit
-    for start in range(warmup, n, chunk):
-        stop = min(start + chunk, n)
-        resets = gap_after[start:stop]
-        summary.gaps += int(resets.sum())
-        res = scorer.push(filled[start:stop], resets=resets)
-        summary.anomalous_rows += int(res.flag.sum())
-        out.writelines(f"{_csv_text(times.iloc[start + k])},{s:.6f},{int(f)}\n"
-                       for k, (s, f) in enumerate(zip(res.score, res.flag, strict=True)))
+              decimal: str = ".", time_format: str | None = None, encoding: str = "utf-8",
+              exclude: list[str] | None = None) -> ScoreSummary:
+    """Score ``path`` and write ``timestamp,score,is_anomaly`` rows to ``out``; see module docstring.
+
+    ``out`` is written as the rows are scored; if it cannot be rewound (a pipe, a file opened for
+    appending), the output is kept in a temporary file and copied to ``out`` at the end (an
+    unsorted input restarts it). A failure part-way leaves what was written in ``out``: the
+    command writes into a temporary file it removes then."""
+    check_options(sep=sep, warmup=warmup, decimal=decimal, max_gap=max_gap, time_format=time_format,
+                  no_time=no_time, encoding=encoding)
+    csv = open_csv(path, sep, encoding)
+    chunks = csv.chunks()
+    first = next(chunks, None)
+    if first is None:
+        raise DataError(str(path), "no data rows")
+    plan = _plan(path, csv.header, first.frame, time_col=time_col, columns=columns, exclude=exclude,
+                 no_time=no_time, decimal=decimal, time_format=time_format)
+    scoring = _Scoring(plan, warmup=warmup, chunk=chunk, max_gap=max_gap, spec=spec or ModelSpec())
+    with _rewindable(out) as target:
+        start = target.tell()
+        try:
+            summary = scoring.run(target, _in_order(plan.rows(itertools.chain([first], chunks))))
+        except _Unsorted:
+            chunks.close()
+            target.seek(start)
+            target.truncate()
+            with RunSorter(len(plan.candidates)) as sorter:
+                for rows in plan.rows(csv.chunks()):
+                    sorter.add(rows)
+                summary = scoring.run(target, sorter.merged())
+    summary.blank_lines = csv.blank_rows
     return summary
 
 
-def _forward_fill(arr: np.ndarray, initial: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """Fill NaNs with the last seen value per column (``initial`` before the first)."""
-    nan = np.isnan(arr)
-    filled = pd.DataFrame(np.vstack([initial[None, :], arr])).ffill().to_numpy()[1:]
-    return filled, [int(x) for x in nan.sum(axis=0)]
+@contextmanager
+def _rewindable(out: TextIO) -> Iterator[TextIO]:
+    """``out`` if it can be rewound (a file, a StringIO), else a temporary file copied to it at
+    the end (a pipe; a file opened for appending, as by ``>>``: its position says nothing of
+    the content before it)."""
+    if _can_rewind(out):
+        yield out
+        return
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
+        yield spool
+        spool.seek(0)
+        shutil.copyfileobj(spool, out)
 
 
-def _csv_text(value: Any) -> str:
-    text = str(value)
-    if any(ch in text for ch in ',"\n'):
+def _can_rewind(out: TextIO) -> bool:
+    try:
+        if not out.seekable():
+            return False
+        out.tell()
+    except (OSError, ValueError):
+        return False
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):  # in memory (io.UnsupportedOperation is both)
+        return True
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the flag cannot be read
+        return False
+    return not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+
+
+def _in_order(blocks: Iterable[Rows]) -> Iterator[Rows]:
+    """The rows as they come; :class:`_Unsorted` at the first row earlier than the one before."""
+    last = -np.inf
+    for rows in blocks:
+        if len(rows) and (rows.secs[0] < last or (np.diff(rows.secs) < 0).any()):
+            raise _Unsorted
+        if len(rows):
+            last = float(rows.secs[-1])
+        yield rows
+
+
+class _Scoring:
+    """One scoring pass over rows in time order: fit on the warm-up rows, then push fixed-size
+    chunks (the same chunk boundaries whatever the input's reading or sorting: results are the
+    same for a file in order and for the same rows shuffled)."""
+
+    def __init__(self, plan: _Plan, *, warmup: int, chunk: int, max_gap: float | None,
+                 spec: ModelSpec) -> None:
+        self.plan, self.warmup, self.chunk, self.max_gap, self.spec = plan, warmup, chunk, max_gap, spec
+
+    def run(self, out: TextIO, blocks: Iterator[Rows]) -> ScoreSummary:
+        plan, warmup = self.plan, self.warmup
+        head = _take(blocks, warmup + 1, str(plan.path))
+        if len(head) <= warmup:
+            raise DataError(str(plan.path), f"{len(head)} rows, but scoring needs more rows than the "
+                                            f"warm-up's {warmup} (the model's training rows); lower --warmup")
+        keep, left_out = plan.choose(head.values[:warmup], warmup)
+        cols = [plan.candidates[i] for i in keep]
+        warm = head.values[:warmup, keep]
+        med = np.array([float(np.median(c[~np.isnan(c)])) for c in warm.T])
+        filled, last = _ffill(warm, med)
+        model = AnomalyModel(spec=self.spec).fit(filled, columns=cols)
+        s = ScoreSummary(warmup_rows=warmup, columns=cols, left_out=left_out,
+                         time_column=",".join(plan.time_cols) if plan.time_cols else None,
+                         threshold_floored=_floor_threshold(model, filled),
+                         constant_columns=[c for c, p in zip(cols, np.ptp(filled, axis=0), strict=True)
+                                           if p == 0],
+                         binary_columns=[c for c, col in zip(cols, warm.T, strict=True)
+                                         if np.isin(col[~np.isnan(col)], (0.0, 1.0)).all()])
+        s.threshold = model.threshold
+        missing = np.isnan(warm).sum(axis=0)
+        step = np.diff(head.secs[:warmup])
+        gap_limit = self.max_gap if self.max_gap is not None else 10.0 * float(
+            np.median(step[step > 0]) if (step > 0).any() else 1.0)
+        s.duplicate_timestamps = int((step == 0).sum())
+        scorer = model.stream()
+        scorer.push(filled)
+        out.write("timestamp,score,is_anomaly\n")
+        _write(out, head.text[:warmup], None, None)
+        s.rows = warmup
+        s.out_of_order_rows = int((head.rows[:warmup] != np.arange(warmup)).sum())
+        prev = float(head.secs[warmup - 1])
+        for rows in _reblock(itertools.chain([_slice(head, warmup, len(head))], blocks), self.chunk):
+            values = rows.values[:, keep]
+            missing += np.isnan(values).sum(axis=0)
+            filled, last = _ffill(values, last)
+            step = np.diff(np.r_[prev, rows.secs])
+            prev = float(rows.secs[-1])
+            resets = step > gap_limit
+            s.gaps += int(resets.sum())
+            s.duplicate_timestamps += int((step == 0).sum())
+            s.out_of_order_rows += int((rows.rows != np.arange(s.rows, s.rows + len(rows))).sum())
+            s.rows += len(rows)
+            res = scorer.push(filled, resets=resets)
+            s.anomalous_rows += int(res.flag.sum())
+            _write(out, rows.text, res.score, res.flag)
+        s.imputed_cells = dict(zip(cols, (int(m) for m in missing), strict=True))
+        s.nonfinite_cells = {c: int(plan.nonfinite[i]) for c, i in zip(cols, keep, strict=True)}
+        s.time_hint = self._time_hint(s)
+        return s
+
+    def _time_hint(self, s: ScoreSummary) -> str:
+        parser, tcols = self.plan.parser, self.plan.time_cols
+        if parser is None or tcols is None or parser.kind == "number" or not parser.date_only:
+            return ""
+        others = [c for c in other_time_names(self.plan.header, tcols) if c not in s.columns]
+        if not others:
+            return ""
+        return (f"the time column {tcols[0]!r} holds dates only; column {others[0]!r} may hold the time "
+                f"of day: --time-col {','.join([*tcols, others[0]])} joins them")
+
+
+def _floor_threshold(model: AnomalyModel, warm: FloatArray) -> bool:
+    """When every training score is 0 (the fit's 1e-12 fallback: each column constant in the
+    warm-up), set the threshold to the score of one feature moving by its scale floor
+    (``rel_floor`` × its level, 1e-6 at a zero level) — the smallest change the model resolves —
+    so a change below the floor stays below the threshold. True if it did."""
+    if model.threshold > DEGENERATE or model.detector is None:
+        return False
+    feats = MultiScaleMeans(model.spec.windows, model.spec.diff_windows).transform(warm)
+    level = np.median(feats, axis=0)
+    rel = float(getattr(model.detector, "rel_floor", DEFAULT_DETECTOR_PARAMS["rel_floor"]))
+    probes = level[None, :] + np.diag(np.maximum(rel * np.abs(level), 1e-6))
+    floor = float(np.min(model.detector.score(probes)))
+    if not np.isfinite(floor) or floor <= DEGENERATE:
+        return False
+    model.threshold = floor
+    return True
+
+
+def _take(blocks: Iterator[Rows], n: int, where: str) -> Rows:
+    """At least ``n`` rows from ``blocks`` (fewer only if they end), as one block."""
+    got: list[Rows] = []
+    count = 0
+    while count < n:
+        rows = next(blocks, None)
+        if rows is None:
+            break
+        got.append(rows)
+        count += len(rows)
+    if not got:
+        raise DataError(where, "no data rows")
+    return _concat(got)
+
+
+def _reblock(blocks: Iterable[Rows], size: int) -> Iterator[Rows]:
+    """The rows in blocks of exactly ``size`` (the last one shorter)."""
+    pending: list[Rows] = []
+    count = 0
+    for rows in blocks:
+        if not len(rows):
+            continue
+        pending.append(rows)
+        count += len(rows)
+        while count >= size:
+            joined = _concat(pending)
+            yield _slice(joined, 0, size)
+            rest = _slice(joined, size, len(joined))
+            pending, count = ([rest] if len(rest) else []), len(rest)
+    if count:
+        yield _concat(pending)
+
+
+def _concat(parts: Sequence[Rows]) -> Rows:
+    if len(parts) == 1:
+        return parts[0]
+    return Rows(np.concatenate([p.text for p in parts]), np.concatenate([p.secs for p in parts]),
+                np.concatenate([p.values for p in parts]), np.concatenate([p.lines for p in parts]),
+                np.concatenate([p.rows for p in parts]))
+
+
+def _slice(rows: Rows, a: int, b: int) -> Rows:
+    return Rows(rows.text[a:b], rows.secs[a:b], rows.values[a:b], rows.lines[a:b], rows.rows[a:b])
+
+
+def _ffill(arr: FloatArray, last: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """NaNs replaced by the last value above them per column (``last`` before the first row);
+    also the last row's values, to continue with the next chunk."""
+    if not len(arr):
+        return arr, last
+    if np.isnan(arr).any():
+        full = np.vstack([last[None, :], arr])
+        index = np.where(np.isnan(full), 0, np.arange(len(full))[:, None])
+        np.maximum.accumulate(index, axis=0, out=index)
+        arr = full[index, np.arange(full.shape[1])[None, :]][1:]
+    return arr, arr[-1].copy()
+
+
+def _write(out: TextIO, text: np.ndarray, score: FloatArray | None, flag: np.ndarray | None) -> None:
+    """``timestamp,score,is_anomaly`` lines (warm-up rows: ``score`` None, written as 0)."""
+    texts = [t.decode("utf-8") for t in text.tolist()] if text.dtype.kind == "S" else text.tolist()
+    joined = "\0".join(texts)
+    if "," in joined or '"' in joined or "\n" in joined or "\r" in joined:
+        texts = [_csv_text(t) for t in texts]
+    if score is None or flag is None:
+        out.writelines(f"{t},0.000000,0\n" for t in texts)
+        return
+    shown = np.minimum(np.nan_to_num(score, nan=SATURATED), SATURATED).tolist()
+    out.writelines(f"{t},{v:.6f},{f}\n" for t, v, f in zip(texts, shown, flag.astype(np.int8).tolist(),
+                                                             strict=True))
+
+
+def _csv_text(text: str) -> str:
+    if any(ch in text for ch in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text

@@ -87,7 +87,7 @@ def test_clear_errors(tmp_path: Path) -> None:
     df = write(tmp_path / "x.csv")
     with pytest.raises(DataError, match="--columns"):
         run(tmp_path / "x.csv", columns=["nope"])
-    with pytest.raises(DataError, match="warm-up alone needs"):
+    with pytest.raises(DataError, match="900 rows, but scoring needs more rows than the warm-up's 5000"):
         run(tmp_path / "x.csv", warmup=5000)
     df.loc[5, "time"] = "not a time"
     df.to_csv(tmp_path / "bad.csv", index=False)
@@ -97,7 +97,7 @@ def test_clear_errors(tmp_path: Path) -> None:
     df.loc[:400, "b"] = np.nan
     df.to_csv(tmp_path / "y.csv", index=False)
     with pytest.raises(DataError, match="no numeric value in the 300 warm-up rows"):
-        run(tmp_path / "y.csv", warmup=300)
+        run(tmp_path / "y.csv", warmup=300, columns=["a", "b", "c"])  # named: refused; default: left out
 
 
 def test_cli_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -243,7 +243,7 @@ def test_usage_errors_exit_2_data_errors_exit_1(tmp_path: Path, capsys: pytest.C
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and text in err, (args, err)
     assert score_cli(x, "--warmup", "5000", "--out", out) == 1  # the file is too short: data
-    assert "warm-up alone needs 5000" in capsys.readouterr().err
+    assert "more rows than the warm-up's 5000" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
 
 
