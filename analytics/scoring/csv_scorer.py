@@ -35,9 +35,12 @@ Contract (each rule is tested):
   and UTF-8-with-BOM files); a file that does not decode is an error naming ``--encoding``.
 * **Unsorted input** is stably sorted by time (equal timestamps keep file order) with an external
   merge sort in temporary files (:mod:`analytics.scoring.csv_sort`): memory stays bounded, the
-  temporary directory needs about the parsed file's size. The rows are first scored as they come;
-  at the first row earlier than the one before it, the output written so far is discarded and the
-  file is read again through the sort. The number of rows out of place is reported. Rows with the
+  temporary directory needs about the parsed file's size. Into an output that can be rewound (a
+  file), the rows are first scored as they come; at the first row earlier than the one before it,
+  the output written so far is discarded and the file is read again through the sort. Into one
+  that cannot (a pipe), a first pass reads the time column only, then the rows are scored as
+  they come if in order, else through the sort: the output is streamed either way, never kept
+  whole. The number of rows out of place is reported. Rows with the
   same timestamp as the row before are counted and reported (a date-only time column beside a
   time-of-day column is named, with ``--time-col Date,Time``).
 * **Missing values (NaN, empty, non-numeric)** are replaced by the column's last seen value; before
@@ -62,10 +65,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -76,7 +76,7 @@ import pandas as pd
 from analytics.detectors.base import FloatArray
 from analytics.errors import DataError
 from analytics.features import MultiScaleMeans
-from analytics.scoring.csv_reader import RawChunk, check_encoding, open_csv
+from analytics.scoring.csv_reader import CsvFile, RawChunk, check_encoding, open_csv
 from analytics.scoring.csv_sort import Rows, RunSorter
 from analytics.scoring.csv_time import TimeParser, other_time_names, pick_time_column, time_columns
 from analytics.scoring.model import DEFAULT_DETECTOR_PARAMS, AnomalyModel, ModelSpec
@@ -239,6 +239,27 @@ class _Plan:
                 text = series.to_numpy(dtype=object)
             yield Rows(text, secs, values, raw.lines, raw.rows)
 
+    def in_time_order(self, csv: CsvFile) -> bool:
+        """Whether the rows are in time order, reading and parsing their time column(s) only (no
+        values, no scoring); a time value that does not parse is the same error as in :meth:`rows`.
+        A row empty in the time column(s) (a blank line, or an empty time: an error) makes it
+        check again reading whole rows, so that the error is raised here too."""
+        if not self.time_cols:
+            return True  # ``no_time``: the row index is the time
+        if not self._time_order(csv.chunks(columns=self.time_cols), self.time_cols):
+            return False  # the sort reads every row before writing: any error comes first
+        return not csv.blank_rows or self._time_order(csv.chunks(), self.time_cols)
+
+    def _time_order(self, chunks: Iterable[RawChunk], time_cols: list[str]) -> bool:
+        parser = TimeParser(time_cols, self.time_format)
+        last = -np.inf
+        for raw in chunks:
+            secs = parser.seconds(parser.text(raw.frame), raw.lines)
+            if _earlier(secs, last):
+                return False
+            last = float(secs[-1]) if len(secs) else last
+        return True
+
     def choose(self, warm: FloatArray, warmup: int) -> tuple[list[int], list[str]]:
         """(indexes of the scored candidates, left-out names) from the warm-up rows' values."""
         has = [bool(np.isfinite(col).any()) for col in warm.T]
@@ -304,10 +325,13 @@ def score_csv(path: Path, out: TextIO, *, sep: str = ",", time_col: str | None =
               exclude: list[str] | None = None) -> ScoreSummary:
     """Score ``path`` and write ``timestamp,score,is_anomaly`` rows to ``out``; see module docstring.
 
-    ``out`` is written as the rows are scored; if it cannot be rewound (a pipe, a file opened for
-    appending), the output is kept in a temporary file and copied to ``out`` at the end (an
-    unsorted input restarts it). A failure part-way leaves what was written in ``out``: the
-    command writes into a temporary file it removes then."""
+    ``out`` is written as the rows are scored. If it can be rewound (a file, a StringIO), an
+    unsorted input found part-way restarts the output through the sort. If not (a pipe, a file
+    opened for appending, as by ``>>``: its position says nothing of the content before it), a
+    first pass parses the time column only: a file in time order is then scored straight into
+    ``out``, another through the sort (time errors are raised before anything is written). A
+    failure part-way leaves what was written in ``out``: the command writes into a temporary file
+    it removes then (not a pipe)."""
     check_options(sep=sep, warmup=warmup, decimal=decimal, max_gap=max_gap, time_format=time_format,
                   no_time=no_time, encoding=encoding)
     csv = open_csv(path, sep, encoding)
@@ -318,34 +342,31 @@ def score_csv(path: Path, out: TextIO, *, sep: str = ",", time_col: str | None =
     plan = _plan(path, csv.header, first.frame, time_col=time_col, columns=columns, exclude=exclude,
                  no_time=no_time, decimal=decimal, time_format=time_format)
     scoring = _Scoring(plan, warmup=warmup, chunk=chunk, max_gap=max_gap, spec=spec or ModelSpec())
-    with _rewindable(out) as target:
-        start = target.tell()
+    if _can_rewind(out):  # the first row out of order restarts the output through the sort
+        start = out.tell()
         try:
-            summary = scoring.run(target, _in_order(plan.rows(itertools.chain([first], chunks))))
+            summary = scoring.run(out, _in_order(plan.rows(itertools.chain([first], chunks))))
         except _Unsorted:
             chunks.close()
-            target.seek(start)
-            target.truncate()
-            with RunSorter(len(plan.candidates)) as sorter:
-                for rows in plan.rows(csv.chunks()):
-                    sorter.add(rows)
-                summary = scoring.run(target, sorter.merged())
+            out.seek(start)
+            out.truncate()
+            summary = _sorted_run(csv, plan, scoring, out)
+    else:  # not a file (a pipe): a first pass reads the times, then the output is streamed
+        chunks.close()
+        if plan.in_time_order(csv):
+            summary = scoring.run(out, plan.rows(csv.chunks()))
+        else:
+            summary = _sorted_run(csv, plan, scoring, out)
     summary.blank_lines = csv.blank_rows
     return summary
 
 
-@contextmanager
-def _rewindable(out: TextIO) -> Iterator[TextIO]:
-    """``out`` if it can be rewound (a file, a StringIO), else a temporary file copied to it at
-    the end (a pipe; a file opened for appending, as by ``>>``: its position says nothing of
-    the content before it)."""
-    if _can_rewind(out):
-        yield out
-        return
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
-        yield spool
-        spool.seek(0)
-        shutil.copyfileobj(spool, out)
+def _sorted_run(csv: CsvFile, plan: _Plan, scoring: _Scoring, out: TextIO) -> ScoreSummary:
+    """A scoring pass over the file's rows sorted by (time, file row) by the external sort."""
+    with RunSorter(len(plan.candidates)) as sorter:
+        for rows in plan.rows(csv.chunks()):
+            sorter.add(rows)
+        return scoring.run(out, sorter.merged())
 
 
 def _can_rewind(out: TextIO) -> bool:
@@ -370,11 +391,16 @@ def _in_order(blocks: Iterable[Rows]) -> Iterator[Rows]:
     """The rows as they come; :class:`_Unsorted` at the first row earlier than the one before."""
     last = -np.inf
     for rows in blocks:
-        if len(rows) and (rows.secs[0] < last or (np.diff(rows.secs) < 0).any()):
+        if _earlier(rows.secs, last):
             raise _Unsorted
         if len(rows):
             last = float(rows.secs[-1])
         yield rows
+
+
+def _earlier(secs: FloatArray, last: float) -> bool:
+    """Whether a time in ``secs`` is earlier than the one before it (``last`` before the first)."""
+    return bool(len(secs)) and bool(secs[0] < last or (np.diff(secs) < 0).any())
 
 
 class _Scoring:
@@ -530,12 +556,13 @@ def _write(out: TextIO, text: np.ndarray, score: FloatArray | None, flag: np.nda
     joined = "\0".join(texts)
     if "," in joined or '"' in joined or "\n" in joined or "\r" in joined:
         texts = [_csv_text(t) for t in texts]
+    # one write a block: a line at a time, sys.stdout (write-through) made a system call a line
     if score is None or flag is None:
-        out.writelines(f"{t},0.000000,0\n" for t in texts)
+        out.write("".join(f"{t},0.000000,0\n" for t in texts))
         return
     shown = np.minimum(np.nan_to_num(score, nan=SATURATED), SATURATED).tolist()
-    out.writelines(f"{t},{v:.6f},{f}\n" for t, v, f in zip(texts, shown, flag.astype(np.int8).tolist(),
-                                                             strict=True))
+    out.write("".join(f"{t},{v:.6f},{f}\n" for t, v, f in zip(texts, shown, flag.astype(np.int8).tolist(),
+                                                                  strict=True)))
 
 
 def _csv_text(text: str) -> str:
