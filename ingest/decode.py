@@ -42,6 +42,7 @@ from zhizao.wirerules import KindCache, uniform_values_ok
 
 _FLOAT_ONLY: Final = frozenset({float})
 _VTYPE: Final = {float: "f", int: "i", bool: "b", str: "s"}
+_GZIP_MAGIC: Final = b"\x1f\x8b"
 _SERIES_RUN: Final = 8
 """Values per series (on average) from which checking them series by series beats row by row."""
 _VECTOR_MIN: Final = 48
@@ -117,15 +118,17 @@ class Decoder:
         self._seconds: dict[str, int] = {}
         self._cache_size = cache_size
 
-    def decode(self, data: bytes, *, max_bytes: int) -> DecodedBatch:
-        """Decode ``data`` (JSON, possibly gzip); raises ``WireFormatError`` for a bad envelope."""
+    def decode(self, data: bytes | memoryview, *, max_bytes: int) -> DecodedBatch:
+        """Decode ``data`` (JSON, possibly gzip; a bulk request's line is a view of its body, read
+        without a copy); raises ``WireFormatError`` for a bad envelope."""
         if len(data) > max_bytes:
             raise TooLarge(f"document is larger than {max_bytes} bytes")
-        raw = decompress(data, max_bytes=max_bytes)
+        raw = data if type(data) is memoryview and data[:2].tobytes() != _GZIP_MAGIC else \
+            decompress(bytes(data), max_bytes=max_bytes)
         try:
             return self._fast(raw)
         except _Slow:
-            return _reference(raw, max_bytes)
+            return _reference(bytes(raw), max_bytes)
 
     def _epoch_us(self, text: str) -> int:
         """Microseconds since the epoch of ``text``, exactly as ``zhizao.wire.parse_ts`` reads it.
@@ -173,7 +176,7 @@ class Decoder:
         except ValueError:
             raise _Slow from None
 
-    def _fast(self, raw: bytes) -> DecodedBatch:
+    def _fast(self, raw: bytes | memoryview) -> DecodedBatch:
         try:
             doc = _SHAPE.decode(raw)
         except msgspec.DecodeError:

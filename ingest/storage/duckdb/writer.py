@@ -20,25 +20,62 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from ingest.storage.base import BatchKey, SampleFrame, WriteResult
 from ingest.storage.duckdb.schema import COLUMNS, UPSERT_SIGNALS
 
-_SCHEMA = pa.schema([
-    ("ts", pa.timestamp("us")), ("asset", pa.string()), ("signal", pa.string()), ("vtype", pa.string()),
-    ("value", pa.float64()), ("value_str", pa.string()), ("unit", pa.string()), ("quality", pa.string()),
-])
+_TS = pa.timestamp("us")
+_SCHEMA = pa.schema(list(zip(COLUMNS, [_TS, pa.string(), pa.string(), pa.string(), pa.float64(), pa.string(),
+                                         pa.string(), pa.string()], strict=True)))
+"""The ``samples`` columns, in their order: a table of it is inserted by position."""
 
 
 def frame_to_arrow(frame: SampleFrame) -> pa.Table:
-    """The Arrow table of ``frame`` with the ``samples`` column order."""
+    """The Arrow table of ``frame`` with the ``samples`` column order.
+
+    Timestamps go through numpy (``np.fromiter`` then a zero-copy view: 14 against 34 ns per
+    sample for ``pa.array`` of the list); a string column holding one value throughout — the
+    quality nearly always, the value type often — is that value repeated in C (3 against 28 ns
+    per sample; the check is a C-level ``list.count``, by identity for the decoder's shared
+    strings). Every other column is converted as is."""
+    n = len(frame)
     return pa.Table.from_arrays([
-        pa.array(frame.ts_us, pa.timestamp("us")), pa.array(frame.asset, pa.string()),
-        pa.array(frame.signal, pa.string()), pa.array(frame.vtype, pa.string()),
+        pa.array(np.fromiter(frame.ts_us, np.int64, n)).view(_TS), pa.array(frame.asset, pa.string()),
+        pa.array(frame.signal, pa.string()), _strings(frame.vtype),
         pa.array(frame.value, pa.float64()), pa.array(frame.value_str, pa.string()),
-        pa.array(frame.unit, pa.string()), pa.array(frame.quality, pa.string()),
+        pa.array(frame.unit, pa.string()), _strings(frame.quality),
     ], schema=_SCHEMA)
+
+
+def _strings(column: list[str]) -> pa.Array:
+    """``column`` as an Arrow string array: built in C when all its values are equal."""
+    if column and column.count(column[0]) == len(column):
+        return pa.repeat(pa.scalar(column[0], pa.string()), len(column))
+    return pa.array(column, pa.string())
+
+
+_BATCHES = pa.schema([
+    ("producer", pa.string()), ("batch_id", pa.string()), ("accepted", pa.int64()),
+    ("received", _TS),
+])
+
+
+ARROW_RECORDS = 32
+"""From this many dedup records in one commit on, they are inserted as an Arrow table rather than
+by ``INSERT ... VALUES`` with four parameters per batch: registering and scanning a table costs
+~0.8 ms more per statement (1.4 against 0.6 ms for one record), binding parameters ~35 µs per
+record (200 records: 2.3 against 6.9 ms; equal at ~30, measured with 90-sample batches)."""
+
+
+def _batches_table(keys: dict[BatchKey, int], received: datetime) -> pa.Table:
+    """The dedup records of ``keys`` (``{key: samples accepted}``), received at ``received``
+    (naive UTC), as an Arrow table with the ``batches`` column order."""
+    return pa.Table.from_arrays([
+        pa.array([k.producer for k in keys], pa.string()), pa.array([k.batch_id for k in keys], pa.string()),
+        pa.array(list(keys.values()), pa.int64()), pa.array([received] * len(keys), _TS),
+    ], schema=_BATCHES)
 
 
 @dataclass(slots=True)
@@ -112,18 +149,11 @@ class Writer:
         con.execute("BEGIN TRANSACTION")
         try:
             if table is not None:
-                con.register("_zz_frame", table)
-                try:
-                    con.execute(f"INSERT INTO samples SELECT {', '.join(COLUMNS)} FROM _zz_frame")
-                finally:
-                    con.unregister("_zz_frame")
+                # a relation, not a registered view + SQL: ~0.3 ms less per commit (1 batch: 0.9
+                # against 1.2 ms), the same for large groups
+                con.from_arrow(table).insert_into("samples")
             if now_keys:
-                received = datetime.now(UTC).replace(tzinfo=None)
-                params: list[Any] = []
-                for k, n in now_keys.items():
-                    params += [k.producer, k.batch_id, n, received]
-                values = ", ".join(["(?, ?, ?, ?)"] * len(now_keys))
-                con.execute(f"INSERT INTO batches VALUES {values}", params)
+                self._record(now_keys, datetime.now(UTC).replace(tzinfo=None))
             if due:
                 self._upsert_catalogue([*self._uncatalogued, *([table] if table is not None else [])])
             con.execute("COMMIT")
@@ -137,6 +167,22 @@ class Writer:
         elif table is not None:
             self._uncatalogued.append(table)
         return results
+
+    def _record(self, keys: dict[BatchKey, int], received: datetime) -> None:
+        """Insert the dedup records of ``keys`` (``{key: samples accepted}``), see :data:`ARROW_RECORDS`."""
+        con = self.con
+        if len(keys) >= ARROW_RECORDS:
+            con.register("_zz_batches", _batches_table(keys, received))
+            try:
+                con.execute("INSERT INTO batches SELECT producer, batch_id, accepted, received "
+                            "FROM _zz_batches")
+            finally:
+                con.unregister("_zz_batches")
+            return
+        params: list[Any] = []
+        for k, n in keys.items():
+            params += [k.producer, k.batch_id, n, received]
+        con.execute(f"INSERT INTO batches VALUES {', '.join(['(?, ?, ?, ?)'] * len(keys))}", params)
 
     def _upsert_catalogue(self, tables: list[pa.Table]) -> None:
         if not tables:
