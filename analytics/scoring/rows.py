@@ -150,7 +150,7 @@ async def aligned_rows(query: Callable[[SeriesQuery], Awaitable[Sequence[Series]
         out.carry_state = str(state.iloc[-1])
     if not numeric:
         return out
-    df = pd.concat(numeric, axis=1).reindex(columns=signals).sort_index().ffill()
+    df = pd.concat(numeric, axis=1, sort=True).reindex(columns=signals).sort_index().ffill()
     if carry is not None:
         df = df.fillna(pd.Series({c: carry[c] for c in signals if c in carry}, dtype=np.float64))
     df = df.dropna()
