@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -98,7 +101,7 @@ def score(args: argparse.Namespace) -> int:
         raise ConfigError(args.config, problems)
     if not args.file.exists():
         raise DataError(str(args.file), "no such file")
-    with output_to(args.out, args.file) as out:
+    with _terminated_as_exit(), output_to(args.out, args.file) as out:
         summary = score_csv(args.file, out, sep=sep, time_col=args.time_col, columns=columns,
                             exclude=exclude, warmup=args.warmup, max_gap=args.max_gap, spec=spec,
                             no_time=args.no_time, decimal=args.decimal, time_format=args.time_format,
@@ -106,6 +109,28 @@ def score(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line, file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _terminated_as_exit() -> Iterator[None]:
+    """SIGTERM (``kill``, a timeout, ``docker stop``) as ``SystemExit(143)`` (the status of a
+    command killed by it, no traceback) while the block runs, so that its context managers clean
+    up: the sort's temporary directory, the output's temporary file. A second SIGTERM during that
+    clean-up is ignored. The previous handler is restored after; outside the main thread (where
+    no handler can be set) nothing changes."""
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _when(text: str, flag: str) -> datetime:

@@ -29,20 +29,23 @@ Contract (each rule is tested):
   the summary. Columns holding only 0/1 in the warm-up are named too (label columns such as SKAB's
   ``anomaly``, ``changepoint`` are data to the scorer: leave them out with ``exclude``).
   ``decimal=","`` reads decimal commas (``1,5``). A file that seems to use another separator than
-  ``sep`` (a one-column header holding ``;``, tab, ``,`` or ``|``), or whose left-out values look
-  like decimal commas, is an error that says so and names the option to use. ``sep`` is literal
+  ``sep`` (a one-column header holding ``;``, tab, ``,`` or ``|``), or whose left-out columns hold
+  values that look like decimal commas **in the warm-up rows** (as the choice, a later row never
+  makes it an error), is an error that says so and names the option to use. ``sep`` is literal
   (several characters allowed). ``encoding`` (default UTF-8; a byte-order mark decides for UTF-16
   and UTF-8-with-BOM files); a file that does not decode is an error naming ``--encoding``.
 * **Unsorted input** is stably sorted by time (equal timestamps keep file order) with an external
   merge sort in temporary files (:mod:`analytics.scoring.csv_sort`): memory stays bounded, the
   temporary directory needs about the parsed file's size. Into an output that can be rewound (a
-  file), the rows are first scored as they come; at the first row earlier than the one before it,
-  the output written so far is discarded and the file is read again through the sort. Into one
-  that cannot (a pipe), a first pass reads the time column only, then the rows are scored as
-  they come if in order, else through the sort: the output is streamed either way, never kept
-  whole. The number of rows out of place is reported. Rows with the
-  same timestamp as the row before are counted and reported (a date-only time column beside a
-  time-of-day column is named, with ``--time-col Date,Time``).
+  regular file, an in-memory stream), the rows are first scored as they come; at the first row
+  earlier than the one before it, the output written so far is discarded and the file is read
+  again through the sort. Into any other (a pipe, a device such as ``/dev/null``, a file opened
+  for appending), a first pass reads the time column only, then the rows are scored as they come
+  if in order (checked again: a row going back then means the file changed between the passes,
+  an error), else through the sort: the output is streamed either way, never kept whole. The
+  number of rows out of place is reported. Rows with the same timestamp as the row before are
+  counted and reported (a date-only time column beside a time-of-day column is named, with
+  ``--time-col Date,Time``).
 * **Missing values (NaN, empty, non-numeric)** are replaced by the column's last seen value; before
   any value, by the column's warm-up median. ``inf``/``-inf`` and numbers beyond ±1e15 (overflow
   sentinels such as 1e308 or 3.4e38; the trailing sums lose a signal's digits next to them) count
@@ -65,6 +68,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,21 +219,21 @@ class _Plan:
     """The candidates are ``--columns`` (each must hold a number), not the default."""
     decimal: str
     time_format: str | None
-    first: pd.DataFrame
-    """The file's first rows as text (hints: decimal commas)."""
     nonfinite: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     parser: TimeParser | None = None
+    commas: dict[int, tuple[float, int, str]] = field(default_factory=dict)
+    """By candidate index: the earliest cell, by (time, file row), of the pass so far that is not
+    a number but looks like one with a decimal comma (``1,5``): its (seconds, row, text)."""
+    noting: bool = True
+    """Whether :meth:`rows` still notes such cells (off once the columns are chosen)."""
 
     def rows(self, chunks: Iterable[RawChunk]) -> Iterator[Rows]:
         """Parsed rows of a pass (a fresh time parser and counts each pass)."""
         self.parser = TimeParser(self.time_cols, self.time_format) if self.time_cols else None
         self.nonfinite = np.zeros(len(self.candidates), dtype=np.int64)
+        self.commas, self.noting = {}, self.decimal != ","
         for raw in chunks:
             values = np.column_stack([_numeric(raw.frame[c], self.decimal) for c in self.candidates])
-            bad = np.isinf(values) | (np.abs(values) > MAX_ABS)
-            if bad.any():
-                self.nonfinite += bad.sum(axis=0)
-                values[bad] = np.nan
             if self.parser is None:
                 text = raw.rows.astype(str).astype(object)
                 secs = raw.rows.astype(np.float64)
@@ -237,7 +241,31 @@ class _Plan:
                 series = self.parser.text(raw.frame)
                 secs = self.parser.seconds(series, raw.lines)
                 text = series.to_numpy(dtype=object)
+            if self.noting:
+                self._note_commas(raw, values, secs)
+            bad = np.isinf(values) | (np.abs(values) > MAX_ABS)
+            if bad.any():
+                self.nonfinite += bad.sum(axis=0)
+                values[bad] = np.nan
             yield Rows(text, secs, values, raw.lines, raw.rows)
+
+    def _note_commas(self, raw: RawChunk, values: FloatArray, secs: FloatArray) -> None:
+        """Update :attr:`commas` with this chunk's cells (not numbers) that look like decimal
+        commas. Chunks come in file order (rows ascending), so a chunk whose earliest time is not
+        before a column's noted one cannot hold an earlier cell of it."""
+        for j, c in enumerate(self.candidates):
+            idx = np.flatnonzero(np.isnan(values[:, j]))
+            noted = self.commas.get(j)
+            if not len(idx) or (noted is not None and secs[idx].min() >= noted[0]):
+                continue
+            cells = raw.frame[c].iloc[idx].str.strip()
+            hit = np.flatnonzero(cells.str.fullmatch(_DECIMAL_COMMA, na=False).to_numpy(dtype=bool))
+            if not len(hit):
+                continue
+            first = hit[np.argmin(secs[idx[hit]])]  # argmin: the first of equal times (file order)
+            key = (float(secs[idx[first]]), int(raw.rows[idx[first]]), str(cells.iloc[first]))
+            if noted is None or key[:2] < noted[:2]:
+                self.commas[j] = key
 
     def in_time_order(self, csv: CsvFile) -> bool:
         """Whether the rows are in time order, reading and parsing their time column(s) only (no
@@ -260,13 +288,19 @@ class _Plan:
             last = float(secs[-1]) if len(secs) else last
         return True
 
-    def choose(self, warm: FloatArray, warmup: int) -> tuple[list[int], list[str]]:
-        """(indexes of the scored candidates, left-out names) from the warm-up rows' values."""
+    def choose(self, warm: FloatArray, last: tuple[float, int], warmup: int) -> tuple[list[int], list[str]]:
+        """(indexes of the scored candidates, left-out names) from the warm-up rows' values;
+        ``last``: the (time, file row) of the last warm-up row. A column with no number in the
+        warm-up whose warm-up rows hold a decimal comma is an error naming ``--decimal`` (from
+        the warm-up rows only, as the choice: a row added later never makes it an error)."""
+        self.noting = False
         has = [bool(np.isfinite(col).any()) for col in warm.T]
         empty = [c for c, h in zip(self.candidates, has, strict=True) if not h]
-        why = _not_numbers(self.first, empty, self.decimal)
-        if why:
-            raise DataError(str(self.path), why)
+        for j, (secs, row, sample) in sorted(self.commas.items()):
+            if not has[j] and (secs, row) <= last:
+                raise DataError(str(self.path), f"values are not numbers: column {self.candidates[j]!r} "
+                                                f"has {sample!r}; decimal commas? pass --decimal ',' (or "
+                                                "convert them to decimal points)")
         if self.named and empty:
             raise DataError(f"column(s) {empty}", f"no numeric value in the {warmup} warm-up rows")
         keep = [i for i, h in enumerate(has) if h]
@@ -281,16 +315,6 @@ def _numeric(raw: pd.Series, decimal: str) -> FloatArray:
     if decimal != ".":
         text = text.str.replace(decimal, ".", regex=False)
     return np.asarray(pd.to_numeric(text, errors="coerce"), dtype=np.float64)
-
-
-def _not_numbers(first: pd.DataFrame, cols: list[str], decimal: str) -> str:
-    """Why the columns ``cols`` hold no number: decimal commas if they look like it."""
-    for c in cols:
-        sample = next((v for v in first[c] if _DECIMAL_COMMA.fullmatch(str(v).strip())), None)
-        if sample is not None and decimal != ",":
-            return (f"values are not numbers: column {c!r} has {sample!r}; decimal commas? pass "
-                    "--decimal ',' (or convert them to decimal points)")
-    return ""
 
 
 def _plan(path: Path, header: list[str], first: pd.DataFrame, *, time_col: str | None,
@@ -315,7 +339,7 @@ def _plan(path: Path, header: list[str], first: pd.DataFrame, *, time_col: str |
         candidates = [c for c in header if c not in (tcols or []) and c not in (exclude or [])]
         if not candidates:
             raise DataError("--exclude" if exclude else str(path), "no value column left to score")
-    return _Plan(path, header, tcols, candidates, bool(columns), decimal, time_format, first)
+    return _Plan(path, header, tcols, candidates, bool(columns), decimal, time_format)
 
 
 def score_csv(path: Path, out: TextIO, *, sep: str = ",", time_col: str | None = None,
@@ -325,9 +349,10 @@ def score_csv(path: Path, out: TextIO, *, sep: str = ",", time_col: str | None =
               exclude: list[str] | None = None) -> ScoreSummary:
     """Score ``path`` and write ``timestamp,score,is_anomaly`` rows to ``out``; see module docstring.
 
-    ``out`` is written as the rows are scored. If it can be rewound (a file, a StringIO), an
-    unsorted input found part-way restarts the output through the sort. If not (a pipe, a file
-    opened for appending, as by ``>>``: its position says nothing of the content before it), a
+    ``out`` is written as the rows are scored. If it can be rewound (a regular file, a StringIO),
+    an unsorted input found part-way restarts the output through the sort. If not (a pipe, a
+    device such as ``/dev/null``, a file opened for appending, as by ``>>``: its position says
+    nothing of the content before it), a
     first pass parses the time column only: a file in time order is then scored straight into
     ``out``, another through the sort (time errors are raised before anything is written). A
     failure part-way leaves what was written in ``out``: the command writes into a temporary file
@@ -351,10 +376,10 @@ def score_csv(path: Path, out: TextIO, *, sep: str = ",", time_col: str | None =
             out.seek(start)
             out.truncate()
             summary = _sorted_run(csv, plan, scoring, out)
-    else:  # not a file (a pipe): a first pass reads the times, then the output is streamed
+    else:  # not a file (a pipe, a device): a first pass reads the times, then the output is streamed
         chunks.close()
-        if plan.in_time_order(csv):
-            summary = scoring.run(out, plan.rows(csv.chunks()))
+        if plan.in_time_order(csv):  # checked again as the rows are scored: the file may change
+            summary = scoring.run(out, _in_order(plan.rows(csv.chunks()), changed=str(path)))
         else:
             summary = _sorted_run(csv, plan, scoring, out)
     summary.blank_lines = csv.blank_rows
@@ -370,6 +395,9 @@ def _sorted_run(csv: CsvFile, plan: _Plan, scoring: _Scoring, out: TextIO) -> Sc
 
 
 def _can_rewind(out: TextIO) -> bool:
+    """Whether ``out`` can be rewound and cut (``seek`` + ``truncate``): an in-memory stream, or a
+    regular file not opened for appending. A device is not, even if seekable: truncating
+    ``/dev/null`` (``--out /dev/null``, or stdout redirected to it) is EINVAL."""
     try:
         if not out.seekable():
             return False
@@ -381,18 +409,28 @@ def _can_rewind(out: TextIO) -> bool:
     except (OSError, ValueError):  # in memory (io.UnsupportedOperation is both)
         return True
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
         import fcntl
-    except ImportError:  # not POSIX: the flag cannot be read
+    except (OSError, ImportError):  # not POSIX: the append flag cannot be read
         return False
     return not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
 
 
-def _in_order(blocks: Iterable[Rows]) -> Iterator[Rows]:
-    """The rows as they come; :class:`_Unsorted` at the first row earlier than the one before."""
+def _in_order(blocks: Iterable[Rows], changed: str | None = None) -> Iterator[Rows]:
+    """The rows as they come; at the first row earlier than the one before, :class:`_Unsorted`,
+    or with ``changed`` (a pass after one that found the rows in order), a ``DataError`` naming
+    ``changed`` (the file) and the row's line: the file changed while being read."""
     last = -np.inf
     for rows in blocks:
         if _earlier(rows.secs, last):
-            raise _Unsorted
+            if changed is None:
+                raise _Unsorted
+            back = int(np.flatnonzero(np.diff(np.r_[last, rows.secs]) < 0)[0])
+            raise DataError(changed, f"the file changed while being read: line {int(rows.lines[back])} is "
+                                     "earlier than the line before it, and was not in the first pass "
+                                     "(which found the rows in time order); score it again when it is "
+                                     "not being written (or score a copy)")
         if len(rows):
             last = float(rows.secs[-1])
         yield rows
@@ -418,7 +456,8 @@ class _Scoring:
         if len(head) <= warmup:
             raise DataError(str(plan.path), f"{len(head)} rows, but scoring needs more rows than the "
                                             f"warm-up's {warmup} (the model's training rows); lower --warmup")
-        keep, left_out = plan.choose(head.values[:warmup], warmup)
+        keep, left_out = plan.choose(head.values[:warmup], (float(head.secs[warmup - 1]),
+                                                            int(head.rows[warmup - 1])), warmup)
         cols = [plan.candidates[i] for i in keep]
         warm = head.values[:warmup, keep]
         med = np.array([float(np.median(c[~np.isnan(c)])) for c in warm.T])
