@@ -6,6 +6,11 @@ Layout::
                                     /v0001/metadata.json
                                     /active.json      {"active": "v0002", "history": ["v0001", "v0002"]}
 
+The folder name alone does not give the scope back (a level may itself hold ``__``:
+``press__1``), so :meth:`~ModelRegistry.scopes` reads it from the versions' ``metadata.json``
+(the one whose folder name it is); ``save`` refuses a scope whose folder already holds another
+scope's models (``a__b/c`` and ``a/b/c``).
+
 ``save`` writes a new version (not active until promoted, except the first one, unless the caller
 decides: ``activate``); ``promote`` makes a version active and remembers the previous one;
 ``rollback`` re-activates the previous. Writes go to a temp file then ``os.replace`` so a crash
@@ -37,7 +42,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +76,24 @@ def _slug(scope: str) -> str:
         raise RegistryError(f"invalid scope {scope!r}: levels of letters, digits, '_', '.', '-' "
                             "separated by '/', optionally '#' and a model name")
     return s.replace("/", "__")
+
+
+def _slug_or_none(scope: str) -> str | None:
+    try:
+        return _slug(scope)
+    except RegistryError:
+        return None
+
+
+def _recorded_scope(version_dir: Path) -> str | None:
+    """The scope a version folder's ``metadata.json`` names (read leniently, unchecked); ``None``
+    when it is unreadable or names none."""
+    try:
+        doc = json.loads((version_dir / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    scope = doc.get("scope") if isinstance(doc, dict) else None
+    return scope.strip("/") if isinstance(scope, str) else None
 
 
 def _version(text: object, where: str) -> str:
@@ -139,6 +162,18 @@ def describes(meta: ModelMetadata, model: AnomalyModel) -> list[str]:
     return problems
 
 
+def signal_problem(scope: str, columns: Sequence[str], signals: Collection[str]) -> str | None:
+    """What is wrong when a model of ``scope`` reading ``columns`` is to score a machine with
+    ``signals`` (a signal it reads the machine does not have); ``None`` when nothing is."""
+    missing = [c for c in signal_columns(columns) if c not in signals]
+    if not missing:
+        return None
+    return (f"machine {split_scope(scope)[0]} has no signal {', '.join(missing)} (the model reads "
+            f"{', '.join(signal_columns(columns))}; the machine has "
+            f"{', '.join(sorted(signals)) or 'no signal yet'}): a model of another "
+            "machine, or the machine's signals were renamed")
+
+
 class ModelRegistry:
     """See module docstring. Not safe for concurrent writers to the same scope."""
 
@@ -149,10 +184,32 @@ class ModelRegistry:
         return self.root / _slug(scope)
 
     def scopes(self) -> list[str]:
+        """The scopes with models: each folder's own scope (:meth:`_folder_scope`); a folder no
+        version's ``metadata.json`` names (all unreadable, or copied in) as its name with ``__``
+        read as ``/`` (ambiguous: a level may itself hold ``__``)."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name.replace("__", "/") for p in self.root.iterdir() if (p / "active.json").exists()
-                      or any(p.glob("v*/metadata.json")))
+        return sorted(self._folder_scope(p) or p.name.replace("__", "/") for p in self.root.iterdir()
+                      if (p / "active.json").exists() or any(p.glob("v*/metadata.json")))
+
+    def _folder_scope(self, folder: Path) -> str | None:
+        """The scope whose models ``folder`` holds: the one its active version's ``metadata.json``
+        names, else its earliest version's, whose folder name is ``folder``'s (a version copied in
+        from another scope does not count); ``None`` when no version names one. The folder name
+        alone cannot say: ``/`` is stored as ``__`` and a level may hold ``__`` (``press__1``)."""
+        try:
+            active = json.loads((folder / "active.json").read_text(encoding="utf-8")).get("active")
+        except (OSError, ValueError, AttributeError):
+            active = None
+        names = sorted((p.parent.name for p in folder.glob("v*/metadata.json")
+                        if _VERSION_RE.fullmatch(p.parent.name)), key=lambda v: int(v[1:]))
+        if isinstance(active, str) and active in names:
+            names.insert(0, active)
+        for v in names:
+            scope = _recorded_scope(folder / v)
+            if scope is not None and _slug_or_none(scope) == folder.name:
+                return scope
+        return None
 
     def versions(self, scope: str) -> list[str]:
         d = self._dir(scope)
@@ -244,6 +301,10 @@ class ModelRegistry:
         """Store ``model`` as the next version of ``scope``; made active when ``activate`` is true,
         never when false; by default (``None``) when it is the scope's first version."""
         d = self._dir(scope)
+        owner = self._folder_scope(d) if d.is_dir() else None
+        if owner is not None and owner != scope.strip("/"):
+            raise RegistryError(f"{d} holds the models of {owner!r}, whose folder name is the same as "
+                                f"{scope!r}'s ('/' is stored as '__'): rename one of the two machines")
         existing = self.versions(scope)
         ver = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
         vd = d / ver
@@ -277,13 +338,9 @@ class ModelRegistry:
                                           "another artifact). Retrain it with `zhizao analytics train`")
         problems = feature_problems(meta, features) if features is not None else []
         if signals is not None:
-            missing = [c for c in signal_columns(model.columns) if c not in signals]
-            if missing:
-                asset = split_scope(scope)[0]
-                problems.append(f"machine {asset} has no signal {', '.join(missing)} (the model reads "
-                                f"{', '.join(signal_columns(model.columns))}; the machine has "
-                                f"{', '.join(sorted(signals)) or 'no signal yet'}): a model of another "
-                                "machine, or the machine's signals were renamed")
+            problem = signal_problem(scope, model.columns, signals)
+            if problem:
+                problems.append(problem)
         if problems:
             raise UnusableModel(scope, v, "; ".join(problems))
         return model

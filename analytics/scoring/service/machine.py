@@ -47,7 +47,9 @@ metadata that is another scope's or version's or does not describe its artifact,
 against the catalogue — a model reading a signal this machine does not have): the machine is
 reported (``model_mismatch``) and not scored — its cursor waits, so once a usable model is
 promoted it catches up without a gap. A refusal is retried when the active version or the
-machine's signals change.
+machine's signals change. A model loaded while the machine had no data yet (nothing to check its
+signals against) is checked when the machine's signals appear or change, and refused then as a
+load would be.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ import numpy as np
 
 from analytics.errors import ModelMismatch, RegistryError
 from analytics.events import EventEmitter
-from analytics.registry import ModelRegistry, UnusableModel
+from analytics.registry import ModelRegistry, UnusableModel, signal_problem
 from analytics.scoring.context import HEALTH, STATE_PREFIX, model_scope, score_signal, signal_columns
 from analytics.scoring.live import MachineScorer
 from analytics.scoring.model import AnomalyModel
@@ -137,6 +139,8 @@ class MachineWorker:
         """The catalogue's last-seen times of the model signals and ``state`` at this step."""
         self._refused: tuple[str, frozenset[str] | None] | None = None
         """The active version last refused, with the machine's signals it was checked against."""
+        self._checked: tuple[str, frozenset[str] | None] | None = None
+        """The loaded version, with the machine's signals it was last checked against."""
         self._pending_close: list[Event] = []
         self._redelivered_at = 0.0
         self._step_failure: str | None = None
@@ -194,6 +198,16 @@ class MachineWorker:
             self.status, self.problem = "ok", ""
             m.UP.labels(self.scope).set(1)
         attempt = (active, frozenset(signals) if signals else None)
+        if active == self.version and self.model is not None and attempt != self._checked:
+            # the machine's signals appeared or changed since the loaded model was checked (it may
+            # have loaded before the machine had data): checked again, refused as a load would be
+            self._checked = attempt
+            problem = signal_problem(self.scope, self.model.columns, attempt[1]) if attempt[1] else None
+            if problem:
+                self._refused = attempt
+                self._park()
+                self._report("model_mismatch", str(UnusableModel(self.scope, active, problem)))
+            return
         if active == self.version or attempt == self._refused:
             return
         try:
@@ -210,6 +224,7 @@ class MachineWorker:
             self._switch(active, model)
         except ValueError:
             return  # unreadable state file: reported by _load_state, the machine waits
+        self._checked = attempt
         log.info("machine %s: scoring with model %s%s", self.scope, active, f" (was {old})" if old else "")
 
     def _park(self) -> None:
