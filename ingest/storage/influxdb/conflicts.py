@@ -5,7 +5,9 @@ time range of the retention policy (7 days by default): the first point writing 
 shard fixes its type there, and a later point carrying that field with another type is dropped
 whole (all its fields) while the write's other points are stored. influxd 1.x answers ``400
 partial write: field type conflict: input field "F" on measurement "M" is type T1, already exists
-as type T2 dropped=N`` (2.x: 422, the same words). zhizao writes each field with one type
+as type T2 dropped=N`` (releases after 1.8 append `` for database: D for retention policy: R``;
+2.x: 422, JSON ``message`` ``failure writing points to database: partial write: ...``, the same
+words: :func:`field_conflict` reads all three). zhizao writes each field with one type
 (:data:`~ingest.storage.influxdb.lineproto.FIELD_TYPES`), so a conflict means another client wrote
 one of its fields with another type in that time range.
 
@@ -60,10 +62,12 @@ from typing import Final
 
 from ingest.storage.base import DataRefused
 from ingest.storage.influxdb.lineproto import FIELD_TYPES
-from ingest.storage.influxdb.partial import BeyondRetention, split_dropped
+from ingest.storage.influxdb.partial import BeyondRetention, partial_write, split_dropped
 
-_CONFLICT: Final = re.compile(r'partial write: field type conflict: input field "(.+?)" on measurement '
-                              r'"(.+)" is type (\w+), already exists as type (\w+) dropped=(\d+)\s*')
+_CONFLICT: Final = re.compile(r'field type conflict: input field "(.+?)" on measurement "(.+)" '
+                              r"is type (\w+), already exists as type (\w+)", re.DOTALL)
+"""The reason of a partial write (:func:`~ingest.storage.influxdb.partial.partial_write`) of a
+field type conflict."""
 
 Write = Callable[[bytes], Awaitable[None]]
 """Writes a body of lines; returns on 204, raises what :meth:`InfluxStore._post_write` raises."""
@@ -90,13 +94,16 @@ class FieldConflict(DataRefused):
 
 def field_conflict(message: str, status: int) -> FieldConflict | None:
     """A :class:`FieldConflict` when ``message`` (InfluxDB's whole error, answered with ``status``)
-    is a partial write of a field type conflict, else ``None``."""
-    found = _CONFLICT.fullmatch(message)
-    if found is None:
+    is a partial write of a field type conflict, else ``None``: influxd 1.x's error, with or without
+    the database and retention policy later releases append, and 2.x's (after ``failure writing
+    points to database:``; :func:`~ingest.storage.influxdb.partial.partial_write`)."""
+    partial = partial_write(message)
+    found = None if partial is None else _CONFLICT.fullmatch(partial[0])
+    if partial is None or found is None:
         return None
-    field, measurement, sent, existing, dropped = found.groups()
+    field, measurement, sent, existing = found.groups()
     return FieldConflict(f"InfluxDB refused the data ({status}): {message[:300]}", field=field,
-                         measurement=measurement, sent=sent, existing=existing, dropped=int(dropped))
+                         measurement=measurement, sent=sent, existing=existing, dropped=partial[1])
 
 
 class Budget:

@@ -40,7 +40,12 @@ RETENTION_REASON: Final = ("retention: not stored — older than the store's ret
                            "other samples were stored")
 RANGE_REASON: Final = ("ts: not stored — outside the time range InfluxDB stores (1677-09-21 to "
                        "2262-04-11); the batch's other samples were stored")
-_BEYOND: Final = re.compile(r"points beyond retention policy dropped=(\d+)")
+_PARTIAL: Final = re.compile(r"(?:[\w ]+: )?partial write: (.+?) dropped=(\d+)"
+                             r"(?: for database: .* for retention policy: .*)?\s*", re.DOTALL)
+"""InfluxDB's whole error for a partial write: ``partial write: <reason> dropped=N`` (influxd 1.x up
+to 1.8; ``tsdb.PartialWriteError``), with `` for database: D for retention policy: R`` appended by
+later 1.x releases, and after ``failure writing points to database: `` (2.x, the JSON ``message``
+of its 422; ``unexpected error writing points to database: `` in early 2.0)."""
 
 Dropped = tuple[tuple[int, str], ...]
 """``(position in the frame, reason)`` of each sample not stored, in position order."""
@@ -70,11 +75,19 @@ def storable(frame: SampleFrame) -> tuple[SampleFrame, list[int] | None, Dropped
     return frame.take(kept), kept, outside
 
 
+def partial_write(message: str) -> tuple[str, int] | None:
+    """``(reason, dropped)`` when ``message`` (InfluxDB's whole error) is a partial write
+    (:data:`_PARTIAL`), else ``None`` — never read from inside another error (an unparsable line
+    InfluxDB quotes may hold any text)."""
+    found = _PARTIAL.fullmatch(message)
+    return None if found is None else (found.group(1), int(found.group(2)))
+
+
 def beyond_retention(message: str) -> int | None:
-    """The number of points dropped when ``message`` (InfluxDB's error) is a partial write of
+    """The number of points dropped when ``message`` (InfluxDB's whole error) is a partial write of
     points beyond the retention policy, else ``None``."""
-    found = _BEYOND.search(message)
-    return None if found is None else int(found.group(1))
+    found = partial_write(message)
+    return None if found is None or found[0] != "points beyond retention policy" else found[1]
 
 
 def split_dropped(frames: Sequence[Sequence[int]], dropped: int) -> list[Dropped] | None:

@@ -18,6 +18,8 @@ Field type conflicts: a 400 ``partial write: field type conflict ... dropped=N``
 other points, but names one conflict of one shard group only. Which points were dropped is proven
 by writing parts of the write again (:mod:`ingest.storage.influxdb.conflicts`); each batch is
 answered like a partial write beyond retention (below). Only what cannot be proven is a refusal.
+Those re-writes never put an older sample back over a newer one this store wrote meanwhile
+(:meth:`InfluxStore._deliver`, :meth:`InfluxStore._restore`); across replicas they can (README).
 
 Partial writes beyond retention: a 400 ``partial write: points beyond retention policy
 dropped=N`` is no refusal — InfluxDB stored every other point. Which N it dropped follows from
@@ -142,6 +144,16 @@ class _Item:
         return tuple(sorted([*self.outside, *((kept[pos], reason) for pos, reason in dropped)]))
 
 
+@dataclass(slots=True)
+class _Flight:
+    """A group write :meth:`InfluxStore._kick` sent, ``seq`` counting them in the order sent (the
+    order its batches were received); ``done`` once each batch of it is answered."""
+
+    seq: int
+    group: list[_Item]
+    done: bool = False
+
+
 _MAX_IN_FLIGHT = 2
 _GROUP_POINTS = 5_000
 """InfluxDB's documented optimal write size ("Optimize writes": 5,000 lines)."""
@@ -182,6 +194,13 @@ class InfluxStore:
         self._queue: deque[_Item] = deque()
         self._in_flight = 0
         self._queued_points = 0
+        self._sent = 0
+        self._flights: dict[int, _Flight] = {}
+        """Group writes sent, by ``seq``, kept while one sent before them is not done (:meth:`_send`):
+        those a re-write of the earlier one may have overwritten (:meth:`_restore`)."""
+        self._holds = 0
+        """Group writes being answered after a refusal or partial write, which may write their
+        points again: while any is, :meth:`_kick` sends nothing (:meth:`_deliver`)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[BatchKey, asyncio.Future[WriteResult]] = {}
         self._capacity_logged = -_CAPACITY_LOG_S
@@ -245,11 +264,12 @@ class InfluxStore:
             return
         text = answer[:300].decode("utf-8", "replace")
         if status in _REFUSED:
-            message = text
+            message = answer.decode("utf-8", "replace")  # read whole: the partial write parsers anchor
             with contextlib.suppress(orjson.JSONDecodeError):
-                doc = orjson.loads(answer)
-                if isinstance(doc, dict) and isinstance(doc.get("error"), str):
-                    message = doc["error"]
+                doc = orjson.loads(answer)  # 1.x: {"error": ...}; 2.x: {"code": ..., "message": ...}
+                said = doc.get("error", doc.get("message")) if isinstance(doc, dict) else None
+                if isinstance(said, str):
+                    message = said
                     text = message[:300]
             limit = next((lim for lim in _CAPACITY_LIMITS if lim in text), None)
             if limit is not None:
@@ -263,7 +283,7 @@ class InfluxStore:
             conflict = field_conflict(message, status)
             if conflict is not None:
                 raise conflict
-            dropped = beyond_retention(text)
+            dropped = beyond_retention(message)
             if dropped is not None:
                 raise BeyondRetention(f"InfluxDB stored the write but dropped {dropped} points ({status}): "
                                       f"{text}", dropped)
@@ -385,7 +405,7 @@ class InfluxStore:
         """Send what is queued: at once when no write is pending; while one is, only full groups
         (the rest waits for its answer, so writes stay large when ingest is busy — influxd spends
         ~10% less CPU per point on 5,000-point writes than on 1,000-point ones)."""
-        while self._queue and (self._in_flight == 0 or (
+        while self._queue and not self._holds and (self._in_flight == 0 or (
                 self._in_flight < _MAX_IN_FLIGHT and self._queued_points >= _GROUP_POINTS)):
             group: list[_Item] = []
             points = 0
@@ -395,18 +415,25 @@ class InfluxStore:
                 points += item.points
             self._queued_points -= points
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._send(group))
+            self._sent += 1
+            flight = self._flights[self._sent] = _Flight(self._sent, group)
+            task = asyncio.get_running_loop().create_task(self._send(flight))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, group: list[_Item]) -> None:
+    async def _send(self, flight: _Flight) -> None:
         try:
-            await self._deliver(group)
+            await self._deliver(flight.group, flight=flight)
         finally:
+            flight.done = True
+            flights = self._flights
+            while flights and flights[first := next(iter(flights))].done:  # none before it can re-write
+                del flights[first]
             self._in_flight -= 1
             self._kick()
 
-    async def _deliver(self, group: list[_Item], budget: Budget | None = None) -> None:
+    async def _deliver(self, group: list[_Item], budget: Budget | None = None,
+                       flight: _Flight | None = None) -> None:
         """Write ``group`` in one request and answer each of its waiters.
 
         When InfluxDB refuses the data (400: one batch's point it cannot parse), the refusal is one
@@ -424,14 +451,18 @@ class InfluxStore:
         (:func:`~ingest.storage.influxdb.conflicts.settle`, at most ``_SETTLE_WRITES`` writes for
         the group and the parts it may be split into: ``budget``). Only what cannot be proven is
         taken as a refusal, as above.
+
+        Writing again never reverts a later write of the same series and time (the newer sample
+        replaces the older, ``ingest/README.md``): while ``flight`` (the group sent, ``None`` for
+        the parts it is split into) is answered after a refusal or partial write, nothing else is
+        sent (``_holds``; batches received meanwhile are written after), and then the points of
+        the group writes sent after it that share a series and time with it are written again
+        (:meth:`_restore`). Across ingest replicas this cannot be ensured (README).
         """
         try:
             await self._post_write(b"".join([item.body for item in group]))  # each ends with a newline
-        except (BeyondRetention, FieldConflict) as exc:
-            partial: BeyondRetention | FieldConflict = exc
         except DataRefused as exc:
-            await self._refused(group, exc, budget)
-            return
+            refusal = exc
         except Exception as exc:  # noqa: BLE001 - every waiter must get an answer, never hang
             self._failed(group, exc)
             return
@@ -439,6 +470,23 @@ class InfluxStore:
             for item in group:
                 self._stored(item, ())
             return
+        if flight is None:
+            await self._answer(group, refusal, budget)
+            return
+        self._holds += 1
+        try:
+            await self._answer(group, refusal, budget)
+            await self._restore(flight)
+        finally:
+            self._holds -= 1
+            self._kick()
+
+    async def _answer(self, group: list[_Item], refusal: DataRefused, budget: Budget | None) -> None:
+        """Answer ``group``, whose write InfluxDB answered ``refusal`` (:meth:`_deliver`)."""
+        if not isinstance(refusal, BeyondRetention | FieldConflict):
+            await self._refused(group, refusal, budget)
+            return
+        partial = refusal
         budget = Budget(_SETTLE_WRITES) if budget is None else budget
         try:
             split = await self._partial(group, partial, budget)
@@ -450,6 +498,32 @@ class InfluxStore:
             return
         for item, dropped in zip(group, split, strict=True):
             self._stored(item, dropped)
+
+    async def _restore(self, flight: _Flight) -> None:
+        """Write again, in the order sent, the points of the group writes sent after ``flight`` that
+        share a series and time with one of its points — after ``flight``'s group was answered,
+        which may have written its points again over theirs (:meth:`_deliver`); those still in
+        flight write the same points. Nothing is sent meanwhile (``_holds``), so these are the
+        newest of this store at their series and time. What InfluxDB drops of them it drops again
+        (a point's fate is the same each time it is written); an outage is logged: those series
+        may then keep the older sample at that time."""
+        later = [f for seq, f in self._flights.items() if seq > flight.seq]
+        if not later:
+            return
+        mine = {key for item in flight.group for key in _point_keys(item.frame)}
+        lines = [line for f in later for item in f.group for key, line in
+                 zip(_point_keys(item.frame), point_lines(item.frame, self._lines), strict=True)
+                 if key in mine]
+        if not lines:
+            return
+        try:
+            await self._post_write(b"".join(lines))
+        except DataRefused:
+            pass  # stored as they were stored (and answered) before
+        except Exception as exc:  # noqa: BLE001 - the batches are answered: log only
+            log.warning("InfluxDB: %d points written after a refused or partial write could not be "
+                        "written again after it (%s): their series may keep the older sample at "
+                        "their time", len(lines), exc)
 
     async def _partial(self, group: list[_Item], exc: BeyondRetention | FieldConflict,
                        budget: Budget) -> list[Dropped] | None:
@@ -762,6 +836,12 @@ _OPEN_END = 2**63 - 1
 
 def _chunks(items: list[str], n: int) -> list[list[str]]:
     return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+def _point_keys(frame: SampleFrame) -> list[tuple[str, str, int]]:
+    """The series (asset, signal) and time (µs) of each point of ``frame``: what InfluxDB keeps one
+    point of."""
+    return list(zip(frame.asset, frame.signal, frame.ts_us, strict=True))
 
 
 def _retrieved(fut: asyncio.Future[WriteResult]) -> None:
