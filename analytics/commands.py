@@ -89,16 +89,13 @@ def eval_skab(args: argparse.Namespace) -> int:
 
 def score(args: argparse.Namespace) -> int:
     from analytics.scoring.csv_output import output_to
-    from analytics.scoring.csv_scorer import check_options, check_spec, column_names, score_csv
-    from zhizao.errors import ConfigError
+    from analytics.scoring.csv_scorer import check_options, column_names, score_csv
 
     columns, exclude = column_names(args.columns, "--columns"), column_names(args.exclude, "--exclude")
     sep = "\t" if args.sep in ("\\t", "tab") else args.sep
     check_options(sep=sep, warmup=args.warmup, decimal=args.decimal, max_gap=args.max_gap,
                   time_format=args.time_format, no_time=args.no_time, encoding=args.encoding)
     spec = _spec(args.config)
-    if problems := check_spec(spec):
-        raise ConfigError(args.config, problems)
     if not args.file.exists():
         raise DataError(str(args.file), "no such file")
     with _terminated_as_exit(), output_to(args.out, args.file) as out:

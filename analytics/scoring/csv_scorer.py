@@ -196,13 +196,6 @@ def column_names(text: str | None, option: str) -> list[str] | None:
     return names
 
 
-def check_spec(spec: ModelSpec) -> list[tuple[str, str]]:
-    """Problems of a loaded ``ModelSpec`` its validation lets through, by key (``windows = [0]``)."""
-    return [(f"{key}[{i}]", f"a window is at least 1 row, not {w}")
-            for key, ws in (("windows", spec.windows), ("diff_windows", spec.diff_windows))
-            for i, w in enumerate(ws) if w < 1]
-
-
 class _Unsorted(Exception):
     """A row earlier than the row before it: the file goes through the sort."""
 

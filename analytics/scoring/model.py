@@ -62,6 +62,17 @@ class ModelSpec(StrictModel):
     """Rows whose windows are still filling after a start or reset: ``"blank"`` leaves the first
     ``max(diff_windows)`` unscored; ``"median"`` reads each filling feature as its training median."""
 
+    @field_validator("windows", "diff_windows")
+    @classmethod
+    def _whole_rows(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        """Every window is at least 1 row (a window of 0 or fewer rows fails deep in the feature
+        code, for the CSV scorer, ``train`` and the scoring service alike)."""
+        bad = [f"{info.field_name}[{i}]: a window is at least 1 row, not {w}"
+               for i, w in enumerate(v) if w < 1]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return v
+
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, v: str) -> str:
