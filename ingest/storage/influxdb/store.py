@@ -540,7 +540,7 @@ class InfluxStore:
                          "reported as rejected samples of their batches", exc.dropped, len(group))
             return split
         frames = [item.frame for item in group]
-        keys = [key for f in frames for key in zip(f.asset, f.signal, f.ts_us, strict=True)]
+        keys = [key for f in frames for key in _point_keys(f)]
         counts = Counter(keys)
         lines = [line for f in frames for line in point_lines(f, self._lines)]
         fields = [point_fields(vt, unit) for f in frames for vt, unit in zip(f.vtype, f.unit, strict=True)]
