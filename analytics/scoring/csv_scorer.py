@@ -54,7 +54,7 @@ Contract (each rule is tested):
   their level (1e-6 for a zero level), so a later change in a stuck signal scores high. A change
   smaller than that floor is not anomalous: when every training score is 0 (every column constant
   in the warm-up), the threshold is the score of one column moving by its scale floor (one unit),
-  not the model's 1e-12 fallback, and the summary says so.
+  as for every :class:`~analytics.scoring.model.AnomalyModel`, and the summary says so.
 * **Gaps.** When the time step exceeds ``max_gap`` (default: 10 × the warm-up's median step), the
   trailing windows restart after the gap (no averaging across the outage); gaps are counted.
 * **Errors** are :class:`~analytics.errors.DataError`; one whose ``where`` is an option
@@ -79,18 +79,15 @@ import pandas as pd
 
 from analytics.detectors.base import FloatArray
 from analytics.errors import DataError
-from analytics.features import MultiScaleMeans
 from analytics.scoring.csv_reader import CsvFile, RawChunk, check_encoding, open_csv
 from analytics.scoring.csv_sort import Rows, RunSorter
 from analytics.scoring.csv_time import TimeParser, other_time_names, pick_time_column, time_columns
-from analytics.scoring.model import DEFAULT_DETECTOR_PARAMS, AnomalyModel, ModelSpec
+from analytics.scoring.model import AnomalyModel, ModelSpec
 
 SATURATED = 0.999999
 """The highest score written (6 decimals): ``raw / (raw + threshold)`` rounds to 1.0 far above."""
 MAX_ABS = 1e15
 """Values beyond ±MAX_ABS count as missing (overflow sentinels)."""
-DEGENERATE = 1e-12
-""":meth:`AnomalyModel.fit`'s threshold when every training score is 0."""
 
 
 @dataclass
@@ -458,7 +455,7 @@ class _Scoring:
         model = AnomalyModel(spec=self.spec).fit(filled, columns=cols)
         s = ScoreSummary(warmup_rows=warmup, columns=cols, left_out=left_out,
                          time_column=",".join(plan.time_cols) if plan.time_cols else None,
-                         threshold_floored=_floor_threshold(model, filled),
+                         threshold_floored=model.threshold_floored,
                          constant_columns=[c for c, p in zip(cols, np.ptp(filled, axis=0), strict=True)
                                            if p == 0],
                          binary_columns=[c for c, col in zip(cols, warm.T, strict=True)
@@ -504,24 +501,6 @@ class _Scoring:
             return ""
         return (f"the time column {tcols[0]!r} holds dates only; column {others[0]!r} may hold the time "
                 f"of day: --time-col {','.join([*tcols, others[0]])} joins them")
-
-
-def _floor_threshold(model: AnomalyModel, warm: FloatArray) -> bool:
-    """When every training score is 0 (the fit's 1e-12 fallback: each column constant in the
-    warm-up), set the threshold to the score of one feature moving by its scale floor
-    (``rel_floor`` × its level, 1e-6 at a zero level) — the smallest change the model resolves —
-    so a change below the floor stays below the threshold. True if it did."""
-    if model.threshold > DEGENERATE or model.detector is None:
-        return False
-    feats = MultiScaleMeans(model.spec.windows, model.spec.diff_windows).transform(warm)
-    level = np.median(feats, axis=0)
-    rel = float(getattr(model.detector, "rel_floor", DEFAULT_DETECTOR_PARAMS["rel_floor"]))
-    probes = level[None, :] + np.diag(np.maximum(rel * np.abs(level), 1e-6))
-    floor = float(np.min(model.detector.score(probes)))
-    if not np.isfinite(floor) or floor <= DEGENERATE:
-        return False
-    model.threshold = floor
-    return True
 
 
 def _take(blocks: Iterator[Rows], n: int, where: str) -> Rows:

@@ -134,6 +134,10 @@ class AnomalyModel:
     """Which of a machine's rows the live scorers give it: ``"running"`` only (equipment health,
     compared in a comparable operating state) or ``"all"`` (an energy model, whose columns hold the
     state): :mod:`analytics.scoring.context`. Artifacts saved before it read the class default."""
+    threshold_floored: bool = False
+    """True when every training score was 0 (each feature constant in training), so the threshold
+    is one feature moving by its scale floor, not the quantile (see :func:`_floor_threshold`).
+    Artifacts saved before it read the class default."""
 
     @property
     def settle_rows(self) -> int:
@@ -202,8 +206,10 @@ class AnomalyModel:
                 feats = feats[self.settle_rows:]
         self.detector = make_detector(self.spec.detector, **self.spec.detector_params).fit(feats)
         s = self.detector.score(feats)
-        self.threshold = max(float(np.quantile(s, self.spec.threshold_quantile)) * self.spec.threshold_factor,
-                             1e-12)
+        self.threshold = float(np.quantile(s, self.spec.threshold_quantile)) * self.spec.threshold_factor
+        self.threshold_floored = not self.threshold > _DEGENERATE
+        if self.threshold_floored:
+            self.threshold = _floor_threshold(self.detector, feats)
         self.n_train = len(arr)
         return self
 
@@ -211,6 +217,23 @@ class AnomalyModel:
         if self.detector is None:
             raise RuntimeError("AnomalyModel: call fit() before stream()")
         return StreamScorer(self)
+
+
+_DEGENERATE = 1e-12
+"""A threshold at or below this is no threshold: every training score was (about) 0."""
+
+
+def _floor_threshold(detector: Detector, feats: FloatArray) -> float:
+    """The threshold of a model whose training scores were all 0 (every feature constant in
+    training): the lowest score of one feature moving from its training level by its scale floor
+    (``rel_floor`` × the level, 1e-6 at a zero level) — the smallest change the detector resolves —
+    so a change below the floor stays below the threshold. 1e-12 if even that scores 0 (a detector
+    without a scale floor): any change then flags, as before."""
+    level = np.median(feats, axis=0)
+    rel = float(getattr(detector, "rel_floor", DEFAULT_DETECTOR_PARAMS["rel_floor"]))
+    probes = level[None, :] + np.diag(np.maximum(rel * np.abs(level), 1e-6))
+    floor = float(np.min(detector.score(probes)))
+    return floor if np.isfinite(floor) and floor > _DEGENERATE else _DEGENERATE
 
 
 def _filled_medians(feats: FloatArray, filling: NDArray[np.bool_]) -> FloatArray:

@@ -171,3 +171,31 @@ def test_warmup_rows_is_where_the_first_flag_can_come_after_a_restart(spec: dict
         assert chunk.warming[start:start + model.warmup_rows].all()
         assert not chunk.warming[start + model.warmup_rows]
     assert not chunk.flag[50:50 + model.warmup_rows].any()
+
+
+def test_a_model_fitted_on_constant_rows_floors_its_threshold_and_survives_a_round_trip() -> None:
+    """Every training score 0 (a quantized signal constant through the training window): the
+    threshold was 1e-12, so the live scorer flagged a 0.002 % change. It is now one column moving
+    by its scale floor (0.3 % of its level), the artifact says so, and a pickled model keeps it."""
+    import pickle
+
+    train = np.tile([50.0, 2.0], (400, 1))
+    model = AnomalyModel(spec=ModelSpec()).fit(train, columns=["p", "q"])
+    assert model.threshold_floored and model.detector is not None
+    one_floor = float(model.detector.score(np.array([[50.0 + 0.003 * 50.0, 2.0]]))[0])  # p moves 0.15
+    assert model.threshold == pytest.approx(one_floor) and one_floor > 0.5
+    for step, flagged in ((0.001, False), (0.5, True)):
+        later = np.vstack([train, np.tile([50.0 + step, 2.0], (300, 1))])
+        got = model.stream().push(later)
+        assert got.flag[420:].all() == flagged and not got.flag[:400].any()
+    assert pickle.loads(pickle.dumps(model)).threshold == model.threshold
+    noisy = AnomalyModel(spec=ModelSpec()).fit(normal_rows(400, 2))
+    assert not noisy.threshold_floored and noisy.threshold > 1e-3
+
+
+def test_an_artifact_from_before_the_floored_threshold_loads_unfloored() -> None:
+    import pickle
+
+    model = AnomalyModel(spec=ModelSpec()).fit(normal_rows(300, 2))
+    del model.__dict__["threshold_floored"]  # what a model pickled before the field existed holds
+    assert pickle.loads(pickle.dumps(model)).threshold_floored is False
