@@ -57,6 +57,8 @@ class ShiftWindow(StrictModel):
 
 
 class ShiftCalendar(StrictModel):
+    """The plant's shifts in ``timezone``; no two may overlap (:meth:`_no_overlap`)."""
+
     timezone: str = "UTC"
     shifts: list[Shift] = Field(min_length=1)
 
@@ -68,6 +70,25 @@ class ShiftCalendar(StrictModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> ShiftCalendar:
+        """Refuse shifts that overlap (on a weekday they share, or a shift wrapping midnight into
+        the next day's shift): planned time would count the shared span twice and exceed the wall
+        clock. Compared in local times of day over a week (Sunday night wraps into Monday)."""
+        for i, si in enumerate(self.shifts):
+            for j in range(i + 1, len(self.shifts)):
+                sj = self.shifts[j]
+                days = sorted({int(max(a1, a2 + k) // 86400) % 7
+                               for a1, b1 in _week_spans(si) for a2, b2 in _week_spans(sj)
+                               for k in (-_WEEK_S, 0, _WEEK_S) if a2 + k < b1 and a1 < b2 + k})
+                if days:
+                    when = "every day" if len(days) == 7 else "on " + ", ".join(_DAYS[d] for d in days)
+                    raise ValueError(
+                        f"shifts[{i}] {si.name!r} ({_hm(si)}) and shifts[{j}] {sj.name!r} ({_hm(sj)}) "
+                        f"overlap {when}: shifts must not overlap (planned time would be counted "
+                        "twice); end one where the other starts")
+        return self
 
     def windows(self, start: datetime, end: datetime) -> list[ShiftWindow]:
         """Every shift occurrence overlapping ``[start, end)``, clipped to it, ordered by start."""
@@ -161,6 +182,26 @@ class PlantConfig(StrictModel):
 
     def machine(self, asset: str) -> MachineSpec | None:
         return next((m for m in self.machines if m.asset == asset), None)
+
+
+_WEEK_S = 7 * 86400
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _seconds(t: time) -> float:
+    return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+
+
+def _week_spans(shift: Shift) -> list[tuple[float, float]]:
+    """The shift's occurrences as ``[start, end)`` seconds from Monday 00:00 local (an end past
+    Sunday midnight runs past ``_WEEK_S``)."""
+    a, b = _seconds(shift.start), _seconds(shift.end)
+    length = b - a if b > a else b - a + 86400
+    return [(d * 86400 + a, d * 86400 + a + length) for d in shift.weekdays]
+
+
+def _hm(shift: Shift) -> str:
+    return f"{shift.start.isoformat()}-{shift.end.isoformat()}"
 
 
 def _span(day: date, start: time, end: time, tz: ZoneInfo) -> tuple[datetime, datetime]:

@@ -2,6 +2,9 @@
 
 Each rule (``analytics.events.config.ThresholdRule``) has its own :class:`EpisodeTracker`, keyed
 by machine or line, so debounce and the open/resolve lifecycle are the same as for anomalies.
+A rule's ``scope`` is an asset prefix; an empty one covers every machine (and line) of every site:
+the sites of the plant file's machines and of the machines the store's catalogue holds KPI signals
+of (:func:`every_site`), each read as its own report.
 
 A round (:meth:`KpiAlerter.round`, every ``interval_s`` of ``zhizao analytics kpi --watch``)
 evaluates every rule; a rule whose read fails (store unavailable) is skipped for that round and
@@ -16,14 +19,21 @@ folder), and restored at start: a restart during a breach continues the same epi
 instead of raising a second one. The folder must exist (it is never created); a file that cannot
 be read is refused naming it (move it away to start afresh). A rule no longer configured has its
 open episodes resolved at the first round after the restart.
+
+A one-shot evaluation (:meth:`KpiAlerter.evaluate_once`, ``--watch --once``) has no earlier rounds
+to debounce with, so it replays them: each rule is evaluated at ``at - for_s``, then every
+``interval_s``, up to ``at`` (:func:`replay_times`), from the stored data — the answer a watcher
+running through that span would have given at ``at``. Breaches held for less than ``for_s`` are
+listed by :meth:`KpiAlerter.pending_breaches`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +44,7 @@ from analytics.events.emitter import EventEmitter
 from analytics.events.tracker import EpisodeTracker
 from analytics.kpi.config import KpiConfig
 from analytics.kpi.record import PRODUCTION_RATIOS
-from analytics.kpi.service import kpi_report
+from analytics.kpi.service import catalogued_machines, kpi_report
 from analytics.kpi.windows import GroupBy
 from ingest.storage.base import Store
 from zhizao.errors import StoreUnavailable
@@ -113,6 +123,8 @@ class KpiAlerter:
         self.unavailable: dict[str, str] = {}
         """Rules skipped by the last :meth:`evaluate` (store unavailable), with the reason."""
         self._retired: list[EpisodeTracker] = []
+        self._seen: dict[str, set[str]] = {}
+        """Assets each rule has observed (for :meth:`pending_breaches`)."""
         self.state_path = Path(state_path) if state_path is not None else None
         if self.state_path is not None:
             if not self.state_path.parent.is_dir():
@@ -150,6 +162,7 @@ class KpiAlerter:
             if rec.get("producing") is False and rule.kpi in PRODUCTION_RATIOS:
                 value = None  # a compressor's OEE of 0 is no production problem: no verdict
             active = rule_state(rule, value, rec["planned_time_s"])
+            self._seen.setdefault(rule.name, set()).add(asset)
             msg = f"{rule.kpi} {value:.4g} {rule.op} {rule.threshold:g} over the last {rule.window_s:g} s" \
                 if isinstance(value, int | float) else ""
             out += self.trackers[rule.name].observe(
@@ -163,22 +176,65 @@ class KpiAlerter:
         """Evaluate every rule at ``now``; returns the events to emit. A rule whose read fails
         (``StoreUnavailable``) is skipped, logged and named in :attr:`unavailable`; the events of
         the other rules are returned all the same (their trackers already moved on)."""
+        return await self._evaluate(store, plant, cfg, now, lambda rule: [now])
+
+    async def evaluate_once(self, store: Store, plant: PlantConfig, cfg: KpiConfig, at: datetime, *,
+                            interval_s: float) -> list[Event]:
+        """A one-shot evaluation as of ``at`` (``--watch --once``): each rule is evaluated at the
+        rounds a watcher evaluating every ``interval_s`` would have run over the ``for_s`` ending at
+        ``at`` (:func:`replay_times`), from the stored data, so a breach that held at every one of
+        them opens its event at ``at``, its ``start`` the first of them (the earliest the replay can
+        know; a breach may have begun before). A breach that began later is left pending:
+        :meth:`pending_breaches`. Returns the events to emit; :attr:`unavailable` as
+        :meth:`evaluate`. Meant for a fresh alerter (no restored state)."""
+        return await self._evaluate(store, plant, cfg, at,
+                                    lambda rule: replay_times(rule.for_s, at, interval_s))
+
+    def pending_breaches(self, at: datetime) -> list[tuple[str, str, datetime, float]]:
+        """Breaches whose debounce has not elapsed as of ``at``: ``(rule, asset, since, for_s)``,
+        since = the first evaluation at which the condition held (no event yet)."""
+        out = []
+        for rule in self.rules:
+            tracker = self.trackers[rule.name]
+            open_assets = {e.asset for e in tracker.open_events()}
+            for asset in sorted(self._seen.get(rule.name, ())):
+                due = tracker.due(asset)
+                if due is not None and asset not in open_assets and due > at:
+                    out.append((rule.name, asset, due - timedelta(seconds=rule.for_s), rule.for_s))
+        return out
+
+    async def _evaluate(self, store: Store, plant: PlantConfig, cfg: KpiConfig, now: datetime,
+                        times: Callable[[ThresholdRule], list[datetime]]) -> list[Event]:
+        """Each rule observed at ``times(rule)`` (ending at ``now``), every read done before the
+        rule's tracker is fed, so a rule with a failed read leaves its tracker as it was."""
         out: list[Event] = []
         for tracker in self._retired:
             out += tracker.close_all(now)
         self._retired = []
         self.unavailable = {}
+        sites: list[str] | None = None
         for rule in self.rules:
-            scope, start = rule.scope or _site(plant), now - timedelta(seconds=rule.window_s)
             try:
-                report = await kpi_report(store, plant, cfg, scope, start=start, end=now,
-                                          group_by=GroupBy.MACHINE)
+                if not rule.scope and sites is None:
+                    sites = await every_site(store, plant)
+                scopes = [rule.scope] if rule.scope else sites or []
+                rounds = [(t, await self._reports(store, plant, cfg, rule, scopes=scopes, now=t))
+                          for t in times(rule)]
             except StoreUnavailable as exc:
                 log.warning("KPI rule %s skipped this round: %s", rule.name, exc)
                 self.unavailable[rule.name] = str(exc)
                 continue
-            out += self.observe_report(rule, report, now)
+            for t, reports in rounds:
+                for report in reports:
+                    out += self.observe_report(rule, report, t)
         return out
+
+    @staticmethod
+    async def _reports(store: Store, plant: PlantConfig, cfg: KpiConfig, rule: ThresholdRule, *,
+                       scopes: list[str], now: datetime) -> list[dict[str, Any]]:
+        start = now - timedelta(seconds=rule.window_s)
+        return [await kpi_report(store, plant, cfg, scope, start=start, end=now, group_by=GroupBy.MACHINE)
+                for scope in scopes]
 
     async def deliver(self, emitter: EventEmitter, events: Sequence[Event]) -> bool:
         """Send the pending updates and ``events`` (latest per episode id) to every sink; what a
@@ -220,7 +276,23 @@ class KpiAlerter:
             await wait_event(stop, interval_s)
 
 
-def _site(plant: PlantConfig) -> str:
-    if not plant.machines:
-        raise ValueError("a KPI rule without scope needs machines in the plant file")
-    return plant.machines[0].asset.split("/")[0]
+MAX_REPLAY_ROUNDS = 60
+"""At most this many rounds (plus the one at ``at``) per rule in a one-shot evaluation."""
+
+
+def replay_times(for_s: float, at: datetime, interval_s: float) -> list[datetime]:
+    """The rounds of a one-shot evaluation of a rule with debounce ``for_s`` as of ``at``: ``at -
+    for_s``, then every ``interval_s`` (wider when that would be more than
+    :data:`MAX_REPLAY_ROUNDS` rounds), and ``at`` itself. Only ``at`` when ``for_s`` is 0."""
+    if for_s <= 0:
+        return [at]
+    step = max(interval_s, for_s / MAX_REPLAY_ROUNDS)
+    n = math.ceil(for_s / step)
+    return [at - timedelta(seconds=for_s - k * step) for k in range(n)] + [at]
+
+
+async def every_site(store: Store, plant: PlantConfig) -> list[str]:
+    """The sites a rule with an empty scope covers: those of the plant file's machines and of the
+    machines the store's catalogue holds KPI signals of."""
+    return sorted({m.asset.split("/")[0] for m in plant.machines}
+                  | {a.split("/")[0] for a in await catalogued_machines(store, None)})

@@ -7,8 +7,11 @@
         (KPI alerts: evaluate the rules of events.toml every interval_s and emit events to its
         sinks until interrupted; open episodes, debounce timers and undelivered events persist in
         --state, default kpi-alerts.state beside events.toml (its folder must exist), so a restart
-        continues the same episodes; --once evaluates once, at --at or now, prints the events and
-        neither reads nor writes the state; exit 1 if a rule could not be read)
+        continues the same episodes; --once evaluates as of --at or now, prints the events and
+        neither reads nor writes the state: each rule is evaluated at --at minus its for_s, then
+        every interval_s up to --at, from the stored data, so a breach held for for_s opens its
+        event as a running watcher's would; a breach held for less is printed as pending on
+        stderr; exit 1 if a rule could not be read)
 
 The store is ingest's: ``--ingest-config ingest.toml`` (its ``[storage]``: DuckDB or InfluxDB), or
 ``--duckdb FILE`` for a DuckDB file directly. Times (``--from``, ``--to``, ``--baseline-*``, ``--at``)
@@ -43,6 +46,7 @@ from analytics.timeargs import TIME_HELP, parse_time
 from zhizao.config import load_config
 from zhizao.errors import ConfigError, StoreUnavailable
 from zhizao.plant import PlantConfig
+from zhizao.wire import format_ts
 
 STATE_FILE = "kpi-alerts.state"
 """Default name of the KPI alerter's state file, in the folder of the ``--watch`` file."""
@@ -106,11 +110,16 @@ async def _watch(args: argparse.Namespace, plant: PlantConfig, cfg: KpiConfig) -
     alerter = KpiAlerter(events_cfg.rules, state_path=state)  # a missing folder: ValueError, exit 2
     async with _open_store(args) as store, build_emitter(events_cfg.sinks) as emitter:
         if args.once:
-            events = await alerter.evaluate(store, plant, cfg, args.at or datetime.now(UTC))
+            at = args.at or datetime.now(UTC)
+            events = await alerter.evaluate_once(store, plant, cfg, at, interval_s=events_cfg.interval_s)
             delivered = await emitter.emit(events)
             for e in events:
                 print(e.model_dump_json())
             print(f"{len(events)} events; delivered: {delivered or 'nothing to send'}", file=sys.stderr)
+            for rule, asset, since, for_s in alerter.pending_breaches(at):
+                held = (at - since).total_seconds()
+                print(f"zhizao analytics kpi: rule {rule}: {asset} breached since {format_ts(since)}, "
+                      f"held {held:g} s of its for_s {for_s:g} s: no event yet", file=sys.stderr)
             for rule, reason in alerter.unavailable.items():
                 print(f"zhizao analytics kpi: rule {rule}: store unavailable: {reason}", file=sys.stderr)
             return 1 if alerter.unavailable else 0

@@ -9,6 +9,11 @@ count), ``counter_rollover`` (signal, count), ``bad_quality_samples`` (signal, c
 (off_time_s), ``missing_ideal_cycle_time`` (product, count), ``count_mismatch`` (total vs good+scrap).
 A flag marked ``kpi_input: False`` (a gap in a signal no KPI is computed from: a process signal,
 an anomaly score) is reported but leaves ``ok`` true: the KPIs are as good without it.
+
+A clock running ahead by O s for at most O s is flagged ``telemetry_gap``, not ``clock_skew``: its
+samples land where the corrected clock reports the same instants again, one point per instant is
+kept (InfluxDB; ``source.to_series`` for DuckDB, so both agree), and the series left is that of a
+loss. The precise limit is in ``analytics/kpi/README.md`` ("Data quality").
 """
 
 from __future__ import annotations

@@ -40,21 +40,21 @@ async def kpi_report(store: Store, plant: PlantConfig, cfg: KpiConfig, scope: st
     bucket = timedelta(seconds=dq.coverage_bucket_s) if dq.check_all_signals else None
     data = await fetch(store, scope, start, end, margin, coverage_bucket=bucket)
     if strict and not data and not any(under(m.asset, scope) for m in plant.machines):
-        known = await _catalogued_machines(store, scope)
+        known = await catalogued_machines(store, scope)
         if not known:
             raise UnknownScope(where, await _unknown_scope_message(store, plant, scope))
         data = {a: MachineData(a) for a in known}
     return build_report(data, windows, plant, cfg.data_quality, scope=scope, group_by=group_by)
 
 
-async def _catalogued_machines(store: Store, prefix: str | None) -> list[str]:
+async def catalogued_machines(store: Store, prefix: str | None) -> list[str]:
     """Assets under ``prefix`` the store has KPI signals of (machines, not fleet or line series)."""
     entries = await store.catalogue(None if prefix in (None, "", "*") else prefix)
     return sorted({e.asset for e in entries if e.signal in KPI_SIGNALS})
 
 
 async def _unknown_scope_message(store: Store, plant: PlantConfig, scope: str) -> str:
-    machines = sorted({m.asset for m in plant.machines} | set(await _catalogued_machines(store, None)))
+    machines = sorted({m.asset for m in plant.machines} | set(await catalogued_machines(store, None)))
     if not machines:
         return f"no machine under {scope!r}: the plant file lists none and the store holds no KPI data"
     lines = sorted({line_of(m) for m in machines})
