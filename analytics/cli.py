@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from analytics.errors import DataError, ModelMismatch, RegistryError, UsageError
-from analytics.timeargs import TIME_HELP
 from zhizao.errors import ConfigError, ZhizaoError
 from zhizao.liblogs import quiet_libraries
+from zhizao.timeargs import TIME_HELP
 
 DEFAULT_REGISTRY = "zhizao-models"
 

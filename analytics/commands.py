@@ -15,8 +15,8 @@ from pathlib import Path
 from analytics.errors import DataError, ModelMismatch, RegistryError, UnknownScope, UsageError
 from analytics.registry import ModelRegistry, UnreadableMetadata, UnusableModel
 from analytics.scoring import ModelSpec
-from analytics.timeargs import parse_time
 from zhizao.config import load_config
+from zhizao.timeargs import parse_time
 
 VALIDATED_REFERENCE_H = 24.0
 """The reference length the shipped models were evaluated with (``eval sim``, the demo)."""

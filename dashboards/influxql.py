@@ -71,12 +71,24 @@ def latest(where: str, by: Sequence[str] = ("machine",), *, field_name: str = FI
             f"AND $timeFilter{group}")
 
 
-def spread(where: str, by: Sequence[str] = ("machine",)) -> str:
-    """Growth of a monotonic counter over the range per group (kWh, parts). Counter resets inflate
-    it; the KPI feed's ``kpi.*`` signals are reset-proof and preferred where they exist."""
+def counter_increase(where: str, by: Sequence[str] = ("machine",)) -> str:
+    """Increase of a monotonic counter (kWh, parts) over the range per group, right across counter
+    resets and rollovers: the sum of the non-negative differences between consecutive samples of
+    each series (``non_negative_difference`` in a subquery grouped by every tag, so two series never
+    mix), a negative step — the counter restarting — being dropped.
+
+    Exact limits: what is not counted is (1) the growth between the last sample before a reset or
+    rollover and the first sample after it (one sample interval per reset; a reset inside a gap in
+    the data loses the whole gap), (2) the growth from the range start to the first sample in the
+    range and (3) from the last sample to the range end — so at most three sample intervals at the
+    machine's peak rate when the range holds one reset. A downward jitter of the counter is counted
+    again when it recovers. Any dashboard range works (not only the current shift, as the KPI
+    feed's reset-proof ``kpi.shift.*`` totals). ``max - min`` (``spread``) was wrong after a reset:
+    the run before the reset and the run after it overlap in value."""
     group = ", ".join(f'"{t}"' for t in by)
-    return (f'SELECT spread("{FIELD_NUM}") AS "value" FROM "{MEASUREMENT}" WHERE {where} '
-            f"AND $timeFilter GROUP BY {group}")
+    inner = (f'SELECT non_negative_difference("{FIELD_NUM}") AS "value" FROM "{MEASUREMENT}" WHERE {where} '
+             f"AND $timeFilter GROUP BY *")
+    return f'SELECT sum("value") AS "value" FROM ({inner}) WHERE $timeFilter GROUP BY {group}'
 
 
 def tag_values(key: str, where: str = "") -> str:

@@ -26,11 +26,13 @@ from analytics.errors import UnknownScope
 from analytics.kpi.config import KpiConfig
 from analytics.kpi.service import improvement_report, kpi_report
 from analytics.kpi.windows import GroupBy
+from ingest.api.times import NAIVE_HINT, QueryTime
 from ingest.storage.base import Store
 from zhizao.model import check_asset_prefix
 from zhizao.plant import PlantConfig
 
 MAX_RANGE_DAYS = 93
+TIME_DOC = "RFC 3339 with offset, or a plain date (midnight UTC)"
 
 
 def _check(scope: str, start: datetime, end: datetime, what: str = "") -> None:
@@ -40,7 +42,7 @@ def _check(scope: str, start: datetime, end: datetime, what: str = "") -> None:
         raise HTTPException(422, f"scope: {exc}") from None
     for name, ts in ((f"{what}from", start), (f"{what}to", end)):
         if ts.tzinfo is None:
-            raise HTTPException(422, f"{name}: timestamp has no UTC offset; append 'Z' for UTC")
+            raise HTTPException(422, f"{name}: {NAIVE_HINT}")
     if end <= start:
         raise HTTPException(422, f"{what}to must be after {what}from")
     if (end - start).days > MAX_RANGE_DAYS:
@@ -60,8 +62,8 @@ def create_router(plant: PlantConfig, cfg: KpiConfig, *, store_dep: Callable[...
         *,
         store: Store = store_param,
         scope: Annotated[str, Query(description="asset prefix: site, site/area, line or machine")],
-        start: Annotated[datetime, Query(alias="from", description="RFC 3339 with offset")],
-        end: Annotated[datetime, Query(alias="to", description="RFC 3339 with offset")],
+        start: Annotated[QueryTime, Query(alias="from", description=TIME_DOC)],
+        end: Annotated[QueryTime, Query(alias="to", description=TIME_DOC)],
         group_by: GroupBy = GroupBy.SHIFT,
     ) -> dict[str, Any]:
         """KPIs of every machine and line under ``scope`` and their total, per window
@@ -78,10 +80,10 @@ def create_router(plant: PlantConfig, cfg: KpiConfig, *, store_dep: Callable[...
         *,
         store: Store = store_param,
         scope: Annotated[str, Query()],
-        baseline_from: Annotated[datetime, Query()],
-        baseline_to: Annotated[datetime, Query()],
-        start: Annotated[datetime, Query(alias="from")],
-        end: Annotated[datetime, Query(alias="to")],
+        baseline_from: Annotated[QueryTime, Query()],
+        baseline_to: Annotated[QueryTime, Query()],
+        start: Annotated[QueryTime, Query(alias="from")],
+        end: Annotated[QueryTime, Query(alias="to")],
     ) -> dict[str, Any]:
         """Improvement of ``[from, to)`` against ``[baseline_from, baseline_to)`` and whether each
         target (energy efficiency, operating cost, productivity) is met."""

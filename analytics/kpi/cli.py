@@ -42,10 +42,10 @@ from analytics.kpi.render import render, render_improvement
 from analytics.kpi.service import improvement_report, kpi_report
 from analytics.kpi.windows import GroupBy
 from analytics.storeargs import read_storage
-from analytics.timeargs import TIME_HELP, parse_time
 from zhizao.config import load_config
 from zhizao.errors import ConfigError, StoreUnavailable
 from zhizao.plant import PlantConfig
+from zhizao.timeargs import TIME_HELP, parse_time
 from zhizao.wire import format_ts
 
 STATE_FILE = "kpi-alerts.state"

@@ -39,11 +39,15 @@ def shift_window(plant: PlantConfig, now: datetime) -> tuple[datetime, datetime]
 
 def record_samples(asset: AssetPath, window: str, record: Mapping[str, Any], ts: datetime, *,
                    baseline: float | None = None, efficiency_pct: float = 0.0) -> list[Sample]:
-    """The samples of one KPI record (a machine's or a line's); ``None`` figures are left out."""
+    """The samples of one KPI record (a machine's or a line's); ``None`` figures are left out, and
+    so are the production figures of a machine that makes no parts (``producing: false``, a
+    compressor: :data:`~analytics.kpi_feed.names.NOT_APPLICABLE_TO_UTILITIES`) — its OEE of 0 or
+    Quality of 1 is no measurement, and a Grafana panel would draw it as one."""
     out: list[Sample] = []
+    skip = frozenset(names.NOT_APPLICABLE_TO_UTILITIES) if record.get("producing") is False else frozenset()
 
     def add(name: str, value: object, unit: str | None) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if name in skip or isinstance(value, bool) or not isinstance(value, int | float):
             return
         out.append(Sample(asset, names.kpi_signal(window, name), ts, float(value), unit))
 
@@ -56,7 +60,7 @@ def record_samples(asset: AssetPath, window: str, record: Mapping[str, Any], ts:
         add(name, record.get(name), unit)
     for state, kwh in (record.get("energy_by_state_kwh") or {}).items():
         add(f"energy_by_state_kwh.{state}", kwh, "kWh")
-    for product, scrap in (record.get("scrap_by_product") or {}).items():
+    for product, scrap in (record.get("scrap_by_product") or {}).items() if not skip else ():
         add(f"scrap_by_product.{product}", scrap, None)
     ideal, total = record.get("ideal_time_s") or 0.0, record.get("total_count") or 0
     if ideal > 0 and total > 0:

@@ -22,10 +22,14 @@ def energy() -> Dashboard:
               unit="kwatt", width=16, height=8, min=0,
               options={"legend": {"displayMode": "table", "placement": "right", "calcs": ["mean", "max"]}}),
         Panel("Energy in range by machine", "bargauge",
-              [Target(q.spread(f"{q.MACHINES} AND {q.sig(ENERGY_KWH)}"), "$tag_machine")],
+              [Target(q.counter_increase(f"{q.MACHINES} AND {q.sig(ENERGY_KWH)}"), "$tag_machine")],
               unit="kwatth", width=8, height=8, min=0, decimals=1,
               options={"orientation": "horizontal", "displayMode": "gradient"},
-              description="Growth of each machine's energy counter over the selected range."),
+              description="Energy each machine used in the selected range (any range): the sum of its energy "
+                          "counter's increases between consecutive samples, so a counter reset or rollover "
+                          "does not distort it. Not counted: between the last sample before a reset and the "
+                          "first after it, and before the first / after the last sample in the range — one "
+                          "sample interval each (1 s at 1 Hz)."),
         Panel("Energy by state (current shift)", "bargauge",
               [Target(q.latest(f"{q.MACHINES} AND {BY_STATE}", ("machine", "signal")),
                       "$tag_machine $tag_signal")],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
 from ingest.api.body import read_body
 from ingest.api.deps import CanRead, CanWrite, ServiceDep, StoreDep
+from ingest.api.times import NAIVE_HINT, QueryTime
 from ingest.eventbinding import refusal
 from ingest.problems import PROBLEM_JSON, Problem
 from ingest.storage.base import EventQuery
@@ -61,8 +61,8 @@ _POST_ERRORS: dict[int | str, dict[str, Any]] = {403: {
 async def get_events(
     *, store: StoreDep, _auth: CanRead,
     asset: Annotated[str | None, Query(description="asset or scope prefix")] = None,
-    start: Annotated[datetime | None, Query(description="events still open at or after this")] = None,
-    end: Annotated[datetime | None, Query(description="events started before this")] = None,
+    start: Annotated[QueryTime | None, Query(description="events still open at or after this")] = None,
+    end: Annotated[QueryTime | None, Query(description="events started before this")] = None,
     state: EventState | None = None,
     source: EventSource | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
@@ -70,7 +70,7 @@ async def get_events(
     """Events under ``asset`` overlapping ``[start, end)``, newest first."""
     for name, ts in (("start", start), ("end", end)):
         if ts is not None and ts.tzinfo is None:
-            raise Problem(422, f"{name}: timestamp has no UTC offset; append 'Z' for UTC", reason="bad_query")
+            raise Problem(422, f"{name}: {NAIVE_HINT}", reason="bad_query")
     if asset:
         try:
             check_asset_prefix(asset)

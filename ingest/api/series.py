@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from ingest.api.deps import CanRead, StoreDep
+from ingest.api.times import QueryTime, aware
 from ingest.problems import Problem
 from ingest.storage.base import Agg, SeriesQuery
 from zhizao.model import AssetPath, check_asset_prefix, valid_signal
@@ -33,14 +34,6 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _aware(ts: datetime, name: str) -> datetime:
-    if ts.tzinfo is None:
-        raise Problem(422, f"{name}: timestamp has no UTC offset; append 'Z' for UTC", reason="bad_query")
-    if not datetime(1970, 1, 1, tzinfo=UTC) <= ts <= datetime(2262, 1, 1, tzinfo=UTC):
-        raise Problem(422, f"{name}: must be between 1970 and 2262", reason="bad_query")
-    return ts.astimezone(UTC)
-
-
 class SeriesOut(BaseModel):
     asset: str
     signal: str
@@ -58,8 +51,8 @@ class SeriesResponse(BaseModel):
 async def get_series(
     *, store: StoreDep, _auth: CanRead,
     asset: Annotated[str, Query(description="site, site/area, site/area/line or site/area/line/machine")],
-    start: Annotated[datetime, Query(description="inclusive, RFC 3339 with offset")],
-    end: Annotated[datetime, Query(description="exclusive, RFC 3339 with offset")],
+    start: Annotated[QueryTime, Query(description="inclusive, RFC 3339 with offset, or a date = 00:00Z")],
+    end: Annotated[QueryTime, Query(description="exclusive, RFC 3339 with offset, or a date = 00:00Z")],
     signal: Annotated[list[str] | None, Query(description="repeat for several; none = all")] = None,
     agg: Annotated[Agg | None, Query(description="bucket aggregate; none = raw points")] = None,
     bucket: Annotated[str | None, Query(description="bucket width: 60s, 5m; default range/limit")] = None,
@@ -84,7 +77,7 @@ async def get_series(
             raise Problem(422, f"signal: {name[:80]!r} is not a valid signal name (letters, digits, _ . -; "
                           "starting with a letter or _; at most 128 characters)", reason="bad_query")
     try:
-        q = SeriesQuery(asset=asset, start=_aware(start, "start"), end=_aware(end, "end"),
+        q = SeriesQuery(asset=asset, start=aware(start, "start"), end=aware(end, "end"),
                         signals=tuple(signal or ()), agg=agg,
                         bucket=parse_duration(bucket) if bucket else None, limit=limit, by_unit=True)
     except ValueError as exc:

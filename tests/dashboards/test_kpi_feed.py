@@ -51,6 +51,29 @@ def test_record_samples_names_units_and_derived_figures() -> None:
     assert not any("data_quality" in k for k in got)
 
 
+def test_record_samples_leave_out_production_figures_of_a_machine_making_no_parts() -> None:
+    """A compressor's record (``producing: false``) carries the definitions' OEE 0, Quality 1, 0
+    parts: none of them is written (a panel would draw "OEE 0 %" in red); availability, times,
+    energy and cost are. A producing machine's record of the same figures keeps them all."""
+    record = {"producing": False, "availability": 0.9, "performance": 0.0, "quality": 1.0, "oee": 0.0,
+              "first_pass_yield_ratio": 1.0, "scrap_ratio": None, "total_count": 0, "good_count": 0,
+              "scrap_count": 0, "failures": 1, "planned_time_s": 3600.0, "run_time_s": 3240.0,
+              "ideal_time_s": 0.0, "energy_kwh": 60.0, "energy_cost": 48.0,
+              "good_parts_per_planned_hour": 0.0, "peak_kw": 75.0,
+              "energy_by_state_kwh": {"running": 58.0, "idle": 2.0}, "idle_energy_share_ratio": 2 / 60,
+              "scrap_by_product": {}}
+    asset = AssetPath.parse("p/a/l1/comp-1")
+    got = {s.signal for s in record_samples(asset, "shift", record, TS, baseline=0.4)}
+    assert got == {f"kpi.shift.{n}" for n in (
+        "availability", "failures", "planned_time_s", "run_time_s", "energy_kwh", "energy_cost", "peak_kw",
+        "energy_by_state_kwh.running", "energy_by_state_kwh.idle", "idle_energy_share_ratio",
+        "baseline_kwh_per_good_part", "target_kwh_per_good_part")}
+    producing = {s.signal for s in record_samples(asset, "shift", {**record, "producing": True}, TS)}
+    assert {f"kpi.shift.{n}" for n in ("oee", "performance", "quality", "first_pass_yield_ratio",
+                                       "good_count", "total_count", "scrap_count",
+                                       "good_parts_per_planned_hour")} <= producing
+
+
 def test_shift_window_is_the_running_shift_or_the_last_one() -> None:
     plant = PlantConfig(calendar=ShiftCalendar(shifts=[Shift(name="early", start=time(8), end=time(16))]))
     assert shift_window(plant, TS) == (TS.replace(hour=8), TS)
@@ -117,14 +140,17 @@ def test_feed_series_equal_the_kpi_api(stack: Stack) -> None:
          'WHERE "signal" =~ /^kpi\\.shift\\.(oee|good_count|energy_kwh)$/ '
          f"AND \"line\" = '{machine.line}' GROUP BY \"machine\", \"signal\"")
     body = json.loads(stack.influx.query(q, db="zhizao"))
-    seen = 0
+    seen = set()
     for s in body["results"][0]["series"]:
         asset = f"{machine.site}/{machine.area}/{machine.line}/{s['tags']['machine']}"
         name = s["tags"]["signal"].rsplit(".", 1)[1]
         assert s["values"][0][1] == pytest.approx(api[asset][name], rel=1e-12, abs=1e-12), (asset, name)
-        seen += 1
-    assert seen == 3 * len(api)
-    assert FAULTY in api
+        seen.add((asset, name))
+    # every figure of every record, except the production figures of a machine making no parts
+    # (comp-1: the API says producing false, and its OEE / good parts are no measurement)
+    assert seen == {(a, n) for a, rec in api.items() for n in ("oee", "good_count", "energy_kwh")
+                    if rec.get("producing") is not False or n == "energy_kwh"}
+    assert FAULTY in api and any(rec.get("producing") is False for rec in api.values())
 
 
 def test_sample_config_loads() -> None:
@@ -165,10 +191,13 @@ def test_feed_command_runs_rounds_against_the_stack(stack: Stack, tmp_path: Path
     thread.start()
     thread.join(30)
     assert not thread.is_alive()
-    q = (f"SELECT count(\"value\") FROM \"zhizao_kpi\" WHERE \"signal\" = 'kpi.shift.oee' "
-         f"AND time >= '{began.isoformat()}' GROUP BY \"machine\"")
-    series = json.loads(stack.influx.query(q, db="zhizao"))["results"][0]["series"]
-    counts = {s["tags"]["machine"]: s["values"][0][1] for s in series}
-    assert set(counts) == {"cnc-1", "cnc-2", "comp-1", "imm-1", "imm-2", "line"}
-    assert min(counts.values()) >= 1, counts  # written now, by this run
+    producing = {"cnc-1", "cnc-2", "imm-1", "imm-2", "line"}
+    every = producing | {"comp-1"}
+    for signal, machines in (("kpi.shift.oee", producing), ("kpi.shift.availability", every)):
+        q = (f"SELECT count(\"value\") FROM \"zhizao_kpi\" WHERE \"signal\" = '{signal}' "
+             f"AND time >= '{began.isoformat()}' GROUP BY \"machine\"")
+        series = json.loads(stack.influx.query(q, db="zhizao"))["results"][0]["series"]
+        counts = {s["tags"]["machine"]: s["values"][0][1] for s in series}
+        assert set(counts) == machines, signal  # comp-1 makes no parts: no OEE
+        assert min(counts.values()) >= 1, counts  # written now, by this run
     assert (tmp_path / "alive").stat().st_mtime >= began.timestamp() - 1  # touched by a good round

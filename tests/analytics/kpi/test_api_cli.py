@@ -98,6 +98,24 @@ def test_bad_queries_are_4xx_naming_the_problem(server: tuple[str, str]) -> None
     assert r.status_code == 422 and "offset" in r.text
 
 
+def test_plain_dates_are_midnight_utc_as_on_the_command_line(server: tuple[str, str]) -> None:
+    """``from=2026-11-23`` was refused with a hint ('append Z') that was refused too; a plain date is
+    now the CLI's reading, midnight UTC, on both KPI routes; a date-time without offset stays 422."""
+    url, token = server
+    h = {"Authorization": f"Bearer {token}"}
+    day, next_day = T0.date().isoformat(), (T0 + timedelta(days=1)).date().isoformat()
+    plain = httpx.get(f"{url}/api/v1/kpis", params={"scope": "p", "from": day, "to": next_day}, headers=h)
+    stamped = httpx.get(f"{url}/api/v1/kpis", headers=h, params={
+        "scope": "p", "from": f"{day}T00:00:00Z", "to": f"{next_day}T00:00:00Z"})
+    assert plain.status_code == 200, plain.text
+    assert plain.json() == stamped.json()
+    imp = httpx.get(f"{url}/api/v1/kpis/improvement", headers=h, params={
+        "scope": "p", "baseline_from": day, "baseline_to": next_day, "from": day, "to": next_day})
+    assert imp.status_code == 200, imp.text
+    r = httpx.get(f"{url}/api/v1/kpis", params={"scope": "p", "from": f"{day}T06:00", "to": TO}, headers=h)
+    assert r.status_code == 422 and "plain date" in r.text
+
+
 def _plant_file(tmp_path: Path) -> Path:
     p = tmp_path / "plant.yaml"
     p.write_text(yaml.safe_dump(PLANT.model_dump(mode="json")))
@@ -225,11 +243,11 @@ def test_cli_times_without_offset_are_utc_like_train(db: Path, tmp_path: Path,
 
 
 def test_the_shared_time_parser() -> None:
-    """One parser for ``train`` and ``kpi`` (analytics/timeargs.py): dates, date-times, with or
+    """One parser for ``train`` and ``kpi`` (zhizao/timeargs.py): dates, date-times, with or
     without offset (UTC), always returned in UTC."""
     from datetime import UTC, datetime
 
-    from analytics.timeargs import parse_time
+    from zhizao.timeargs import parse_time
 
     six = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
     for text in ("2026-11-23T06:00", "2026-11-23 06:00:00", "2026-11-23T06:00:00Z", "2026-11-23T14:00+08:00"):

@@ -1,10 +1,12 @@
-"""Times given on the command line, read one way by every ``zhizao analytics`` command.
+"""Times given on the command line, read one way by every ``zhizao analytics`` command (and the
+read API's plain dates).
 
 ``train --from/--to`` and ``kpi --from/--to/--baseline-from/--baseline-to/--at`` all accept
 ISO-8601 dates and date-times, with or without an offset: ``2026-11-23`` (midnight),
 ``2026-11-23T06:00``, ``2026-11-23 06:00:00``, ``2026-11-23T06:00:00Z``, ``...+08:00``. Without an
-offset the time is UTC. The result is always a UTC-aware ``datetime``. (The HTTP API is stricter: it
-takes RFC 3339 with an offset only, because a URL is usually written by a program.)
+offset the time is UTC. The result is always a UTC-aware ``datetime``. (The HTTP read API is
+stricter: it takes RFC 3339 with an offset, or a plain date read by :func:`parse_time`, and refuses a
+date-time without an offset, because a URL is usually written by a program: ``ingest/api/times.py``.)
 """
 
 from __future__ import annotations
