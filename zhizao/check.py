@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
     from zhizao.stack.expectations import load_play
 
     try:
-        scenario, exp = load_play(args.scenario)
+        scenario, exp = load_play(args.scenario, args.duration)
     except ConfigError as exc:
         console.print(f"zhizao check: {exc}", markup=False)
         return 2

@@ -17,6 +17,7 @@ from zhizao.plant import PlantConfig
 from zhizao.stack.analytics import LiveAnalytics
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+CI = Path(__file__).resolve().parents[1] / "e2e" / "scenarios" / "ci.yaml"
 M = AssetPath("plant", "a1", "line1", "cnc-1")
 
 
@@ -146,3 +147,44 @@ async def test_models_added_during_a_round_do_not_break_it(tmp_path: Path) -> No
         await live.round(T0 + timedelta(minutes=20), lag=timedelta(0))
     assert live.stats.failures == 0 and set(live.scoring) == {str(M), f"{M}#second"}
     assert live.stats.per_machine == {str(M): 20 * 60, f"{M}#second": 20 * 60}
+
+
+async def test_each_episode_of_a_data_quality_flag_is_sighted(tmp_path: Path) -> None:
+    """The CI line with a second screw_torque dropout on pack-1 (at 780 s) — simulated, stored in
+    DuckDB and watched by rounds as ``zhizao check`` runs them (every 40 line seconds, 200 s behind
+    the clock at ×40): the gap flag is sighted once per dropout, inside each one's window, so
+    ``zhizao check`` finds both dropouts (it reported the second one missed)."""
+    import yaml
+
+    from simulator.engine import generate
+    from simulator.plant_export import plant_config
+    from zhizao.stack.expectations import load_play
+    from zhizao.stack.verdict import detections, fault_results
+
+    doc = yaml.safe_load(CI.read_text(encoding="utf-8"))
+    doc["faults"].append({"machine": "line1/pack-1", "kind": "sensor_dropout", "at": 780, "duration_s": 180,
+                          "params": {"signal": "screw_torque"}})
+    path = tmp_path / "twodrop.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    scenario, exp = load_play(path)
+    generated = generate(scenario, 7, 1200)
+    async with DuckDBStore(tmp_path / "z.duckdb") as store:
+        await store.write(SampleFrame.from_samples(list(generated)))
+        line = f"{scenario.site}/{scenario.area}/line1"
+        live = LiveAnalytics(store, plant_config(scenario), [line], {}, start=scenario.start,
+                             watch_flags=True)
+        for s in range(40, 1201, 40):
+            await live.round(scenario.start + timedelta(seconds=s), lag=timedelta(seconds=200))
+        await live.final_round(scenario.start + timedelta(seconds=1200))
+    assert live.stats.failures == 0
+    sightings = live.flags_seen[(f"{line}/pack-1", "telemetry_gap", "screw_torque")]
+    at = [(t - scenario.start).total_seconds() for t in sightings]
+    assert len(at) == 2 and 300 < at[0] <= 540 and 780 < at[1] <= 1020, at  # dropouts 300-480, 780-960 s
+    found, _ = detections(scenario, generated.ledger, [], live.flags_seen)
+    dropouts = [d for d in found if d.kind == "sensor_dropout"]
+    assert len(dropouts) == 2 and all(d.ttd_s is not None and d.ttd_s <= 240 for d in dropouts), dropouts
+    results = [r for r in fault_results(exp, found, [], scenario)
+               if r.name.startswith("sensor_dropout on line1/pack-1")]
+    assert [(r.name, r.ok) for r in results] == [
+        ("sensor_dropout on line1/pack-1 from 2026-11-23T00:05:00Z", True),
+        ("sensor_dropout on line1/pack-1 from 2026-11-23T00:13:00Z", True)], results

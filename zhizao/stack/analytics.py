@@ -40,6 +40,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from analytics.kpi.config import KpiConfig
 from analytics.kpi.service import kpi_report
@@ -100,8 +101,12 @@ class LiveAnalytics:
         self.scopes = scopes
         self.start = start
         self.watch_flags = watch_flags
-        self.flags_seen: dict[tuple[str, str, str], datetime] = {}
-        """``(machine, flag kind, signal or "")`` -> line time a data-quality flag was first seen."""
+        self.flags_seen: dict[tuple[str, str, str], list[datetime]] = {}
+        """``(machine, flag kind, signal or "")`` -> the line times a data-quality flag was sighted:
+        the round it first showed, and each round its count of episodes rose (a second gap of
+        the same signal, a second counter reset, another clock jump), so every fault episode has
+        a sighting of its own."""
+        self._flag_counts: dict[tuple[str, str, str], int] = {}
         self.kpi_cfg = KpiConfig()
         self.interval_s = interval_s
         self.lag = timedelta(seconds=lag_s)
@@ -144,17 +149,23 @@ class LiveAnalytics:
             log.warning("analytics round failed (store unavailable), retrying next round: %s", exc)
 
     async def _watch_flags(self, until: datetime) -> None:
-        """Record when each data-quality flag of the run so far is first seen (the QA check's
-        detection time for telemetry faults: gaps, counter resets, clock skew)."""
+        """Record when data-quality flags of the run so far are sighted (the QA check's detection
+        times for telemetry faults: gaps, counter resets, clock skew): a flag's report covers the
+        whole run so far, so a new episode shows as its count rising over the last round's."""
         if until <= self.start + timedelta(seconds=60):
             return
+        counts: dict[tuple[str, str, str], int] = {}
         for scope in self.scopes:
             report = await kpi_report(self.store, self.plant, self.kpi_cfg, scope, start=self.start,
                                       end=until, group_by=GroupBy.MACHINE)
             for rec in report["windows"][0]["machines"]:
                 for flag in rec["data_quality"]["flags"]:
                     key = (rec["machine"], str(flag["kind"]), str(flag.get("signal", "")))
-                    self.flags_seen.setdefault(key, until)
+                    counts[key] = counts.get(key, 0) + flag_episodes(flag)
+        for key, n in counts.items():
+            if n > self._flag_counts.get(key, 0):
+                self.flags_seen.setdefault(key, []).append(until)
+        self._flag_counts = counts
 
     async def _last_seen(self, asset: str, cache: dict[str, dict[str, int]]) -> dict[str, int]:
         """``asset``'s signals -> last-seen time (µs) in the catalogue, read once per round (into
@@ -209,6 +220,19 @@ class LiveAnalytics:
                         "the rows scored up to %s keep their scores (late data); from there on %r is carried",
                         scope, r.signal, r.value, _iso(r.first_us), _iso(r.cursor_us), r.carried,
                         _iso(to_us(st.last)), r.value)
+
+
+def flag_episodes(flag: dict[str, Any]) -> int:
+    """How many episodes a KPI data-quality flag reports: its ``count`` (gaps, counter resets), a
+    clock skew's jumps and out-of-order samples, else 1."""
+    count = flag.get("count")
+    if isinstance(count, int):
+        return max(count, 1)
+    if flag.get("kind") == "clock_skew":
+        ooo = flag.get("out_of_order_samples") or {}
+        n = len(flag.get("jumps") or ()) + sum(int(v) for v in ooo.values())
+        return max(n, 1)
+    return 1
 
 
 def _iso(us: int) -> str:

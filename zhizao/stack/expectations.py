@@ -20,10 +20,18 @@ KPI scopes are ``<line>`` or ``<line>/<machine>`` (site and area are the scenari
 ``equals`` a KPI is compared with the simulator's ground-truth ledger for every shift window of
 the run; default tolerances are those of the KPI issue: ratios 0.01 absolute, kWh per good part and
 energy 1 % relative, MTBF/MTTR 2 % relative, counts exact.
+
+Every expectation written yields a result line, met or failed — none is skipped silently: a KPI
+expectation one per shift window of the run, or one failed line saying why when there is nothing
+to compare (no shift window in the run); a fault expectation one per episode of that fault in the
+run. What the file alone shows cannot be judged is refused before the run (exit 2, with every
+other problem of the file): a fault expected but not scheduled, or scheduled to start only at or
+after the run's end, and the same fault (machine and kind) expected twice.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,7 +90,8 @@ class FaultExpectation(StrictModel):
     detect_within_s: float = Field(gt=0)
     """Simulated seconds from the fault's start to its detection: an anomaly alarm going out (its
     episode's ``raised_at``, the on-delay after the episode's start; until session 10 the start
-    was counted) or the first data-quality flag."""
+    was counted) or a data-quality flag sighted in the fault's window (each fault of the kind on
+    the machine is judged on its own, with a detection of its own)."""
 
 
 class Expectations(StrictModel):
@@ -96,23 +105,72 @@ class Expectations(StrictModel):
     """Samples served by the simulator but not stored (and duplicates stored) allowed."""
 
 
-def load_play(path: str | Path) -> tuple[Scenario, Expectations]:
-    """The scenario and its expectations from one file; ``ConfigError`` names every bad key."""
+def default_duration(scenario: Scenario) -> float:
+    """Seconds from the scenario start to the end of its first shift window (at least one hour
+    of data when the calendar has none in the first week)."""
+    windows = scenario.calendar.windows(scenario.start, scenario.start + timedelta(days=7))
+    first = next((w for w in windows if w.end > scenario.start), None)
+    return (first.end - scenario.start).total_seconds() if first is not None else 3600.0
+
+
+def run_duration(scenario: Scenario, exp: Expectations, duration_s: float | None = None) -> float:
+    """Simulated seconds the check plays: ``duration_s`` (``--duration``), else
+    ``expectations.run.duration_s``, else to the end of the first shift window."""
+    return duration_s or exp.run.duration_s or default_duration(scenario)
+
+
+def load_play(path: str | Path, duration_s: float | None = None) -> tuple[Scenario, Expectations]:
+    """The scenario and its expectations from one file; ``ConfigError`` names every bad key, of
+    the scenario and of the expectations at once. ``duration_s`` is ``--duration``: an expected
+    fault must start before the run's end (:func:`run_duration`), or it could never be judged."""
     p = Path(path)
     doc = read_document(p)
     raw: Any = doc.pop("expectations", None)
-    scenario = validate(Scenario, doc, str(p))
+    problems: list[tuple[str, str]] = []
+    scenario: Scenario | None = None
+    expectations: Expectations | None = None
+    try:
+        scenario = validate(Scenario, doc, str(p))
+    except ConfigError as exc:
+        problems += exc.problems
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(str(p), [("expectations", "must be a table/mapping")])
-    try:
-        expectations = Expectations.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(str(p), [(f"expectations.{k}" if k else "expectations", m)
-                                   for k, m in validation_problems(exc)]) from exc
-    for i, f in enumerate(expectations.faults):
-        if not any(sf.machine == f.machine and sf.kind == f.kind for sf in scenario.faults):
-            raise ConfigError(str(p), [(f"expectations.faults[{i}]",
-                                        f"the scenario schedules no {f.kind} fault on {f.machine}")])
+        problems.append(("expectations", "must be a table/mapping"))
+    else:
+        try:
+            expectations = Expectations.model_validate(raw)
+        except ValidationError as exc:
+            problems += [(f"expectations.{k}" if k else "expectations", m)
+                         for k, m in validation_problems(exc)]
+    if scenario is not None and expectations is not None:
+        problems += _fault_problems(scenario, expectations, duration_s)
+    if problems or scenario is None or expectations is None:
+        raise ConfigError(str(p), problems)
     return scenario, expectations
+
+
+def _fault_problems(scenario: Scenario, exp: Expectations,
+                    duration_s: float | None) -> list[tuple[str, str]]:
+    """Fault expectations that could never be judged: no such scheduled fault, none of them
+    starting before the run's end, or the same fault expected twice."""
+    problems: list[tuple[str, str]] = []
+    end = scenario.start + timedelta(seconds=run_duration(scenario, exp, duration_s))
+    first: dict[tuple[str, str], int] = {}
+    for i, f in enumerate(exp.faults):
+        key = f"expectations.faults[{i}]"
+        if (f.machine, f.kind) in first:
+            problems.append((key, f"{f.kind} on {f.machine} is already expected by "
+                                  f"expectations.faults[{first[f.machine, f.kind]}]"))
+            continue
+        first[f.machine, f.kind] = i
+        starts = [scenario.fault_start(sf) for sf in scenario.faults
+                  if sf.machine == f.machine and sf.kind == f.kind]
+        if not starts:
+            problems.append((key, f"the scenario schedules no {f.kind} fault on {f.machine}"))
+        elif min(starts) >= end:
+            at = (min(starts) - scenario.start).total_seconds()
+            run = (end - scenario.start).total_seconds()
+            problems.append((key, f"the scenario's {f.kind} fault on {f.machine} starts at {at:g} s, at or "
+                                  f"after the run's end ({run:g} s): it cannot be detected in this run"))
+    return problems

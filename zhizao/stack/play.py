@@ -26,26 +26,19 @@ from ingest.storage.base import Agg, EventQuery, SeriesQuery, Store
 from simulator.scenario import Scenario
 from zhizao.events import EventSource
 from zhizao.signals import DERIVED_PREFIXES
-from zhizao.stack.expectations import Expectations
+from zhizao.stack.expectations import Expectations, default_duration, run_duration
 from zhizao.stack.line import Line, LineOptions
 from zhizao.stack.models import reference_models
 from zhizao.stack.verdict import Result, completeness_results, detections, fault_results, kpi_results
 
 log = logging.getLogger(__name__)
+__all__ = ["Outcome", "default_duration", "has_mosquitto", "play", "stored_counts"]
 
 
 def has_mosquitto() -> bool:
     """QA runs use a real Mosquitto when the box has one (the embedded amqtt broker acknowledges
     QoS 1 too slowly on a loaded machine at ×40, and the simulator then drops messages)."""
     return (shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")) is not None
-
-
-def default_duration(scenario: Scenario) -> float:
-    """Seconds from the scenario start to the end of its first shift window (at least one hour
-    of data when the calendar has none in the first week)."""
-    windows = scenario.calendar.windows(scenario.start, scenario.start + timedelta(days=7))
-    first = next((w for w in windows if w.end > scenario.start), None)
-    return (first.end - scenario.start).total_seconds() if first is not None else 3600.0
 
 
 @dataclass
@@ -70,7 +63,7 @@ async def play(scenario: Scenario, exp: Expectations, *, seed: int, speed: float
                duration_s: float | None = None, progress: Callable[[str], None] | None = None,
                gateway: bool = False) -> Outcome:
     say = progress or (lambda _m: None)
-    duration = duration_s or exp.run.duration_s or default_duration(scenario)
+    duration = run_duration(scenario, exp, duration_s)
     train_s = min(max(duration, 1800.0), 3600.0)
     say(f"training reference anomaly models on a clean {train_s / 60:.0f}-minute run")
     models = await asyncio.to_thread(reference_models, scenario, seed, train_s)
@@ -115,8 +108,7 @@ async def play(scenario: Scenario, exp: Expectations, *, seed: int, speed: float
                 "analytics": {"rounds": line.analytics.stats.rounds,
                               "scored_rows": line.analytics.stats.scored_rows,
                               "events": len(events)},
-                "detections": [{"machine": d.machine, "kind": d.kind, "start": d.start, "ttd_s": d.ttd_s,
-                                "by": d.by} for d in found]}
+                "detections": [d.to_dict() for d in found]}
     return Outcome(results, meta)
 
 

@@ -1,16 +1,19 @@
 """Comparing a played run with the simulator's ground truth: the results ``zhizao check`` reports.
 
 Inputs are plain data (the ledger records, the KPI report from the store, the anomaly events, the
-first-seen times of data-quality flags, served/stored sample counts), so the comparison is pure and
+sightings of data-quality flags, served/stored sample counts), so the comparison is pure and
 testable without servers. Each :class:`Result` is one line of the report and one JUnit test case;
-``ok`` is ``None`` for figures reported without an expectation on them.
+``ok`` is ``None`` for figures reported without an expectation on them. Every expectation yields
+at least one line: one that cannot be judged (nothing in the run to compare it with) fails,
+saying why.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from analytics.events.tracker import RAISED_AT
@@ -52,13 +55,30 @@ class Detection:
     def ttd_s(self) -> float | None:
         return None if self.detected_at is None else max(0.0, (self.detected_at - self.start).total_seconds())
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report's ``detections[]`` entry (``start`` in RFC 3339)."""
+        return {"machine": self.machine, "kind": self.kind, "start": rfc3339(self.start), "ttd_s": self.ttd_s,
+                "by": self.by}
+
 
 def _fmt(v: Any) -> str:
+    """A measured or ledger value: 4 significant digits, without an exponent from 10,000 on."""
     if v is None:
         return "—"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
     return str(v)
+
+
+def _plain(v: float) -> str:
+    """A value the user wrote (``equals``), in full and without an exponent: ``100000``, ``0.62``."""
+    text = format(Decimal(repr(float(v))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def rfc3339(ts: datetime) -> str:
+    """``2026-11-23T00:04:00Z`` (fractional seconds only when there are some)."""
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _within(actual: Any, expected: Any, tol: float, relative: bool, kpi: str) -> bool:
@@ -86,6 +106,18 @@ def kpi_results(scenario: Scenario, exp: Expectations, ledger: list[dict[str, An
             name = r["line"] if "/" in r["line"] else f"{prefix}/{r['line']}"
             truth[(name, r["shift"])] = r
     out: list[Result] = []
+    if not report["windows"]:
+        why = ("no shift window in the run: nothing to compare (the run lies outside the calendar's "
+               "shifts; start it in a shift or play longer)")
+        if exp.kpis is None:  # the default set, not written by the user: said, not failed
+            return [Result("kpi", "KPIs of every line vs the ledger (default)", "(reported only)", "none",
+                           None, why)]
+        for e in wanted:
+            tol, rel = e.bound()
+            want = (f"{_plain(e.equals)} {_bound(tol, rel)} (fixed)" if e.equals is not None
+                    else f"the ledger's value {_bound(tol, rel)} (ledger)")
+            out.append(Result("kpi", f"{e.kpi} of {e.scope}", want, "none", False, why))
+        return out
     for e in wanted:
         path = f"{prefix}/{e.scope}"
         tol, rel = e.bound()
@@ -93,7 +125,7 @@ def kpi_results(scenario: Scenario, exp: Expectations, ledger: list[dict[str, An
             recs = {m["machine"]: m for m in w["machines"]} | {ln["line"]: ln for ln in w["lines"]}
             rec = recs.get(path)
             name = f"{e.kpi} of {e.scope} [{w['window']}]"
-            bound = f"±{tol:.0%}" if rel else (f"±{tol:g}" if tol else "exact")
+            bound = _bound(tol, rel)
             if rec is None:
                 out.append(Result("kpi", name, "a KPI record", "none", False, f"no record for {path}"))
                 continue
@@ -104,19 +136,34 @@ def kpi_results(scenario: Scenario, exp: Expectations, ledger: list[dict[str, An
                 continue
             actual = rec.get(e.kpi)
             ok = _within(actual, expected, tol, rel, e.kpi)
-            src = "fixed" if e.equals is not None else "ledger"
-            out.append(Result("kpi", name, f"{_fmt(expected)} {bound} ({src})", _fmt(actual), ok))
+            want = (f"{_plain(e.equals)} {bound} (fixed)" if e.equals is not None
+                    else f"{_fmt(expected)} {bound} (ledger)")
+            out.append(Result("kpi", name, want, _fmt(actual), ok))
     return out
 
 
+def _bound(tol: float, rel: bool) -> str:
+    return f"±{_plain(round(tol * 100, 9))}%" if rel else (f"±{_plain(tol)}" if tol else "exact")
+
+
 def detections(scenario: Scenario, ledger: list[dict[str, Any]], events: list[Event],
-               flags_seen: dict[tuple[str, str, str], datetime]) -> tuple[list[Detection], list[Event]]:
-    """Each fault of the ledger with its first detection, and the anomaly episodes no fault explains."""
+               flags_seen: dict[tuple[str, str, str], list[datetime]]) -> tuple[list[Detection], list[Event]]:
+    """Each fault of the ledger with its first detection, and the anomaly episodes no fault explains.
+
+    ``flags_seen``: ``(machine, flag kind, signal or "")`` -> the line times a data-quality flag
+    was sighted (:attr:`~zhizao.stack.analytics.LiveAnalytics.flags_seen`: each new episode of it).
+    A fault the flags see is detected by a sighting inside its own window (from its start to
+    :data:`GRACE` after its end); each sighting detects one fault at most, so a second fault of the
+    same kind on the same signal needs a sighting of its own (faults in order of start, each
+    taking the earliest sighting left in its window)."""
     faults = [r for r in ledger if r["type"] == "fault"]
     episodes = sorted((e for e in events if e.source is EventSource.ANOMALY), key=lambda e: e.start)
     explained: set[str] = set()
-    out: list[Detection] = []
-    for f in faults:
+    used: set[tuple[tuple[str, str, str], datetime]] = set()
+    out: list[Detection | None] = [None] * len(faults)
+    order = sorted(range(len(faults)), key=lambda i: parse_ts(faults[i]["start"]))
+    for i in order:
+        f = faults[i]
         start, end = parse_ts(f["start"]), parse_ts(f["end"])
         machine = f["machine"]
         if machine.count("/") != 3:
@@ -131,14 +178,18 @@ def detections(scenario: Scenario, ledger: list[dict[str, Any]], events: list[Ev
         flag = FLAG_OF_FAULT.get(f["kind"])
         if flag is not None:
             signal = str(f.get("params", {}).get("signal", "")) if flag == "telemetry_gap" else ""
-            for (m, kind, sig), seen in flags_seen.items():
-                if m == machine and kind == flag and (not signal or sig == signal) and seen >= start:
-                    hits.append((seen, f"data-quality flag {kind}{':' + sig if sig else ''}"))
+            sightings = sorted((seen, key) for key, times in flags_seen.items() for seen in times
+                               if key[0] == machine and key[1] == flag and (not signal or key[2] == signal)
+                               and start <= seen <= end + GRACE and (key, seen) not in used)
+            if sightings:
+                seen, key = sightings[0]
+                used.add((key, seen))
+                hits.append((seen, f"data-quality flag {flag}{':' + key[2] if key[2] else ''}"))
         first = min(hits, default=None)
-        out.append(Detection(machine, f["kind"], start, end, first[0] if first else None,
-                             first[1] if first else ""))
+        out[i] = Detection(machine, f["kind"], start, end, first[0] if first else None,
+                           first[1] if first else "")
     false_alarms = [e for e in episodes if e.id not in explained]
-    return out, false_alarms
+    return [d for d in out if d is not None], false_alarms
 
 
 def _raised(e: Event) -> datetime:
@@ -153,17 +204,27 @@ def fault_results(exp: Expectations, found: list[Detection], false_alarms: list[
     prefix = f"{scenario.site}/{scenario.area}/"
     wanted = {(f"{prefix}{f.machine}", f.kind): f for f in exp.faults}
     out: list[Result] = []
+    in_run = {(d.machine, d.kind) for d in found}
+    for (machine, kind), fe in wanted.items():  # load_play refuses what it can tell from the file
+        if (machine, kind) not in in_run:
+            out.append(Result("fault", f"{kind} on {fe.machine}",
+                              f"detected within {fe.detect_within_s / 60:g} min", "not in the run", False,
+                              "the ledger has no such fault: it did not start before the run's end"))
+    episodes = Counter((d.machine, d.kind) for d in found)
     for d in found:
         short = d.machine.removeprefix(prefix)
         e = wanted.get((d.machine, d.kind))
         ttd = d.ttd_s
         actual = "missed" if ttd is None else f"detected after {ttd / 60:.1f} min"
+        name = f"{d.kind} on {short}"
+        if episodes[d.machine, d.kind] > 1:  # one line (JUnit test case) per episode, told apart
+            name += f" from {rfc3339(d.start)}"
         if e is None:
-            out.append(Result("fault", f"{d.kind} on {short}", "(reported only)", actual, None, d.by))
+            out.append(Result("fault", name, "(reported only)", actual, None, d.by))
         else:
             ok = ttd is not None and ttd <= e.detect_within_s
             want = f"detected within {e.detect_within_s / 60:g} min"
-            out.append(Result("fault", f"{d.kind} on {short}", want, actual, ok, d.by))
+            out.append(Result("fault", name, want, actual, ok, d.by))
     n = len(false_alarms)
     detail = ", ".join(f"{e.asset.removeprefix(prefix)} at {e.start:%H:%M:%S}" for e in false_alarms[:5])
     limit = exp.max_false_alarms
