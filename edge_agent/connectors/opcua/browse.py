@@ -1,11 +1,20 @@
-"""Which OPC UA nodes to read: NodeId lists and browse-path patterns, resolved once and cached.
+"""Which OPC UA nodes to read: NodeId lists and browse-path patterns, resolved and cached.
 
-:func:`resolve_tags` turns the config into :class:`Tag` s (node, asset, signal, unit). Browse
-patterns are walked level by level from ``Objects`` with one Browse request per level (nodes
-batched), so thousands of nodes cost a handful of round trips; units come from each variable's
-``EngineeringUnits`` property (one TranslateBrowsePaths and one Read for all). The result is
-kept in a JSON cache file for ``browse_cache_ttl_s`` and reused across reconnects and restarts;
-a cached node that vanished is reported by the subscription and skipped.
+:func:`resolve_tags` turns the config into :class:`Tag` s (node, asset, signal, unit) for one
+session. Browse patterns are walked level by level from ``Objects`` with one Browse request per
+level (nodes batched), so thousands of nodes cost a handful of round trips; units come from each
+variable's ``EngineeringUnits`` property (one TranslateBrowsePaths and one Read for all).
+
+Namespace indices are a session's business: a server may order its namespaces differently after
+a restart. So the result of a discovery is kept **namespace-independently** — a node of namespace
+``N > 0`` as ``nsu=<URI>;...`` — in a JSON cache file (``<state_dir>/<name>-browse.json``) and
+every session resolves it (and every ``nsu=`` id of the config) against its own NamespaceArray.
+The cache is reused across reconnects and restarts for ``browse_cache_ttl_s``, unless the server
+restarted meanwhile (its ``ServerStatus/StartTime`` differs from the one cached) or a cached node
+is unknown to the server (checked with one Read per connect): then the server is browsed again.
+A node that cannot be read at all — a namespace URI the server does not have, a browse match
+whose name is not a valid asset or signal name — is rejected alone (one WARNING, counted), the
+others are read.
 """
 
 from __future__ import annotations
@@ -15,18 +24,20 @@ import importlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from asyncua.client.client import Client
 
-from edge_agent.connectors.opcua.config import BrowseSpec, NodeSpec, OpcUaConnectorConfig
+from edge_agent.connectors.opcua.config import BrowseSpec, NodeSpec, OpcUaConnectorConfig, names_from_id
 from zhizao.model import AssetPath, valid_signal
 
 ua: Any = importlib.import_module("asyncua.ua")
 log = logging.getLogger(__name__)
 _CHUNK = 500
+_CACHE_VERSION = 2
+_UNKNOWN = {"BadNodeIdUnknown", "BadNodeIdInvalid"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +45,27 @@ class Tag:
     """One variable to read and where its values go."""
 
     node_id: str
+    """The NodeId in this session's namespace indices (``ns=N;...``)."""
     asset: str
     signal: str
     unit: str | None = None
+    ref: str = ""
+    """The node's namespace-independent id (``nsu=<URI>;...``, or the id as configured): what
+    its mark is kept under across sessions. Empty: ``node_id``."""
+
+    @property
+    def stable(self) -> str:
+        return self.ref or self.node_id
+
+
+@dataclass(slots=True)
+class Resolved:
+    """The tags of one session and the nodes rejected (``(node, reason)``)."""
+
+    tags: list[Tag]
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    browsed: bool = True
+    """False when the tags came from the cache."""
 
 
 class TagError(ValueError):
@@ -46,37 +75,65 @@ class TagError(ValueError):
 def _tag_from_spec(spec: NodeSpec, node_id: str) -> Tag:
     asset, signal = spec.asset, spec.signal
     if asset is None or signal is None:
-        ident = node_id.split(";s=", 1)[-1] if ";s=" in node_id else ""
-        parts = ident.split("/")
-        if len(parts) != 5:
+        try:
+            derived = names_from_id(ua.NodeId.from_string(spec.node_id))
+        except ValueError:
+            derived = None
+        if derived is None:
             raise TagError(
                 f"node {spec.node_id}: give asset and signal (the id is not site/area/line/machine/signal)"
             )
-        asset = asset or "/".join(parts[:4])
-        signal = signal or parts[4]
-    AssetPath.parse(asset)
+        asset = asset or derived[0]
+        signal = signal or derived[1]
+    try:
+        AssetPath.parse(asset)
+    except ValueError as exc:
+        raise TagError(f"node {spec.node_id}: {exc}") from None
+    if not valid_signal(signal):
+        raise TagError(f"node {spec.node_id}: {signal!r} is not a valid signal name")
     return Tag(node_id, asset, signal, spec.unit)
 
 
 def _tag_from_path(spec: BrowseSpec, node_id: str, segments: list[str]) -> Tag:
+    where = "Objects/" + "/".join(segments)
     try:
         asset = spec.asset.format(*segments) if spec.asset else "/".join(segments[-5:-1])
-        signal = spec.signal.format(*segments) if spec.signal else segments[-1]
+        signal = spec.rename.get(segments[-1]) or (
+            spec.signal.format(*segments) if spec.signal else segments[-1]
+        )
         AssetPath.parse(asset)
-    except (IndexError, ValueError) as exc:
-        raise TagError(f"node {'/'.join(segments)}: {exc}") from None
+    except (IndexError, KeyError, ValueError) as exc:
+        raise TagError(f"browse match {where}: {exc}") from None
     if not valid_signal(signal):
-        raise TagError(f"node {'/'.join(segments)}: {signal!r} is not a valid signal name")
+        raise TagError(
+            f"browse match {where}: {signal!r} is not a valid signal name (letters, digits, '_', '.', "
+            f"'-', not starting with a digit): map it with rename = {{ {segments[-1]!r} = \"...\" }} or "
+            f"leave it out with exclude on the browse entry"
+        )
     return Tag(node_id, asset, signal)
 
 
-async def _resolve_nsu(client: Client, node_id: str, ns_array: list[str]) -> str:
-    if not node_id.startswith("nsu="):
+def stable_id(node_id: str, ns_array: list[str]) -> str:
+    """``node_id`` (``ns=N;...``) in the namespace-independent form ``nsu=<URI>;...`` (namespace 0
+    and ids already in that form are kept)."""
+    node = ua.NodeId.from_string(node_id)
+    index = node.NamespaceIndex
+    if index == 0 or getattr(node, "NamespaceUri", None) or index >= len(ns_array):
         return node_id
-    uri, _, rest = node_id[4:].partition(";")
+    bare = ua.NodeId(node.Identifier, 0, node.NodeIdType).to_string()
+    return f"nsu={ns_array[index]};{bare}"
+
+
+def session_id(node_id: str, ns_array: list[str]) -> str:
+    """``node_id`` with an ``nsu=<URI>`` resolved to this session's ``ns=N``; ``TagError`` when
+    the server has no such namespace."""
+    node = ua.NodeId.from_string(node_id)
+    uri = getattr(node, "NamespaceUri", None)
+    if not uri:
+        return node_id
     if uri not in ns_array:
         raise TagError(f"node {node_id}: the server has no namespace {uri!r}")
-    return f"ns={ns_array.index(uri)};{rest}"
+    return ua.NodeId(node.Identifier, ns_array.index(uri), node.NodeIdType).to_string()  # type: ignore[no-any-return]
 
 
 async def _children(client: Client, parents: list[Any]) -> list[list[Any]]:
@@ -162,58 +219,172 @@ async def read_units(client: Client, node_ids: list[str]) -> dict[str, str]:
 
 
 class BrowseCache:
-    """Resolved tags of one connector, in a JSON file, valid for ``ttl`` seconds."""
+    """Namespace-independent tags of one connector (see the module docstring), in a JSON file,
+    valid for ``ttl`` seconds and while the server's start time is the one cached."""
 
     def __init__(self, path: Path | None, ttl: float) -> None:
         self.path = path
         self.ttl = ttl
-        self._memory: tuple[float, str, list[Tag]] | None = None
+        self._memory: dict[str, Any] | None = None
 
-    def get(self, key: str) -> list[Tag] | None:
-        entry = self._memory
-        if entry is None and self.path is not None and self.path.exists():
+    def get(self, key: str, started: str) -> tuple[list[Tag], list[tuple[str, str]]] | None:
+        doc = self._memory
+        if doc is None and self.path is not None and self.path.exists():
             try:
                 doc = json.loads(self.path.read_text())
-                entry = (float(doc["ts"]), str(doc["key"]), [Tag(**t) for t in doc["tags"]])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+                if not isinstance(doc, dict):
+                    raise ValueError("not an object")
+            except (OSError, ValueError) as exc:
                 log.warning("browse cache %s unreadable (%s); browsing again", self.path, exc)
                 return None
-        if entry is None or entry[1] != key or time.time() - entry[0] > self.ttl:
+        if doc is None or doc.get("v") != _CACHE_VERSION or doc.get("key") != key:
             return None
-        self._memory = entry
-        return entry[2]
+        try:
+            if doc.get("started") != started or time.time() - float(doc["ts"]) > self.ttl:
+                return None
+            tags = [Tag(**t) for t in doc["tags"]]
+            rejected = [(str(a), str(b)) for a, b in doc.get("rejected", [])]
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("browse cache %s unreadable (%s); browsing again", self.path, exc)
+            return None
+        self._memory = doc
+        return tags, rejected
 
-    def put(self, key: str, tags: list[Tag]) -> None:
-        self._memory = (time.time(), key, tags)
+    def put(self, key: str, started: str, tags: list[Tag], rejected: list[tuple[str, str]]) -> None:
+        doc = {
+            "v": _CACHE_VERSION, "ts": time.time(), "key": key, "started": started,
+            "tags": [asdict(t) for t in tags], "rejected": [list(r) for r in rejected],
+        }
+        self._memory = doc
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"ts": time.time(), "key": key, "tags": [asdict(t) for t in tags]}))
+            tmp.write_text(json.dumps(doc))
             tmp.replace(self.path)
 
 
-async def resolve_tags(client: Client, cfg: OpcUaConnectorConfig, cache: BrowseCache) -> list[Tag]:
-    """Every tag of the config (see the module docstring); ``TagError`` for a bad node spec."""
-    key = json.dumps([cfg.model_dump(mode="json", include={"nodes", "browse"}), cfg.endpoint])
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    started = time.monotonic()
-    ns_array = (
-        await client.get_namespace_array() if any(n.node_id.startswith("nsu=") for n in cfg.nodes) else []
-    )
-    tags: list[Tag] = []
+async def _server_started(client: Client) -> str:
+    """The server's ``ServerStatus/StartTime`` (``""`` when it cannot be read)."""
+    try:
+        dv = (await client.uaclient.read_attributes(
+            [ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime)], ua.AttributeIds.Value
+        ))[0]
+        value: Any = dv.Value.Value if dv.Value is not None else None
+    except (ua.UaError, OSError, TimeoutError):
+        return ""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
+
+
+async def _discover(
+    client: Client, cfg: OpcUaConnectorConfig, ns_array: list[str]
+) -> tuple[list[Tag], list[tuple[str, str]]]:
+    """Tags of the config in namespace-independent form (browsing), and the nodes rejected."""
+    found_tags: list[Tag] = []
+    rejected: list[tuple[str, str]] = []
     for spec in cfg.nodes:
-        tags.append(_tag_from_spec(spec, await _resolve_nsu(client, spec.node_id, ns_array)))
+        try:
+            found_tags.append(_tag_from_spec(spec, spec.node_id))
+        except TagError as exc:
+            rejected.append((spec.node_id, str(exc)))
     for bspec in cfg.browse:
         found = await browse_pattern(client, bspec.pattern)
         if not found:
             log.warning("OPC UA %s: browse pattern %s matches no variable", cfg.name, bspec.pattern)
-        tags.extend(_tag_from_path(bspec, nid, path) for nid, path in found)
+        for nid, path in found:
+            if any(fnmatch.fnmatchcase(path[-1], pat) for pat in bspec.exclude):
+                continue
+            stable = stable_id(nid, ns_array)
+            try:
+                found_tags.append(_tag_from_path(bspec, stable, path))
+            except TagError as exc:
+                rejected.append((stable, str(exc)))
+    # each node once (the first entry wins: nodes before browse patterns), by this session's id
+    seen: dict[str, Tag] = {}
+    unique: list[Tag] = []
+    for t in found_tags:
+        try:
+            sid = session_id(t.node_id, ns_array)
+        except TagError:
+            sid = t.node_id  # rejected per session (the namespace may come back)
+        first = seen.get(sid)
+        if first is None:
+            seen[sid] = t
+            unique.append(t)
+        elif (first.asset, first.signal) != (t.asset, t.signal):
+            log.warning(
+                "OPC UA %s: node %s matched twice, as %s/%s and as %s/%s; read once, as the first",
+                cfg.name, t.node_id, first.asset, first.signal, t.asset, t.signal,
+            )
+    wanted = {}
+    for t in unique:
+        if t.unit is None:
+            with_session = _try_session_id(t.node_id, ns_array)
+            if with_session is not None:
+                wanted[with_session] = t.node_id
+    units = await read_units(client, list(wanted))
+    by_stable = {wanted[sid]: unit for sid, unit in units.items()}
+    return [Tag(t.node_id, t.asset, t.signal, t.unit or by_stable.get(t.node_id)) for t in unique], rejected
+
+
+def _try_session_id(node_id: str, ns_array: list[str]) -> str | None:
+    try:
+        return session_id(node_id, ns_array)
+    except TagError:
+        return None
+
+
+def _for_session(
+    entries: list[Tag], rejected: list[tuple[str, str]], ns_array: list[str]
+) -> Resolved:
+    tags: list[Tag] = []
+    out = list(rejected)
     seen: set[str] = set()
-    unique = [t for t in tags if not (t.node_id in seen or seen.add(t.node_id))]  # type: ignore[func-returns-value]
-    units = await read_units(client, [t.node_id for t in unique if t.unit is None])
-    resolved = [Tag(t.node_id, t.asset, t.signal, t.unit or units.get(t.node_id)) for t in unique]
-    log.info("OPC UA %s: resolved %d nodes in %.2f s", cfg.name, len(resolved), time.monotonic() - started)
-    cache.put(key, resolved)
+    for e in entries:
+        try:
+            sid = session_id(e.node_id, ns_array)
+        except TagError as exc:
+            out.append((e.node_id, str(exc)))
+            continue
+        if sid not in seen:
+            seen.add(sid)
+            tags.append(Tag(sid, e.asset, e.signal, e.unit, e.node_id))
+    return Resolved(tags, out)
+
+
+async def _unknown(client: Client, tags: list[Tag]) -> int:
+    """How many of ``tags`` the server does not know (one Read of NodeClass per 500 nodes): a
+    node browsed earlier that vanished, e.g. after a change of the PLC program."""
+    n = 0
+    for i in range(0, len(tags), _CHUNK):
+        chunk = tags[i : i + _CHUNK]
+        values = await client.uaclient.read_attributes(
+            [ua.NodeId.from_string(t.node_id) for t in chunk], ua.AttributeIds.NodeClass
+        )
+        n += sum(1 for dv in values if dv.StatusCode is not None and dv.StatusCode.name in _UNKNOWN)
+    return n
+
+
+async def resolve_tags(client: Client, cfg: OpcUaConnectorConfig, cache: BrowseCache) -> Resolved:
+    """The tags of this session (see the module docstring)."""
+    key = json.dumps([cfg.model_dump(mode="json", include={"nodes", "browse"}), cfg.endpoint])
+    started = await _server_started(client)
+    ns_array = list(await client.get_namespace_array())
+    cached = cache.get(key, started)
+    if cached is not None:
+        resolved = _for_session(*cached, ns_array)
+        resolved.browsed = False
+        explicit = {spec.node_id for spec in cfg.nodes}  # browsing again does not bring these back
+        unknown = await _unknown(client, [t for t in resolved.tags if t.stable not in explicit])
+        if not unknown:
+            return resolved
+        log.info(
+            "OPC UA %s: %d cached nodes are unknown to the server; browsing again", cfg.name, unknown
+        )
+    began = time.monotonic()
+    entries, rejected = await _discover(client, cfg, ns_array)
+    cache.put(key, started, entries, rejected)
+    resolved = _for_session(entries, rejected, ns_array)
+    log.info(
+        "OPC UA %s: resolved %d nodes in %.2f s", cfg.name, len(resolved.tags), time.monotonic() - began
+    )
     return resolved

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
@@ -87,6 +88,37 @@ class IdentityConfig(StrictModel):
         return self
 
 
+def parse_node_id(text: str) -> Any:
+    """``text`` parsed by asyncua's own NodeId parser (``ns=<index>;i=|s=|g=|b=<id>`` or
+    ``nsu=<namespace URI>;...``); ``ValueError`` naming the text when it is not a NodeId."""
+    ua: Any = importlib.import_module("asyncua.ua")
+    try:
+        node = ua.NodeId.from_string(text)
+    except (ValueError, TypeError, IndexError, ua.UaError) as exc:
+        args = [a for a in exc.args if str(a)]
+        detail = str(args[-1]) if args else type(exc).__name__
+        if "unpack" in detail:
+            detail = "every part must be key=value, parts separated by ';'"
+        raise ValueError(
+            f"{text!r} is not an OPC UA NodeId (ns=<index>;i=|s=|g=|b=<identifier>, or "
+            f"nsu=<namespace URI>;i=|s=...): {detail}"
+        ) from None
+    if getattr(node, "ServerIndex", None):
+        raise ValueError(f"{text!r}: srv= (a node of another server) cannot be read")
+    return node
+
+
+def names_from_id(node: Any) -> tuple[str, str] | None:
+    """``(asset, signal)`` from a string NodeId of five levels ``site/area/line/machine/signal``."""
+    ident = node.Identifier
+    if not isinstance(ident, str):
+        return None
+    parts = ident.split("/")
+    if len(parts) != 5:
+        return None
+    return "/".join(parts[:4]), parts[4]
+
+
 class NodeSpec(StrictModel):
     """One node by NodeId. ``asset``/``signal`` default from a string id ``site/area/line/machine/signal``."""
 
@@ -97,6 +129,25 @@ class NodeSpec(StrictModel):
 
     @model_validator(mode="after")
     def _names(self) -> NodeSpec:
+        node = parse_node_id(self.node_id)
+        if self.asset is None or self.signal is None:
+            derived = names_from_id(node)
+            if derived is None:
+                missing = " and ".join(k for k in ("asset", "signal") if getattr(self, k) is None)
+                raise ValueError(
+                    f"node {self.node_id!r}: give {missing} (only a string id of five levels "
+                    f"site/area/line/machine/signal names them by itself)"
+                )
+            if self.asset is None:
+                try:
+                    AssetPath.parse(derived[0])
+                except ValueError as exc:
+                    raise ValueError(f"node {self.node_id!r}: asset from the id: {exc}; give asset") from None
+            if self.signal is None and not valid_signal(derived[1]):
+                raise ValueError(
+                    f"node {self.node_id!r}: the id's last level {derived[1]!r} is not a valid signal name "
+                    f"(letters, digits, '_', '.', '-', not starting with a digit): give signal"
+                )
         if self.asset is not None:
             AssetPath.parse(self.asset)
         if self.signal is not None and not valid_signal(self.signal):
@@ -104,16 +155,71 @@ class NodeSpec(StrictModel):
         return self
 
 
+def _is_wild(level: str) -> bool:
+    return any(c in level for c in "*?[")
+
+
 class BrowseSpec(StrictModel):
     """Nodes by browse-path pattern below ``Objects``: levels separated by ``/``, ``*``/``?`` wildcards.
 
     ``asset`` and ``signal`` are templates over the matched path's levels, ``{0}`` being the first
     level below ``Objects``; by default the last five levels are site/area/line/machine/signal.
+    ``exclude``: browse-name patterns of matched variables to leave out; ``rename``: a matched
+    variable's browse name → its signal name (instead of the ``signal`` template). A match whose
+    asset or signal is still not a valid name is skipped with one WARNING (the others are read).
     """
 
     pattern: str = Field(pattern=r"^Objects/.+")
     asset: str | None = None
     signal: str | None = None
+    exclude: list[str] = Field(default_factory=list)
+    rename: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("rename")
+    @classmethod
+    def _renamed(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, signal in v.items():
+            if not valid_signal(signal):
+                raise ValueError(f"rename {name!r} -> {signal!r}: not a valid signal name")
+        return v
+
+    @model_validator(mode="after")
+    def _templates(self) -> BrowseSpec:
+        levels = self.pattern.split("/")[1:]
+        n = len(levels)
+        # literal levels stand for themselves, wildcard levels for a valid name
+        sample = [lv if not _is_wild(lv) else "x" for lv in levels]
+        problems: list[str] = []
+        for key, template in (("asset", self.asset), ("signal", self.signal)):
+            if template is None:
+                continue
+            try:
+                text = template.format(*sample)
+            except IndexError:
+                problems.append(
+                    f"{key} template {template!r}: the pattern {self.pattern!r} has {n} levels below "
+                    f"Objects, {{0}} to {{{n - 1}}}"
+                )
+                continue
+            except (KeyError, ValueError, AttributeError) as exc:
+                problems.append(
+                    f"{key} template {template!r}: only {{0}} to {{{n - 1}}} (levels of the matched path) "
+                    f"may be used ({exc})"
+                )
+                continue
+            if key == "asset":
+                try:
+                    AssetPath.parse(text)
+                except ValueError as exc:
+                    problems.append(f"asset template {template!r} gives {text!r}: {exc}")
+            elif not valid_signal(text):
+                problems.append(f"signal template {template!r} gives {text!r}: not a valid signal name")
+        if problems:
+            raise ValueError("; ".join(problems))
+        last = levels[-1]
+        if self.signal is None and not self.rename and not _is_wild(last) and not valid_signal(last):
+            raise ValueError(f"pattern level {last!r} is not a valid signal name: give signal or rename")
+        return self
 
 
 class DeadbandConfig(StrictModel):
@@ -143,7 +249,14 @@ class OpcUaConnectorConfig(StrictModel):
     nodes: list[NodeSpec] = Field(default_factory=list)
     browse: list[BrowseSpec] = Field(default_factory=list)
     browse_cache_ttl_s: float = Field(3600.0, ge=0)
-    """Browse results are reused across reconnects and restarts for this long."""
+    """Browse results (in ``<state_dir>/<name>-browse.json``, namespace-independent) are reused
+    across reconnects and restarts for this long, unless the server restarted meanwhile (its
+    ``ServerStatus/StartTime`` changed) or a cached node is unknown to it: then browsed again.
+    ``0`` browses on every connect."""
+    timestamp: Literal["source", "server", "receive"] = "source"
+    """The time a sample is stamped with: ``source`` (the device's SourceTimestamp, else the
+    ServerTimestamp, else the time of receipt), ``server`` (the ServerTimestamp, else receipt) or
+    ``receive`` (when the agent received it)."""
     stale_after_s: float | None = Field(None, gt=0)
     """Re-subscribe when a subscription delivered nothing (not even a keep-alive) this long;
     default 10 publishing intervals, at least 5 s."""
@@ -166,6 +279,19 @@ class OpcUaConnectorConfig(StrictModel):
     def _something(self) -> OpcUaConnectorConfig:
         if not self.nodes and not self.browse:
             raise ValueError("give nodes and/or browse patterns to read")
+        return self
+
+    @model_validator(mode="after")
+    def _each_node_once(self) -> OpcUaConnectorConfig:
+        first: dict[str, int] = {}
+        for i, spec in enumerate(self.nodes):
+            key = parse_node_id(spec.node_id).to_string()
+            if key in first:
+                raise ValueError(
+                    f"nodes[{first[key]}] and nodes[{i}] both read node {spec.node_id!r}: a node is read "
+                    f"once, into one signal; list it once"
+                )
+            first[key] = i
         return self
 
     @model_validator(mode="after")

@@ -1,12 +1,15 @@
 """OPC UA connector (asyncua client): subscriptions or polling, into the buffer.
 
 One ``run`` = one session: apply security (never weaker than configured), connect, resolve the
-tags (cached browse), then either
+tags against this session's namespaces (cached browse, see :mod:`.browse`; a node that cannot be
+read — an unknown namespace URI, a browse match without a valid signal name — is rejected alone
+with one WARNING and counted as a skipped node), then either
 
 - **subscribe**: one subscription, monitored items created in batches of
   ``subscribe_batch_size`` (sampling interval, queue size, deadband); a node the server refuses
   (unknown, vanished during an outage) is reported once and skipped while the rest resume; a
-  deadband the server cannot apply is reported and the item subscribed without it; or
+  deadband the server cannot apply is reported and the item subscribed without it; a sampling or
+  publishing interval the server revised is logged once (INFO, requested vs revised); or
 - **poll**: Read requests of ``read_batch_size`` nodes every ``poll_interval_ms``, emitting a
   sample only when the value, status or source timestamp changed.
 
@@ -52,12 +55,12 @@ from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusC
 
 from edge_agent.buffer import PutResult
 from edge_agent.connectors.base import ConnectorStats, Sink
-from edge_agent.connectors.opcua.browse import BrowseCache, Tag, TagError, resolve_tags
+from edge_agent.connectors.opcua.browse import BrowseCache, Tag, resolve_tags
 from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
 from edge_agent.connectors.opcua.convert import Converter
 from edge_agent.connectors.opcua.security import apply_security, ensure_client_certificate
 from zhizao.backoff import Backoff
-from zhizao.errors import ConfigError, ConnectionLost, SecurityError
+from zhizao.errors import ConnectionLost, SecurityError
 from zhizao.model import AssetPath, Sample
 
 ua: Any = importlib.import_module("asyncua.ua")
@@ -148,7 +151,9 @@ class OpcUaConnector:
         self._conv: Converter | None = None
         self._inflight: set[asyncio.Future[PutResult]] = set()
         """Hand-overs whose commit has not settled yet."""
-        self.stats.skipped.update(repeat=0, no_value=0)
+        self.stats.skipped.update(repeat=0, no_value=0, unsupported_type=0)
+        self._reported: set[tuple[str, str]] = set()
+        """(node, reason) of values not collected already logged (once per node and reason)."""
 
     async def _client(self) -> Client:
         cfg = self.config
@@ -201,16 +206,25 @@ class OpcUaConnector:
             if self._runs > 1:
                 self.stats.reconnects += 1
             stored = await sink.marks(f"opcua:{self.name}:")
-            try:
-                self.tags = await resolve_tags(client, cfg, self.cache)
-            except TagError as exc:
-                raise ConfigError(f"connectors.{cfg.name}", [("nodes", str(exc))]) from exc
+            resolved = await resolve_tags(client, cfg, self.cache)
+            for node, reason in resolved.rejected:
+                self._reject(node, reason)
+            now = {t.stable for t in resolved.tags}
+            for old in self.tags:  # browsed again: a node found before is gone from the server
+                if old.stable not in now and old.stable not in {n for n, _ in resolved.rejected}:
+                    self._skip(old, "BadNodeIdUnknown (no longer found when browsing again)")
+            self.tags = resolved.tags
             conv = self._conv = Converter(
                 [AssetPath.parse(t.asset) for t in self.tags],
                 [t.signal for t in self.tags],
                 [t.unit for t in self.tags],
-                [self._latest.get(k) or stored.get(k) for k in map(self._mark_key, self.tags)],
+                [
+                    self._latest.get(k) or stored.get(k) or stored.get(f"opcua:{self.name}:{t.node_id}")
+                    for t, k in zip(self.tags, map(self._mark_key, self.tags), strict=True)
+                ],
                 self.stats.skipped,
+                timestamp=cfg.timestamp,
+                report=self._not_collected,
             )
             flusher = asyncio.create_task(self._flush_loop(sink))
             try:
@@ -232,7 +246,10 @@ class OpcUaConnector:
 
     # -- handing samples to the buffer ---------------------------------------------------------
     def _mark_key(self, tag: Tag) -> str:
-        return f"opcua:{self.name}:{tag.node_id}"
+        """Namespace-independent (``nsu=`` form for browsed nodes): a server that renumbers its
+        namespaces keeps the marks; a mark under the session's ``ns=`` id (older agents) is
+        read too."""
+        return f"opcua:{self.name}:{tag.stable}"
 
     @property
     def held_samples(self) -> int:
@@ -491,6 +508,36 @@ class OpcUaConnector:
             indices, retry = retry, []
         return ok
 
+    def _reject(self, node: str, reason: str) -> None:
+        """A configured or browsed node that cannot be read at all: one WARNING, counted as a
+        skipped node (``zhizao_agent_skipped_nodes``); the others are read."""
+        if node not in self.skipped_nodes:
+            self.skipped_nodes.add(node)
+            self.stats.vanished_nodes += 1
+            log.warning("OPC UA %s: %s; node skipped, the others are read", self.name, reason)
+
+    def _not_collected(self, index: int, reason: str, what: str) -> None:
+        """A value of tag ``index`` not collected (``Converter`` report): one WARNING per node and
+        reason."""
+        tag = self.tags[index]
+        if (tag.node_id, reason) in self._reported:
+            return
+        self._reported.add((tag.node_id, reason))
+        if reason == "unsupported_type":
+            log.warning(
+                "OPC UA %s: node %s (%s/%s) has a value of type %s, which has no zhizao form (only "
+                "scalars: numbers, booleans, text, date-times); its values are skipped (counted as "
+                "values_skipped{reason=\"unsupported_type\"})",
+                self.name, tag.node_id, tag.asset, tag.signal, what,
+            )
+        else:
+            log.warning(
+                "OPC UA %s: node %s (%s/%s) reports %s without a value and no earlier value to repeat "
+                "with quality bad: nothing is stored for it until it has a value (counted as "
+                "values_skipped{reason=\"no_value\"})",
+                self.name, tag.node_id, tag.asset, tag.signal, what,
+            )
+
     def _skip(self, tag: Tag, reason: str) -> None:
         if tag.node_id not in self.skipped_nodes:
             self.skipped_nodes.add(tag.node_id)
@@ -516,11 +563,36 @@ class OpcUaConnector:
         params.MaxNotificationsPerPublish = 10_000
         params.PublishingEnabled = True
         params.Priority = 0
+        revised_pub: list[float] = []
+        revise = client.get_subscription_revised_params
+
+        def seen_revised(p: Any, results: Any) -> Any:
+            revised_pub.append(float(results.RevisedPublishingInterval))
+            return revise(p, results)
+
+        client.get_subscription_revised_params = seen_revised  # type: ignore[method-assign,assignment]
         sub = await client.create_subscription(
             params, None, queue_maxsize=1_000_000, overflow=OverflowPolicy.DISCONNECT
         )
+        sampling: list[float] = []
+        session: Any = sub.server
+        create = session.create_monitored_items
+
+        async def seen_sampling(p: Any) -> Any:
+            results = await create(p)
+            sampling.extend(float(r.RevisedSamplingInterval) for r in results if r.StatusCode.is_good())
+            return results
+
+        session.create_monitored_items = seen_sampling
         started = time.monotonic()
         ok = await self._create_items(sub)
+        self._log_revised(revised_pub, sampling)
+        if self.tags and not ok:
+            log.error(
+                "OPC UA %s: none of the %d nodes could be subscribed; trying again on a fresh session",
+                self.name, len(self.tags),
+            )
+            raise ConnectionLost(f"OPC UA server {cfg.endpoint}: no node could be subscribed")
         self.stats.connected = True  # up = collecting: the values served from now on are delivered
         log.info(
             "OPC UA %s: subscribed %d of %d nodes in %.2f s (batches of %d)",
@@ -552,6 +624,27 @@ class OpcUaConnector:
             consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await consumer
+
+    def _log_revised(self, publishing: list[float], sampling: list[float]) -> None:
+        """One INFO line when the server revised the publishing or sampling interval."""
+        cfg = self.config
+        pub = publishing[0] if publishing else cfg.publishing_interval_ms
+        changed = [x for x in sampling if x != cfg.sampling_interval_ms]
+        if pub == cfg.publishing_interval_ms and not changed:
+            return
+        parts = []
+        if pub != cfg.publishing_interval_ms:
+            parts.append(
+                f"publishing interval: requested {cfg.publishing_interval_ms:g} ms, revised {pub:g} ms"
+            )
+        if changed:
+            lo, hi = min(changed), max(changed)
+            rng = f"{lo:g} ms" if lo == hi else f"{lo:g} to {hi:g} ms"
+            parts.append(
+                f"sampling interval: requested {cfg.sampling_interval_ms:g} ms, revised {rng} "
+                f"on {len(changed)} of {len(sampling)} nodes"
+            )
+        log.info("OPC UA %s: the server revised the %s", self.name, "; the ".join(parts))
 
     async def _consume(self, sub: Subscription, conv: Converter, lost: asyncio.Event) -> None:
         async for ev in sub:

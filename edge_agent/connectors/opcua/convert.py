@@ -2,8 +2,20 @@
 
 Quality follows the StatusCode severity bits: Good → ``good``, Uncertain → ``uncertain``,
 Bad → ``bad``. A Bad value without a usable value (OPC UA sends null) repeats the last good
-value with quality ``bad`` so the gap is visible; with no earlier value it yields nothing.
-The timestamp is the SourceTimestamp, else the ServerTimestamp, else the time of receipt.
+value with quality ``bad`` so the gap is visible; with no earlier value it yields nothing
+(a :class:`~zhizao.model.Sample` always carries a value): counted as ``no_value`` and reported
+(the connector logs one WARNING per node naming the status).
+
+Supported values: Boolean, the integer types (UInt64 beyond the signed 64-bit range as a float),
+Float/Double (NaN and infinity: no value), String (cut at ``MAX_STR_VALUE``), DateTime (ISO 8601
+text), LocalizedText (its text), enumerations (their integer). Arrays, structures
+(ExtensionObjects), ByteStrings, Guids, NodeIds and the like have no zhizao form: skipped,
+counted as ``unsupported_type`` and reported (one WARNING per node naming its type).
+
+The timestamp (``timestamp`` option): ``source`` — the SourceTimestamp, else the
+ServerTimestamp, else the time of receipt; ``server`` — the ServerTimestamp, else receipt;
+``receive`` — the time of receipt. Whatever the choice, a repeat is recognised by the source
+timestamp (below), and a node's samples are stamped strictly increasing.
 
 Same source timestamp (servers with coarse clocks, or a status change that keeps the timestamp):
 only an **exact repeat** — the same source timestamp, value and quality as the last sample
@@ -19,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +60,18 @@ def plain_value(value: Any) -> Value | None:
     if isinstance(text, str):
         return text[:MAX_STR_VALUE]
     return None
+
+
+def type_name(variant: Any) -> str:
+    """The OPC UA type of a Variant, as a reader would name it: ``Double[3]``,
+    ``ExtensionObject(Range)``, ``ByteString``."""
+    value = variant.Value
+    vtype = getattr(getattr(variant, "VariantType", None), "name", None) or type(value).__name__
+    if isinstance(value, list):
+        return f"{vtype}[{len(value)}]"
+    if vtype == "ExtensionObject":
+        return f"ExtensionObject({type(value).__name__})"
+    return str(vtype)
 
 
 def _utc(ts: datetime | None) -> datetime | None:
@@ -95,8 +120,12 @@ class Converter:
     going backwards is data, not a repeat. The state is seeded from ``marks``, the texts of
     :meth:`mark` committed with the samples in the buffer (a mark of an older agent, a bare
     timestamp, makes a value with that source timestamp a repeat whatever its value).
-    ``skipped`` counts what is not collected, by reason (``repeat``, ``no_value``): the
-    connector's :attr:`~edge_agent.connectors.base.ConnectorStats.skipped`, exported as metrics.
+    ``skipped`` counts what is not collected, by reason (``repeat``, ``no_value``,
+    ``unsupported_type``): the connector's
+    :attr:`~edge_agent.connectors.base.ConnectorStats.skipped`, exported as metrics; ``report``
+    is called with the tag index, the reason (``no_value``, ``unsupported_type``) and the status
+    or type name for each value not collected for a reason other than ``repeat``. ``timestamp``:
+    see the module docstring.
     """
 
     def __init__(
@@ -106,6 +135,9 @@ class Converter:
         units: list[str | None],
         marks: list[str | None] | None = None,
         skipped: dict[str, int] | None = None,
+        *,
+        timestamp: str = "source",
+        report: Callable[[int, str, str], None] | None = None,
     ) -> None:
         self.assets = assets
         self.signals = signals
@@ -120,8 +152,10 @@ class Converter:
         self.last_ident: list[str | None] = [p[2] for p in parsed]
         """Its value and quality (:func:`_identity`); None when unknown (an older agent's mark)."""
         self.skipped = skipped if skipped is not None else {}
-        for reason in ("repeat", "no_value"):
+        for reason in ("repeat", "no_value", "unsupported_type"):
             self.skipped.setdefault(reason, 0)
+        self.timestamp = timestamp
+        self.report = report
 
     @property
     def repeats(self) -> int:
@@ -140,22 +174,34 @@ class Converter:
         """The sample of tag ``index`` for DataValue ``dv``, or ``None`` (counted in ``skipped``)."""
         quality = quality_of(dv.StatusCode)
         variant = dv.Value
-        value = plain_value(variant.Value) if variant is not None else None
+        raw = variant.Value if variant is not None else None
+        value = plain_value(raw) if raw is not None else None
+        if value is None and raw is not None and not isinstance(raw, float):
+            self.skipped["unsupported_type"] += 1
+            if self.report is not None:
+                self.report(index, "unsupported_type", type_name(variant))
+            return None
         if value is None:
             value = self.last[index]
             if value is None:
                 self.skipped["no_value"] += 1
+                if self.report is not None:
+                    self.report(index, "no_value", str(getattr(dv.StatusCode, "name", None) or "Good"))
                 return None
             quality = Quality.BAD
         elif quality is not Quality.BAD:
             self.last[index] = value
-        src = _utc(dv.SourceTimestamp) or _utc(dv.ServerTimestamp) or datetime.now(UTC)
+        now = datetime.now(UTC)
+        src = _utc(dv.SourceTimestamp) or _utc(dv.ServerTimestamp) or now
         ident = _identity(value, quality)
         prev, out = self.last_ts[index], self.last_out[index]
-        if prev is not None and src == prev:
-            if self.last_ident[index] in (None, ident):  # an exact repeat (or unknown: an old mark)
-                self.skipped["repeat"] += 1
-                return None
+        if prev is not None and src == prev and self.last_ident[index] in (None, ident):
+            self.skipped["repeat"] += 1  # an exact repeat (or unknown: an old mark)
+            return None
+        if self.timestamp != "source":
+            chosen = (_utc(dv.ServerTimestamp) if self.timestamp == "server" else None) or now
+            ts = out + _NUDGE if out is not None and chosen <= out else chosen
+        elif prev is not None and src == prev:
             ts = (out or prev) + _NUDGE  # changed at the same source time: kept, just after
         elif prev is not None and out is not None and prev < src <= out:
             ts = out + _NUDGE  # a new source time within the nudged ones: after them, in order
