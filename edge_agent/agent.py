@@ -6,7 +6,12 @@ it (what it cannot commit — disk full — is counted and logged by its connect
 ``Connector.settle_at_stop``), the forwarder stops (a batch in flight stays in the buffer,
 resent under the same id on the next start), the uplink closes, the buffer closes. With
 ``agent.site`` set it also commits its own health every ``agent.fleet_report_s`` to the buffer,
-forwarded like data: the fleet convention's samples on ``<site>/fleet/agents/<id>`` (:mod:`zhizao.fleet`).
+forwarded like data: the fleet convention's samples on ``<site>/fleet/agents/<id>`` (:mod:`zhizao.fleet`),
+with this process's ``fleet.instance`` (:mod:`edge_agent.fleet`). At a clean stop, once the
+connectors' data is committed, it commits a last report with ``fleet.up = 0`` and — if the uplink's
+last send succeeded — gives the forwarder up to :data:`STOP_DELIVERY_S` to deliver the backlog
+(that report last), so ingest's fleet view shows the agent offline at once; what is not delivered
+by then stays in the buffer for the next start.
 """
 
 from __future__ import annotations
@@ -14,15 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.config import AgentConfig
 from edge_agent.connectors.base import Connector
 from edge_agent.connectors.registry import build_connector
 from edge_agent.deadletter import DeadLetter
-from edge_agent.fleet import health_report
+from edge_agent.fleet import agent_samples, health_report, new_instance_id
 from edge_agent.forwarder import Forwarder
 from edge_agent.health import Health, HealthServer
 from edge_agent.metrics import AgentCollector, AgentMetrics
@@ -31,8 +37,13 @@ from edge_agent.uplinks.registry import build_uplink
 from zhizao import __version__
 from zhizao.backoff import Backoff
 from zhizao.fleet import FleetReport
+from zhizao.model import Sample
 
 log = logging.getLogger(__name__)
+
+STOP_DELIVERY_S: Final = 5.0
+"""At a clean stop with ``agent.site`` set: how long the forwarder may go on delivering the backlog
+and the last fleet report (``fleet.up = 0``) when the uplink's last send succeeded."""
 
 
 class Agent:
@@ -60,7 +71,8 @@ class Agent:
         )
         info = {"version": __version__, "config_hash": config_hash, "agent": a.id}
         self.metrics = AgentMetrics(
-            AgentCollector(self.buffer, self.forwarder, self.connectors, self.deadletter, info)
+            AgentCollector(self.buffer, self.forwarder, self.connectors, self.deadletter, info,
+                           kinds={c.name: c.type for c in config.connectors})
         )
         h = config.health
         self.health = Health(
@@ -69,8 +81,11 @@ class Agent:
             self.forwarder,
             interval_s=h.interval_s,
             stale_intervals=h.stale_intervals,
+            connector_stale_after_s=h.connector_stale_after_s,
         )
         self.health_port: int | None = None
+        self.instance = new_instance_id()
+        """This process's ``fleet.instance`` (see :mod:`edge_agent.fleet`)."""
 
     def status(self) -> dict[str, Any]:
         """Fields of the agent's status message (MQTT uplink birth/refresh)."""
@@ -95,14 +110,36 @@ class Agent:
         return health_report(site, self.config.agent.id, self.buffer.stats, [self.forwarder.stats],
                              [c.stats for c in self.connectors])
 
+    def fleet_samples(self, site: str, *, up: bool = True) -> list[Sample]:
+        """This agent's fleet report now as samples (``up=False``: the last one, ``fleet.up = 0``)."""
+        return agent_samples(self.fleet_report(site), datetime.now(UTC), self.instance, up=up)
+
     async def _report_loop(self, site: str) -> None:
         """Every ``fleet_report_s``: the agent's health into its own buffer, forwarded like data."""
         while True:
             await asyncio.sleep(self.config.agent.fleet_report_s)
             try:
-                await self.buffer.submit(self.fleet_report(site).samples(datetime.now(UTC)))
+                await self.buffer.submit(self.fleet_samples(site))
             except Exception:
                 log.warning("fleet-health report not stored", exc_info=True)
+
+    async def _report_down(self, site: str) -> None:
+        """At a clean stop: commit the last fleet report (``fleet.up = 0``) and, if the uplink's
+        last send succeeded, let the forwarder deliver the backlog for up to ``STOP_DELIVERY_S``."""
+        try:
+            await self.buffer.submit(self.fleet_samples(site, up=False))
+        except Exception:
+            log.warning("last fleet-health report (fleet.up = 0) not stored", exc_info=True)
+            return
+        if not self.forwarder.stats.up:
+            log.info("uplink down: the last fleet report (fleet.up = 0) waits in the buffer")
+            return
+        deadline = time.monotonic() + STOP_DELIVERY_S
+        while self.buffer.stats.backlog_samples and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a counter
+            await asyncio.sleep(0.05)
+        if self.buffer.stats.backlog_samples:
+            log.info("stopping with %d samples not delivered (the last fleet report among them)",
+                     self.buffer.stats.backlog_samples)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (see the module docstring)."""
@@ -141,6 +178,8 @@ class Agent:
                 await self.buffer.flush()
                 for connector in self.connectors:
                     await connector.settle_at_stop(self.buffer)
+                if cfg.agent.site is not None:
+                    await self._report_down(cfg.agent.site)
                 forwarder.cancel()
                 await asyncio.gather(forwarder, return_exceptions=True)
         log.info(

@@ -8,8 +8,10 @@
 
 Before anything runs, the config is validated for this machine: the folders and files it names
 (``state_dir``, ``buffer.path``, ``deadletter.path``, ``token_file``, TLS files) are checked,
-each problem named by its key (exit 2). ``certs`` accepts a secure OPC UA connector with nothing
-pinned yet: it is how the server certificate to pin is found (trust on first use).
+each problem named by its key (exit 2); ``${NAME}`` in string values comes from the environment
+(a variable not set is such a problem: :mod:`edge_agent.config`). ``certs`` accepts a secure
+OPC UA connector with nothing pinned yet: it is how the server certificate to pin is found
+(trust on first use).
 
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
 """

@@ -4,13 +4,23 @@ Top-level tables: ``[agent]``, ``[buffer]``, ``[deadletter]``, ``[health]``, ``[
 (each with ``type = "opcua"`` or ``"mqtt"``) and ``[uplink]`` (``type = "http"`` or ``"mqtt"``).
 ``edge_agent/sample-agent.toml`` documents every key with its default. :func:`load_agent_config`
 raises :class:`~zhizao.errors.ConfigError` listing every problem with its dotted key.
+
+Environment variables: ``${NAME}`` in any string value (not in keys) is replaced by the variable
+``NAME`` of the process that loads the config (``token = "${ZHIZAO_TOKEN}"``, ``url =
+"https://${INGEST_HOST}:8443"``), before validation; ``$${`` is a literal ``${``. A variable that
+is not set, or a ``${`` without a valid name and ``}``, is a config error naming the key and the
+variable (``uplink.token: environment variable ZHIZAO_TOKEN is not set``; exit 2). The config
+hash is of the file as written (values from the environment do not change it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -80,6 +90,11 @@ class HealthConfig(StrictModel):
     stale_intervals: int = Field(3, ge=1)
     """``/healthz`` turns unhealthy when no data was read, or a backlog was not sent, for this
     many intervals."""
+    connector_stale_after_s: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    """Per connector (by ``name``), its own window instead of ``stale_intervals × interval_s``:
+    seconds without data before ``/healthz`` names it (an OPC UA subscription on slowly changing
+    tags, an MQTT device that publishes only on change); ``0``: never (no staleness check for
+    that connector). Names must be those of ``[[connectors]]``."""
 
 
 class AgentConfig(StrictModel):
@@ -102,6 +117,10 @@ class AgentConfig(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"connector names must be unique (set name = ...); repeated: {', '.join(dupes)}")
+        unknown = sorted(set(self.health.connector_stale_after_s) - set(names))
+        if unknown:
+            raise ValueError(f"health.connector_stale_after_s: no connector named "
+                             f"{', '.join(map(repr, unknown))} (connectors: {', '.join(names)})")
         return self
 
     def plaintext_warnings(self) -> list[str]:
@@ -118,6 +137,45 @@ class AgentConfig(StrictModel):
         return found + self.uplink.plaintext_warnings(f"uplink.{self.uplink.type}")
 
 
+_ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def expand_env(doc: Any, env: Mapping[str, str] | None = None) -> tuple[Any, list[tuple[str, str]]]:
+    """``doc`` (a parsed config) with ``${NAME}`` in its string values replaced from ``env``
+    (default ``os.environ``) and ``$${`` by ``${``; and the problems, ``(dotted.key, message)``,
+    of references that cannot be replaced (see the module docstring)."""
+    environ = os.environ if env is None else env
+    problems: list[tuple[str, str]] = []
+
+    def text(value: str, key: str) -> str:
+        def one(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            name, closed = m.group(1), m.group(2)
+            if not closed or not _ENV_NAME.fullmatch(name):
+                problems.append((key, f"${{{name}{closed} is not an environment variable reference "
+                                      "${NAME} (letters, digits, _); write $${ for a literal ${"))
+                return m.group(0)
+            if name not in environ:
+                problems.append((key, f"environment variable {name} is not set (referenced as ${{{name}}})"))
+                return m.group(0)
+            return environ[name]
+
+        return _ENV_REF.sub(one, value) if "${" in value else value
+
+    def walk(node: Any, key: str) -> Any:
+        if isinstance(node, str):
+            return text(node, key)
+        if isinstance(node, dict):
+            return {k: walk(v, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{key}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    return walk(doc, ""), problems
+
+
 def load_agent_config(
     path: str | Path, *, on_this_host: bool = False, untrusted_servers_ok: bool = False
 ) -> tuple[AgentConfig, str]:
@@ -127,14 +185,36 @@ def load_agent_config(
     the paths on this machine — ``agent.state_dir`` an existing writable folder, ``buffer.path`` and
     ``deadletter.path`` in one, ``uplink.token_file`` an existing readable file
     (:mod:`edge_agent.config_paths`). ``untrusted_servers_ok`` (``certs``): a secure OPC UA connector
-    may have no pinned fingerprint or trust folder yet.
+    may have no pinned fingerprint or trust folder yet. ``${NAME}`` in string values comes from
+    the environment (:func:`expand_env`).
     """
     p = Path(path)
-    doc = read_document(p)
+    doc, problems = expand_env(read_document(p))
+    if problems:
+        raise ConfigError(str(p), problems)
     context = host_context(untrusted_servers_ok=untrusted_servers_ok) if on_this_host else None
     try:
         cfg = AgentConfig.model_validate(doc, context=context)
     except ValidationError as exc:
         raise ConfigError(str(p), validation_problems(exc)) from exc
+    if on_this_host:
+        _check_token_not_empty(cfg, str(p))
     digest = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
     return cfg, f"sha256:{digest}"
+
+
+def _check_token_not_empty(cfg: AgentConfig, source: str) -> None:
+    """An HTTP uplink's ``token_file`` that holds nothing (``deploy/edge/install.sh`` creates it
+    empty, with the owner and mode the service needs) is a config error saying what to write."""
+    up = cfg.uplink
+    if not isinstance(up, HttpUplinkConfig) or up.token_file is None:
+        return
+    try:
+        empty = not up.token_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):  # unreadable: named by the field's own check, or at start
+        return
+    if empty:
+        raise ConfigError(source, [("uplink.http.token_file", f"{up.token_file} is empty: write this agent's "
+                                    "ingest token into it (zhizao ingest token create --name <agent.id> "
+                                    f"--scope write > {up.token_file}, as root: the file keeps its owner "
+                                    "and mode)")])

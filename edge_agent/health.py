@@ -1,9 +1,11 @@
 """``/healthz``, ``/livez`` and ``/metrics`` on a small local HTTP port (:mod:`zhizao.opsserver`).
 
 Health: the agent is unhealthy when any connector read nothing for ``stale_intervals`` ×
-``interval_s`` (a stalled source or subscription), or when the buffer holds a backlog and the
-uplink has not delivered anything for as long (a stalled uplink). ``GET /healthz`` answers 200 or
-503 with a JSON body listing the problems.
+``interval_s`` (a stalled source or subscription) — or for its own window in
+``health.connector_stale_after_s``, where ``0`` means never (a source that publishes only on
+change) — or when the buffer holds a backlog and the uplink has not delivered anything for
+``stale_intervals`` × ``interval_s`` (a stalled uplink). ``GET /healthz`` answers 200 or 503 with
+a JSON body listing the problems.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,11 +36,14 @@ class Health:
         *,
         interval_s: float,
         stale_intervals: int,
+        connector_stale_after_s: Mapping[str, float] | None = None,
     ) -> None:
         self.connectors = connectors
         self.buffer = buffer
         self.forwarder = forwarder
         self.window = interval_s * stale_intervals
+        self.connector_windows = dict(connector_stale_after_s or {})
+        """Per connector name: its own no-data window (``0``: not checked)."""
         self.started_mono = time.monotonic()
         self.started_wall = time.time()
 
@@ -46,8 +51,11 @@ class Health:
         now_m, now_w = time.monotonic(), time.time()
         problems: list[str] = []
         for c in self.connectors:
+            window = self.connector_windows.get(c.name, self.window)
+            if window <= 0:
+                continue
             age = now_m - (c.stats.last_data if c.stats.last_data is not None else self.started_mono)
-            if age > self.window:
+            if age > window:
                 state = "connected" if c.stats.connected else "not connected"
                 problems.append(f"connector {c.name} ({state}): no data for {age:.0f} s")
         backlog = self.buffer.stats.backlog_samples

@@ -3,12 +3,18 @@
 Nothing is counted twice or per sample on the hot path: the buffer, forwarder, connectors and
 dead-letter file keep plain counters and :class:`AgentCollector` turns them into metric
 families when ``/metrics`` is scraped. Uplink latency is the one histogram, observed per batch.
+
+Per-connector families that only one kind of connector counts are exported for connectors of
+that kind (:data:`ONLY_FOR`: ``mqtt_messages``, ``mqtt_duplicates_skipped``, ``bad_payloads`` for
+MQTT; ``resubscribes``, ``skipped_nodes``, ``values_skipped`` for OPC UA), the others for every
+connector. Every family is listed in ``edge_agent/README.md`` (a test checks it).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -21,6 +27,12 @@ from edge_agent.forwarder import Forwarder
 
 P = "zhizao_agent_"
 
+ONLY_FOR: Final[dict[str, str]] = {
+    "msgs": "mqtt", "dup": "mqtt", "bad": "mqtt", "resub": "opcua", "gone": "opcua", "skipped": "opcua",
+}
+"""Per-connector families (keys of :meth:`AgentCollector.collect`) exported only for connectors of
+one ``type``; a connector of unknown type (``kinds`` not given) gets every family."""
+
 
 class AgentCollector(Collector):
     """Reads the agent's counters on each scrape."""
@@ -32,12 +44,16 @@ class AgentCollector(Collector):
         connectors: Sequence[Connector],
         deadletter: DeadLetter,
         info: dict[str, str],
+        *,
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
         self.buffer = buffer
         self.forwarder = forwarder
         self.connectors = connectors
         self.deadletter = deadletter
         self.info = info
+        self.kinds = dict(kinds or {})
+        """Connector name → its ``type`` (``"opcua"``, ``"mqtt"``): see :data:`ONLY_FOR`."""
 
     def collect(self) -> Iterator[Metric]:
         yield InfoMetricFamily(P + "build", "Agent version and config hash", value=self.info)
@@ -47,7 +63,9 @@ class AgentCollector(Collector):
             ),
             "msgs": CounterMetricFamily(P + "mqtt_messages", "MQTT messages received", labels=["connector"]),
             "bad": CounterMetricFamily(
-                P + "bad_payloads", "Messages that did not parse or map (dead-lettered)", labels=["connector"]
+                P + "bad_payloads", "Messages that did not parse or map, wholly or in part (dead-lettered), "
+                "by payload mapping (mapping=\"\": no mapping matched the topic)",
+                labels=["connector", "mapping"],
             ),
             "dup": CounterMetricFamily(
                 P + "mqtt_duplicates_skipped",
@@ -96,20 +114,26 @@ class AgentCollector(Collector):
         now = time.monotonic()
         for c in self.connectors:
             s = c.stats
-            per["read"].add_metric([c.name], s.samples_read)
-            per["msgs"].add_metric([c.name], s.messages)
-            per["bad"].add_metric([c.name], s.bad_payloads)
-            per["dup"].add_metric([c.name], s.duplicates_skipped)
-            per["rec"].add_metric([c.name], s.reconnects)
-            per["resub"].add_metric([c.name], s.resubscribes)
-            per["gone"].add_metric([c.name], s.vanished_nodes)
-            per["up"].add_metric([c.name], 1.0 if s.connected else 0.0)
-            per["age"].add_metric([c.name], now - s.last_data if s.last_data is not None else float("nan"))
-            per["cfail"].add_metric([c.name], s.commit_failures)
+            kind = self.kinds.get(c.name)
+            values: dict[str, float] = {
+                "read": s.samples_read, "msgs": s.messages, "bad": s.bad_payloads,
+                "dup": s.duplicates_skipped, "rec": s.reconnects, "resub": s.resubscribes,
+                "gone": s.vanished_nodes, "up": 1.0 if s.connected else 0.0,
+                "age": now - s.last_data if s.last_data is not None else float("nan"),
+                "cfail": s.commit_failures,
+            }
+            for key, value in values.items():
+                if kind is None or ONLY_FOR.get(key, kind) == kind:
+                    if key == "bad":  # by payload mapping (MQTT's bad_by_mapping)
+                        for mapping, n in sorted((s.bad_by_mapping or {"": s.bad_payloads}).items()):
+                            per[key].add_metric([c.name, mapping], n)
+                    else:
+                        per[key].add_metric([c.name], value)
             for reason, n in sorted(s.dropped.items()):
                 cdrop.add_metric([c.name, reason], n)
-            for reason, n in sorted(s.skipped.items()):
-                skipped.add_metric([c.name, reason], n)
+            if kind is None or ONLY_FOR["skipped"] == kind:
+                for reason, n in sorted(s.skipped.items()):
+                    skipped.add_metric([c.name, reason], n)
         yield from per.values()
         yield cdrop
         yield skipped

@@ -14,27 +14,49 @@ Mount it in ingest (``ingest/app.py``, beside the other routers)::
     from ingest.auth import Scope
     app.include_router(fleet_router(get_store, dependencies=[Depends(require(Scope.READ))]))
 
-``status`` is ``online`` when the latest ``fleet.up`` is 1 and — if ``stale_after_s`` is given
-(query parameter, default the factory's) — the node's last sample is at most that old;
-otherwise ``offline``. ``last_seen`` is the time of the node's latest fleet sample.
+``status`` is ``online`` when the latest ``fleet.up`` is 1 and the node's last sample is at most
+``stale_after_s`` old (query parameter; default the factory's, :data:`DEFAULT_STALE_AFTER_S` =
+120 s: four of the default 30 s fleet reports / status refreshes, so an agent killed without a
+word turns ``offline`` two minutes after its last report; ask for a longer one with
+``?stale_after_s=`` if your agents report less often); otherwise ``offline``. An agent stopped
+cleanly says ``fleet.up = 0`` itself (``edge_agent``) and is ``offline`` at once. ``last_seen``
+is the time of the node's latest fleet sample.
+
+Two running agents with the same id: an agent's own reports carry ``fleet.instance``, a random id
+per process (:mod:`edge_agent.fleet`). When, among the samples of the last
+:data:`DUPLICATE_WINDOW_S` (10 min), one instance's reports come again after another's (they
+interleave: two processes, not a restart), the node has ``duplicate_id = true`` and
+``instances`` lists them, and one WARNING is logged naming the id and the instances (again only
+when the set of instances changes). Agents without ``agent.site`` send no reports, so this
+cannot see them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.params import Depends as DependsParam
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.fleet import CONFIG_HASH, VERSION
-from ingest.storage.base import CatalogueEntry, LatestValue, Store
+from ingest.storage.base import CatalogueEntry, LatestValue, SeriesQuery, Store
 from zhizao import fleet as convention
 from zhizao.errors import StoreUnavailable
 
+log = logging.getLogger(__name__)
+
 Kind = Literal["agents", "gateways"]
+
+DEFAULT_STALE_AFTER_S: Final = 120.0
+"""Default of ``stale_after_s``: a node whose last fleet sample is older is ``offline``."""
+DUPLICATE_WINDOW_S: Final = 600.0
+"""How far back ``fleet.instance`` samples are read to find two agents reporting one id."""
+INSTANCE: Final = "fleet.instance"
+"""The agents' instance signal (``edge_agent.fleet.INSTANCE``; not imported: ingest needs no agent code)."""
 
 
 class FleetNode(BaseModel):
@@ -50,6 +72,25 @@ class FleetNode(BaseModel):
     backlog_age_s: float | None = None
     version: str | None = None
     config_hash: str | None = None
+    duplicate_id: bool = False
+    """True when two or more running agents report this id (their instances interleave)."""
+    instances: list[str] = Field(default_factory=list)
+    """With ``duplicate_id``: the instance ids reporting it."""
+
+
+def interleaved(instances: Sequence[str]) -> list[str]:
+    """The distinct instance ids of ``instances`` (in time order) if one of them comes back after
+    another one's (two processes reporting one id), else ``[]`` (one process, or restarts)."""
+    done: set[str] = set()
+    current: str | None = None
+    for value in instances:
+        if value != current:
+            if value in done:
+                return sorted(set(instances))
+            if current is not None:
+                done.add(current)
+            current = value
+    return []
 
 
 def fleet_nodes(entries: Sequence[CatalogueEntry]) -> dict[str, tuple[Kind, datetime]]:
@@ -88,11 +129,27 @@ def node_view(asset: str, kind: Kind, last_seen: datetime, latest: Sequence[Late
         config_hash=config_hash if isinstance(config_hash, str) else None)
 
 
-def fleet_router(get_store: Callable[[Request], Store], *, stale_after_s: float | None = None,
+def fleet_router(get_store: Callable[[Request], Store], *,
+                 stale_after_s: float | None = DEFAULT_STALE_AFTER_S,
                  dependencies: Sequence[DependsParam] = ()) -> APIRouter:
     """The router serving ``GET /api/v1/agents`` (see the module docstring)."""
     router = APIRouter(prefix="/api/v1", tags=["fleet"], dependencies=list(dependencies))
     store_dep = Depends(get_store)  # a default, not an annotation: annotations are strings here
+    warned: dict[str, tuple[str, ...]] = {}
+
+    async def duplicates(store: Store, asset: str, now: datetime) -> list[str]:
+        """The interleaving instances of an agent asset over the last ``DUPLICATE_WINDOW_S``."""
+        q = SeriesQuery(asset=asset, start=now - timedelta(seconds=DUPLICATE_WINDOW_S),
+                        end=now + timedelta(minutes=1), signals=(INSTANCE,))
+        values = [v for series in await store.query(q) for v in series.values() if isinstance(v, str)]
+        found = interleaved(values)
+        if found and warned.get(asset) != tuple(found):
+            warned[asset] = tuple(found)
+            log.warning("two or more running agents report the agent id %r (%s): their fleet reports "
+                        "interleave (instances %s in the last %.0f s) and so do their batches; give each "
+                        "box its own agent.id", asset.rsplit("/", maxsplit=1)[-1], asset, ", ".join(found),
+                        DUPLICATE_WINDOW_S)
+        return found
 
     @router.get("/agents", response_model=list[FleetNode],
                 responses={503: {"description": "store unavailable"}})
@@ -104,13 +161,19 @@ def fleet_router(get_store: Callable[[Request], Store], *, stale_after_s: float 
     ) -> list[FleetNode]:
         """Every agent and gateway with its status (online/offline), last seen time and backlog."""
         try:
-            nodes = fleet_nodes(await store.catalogue(site))
+            entries = await store.catalogue(site)
+            nodes = fleet_nodes(entries)
+            reporting = {e.asset for e in entries if e.signal == INSTANCE}
             now = datetime.now(UTC)
             out = []
             for asset, (k, last_seen) in sorted(nodes.items()):
                 if kind is None or k == kind:
-                    out.append(node_view(asset, k, last_seen, await store.latest(asset),
-                                               stale_after_s=stale_after_s, now=now))
+                    node = node_view(asset, k, last_seen, await store.latest(asset),
+                                     stale_after_s=stale_after_s, now=now)
+                    if asset in reporting:
+                        node.instances = await duplicates(store, asset, now)
+                        node.duplicate_id = bool(node.instances)
+                    out.append(node)
         except StoreUnavailable as exc:
             raise HTTPException(503, f"store unavailable: {exc}", headers={"Retry-After": "5"}) from exc
         return out

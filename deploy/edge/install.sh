@@ -4,8 +4,15 @@
 #                                     installer ships with), or a wheel file built from this repository
 # Creates the system user "zhizao", a virtualenv in /opt/zhizao/venv (wheels only: no compiler
 # needed on the box, and no package code runs during the install), /etc/zhizao/agent.toml from the
-# sample if absent, state in /var/lib/zhizao, and enables the systemd unit. Safe to run again
-# (upgrades the package, keeps the config).
+# sample if absent, an empty /etc/zhizao/agent.token (root:zhizao 0640: the agent can read it, a
+# token written into it keeps that) if absent, state in /var/lib/zhizao, and installs the systemd
+# unit. The service is enabled and started only once agent.toml differs from the sample it wrote
+# (its sha256 is kept in /etc/zhizao/agent.toml.sample-sha256): the sample's agent.id "cell-1",
+# simulator endpoints and missing token are not a box's config, and two boxes running it would
+# write as one producer. After editing: systemctl enable --now zhizao-agent (or run this again).
+# The config is checked as the service user (runuser -u zhizao), with /etc/zhizao/agent.env's
+# variables when that file exists. Safe to run again (upgrades the package, keeps the config and
+# the token).
 #
 # Supply chain: pip runs as root (the venv must not be writable by the service user), so the
 # installer never builds from source (--only-binary=:all:: installing a wheel runs no code) and
@@ -20,6 +27,7 @@ REQUIREMENTS="${ZHIZAO_REQUIREMENTS:-}"
 PREFIX=/opt/zhizao
 ETC=/etc/zhizao
 STATE=/var/lib/zhizao
+UNITDIR=/etc/systemd/system
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -73,17 +81,36 @@ if [ ! -f "$ETC/agent.toml" ]; then
     # 'agent certs' or 'check-config' run from any directory use the same buffer and certificates
     sed -i "s|^state_dir = \".\"|state_dir = \"$STATE\"|" "$ETC/agent.toml"
     grep -q "^state_dir = \"$STATE\"" "$ETC/agent.toml" || { echo "state_dir not set in $ETC/agent.toml" >&2; exit 1; }
-    echo "   wrote $ETC/agent.toml from the sample: set [agent] id, connectors and uplink, then:"
-    echo "   $PREFIX/venv/bin/zhizao agent check-config --config $ETC/agent.toml"
+    # what was written, to tell an edited config from the untouched sample
+    sha256sum "$ETC/agent.toml" > "$ETC/agent.toml.sample-sha256"
+    echo "   wrote $ETC/agent.toml from the sample: set [agent] id (one per box), connectors and uplink"
+fi
+if [ ! -e "$ETC/agent.token" ]; then
+    # empty until the ingest token is written into it (as root: the file keeps owner and mode):
+    #   zhizao ingest ... token create --name <agent id> --scope write > /etc/zhizao/agent.token
+    install -o root -g zhizao -m 0640 /dev/null "$ETC/agent.token"
+    echo "   created $ETC/agent.token (root:zhizao 0640, empty): write the agent's ingest token into it"
 fi
 
 echo "== systemd unit"
-install -m 0644 "$HERE/zhizao-agent.service" /etc/systemd/system/zhizao-agent.service
+install -m 0644 "$HERE/zhizao-agent.service" "$UNITDIR/zhizao-agent.service"
 systemctl daemon-reload
+if [ -f "$ETC/agent.toml.sample-sha256" ] && sha256sum -c --status "$ETC/agent.toml.sample-sha256" 2>/dev/null; then
+    # never run the unedited sample (agent.id "cell-1", simulator endpoints, no token)
+    systemctl disable --now zhizao-agent.service 2>/dev/null || true
+    echo "   not enabled, not started: $ETC/agent.toml is still the sample. Edit it, then:" >&2
+    echo "   $PREFIX/venv/bin/zhizao agent check-config --config $ETC/agent.toml && systemctl enable --now zhizao-agent" >&2
+    exit 0
+fi
 systemctl enable zhizao-agent.service
-if "$PREFIX/venv/bin/zhizao" agent check-config --config "$ETC/agent.toml"; then
+# checked as the service's user, with its environment file: what root can read, zhizao may not
+if (
+    cd "$STATE" || exit 1
+    if [ -f "$ETC/agent.env" ]; then set -a; . "$ETC/agent.env"; set +a; fi
+    exec runuser -u zhizao -- "$PREFIX/venv/bin/zhizao" agent check-config --config "$ETC/agent.toml"
+); then
     systemctl restart zhizao-agent.service
     echo "   started: systemctl status zhizao-agent; curl -s localhost:9108/healthz"
 else
-    echo "   not started: fix $ETC/agent.toml, then: systemctl start zhizao-agent" >&2
+    echo "   not started: fix $ETC/agent.toml (as user zhizao), then: systemctl start zhizao-agent" >&2
 fi

@@ -39,6 +39,8 @@ class ConnectorStats:
     samples_read: int = 0
     messages: int = 0
     bad_payloads: int = 0
+    bad_by_mapping: dict[str, int] = field(default_factory=dict)
+    """MQTT: ``bad_payloads`` by payload mapping (``""``: no mapping matched the topic)."""
     duplicates_skipped: int = 0
     """Redelivered messages recognised as already committed (acknowledged, not stored again)."""
     reconnects: int = 0
