@@ -4,6 +4,7 @@ Shared by the agent's MQTT connector and the site gateway (raw vendor topics).
 """
 
 from edge_agent.mapping.payload import (
+    EARLIEST,
     JsonMapping,
     MappingError,
     MapResult,
@@ -11,11 +12,14 @@ from edge_agent.mapping.payload import (
     QualitySpec,
     TimestampSpec,
     ValuesSpec,
+    check_mappings,
+    cover_filters,
     get_path,
 )
-from edge_agent.mapping.topics import TopicPattern
+from edge_agent.mapping.topics import TopicPattern, filter_covers, filters_overlap
 
 __all__ = [
+    "EARLIEST",
     "JsonMapping",
     "MapResult",
     "MappingError",
@@ -24,5 +28,9 @@ __all__ = [
     "TimestampSpec",
     "TopicPattern",
     "ValuesSpec",
+    "check_mappings",
+    "cover_filters",
+    "filter_covers",
+    "filters_overlap",
     "get_path",
 ]

@@ -5,11 +5,17 @@ A :class:`JsonMapping` says, for the topics matching ``topic``:
 - ``asset``: a template ``"plant1/a1/{line}/{machine}"`` filled from the topic's named wildcards
   (and fixed levels), with ``assets`` overriding the whole path per machine name;
 - ``timestamp``: the field path (``ts``, ``header.time``, ``values[0].t``) and its format
-  (``epoch_ms``, ``epoch_s``, ``epoch_us``, ``iso8601`` or a ``strftime`` pattern, with ``tz`` for
-  zoneless values);
+  (``epoch_ms``, ``epoch_s``, ``epoch_us`` — a number or a numeric string —, ``iso8601`` or a
+  ``strftime`` pattern with ``%`` directives, with ``tz`` for zoneless values); or
+  ``source = "receive"``: the payload has no timestamp, the time the message is mapped is used.
+  A payload timestamp before 2000-01-01 or more than ``max_ahead_s`` (default one day) ahead of
+  the clock is refused, naming the unit the value looks like (an epoch in seconds configured as
+  ``epoch_ms`` would be stored in January 1970);
 - ``values``: where the signals are — ``layout = "object"`` (``{"<signal>": {"value": v, "unit": u}}``
-  or ``{"<signal>": v}``), ``"list"`` (``[{"name": s, "v": v, "uom": u, "q": 192}]``) or ``"flat"``
-  (the named fields of an object are the signals);
+  or ``{"<signal>": v}``), ``"list"`` (``[{"name": s, "v": v, "uom": u, "q": 192}]``), ``"flat"``
+  (the named fields of an object are the signals) or ``"value"`` (one signal per message: the
+  value at ``path`` — by default the whole payload: ``23.5``, ``true``, ``"running"`` or plain
+  text ``running`` —, named by ``signal``, a template over the topic's captures: ``"{signal}"``);
 - quality: a per-entry field (``values.quality_field``) or a per-signal object
   (``quality.path`` → ``{"<signal>": "ok"}``), translated with ``quality.map``.
 
@@ -22,6 +28,9 @@ vendor topics.
 from __future__ import annotations
 
 import re
+import string
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from math import isfinite
@@ -29,9 +38,9 @@ from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from edge_agent.mapping.topics import TopicPattern
+from edge_agent.mapping.topics import TopicPattern, filter_covers, filters_overlap
 from zhizao.config import StrictModel
 from zhizao.errors import ZhizaoError
 from zhizao.model import (
@@ -47,6 +56,14 @@ from zhizao.model import (
 _PATH_RE: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_SCALE: Final = {"epoch_s": 1.0, "epoch_ms": 1e-3, "epoch_us": 1e-6}
+_UNIT_NAMES: Final = {"epoch_s": "seconds", "epoch_ms": "milliseconds", "epoch_us": "microseconds"}
+FORMATS: Final = ("epoch_s", "epoch_ms", "epoch_us", "iso8601")
+"""The format words; any other format is a ``strftime`` pattern and must hold a ``%`` directive."""
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""Payload timestamps before this are refused (a unit mistake, or a device clock never set)."""
+_EARLIEST_S: Final = EARLIEST.timestamp()
+DEFAULT_MAX_AHEAD_S: Final = 86400.0
+"""Default of ``timestamp.max_ahead_s``: how far ahead of the clock a payload timestamp may be."""
 _ZERO: Final = timedelta(0)
 _CACHE_MAX: Final = 10_000
 """Entries of each per-mapper cache (topics, valid signal names); emptied when full."""
@@ -55,11 +72,40 @@ _PATHS: dict[str, list[tuple[str, str]]] = {}
 
 
 class MappingError(ZhizaoError):
-    """A message could not be mapped at all; ``reason`` says why."""
+    """A message could not be mapped at all; ``reason`` says why, ``kind`` is its class (``json``,
+    ``topic``, ``asset``, ``timestamp``, ``values``), ``mapping`` the name of the mapping that
+    matched the topic (``None`` when none did)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, kind: str = "payload", mapping: str | None = None) -> None:
         self.reason = reason
+        self.kind = kind
+        self.mapping = mapping
         super().__init__(reason)
+
+
+def template_names(template: str, what: str) -> list[str]:
+    """The ``{name}`` fields of a template; ``ValueError`` for ``{}``, ``{0}``, ``{a.b}``, ``{a!r}``,
+    ``{a:>3}`` or unbalanced braces (``what`` names the template in the message)."""
+    names: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{what} {template!r}: {exc}") from None
+    for _text, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise ValueError(f"{what} {template!r}: {{{name}}} is not a topic capture name "
+                             "(write {name} for a +name or #name level of the topic)")
+        names.append(name)
+    return names
+
+
+def _iso(seconds: float) -> str:
+    try:
+        return (_EPOCH + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+    except OverflowError:
+        return "beyond the year 9999" if seconds > 0 else "before the year 1"
 
 
 def get_path(doc: Any, path: str) -> Any:
@@ -88,12 +134,51 @@ def get_path(doc: Any, path: str) -> Any:
 class TimestampSpec(StrictModel):
     """Where the source timestamp is and how it is written."""
 
+    source: Literal["payload", "receive"] = "payload"
+    """``payload``: the timestamp is the payload's ``field``; ``receive``: the payload has none, the
+    time the message is mapped is used (``field`` is then not given)."""
     field: str | None = "ts"
-    """Field path; ``None`` = no timestamp in the payload: the receive time is used."""
+    """Field path (``None`` only with ``source = "receive"``; YAML/JSON ``field: null`` still means
+    ``source = "receive"``)."""
     format: str = "epoch_ms"
     """``epoch_s`` | ``epoch_ms`` | ``epoch_us`` | ``iso8601`` | a ``strftime`` pattern."""
     tz: str = "UTC"
     """Zone for timestamps written without an offset."""
+    max_ahead_s: float = Field(DEFAULT_MAX_AHEAD_S, gt=0)
+    """A payload timestamp more than this many seconds ahead of the agent's clock is refused (as is
+    one before 2000-01-01); raise it for a simulation running ahead of the wall clock."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _receive(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "field" in data and data["field"] is None:  # the YAML/JSON null form
+            if data.get("source", "receive") != "receive":
+                raise ValueError('field null means the receive time: source must be "receive"')
+            return {**data, "source": "receive"}
+        if data.get("source") == "receive":
+            if "field" in data:
+                raise ValueError('source = "receive" takes no field (the payload has no timestamp): '
+                                 "remove field, or remove source to read the timestamp from the payload")
+            return {**data, "field": None}
+        return data
+
+    @field_validator("field")
+    @classmethod
+    def _field(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError('field is empty: name the payload field holding the timestamp, or write '
+                             'timestamp = { source = "receive" } for payloads without one')
+        return v
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        if v not in FORMATS and "%" not in v:
+            raise ValueError(f"unknown format {v!r}: use one of {', '.join(FORMATS)} or a strftime "
+                             "pattern with % directives (e.g. '%d.%m.%Y %H:%M:%S')")
+        return v
 
     @field_validator("tz")
     @classmethod
@@ -104,29 +189,73 @@ class TimestampSpec(StrictModel):
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
 
-    def parse(self, raw: Any) -> datetime:
-        if self.format in _EPOCH_SCALE:
-            if isinstance(raw, bool) or not isinstance(raw, int | float):
-                raise ValueError(f"timestamp {raw!r} is not a number ({self.format})")
-            if self.format == "epoch_ms" and isinstance(raw, int):
-                return _EPOCH + timedelta(milliseconds=raw)
-            return _EPOCH + timedelta(seconds=raw * _EPOCH_SCALE[self.format])
+    def parse(self, raw: Any, now: float | None = None) -> datetime:
+        """The UTC time of payload value ``raw``; ``ValueError`` when it does not parse or is before
+        :data:`EARLIEST` or more than ``max_ahead_s`` ahead of ``now`` (epoch seconds; default: the
+        clock)."""
+        fmt = self.format
+        scale = _EPOCH_SCALE.get(fmt)
+        if now is None:
+            now = time.time()
+        if scale is not None:
+            num: int | float
+            if isinstance(raw, str):  # "1795574693907": vendors quote numbers
+                try:
+                    num = int(raw.strip())
+                except ValueError:
+                    try:
+                        num = float(raw.strip())
+                    except ValueError:
+                        raise ValueError(f"timestamp {raw!r} is not a number ({fmt})") from None
+            elif isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise ValueError(f"timestamp {raw!r} is not a number ({fmt})")
+            else:
+                num = raw
+            if not isfinite(num):
+                raise ValueError(f"timestamp {raw!r} is not a finite number ({fmt})")
+            seconds = num * scale
+            if not _EARLIEST_S <= seconds <= now + self.max_ahead_s:
+                raise ValueError(self._implausible(raw, seconds, now, num))
+            if fmt == "epoch_ms" and isinstance(num, int):
+                return _EPOCH + timedelta(milliseconds=num)
+            return _EPOCH + timedelta(seconds=seconds)
         if not isinstance(raw, str):
-            raise ValueError(f"timestamp {raw!r} is not a string ({self.format})")
-        if self.format == "iso8601":
+            raise ValueError(f"timestamp {raw!r} is not a string ({fmt})")
+        if fmt == "iso8601":
             ts = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
         else:
-            ts = datetime.strptime(raw, self.format)
+            ts = datetime.strptime(raw, fmt)
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=ZoneInfo(self.tz))
-        return ts.astimezone(UTC)
+        ts = ts.astimezone(UTC)
+        seconds = ts.timestamp()
+        if not _EARLIEST_S <= seconds <= now + self.max_ahead_s:
+            raise ValueError(self._implausible(raw, seconds, now, None))
+        return ts
+
+    def _implausible(self, raw: Any, seconds: float, now: float, num: float | None) -> str:
+        """Why a timestamp is refused, with the epoch unit the number looks like (if one fits)."""
+        if seconds < _EARLIEST_S:
+            why = "before 2000-01-01, the earliest accepted"
+        else:
+            why = (f"more than {self.max_ahead_s:g} s (timestamp.max_ahead_s) ahead of this agent's clock "
+                   f"({_iso(now)})")
+        text = f"{raw!r} read as {self.format} is {_iso(seconds)}, {why}"
+        if num is not None:
+            for fmt, scale in _EPOCH_SCALE.items():
+                if fmt != self.format and _EARLIEST_S <= num * scale <= now + self.max_ahead_s:
+                    return f"{text}; the value looks like epoch {_UNIT_NAMES[fmt]} (format = {fmt!r})"
+        return text
 
 
 class ValuesSpec(StrictModel):
     """Where the signals of a payload are (see the module docstring for the layouts)."""
 
-    layout: Literal["object", "list", "flat"] = "object"
+    layout: Literal["object", "list", "flat", "value"] = "object"
     path: str = ""
+    signal: str | None = None
+    """Layout ``value`` only (and required there): the one signal's name, a template over the
+    topic's captures (``"{signal}"`` for ``sensors/+machine/+signal``) or a fixed name."""
     name_field: str = "name"
     value_field: str | None = "value"
     """Field of an entry holding the value; ``None`` when the entry is the value itself."""
@@ -152,6 +281,14 @@ class QualitySpec(StrictModel):
         return {k.lower(): q for k, q in v.items()}
 
 
+def quality_key(raw: Any) -> str:
+    """The ``quality.map`` key of a payload quality value: its text lower-cased (``true``/``false``
+    for JSON booleans, ``192`` for ``192`` and ``192.0``)."""
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    return str(raw).lower()
+
+
 class JsonMapping(StrictModel):
     """One vendor shape (see the module docstring and ``connectors/mqtt/*.toml``)."""
 
@@ -171,6 +308,46 @@ class JsonMapping(StrictModel):
         TopicPattern(v)
         return v
 
+    @field_validator("asset")
+    @classmethod
+    def _asset(cls, v: str, info: ValidationInfo) -> str:
+        topic = info.data.get("topic")
+        if topic is None:  # the topic is invalid: reported on its own
+            return v
+        pattern = TopicPattern(topic)
+        names = template_names(v, "template")
+        unknown = [n for n in names if n not in pattern.names]
+        if unknown:
+            have = ", ".join(pattern.names) or "none"
+            raise ValueError(f"template {v!r} uses {{{unknown[0]}}}, which topic {topic!r} does not "
+                             f"capture (its captures: {have}; +name captures a level)")
+        if pattern.rest_name not in names:  # each capture fills one level: the levels are known
+            filled = v.format(**{n: "x" for n in names})
+            try:
+                AssetPath.parse(filled)
+            except ValueError as exc:
+                raise ValueError(f"template {v!r}: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _signal(self) -> JsonMapping:
+        vs = self.values
+        if vs.layout != "value":
+            if vs.signal is not None:
+                raise ValueError('values.signal is for layout = "value" only (the other layouts name '
+                                 "their signals in the payload)")
+            return self
+        if vs.signal is None:
+            raise ValueError('values.signal is required with layout = "value": the signal name, e.g. '
+                             '"{signal}" for a topic like sensors/+machine/+signal')
+        pattern = TopicPattern(self.topic)
+        names = template_names(vs.signal, "values.signal")
+        unknown = [n for n in names if n not in pattern.names]
+        if unknown:
+            raise ValueError(f"values.signal {vs.signal!r} uses {{{unknown[0]}}}, which topic "
+                             f"{self.topic!r} does not capture")
+        return self
+
     @field_validator("assets")
     @classmethod
     def _assets(cls, v: dict[str, str]) -> dict[str, str]:
@@ -188,6 +365,47 @@ class MapResult:
     problems: list[str] = field(default_factory=list)
 
 
+def check_mappings(mappings: Sequence[JsonMapping]) -> None:
+    """``ValueError`` naming the mappings when two share a name, when one is never used (an
+    earlier one's topic matches every topic it does) or when the subscription filters overlap
+    without one covering the other (a broker would deliver such a message once per matching
+    subscription: stored twice). A filter covered by another is not subscribed to
+    (:attr:`PayloadMapper.filters`): one subscription delivers it, the first matching mapping maps
+    it."""
+    seen: dict[str, int] = {}
+    for i, m in enumerate(mappings):
+        if m.name in seen:
+            raise ValueError(f"mappings[{seen[m.name]}] and mappings[{i}] are both named {m.name!r}: "
+                             "mapping names must be unique")
+        seen[m.name] = i
+    filters = [TopicPattern(m.topic).filter for m in mappings]
+    for j, later in enumerate(mappings):
+        for i in range(j):
+            if filter_covers(filters[i], filters[j]):
+                raise ValueError(
+                    f"mapping {later.name!r} (topic {later.topic!r}) is never used: mapping "
+                    f"{mappings[i].name!r} (topic {mappings[i].topic!r}) is listed before it and matches "
+                    "every topic it does (the first matching mapping maps a message): list the more "
+                    "specific mapping first")
+    cover = cover_filters(filters)
+    for j, b in enumerate(cover):
+        for a in cover[:j]:
+            if filters_overlap(a, b):
+                na = next(m.name for m, f in zip(mappings, filters, strict=True) if f == a)
+                nb = next(m.name for m, f in zip(mappings, filters, strict=True) if f == b)
+                raise ValueError(
+                    f"the topics of mappings {na!r} ({a}) and {nb!r} ({b}) overlap and neither covers "
+                    "the other: the broker would deliver a message matching both twice (stored "
+                    "twice); make them disjoint, or add a mapping whose topic covers both after them")
+
+
+def cover_filters(filters: Sequence[str]) -> list[str]:
+    """The filters not covered by another one (sorted, each once): subscribing to these alone
+    delivers every topic any of ``filters`` matches, once when they do not overlap."""
+    unique = sorted(set(filters))
+    return [f for f in unique if not any(g != f and filter_covers(g, f) for g in unique)]
+
+
 class PayloadMapper:
     """Applies the first mapping whose topic pattern matches a message.
 
@@ -202,33 +420,45 @@ class PayloadMapper:
     def __init__(self, mappings: list[JsonMapping]) -> None:
         self.mappings = [(m, TopicPattern(m.topic)) for m in mappings]
         self._assets: dict[str, AssetPath] = {}
-        self._routes: dict[str, tuple[JsonMapping, AssetPath]] = {}
+        self._routes: dict[str, tuple[JsonMapping, AssetPath, str | None]] = {}
         """Topic -> its mapping and asset path (only topics that mapped; at most ``_CACHE_MAX``)."""
         self._signals: set[str] = set()
         """Signal names seen valid (at most ``_CACHE_MAX``)."""
 
     @property
     def filters(self) -> list[str]:
-        """The MQTT subscription filters of all mappings."""
-        return sorted({p.filter for _, p in self.mappings})
+        """The MQTT subscription filters: those of the mappings not covered by another mapping's
+        (:func:`cover_filters`; a message is then delivered once, see :func:`check_mappings`)."""
+        return cover_filters([p.filter for _, p in self.mappings])
+
+    @property
+    def covered_filters(self) -> list[str]:
+        """The mappings' filters not subscribed to (covered by another): an earlier version
+        subscribed to them, a persistent session may still hold them."""
+        cover = set(self.filters)
+        return sorted({p.filter for _, p in self.mappings} - cover)
 
     def map(self, topic: str, payload: bytes, received: datetime | None = None) -> MapResult:
-        """Map one message; ``MappingError`` when nothing of it can be used."""
+        """Map one message; ``MappingError`` when nothing of it can be used. ``received``: the
+        receive time (``timestamp.source = "receive"``, and the clock payload timestamps are
+        checked against; default now)."""
         route = self._routes.get(topic)
         if route is None:
             route = self._route(topic)
-        return self._apply(route[0], route[1], payload, received)
+        return self._apply(route[0], route[1], route[2], payload, received)
 
-    def _route(self, topic: str) -> tuple[JsonMapping, AssetPath]:
+    def _route(self, topic: str) -> tuple[JsonMapping, AssetPath, str | None]:
         for mapping, pattern in self.mappings:
             captures = pattern.match(topic)
             if captures is not None:
-                route = (mapping, self._asset(mapping, captures))
+                signal = mapping.values.signal
+                route = (mapping, self._asset(mapping, captures),
+                         signal.format(**captures) if signal is not None else None)
                 if len(self._routes) >= _CACHE_MAX:
                     self._routes.clear()
                 self._routes[topic] = route
                 return route
-        raise MappingError(f"no mapping matches topic {topic!r}")
+        raise MappingError(f"no mapping matches topic {topic!r}", "topic")
 
     def _asset(self, mapping: JsonMapping, captures: dict[str, str]) -> AssetPath:
         override = mapping.assets.get(captures.get("machine", ""))
@@ -236,39 +466,61 @@ class PayloadMapper:
             text = override or mapping.asset.format(**captures)
         except KeyError as exc:
             raise MappingError(
-                f"asset template {mapping.asset!r} uses {exc} which the topic does not capture"
+                f"asset template {mapping.asset!r} uses {exc} which the topic does not capture",
+                "asset", mapping.name,
             ) from None
         asset = self._assets.get(text)
         if asset is None:
             try:
                 asset = AssetPath.parse(text)
             except ValueError as exc:
-                raise MappingError(f"asset from topic: {exc}") from None
+                raise MappingError(f"asset from topic: {exc}", "asset", mapping.name) from None
             self._assets[text] = asset
         return asset
 
-    def _apply(
-        self, mapping: JsonMapping, asset: AssetPath, payload: bytes, received: datetime | None
-    ) -> MapResult:
+    @staticmethod
+    def _document(mapping: JsonMapping, payload: bytes) -> Any:
+        """The payload parsed as JSON; with layout ``value`` on the whole payload, a body that is
+        not JSON is a string (plain text ``running``), unless it looks like a JSON object/array."""
         try:
-            doc = orjson.loads(payload)
+            return orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise MappingError(f"payload is not valid JSON: {exc}") from None
+            vs = mapping.values
+            if vs.layout == "value" and not vs.path:
+                try:
+                    text = payload.decode().strip()
+                except UnicodeDecodeError:
+                    raise MappingError("payload is neither JSON nor UTF-8 text", "json",
+                                       mapping.name) from None
+                if not text:
+                    raise MappingError("payload is empty", "json", mapping.name) from None
+                if not text.startswith(("{", "[", '"')):
+                    return text
+            raise MappingError(f"payload is not valid JSON: {exc}", "json", mapping.name) from None
+
+    def _apply(
+        self, mapping: JsonMapping, asset: AssetPath, one_signal: str | None, payload: bytes,
+        received: datetime | None,
+    ) -> MapResult:
+        doc = self._document(mapping, payload)
+        vs = mapping.values
+        try:
+            entries = self._entries(vs, doc, one_signal)
+        except KeyError as exc:
+            raise MappingError(f"values: {exc.args[0]}", "values", mapping.name) from None
         spec = mapping.timestamp
         if spec.field is None:
             ts = received or datetime.now(UTC)
         else:
             try:
-                ts = spec.parse(get_path(doc, spec.field))
+                ts = spec.parse(get_path(doc, spec.field),
+                                received.timestamp() if received is not None else None)
             except KeyError as exc:
-                raise MappingError(f"timestamp: {exc.args[0]}") from None
+                hint = ' (a payload without a timestamp: timestamp = { source = "receive" })'
+                raise MappingError(f"timestamp: {exc.args[0]}{hint}", "timestamp", mapping.name) from None
             except (ValueError, OverflowError) as exc:
-                raise MappingError(f"timestamp field {spec.field!r}: {exc}") from None
-        vs = mapping.values
-        try:
-            entries = self._entries(vs, doc)
-        except KeyError as exc:
-            raise MappingError(f"values: {exc.args[0]}") from None
+                raise MappingError(f"timestamp field {spec.field!r}: {exc}", "timestamp",
+                                   mapping.name) from None
         qualities: Any = {}
         if mapping.quality.path:
             try:
@@ -313,7 +565,7 @@ class PayloadMapper:
                     quality_raw = per_signal[name]
                 quality = quality_default
                 if quality_raw is not None:
-                    key = str(quality_raw).lower() if not isinstance(quality_raw, bool) else str(quality_raw)
+                    key = quality_key(quality_raw)
                     if key not in qmap:
                         raise ValueError(f"quality {quality_raw!r} is not in quality.map")
                     quality = qmap[key]
@@ -330,12 +582,15 @@ class PayloadMapper:
                 reason = exc.args[0] if exc.args else str(exc)
                 problems.append(f"signal {name!r}: {reason}")
         if not samples and not problems:
-            raise MappingError(f"no signals found at values.path {vs.path!r} ({vs.layout} layout)")
+            raise MappingError(f"no signals found at values.path {vs.path!r} ({vs.layout} layout)",
+                               "values", mapping.name)
         return result
 
     @staticmethod
-    def _entries(vs: ValuesSpec, doc: Any) -> list[tuple[str, Any]]:
+    def _entries(vs: ValuesSpec, doc: Any, one_signal: str | None) -> list[tuple[str, Any]]:
         where = get_path(doc, vs.path)
+        if one_signal is not None:  # layout "value": the one signal named from the topic
+            return [(one_signal, where)]
         if vs.layout == "list":
             if not isinstance(where, list):
                 raise KeyError(f"{vs.path!r} is not a list")

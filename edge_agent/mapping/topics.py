@@ -4,6 +4,11 @@ A level ``+name`` matches one topic level and captures it as ``name``; a bare ``
 level without capturing; a final ``#`` (or ``#name``, capturing the rest joined by ``/``) matches
 any number of levels. :attr:`TopicPattern.filter` is the MQTT subscription filter
 (``acme/+/+/telemetry``).
+
+:func:`filters_overlap` and :func:`filter_covers` compare two subscription filters: a broker may
+deliver a message once per matching subscription of a client, so a subscriber with overlapping
+filters may get one message twice (MQTT 3.1.1 and MQTT 5 §3.3.4 allow it; Mosquitto does so with
+MQTT 5).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class TopicPattern:
             filter_levels.append(kind if kind != "=" else level)
         self.filter = "/".join(filter_levels)
         self.names = [n for k, n in self._levels if k != "=" and n]
+        self.rest_name = next((n for k, n in self._levels if k == "#" and n), None)
+        """The name of a final ``#name`` capture (it may hold several levels), if any."""
 
     def match(self, topic: str) -> dict[str, str] | None:
         """The captures of ``topic`` if it matches, else ``None``."""
@@ -64,3 +71,36 @@ class TopicPattern:
 
     def __repr__(self) -> str:
         return f"TopicPattern({self.pattern!r})"
+
+
+def _levels(flt: str) -> list[str]:
+    return flt.split("/")
+
+
+def filters_overlap(a: str, b: str) -> bool:
+    """True when some topic matches both MQTT filters ``a`` and ``b`` (``x/#`` also matches ``x``)."""
+    la, lb = _levels(a), _levels(b)
+    for i in range(max(len(la), len(lb))):
+        pa = la[i] if i < len(la) else None
+        pb = lb[i] if i < len(lb) else None
+        if pa == "#" or pb == "#":
+            return True
+        if pa is None or pb is None:
+            return False
+        if "+" not in (pa, pb) and pa != pb:
+            return False
+    return True
+
+
+def filter_covers(a: str, b: str) -> bool:
+    """True when every topic matching filter ``b`` also matches filter ``a``."""
+    la, lb = _levels(a), _levels(b)
+    for i, pa in enumerate(la):
+        if pa == "#":
+            return True
+        if i >= len(lb):
+            return False
+        pb = lb[i]
+        if pb == "#" or (pa != "+" and (pb == "+" or pa != pb)):
+            return False
+    return len(lb) == len(la)

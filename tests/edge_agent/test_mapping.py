@@ -155,7 +155,7 @@ def test_a_receive_time_that_is_not_utc_is_refused_for_each_signal() -> None:
 
 
 def test_topics_are_cached_only_when_they_map(mapper: PayloadMapper) -> None:
-    payload = b'{"ts": 1, "metrics": {"a": 1.0}}'
+    payload = b'{"ts": 1795392000000, "metrics": {"a": 1.0}}'  # 2026-11-23 (before 2000 is refused)
     for _ in range(2):
         with pytest.raises(MappingError, match="asset from topic"):
             mapper.map("acme/line2/bad machine!/telemetry", payload)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from edge_agent.mapping import JsonMapping
+from edge_agent.mapping import JsonMapping, check_mappings
 from zhizao.config import StrictModel, host_port, is_loopback_host, plaintext_warning
 from zhizao.tls import TlsConfig
 
@@ -58,3 +58,9 @@ class MqttConnectorConfig(BrokerConnection):
     clean_start: bool = False
     session_expiry_s: int = Field(7 * 86400, ge=0)
     mappings: list[JsonMapping] = Field(min_length=1)
+
+    @field_validator("mappings")
+    @classmethod
+    def _mappings(cls, v: list[JsonMapping]) -> list[JsonMapping]:
+        check_mappings(v)  # unique names, none shadowed, no two subscriptions delivering one message
+        return v

@@ -1,7 +1,12 @@
 """MQTT connector (paho-mqtt): vendor payloads in, acknowledged to the broker only after commit.
 
 One ``run`` = one connection: connect with a persistent session (fixed client id, clean start
-off, QoS 1 by default), subscribe to every mapping's filter, and for each message map it
+off, QoS 1 by default), subscribe to the mappings' filters — those not covered by another
+mapping's (``acme/+/+/telemetry`` is not subscribed next to ``acme/#``: a broker may deliver a
+message once per matching subscription, as Mosquitto does with MQTT 5, so it would come, and be
+stored, twice; the configuration refuses filters that overlap without one covering the other, and
+the covered ones are unsubscribed, as an earlier version's persistent session may hold them) —
+and for each message map it
 (:mod:`edge_agent.mapping`) and submit the samples to the buffer; the PUBACK is sent (paho
 ``manual_ack``) only when the buffer has committed them. A broker that goes away raises
 :class:`~zhizao.errors.ConnectionLost`; the supervisor calls ``run`` again and the broker
@@ -27,9 +32,11 @@ digests forgotten: stored). Samples of QoS 0 messages in a failed commit cannot 
 are counted in ``dropped["commit_failed"]``, as are all of them when the session is not
 persistent (``clean_start = true``, or MQTT 5 with ``session_expiry_s = 0``).
 
-A message that does not map is counted, logged with the reason (at most one line per mapping
-per minute plus a count) and written to the dead-letter file with its topic and payload; it
-is then acknowledged, so it does not block the session.
+A message that does not map, or one of whose signals does not, is counted per mapping
+(``bad_by_mapping``), logged with the reason (at most one line per mapping and kind of reason per
+minute, plus the count of those not logged; "not mapped" when nothing of it was stored, else how
+many of its signals were and were not) and written to the dead-letter file with its topic,
+payload and mapping; it is then acknowledged, so it does not block the session.
 
 paho's I/O runs on the event loop (:class:`~edge_agent.connectors.mqtt.aio.PahoOnLoop`, no network
 thread), and the common PUBLISH (QoS 0/1, no MQTT 5 properties) reaches the connector as plain
@@ -116,8 +123,11 @@ class MqttConnector:
         self._held = 0
         """Messages read whose burst has not settled (see ``_MAX_HELD``)."""
         self._session: PahoOnLoop | None = None
-        self._last_warn: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._last_warn: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+        """Per (mapping, kind of reason): the last bad-payload log line, the ones not logged since."""
+        for m in config.mappings:
+            self.stats.bad_by_mapping[m.name] = 0
         self._runs = 0
         self._loaded = False
         self._failing = 0
@@ -179,6 +189,8 @@ class MqttConnector:
                 clean_start=cfg.clean_start if cfg.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                 properties=props,
             )
+            if self.mapper.covered_filters:  # an earlier version's subscriptions, in the session
+                client.unsubscribe(self.mapper.covered_filters)
             for flt in self.mapper.filters:  # queued: sent once the CONNACK came
                 client.subscribe(flt, qos=cfg.qos)
             await session.wait_closed()
@@ -230,11 +242,12 @@ class MqttConnector:
         try:
             result = self.mapper.map(topic, payload)
         except MappingError as exc:
-            self._bad(topic, payload, exc.reason, "unmapped")
+            self._bad(topic, payload, exc.reason, exc.mapping, exc.kind, stored=None)
             return
-        if result.problems:
-            self._bad(topic, payload, "; ".join(result.problems), result.mapping)
         samples = result.samples
+        if result.problems:
+            self._bad(topic, payload, "; ".join(result.problems), result.mapping, "signals",
+                      stored=len(samples))
         self.stats.got(len(samples))
         if qos > 0 and samples:  # only what the broker can redeliver
             key, value = ring.mark(digest)
@@ -313,21 +326,31 @@ class MqttConnector:
             self._session.resume_reading()
         self._ring.settle(burst.digests, burst, committed=committed)
 
-    def _bad(self, topic: str, payload: bytes, reason: str, key: str) -> None:
-        self.stats.bad_payloads += 1
-        self.deadletter.write("mqtt_payload", reason, connector=self.name, topic=topic, payload=payload)
+    def _bad(  # noqa: PLR0917 - what the log line and the dead letter say
+        self, topic: str, payload: bytes, reason: str, mapping: str | None, kind: str, stored: int | None
+    ) -> None:
+        """Count, dead-letter and (rate-limited per mapping and ``kind`` of reason) log a message
+        that did not map (``stored`` None) or of which ``stored`` signals were kept."""
+        stats = self.stats
+        stats.bad_payloads += 1
+        label = mapping or ""
+        stats.bad_by_mapping[label] = stats.bad_by_mapping.get(label, 0) + 1
+        self.deadletter.write("mqtt_payload", reason, connector=self.name, mapping=mapping, topic=topic,
+                              payload=payload)
+        key = (label, kind)
         now = time.monotonic()
-        if now - self._last_warn.get(key, 0.0) >= 60.0:
-            extra = self._suppressed.pop(key, 0)
-            more = f" (+{extra} more since the last report)" if extra else ""
-            log.warning(
-                "MQTT %s: payload on %s not mapped: %s%s; kept in %s",
-                self.name,
-                topic,
-                reason,
-                more,
-                self.deadletter.path,
-            )
-            self._last_warn[key] = now
-        else:
+        last = self._last_warn.get(key)
+        if last is not None and now - last < 60.0:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        extra = self._suppressed.pop(key, 0)
+        more = f" (+{extra} more like it since the last report)" if extra else ""
+        if stored is None:
+            what = "not mapped" + (f" (mapping {mapping})" if mapping else "")
+        else:
+            what = f"partly mapped (mapping {mapping}: {stored} signals stored, these not)"
+        log.warning("MQTT %s: payload on %s %s: %s%s; kept in %s", self.name, topic, what, reason, more,
+                    self.deadletter.path)
+        if len(self._last_warn) >= 10_000:  # kinds are few; topics never enter the key
+            self._last_warn.clear()
+        self._last_warn[key] = now
