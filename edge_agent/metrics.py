@@ -77,7 +77,9 @@ class AgentCollector(Collector):
                 P + "resubscribes", "Subscriptions re-created by the staleness watchdog", labels=["connector"]
             ),
             "gone": GaugeMetricFamily(
-                P + "skipped_nodes", "OPC UA nodes reported missing and skipped", labels=["connector"]
+                P + "skipped_nodes", "OPC UA nodes skipped: reported missing by the server, or refused at "
+                "run time (an unknown namespace URI, a browse name that is no signal name)",
+                labels=["connector"],
             ),
             "up": GaugeMetricFamily(
                 P + "connector_up",
@@ -108,7 +110,8 @@ class AgentCollector(Collector):
         skipped = CounterMetricFamily(
             P + "values_skipped",
             "Source values not made into samples (OPC UA repeat: same source timestamp, value and "
-            "status as the last one collected; no_value: Bad without a value and none to repeat)",
+            "status as the last one collected; no_value: Bad without a value and none to repeat; "
+            "unsupported_type: an array, structure or ByteString, which has no zhizao form)",
             labels=["connector", "reason"],
         )
         now = time.monotonic()

@@ -60,7 +60,8 @@ class ConnectorStats:
     skipped: dict[str, int] = field(default_factory=dict)
     """Source values not made into samples, by reason (OPC UA: ``repeat`` — the same source
     timestamp, value and status as the last one collected; ``no_value`` — a Bad value without a
-    value and no earlier one to repeat)."""
+    value and no earlier one to repeat; ``unsupported_type`` — an array, a structure or a ByteString,
+    which has no zhizao form)."""
     vanished_nodes: int = 0
     connected: bool = False
     """True while the connector collects: connected *and* ready (OPC UA: its monitored items
