@@ -16,11 +16,8 @@ hash is of the file as written (values from the environment do not change it).
 from __future__ import annotations
 
 import hashlib
-import os
-import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -36,6 +33,7 @@ from edge_agent.connectors.opcua.config import OpcUaConnectorConfig
 from edge_agent.uplinks.http.config import HttpUplinkConfig
 from edge_agent.uplinks.mqtt.config import MqttUplinkConfig
 from zhizao.config import StrictModel, read_document, validation_problems
+from zhizao.config import expand_env as expand_env  # noqa: PLC0414 - moved there, re-exported
 from zhizao.errors import ConfigError
 from zhizao.model import SEGMENT_PATTERN, valid_segment
 
@@ -135,45 +133,6 @@ class AgentConfig(StrictModel):
             if isinstance(c, MqttConnectorConfig):
                 found += c.plaintext_warnings(f"connectors[{i}].mqtt")
         return found + self.uplink.plaintext_warnings(f"uplink.{self.uplink.type}")
-
-
-_ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def expand_env(doc: Any, env: Mapping[str, str] | None = None) -> tuple[Any, list[tuple[str, str]]]:
-    """``doc`` (a parsed config) with ``${NAME}`` in its string values replaced from ``env``
-    (default ``os.environ``) and ``$${`` by ``${``; and the problems, ``(dotted.key, message)``,
-    of references that cannot be replaced (see the module docstring)."""
-    environ = os.environ if env is None else env
-    problems: list[tuple[str, str]] = []
-
-    def text(value: str, key: str) -> str:
-        def one(m: re.Match[str]) -> str:
-            if m.group(0) == "$${":
-                return "${"
-            name, closed = m.group(1), m.group(2)
-            if not closed or not _ENV_NAME.fullmatch(name):
-                problems.append((key, f"${{{name}{closed} is not an environment variable reference "
-                                      "${NAME} (letters, digits, _); write $${ for a literal ${"))
-                return m.group(0)
-            if name not in environ:
-                problems.append((key, f"environment variable {name} is not set (referenced as ${{{name}}})"))
-                return m.group(0)
-            return environ[name]
-
-        return _ENV_REF.sub(one, value) if "${" in value else value
-
-    def walk(node: Any, key: str) -> Any:
-        if isinstance(node, str):
-            return text(node, key)
-        if isinstance(node, dict):
-            return {k: walk(v, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v, f"{key}[{i}]") for i, v in enumerate(node)]
-        return node
-
-    return walk(doc, ""), problems
 
 
 def load_agent_config(

@@ -4,6 +4,13 @@ Every option, its default and its meaning is in ``gateway/sample-gateway.toml``.
 and ``[uplink.http]`` tables are the edge agent's own models (:class:`~edge_agent.buffer.BufferConfig`,
 :class:`~edge_agent.uplinks.http.HttpUplinkConfig`): the gateway reuses the agent's buffer and
 HTTP uplink, so their options are identical.
+
+Environment variables: ``${NAME}`` in any string value (not in keys) is replaced by the variable
+``NAME`` of the process that loads the config (``token = "${ZHIZAO_TOKEN}"``, ``password =
+"${BROKER_PASSWORD}"``), before validation, by :func:`zhizao.config.expand_env` as in the edge
+agent's config; ``$${`` is a literal ``${``. A variable that is not set, or a ``${`` without a
+valid name and ``}``, is a config error naming the key and the variable (``uplink.http.token:
+environment variable ZHIZAO_TOKEN is not set``; exit 2).
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from edge_agent.buffer import BufferConfig
 from edge_agent.config_paths import check_file_in_writable_folder, host_context, on_this_host
 from edge_agent.connectors.mqtt import BrokerConnection
-from edge_agent.mapping import JsonMapping
+from edge_agent.mapping import JsonMapping, check_mappings
 from edge_agent.uplinks.http import HttpUplinkConfig
-from zhizao.config import StrictModel, read_document, validation_problems
+from zhizao.config import StrictModel, expand_env, read_document, validation_problems
 from zhizao.errors import ConfigError
 from zhizao.model import SEGMENT_PATTERN
 
@@ -44,8 +51,14 @@ class BrokerConfig(BrokerConnection):
     subscribe_status: bool = True
     """Subscribe to ``zhizao/v1/agents/+/status`` (birth/last will; never shared: retained)."""
     mappings: list[JsonMapping] = Field(default_factory=list)
-    """Raw vendor topics, mapped with the edge agent's payload mappings (optional)."""
+    """Raw vendor topics, mapped with the edge agent's payload mappings (optional); checked as the
+    agent's MQTT connector checks them (:func:`~edge_agent.mapping.check_mappings`)."""
 
+    @field_validator("mappings")
+    @classmethod
+    def _mappings(cls, v: list[JsonMapping]) -> list[JsonMapping]:
+        check_mappings(v)  # unique names, none shadowed, no two subscriptions delivering one message
+        return v
 
 
 class UplinkConfig(StrictModel):
@@ -124,10 +137,13 @@ def load(path: str | Path, *, on_this_host: bool = False) -> GatewayConfig:
     machine — ``buffer.path`` and ``deadletter_path`` in an existing writable folder,
     ``uplink.http.token_file`` an existing readable file (:mod:`edge_agent.config_paths`);
     without it a config meant for another machine (a container's) can be validated here.
+    ``${NAME}`` in string values comes from the environment (see the module docstring).
     """
     p = Path(path)
+    doc, problems = expand_env(read_document(p))
+    if problems:
+        raise ConfigError(str(p), problems)
     try:
-        doc = read_document(p)
         return GatewayConfig.model_validate(doc, context=host_context() if on_this_host else None)
     except ValidationError as exc:
         raise ConfigError(str(p), validation_problems(exc)) from exc

@@ -140,10 +140,14 @@ class UnsIntake:
         self.checker = BatchChecker()
         b = config.broker
         shared = f"$share/{b.share_group}/" if b.share_group else ""
+        # the mappings' filters not covered by another's (a broker delivers a message once per
+        # matching subscription: stored twice); the covered ones are unsubscribed, as an earlier
+        # version, which subscribed every mapping's filter, may have left them in the session
         self.filters = ([shared + topics.DATA_FILTER] if b.subscribe_data else []) + (
             [topics.STATUS_FILTER] if b.subscribe_status else []) + (
             [shared + f for f in self.mapper.filters] if self.mapper is not None else [])
-        self.session = BrokerSession(b, b.client_id or config.id, self.filters)
+        covered = [shared + f for f in self.mapper.covered_filters] if self.mapper is not None else []
+        self.session = BrokerSession(b, b.client_id or config.id, self.filters, unsubscribe=covered)
 
     async def settle_at_stop(self, sink: Sink | RecordSink) -> int:
         """Nothing to settle (the connector contract): a message whose commit did not succeed was

@@ -14,8 +14,11 @@ rather than a failure when the component first opens the file. Paths are checked
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -89,6 +92,48 @@ ExistingFolder = Annotated[Path, AfterValidator(check_existing_folder)]
 """A path to a folder that must exist when the config is validated."""
 FileInExistingFolder = Annotated[Path, AfterValidator(check_parent_exists)]
 """A file a component may create (when missing), in a folder that must exist."""
+
+
+_ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def expand_env(doc: Any, env: Mapping[str, str] | None = None) -> tuple[Any, list[tuple[str, str]]]:
+    """``doc`` (a parsed config) with ``${NAME}`` in its string values replaced from ``env``
+    (default ``os.environ``) and ``$${`` by ``${``; and the problems, ``(dotted.key, message)``,
+    of references that cannot be replaced: a variable that is not set, a ``${`` without a valid
+    name (letters, digits, ``_``) and ``}``. Keys are never expanded. The loaders of the edge agent
+    (:func:`edge_agent.config.load_agent_config`) and the site gateway (:func:`gateway.config.load`)
+    call it before validation and raise :class:`~zhizao.errors.ConfigError` with the problems."""
+    environ = os.environ if env is None else env
+    problems: list[tuple[str, str]] = []
+
+    def text(value: str, key: str) -> str:
+        def one(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            name, closed = m.group(1), m.group(2)
+            if not closed or not _ENV_NAME.fullmatch(name):
+                problems.append((key, f"${{{name}{closed} is not an environment variable reference "
+                                      "${NAME} (letters, digits, _); write $${ for a literal ${"))
+                return m.group(0)
+            if name not in environ:
+                problems.append((key, f"environment variable {name} is not set (referenced as ${{{name}}})"))
+                return m.group(0)
+            return environ[name]
+
+        return _ENV_REF.sub(one, value) if "${" in value else value
+
+    def walk(node: Any, key: str) -> Any:
+        if isinstance(node, str):
+            return text(node, key)
+        if isinstance(node, dict):
+            return {k: walk(v, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{key}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    return walk(doc, ""), problems
 
 
 def read_document(path: Path) -> dict[str, Any]:

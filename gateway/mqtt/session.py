@@ -1,7 +1,8 @@
 """One MQTT v5 connection to the plant broker with a persistent session and manual PUBACKs.
 
 ``await BrokerSession(...).run(on_message)`` connects (fixed client id, clean start off,
-session expiry), subscribes to every filter at QoS 1 and calls ``on_message(msg)`` on the event
+session expiry), unsubscribes the ``unsubscribe`` filters (subscriptions an earlier version left in
+the persistent session), subscribes to every filter at QoS 1 and calls ``on_message(msg)`` on the event
 loop for each message. The broker's PUBACK is sent only when the handler calls ``msg.ack()``
 (after its data is durable); a message never acked is redelivered by the broker after the next
 connect. Returns never: raises :class:`~zhizao.errors.ConnectionLost` when the connection drops
@@ -74,10 +75,14 @@ class Message:
 class BrokerSession:
     """See the module docstring."""
 
-    def __init__(self, config: BrokerConfig, client_id: str, filters: list[str]) -> None:
+    def __init__(self, config: BrokerConfig, client_id: str, filters: list[str],
+                 unsubscribe: list[str] | None = None) -> None:
         self.config = config
         self.client_id = client_id
         self.filters = filters
+        self.unsubscribe = unsubscribe or []
+        """Filters not to receive on, unsubscribed at each connect before subscribing: the broker
+        keeps a persistent session's subscriptions, also those an earlier version made."""
         self._conn: PahoOnLoop | None = None
 
     def pause_reading(self) -> None:
@@ -114,6 +119,8 @@ class BrokerSession:
 
         def connected(flags: Any) -> None:
             opts = SubscribeOptions(qos=1)
+            if self.unsubscribe:
+                client.unsubscribe(self.unsubscribe)
             client.subscribe([(f, opts) for f in self.filters])
             on_connected()
             log.info("MQTT connected to %s:%d as %s (session present: %s), subscribed to %s",
