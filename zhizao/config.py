@@ -114,8 +114,10 @@ def expand_env(doc: Any, env: Mapping[str, str] | None = None) -> tuple[Any, lis
                 return "${"
             name, closed = m.group(1), m.group(2)
             if not closed or not _ENV_NAME.fullmatch(name):
-                problems.append((key, f"${{{name}{closed} is not an environment variable reference "
-                                      "${NAME} (letters, digits, _); write $${ for a literal ${"))
+                # the text after ${ is not echoed: it may be part of a secret written as a literal
+                problems.append((key, f"the ${{ at character {m.start() + 1} of the value is not an "
+                                      "environment variable reference ${NAME} (letters, digits, _, then }); "
+                                      "write $${ for a literal ${"))
                 return m.group(0)
             if name not in environ:
                 problems.append((key, f"environment variable {name} is not set (referenced as ${{{name}}})"))

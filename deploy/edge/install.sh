@@ -92,6 +92,23 @@ if [ ! -e "$ETC/agent.token" ]; then
     echo "   created $ETC/agent.token (root:zhizao 0640, empty): write the agent's ingest token into it"
 fi
 
+# load_env_file FILE: export FILE's variables as systemd's EnvironmentFile= reads them (the unit
+# reads agent.env so): KEY=VALUE lines, '#' and ';' lines comments, blanks around key and value
+# dropped, one pair of enclosing quotes removed, nothing expanded or run ('a b', '$x' stay as
+# written). Sourcing it with '.' would run 'b' of 'KEY=a b' as a command and expand '$x'.
+load_env_file() {
+    while IFS= read -r line || [ -n "$line" ]; do
+        line="${line#"${line%%[![:space:]]*}"}"
+        case "$line" in ''|'#'*|';'*) continue ;; *=*) ;; *) echo "$1: not KEY=VALUE: line ignored" >&2; continue ;; esac
+        key="${line%%=*}"; val="${line#*=}"
+        key="${key%"${key##*[![:space:]]}"}"
+        case "$key" in ''|[0-9]*|*[!A-Za-z0-9_]*) echo "$1: '$key' is not a variable name: line ignored" >&2; continue ;; esac
+        val="${val#"${val%%[![:space:]]*}"}"; val="${val%"${val##*[![:space:]]}"}"
+        case "$val" in \"*\") val="${val#\"}"; val="${val%\"}" ;; \'*\') val="${val#\'}"; val="${val%\'}" ;; esac
+        export "$key=$val"
+    done < "$1"
+}
+
 echo "== systemd unit"
 install -m 0644 "$HERE/zhizao-agent.service" "$UNITDIR/zhizao-agent.service"
 systemctl daemon-reload
@@ -106,7 +123,7 @@ systemctl enable zhizao-agent.service
 # checked as the service's user, with its environment file: what root can read, zhizao may not
 if (
     cd "$STATE" || exit 1
-    if [ -f "$ETC/agent.env" ]; then set -a; . "$ETC/agent.env"; set +a; fi
+    if [ -f "$ETC/agent.env" ]; then load_env_file "$ETC/agent.env" || exit 1; fi
     exec runuser -u zhizao -- "$PREFIX/venv/bin/zhizao" agent check-config --config "$ETC/agent.toml"
 ); then
     systemctl restart zhizao-agent.service
