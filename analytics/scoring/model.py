@@ -207,9 +207,10 @@ class AnomalyModel:
         self.detector = make_detector(self.spec.detector, **self.spec.detector_params).fit(feats)
         s = self.detector.score(feats)
         self.threshold = float(np.quantile(s, self.spec.threshold_quantile)) * self.spec.threshold_factor
-        self.threshold_floored = not self.threshold > _DEGENERATE
-        if self.threshold_floored:
+        self.threshold_floored = False
+        if not self.threshold > _DEGENERATE:
             self.threshold = _floor_threshold(self.detector, feats)
+            self.threshold_floored = self.threshold > _DEGENERATE
         self.n_train = len(arr)
         return self
 
