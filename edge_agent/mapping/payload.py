@@ -8,9 +8,11 @@ A :class:`JsonMapping` says, for the topics matching ``topic``:
   (``epoch_ms``, ``epoch_s``, ``epoch_us`` — a number or a numeric string —, ``iso8601`` or a
   ``strftime`` pattern with ``%`` directives, with ``tz`` for zoneless values); or
   ``source = "receive"``: the payload has no timestamp, the time the message is mapped is used.
-  A payload timestamp before 2000-01-01 or more than ``max_ahead_s`` (default one day) ahead of
-  the clock is refused, naming the unit the value looks like (an epoch in seconds configured as
-  ``epoch_ms`` would be stored in January 1970);
+  A payload timestamp before 2000-01-01 or after 2262-04-11 (the last time every store holds) is
+  refused, naming the unit the value looks like (an epoch in seconds configured as ``epoch_ms``
+  would be stored in January 1970, epoch milliseconds configured as ``epoch_s`` some 57,000 years
+  ahead); with ``max_ahead_s`` set, so is one more than that many seconds ahead of the agent's
+  clock (off by default: simulated data runs ahead of the wall clock; set it for real devices);
 - ``values``: where the signals are — ``layout = "object"`` (``{"<signal>": {"value": v, "unit": u}}``
   or ``{"<signal>": v}``), ``"list"`` (``[{"name": s, "v": v, "uom": u, "q": 192}]``), ``"flat"``
   (the named fields of an object are the signals) or ``"value"`` (one signal per message: the
@@ -62,8 +64,11 @@ FORMATS: Final = ("epoch_s", "epoch_ms", "epoch_us", "iso8601")
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 """Payload timestamps before this are refused (a unit mistake, or a device clock never set)."""
 _EARLIEST_S: Final = EARLIEST.timestamp()
-DEFAULT_MAX_AHEAD_S: Final = 86400.0
-"""Default of ``timestamp.max_ahead_s``: how far ahead of the clock a payload timestamp may be."""
+LATEST: Final = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
+"""Payload timestamps after this are refused: the last microsecond InfluxDB stores (its range ends at
+2262-04-11T23:47:16.854775806Z, ``ingest.lineproto.MAX_NS``; ingest refuses nothing before 9999 but
+drops what InfluxDB cannot hold). An epoch in milliseconds read as seconds lands far beyond it."""
+_LATEST_S: Final = LATEST.timestamp()
 _ZERO: Final = timedelta(0)
 _CACHE_MAX: Final = 10_000
 """Entries of each per-mapper cache (topics, valid signal names); emptied when full."""
@@ -144,9 +149,11 @@ class TimestampSpec(StrictModel):
     """``epoch_s`` | ``epoch_ms`` | ``epoch_us`` | ``iso8601`` | a ``strftime`` pattern."""
     tz: str = "UTC"
     """Zone for timestamps written without an offset."""
-    max_ahead_s: float = Field(DEFAULT_MAX_AHEAD_S, gt=0)
-    """A payload timestamp more than this many seconds ahead of the agent's clock is refused (as is
-    one before 2000-01-01); raise it for a simulation running ahead of the wall clock."""
+    max_ahead_s: float | None = Field(None, gt=0)
+    """When set, a payload timestamp more than this many seconds ahead of the agent's clock is
+    refused (a device clock far ahead); unset (the default), only times after :data:`LATEST` are —
+    simulated data is stamped with scenario time, which may run ahead of the wall clock (a future
+    start, ``--speed``). Times before :data:`EARLIEST` are refused either way."""
 
     @model_validator(mode="before")
     @classmethod
@@ -190,13 +197,16 @@ class TimestampSpec(StrictModel):
         return v
 
     def parse(self, raw: Any, now: float | None = None) -> datetime:
-        """The UTC time of payload value ``raw``; ``ValueError`` when it does not parse or is before
-        :data:`EARLIEST` or more than ``max_ahead_s`` ahead of ``now`` (epoch seconds; default: the
-        clock)."""
+        """The UTC time of payload value ``raw``; ``ValueError`` when it does not parse, is before
+        :data:`EARLIEST` or after :data:`LATEST`, or (``max_ahead_s`` set) more than ``max_ahead_s``
+        ahead of ``now`` (epoch seconds; default: the clock)."""
         fmt = self.format
         scale = _EPOCH_SCALE.get(fmt)
-        if now is None:
-            now = time.time()
+        latest = _LATEST_S
+        if self.max_ahead_s is not None:
+            if now is None:
+                now = time.time()
+            latest = min(latest, now + self.max_ahead_s)
         if scale is not None:
             num: int | float
             if isinstance(raw, str):  # "1795574693907": vendors quote numbers
@@ -214,8 +224,8 @@ class TimestampSpec(StrictModel):
             if not isfinite(num):
                 raise ValueError(f"timestamp {raw!r} is not a finite number ({fmt})")
             seconds = num * scale
-            if not _EARLIEST_S <= seconds <= now + self.max_ahead_s:
-                raise ValueError(self._implausible(raw, seconds, now, num))
+            if not _EARLIEST_S <= seconds <= latest:
+                raise ValueError(self._implausible(raw, seconds, now, latest, num))
             if fmt == "epoch_ms" and isinstance(num, int):
                 return _EPOCH + timedelta(milliseconds=num)
             return _EPOCH + timedelta(seconds=seconds)
@@ -229,21 +239,26 @@ class TimestampSpec(StrictModel):
             ts = ts.replace(tzinfo=ZoneInfo(self.tz))
         ts = ts.astimezone(UTC)
         seconds = ts.timestamp()
-        if not _EARLIEST_S <= seconds <= now + self.max_ahead_s:
-            raise ValueError(self._implausible(raw, seconds, now, None))
+        if not _EARLIEST_S <= seconds <= latest:
+            raise ValueError(self._implausible(raw, seconds, now, latest, None))
         return ts
 
-    def _implausible(self, raw: Any, seconds: float, now: float, num: float | None) -> str:
-        """Why a timestamp is refused, with the epoch unit the number looks like (if one fits)."""
+    def _implausible(
+        self, raw: Any, seconds: float, now: float | None, latest: float, num: float | None
+    ) -> str:
+        """Why a timestamp is refused, with the epoch unit the number looks like (if one fits
+        between :data:`EARLIEST` and ``latest``)."""
         if seconds < _EARLIEST_S:
             why = "before 2000-01-01, the earliest accepted"
+        elif seconds > _LATEST_S or now is None:
+            why = "after 2262-04-11, the latest the stores hold"
         else:
             why = (f"more than {self.max_ahead_s:g} s (timestamp.max_ahead_s) ahead of this agent's clock "
                    f"({_iso(now)})")
         text = f"{raw!r} read as {self.format} is {_iso(seconds)}, {why}"
         if num is not None:
             for fmt, scale in _EPOCH_SCALE.items():
-                if fmt != self.format and _EARLIEST_S <= num * scale <= now + self.max_ahead_s:
+                if fmt != self.format and _EARLIEST_S <= num * scale <= latest:
                     return f"{text}; the value looks like epoch {_UNIT_NAMES[fmt]} (format = {fmt!r})"
         return text
 

@@ -5,6 +5,10 @@ level without capturing; a final ``#`` (or ``#name``, capturing the rest joined 
 any number of levels. :attr:`TopicPattern.filter` is the MQTT subscription filter
 (``acme/+/+/telemetry``).
 
+Topics starting with ``$`` (``$SYS/…``, ``$aws/things/…``) are matched as a broker matches them
+(MQTT 3.1.1 and MQTT 5 §4.7.2): a pattern or filter whose first level is a wildcard (``#``, ``+``,
+``#rest``, ``+machine``) matches none of them; only one starting with the same ``$`` level does.
+
 :func:`filters_overlap` and :func:`filter_covers` compare two subscription filters: a broker may
 deliver a message once per matching subscription of a client, so a subscriber with overlapping
 filters may get one message twice (MQTT 3.1.1 and MQTT 5 §3.3.4 allow it; Mosquitto does so with
@@ -52,7 +56,10 @@ class TopicPattern:
         """The name of a final ``#name`` capture (it may hold several levels), if any."""
 
     def match(self, topic: str) -> dict[str, str] | None:
-        """The captures of ``topic`` if it matches, else ``None``."""
+        """The captures of ``topic`` if it matches, else ``None`` (a pattern starting with a wildcard
+        matches no topic starting with ``$``, as in MQTT)."""
+        if topic.startswith("$") and self._levels[0][0] != "=":
+            return None
         parts = topic.split("/")
         out: dict[str, str] = {}
         for i, (kind, name) in enumerate(self._levels):
@@ -77,9 +84,22 @@ def _levels(flt: str) -> list[str]:
     return flt.split("/")
 
 
+def _wild_first(levels: list[str]) -> bool:
+    """The filter starts with a wildcard: it matches no topic starting with ``$`` (MQTT §4.7.2)."""
+    return levels[0] in {"#", "+"}
+
+
+def _dollar(levels: list[str]) -> bool:
+    """The filter matches only topics starting with ``$`` (its first level is ``$…``)."""
+    return levels[0].startswith("$")
+
+
 def filters_overlap(a: str, b: str) -> bool:
-    """True when some topic matches both MQTT filters ``a`` and ``b`` (``x/#`` also matches ``x``)."""
+    """True when some topic matches both MQTT filters ``a`` and ``b`` (``x/#`` also matches ``x``;
+    ``#`` and ``$SYS/#`` do not overlap: a filter starting with a wildcard matches no ``$`` topic)."""
     la, lb = _levels(a), _levels(b)
+    if (_wild_first(la) and _dollar(lb)) or (_wild_first(lb) and _dollar(la)):
+        return False
     for i in range(max(len(la), len(lb))):
         pa = la[i] if i < len(la) else None
         pb = lb[i] if i < len(lb) else None
@@ -93,8 +113,11 @@ def filters_overlap(a: str, b: str) -> bool:
 
 
 def filter_covers(a: str, b: str) -> bool:
-    """True when every topic matching filter ``b`` also matches filter ``a``."""
+    """True when every topic matching filter ``b`` also matches filter ``a`` (``#`` does not cover
+    ``$SYS/#``: a filter starting with a wildcard matches no ``$`` topic)."""
     la, lb = _levels(a), _levels(b)
+    if _wild_first(la) and _dollar(lb):
+        return False
     for i, pa in enumerate(la):
         if pa == "#":
             return True

@@ -22,6 +22,15 @@ a redelivery that arrives while the original's commit is pending is acknowledged
 commit succeeds, and a commit that fails forgets the digest, so the broker's next redelivery is
 stored.
 
+One limit, once, at the upgrade from a version that subscribed to every mapping's filter: with
+MQTT 5 and a persistent session, a message published while the agent was stopped for the upgrade
+whose topic matches both a covered filter and its cover was queued by the broker once per matching
+subscription (Mosquitto does so) and is delivered right after the CONNACK, before the UNSUBSCRIBE
+takes effect; the copies have distinct packet identifiers (the redelivery digests cannot tell them
+apart, and nothing else can: identical payloads may be distinct messages), so such a message is
+stored twice. Messages published after the new version has connected are stored once; MQTT 3.1.1
+with Mosquitto is not affected (one copy per client).
+
 A commit that fails (disk full, I/O error) is logged (one ERROR line when commits start failing,
 one WARNING when they succeed again), counted (``commit_failures``) and **ends the session** it
 came on (:class:`~zhizao.errors.ConnectionLost` naming the failure): nothing of it was

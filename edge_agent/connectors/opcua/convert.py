@@ -7,8 +7,9 @@ value with quality ``bad`` so the gap is visible; with no earlier value it yield
 (the connector logs one WARNING per node naming the status).
 
 Supported values: Boolean, the integer types (UInt64 beyond the signed 64-bit range as a float),
-Float/Double (NaN and infinity: no value), String (cut at ``MAX_STR_VALUE``), DateTime (ISO 8601
-text), LocalizedText (its text), enumerations (their integer). Arrays, structures
+Float/Double (NaN and infinity: no value), String (cut at ``MAX_STR_VALUE``; an empty one is the
+value ``""``), DateTime (ISO 8601 text), LocalizedText (its text; one without text — null — is no
+value, like a null Variant), enumerations (their integer). Arrays, structures
 (ExtensionObjects), ByteStrings, Guids, NodeIds and the like have no zhizao form: skipped,
 counted as ``unsupported_type`` and reported (one WARNING per node naming its type).
 
@@ -60,6 +61,13 @@ def plain_value(value: Any) -> Value | None:
     if isinstance(text, str):
         return text[:MAX_STR_VALUE]
     return None
+
+
+def _empty(raw: Any) -> bool:
+    """``raw`` is of a supported type but holds no value (:func:`plain_value` gives ``None``): a NaN
+    or infinite float, a LocalizedText whose text is null. Handled as no value, not as
+    ``unsupported_type``."""
+    return isinstance(raw, float) or getattr(raw, "Text", "") is None
 
 
 def type_name(variant: Any) -> str:
@@ -176,7 +184,7 @@ class Converter:
         variant = dv.Value
         raw = variant.Value if variant is not None else None
         value = plain_value(raw) if raw is not None else None
-        if value is None and raw is not None and not isinstance(raw, float):
+        if value is None and raw is not None and not _empty(raw):
             self.skipped["unsupported_type"] += 1
             if self.report is not None:
                 self.report(index, "unsupported_type", type_name(variant))
