@@ -16,6 +16,7 @@ from analytics.errors import DataError, ModelMismatch, RegistryError, UnknownSco
 from analytics.registry import ModelRegistry, UnreadableMetadata, UnusableModel
 from analytics.scoring import ModelSpec
 from zhizao.config import load_config
+from zhizao.errors import ConfigError
 from zhizao.timeargs import parse_time
 
 VALIDATED_REFERENCE_H = 24.0
@@ -292,6 +293,17 @@ def serve(args: argparse.Namespace) -> int:
     from analytics.scoring.service.runner import serve as run_service
 
     cfg = load_service_config(args.config)
+    if cfg.ingest is not None and cfg.ingest.token_file and not cfg.ingest.token:
+        token_file = cfg.ingest.token_file  # read here, as the service will: --check passed a missing one
+        try:
+            empty = not Path(token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problem = ("ingest.token_file", f"cannot read {token_file}: {why}")
+            raise ConfigError(args.config, [problem]) from None
+        if empty:
+            raise ConfigError(args.config, [("ingest.token_file", f"{token_file} is empty: write the scoring "
+                                             "service's ingest token (read and write) into it")])
     if args.check:
         print(f"{args.config}: ok ({len(cfg.scopes)} scope(s), registry {cfg.registry})")
         sys.stdout.flush()  # the OK line first, also when both streams go to one log

@@ -55,7 +55,7 @@ class IngestApiConfig(StrictModel):
                 return Path(self.token_file).read_text(encoding="utf-8").strip() or None
             except OSError as exc:
                 problem = ("ingest.token_file", f"cannot read {self.token_file}: {exc.strerror or exc}")
-                raise ConfigError("ingest.token_file", [problem]) from exc
+                raise ConfigError(self.token_file, [problem]) from exc
         return None
 
 
