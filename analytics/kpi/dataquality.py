@@ -29,7 +29,8 @@ Flag = dict[str, Any]
 
 def gap_seconds(series: Series, start: float, end: float, threshold_s: float) -> tuple[float, int]:
     """Seconds of ``[start, end)`` not covered by samples spaced at most ``threshold_s`` apart,
-    and the number of such gaps (a missing head or tail counts as a gap too)."""
+    and the number of such gaps (a missing head or tail counts as a gap too; a gap that began
+    before ``start`` counts its part from ``start`` on)."""
     ts = series.ts
     i, j = np.searchsorted(ts, [start, end], "left")
     inside = ts[i:j]
@@ -42,8 +43,9 @@ def gap_seconds(series: Series, start: float, end: float, threshold_s: float) ->
     if before is None:
         d[0] = inside[0] - start
     big = d > threshold_s
-    # The excess over the expected spacing is what is missing.
-    return float(np.sum(d[big] - 0.0)), int(np.count_nonzero(big))
+    # A gap that began before the window counts only its part inside the window.
+    d[0] = min(d[0], inside[0] - start)
+    return float(np.sum(d[big])), int(np.count_nonzero(big))
 
 
 def clock_jumps(counter: Series, start: float, end: float) -> list[tuple[float, float]]:

@@ -86,7 +86,8 @@ class PreparedMachine:
         return t
 
     def _states(self, w: Window, t: Totals, flags: list[Flag]) -> None:
-        seg = segments(self.state, self.reason, w.start, w.end, planned=w.planned)
+        seg = segments(self.state, self.reason, w.start, w.end, planned=w.planned,
+                       max_hold_s=self.dq.gap_threshold_s)
         d = seg.durations
         by = np.bincount(seg.state[seg.planned], d[seg.planned], minlength=UNKNOWN + 1)
         # Planned time reported as ``off`` is not a state the definitions allow: unknown.
@@ -156,9 +157,14 @@ class PreparedMachine:
         t.peak_kw = float(self.power.values[i:j].astype(np.float64).max()) if j > i else None
 
     def _quality(self, w: Window, flags: list[Flag]) -> None:
+        # Nothing within the look-back of the window (nor in it, nor just after): ``no_data``,
+        # whether or not the query read samples further away — the flag must not depend on where
+        # the query starts (the reader reads ``reach`` around every window, see service.kpi_report).
+        reach = max(self.dq.lookback_s, self.dq.gap_threshold_s)
         for s in GAP_CHECKED:
             series: Series = self.data.get(s, text=s == sig.STATE)
-            if len(series) == 0:
+            i, j = np.searchsorted(series.ts, [w.start - reach, w.end + reach], "left")
+            if j <= i:
                 flags.append({"kind": "no_data", "signal": s})
                 continue
             gap_s, n = gap_seconds(series, w.start, w.end, self.dq.gap_threshold_s)

@@ -3,6 +3,11 @@
 Targets (``Targets``, defaults from the regional programme): energy efficiency (kWh per good part
 must fall to baseline ÷ (1 + 15 %)), operating cost (energy cost per good part −10 %),
 productivity (good parts per planned hour +20 %).
+
+A baseline figure of ``None`` or 0 (no good parts, no planned time, no energy data in the
+baseline) gives no target: ``target``, ``change_pct`` and ``met`` are ``None`` — a target of 0
+would be met by any period, an empty one included. Likewise ``met`` is ``None`` when the current
+figure is ``None`` (no good parts in the current period for a per-part figure).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from analytics.kpi.config import Targets
 
 def _metric(name: str, unit: str, base: float | None, cur: float | None, goal: float | None, *,
             lower_is_better: bool) -> dict[str, Any]:
+    if not base:  # None or 0: nothing to improve on, no verdict
+        goal = None
     change = (cur / base - 1.0) * 100.0 if base and cur is not None else None
     met = None
     if goal is not None and cur is not None:
@@ -24,7 +31,7 @@ def _metric(name: str, unit: str, base: float | None, cur: float | None, goal: f
 
 def compare(baseline: dict[str, Any], current: dict[str, Any], targets: Targets) -> dict[str, Any]:
     """Compare two KPI records (``derive`` output of the same scope). ``met`` is ``None`` when a
-    figure cannot be computed (no good parts in a period)."""
+    figure cannot be computed (no good parts in a period) or the baseline's is 0 (module doc)."""
     bk, ck = baseline["kwh_per_good_part"], current["kwh_per_good_part"]
     bc, cc = baseline["energy_cost_per_good_part"], current["energy_cost_per_good_part"]
     bp, cp = baseline["good_parts_per_planned_hour"], current["good_parts_per_planned_hour"]

@@ -16,6 +16,11 @@ _COUNT_FIELDS = ("total_count", "good_count", "scrap_count", "failures")
 PRODUCTION_RATIOS = ("performance", "quality", "oee", "first_pass_yield_ratio")
 """Ratios that only mean something for a machine that makes parts: on a machine record with
 ``producing: false`` (a compressor) they are the definitions' 0 or 1, not a measurement."""
+NOT_APPLICABLE_TO_UTILITIES = ("good_parts_per_planned_hour", "six_big_losses_s.reduced_speed_s",
+                               "six_big_losses_s.process_defects_s")
+"""Production-only figures that are ``None`` on a ``producing: false`` record: a compressor makes no
+parts, so its whole run time would read as a speed loss and its throughput as 0. (Its per-part
+figures and ``scrap_ratio`` are ``None`` anyway: no parts; ``reduced_yield_s`` is always ``None``.)"""
 
 
 def _add_into(a: dict[str, float], b: dict[str, float]) -> None:
@@ -33,7 +38,8 @@ class Totals:
     setup_time_s: float = 0.0
     down_time_s: float = 0.0
     unknown_time_s: float = 0.0
-    """Planned seconds whose state is unknown (no data yet, or ``off`` reported in planned time)."""
+    """Planned seconds whose state is unknown (no data yet, a silence beyond the gap threshold after
+    the last sample, or ``off`` reported in planned time)."""
     ideal_time_s: float = 0.0
     total_count: int = 0
     good_count: int = 0
@@ -79,10 +85,12 @@ def _div(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def derive(t: Totals, currency: str) -> dict[str, Any]:
+def derive(t: Totals, currency: str, *, producing: bool = True) -> dict[str, Any]:
     """The full KPI record of ``t``: totals plus OEE factors, energy, quality, reliability,
     throughput, six big losses and data quality. Denominator rules: A = 0 when planned = 0,
-    P = 0 when run = 0, Q = 1 when total = 0; per-part and per-failure figures are ``None``."""
+    P = 0 when run = 0, Q = 1 when total = 0; per-part and per-failure figures are ``None``.
+    ``producing=False`` (a machine that makes no parts): :data:`NOT_APPLICABLE_TO_UTILITIES` are
+    ``None``."""
     a = t.run_time_s / t.planned_time_s if t.planned_time_s else 0.0
     p = t.ideal_time_s / t.run_time_s if t.run_time_s else 0.0
     q = t.good_count / t.total_count if t.total_count else 1.0
@@ -122,13 +130,13 @@ def derive(t: Totals, currency: str) -> dict[str, Any]:
         "stops": t.failures,
         "mtbf_s": _div(t.run_time_s, t.failures),
         "mttr_s": _div(t.down_time_s, t.failures),
-        "good_parts_per_planned_hour": _div(t.good_count * 3600.0, t.planned_time_s),
+        "good_parts_per_planned_hour": _div(t.good_count * 3600.0, t.planned_time_s) if producing else None,
         "six_big_losses_s": {
             "breakdowns_s": t.down_time_s,
             "setup_adjustments_s": t.setup_time_s,
             "idling_minor_stops_s": t.idle_time_s,
-            "reduced_speed_s": max(t.run_time_s - t.ideal_time_s, 0.0),
-            "process_defects_s": ideal_ct_scrap,
+            "reduced_speed_s": max(t.run_time_s - t.ideal_time_s, 0.0) if producing else None,
+            "process_defects_s": ideal_ct_scrap if producing else None,
             "reduced_yield_s": None,
         },
         "data_quality": summarise(t.flags),

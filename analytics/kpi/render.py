@@ -121,16 +121,80 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(t)
 
 
+_GOAL_TERMS = {"energy_efficiency": ("energy_efficiency_pct", "gain", 1.0),
+               "operating_cost": ("operating_cost_reduction_pct", "", -1.0),
+               "productivity": ("productivity_pct", "", 1.0)}
+"""Per metric: its ``[targets]`` key, the word before the figure, and the sign of the target's %."""
+
+
+def _vs_goal(m: dict[str, Any], targets: dict[str, Any]) -> str:
+    """The change in the target's own terms beside the target (``gain +10.7 % of +15 %``): energy
+    efficiency's target is a gain (baseline kWh/part ÷ current − 1), not the kWh/part change."""
+    key, word, sign = _GOAL_TERMS.get(m["metric"], ("", "", 1.0))
+    if key not in targets:
+        return NA
+    goal = f"{sign * targets[key]:+.0f} %"
+    got = m.get("efficiency_gain_pct") if m["metric"] == "energy_efficiency" else m["change_pct"]
+    return f"{(word + ' ') if word else ''}{_f(got, '+.1f')}{'' if got is None else ' %'} of {goal}"
+
+
+def _quality_warning(rep: dict[str, Any]) -> str | None:
+    """One line naming the data-quality flags (that concern KPI inputs) of each period, or None."""
+    if rep.get("data_quality_ok", True):
+        return None
+    parts = []
+    for label, key in (("baseline", "baseline_total"), ("current", "current_total")):
+        flags = [f for f in rep.get(key, {}).get("data_quality", {}).get("flags", [])
+                 if f.get("kpi_input") is not False]
+        if flags:
+            by: dict[str, set[str]] = {}
+            for f in flags:
+                by.setdefault(f["kind"], set()).add(str(f.get("machine", "?")))
+            named = (f"{k} ({', '.join(sorted(v))})" for k, v in sorted(by.items()))
+            parts.append(f"{label}: " + ", ".join(named))
+    return ("[yellow]data quality NOT ok — " + "; ".join(parts or ["see --json"]) + " — the figures and"
+            " verdicts may be wrong (--json: baseline_total/current_total.data_quality)[/]")
+
+
+def _improvement_rows(rep: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(label, comparison)``: the scope's total, then each line (when there are two or more),
+    then each producing machine (of a line of two or more producing machines)."""
+    rows: list[tuple[str, dict[str, Any]]] = [(f"{rep['scope']} (total)", rep)]
+    lines = rep.get("lines", [])
+    if len(lines) > 1:
+        rows += [(ln["line"], ln) for ln in lines]
+    machines = [m for m in rep.get("machines", []) if m.get("producing", True)]
+    per_line: dict[str, int] = {}
+    for m in machines:
+        ln = m["machine"].rsplit("/", 1)[0]
+        per_line[ln] = per_line.get(ln, 0) + 1
+    if len(machines) > 1:
+        rows += [(m["machine"], m) for m in machines if per_line[m["machine"].rsplit("/", 1)[0]] > 1]
+    return rows
+
+
 def render_improvement(rep: dict[str, Any], console: Console) -> None:
-    """The improvement metrics (names never cut, whatever the console's width)."""
+    """The improvement metrics (names never cut, whatever the console's width) of the scope's
+    total, each line and each producing machine; a warning line naming the data-quality flags when
+    either period's data are not ok. ``achieved / goal`` states the change in the target's own
+    terms (energy efficiency: the gain, baseline ÷ current kWh per good part − 1)."""
     t = Table(title=f"{rep['scope']} · baseline {_short(rep['baseline']['start'])} → "
                     f"{_short(rep['baseline']['end'])} vs {_short(rep['current']['start'])} → "
                     f"{_short(rep['current']['end'])}", title_justify="left")
+    rows = _improvement_rows(rep)
+    t.add_column("scope", no_wrap=True, min_width=max(len(label) for label, _ in rows))
     t.add_column("metric", no_wrap=True, min_width=max((len(m["metric"]) for m in rep["metrics"]), default=6))
-    for col in ("unit", "baseline", "current", "target", "change %", "met"):
+    for col in ("unit", "baseline", "current", "target", "change %", "achieved / goal", "met"):
         t.add_column(col)
-    for m in rep["metrics"]:
-        met = {True: "[green]yes[/]", False: "[red]no[/]", None: NA}[m["met"]]
-        t.add_row(m["metric"], m["unit"], _f(m["baseline"], ".4g"), _f(m["current"], ".4g"),
-                  _f(m["target"], ".4g"), _f(m["change_pct"], "+.1f"), met)
+    targets = rep.get("targets", {})
+    for k, (label, r) in enumerate(rows):
+        for n, m in enumerate(r["metrics"]):
+            met = {True: "[green]yes[/]", False: "[red]no[/]", None: NA}[m["met"]]
+            t.add_row(label if n == 0 else "", m["metric"], m["unit"], _f(m["baseline"], ".4g"),
+                      _f(m["current"], ".4g"), _f(m["target"], ".4g"), _f(m["change_pct"], "+.1f"),
+                      _vs_goal(m, targets), met,
+                      end_section=n == len(r["metrics"]) - 1 and k < len(rows) - 1)
     console.print(t)
+    warning = _quality_warning(rep)
+    if warning:
+        console.print(warning)

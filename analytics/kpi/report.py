@@ -40,7 +40,8 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
     (with a ``no_data`` flag), so a silent machine is visible instead of missing. A machine record
     says whether the machine makes parts (``producing``): a utility's Performance, Quality and OEE
     (:data:`~analytics.kpi.record.PRODUCTION_RATIOS`) follow the definitions (0, 1, 0) but mean
-    nothing, and readers show them as not applicable."""
+    nothing, and readers show them as not applicable; its throughput and speed/defect losses
+    (:data:`~analytics.kpi.record.NOT_APPLICABLE_TO_UTILITIES`) are ``None``."""
     names = set(machines) | {m.asset for m in plant.machines if under(m.asset, scope)}
     data = {a: machines.get(a, MachineData(a)) for a in names}
     prepared = prepare(data, plant, dq)
@@ -54,7 +55,8 @@ def build_report(machines: dict[str, MachineData], windows: list[Window], plant:
         for asset in sorted(per_machine):
             t = per_machine[asset][k]
             producing = _producing(plant, asset)
-            mrecs.append({"machine": asset, "producing": producing, **derive(t, currency)})
+            rec = derive(t, currency, producing=producing)
+            mrecs.append({"machine": asset, "producing": producing, **rec})
             lines.setdefault(line_of(asset), Totals()).add(t, producing=producing)
             total.add(t, producing=producing)
         out_windows.append({

@@ -35,7 +35,9 @@ async def kpi_report(store: Store, plant: PlantConfig, cfg: KpiConfig, scope: st
     listing the known lines and machines, instead of an empty report whose total looks plausible
     (Quality 1 of no parts). Not strict (services polling configured scopes): an empty report."""
     windows = make_windows(plant.calendar, start, end, group_by)
-    margin = timedelta(seconds=cfg.data_quality.lookback_s)
+    # A state sample holds for at most gap_threshold_s: reading at least that far back makes a
+    # window's states independent of where the query starts.
+    margin = timedelta(seconds=max(cfg.data_quality.lookback_s, cfg.data_quality.gap_threshold_s))
     dq = cfg.data_quality
     bucket = timedelta(seconds=dq.coverage_bucket_s) if dq.check_all_signals else None
     data = await fetch(store, scope, start, end, margin, coverage_bucket=bucket)
@@ -70,7 +72,8 @@ def _listed(names: list[str]) -> str:
 async def improvement_report(store: Store, plant: PlantConfig, cfg: KpiConfig, scope: str, *,
                              baseline: tuple[datetime, datetime], current: tuple[datetime, datetime],
                              strict: bool = False, where: str = "scope") -> dict[str, Any]:
-    """Scope totals of the baseline and current ranges, their changes and the targets met
+    """Scope totals of the baseline and current ranges, their changes and the targets met, and the
+    same comparison per line (``lines``) and per machine (``machines``, with ``producing``)
     (``strict``, ``where``: as :func:`kpi_report`)."""
     base = await kpi_report(store, plant, cfg, scope, start=baseline[0], end=baseline[1],
                             group_by=GroupBy.MACHINE, strict=strict, where=where)
@@ -81,7 +84,11 @@ async def improvement_report(store: Store, plant: PlantConfig, cfg: KpiConfig, s
     per_line = [{"line": ln["line"], **compare(lines[ln["line"]], ln, cfg.targets)}
                 for ln in cur["windows"][0]["lines"] if ln["line"] in lines]
     bw, cw = base["windows"][0], cur["windows"][0]
+    machines = {m["machine"]: m for m in bw["machines"]}
+    per_machine = [{"machine": m["machine"], "producing": m.get("producing", True),
+                    **compare(machines[m["machine"]], m, cfg.targets)}
+                   for m in cw["machines"] if m["machine"] in machines]
     return {"scope": scope, "baseline": {"start": bw["start"], "end": bw["end"]},
             "current": {"start": cw["start"], "end": cw["end"]},
-            **compare(bt, ct, cfg.targets), "lines": per_line,
+            **compare(bt, ct, cfg.targets), "lines": per_line, "machines": per_machine,
             "baseline_total": bt, "current_total": ct}

@@ -1,8 +1,13 @@
 """Machine state over time: zero-order hold of the ``state`` / ``state_reason`` samples.
 
-The value of a sample holds until the next sample, clipped to the window. Before the first
-sample the state is *unknown* (counted, flagged, never guessed). Outside planned time the machine
-is ``off`` by definition, whatever it reports.
+The value of a sample holds until the next sample, clipped to the window, but for at most
+``max_hold_s`` (the data-quality gap threshold): a machine that stops reporting is not assumed to
+keep its last state through the silence, so the time beyond the threshold after a sample that no
+other sample follows in time — a telemetry gap, the end of the data, the future — is *unknown*,
+as is the time before the first sample (counted, flagged, never guessed). Because a sample older
+than ``max_hold_s`` decides nothing, a window's states do not depend on how far before it the
+data were read (as long as the reader's look-back is at least ``max_hold_s``). Outside planned
+time the machine is ``off`` by definition, whatever it reports.
 """
 
 from __future__ import annotations
@@ -63,18 +68,25 @@ class Segments:
 
 def segments(
     state: Series, reason: Series, start: float, end: float, *,
-    planned: list[tuple[float, float]], cuts: FloatArray | None = None,
+    planned: list[tuple[float, float]], cuts: FloatArray | None = None, max_hold_s: float | None = None,
 ) -> Segments:
-    """Cut ``[start, end)`` at every state/reason change, planned edge and extra ``cuts``."""
+    """Cut ``[start, end)`` at every state/reason change, planned edge and extra ``cuts``; with
+    ``max_hold_s``, a state sample holds for at most that long (then *unknown* until the next)."""
     pts = [np.array([start, end]), state.ts, reason.ts, np.array([x for iv in planned for x in iv])]
     if cuts is not None:
         pts.append(cuts)
+    expiry = _expiries(state.ts, max_hold_s)
+    pts.append(expiry)
     edges = np.unique(np.concatenate(pts))
     edges = edges[(edges >= start) & (edges <= end)]
     starts = edges[:-1]
     codes = state_codes(state)
     i = hold(state.ts, starts)
     st = np.where(i >= 0, codes[np.maximum(i, 0)] if len(codes) else UNKNOWN, UNKNOWN)
+    if max_hold_s is not None and len(codes):
+        # Held longer than the gap threshold: the machine went silent, its state is unknown.
+        stale = (i >= 0) & (starts - state.ts[np.maximum(i, 0)] >= max_hold_s)
+        st = np.where(stale, UNKNOWN, st)
     j = hold(reason.ts, starts)
     rs = (reason.values[np.maximum(j, 0)].astype(str).astype(object) if len(reason)
           else np.full(starts.shape, "", object))
@@ -82,6 +94,16 @@ def segments(
     pm = planned_mask(starts, planned)
     st = np.where(pm, st, OFF)
     return Segments(edges, st.astype(np.int64), rs.astype(object), pm)
+
+
+def _expiries(ts: FloatArray, max_hold_s: float | None) -> FloatArray:
+    """Times at which a state sample stops holding: ``max_hold_s`` after a sample that no other
+    sample follows within that time."""
+    if max_hold_s is None or len(ts) == 0:
+        return np.empty(0, np.float64)
+    nxt = np.concatenate((ts[1:], [np.inf]))
+    out: FloatArray = ts[nxt - ts > max_hold_s] + max_hold_s
+    return out
 
 
 def down_entries(state: Series) -> FloatArray:

@@ -50,8 +50,10 @@ async def test_an_ahead_skew_no_longer_than_its_offset_reads_as_a_telemetry_gap(
     and the KPIs read one per instant, so what is left is the series of a 60-s loss."""
     flags, dup = await _flags(tmp_path, _skewed(90.0, 60.0))
     assert dup == 60  # the only trace, in DuckDB alone: same-instant energy readings
-    assert set(flags) == {"telemetry_gap:state", "telemetry_gap:parts_total"}
+    # The state's 120-s silence holds its last value for the gap threshold (90 s), then is unknown.
+    assert set(flags) == {"telemetry_gap:state", "telemetry_gap:parts_total", "unknown_state:"}
     assert flags["telemetry_gap:state"]["gap_s"] == 120.0
+    assert flags["unknown_state:"]["unknown_time_s"] == 30.0
 
 
 async def test_an_ahead_skew_longer_than_its_offset_is_flagged_clock_skew(tmp_path: Path) -> None:
