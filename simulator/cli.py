@@ -1,6 +1,7 @@
 """``zhizao sim``: run the simulated line, export its plant description, or generate offline.
 
-Exit codes: 0 ok, 1 runtime failure (port in use, broker unreachable), 2 usage/config error.
+Exit codes: 0 ok, 1 runtime failure (port in use, broker unreachable, --duckdb store unavailable),
+2 usage/config error (a bad --start; a --duckdb file already holding the run's period).
 """
 
 from __future__ import annotations
@@ -9,9 +10,16 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from zhizao.errors import ConfigError, ZhizaoError
+from zhizao.errors import ConfigError, StoreUnavailable, ZhizaoError
+from zhizao.timeargs import parse_time
+
+if TYPE_CHECKING:
+    from simulator.scenario import Scenario
 
 EPILOG = """\
 examples:
@@ -23,6 +31,10 @@ examples:
   zhizao sim export-plant --scenario examples/workshop.toml --out plant.toml
   zhizao sim generate --scenario examples/workshop.toml --duration 28800 --ledger ledger.jsonl \\
              --samples samples.jsonl
+  zhizao sim generate --scenario examples/improved.toml --start 2026-11-24T08:00:00+08:00 \\
+             --duration 28800 --ledger improved.jsonl --duckdb demo.duckdb
+             (--duckdb: into a store 'zhizao analytics kpi --duckdb' reads; the KPI improvement
+             recipe: simulator/README.md, "KPI improvement demo")
 Without --mqtt-host the MQTT-native machines are not published (the CLI says so).
 Other subcommands: export-plant (the plant file for KPIs), generate (offline, no servers);
 each has --help. The scenario format, OPC UA address space and MQTT payloads: simulator/README.md.
@@ -41,6 +53,45 @@ def _speed(text: str) -> float | None:
     return value
 
 
+START_HELP = (
+    "start the run here instead of at the scenario's start: ISO-8601 date-time with a UTC offset, "
+    "e.g. 2026-11-24T08:00:00+08:00 (on the tick grid); the shift calendar, machines, seed and "
+    "faults given in seconds after the start are unchanged, so the same seed and --start give the "
+    "same data"
+)
+
+
+def _start(text: str) -> datetime:
+    """``--start``: :func:`zhizao.timeargs.parse_time`, but the offset is required (as the
+    scenario's own ``start``): a bare date-time would be UTC, not the plant's local time."""
+    example = "e.g. 2026-11-24T08:00:00+08:00, or ...Z for UTC"
+    try:
+        ts = parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 date-time with a UTC offset: {text!r} ({example})"
+        ) from None
+    if datetime.fromisoformat(text.strip()).tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; give one, as the scenario's start does ({example})"
+        )
+    return ts
+
+
+def _scenario(path: Path, start: datetime | None) -> Scenario:
+    """The scenario file, started at ``start`` if given (``ConfigError`` naming --start if that
+    start is not usable)."""
+    from simulator.scenario import load_scenario, with_start
+
+    scenario = load_scenario(path)
+    if start is None:
+        return scenario
+    try:
+        return with_start(scenario, start)
+    except ValueError as exc:
+        raise ConfigError("the command line", [("--start", f"{start.isoformat()}: {exc}")]) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="zhizao sim",
@@ -57,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=_speed, default=1.0, help="simulated seconds per wall second, or 'max' (default 1)"
     )
     p.add_argument("--duration", type=float, default=28800.0, help="simulated seconds to run (default 28800)")
+    p.add_argument("--start", type=_start, help=START_HELP)
     p.add_argument("--opcua-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
         "--opcua-port", type=int, default=4840, help="OPC UA port (default 4840; 0 picks a free port)"
@@ -97,9 +149,17 @@ def _generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", required=True, type=Path)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--duration", type=float, default=28800.0)
+    p.add_argument("--start", type=_start, help=START_HELP)
     p.add_argument("--ledger", type=Path, required=True, help="ledger file to write (JSON Lines)")
     p.add_argument(
         "--samples", type=Path, help="also write every sample (JSON Lines, wire-format sample objects)"
+    )
+    p.add_argument(
+        "--duckdb",
+        type=Path,
+        help="also write every sample into this DuckDB store (ingest's format, created if missing, "
+        "appended to otherwise; refused if it already holds this site/area in this run's range), "
+        "for 'zhizao analytics kpi --duckdb'",
     )
     return p
 
@@ -149,34 +209,61 @@ def _generate(args: argparse.Namespace) -> int:
 
     from simulator.engine import generate
     from simulator.ledger import write_ledger
-    from simulator.scenario import load_scenario
-    from zhizao.wire import sample_to_dict
+    from simulator.storeload import AlreadyStored, load_samples
+    from zhizao.model import Sample
+    from zhizao.wire import format_ts, sample_to_dict
 
     try:
-        scenario = load_scenario(args.scenario)
-    except ConfigError as exc:
+        scenario = _scenario(args.scenario, args.start)
+        run = generate(scenario, args.seed, args.duration)
+    except (ConfigError, ValueError) as exc:  # ValueError: --duration <= 0
         print(f"zhizao sim generate: {exc}", file=sys.stderr)
         return 2
-    run = generate(scenario, args.seed, args.duration)
+    sim = run.simulation
     n = 0
-    if args.samples:
+
+    def samples() -> Iterator[Sample]:
+        nonlocal n
+        if args.samples is None:
+            for s in run:
+                n += 1
+                yield s
+            return
         with args.samples.open("wb") as fh:
             for s in run:
                 fh.write(orjson.dumps(sample_to_dict(s)) + b"\n")
                 n += 1
+                yield s
+
+    stored = ""
+    if args.duckdb is not None:
+        scope = f"{scenario.site}/{scenario.area}"
+        try:
+            written = asyncio.run(
+                load_samples(args.duckdb, samples(), scope=scope, start=sim.start, end=sim.end)
+            )
+        except AlreadyStored as exc:
+            print(f"zhizao sim generate: --duckdb {exc}", file=sys.stderr)
+            return 2
+        except StoreUnavailable as exc:
+            print(f"zhizao sim generate: --duckdb: store unavailable: {exc}", file=sys.stderr)
+            return 1
+        stored = f"; {written} written to {args.duckdb}"
     else:
-        for _ in run:
-            n += 1
+        for _ in samples():
+            pass
     write_ledger(run.ledger, args.ledger)
-    print(f"generated {n} samples; ledger written to {args.ledger}")
+    print(
+        f"generated {n} samples from {format_ts(sim.start)} to {format_ts(sim.end)}{stored}; "
+        f"ledger written to {args.ledger}"
+    )
     return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
     from simulator.runtime import SimulatorRuntime
-    from simulator.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = _scenario(args.scenario, args.start)
     security = None
     if args.security_dir is not None:
         from simulator.opcua.security import OpcUaSecurity
