@@ -4,8 +4,9 @@ Routes: ``GET /`` (the page), ``GET /ui/{file}`` (its script and style, from ``s
 else), ``GET /ui/config.json`` (what the page needs to know: refresh period, chart span, the KPI
 endpoint, the prefixes of derived series). The page itself reads ingest's public read API from the
 browser — ``/api/v1/catalogue``, ``/latest``, ``/series``, ``/events`` and the KPI router's
-``/api/v1/kpis`` — with the token given once as ``?token=...`` when ingest requires one: kept in
-the browser's localStorage, taken out of the address bar at once, forgotten when ingest answers 401.
+``/api/v1/kpis`` and ``/api/v1/kpis/improvement`` (the Programme view) — with the token given once
+as ``?token=...`` when ingest requires one: kept in the browser's localStorage, taken out of the
+address bar at once, forgotten when ingest answers 401.
 The page is served with a strict Content-Security-Policy (its own scripts only, no inline script or
 style) and ``Referrer-Policy: no-referrer``, so a script injected through data cannot read the
 token. Plain JavaScript and inline SVG: no front-end library, no CDN, nothing to build.

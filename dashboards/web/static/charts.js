@@ -2,7 +2,8 @@
 // series: [{name, ts: [ms...], values: [number|null...], color}]; opts: {height, unit, min, max,
 // threshold, start, end}. Values outside [min, max] are clipped; nulls break the line, and so does a
 // step longer than 3x the series' median step (no data there: a stopped machine is not scored, and
-// a straight line across would draw values nobody measured).
+// a straight line across would draw values nobody measured). The time axis is in the browser's
+// time zone; its right end says the UTC offset.
 "use strict";
 const ZCharts = (() => {
   const NS = "http://www.w3.org/2000/svg";
@@ -14,13 +15,25 @@ const ZCharts = (() => {
     if (text !== undefined) e.textContent = text;
     return e;
   }
+  // Numbers as shown: integers as they are; >= 10 with at most one decimal; below that three
+  // significant figures (0.00748 kWh, not 0.01: small figures such as kWh per part stay apart).
   function fmt(v) {
     if (v === null || v === undefined || Number.isNaN(v)) return "–";
     if (Number.isInteger(v)) return String(v);
     const a = Math.abs(v);
     if (a >= 1000) return v.toFixed(0);
     if (a >= 10) return v.toFixed(1);
-    return v.toFixed(2);
+    if (a >= 1) return v.toFixed(2);
+    return String(Number(v.toPrecision(3)));
+  }
+  // A time with its UTC offset ("14:05 GMT+8"): the browser's time zone, said explicitly, since
+  // the plant's may differ. opts: {seconds, date} (date: the day too).
+  function clock(ms, opts) {
+    const o = opts || {};
+    const f = new Intl.DateTimeFormat(undefined, {
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "shortOffset",
+      ...(o.seconds ? {second: "2-digit"} : {}), ...(o.date ? {year: "numeric", month: "2-digit", day: "2-digit"} : {})});
+    return f.format(new Date(ms));
   }
   function medianStep(ts) {
     const steps = [];
@@ -47,8 +60,8 @@ const ZCharts = (() => {
       svg.appendChild(el("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid"}));
       svg.appendChild(el("text", {x: L - 4, y: y(v) + 4, class: "axis", "text-anchor": "end"}, fmt(v)));
     }
-    const tl = new Date(t0).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
-    const tr = new Date(t1).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+    const tl = new Date(t0).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
+    const tr = clock(t1);
     svg.appendChild(el("text", {x: L, y: H - 4, class: "axis"}, tl));
     svg.appendChild(el("text", {x: W - R, y: H - 4, class: "axis", "text-anchor": "end"}, tr));
     if (opts.threshold !== undefined) {
@@ -85,5 +98,5 @@ const ZCharts = (() => {
     });
     return div;
   }
-  return {lineChart, legend, fmt, PALETTE};
+  return {lineChart, legend, fmt, clock, PALETTE};
 })();
