@@ -69,7 +69,12 @@ class ParsedLines:
     ignored_tags: int = 0
     over_limit: bool = False
     """More field values than :func:`parse`'s ``max_values``: parsing stopped there (the frame holds
-    the values read so far, one more than the limit)."""
+    the values read before; it is not to be stored)."""
+
+
+class _OverLimit(Exception):
+    """A point's field section holds more fields than :func:`parse` may still take (not a
+    ``ValueError``: no line error, the whole body is refused)."""
 
 
 def _split(text: str, sep: str, *, maxsplit: int = -1) -> list[str]:
@@ -99,11 +104,12 @@ _FIELD_MARKS: Final = re.compile(r'[\\"=, ]')
 """The characters influxd's line and field scanners act on (``scanLine``, ``scanFields``)."""
 
 
-def _split_fields(text: str, sep: str) -> list[str]:
+def _split_fields(text: str, sep: str, budget: int | None = None) -> list[str]:
     """Split a point's field section (``fields [timestamp]``) on unescaped ``sep`` (``" "`` or ``","``)
     outside string values, by influxd's rule: a ``"`` opens or closes a string only where more ``=``
     than ``,`` have been seen outside strings (in a field value), elsewhere it is a character.
-    ``ValueError`` for a string left open."""
+    ``ValueError`` for a string left open; :class:`_OverLimit` as soon as the ``,`` outside strings
+    make more than ``budget`` fields (the rest of ``text`` is not read)."""
     parts: list[str] = []
     start = i = equals = commas = 0
     quoted = False
@@ -124,6 +130,8 @@ def _split_fields(text: str, sep: str) -> list[str]:
                 equals += 1
             elif c == ",":
                 commas += 1
+                if budget is not None and commas >= budget:
+                    raise _OverLimit
     if quoted:
         raise ValueError("unterminated string field value")
     parts.append(text[start:])
@@ -260,13 +268,17 @@ def _field_value(raw: str) -> float | int | bool | str:
 def parse(body: str, precision: str = "ns", now_ns: int | None = None,
           max_values: int | None = None) -> ParsedLines:
     """Parse a line-protocol body into a frame; ``ValueError`` only for an unknown precision. With
-    ``max_values``, parsing stops as soon as the frame holds more values than that (``over_limit``):
-    a body refused for its size costs the parse of ``max_values`` values, not of all of it."""
+    ``max_values``, parsing stops as soon as the frame would hold more values than that
+    (``over_limit``), within a point too — its fields are counted while they are split, before any
+    is read: a body refused for its size costs the parse of ``max_values`` values, not of all of it
+    (a point with more fields than the limit leaves is refused so even if a later field of it is
+    bad)."""
     if precision not in PRECISION_NS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISION_NS)}")
     scale = PRECISION_NS[precision]
     default_ns = time.time_ns() if now_ns is None else now_ns
     out = ParsedLines()
+    budget: int | None = None
     for point in points(body):
         text = point.text
         line = (text[:-1] if text.endswith("\r") else text).strip(" \t")
@@ -275,8 +287,13 @@ def parse(body: str, precision: str = "ns", now_ns: int | None = None,
         if point.unterminated:
             out.errors.append((point.first, _unterminated(point)))
             continue
+        if max_values is not None:
+            budget = max_values - len(out.frame)
         try:
-            _parse_line(line, scale, default_ns, out)
+            _parse_line(line, scale, default_ns, out, budget)
+        except _OverLimit:
+            out.over_limit = True
+            break
         except ValueError as exc:
             where = f" (the point spans lines {point.first}-{point.last})" if point.last > point.first else ""
             out.errors.append((point.first, f"{exc}{where}"))
@@ -301,14 +318,21 @@ def _head_end(line: str) -> int:
 
     Quotes mean nothing there (only in string field values): ``descr=12"_pipe`` is a tag value."""
     i = line.find(" ")
-    while i > 0 and line[i - 1] == "\\" and (i - len(line[:i].rstrip("\\"))) % 2:
+    while i > 0 and line[i - 1] == "\\":
+        j = i - 1  # the run of backslashes before the space, counted without copying: the runs
+        while j > 0 and line[j - 1] == "\\":  # before successive spaces are disjoint, so this is
+            j -= 1  # linear in the line (``line[:i].rstrip`` copied the line per escaped space)
+        if (i - j) % 2 == 0:
+            break
         i = line.find(" ", i + 1)
     return i
 
 
-def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> None:
+def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines, budget: int | None = None) -> None:
+    """Parse one point into ``out``; ``ValueError`` for a bad one, :class:`_OverLimit` (found while
+    its fields are split, before they are read) for one with more than ``budget`` fields."""
     end = _head_end(line)
-    sections = [line[:end], *_split_fields(line[end + 1:], " ")] if end > 0 else [line]
+    sections = [line[:end], *_split_fields(line[end + 1:], " ", budget)] if end > 0 else [line]
     sections = [s for s in sections if s]
     if len(sections) not in (2, 3):
         raise ValueError("expected 'measurement,tags fields [timestamp]'")
@@ -321,7 +345,10 @@ def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> Non
         kv = _split(pair, "=", maxsplit=1)
         if len(kv) != 2 or not kv[0] or not kv[1]:
             raise ValueError(f"tag {pair!r} is not key=value")
-        tags[_unescape(kv[0])] = _unescape(kv[1])
+        key = _unescape(kv[0])
+        if key in tags:  # influxd refuses the point too ("duplicate tags"); last-wins hid a value
+            raise ValueError(f"duplicate tag key {key!r}: a tag may appear once per point")
+        tags[key] = _unescape(kv[1])
     missing = [t for t in _ASSET_TAGS if t not in tags]
     if missing:
         raise ValueError(f"missing tag(s) {', '.join(missing)}: "
@@ -345,7 +372,7 @@ def _parse_line(line: str, scale: int, default_ns: int, out: ParsedLines) -> Non
     else:
         ts_ns = default_ns
     fields: list[tuple[str, float | int | bool | str]] = []
-    for pair in _split_fields(sections[1], ","):
+    for pair in _split_fields(sections[1], ",", budget):
         kv = _split(pair, "=", maxsplit=1)
         if len(kv) != 2 or not kv[0] or not kv[1]:
             raise ValueError(f"field {pair!r} is not key=value")

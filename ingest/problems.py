@@ -25,6 +25,12 @@ _TITLES = {
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+class OutcomeUnknown(StoreUnavailable):
+    """The store neither committed a write nor said it had not, within the write timeout and the
+    stop's grace (:data:`ingest.service.STOP_GRACE_S`): answered 503, but **not** "nothing was
+    stored" — it may be stored still."""
+
+
 class Problem(Exception):
     """Raise anywhere in a request to answer with a problem document.
 
@@ -54,7 +60,8 @@ def problem_response(p: Problem, instance: str = "") -> Response:
 def problem_of(exc: Exception, retry_after_s: int, where: str) -> Problem:
     """The problem answering ``exc`` raised while handling ``where`` (``"METHOD /path"``):
     itself for a :class:`Problem`, 503 with ``Retry-After`` for ``StoreUnavailable`` (for a
-    write: nothing was stored; for a read — GET, HEAD, OPTIONS — nothing could be read), 422 for
+    write: nothing was stored — for :class:`OutcomeUnknown`: it may be stored; for a read —
+    GET, HEAD, OPTIONS — nothing could be read), 422 for
     ``DataRefused`` (the store refused the data itself: permanent, never 503), 500 for anything
     else (a bug: logged with its traceback)."""
     if isinstance(exc, Problem):
@@ -63,6 +70,11 @@ def problem_of(exc: Exception, retry_after_s: int, where: str) -> Problem:
         log.warning("store refused the data on %s: %s", where, exc.reason)
         return Problem(422, f"the store refused the data, nothing was acknowledged; resending it unchanged "
                        f"cannot succeed: {exc.reason}", reason="store_refused")
+    if isinstance(exc, OutcomeUnknown):
+        log.warning("store unavailable on %s: %s", where, exc)
+        return Problem(503, f"storage is unavailable; this write may still be stored: the store did not say "
+                       f"whether it committed ({exc}); retry in {retry_after_s} s",
+                       headers={"Retry-After": str(retry_after_s)})
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable on %s: %s", where, exc)
         if where.split(" ", 1)[0].upper() in _READS:

@@ -17,6 +17,12 @@ retries and pays then). A write still pending at the write timeout (answered 503
 store answers it, so a write that commits after its 503 stays charged and its resend, a
 duplicate, is free: each stored sample is paid exactly once.
 
+A write without a batch id (line protocol), whose resend nothing could recognise, is not left
+running at the write timeout: it is stopped where the store can stop it
+(:class:`~ingest.storage.base.Abortable`, DuckDB) and its outcome awaited for up to
+:data:`STOP_GRACE_S` — a commit answered as the success it is, a stop as 503 "nothing was stored",
+no answer as :class:`~ingest.problems.OutcomeUnknown` (503, "may still be stored").
+
 Every store write runs as a task whose outcome is always read: one the caller gave up on (503 at
 the write timeout, or the request cancelled) and that then fails is counted in
 ``zhizao_ingest_store_errors_total{operation="write"}`` and logged once, at WARNING, naming the
@@ -36,14 +42,18 @@ from typing import Final
 from ingest.auth import TokenRecord
 from ingest.decode import DecodedBatch, Decoder, OutOfRange
 from ingest.metrics import Metrics
-from ingest.problems import Problem
+from ingest.problems import OutcomeUnknown, Problem
 from ingest.ratelimit import RateLimiter
 from ingest.settings import Settings
-from ingest.storage.base import BatchKey, DataRefused, SampleFrame, Store, WriteResult
+from ingest.storage.base import Abortable, BatchKey, DataRefused, SampleFrame, Store, WriteResult
 from zhizao.errors import StoreUnavailable, TooLarge, WireFormatError
 from zhizao.wire import decompress
 
 log = logging.getLogger(__name__)
+STOP_GRACE_S: Final = 2.0
+"""How long a write without a batch id, stopped at ``storage.write_timeout_s``, is still awaited
+for its outcome (:meth:`IngestService.write_frames`): DuckDB's interrupt lands in milliseconds; a
+store that cannot stop a write (InfluxDB) may still answer within it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +146,12 @@ class IngestService:
         self._running.update(tasks)  # referenced until done, even if the caller goes away
         for task in tasks:
             task.add_done_callback(self._finished)
+        stopped = False
         try:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending and all(key is None for _, key in items):
+                stopped = True
+                pending = await self._stop(items, tasks)
         except asyncio.CancelledError:  # the request went away: the store finishes its writes
             self._abandon(tasks, "the request was cancelled")
             raise
@@ -145,6 +159,9 @@ class IngestService:
             self._abandon(tasks, f"answered 503 at the {timeout} s write timeout")
             self.metrics.store_errors.labels("write").inc()
             self.metrics.store_up.set(0)
+            if stopped:
+                raise OutcomeUnknown(f"store {store.name} did not commit within {timeout} s, nor answer "
+                                     f"within {STOP_GRACE_S:g} s more")
             raise StoreUnavailable(f"store did not commit within {timeout} s")
         answers = [_answer(t) for t in tasks]
         failure = next((a for a in answers if isinstance(a, StoreUnavailable)), None) or next(
@@ -152,6 +169,8 @@ class IngestService:
         if isinstance(failure, StoreUnavailable):
             self.metrics.store_errors.labels("write").inc()
             self.metrics.store_up.set(0)
+            if stopped:  # stopped and rolled back (DuckDB), or failed: nothing of it was committed
+                raise StoreUnavailable(f"store did not commit within {timeout} s: {failure}") from None
             raise failure
         if failure is not None:  # a store bug: answer 500 cleanly, keep serving
             self.metrics.store_errors.labels("write").inc()
@@ -164,6 +183,20 @@ class IngestService:
         if written:
             self.metrics.samples_written.labels(source).inc(written)
         return results
+
+    async def _stop(self, items: Sequence[tuple[SampleFrame, BatchKey | None]],
+                    tasks: Sequence[asyncio.Task[WriteResult]]) -> set[asyncio.Task[WriteResult]]:
+        """Writes without a batch id (line protocol) still pending at the write timeout: a resend
+        of them cannot be recognised, so answering 503 while they commit later would store them
+        twice. Stop them where the store can (:class:`~ingest.storage.base.Abortable`: DuckDB) and
+        wait up to :data:`STOP_GRACE_S` for their real outcome — a commit that came first is then
+        answered as the success it is, a stopped write as 503 "nothing was stored". Returns those
+        still pending after that (answered :class:`~ingest.problems.OutcomeUnknown`)."""
+        pending = [t for t in tasks if not t.done()]
+        if isinstance(self.store, Abortable):
+            self.store.abort_writes([f for (f, _), t in zip(items, tasks, strict=True) if not t.done()])
+        _, still = await asyncio.wait(pending, timeout=STOP_GRACE_S)
+        return still
 
     def _finished(self, task: asyncio.Task[WriteResult]) -> None:
         """Done-callback of every store write: forget it, and read its outcome so asyncio never

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol, Self
+from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -422,3 +422,18 @@ class Store(Protocol):
         """Insert or replace events by ``id``."""
 
     async def query_events(self, q: EventQuery) -> list[Event]: ...
+
+
+@runtime_checkable
+class Abortable(Protocol):
+    """A store that can stop a write it has not committed yet (DuckDB: its queue, and
+    ``connection.interrupt()`` with a rollback for the transaction running). The service stops a
+    write without a batch id (line protocol: a resend is not deduplicated) at
+    ``storage.write_timeout_s`` so that its 503 "nothing was stored" is true."""
+
+    def abort_writes(self, frames: Sequence[SampleFrame]) -> None:
+        """Stop the writes of ``frames`` (the very objects passed to ``write``) where still
+        possible; returns at once. Each such ``write`` call still answers its real outcome: its
+        ``WriteResult`` when it committed anyway (the stop came too late), ``StoreUnavailable``
+        when nothing of it was committed. Other writes that shared its transaction are not
+        failed by the stop (a store retries them)."""

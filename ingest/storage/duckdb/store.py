@@ -5,12 +5,21 @@ one dedicated thread (:mod:`ingest.storage.duckdb.writer`). Concurrent ``write``
 queued and committed together (group commit): one transaction inserts all new samples as one
 Arrow table and records their batch ids — all or nothing. Reads run on their own cursors in
 worker threads and see committed data only. The event loop never blocks.
+
+Stopping a write (:meth:`DuckDBStore.abort_writes`, the service's write timeout for writes without
+a batch id): a queued write is taken out of the queue; the group holding it, if handed to the
+writer thread, is marked — not started if it has not started yet, else its transaction is
+interrupted (``connection.interrupt()``: the running statement fails, the transaction is rolled
+back; a stop that comes after the last statement but before ``COMMIT`` is seen there) — and the
+group's other writes are queued again, to commit in the next group. A stop that comes too late
+(the ``COMMIT`` ran) changes nothing: the write answers its commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -34,7 +43,7 @@ from ingest.storage.base import (
 from ingest.storage.duckdb.reads import naive as _naive
 from ingest.storage.duckdb.reads import run_query
 from ingest.storage.duckdb.schema import DDL
-from ingest.storage.duckdb.writer import Writer, WriteRequest, frame_to_arrow
+from ingest.storage.duckdb.writer import Stopped, Writer, WriteRequest, frame_to_arrow
 from ingest.storage.events_common import event_matches
 from zhizao.errors import StoreUnavailable
 from zhizao.events import Event
@@ -43,6 +52,20 @@ from zhizao.model import Quality, check_asset_prefix
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 __all__ = ["DuckDBStore", "frame_to_arrow"]
+
+
+class _Group:
+    """Writes handed to the writer thread as one transaction. ``stopped`` is set on the event loop,
+    ``running`` on the writer thread, both under the store's ``_stop_lock``."""
+
+    __slots__ = ("requests", "running", "stopped", "waiters")
+
+    def __init__(self, pending: list[tuple[WriteRequest, asyncio.Future[WriteResult]]]) -> None:
+        self.requests = [r for r, _ in pending]
+        self.waiters = pending
+        self.stopped: set[int] = set()
+        """``id`` of each frame whose write was stopped (:meth:`DuckDBStore.abort_writes`)."""
+        self.running = False
 
 class DuckDBStore:
     """The embedded store. ``path`` is a file (created with its schema) or ``":memory:"``."""
@@ -59,6 +82,9 @@ class DuckDBStore:
         self._pending: list[tuple[WriteRequest, asyncio.Future[WriteResult]]] = []
         self._flushing = False
         self._flush_task: asyncio.Task[None] | None = None
+        self._group: _Group | None = None
+        """The group handed to the writer thread (queued there or committing), if any."""
+        self._stop_lock = threading.Lock()
 
     async def __aenter__(self) -> Self:
         await asyncio.get_running_loop().run_in_executor(self._writer, self._open)
@@ -127,25 +153,72 @@ class DuckDBStore:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
-                group, self._pending = self._pending, []
+                group = self._group = _Group(self._pending)
+                self._pending = []
                 try:
-                    results = await loop.run_in_executor(self._writer, self._commit, [r for r, _ in group])
+                    results = await loop.run_in_executor(self._writer, self._commit, group)
+                except Stopped as exc:  # nothing committed: fail the stopped writes, retry the others
+                    again = [(r, fut) for r, fut in group.waiters if id(r.frame) not in group.stopped]
+                    for r, fut in group.waiters:
+                        if id(r.frame) in group.stopped and not fut.done():
+                            fut.set_exception(StoreUnavailable(str(exc)))
+                    self._pending[:0] = [(r, fut) for r, fut in again if not fut.done()]
+                    continue
                 except Exception as exc:  # noqa: BLE001 - every waiter must get an answer, never hang
-                    for _, fut in group:
+                    for _, fut in group.waiters:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
-                for (_, fut), res in zip(group, results, strict=True):
+                finally:
+                    self._group = None
+                for (_, fut), res in zip(group.waiters, results, strict=True):
                     if not fut.done():
                         fut.set_result(res)
         finally:
             self._flushing = False
 
-    def _commit(self, group: list[WriteRequest]) -> list[WriteResult]:
+    def abort_writes(self, frames: Sequence[SampleFrame]) -> None:
+        """Stop the writes of ``frames`` (module docstring; :class:`~ingest.storage.base.Abortable`)."""
+        ids = {id(f) for f in frames}
+        stopped = StoreUnavailable("DuckDB write stopped before it started: nothing of it was committed")
+        keep: list[tuple[WriteRequest, asyncio.Future[WriteResult]]] = []
+        for req, fut in self._pending:
+            if id(req.frame) not in ids:
+                keep.append((req, fut))
+            elif not fut.done():
+                fut.set_exception(stopped)
+        self._pending = keep
+        group = self._group
+        if group is None:
+            return
+        hit = ids.intersection(id(r.frame) for r in group.requests)
+        if not hit:
+            return
+        with self._stop_lock:
+            group.stopped |= hit
+            if group.running and self._con is not None:
+                self._con.interrupt()  # the statement running fails; a later one sees ``stopped``
+
+    def _commit(self, group: _Group) -> list[WriteResult]:
+        with self._stop_lock:
+            if group.stopped:
+                raise Stopped("DuckDB write stopped before it started: nothing of it was committed")
+            group.running = True
+        writer = self.writer
+        writer.stop = lambda: bool(group.stopped)
         try:
-            return self.writer.commit(group)
+            return writer.commit(group.requests)
+        except Stopped as exc:
+            raise Stopped(f"DuckDB write {exc}: nothing of it was committed") from None
         except duckdb.Error as exc:
+            if group.stopped:
+                raise Stopped(f"DuckDB write stopped and rolled back, nothing of it was committed "
+                               f"({type(exc).__name__}: {exc})") from exc
             raise StoreUnavailable(f"DuckDB write failed: {exc}") from exc
+        finally:
+            writer.stop = None
+            with self._stop_lock:
+                group.running = False
 
     async def _on_writer(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the writer thread (after every write queued before it)."""

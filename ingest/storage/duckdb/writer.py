@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +79,11 @@ def _batches_table(keys: dict[BatchKey, int], received: datetime) -> pa.Table:
     ], schema=_BATCHES)
 
 
+class Stopped(Exception):
+    """A group's transaction was stopped (``Writer.commit``'s ``stop``): not started, or interrupted
+    and rolled back — nothing of it was committed."""
+
+
 @dataclass(slots=True)
 class WriteRequest:
     frame: SampleFrame
@@ -97,6 +103,8 @@ class Writer:
         self._index: set[int] = set()
         self._uncatalogued: list[pa.Table] = []
         self._last_catalogue = time.monotonic()
+        self.stop: Callable[[], bool] | None = None
+        """Whether the group being committed was stopped (set by the store around :meth:`commit`)."""
 
     def open(self) -> None:
         """Load the dedup index; rebuild the catalogue if the file was not closed cleanly."""
@@ -124,7 +132,10 @@ class Writer:
         return self._lookup(key) if _h(key) in self._index else None
 
     def commit(self, group: list[WriteRequest]) -> list[WriteResult]:
-        """Commit ``group`` in one transaction; raises ``duckdb.Error`` (nothing committed) on failure."""
+        """Commit ``group`` in one transaction; raises ``duckdb.Error`` (nothing committed) on failure,
+        :class:`Stopped` (nothing committed) when :attr:`stop` answers true before the transaction
+        starts or before its ``COMMIT`` (a stop during a statement interrupts it: ``duckdb.Error``)."""
+        stop = self.stop
         results: list[WriteResult] = []
         now_keys: dict[BatchKey, int] = {}
         frames: list[SampleFrame] = []
@@ -146,6 +157,8 @@ class Writer:
         table = frame_to_arrow(frame) if len(frame) else None
         due = time.monotonic() - self._last_catalogue >= self.catalogue_interval_s
         con = self.con
+        if stop is not None and stop():
+            raise Stopped("stopped before its transaction started")
         con.execute("BEGIN TRANSACTION")
         try:
             if table is not None:
@@ -156,6 +169,8 @@ class Writer:
                 self._record(now_keys, datetime.now(UTC).replace(tzinfo=None))
             if due:
                 self._upsert_catalogue([*self._uncatalogued, *([table] if table is not None else [])])
+            if stop is not None and stop():
+                raise Stopped("stopped before its COMMIT, rolled back")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
