@@ -25,6 +25,7 @@ from ingest.storage.base import BatchKey, SampleFrame
 from ingest.storage.duckdb.store import DuckDBStore
 from ingest.testing import run_server, server_settings
 from tests.ingest.helpers import assert_problem, batch, post, stored_count
+from tests.ingest.test_influx_write_timeouts import _Stopped
 from tests.support.servers import InfluxDB
 from zhizao.errors import StoreUnavailable
 
@@ -205,20 +206,6 @@ def test_a_write_stopped_too_late_answers_its_commit(tmp_path: Path) -> None:
 
     accepted, rows = asyncio.run(go())
     assert (accepted, rows) == (8, 5)
-
-
-class _Stopped:
-    """influxd stopped (SIGSTOP) inside the block: it takes connections and answers nothing."""
-
-    def __init__(self, influxdb: InfluxDB) -> None:
-        assert influxdb.process is not None
-        self.process = influxdb.process
-
-    def __enter__(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.send_signal(signal.SIGCONT)
 
 
 def test_on_influxdb_an_unanswered_write_is_not_called_unstored(tmp_path: Path, influxdb: InfluxDB) -> None:
