@@ -8,6 +8,8 @@ are checked against the two runs' ledgers.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -150,6 +152,7 @@ def test_samples_and_duckdb_together(tmp_path: Path, capsys: pytest.CaptureFixtu
          "--start: 2026-11-24T00:00:00.500000+00:00: start must fall on the tick grid"),
     ],
 )
+@pytest.mark.usefixtures("asyncua_level_kept")
 def test_a_bad_start_is_refused_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], start: str, says: str
 ) -> None:
@@ -160,6 +163,17 @@ def test_a_bad_start_is_refused_naming_it(
     assert not (tmp_path / "l").exists()
 
 
+@pytest.fixture
+def asyncua_level_kept() -> Iterator[None]:
+    """The live simulator's CLI quiets the ``asyncua`` logger of the process; run in-process here,
+    it must not change what later tests of this worker log."""
+    logger = logging.getLogger("asyncua")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("asyncua_level_kept")
 def test_the_live_simulator_takes_start_too(tmp_path: Path) -> None:
     ledger = tmp_path / "live.jsonl"
     assert _sim("--scenario", WORKSHOP, "--no-opcua", "--speed", "max", "--duration", "5",

@@ -15,6 +15,9 @@ def test_asyncua_errors_become_one_warning_line_and_httpx_requests_are_quiet() -
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     level = root.level
+    asyncua = logging.getLogger("asyncua")
+    asyncua_level = asyncua.level  # the live simulator's CLI, run in-process by other tests, sets it
+    asyncua.setLevel(logging.NOTSET)
     root.addHandler(handler)
     root.setLevel(logging.INFO)  # as the agent's default log_level
     try:
@@ -30,6 +33,7 @@ def test_asyncua_errors_become_one_warning_line_and_httpx_requests_are_quiet() -
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        asyncua.setLevel(asyncua_level)
     lines = stream.getvalue().splitlines()
     assert lines[0] == ("WARNING asyncua.client.ua_session.UaSession: Publish iteration crashed; "
                         "retrying in 1s (ConnectionError: Connection is closed)")
