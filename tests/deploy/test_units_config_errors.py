@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.test_deploy_security import service_section
+
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = sorted((ROOT / "deploy").rglob("*.service"))
 BINARY = "/opt/zhizao/venv/bin/zhizao"
@@ -27,21 +29,6 @@ SAMPLES = {
 }
 """The sample config of each command a unit runs (a new unit's command must be added here)."""
 TYPO = "not_a_key_h78"
-
-
-def service_section(unit: Path) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    section = ""
-    for raw in unit.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-        elif section == "Service" and "=" in line:
-            key, value = line.split("=", 1)
-            values.setdefault(key.strip(), []).append(value.strip())
-    return values
 
 
 def test_every_unit_is_here() -> None:
